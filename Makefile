@@ -1,0 +1,41 @@
+# Two commands on a fresh machine (see README):
+#   make demo   - set up, load the default rulebook, score examples/pairs.jsonl with the embedded judge
+#   make test   - set up, run the whole test suite
+# Each creates .venv and installs what it needs. torch is pinned to the CPU wheel first, otherwise
+# sentence-transformers pulls a multi-GB CUDA build.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export ANONYMIZED_TELEMETRY := False
+
+.PHONY: demo test setup setup-dev setup-local clean
+
+$(VENV)/.created:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.created pyproject.toml constraints.txt
+	$(PIP) install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+$(VENV)/.local: $(VENV)/.dev
+	$(PIP) install -q -c constraints.txt -e '.[dev,local]'
+	touch $@
+
+setup-dev: $(VENV)/.dev
+setup-local: $(VENV)/.local
+
+test: $(VENV)/.dev
+	bash scripts/run-tests.sh $(PY)
+
+demo: $(VENV)/.local
+	bash scripts/demo.sh $(VENV)
+
+clean:
+	rm -rf $(VENV) .judge-data

@@ -1,0 +1,54 @@
+"""judge: decide which of two AI responses is better under a written, layered rulebook."""
+
+from judge.errors import JudgeError
+from judge.rules.model import (
+    Authority,
+    Case,
+    Change,
+    Layer,
+    Pair,
+    Process,
+    Response,
+    Rule,
+    RuleStatus,
+    ToolCall,
+)
+from judge.settings import Settings
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # Heavy names (SQLAlchemy, Chroma, the judging engine) load on first use: `import judge` stays fast.
+    if name in ("Rulebook", "Retrieval", "RetrievedRule"):
+        from judge import rulebook
+
+        return getattr(rulebook, name)
+    if name in ("Judge", "Verdict", "JudgeConfig"):
+        from judge.judging import engine, verdict
+
+        return getattr(engine if name == "Judge" else verdict, name)
+    raise AttributeError(f"module 'judge' has no attribute {name!r}")
+
+
+__all__ = [
+    "Authority",
+    "Case",
+    "Change",
+    "Judge",
+    "JudgeConfig",
+    "JudgeError",
+    "Layer",
+    "Pair",
+    "Process",
+    "Response",
+    "Retrieval",
+    "RetrievedRule",
+    "Rule",
+    "RuleStatus",
+    "Rulebook",
+    "Settings",
+    "ToolCall",
+    "Verdict",
+    "__version__",
+]

@@ -1,0 +1,217 @@
+"""The OpenAI-protocol backend: OpenAI, vLLM, Ollama, llama.cpp server, the embedded server and the fake.
+
+Plain chat asks for token logprobs and keeps the first token's alternatives (the verdict's probability
+comes from them). Structured output goes through instructor with the validation context, so a cited rule
+id that was not retrieved is re-asked with the error; when the re-asks run out the error keeps the raw
+reply. Transient failures (429, 5xx, timeouts, connection errors) are retried with exponential backoff and
+jitter, honouring Retry-After; API keys are never logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import openai
+from pydantic import BaseModel
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from judge.backends.base import ChatReply, ChatRequest, StructuredReply
+from judge.errors import BackendReplyError, BackendUnavailableError, StructuredOutputError
+
+__all__ = ["OpenAIProtocolBackend", "RetryPolicy"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How transient endpoint failures are retried."""
+
+    attempts: int = 6
+    initial_wait_s: float = 1.0
+    max_wait_s: float = 60.0
+    jitter_s: float = 1.0
+    timeout_s: float = 300.0
+
+
+def _retryable(exc: BaseException) -> bool:
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code == 429 or exc.status_code >= 500
+    return isinstance(exc, openai.APITimeoutError | openai.APIConnectionError)
+
+
+def _retry_after(exc: BaseException | None) -> float | None:
+    if isinstance(exc, openai.APIStatusError):
+        value = exc.response.headers.get("retry-after")
+        if value:
+            try:
+                return max(0.0, float(value))
+            except ValueError:
+                return None
+    return None
+
+
+def _waiter(policy: RetryPolicy) -> Callable[[RetryCallState], float]:
+    backoff = wait_exponential_jitter(initial=policy.initial_wait_s, max=policy.max_wait_s, jitter=policy.jitter_s)
+
+    def wait(state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        hinted = _retry_after(exc)
+        return min(hinted, policy.max_wait_s) if hinted is not None else backoff(state)
+
+    return wait
+
+
+def _unavailable(exc: BaseException, attempts: int) -> BackendUnavailableError:
+    status = exc.status_code if isinstance(exc, openai.APIStatusError) else None
+    kind = type(exc).__name__
+    return BackendUnavailableError(f"model endpoint failed: {kind}" + (f" {status}" if status else ""),
+                                   status=status, attempts=attempts)
+
+
+class OpenAIProtocolBackend:
+    """A backend over any OpenAI-compatible chat endpoint.
+
+    Args:
+        name: the backend string it was made from (e.g. ``openai/gpt-4o-mini``, ``local``, ``fake``).
+        model: the model name sent in requests.
+        client: an async OpenAI client (its own retries are disabled: ours honour Retry-After and log).
+        instructor_mode: instructor mode for structured output (JSON schema works on llama.cpp's server).
+        retry: retry policy for transient failures.
+        on_close: called by `close()` (e.g. stop an embedded server).
+    """
+
+    def __init__(self, *, name: str, model: str, client: openai.AsyncOpenAI, instructor_mode: str = "JSON_SCHEMA",
+                 retry: RetryPolicy | None = None, on_close: Callable[[], None] | None = None) -> None:
+        self.name = name
+        self.model = model
+        self.client = client.with_options(max_retries=0)
+        self.instructor_mode = instructor_mode
+        self.retry = retry or RetryPolicy()
+        self._on_close = on_close
+        self._instructor: Any = None
+
+    def _retrying(self) -> AsyncRetrying:
+        return AsyncRetrying(stop=stop_after_attempt(self.retry.attempts), wait=_waiter(self.retry),
+                             retry=retry_if_exception(_retryable), reraise=True,
+                             before_sleep=lambda s: log.warning(
+                                 "%s: transient failure (%s); retry %d", self.name,
+                                 type(s.outcome.exception()).__name__ if s.outcome else "?", s.attempt_number))
+
+    async def achat(self, request: ChatRequest) -> ChatReply:
+        """One chat completion with retries; raises `BackendUnavailableError` / `BackendReplyError`."""
+        kwargs: dict[str, Any] = {"model": self.model, "messages": list(request.messages),
+                                  "max_tokens": request.max_tokens, "temperature": request.temperature,
+                                  "timeout": self.retry.timeout_s}
+        if request.seed is not None:
+            kwargs["seed"] = request.seed
+        if request.top_logprobs:
+            kwargs["logprobs"] = True
+            kwargs["top_logprobs"] = request.top_logprobs
+        start = time.perf_counter()
+        attempts = 0
+        try:
+            async for attempt in self._retrying():
+                with attempt:
+                    attempts += 1
+                    completion = await self.client.chat.completions.create(**kwargs)
+        except openai.APIResponseValidationError as exc:
+            raise BackendReplyError(f"endpoint reply is not a chat completion: {exc}") from exc
+        except (openai.APIStatusError, openai.APITimeoutError, openai.APIConnectionError) as exc:
+            if _retryable(exc):
+                raise _unavailable(exc, attempts) from exc
+            raise BackendReplyError(f"endpoint refused the request: {exc}") from exc
+        return _to_reply(completion, time.perf_counter() - start)
+
+    def chat(self, request: ChatRequest) -> ChatReply:
+        """Synchronous wrapper of `achat`."""
+        import asyncio
+
+        return asyncio.run(self.achat(request))
+
+    def _instructor_client(self) -> Any:
+        if self._instructor is None:
+            import instructor
+
+            self._instructor = instructor.from_openai(self.client, mode=instructor.Mode[self.instructor_mode])
+        return self._instructor
+
+    async def astructured(self, messages: Sequence[dict[str, str]], response_model: type[T], *,
+                          context: dict[str, Any], max_retries: int = 2,
+                          max_tokens: int = 512) -> StructuredReply[T]:
+        """Structured output via instructor, validated with `context`, re-asked up to `max_retries` times."""
+        from instructor.core.exceptions import InstructorError, InstructorRetryException
+
+        client = self._instructor_client()
+        start = time.perf_counter()
+        try:
+            async for attempt in self._retrying():
+                with attempt:
+                    value, completion = await client.chat.completions.create_with_completion(
+                        model=self.model, messages=list(messages), response_model=response_model,
+                        context=context, max_retries=max_retries, max_tokens=max_tokens,
+                        temperature=0.0, timeout=self.retry.timeout_s)
+        except InstructorRetryException as exc:
+            raw = _completion_text(exc.last_completion)
+            raise StructuredOutputError(f"structured reply never validated: {_short(exc)}", raw=raw,
+                                        attempts=int(getattr(exc, "n_attempts", max_retries + 1))) from exc
+        except InstructorError as exc:  # e.g. IncompleteOutputException: cut off by max_tokens
+            raw = _completion_text(getattr(exc, "last_completion", None))
+            raise StructuredOutputError(f"structured reply unusable: {type(exc).__name__}: {_short(exc)}",
+                                        raw=raw, attempts=1) from exc
+        except (openai.APIStatusError, openai.APITimeoutError, openai.APIConnectionError) as exc:
+            if _retryable(exc):
+                raise _unavailable(exc, self.retry.attempts) from exc
+            raise BackendReplyError(f"endpoint refused the request: {exc}") from exc
+        usage = getattr(completion, "usage", None)
+        return StructuredReply(value=value, raw=_completion_text(completion),
+                               prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+                               completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
+                               attempts=1, latency_s=time.perf_counter() - start)
+
+    def close(self) -> None:
+        """Stop whatever this backend started."""
+        if self._on_close is not None:
+            self._on_close()
+            self._on_close = None
+
+
+def _short(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(exc).split())
+    return text[:limit] + ("..." if len(text) > limit else "")
+
+
+def _completion_text(completion: Any) -> str | None:
+    try:
+        return completion.choices[0].message.content
+    except (AttributeError, IndexError, TypeError):
+        return None
+
+
+def _to_reply(completion: Any, latency: float) -> ChatReply:
+    try:
+        choice = completion.choices[0]
+    except (AttributeError, IndexError, TypeError) as exc:
+        raise BackendReplyError("endpoint reply has no choices", raw=str(completion)[:500]) from exc
+    text = choice.message.content or ""
+    first: tuple[tuple[str, float], ...] | None = None
+    content = getattr(getattr(choice, "logprobs", None), "content", None)
+    if content:
+        tops = content[0].top_logprobs or []
+        first = tuple((t.token, float(t.logprob)) for t in tops) or ((content[0].token, float(content[0].logprob)),)
+    usage = completion.usage
+    return ChatReply(text=text, first_token_logprobs=first,
+                     prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+                     completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
+                     model=completion.model or "", latency_s=latency, finish_reason=choice.finish_reason)

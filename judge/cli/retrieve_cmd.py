@@ -1,0 +1,39 @@
+"""`judge retrieve`: the rules that apply to one pair, in precedence order."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from judge.cli.common import console, emit_json, state
+from judge.rules.model import Pair
+
+
+def retrieve(
+    ctx: typer.Context,
+    prompt: str = typer.Option(..., "--prompt", help="The user prompt (or conversation)."),
+    response_a: str = typer.Option(..., "--a", help="Response A."),
+    response_b: str = typer.Option(..., "--b", help="Response B."),
+    k: int = typer.Option(5, "--k", help="Spec entries to retrieve."),
+    k_rulings: int | None = typer.Option(None, "--k-rulings", help="Rulings to retrieve (default: k)."),
+    exclude: list[str] = typer.Option([], "--exclude", help="Rule id never to return (repeatable)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Retrieve the constitution, top-k spec entries and top-k rulings for a pair, by precedence."""
+    rb = state(ctx).rulebook()
+    result = rb.retrieve(Pair(prompt=prompt, response_a=response_a, response_b=response_b), k=k,
+                         k_rulings=k_rulings, exclude=exclude)
+    if as_json:
+        emit_json(result.to_json())
+        return
+    table = Table(title=f"rules for this pair (rulebook {result.rulebook_version})")
+    table.add_column("#", justify="right")
+    table.add_column("id", no_wrap=True)
+    table.add_column("layer")
+    table.add_column("authority")
+    table.add_column("score", justify="right")
+    table.add_column("title", no_wrap=True, max_width=40)
+    for i, r in enumerate(result.rules, 1):
+        table.add_row(str(i), r.rule.id, r.rule.layer.value, r.rule.authority.value if r.rule.authority else "-",
+                      f"{r.score:.3f}", r.rule.title)
+    console.print(table)

@@ -1,0 +1,209 @@
+"""`judge rulebook ...`: import, load, list, show, history, add-ruling, amend, overrule."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from judge.cli.common import console, emit_json, state
+from judge.errors import InputError
+from judge.rules.model import Layer, Rule
+
+app = typer.Typer(help="Manage the layered rulebook (constitution > spec entries > case rulings).",
+                  no_args_is_help=True)
+
+JSON_OPT = typer.Option(False, "--json", help="Print JSON instead of a table.")
+
+
+def _rule_json(rule: Rule) -> dict[str, object]:
+    return rule.model_dump(mode="json")
+
+
+@app.command("import-model-spec")
+def import_model_spec(
+    source: Path = typer.Option(Path("../shared/data/model_spec"), "--source", exists=True, file_okay=False,
+                                help="Directory with the extracted Model Spec (entries/examples/pairs JSONL)."),
+    out: Path = typer.Option(Path("rulebook"), "--out", help="Rulebook text directory to (re)write."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Write the OpenAI Model Spec (CC0) into rulebook text files (only the files the importer owns)."""
+    from judge.rules.model_spec import import_model_spec_to_dir
+
+    data = import_model_spec_to_dir(source, out).model_dump(mode="json")
+    if as_json:
+        emit_json(data)
+    else:
+        console.print(f"imported Model Spec into {out}: " + ", ".join(f"{k}={v}" for k, v in data.items()))
+
+
+@app.command("load")
+def load(
+    ctx: typer.Context,
+    path: Path = typer.Argument(..., exists=True, help="Rulebook text directory (e.g. rulebook/)."),
+    author: str | None = typer.Option(None, "--author", help="Recorded as the author of new versions."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Load rulebook text into the DB idempotently (unchanged files add no version) and update the index."""
+    rb = state(ctx).rulebook()
+    report = rb.load(path, author=author)
+    data = {"added": report.added, "amended": report.amended, "unchanged": report.unchanged,
+            "rulebook_version": report.rulebook_version}
+    if as_json:
+        emit_json(data)
+    else:
+        console.print(f"loaded {path}: " + ", ".join(f"{k}={v}" for k, v in data.items()))
+
+
+@app.command("list")
+def list_rules(
+    ctx: typer.Context,
+    layer: Layer | None = typer.Option(None, "--layer", help="Only this layer."),
+    active_only: bool = typer.Option(False, "--active", help="Only rules that bind."),
+    limit: int = typer.Option(0, "--limit", help="Show at most N rules (0 = all)."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """List the current version of every rule."""
+    rb = state(ctx).rulebook(with_index=False)
+    rules = []
+    for i, rule in enumerate(rb.rules(layer, active_only=active_only)):
+        if limit and i >= limit:
+            break
+        rules.append(rule)
+    if as_json:
+        emit_json({"rulebook_version": rb.version, "rules": [
+            {"id": r.id, "layer": r.layer.value, "authority": r.authority.value if r.authority else None,
+             "title": r.title, "version": r.version, "status": r.status.value} for r in rules]})
+        return
+    table = Table(title=f"rulebook {rb.version}")
+    for col in ("id", "layer", "authority", "v", "status", "title"):
+        table.add_column(col)
+    for r in rules:
+        table.add_row(r.id, r.layer.value, r.authority.value if r.authority else "-", str(r.version),
+                      r.status.value, r.title[:60])
+    console.print(table)
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context,
+    rule_id: str = typer.Argument(..., help="Rule id, e.g. spec/avoid-sycophancy."),
+    version: int | None = typer.Option(None, "--version", help="A past version (default: latest)."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Show one rule (latest or a given version)."""
+    rule = state(ctx).rulebook(with_index=False).get(rule_id, version)
+    if as_json:
+        emit_json(_rule_json(rule))
+        return
+    auth = rule.authority.value if rule.authority else "-"
+    console.print(f"[bold]{rule.id}[/] v{rule.version} ({rule.layer.value}, authority {auth}, "
+                  f"{rule.status.value})\n[bold]{rule.title}[/]\n", highlight=False)
+    console.print(rule.text, markup=False, highlight=False)
+    if rule.case is not None:
+        console.print(f"\nholding: {rule.case.holding}; cites: {', '.join(rule.case.cites) or '-'}",
+                      markup=False)
+
+
+@app.command("history")
+def history(
+    ctx: typer.Context,
+    rule_id: str = typer.Argument(..., help="Rule id."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Every version of a rule, oldest first, with the change that wrote it."""
+    entries = state(ctx).rulebook(with_index=False).history(rule_id)
+    if as_json:
+        emit_json([{"version": r.version, "status": r.status.value, "content_hash": r.content_hash(),
+                    "change": c.model_dump(mode="json")} for r, c in entries])
+        return
+    table = Table(title=f"history of {rule_id}")
+    for col in ("v", "kind", "status", "at", "author", "rulebook version", "reason"):
+        table.add_column(col)
+    for r, c in entries:
+        table.add_row(str(r.version), c.kind.value, r.status.value, c.at.isoformat(timespec="seconds"),
+                      c.author or "-", c.rulebook_version, c.reason or "")
+    console.print(table)
+
+
+@app.command("add-ruling")
+def add_ruling(
+    ctx: typer.Context,
+    file: Path | None = typer.Option(None, "--file", "-f", exists=True,
+                                     help="JSON file with prompt, response_a, response_b, holding, rationale, "
+                                          "cites, overrules (or give the fields as options)."),
+    prompt: str | None = typer.Option(None, "--prompt"),
+    response_a: str | None = typer.Option(None, "--a", help="Response A text."),
+    response_b: str | None = typer.Option(None, "--b", help="Response B text."),
+    holding: str | None = typer.Option(None, "--holding", help="A, B or tie."),
+    rationale: str | None = typer.Option(None, "--rationale"),
+    cites: list[str] = typer.Option([], "--cite", help="Cited rule id (repeatable); must exist."),
+    overrules: list[str] = typer.Option([], "--overrules", help="Ruling id this one overrules (repeatable)."),
+    author: str | None = typer.Option(None, "--author"),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Add a case ruling (one transaction: stored whole or not at all)."""
+    fields: dict[str, object] = {}
+    if file is not None:
+        try:
+            fields = json.loads(file.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InputError(f"not valid JSON: {exc}", path=file) from exc
+        if not isinstance(fields, dict):
+            raise InputError("expected a JSON object", path=file)
+    given = {"prompt": prompt, "response_a": response_a, "response_b": response_b, "holding": holding,
+             "rationale": rationale}
+    fields.update({k: v for k, v in given.items() if v is not None})
+    if cites:
+        fields["cites"] = cites
+    if overrules:
+        fields["overrules"] = overrules
+    missing = [k for k in ("prompt", "response_a", "response_b", "holding", "rationale") if not fields.get(k)]
+    if missing:
+        raise InputError(f"missing field(s): {', '.join(missing)}", path=file, field=missing[0])
+    if fields["holding"] not in ("A", "B", "tie"):
+        raise InputError(f"holding must be A, B or tie, not {fields['holding']!r}", path=file, field="holding")
+    allowed = {"prompt", "response_a", "response_b", "holding", "rationale", "cites", "overrules", "title",
+               "rule_id", "source", "tags"}
+    unknown = sorted(set(fields) - allowed)
+    if unknown:
+        raise InputError(f"unknown field(s): {', '.join(unknown)}", path=file, field=unknown[0])
+    rule = state(ctx).rulebook().add_ruling(author=author, **fields)  # type: ignore[arg-type]
+    if as_json:
+        emit_json(_rule_json(rule))
+    else:
+        console.print(f"added {rule.id} (holding {rule.case.holding if rule.case else '?'})", highlight=False)
+
+
+@app.command("amend")
+def amend(
+    ctx: typer.Context,
+    rule_id: str = typer.Argument(...),
+    reason: str = typer.Option(..., "--reason", help="Why (recorded in history)."),
+    text_file: Path | None = typer.Option(None, "--text-file", exists=True, help="New text (Markdown)."),
+    title: str | None = typer.Option(None, "--title"),
+    constitution: bool = typer.Option(False, "--constitution", help="Required to amend a constitution rule."),
+    author: str | None = typer.Option(None, "--author"),
+) -> None:
+    """Amend a rule: writes a new version; the old one stays in history."""
+    text = text_file.read_text(encoding="utf-8") if text_file else None
+    rule = state(ctx).rulebook().amend(rule_id, reason=reason, author=author, title=title, text=text,
+                                       allow_constitution=constitution)
+    console.print(f"{rule.id} is now v{rule.version}", highlight=False)
+
+
+@app.command("overrule")
+def overrule(
+    ctx: typer.Context,
+    ruling_id: str = typer.Argument(...),
+    reason: str = typer.Option(..., "--reason"),
+    supersede: bool = typer.Option(False, "--supersede", help="Mark superseded instead of overruled."),
+    author: str | None = typer.Option(None, "--author"),
+) -> None:
+    """Overrule (or supersede) a ruling: it stops binding and is no longer retrieved."""
+    rb = state(ctx).rulebook()
+    fn = rb.supersede if supersede else rb.overrule
+    rule = fn(ruling_id, reason=reason, author=author)
+    console.print(f"{rule.id} is now {rule.status.value} (v{rule.version})", highlight=False)

@@ -1,0 +1,134 @@
+"""`judge run` and `judge compare`: judge pairs under the rulebook and show the verdicts."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from judge.cli.common import CliState, console, emit_json, err_console, state
+from judge.judging.verdict import JudgeConfig, Verdict
+
+BACKEND_OPT = typer.Option("local", "--backend", "-b",
+                           help="local (embedded, offline), local/<path.gguf>, or openai/<model>.")
+BASE_URL_OPT = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint URL for openai/<model>.")
+
+
+def _judge(st: CliState, backend_spec: str, base_url: str | None, *, single_order: bool, no_rules: bool,
+           explain: bool, k: int, k_rulings: int, n_constitution: int, cache: bool = True):
+    from judge.backends.registry import make_backend
+    from judge.judging.engine import Judge
+    from judge.judging.prompts import BARE_TEMPLATE_VERSION, TEMPLATE_VERSION
+    from judge.store.judgments import JudgmentStore
+
+    rulebook = st.rulebook(with_index=not no_rules)
+    store = JudgmentStore(rulebook.store.engine)
+    backend = make_backend(backend_spec, data_dir=st.settings.data_dir, base_url=base_url)
+    config = JudgeConfig(backend=backend.name, model=backend.model,
+                         template_version=BARE_TEMPLATE_VERSION if no_rules else TEMPLATE_VERSION,
+                         both_orders=not single_order, explain=explain and not no_rules, use_rules=not no_rules,
+                         k_spec=k, k_rulings=k_rulings, n_constitution=n_constitution)
+    local = backend.name.startswith("local")
+    return Judge(backend, None if no_rules else rulebook, config=config, store=store,
+                 concurrent_orders=not local, use_cache=cache, price_per_mtok=(0.0, 0.0) if local else None)
+
+
+def verdict_table(verdicts: list[Verdict], title: str) -> Table:
+    """A readable table: winner, P(winner), consistency, deciding rule, citations or failure."""
+    table = Table(title=title, show_lines=True)
+    for col in ("pair", "winner", "P(winner)", "orders agree", "deciding rule", "citations / failure"):
+        table.add_column(col, overflow="fold")
+    for v in verdicts:
+        if v.failure is not None:
+            table.add_row(v.pair_id or "-", "[red]failed[/]", "-", "-", "-",
+                          f"{v.failure.stage}: {v.failure.reason[:160]}")
+            continue
+        agree = "-" if v.position_inconsistent is None else ("no" if v.position_inconsistent else "yes")
+        cites = "\n".join(f"{c.rule_id} -> {c.favours}" for c in v.citations) or "-"
+        table.add_row(v.pair_id or "-", v.winner or "-", f"{v.confidence:.2f}", agree, v.deciding_rule or "-",
+                      cites)
+    return table
+
+
+def run(
+    ctx: typer.Context,
+    pairs: Path = typer.Argument(..., help="JSONL of pairs: id, prompt, response_a, response_b."),
+    out: Path = typer.Option(..., "--out", "-o", help="Results JSONL (appended; re-running resumes)."),
+    backend: str = BACKEND_OPT,
+    base_url: str | None = BASE_URL_OPT,
+    concurrency: int = typer.Option(2, "--concurrency", "-c", help="Comparisons in flight at once."),
+    single_order: bool = typer.Option(False, "--single-order", help="Judge one order only (cheaper, biased)."),
+    no_rules: bool = typer.Option(False, "--no-rules", help="Bare 'which is better' baseline without rules."),
+    explain: bool = typer.Option(True, "--explain/--no-explain", help="Ask for cited rules and a rationale."),
+    k: int = typer.Option(4, "--k", help="Spec entries shown to the judge."),
+    k_rulings: int = typer.Option(2, "--k-rulings", help="Precedent rulings shown to the judge."),
+    n_constitution: int = typer.Option(3, "--n-constitution", help="Constitution rules shown to the judge."),
+    max_tokens: int | None = typer.Option(None, "--max-tokens", help="Token budget: stop cleanly when reached."),
+    max_cost: float | None = typer.Option(None, "--max-cost", help="Cost budget in USD (needs prices)."),
+    table: bool = typer.Option(True, "--table/--no-table", help="Print the verdict table at the end."),
+    cache: bool = typer.Option(True, "--cache/--no-cache",
+                               help="Answer identical requests from the judgment store (every verdict is "
+                                    "recorded either way)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the run report as JSON."),
+) -> None:
+    """Judge every pair in a JSONL file, both orders, streaming results to --out (resumable)."""
+    from judge.judging.pairs_io import read_pairs
+    from judge.judging.runner import read_results, run_pairs
+
+    st = state(ctx)
+    records = list(read_pairs(pairs))  # validate the whole file before spending anything
+    judge = _judge(st, backend, base_url, single_order=single_order, no_rules=no_rules, explain=explain, k=k,
+                   k_rulings=k_rulings, n_constitution=n_constitution, cache=cache)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with Progress(TextColumn("judging"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=err_console, transient=False) as progress:
+            task = progress.add_task("judging", total=len(records))
+            report = asyncio.run(run_pairs(judge, records, out=out, concurrency=concurrency, max_tokens=max_tokens,
+                                           max_cost_usd=max_cost, on_result=lambda _v: progress.advance(task)))
+    finally:
+        judge.backend.close()
+    if as_json:
+        emit_json({**vars(report), "inconsistency_rate": report.inconsistency_rate, "out": str(out)})
+        return
+    if table:
+        ids = {r.pair.id for r in records}
+        console.print(verdict_table([v for v in read_results(out) if v.pair_id in ids], f"verdicts ({pairs})"))
+    rate = report.inconsistency_rate
+    console.print(f"judged {report.judged}, skipped {report.skipped} already done, failed {report.failed}; "
+                  f"orders disagreed on {report.position_inconsistent}"
+                  + (f" ({rate:.0%})" if rate is not None else "")
+                  + f"; tokens {report.prompt_tokens + report.completion_tokens:,}"
+                  + ("; STOPPED by budget" if report.stopped_by_budget else "") + f"; results in {out}",
+                  highlight=False)
+
+
+def compare(
+    ctx: typer.Context,
+    prompt: str = typer.Option(..., "--prompt"),
+    response_a: str = typer.Option(..., "--a", help="Response A."),
+    response_b: str = typer.Option(..., "--b", help="Response B."),
+    backend: str = BACKEND_OPT,
+    base_url: str | None = BASE_URL_OPT,
+    single_order: bool = typer.Option(False, "--single-order"),
+    explain: bool = typer.Option(True, "--explain/--no-explain"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Judge one pair and print the verdict (JSON with --json)."""
+    from judge.rules.model import Pair
+
+    judge = _judge(state(ctx), backend, base_url, single_order=single_order, no_rules=False, explain=explain,
+                   k=4, k_rulings=2, n_constitution=3)
+    try:
+        verdict = judge.compare(Pair(prompt=prompt, response_a=response_a, response_b=response_b, id="cli"))
+    finally:
+        judge.backend.close()
+    if as_json:
+        emit_json(verdict.model_dump(mode="json"))
+    else:
+        console.print(verdict_table([verdict], "verdict"))
+        if verdict.rationale:
+            console.print(f"rationale: {verdict.rationale}", markup=False, highlight=False)

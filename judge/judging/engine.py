@@ -1,0 +1,248 @@
+"""One comparison: retrieve -> order by precedence -> prompt both orders -> combine -> explain -> cite.
+
+`Judge.acompare` never turns a failure into a score: a reply that does not parse, an explanation that
+never validates, or an endpoint that keeps failing gives a `Verdict` with ``failure`` set and no winner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Literal
+
+from judge.backends.base import Backend, ChatReply, ChatRequest
+from judge.errors import BackendError, BackendReplyError, JudgeError, StructuredOutputError
+from judge.judging.pairwise import (
+    Distribution,
+    VerdictTokenError,
+    combine,
+    distribution_from_top_logprobs,
+    swap,
+)
+from judge.judging.prompts import (
+    BARE_TEMPLATE_VERSION,
+    TEMPLATE_VERSION,
+    PromptLimits,
+    RenderedPrompt,
+    explanation_messages,
+    select_rules,
+    verdict_messages,
+)
+from judge.judging.verdict import (
+    Citation,
+    Explanation,
+    Failure,
+    JudgeConfig,
+    OrderResult,
+    TraceEntry,
+    Verdict,
+)
+from judge.rules.model import Pair, Rule
+from judge.rules.precedence import conflict_trace, order_rules
+
+if TYPE_CHECKING:
+    from judge.rulebook import Rulebook
+    from judge.store.judgments import JudgmentStore
+
+__all__ = ["Judge", "cache_key"]
+
+log = logging.getLogger(__name__)
+
+
+def cache_key(pair: Pair, rulebook_version: str | None, rule_ids: Sequence[str], config: JudgeConfig) -> str:
+    """Hash of everything that determines a verdict: the pair (with processes), the rulebook version, the
+    rules shown, the backend, model, template and parameters."""
+    blob = json.dumps({
+        "pair": pair.model_dump(mode="json", exclude={"id"}),
+        "rulebook": rulebook_version,
+        "rules": list(rule_ids),
+        "config": config.model_dump(mode="json"),
+    }, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+class Judge:
+    """Decides pairs with a backend under a rulebook.
+
+    Args:
+        backend: any `Backend` (OpenAI-compatible, embedded, fake).
+        rulebook: where rules are retrieved from; required unless ``config.use_rules`` is False.
+        config: what to ask and how; defaults derive from the backend.
+        limits: prompt size limits.
+        price_per_mtok: (prompt, completion) USD per million tokens, for the cost estimate; None: unknown.
+        store: where every judgment is recorded (audit) and identical requests are answered from (cache).
+        concurrent_orders: send both orders at once (remote endpoints). False sends the swapped order first
+            and then the original one, whose prompt the explanation continues: on a one-slot local server
+            the shared prefix (instructions + rules) stays cached.
+        use_cache: answer from the store when an identical request was judged before.
+    """
+
+    def __init__(self, backend: Backend, rulebook: Rulebook | None = None, *, config: JudgeConfig | None = None,
+                 limits: PromptLimits | None = None,
+                 price_per_mtok: tuple[float, float] | None = None, store: JudgmentStore | None = None,
+                 concurrent_orders: bool = True, use_cache: bool = True) -> None:
+        self.backend = backend
+        self.rulebook = rulebook
+        self.config = config or JudgeConfig(backend=backend.name, model=backend.model,
+                                            template_version=TEMPLATE_VERSION)
+        if self.config.use_rules and rulebook is None:
+            raise JudgeError("a Judge that uses rules needs a rulebook (or config.use_rules=False)")
+        self.limits = limits or PromptLimits()
+        self.price_per_mtok = price_per_mtok
+        self.store = store
+        self.concurrent_orders = concurrent_orders
+        self.use_cache = use_cache
+
+    # ------------------------------------------------------------------ rules
+    def rules_for(self, pair: Pair, exclude: Sequence[str] = ()) -> tuple[list[Rule], dict[str, float], str | None]:
+        """The rules shown to the model for this pair (precedence order), their scores, the rulebook version."""
+        if not self.config.use_rules or self.rulebook is None:
+            return [], {}, None
+        cfg = self.config
+        retrieval = self.rulebook.retrieve(pair, k=cfg.k_spec, k_rulings=cfg.k_rulings, exclude=exclude)
+        scored = [(r.rule, r.score) for r in retrieval.rules]
+        shown = select_rules(scored, n_constitution=cfg.n_constitution, n_spec=cfg.k_spec, n_rulings=cfg.k_rulings)
+        return shown, {r.id: s for r, s in scored}, retrieval.rulebook_version
+
+    # ------------------------------------------------------------------ one order
+    async def _order(self, pair: Pair, rules: list[Rule], shown_first: Literal["A", "B"]) -> tuple[
+            RenderedPrompt, OrderResult]:
+        rendered = verdict_messages(pair, rules, shown_first=shown_first, limits=self.limits,
+                                    bare=not self.config.use_rules)
+        reply: ChatReply = await self.backend.achat(ChatRequest(
+            messages=rendered.messages, max_tokens=1, temperature=self.config.temperature,
+            top_logprobs=self.config.top_logprobs))
+        if not reply.first_token_logprobs:
+            raise BackendReplyError("the endpoint returned no token logprobs; the verdict's probability "
+                                    "cannot be measured", raw=reply.text)
+        try:
+            dist, mass = distribution_from_top_logprobs(reply.first_token_logprobs,
+                                                        allow_tie=self.config.use_rules)
+        except VerdictTokenError as exc:
+            raise _VerdictParseError(str(exc), reply.text) from exc
+        mapped = dist if shown_first == "A" else swap(dist)
+        return rendered, OrderResult(shown_first=shown_first, distribution=mapped, answer_mass=mass,
+                                     top_logprobs=list(reply.first_token_logprobs),
+                                     prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
+                                     latency_s=reply.latency_s)
+
+    # ------------------------------------------------------------------ compare
+    async def acompare(self, pair: Pair, *, exclude: Sequence[str] = ()) -> Verdict:
+        """Judge one pair (both orders unless ``config.both_orders`` is False).
+
+        With a store, an identical earlier request (same cache key) is answered from it, and every new
+        verdict or failure is recorded.
+        """
+        start = time.perf_counter()
+        rules, scores, version = self.rules_for(pair, exclude)
+        key = cache_key(pair, version, [r.id for r in rules], self.config)
+        if self.store is not None and self.use_cache:
+            hit = self.store.get(key)
+            if hit is not None:
+                return hit.model_copy(update={"pair_id": pair.id, "cached": True})
+        verdict = await self._decide(pair, rules, scores, version, key, start)
+        if self.store is not None:
+            self.store.put(verdict)
+        return verdict
+
+    async def _decide(self, pair: Pair, rules: list[Rule], scores: dict[str, float], version: str | None,
+                      key: str, start: float) -> Verdict:
+        cfg = self.config
+        base = {"pair_id": pair.id, "config": cfg, "cache_key": key, "rulebook_version": version,
+                "retrieved": [{"id": r.id, "layer": r.layer.value, "score": round(scores.get(r.id, 0.0), 4),
+                               "version": r.version} for r in rules]}
+
+        def failed(stage: str, reason: str, raw: str | None = None, **extra: object) -> Verdict:
+            return Verdict(**base, **extra, winner=None, probabilities=None,  # type: ignore[arg-type]
+                           failure=Failure(stage=stage, reason=reason, raw=raw),  # type: ignore[arg-type]
+                           latency_s=time.perf_counter() - start)
+
+        orders_wanted: list[Literal["A", "B"]] = ["A", "B"] if cfg.both_orders else ["A"]
+        try:
+            if self.concurrent_orders:
+                results = list(await asyncio.gather(*(self._order(pair, rules, o) for o in orders_wanted)))
+            else:
+                results = [await self._order(pair, rules, o) for o in reversed(orders_wanted)][::-1]
+        except _VerdictParseError as exc:
+            return failed("verdict", f"reply is not a verdict: {exc}", exc.raw)
+        except BackendError as exc:
+            return failed("backend", str(exc), getattr(exc, "raw", None))
+        orders = [r for _, r in results]
+        tokens_in = sum(o.prompt_tokens for o in orders)
+        tokens_out = sum(o.completion_tokens for o in orders)
+        if len(orders) == 2:
+            combined = combine(orders[0].distribution, orders[1].distribution)
+            dist, inconsistent = combined.distribution, combined.position_inconsistent
+        else:
+            dist, inconsistent = orders[0].distribution, None
+        extra: dict[str, object] = {"orders": orders, "position_inconsistent": inconsistent,
+                                    "truncated": any(p.truncated for p, _ in results),
+                                    "prompt_tokens": tokens_in, "completion_tokens": tokens_out}
+
+        explanation = None
+        if cfg.explain:
+            try:
+                explanation, used_in, used_out = await self._explain(results[0][0], dist, rules)
+            except StructuredOutputError as exc:
+                return failed("explanation", str(exc), exc.raw, **extra)
+            except BackendError as exc:
+                return failed("backend", str(exc), getattr(exc, "raw", None), **extra)
+            extra["prompt_tokens"] = tokens_in + used_in
+            extra["completion_tokens"] = tokens_out + used_out
+        verdict = Verdict(**base, **extra, winner=dist.winner, probabilities=dist,  # type: ignore[arg-type]
+                          latency_s=time.perf_counter() - start)
+        if explanation is not None:
+            verdict = self._with_explanation(verdict, explanation, rules, scores)
+        if self.price_per_mtok is not None:
+            p_in, p_out = self.price_per_mtok
+            verdict = verdict.model_copy(update={
+                "cost_usd": (verdict.prompt_tokens * p_in + verdict.completion_tokens * p_out) / 1e6})
+        return verdict
+
+    def compare(self, pair: Pair, *, exclude: Sequence[str] = ()) -> Verdict:
+        """Synchronous `acompare`."""
+        return asyncio.run(self.acompare(pair, exclude=exclude))
+
+    async def _explain(self, first_order: RenderedPrompt, dist: Distribution,
+                       rules: list[Rule]) -> tuple[Explanation, int, int]:
+        letter: Literal["A", "B", "T"] = "T" if dist.winner == "tie" else dist.winner  # first order shows A first
+        messages = explanation_messages(first_order, letter)
+        reply = await self.backend.astructured(messages, Explanation, context={"retrieved_ids": [r.id for r in rules]},
+                                               max_retries=self.config.max_retries, max_tokens=400)
+        return reply.value, reply.prompt_tokens, reply.completion_tokens
+
+    @staticmethod
+    def _with_explanation(verdict: Verdict, explanation: Explanation, rules: list[Rule],
+                          scores: dict[str, float]) -> Verdict:
+        by_id = {r.id: r for r in rules}
+        citations = []
+        for applied in explanation.rules_applied:
+            rule = by_id[applied.rule_id]
+            citations.append(Citation(
+                rule_id=rule.id, layer=rule.layer.value, authority=rule.authority.value if rule.authority else None,
+                version=rule.version, title=rule.title, excerpt=" ".join(rule.text.split())[:300],
+                favours=applied.favours, note=applied.note, score=scores.get(rule.id)))
+        favours = {c.rule_id: c.favours for c in citations if c.favours != "neither"}
+        precedence = order_rules(by_id[c.rule_id] for c in citations)
+        trace = [TraceEntry(winner=d.winner, loser=d.loser, criterion=d.criterion, reason=d.reason)
+                 for d in conflict_trace(precedence, favours)]
+        return verdict.model_copy(update={
+            "citations": citations, "deciding_rule": explanation.deciding_rule,
+            "rationale": explanation.rationale, "verbal_confidence": explanation.confidence,
+            "precedence_trace": trace})
+
+
+class _VerdictParseError(Exception):
+    def __init__(self, message: str, raw: str | None) -> None:
+        super().__init__(message)
+        self.raw = raw
+
+
+def bare_config(backend: Backend, *, both_orders: bool = True) -> JudgeConfig:
+    """The rule-free baseline configuration ("which response is better", one letter A/B)."""
+    return JudgeConfig(backend=backend.name, model=backend.model, template_version=BARE_TEMPLATE_VERSION,
+                       both_orders=both_orders, explain=False, use_rules=False)

@@ -1,0 +1,169 @@
+"""Many comparisons: bounded concurrency, streamed results, resume, budget, progress.
+
+Results are appended to a JSONL file as they finish (one `Verdict` per line), so a run that is killed
+loses at most the comparisons in flight; re-running with the same output skips every pair already
+decided. Pairs whose last result was a transient failure (backend, budget) are tried again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from judge.errors import InputError
+from judge.judging.engine import Judge
+from judge.judging.pairs_io import PairRecord
+from judge.judging.verdict import Verdict
+
+__all__ = ["RETRYABLE_STAGES", "RunReport", "completed_ids", "read_results", "run_pairs"]
+
+log = logging.getLogger(__name__)
+
+#: Failure stages worth retrying on resume (the others are deterministic for the same inputs).
+RETRYABLE_STAGES = frozenset({"backend", "budget"})
+
+
+@dataclass
+class RunReport:
+    """What a run did."""
+
+    total: int = 0
+    judged: int = 0
+    skipped: int = 0
+    failed: int = 0
+    position_inconsistent: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    stopped_by_budget: bool = False
+
+    @property
+    def inconsistency_rate(self) -> float | None:
+        """Share of judged pairs whose two orders disagreed."""
+        ok = self.judged - self.failed
+        return self.position_inconsistent / ok if ok else None
+
+
+def _repair_tail(path: Path) -> None:
+    """Cut a half-written last line (a run killed mid-write) so appending stays valid JSONL."""
+    with path.open("rb+") as fh:
+        fh.seek(0, os.SEEK_END)
+        size = fh.tell()
+        if size == 0:
+            return
+        fh.seek(size - 1)
+        if fh.read(1) == b"\n":
+            return
+        data = path.read_bytes()
+        cut = data.rfind(b"\n") + 1
+        log.warning("%s: dropping a half-written last line (%d bytes)", path, size - cut)
+        fh.truncate(cut)
+
+
+def read_results(path: str | Path) -> list[Verdict]:
+    """All verdicts in a results file, last line per pair id winning."""
+    path = Path(path)
+    latest: dict[str, Verdict] = {}
+    with path.open(encoding="utf-8") as fh:
+        for line_no, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                verdict = Verdict.model_validate_json(line)
+            except ValueError as exc:
+                raise InputError(f"not a judge result: {str(exc).splitlines()[0]}", path=path, line=line_no) from exc
+            latest[verdict.pair_id or f"line-{line_no}"] = verdict
+    return list(latest.values())
+
+
+def completed_ids(path: Path) -> set[str]:
+    """Pair ids in an existing results file whose result need not be redone."""
+    if not path.exists():
+        return set()
+    _repair_tail(path)
+    done: set[str] = set()
+    for verdict in read_results(path):
+        if verdict.pair_id is None:
+            continue
+        if verdict.failure is None or verdict.failure.stage not in RETRYABLE_STAGES:
+            done.add(verdict.pair_id)
+        else:
+            done.discard(verdict.pair_id)
+    return done
+
+
+async def run_pairs(judge: Judge, records: Iterable[PairRecord], *, out: Path | None = None,
+                    concurrency: int = 4, max_tokens: int | None = None, max_cost_usd: float | None = None,
+                    exclude_for: Callable[[PairRecord], Sequence[str]] | None = None,
+                    on_result: Callable[[Verdict], None] | None = None) -> RunReport:
+    """Judge every record, `concurrency` at a time, appending each verdict to `out` as it finishes.
+
+    Args:
+        judge: the configured judge.
+        records: pairs to judge (streamed).
+        out: JSONL results file; existing decided pair ids are skipped (resume).
+        concurrency: comparisons in flight at once.
+        max_tokens: stop starting new comparisons once this many tokens were used.
+        max_cost_usd: stop starting new comparisons once the estimated cost reaches this.
+        exclude_for: rule ids a record must not retrieve (leave-one-out evaluation).
+        on_result: called with every verdict (progress bars, logging).
+    """
+    report = RunReport()
+    done = completed_ids(out) if out is not None else set()
+    sink = out.open("a", encoding="utf-8") if out is not None else None
+    sem = asyncio.Semaphore(max(1, concurrency))
+    budget_hit = asyncio.Event()
+
+    def over_budget() -> bool:
+        used = report.prompt_tokens + report.completion_tokens
+        return (max_tokens is not None and used >= max_tokens) or (
+            max_cost_usd is not None and report.cost_usd >= max_cost_usd)
+
+    async def one(record: PairRecord) -> None:
+        async with sem:
+            if budget_hit.is_set() or over_budget():
+                budget_hit.set()
+                return
+            exclude = exclude_for(record) if exclude_for else ()
+            verdict = await judge.acompare(record.pair, exclude=exclude)
+            report.judged += 1
+            report.failed += verdict.failure is not None
+            report.position_inconsistent += bool(verdict.position_inconsistent)
+            report.prompt_tokens += verdict.prompt_tokens
+            report.completion_tokens += verdict.completion_tokens
+            report.cost_usd += verdict.cost_usd or 0.0
+            if sink is not None:
+                sink.write(verdict.model_dump_json() + "\n")
+                sink.flush()
+            if on_result is not None:
+                on_result(verdict)
+
+    tasks: set[asyncio.Task[None]] = set()
+    try:
+        for record in records:
+            report.total += 1
+            if record.pair.id in done:
+                report.skipped += 1
+                continue
+            if budget_hit.is_set():
+                break
+            task = asyncio.create_task(one(record))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            if len(tasks) >= 2 * max(1, concurrency):
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        if tasks:
+            await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        if sink is not None:
+            sink.close()
+    report.stopped_by_budget = budget_hit.is_set()
+    if report.stopped_by_budget:
+        log.warning("budget reached: stopped after %d comparisons; re-run to continue", report.judged)
+    return report

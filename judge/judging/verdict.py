@@ -1,0 +1,174 @@
+"""What a judgment returns: the structured explanation asked of the model, and the full result.
+
+The explanation's rule ids are validated against the ids that were actually retrieved (passed as the
+validation context, the way instructor's citation example checks quotes against their source), so the
+model is re-asked with the error when it cites anything else.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from judge.judging.pairwise import Distribution
+
+__all__ = [
+    "AppliedRule",
+    "Citation",
+    "Explanation",
+    "Failure",
+    "JudgeConfig",
+    "OrderResult",
+    "TraceEntry",
+    "Verdict",
+]
+
+
+def _retrieved(info: ValidationInfo) -> set[str] | None:
+    ctx = info.context or {}
+    ids = ctx.get("retrieved_ids")
+    return set(ids) if ids is not None else None
+
+
+class AppliedRule(BaseModel):
+    """One rule the judge applied, and which response it favours."""
+
+    rule_id: str = Field(description="A rule id exactly as written in the RULEBOOK.")
+    favours: Literal["A", "B", "neither"] = Field(description="Which response this rule favours.")
+    note: str = Field(max_length=240, description="One line: how the rule applies to this pair.")
+
+    @field_validator("rule_id")
+    @classmethod
+    def _cited_rule_was_retrieved(cls, value: str, info: ValidationInfo) -> str:
+        allowed = _retrieved(info)
+        value = value.strip().strip("[]")
+        if allowed is not None and value not in allowed:
+            raise ValueError(f"{value!r} is not in the RULEBOOK; cite only these ids: {', '.join(sorted(allowed))}")
+        return value
+
+
+class Explanation(BaseModel):
+    """The judge's structured reasons for its verdict."""
+
+    rules_applied: list[AppliedRule] = Field(min_length=1, max_length=4)
+    deciding_rule: str = Field(description="The id of the highest-precedence rule that decided the verdict.")
+    confidence: float = Field(ge=0.0, le=1.0, description="Confidence that the verdict is right, 0 to 1.")
+    rationale: str = Field(max_length=600, description="Two or three sentences.")
+
+    @field_validator("deciding_rule")
+    @classmethod
+    def _deciding_rule_was_retrieved(cls, value: str, info: ValidationInfo) -> str:
+        allowed = _retrieved(info)
+        value = value.strip().strip("[]")
+        if allowed is not None and value not in allowed:
+            choices = ", ".join(sorted(allowed))
+            raise ValueError(f"deciding_rule {value!r} is not in the RULEBOOK; use one of: {choices}")
+        return value
+
+
+class OrderResult(BaseModel):
+    """One order's verdict, mapped back to the caller's A/B labels."""
+
+    shown_first: Literal["A", "B"]
+    distribution: Distribution
+    answer_mass: float = Field(description="Probability the first token put on any answer token.")
+    top_logprobs: list[tuple[str, float]]
+    prompt_tokens: int
+    completion_tokens: int
+    latency_s: float
+
+
+class Citation(BaseModel):
+    """A cited rule resolved to its text, layer and version."""
+
+    rule_id: str
+    layer: str
+    authority: str | None
+    version: int
+    title: str
+    excerpt: str
+    favours: Literal["A", "B", "neither"]
+    note: str
+    score: float | None = None
+
+
+class TraceEntry(BaseModel):
+    """Between two cited rules that favour different responses: which prevailed and why."""
+
+    winner: str
+    loser: str
+    criterion: str
+    reason: str
+
+
+class Failure(BaseModel):
+    """Why a comparison produced no verdict. A failure is never a score."""
+
+    stage: Literal["input", "retrieval", "verdict", "explanation", "backend", "budget"]
+    reason: str
+    raw: str | None = None
+
+
+class JudgeConfig(BaseModel):
+    """Everything about the judge that can change a verdict (part of the cache key)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    backend: str
+    model: str
+    template_version: str
+    both_orders: bool = True
+    explain: bool = True
+    use_rules: bool = True
+    k_spec: int = 4
+    k_rulings: int = 2
+    n_constitution: int = 3
+    max_retries: int = 2
+    temperature: float = 0.0
+    top_logprobs: int = 10
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class Verdict(BaseModel):
+    """The full result of comparing one pair. JSON-serialisable.
+
+    ``winner`` and ``probabilities`` are None exactly when ``failure`` is set.
+    """
+
+    pair_id: str | None
+    winner: Literal["A", "B", "tie"] | None
+    probabilities: Distribution | None
+    orders: list[OrderResult] = Field(default_factory=list)
+    position_inconsistent: bool | None = None
+    citations: list[Citation] = Field(default_factory=list)
+    deciding_rule: str | None = None
+    rationale: str | None = None
+    verbal_confidence: float | None = None
+    precedence_trace: list[TraceEntry] = Field(default_factory=list)
+    retrieved: list[dict[str, Any]] = Field(default_factory=list)
+    rulebook_version: str | None = None
+    config: JudgeConfig
+    cache_key: str
+    truncated: bool = False
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float | None = None
+    latency_s: float = 0.0
+    failure: Failure | None = None
+    cached: bool = False
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+    @model_validator(mode="after")
+    def _failure_is_never_a_score(self) -> Verdict:
+        if self.failure is not None and (self.winner is not None or self.probabilities is not None):
+            raise ValueError("a failed comparison carries no winner or probabilities")
+        if self.failure is None and (self.winner is None or self.probabilities is None):
+            raise ValueError("a comparison without failure must have a winner and probabilities")
+        return self
+
+    @property
+    def confidence(self) -> float | None:
+        """Probability of the winner."""
+        return self.probabilities.confidence if self.probabilities else None

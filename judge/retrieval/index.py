@@ -1,0 +1,439 @@
+"""The retrieval index: rule vectors in Chroma, derived from the SQL system of record.
+
+The index is never the truth: it can be dropped and rebuilt from SQL at any time (`RuleIndex.rebuild`).
+We compute vectors ourselves (collections have no embedding function) so the index is reproducible.
+
+Layout, under one base name (default ``rules``):
+
+* a *manifest* collection named ``rules``, holding no vectors; its metadata is the index state:
+  ``judge_schema`` (`INDEX_SCHEMA_VERSION`), ``judge_embedder`` / ``judge_dim`` (the model that made every
+  vector), ``judge_generation``, ``judge_rulebook_version`` / ``judge_seq`` (what the index reflects);
+* one cosine collection per layer and generation, ``rules-g<generation>-<layer>``; the rule id is the
+  Chroma id, so upserting a new version of a rule replaces the old one.
+
+Why a collection per layer rather than one collection with a ``layer`` filter: Chroma's local metadata
+filters cost ~50-200 ms at 100k rules, an unfiltered HNSW query ~2 ms. Overruled rulings are dropped
+after the search by over-fetching (they are few). Why generations: `RuleIndex.rebuild` fills a new
+generation, then switches the manifest to it in one metadata write, so readers never see a half-built
+index and a crash part-way leaves the old index whole.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from judge.errors import ConfigError, IndexError_, IndexMismatchError, IndexSchemaError, IndexStaleError
+from judge.retrieval.embedder import Embedder
+from judge.rules.model import Layer, Rule, RuleStatus
+from judge.settings import Settings
+
+__all__ = ["INDEX_SCHEMA_VERSION", "Hit", "IndexState", "RuleIndex", "make_client", "make_ephemeral_client"]
+
+#: Bump when the layout of ids, metadata or documents changes; older indexes must then be rebuilt.
+INDEX_SCHEMA_VERSION = 1
+#: Documents are kept for inspection only (retrieval uses the vectors), so long ones are truncated.
+MAX_DOCUMENT_CHARS = 2000
+
+_K_SCHEMA = "judge_schema"
+_K_EMBEDDER = "judge_embedder"
+_K_DIM = "judge_dim"
+_K_VERSION = "judge_rulebook_version"
+_K_SEQ = "judge_seq"
+_K_GEN = "judge_generation"
+
+
+class Hit(NamedTuple):
+    """One retrieved rule: cosine similarity ``score`` (higher is closer) and Chroma's cosine ``distance``."""
+
+    rule_id: str
+    score: float
+    distance: float
+
+
+@dataclass(frozen=True)
+class IndexState:
+    """What the index reflects. Every field is None for an index that was never created or built."""
+
+    rulebook_version: str | None
+    seq: int | None
+    embedder: str | None
+    dim: int | None
+    schema_version: int | None
+    count: int
+
+    @property
+    def built(self) -> bool:
+        """True once a rulebook version has been marked."""
+        return self.rulebook_version is not None
+
+
+def _telemetry_off() -> Any:
+    os.environ["ANONYMIZED_TELEMETRY"] = "False"
+    from chromadb.config import Settings as ChromaSettings
+
+    return ChromaSettings(anonymized_telemetry=False)
+
+
+def make_client(settings: Settings) -> Any:
+    """A Chroma client for ``settings``: an HTTP client when ``chroma_url`` is set, else a persistent one.
+
+    Raises:
+        ConfigError: ``chroma_url`` is not an ``http(s)://host[:port]`` URL.
+        IndexError_: the Chroma server or directory cannot be opened.
+    """
+    import chromadb
+
+    chroma_settings = _telemetry_off()
+    if settings.chroma_url:
+        url = urlsplit(settings.chroma_url)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ConfigError(f"chroma_url {settings.chroma_url!r} must look like http://host:port")
+        ssl = url.scheme == "https"
+        port = url.port or (443 if ssl else 8000)
+        try:
+            return chromadb.HttpClient(host=url.hostname, port=port, ssl=ssl, settings=chroma_settings)
+        except Exception as exc:  # connection errors come in many types depending on the transport
+            raise IndexError_(f"cannot reach the Chroma server at {settings.chroma_url}: {exc}") from exc
+    path = Path(settings.resolved_index_path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
+    except Exception as exc:
+        raise IndexError_(f"cannot open the retrieval index at {path}: {exc}") from exc
+
+
+def make_ephemeral_client() -> Any:
+    """An in-memory Chroma client, for tests.
+
+    Chroma shares one in-memory store between every ephemeral client of a process, so give each test its
+    own base collection name.
+    """
+    import chromadb
+
+    return chromadb.EphemeralClient(settings=_telemetry_off())
+
+
+def _batched(items: Iterable[Rule], size: int) -> Iterator[list[Rule]]:
+    it = iter(items)
+    while batch := list(islice(it, size)):
+        yield batch
+
+
+def _metadata(rule: Rule) -> dict[str, str | int | bool]:
+    authority = rule.authority.value if rule.authority is not None else ""
+    return {"layer": rule.layer.value, "status": rule.status.value, "authority": authority,
+            "version": rule.version, "process": rule.process_rule}
+
+
+def _layer_of(rule_id: str) -> Layer | None:
+    prefix = rule_id.split("/", 1)[0]
+    return Layer(prefix) if prefix in Layer.__members__.values() else None
+
+
+@dataclass(frozen=True)
+class _Layout:
+    manifest: Any
+    meta: dict[str, Any]
+    layers: dict[Layer, Any]
+
+
+class RuleIndex:
+    """Rules embedded into Chroma: a manifest plus one collection per layer (see the module docstring).
+
+    Args:
+        client: a Chroma API client (`make_client`, `make_ephemeral_client`).
+        embedder: embeds rule texts and queries; the index remembers its ``name`` and ``dim``.
+        collection: base name of the collections (3-50 characters of ``[a-zA-Z0-9._-]``).
+
+    Not safe for two concurrent `rebuild` calls on the same index; reads during a rebuild are fine.
+    """
+
+    def __init__(self, client: Any, embedder: Embedder, collection: str = "rules") -> None:
+        self._client = client
+        self.embedder = embedder
+        self.collection_name = collection
+        self._cached: _Layout | None = None
+
+    # -- layout ----------------------------------------------------------------------------------------
+
+    def _stamp(self, generation: int, rulebook_version: str | None = None, seq: int | None = None
+               ) -> dict[str, Any]:
+        meta = {_K_SCHEMA: INDEX_SCHEMA_VERSION, _K_EMBEDDER: self.embedder.name, _K_DIM: self.embedder.dim,
+                _K_GEN: generation, _K_VERSION: rulebook_version, _K_SEQ: seq}
+        return {key: value for key, value in meta.items() if value is not None}  # Chroma stores no None
+
+    def _layer_name(self, generation: int, layer: Layer) -> str:
+        return f"{self.collection_name}-g{generation}-{layer.value}"
+
+    def _create_layers(self, generation: int) -> dict[Layer, Any]:
+        return {layer: self._client.get_or_create_collection(
+                    self._layer_name(generation, layer), embedding_function=None,
+                    configuration={"hnsw": {"space": "cosine", "ef_search": 100, "ef_construction": 200}})
+                for layer in Layer}
+
+    def _layout(self, *, create: bool, refresh: bool = False) -> _Layout | None:
+        """The manifest and layer collections (cached); None if never created and ``create`` is false."""
+        from chromadb.errors import NotFoundError
+
+        if self._cached is not None and not refresh:
+            return self._cached
+        try:
+            manifest = self._client.get_collection(self.collection_name, embedding_function=None)
+        except (NotFoundError, ValueError):
+            if not create:
+                self._cached = None
+                return None
+            self._create_layers(1)  # before the manifest, so whoever sees the manifest finds the layers
+            manifest = self._client.get_or_create_collection(self.collection_name, embedding_function=None,
+                                                             metadata=self._stamp(1))
+        meta = dict(manifest.metadata or {})
+        layers: dict[Layer, Any] = {}
+        if meta.get(_K_SCHEMA) == INDEX_SCHEMA_VERSION and isinstance(meta.get(_K_GEN), int):
+            try:
+                layers = {layer: self._client.get_collection(self._layer_name(meta[_K_GEN], layer),
+                                                             embedding_function=None) for layer in Layer}
+            except (NotFoundError, ValueError) as exc:
+                raise IndexError_(f"retrieval index {self.collection_name!r} is incomplete ({exc}); "
+                                  "run `judge index rebuild`") from exc
+        self._cached = _Layout(manifest, meta, layers)
+        return self._cached
+
+    def _check_embedder(self, meta: dict[str, Any]) -> None:
+        if meta.get(_K_SCHEMA) != INDEX_SCHEMA_VERSION:
+            raise IndexSchemaError(meta.get(_K_SCHEMA), INDEX_SCHEMA_VERSION)
+        if meta.get(_K_EMBEDDER) != self.embedder.name or meta.get(_K_DIM) != self.embedder.dim:
+            built = f"{meta.get(_K_EMBEDDER)} (dim {meta.get(_K_DIM)})"
+            raise IndexMismatchError(built, f"{self.embedder.name} (dim {self.embedder.dim})")
+
+    def _writable(self) -> _Layout:
+        layout = self._layout(create=True, refresh=True)
+        assert layout is not None  # create=True always yields a layout
+        self._check_embedder(layout.meta)
+        return layout
+
+    def _call(self, layer: Layer, method: str, *, checked: bool, **kwargs: Any) -> Any:
+        """Call a method of ``layer``'s collection; None if the index was never created.
+
+        Refetches the layout once when another process's rebuild replaced the collection. With
+        ``checked``, refuses an index built with another embedder (free: the metadata is cached).
+        """
+        from chromadb.errors import NotFoundError
+
+        for refresh in (False, True):
+            layout = self._layout(create=False, refresh=refresh)
+            if layout is None:
+                return None
+            if checked or not layout.layers:
+                self._check_embedder(layout.meta)
+            try:
+                return getattr(layout.layers[layer], method)(**kwargs)
+            except NotFoundError:
+                if refresh:
+                    raise
+        raise AssertionError("unreachable")
+
+    # -- state -----------------------------------------------------------------------------------------
+
+    def state(self) -> IndexState:
+        """What the index reflects, read from the manifest."""
+        layout = self._layout(create=False, refresh=True)
+        if layout is None:
+            return IndexState(None, None, None, None, None, 0)
+        meta = layout.meta
+        return IndexState(meta.get(_K_VERSION), meta.get(_K_SEQ), meta.get(_K_EMBEDDER), meta.get(_K_DIM),
+                          meta.get(_K_SCHEMA), count=sum(col.count() for col in layout.layers.values()))
+
+    def check(self, rulebook_version: str) -> IndexState:
+        """Make sure the index can serve queries for ``rulebook_version``; return its state.
+
+        Raises:
+            IndexMismatchError: built with another embedding model or dimension.
+            IndexSchemaError: built by a judge with another index layout.
+            IndexStaleError: built from another rulebook version, or never built (``index_version`` None).
+        """
+        state = self.state()
+        if self._cached is None:
+            raise IndexStaleError(None, rulebook_version)
+        self._check_embedder(self._cached.meta)
+        if state.rulebook_version != rulebook_version:
+            raise IndexStaleError(state.rulebook_version, rulebook_version)
+        return state
+
+    def mark(self, rulebook_version: str, seq: int) -> None:
+        """Record that the index now reflects ``rulebook_version`` (after change ``seq``)."""
+        layout = self._writable()
+        # modify() replaces the whole metadata, so write the full stamp every time.
+        layout.manifest.modify(metadata=self._stamp(layout.meta[_K_GEN], rulebook_version, seq))
+        self._cached = None
+
+    # -- writes ----------------------------------------------------------------------------------------
+
+    def upsert(self, rules: Iterable[Rule], *, batch_size: int = 512) -> int:
+        """Embed and store ``rules`` batch by batch, replacing any indexed version; return how many.
+
+        Raises:
+            IndexMismatchError: the index was built with another embedder.
+        """
+        return self._upsert_into(self._writable().layers, rules, batch_size=batch_size)
+
+    def _upsert_into(self, cols: dict[Layer, Any], rules: Iterable[Rule], *, batch_size: int) -> int:
+        # Writing batch i overlaps embedding batch i+1: at most two batches are held in memory.
+        size = max(1, min(batch_size, self._client.get_max_batch_size()))
+        total = 0
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="judge-index") as pool:
+            pending: Future[None] | None = None
+            for batch in _batched(rules, size):
+                latest = list({rule.id: rule for rule in batch}.values())  # Chroma rejects duplicate ids
+                texts = [rule.embedding_text() for rule in latest]
+                vectors = self.embedder.encode(texts)
+                if vectors.shape != (len(latest), self.embedder.dim):
+                    raise IndexMismatchError(f"vectors of shape {vectors.shape}", self.embedder.name)
+                if pending is not None:
+                    pending.result()
+                pending = pool.submit(self._write, cols, latest, texts, vectors)
+                total += len(latest)
+            if pending is not None:
+                pending.result()
+        return total
+
+    @staticmethod
+    def _write(cols: dict[Layer, Any], rules: list[Rule], texts: list[str], vectors: np.ndarray) -> None:
+        for layer in Layer:
+            rows = [i for i, rule in enumerate(rules) if rule.layer is layer]
+            if rows:
+                cols[layer].upsert(
+                    ids=[rules[i].id for i in rows],
+                    embeddings=vectors[rows],
+                    metadatas=[_metadata(rules[i]) for i in rows],
+                    documents=[texts[i][:MAX_DOCUMENT_CHARS] for i in rows],
+                )
+
+    def delete(self, ids: Iterable[str]) -> None:
+        """Remove rules from the index (unknown ids are ignored)."""
+        by_layer: dict[Layer, list[str]] = {}
+        for rule_id in dict.fromkeys(ids):
+            layer = _layer_of(rule_id)
+            if layer is not None:
+                by_layer.setdefault(layer, []).append(rule_id)
+        step = self._client.get_max_batch_size()
+        for layer, layer_ids in by_layer.items():
+            for start in range(0, len(layer_ids), step):
+                self._call(layer, "delete", checked=False, ids=layer_ids[start : start + step])
+
+    def rebuild(self, rules: Iterable[Rule], rulebook_version: str, seq: int, *, batch_size: int = 512) -> int:
+        """Re-embed every rule with the current embedder into a new generation, then switch to it.
+
+        Returns the number of rules indexed. Old generations are deleted after the switch.
+        """
+        from chromadb.errors import NotFoundError
+
+        try:  # read the manifest directly: rebuild must also repair an incomplete or foreign index
+            manifest = self._client.get_collection(self.collection_name, embedding_function=None)
+        except (NotFoundError, ValueError):
+            manifest = None
+        old_gen = (manifest.metadata or {}).get(_K_GEN) if manifest is not None else None
+        generation = old_gen + 1 if isinstance(old_gen, int) else 1
+        self._drop_generations(keep=None, only=generation)  # left over from a crashed rebuild
+        total = self._upsert_into(self._create_layers(generation), rules, batch_size=batch_size)
+        stamp = self._stamp(generation, rulebook_version, seq)
+        if manifest is None:
+            self._client.get_or_create_collection(self.collection_name, embedding_function=None, metadata=stamp)
+        else:
+            manifest.modify(metadata=stamp)
+        self._drop_generations(keep=generation)
+        self._cached = None
+        return total
+
+    def _drop_generations(self, *, keep: int | None, only: int | None = None) -> None:
+        pattern = re.compile(rf"^{re.escape(self.collection_name)}-g(\d+)-(?:constitution|spec|ruling)$")
+        for col in self._client.list_collections():
+            name = col if isinstance(col, str) else col.name
+            match = pattern.match(name)
+            if match and int(match[1]) != keep and (only is None or int(match[1]) == only):
+                self._client.delete_collection(name)
+
+    # -- reads -----------------------------------------------------------------------------------------
+
+    def count(self, layer: Layer | None = None) -> int:
+        """Number of indexed rules, optionally in one layer."""
+        layers = list(Layer) if layer is None else [Layer(layer)]
+        return sum(self._call(each, "count", checked=False) or 0 for each in layers)
+
+    def get_metadata(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The stored metadata (layer, status, authority, version, process) of the given indexed rules."""
+        found: dict[str, dict[str, Any]] = {}
+        for layer in Layer:
+            layer_ids = [i for i in dict.fromkeys(ids) if _layer_of(i) is layer]
+            if layer_ids:
+                got = self._call(layer, "get", checked=False, ids=layer_ids, include=["metadatas"])
+                if got is not None:
+                    found.update(zip(got["ids"], got["metadatas"], strict=True))
+        return found
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """Embed one query text (e.g. ``pair.query_text()``) for `query_vector`."""
+        return self.embedder.encode([text])[0]
+
+    def query(self, text: str, *, layer: Layer | None, k: int, exclude: Collection[str] = (),
+              active_only: bool = True, where_extra: dict[str, Any] | None = None) -> list[Hit]:
+        """The ``k`` rules of ``layer`` closest to ``text``, best first. See `query_vector`."""
+        return self.query_vector(self.embed_query(text), layer=layer, k=k, exclude=exclude,
+                                 active_only=active_only, where_extra=where_extra)
+
+    def query_vector(self, vector: Sequence[float] | np.ndarray, *, layer: Layer | None, k: int,
+                     exclude: Collection[str] = (), active_only: bool = True,
+                     where_extra: dict[str, Any] | None = None) -> list[Hit]:
+        """The ``k`` rules closest to a precomputed query vector, best first.
+
+        Args:
+            vector: a query vector from this index's embedder (`embed_query`).
+            layer: only rules of this layer; None searches every layer and merges by score.
+            k: how many hits to return at most (fewer only when fewer rules qualify).
+            exclude: rule ids never to return (e.g. a ruling being re-judged); still returns ``k`` hits.
+            active_only: skip overruled and superseded rulings.
+            where_extra: a Chroma ``where`` clause on the metadata (e.g. ``{"process": True}``); note that
+                Chroma metadata filters are slow on large indexes.
+
+        The facade embeds a pair once and calls this per layer. An index that was never created returns
+        no hits: call `check` first to tell "nothing relevant" from "not built".
+        """
+        if k <= 0:
+            return []
+        query = np.asarray(vector, dtype=np.float32).reshape(1, -1)
+        if query.shape[1] != self.embedder.dim:
+            raise IndexMismatchError(f"a query vector of dim {query.shape[1]}",
+                                     f"{self.embedder.name} (dim {self.embedder.dim})")
+        layers = list(Layer) if layer is None else [Layer(layer)]
+        hits = [hit for each in layers
+                for hit in self._query_layer(query, each, k, set(exclude), active_only, where_extra)]
+        return sorted(hits, key=lambda hit: hit.distance)[:k] if len(layers) > 1 else hits
+
+    def _query_layer(self, query: np.ndarray, layer: Layer, k: int, excluded: set[str], active_only: bool,
+                     where_extra: dict[str, Any] | None) -> list[Hit]:
+        # Only rulings can be inactive; they are dropped after the search, fetching more until k remain.
+        post_filter = active_only and layer is Layer.RULING
+        fetch = k + len(excluded) + (max(4, k // 2) if post_filter else 0)
+        while True:
+            result = self._call(layer, "query", checked=True, query_embeddings=query, n_results=fetch,
+                                where=where_extra or None,
+                                include=["distances", "metadatas"] if post_filter else ["distances"])
+            if result is None:
+                return []
+            ids, distances = result["ids"][0], result["distances"][0]
+            metas = result["metadatas"][0] if post_filter else [None] * len(ids)
+            hits = [Hit(rule_id, 1.0 - float(dist), float(dist))
+                    for rule_id, dist, meta in zip(ids, distances, metas, strict=True)
+                    if rule_id not in excluded and (meta is None or meta.get("status") == RuleStatus.ACTIVE)]
+            if len(hits) >= k or len(ids) < fetch:
+                return hits[:k]
+            fetch *= 2

@@ -1,0 +1,296 @@
+"""The `Rulebook`: the public face of the rulebook - SQL store + derived retrieval index + precedence.
+
+```python
+import judge
+rb = judge.Rulebook.open()                 # default SQLite file + embedded Chroma index in the data dir
+rb.load("rulebook/")                       # idempotent: unchanged text adds no version
+hits = rb.retrieve(judge.Pair(prompt=..., response_a=..., response_b=...), k=5)
+rb.add_ruling(prompt=..., response_a=..., response_b=..., holding="B", rationale=..., cites=[...])
+rb.history("spec/avoid-sycophancy")
+```
+
+Every write goes through the store's single transactional write path, then brings the index up to date
+incrementally (the index is derived: `rebuild_index()` recreates it from SQL at any time).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from judge.errors import IndexStaleError, OverruleError, RulebookError, RuleNotFoundError
+from judge.retrieval.embedder import Embedder, make_embedder
+from judge.retrieval.index import RuleIndex, make_client
+from judge.rules.model import (
+    Case,
+    Change,
+    ChangeKind,
+    Holding,
+    Layer,
+    Pair,
+    Response,
+    Rule,
+    RuleStatus,
+    slugify,
+)
+from judge.rules.precedence import PrecedenceResult, order_rules
+from judge.rules.textio import read_rulebook
+from judge.settings import Settings
+from judge.store import PendingChange, RulebookStore, SyncReport, migrate, open_engine
+
+__all__ = ["Retrieval", "RetrievedRule", "Rulebook"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RetrievedRule:
+    """A rule retrieved for a pair, with its similarity score (cosine, higher is closer)."""
+
+    rule: Rule
+    score: float
+
+
+@dataclass(frozen=True)
+class Retrieval:
+    """The rules that apply to one pair, ordered by precedence, and the rulebook version they came from."""
+
+    rulebook_version: str
+    rules: tuple[RetrievedRule, ...]
+    precedence: PrecedenceResult
+
+    @property
+    def ids(self) -> list[str]:
+        """Retrieved rule ids in precedence order."""
+        return [r.rule.id for r in self.rules]
+
+    def score(self, rule_id: str) -> float:
+        """Similarity score of a retrieved rule."""
+        for r in self.rules:
+            if r.rule.id == rule_id:
+                return r.score
+        raise KeyError(rule_id)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-serialisable view (ids, layers, authority, scores, precedence exclusions)."""
+        return {
+            "rulebook_version": self.rulebook_version,
+            "rules": [
+                {"id": r.rule.id, "layer": r.rule.layer.value,
+                 "authority": r.rule.authority.value if r.rule.authority else None,
+                 "title": r.rule.title, "score": round(r.score, 4), "version": r.rule.version}
+                for r in self.rules
+            ],
+            "excluded": [{"id": e.rule_id, "reason": e.reason} for e in self.precedence.excluded],
+        }
+
+
+class Rulebook:
+    """A layered, versioned rulebook stored in SQL and retrieved per pair through a derived index.
+
+    Args:
+        store: the SQL system of record.
+        index: the derived retrieval index, or None for a rulebook that is never retrieved from.
+        auto_sync: bring a stale (but built) index up to date before retrieving instead of raising.
+    """
+
+    def __init__(self, store: RulebookStore, index: RuleIndex | None = None, *, auto_sync: bool = True) -> None:
+        self.store = store
+        self.index = index
+        self.auto_sync = auto_sync
+
+    @classmethod
+    def open(cls, url: str | None = None, *, settings: Settings | None = None, with_index: bool = True,
+             embedder: Embedder | None = None, auto_sync: bool = True) -> Rulebook:
+        """Open (creating and migrating if needed) the rulebook at `url` or the configured database."""
+        settings = settings or Settings.from_env()
+        engine = open_engine(url or settings.resolved_db_url)
+        migrate(engine)
+        store = RulebookStore(engine)
+        index = None
+        if with_index:
+            index = RuleIndex(make_client(settings), embedder or make_embedder(settings.embedding_model))
+        return cls(store, index, auto_sync=auto_sync)
+
+    # ----------------------------------------------------------------- reading
+    @property
+    def version(self) -> str:
+        """The rulebook version: changes whenever any rule changes."""
+        return self.store.version
+
+    def get(self, rule_id: str, version: int | None = None) -> Rule:
+        """A rule's latest (or given) version."""
+        return self.store.get(rule_id, version)
+
+    def history(self, rule_id: str) -> list[tuple[Rule, Change]]:
+        """Every version of a rule with the change that wrote it, oldest first."""
+        return self.store.history(rule_id)
+
+    def rules(self, layer: Layer | None = None, *, active_only: bool = False) -> Iterable[Rule]:
+        """Stream the current version of every rule (optionally one layer / binding only)."""
+        return self.store.iter_current(layer, active_only=active_only)
+
+    # ----------------------------------------------------------------- writing
+    def _commit(self, items: Sequence[PendingChange], author: str | None) -> list[Change]:
+        changes = self.store.commit(items, author=author)
+        self.sync_index()
+        return changes
+
+    def add_rule(self, rule: Rule, *, author: str | None = None, reason: str | None = None) -> Rule:
+        """Add a new rule (any layer). Its id must be new."""
+        self._commit([PendingChange(rule, ChangeKind.ADD, reason)], author)
+        return self.store.get(rule.id)
+
+    def add_ruling(self, *, prompt: str, response_a: str | Response, response_b: str | Response,
+                   holding: Holding, rationale: str, cites: Sequence[str] = (),
+                   overrules: Sequence[str] = (), rule_id: str | None = None, title: str | None = None,
+                   source: str = "human-review", author: str | None = None,
+                   tags: Sequence[str] = ()) -> Rule:
+        """Add a case ruling; rulings it overrules get a new, overruled version in the same transaction."""
+        case = Case(prompt=prompt, response_a=response_a, response_b=response_b, holding=holding,
+                    rationale=rationale, cites=tuple(cites), overrules=tuple(overrules))
+        title = title or _title_from(prompt)
+        rid = rule_id or f"ruling/{slugify(title, max_len=60)}-{_case_digest(case)}"
+        specificity = 1 + max((self.store.get(c).specificity for c in cites if c in self.store.exists(cites)),
+                              default=0)
+        ruling = Rule(id=rid, layer=Layer.RULING, title=title, text=f"Holding: {holding}. {rationale}",
+                      specificity=specificity, tags=tuple(tags), source=source, case=case, author=author)
+        items = [PendingChange(ruling, ChangeKind.ADD, None)]
+        for target in overrules:
+            items.append(self._status_change(target, RuleStatus.OVERRULED, f"overruled by {rid}"))
+        self._commit(items, author)
+        return self.store.get(rid)
+
+    def amend(self, rule_id: str, *, reason: str, author: str | None = None, title: str | None = None,
+              text: str | None = None, tags: Sequence[str] | None = None,
+              allow_constitution: bool = False) -> Rule:
+        """Write a new version of a rule with changed title / text / tags.
+
+        Amending the constitution requires ``allow_constitution=True``.
+        """
+        current = self.store.get(rule_id)
+        if current.layer is Layer.CONSTITUTION and not allow_constitution:
+            raise RulebookError(f"{rule_id} is in the constitution; amending it requires an explicit flag "
+                                "(allow_constitution=True / --constitution)")
+        update: dict[str, Any] = {}
+        if title is not None:
+            update["title"] = title
+        if text is not None:
+            update["text"] = text
+        if tags is not None:
+            update["tags"] = tuple(tags)
+        amended = Rule.model_validate({**current.model_dump(), **update, "author": author})
+        if amended.content_hash() == current.content_hash():
+            raise RulebookError(f"amendment of {rule_id} changes nothing")
+        self._commit([PendingChange(amended, ChangeKind.AMEND, reason)], author)
+        return self.store.get(rule_id)
+
+    def overrule(self, ruling_id: str, *, reason: str, author: str | None = None) -> Rule:
+        """Mark an active ruling overruled (a new version); it no longer binds or is retrieved."""
+        self._commit([self._status_change(ruling_id, RuleStatus.OVERRULED, reason)], author)
+        return self.store.get(ruling_id)
+
+    def supersede(self, ruling_id: str, *, reason: str, author: str | None = None) -> Rule:
+        """Mark an active ruling superseded (a new version); it no longer binds or is retrieved."""
+        self._commit([self._status_change(ruling_id, RuleStatus.SUPERSEDED, reason)], author)
+        return self.store.get(ruling_id)
+
+    def _status_change(self, ruling_id: str, status: RuleStatus, reason: str) -> PendingChange:
+        try:
+            current = self.store.get(ruling_id)
+        except RuleNotFoundError as exc:
+            raise OverruleError(f"cannot {status.value[:-2]}e {ruling_id!r}: no such ruling") from exc
+        if current.layer is not Layer.RULING:
+            raise OverruleError(f"cannot {status.value[:-2]}e {ruling_id!r}: only rulings can be; amend "
+                                "constitution and spec entries instead")
+        if not current.binds:
+            raise OverruleError(f"{ruling_id!r} is already {current.status.value}")
+        kind = ChangeKind.OVERRULE if status is RuleStatus.OVERRULED else ChangeKind.SUPERSEDE
+        return PendingChange(current.model_copy(update={"status": status}), kind, reason)
+
+    def load(self, path: str | Path, *, author: str | None = None) -> SyncReport:
+        """Load rulebook text (see `judge.rules.textio`) idempotently: unchanged rules add no version.
+
+        Parsing happens before any write; the whole load is one transaction.
+        """
+        rules = read_rulebook(Path(path))
+        report = self.store.sync(rules, author=author, reason=f"loaded from {path}")
+        self.sync_index()
+        return report
+
+    # ----------------------------------------------------------------- retrieval
+    def _require_index(self) -> RuleIndex:
+        if self.index is None:
+            raise RulebookError("this Rulebook was opened without a retrieval index")
+        return self.index
+
+    def sync_index(self) -> int:
+        """Apply every change the index has not seen yet; returns how many rules were re-indexed."""
+        if self.index is None:
+            return 0
+        index = self.index
+        state = index.state()
+        head = self.store.head()
+        if head is None:
+            return 0
+        if state.seq is not None and state.seq >= head.seq:
+            return 0
+        ids = sorted({c.rule_id for c in self.store.changes_since(state.seq or 0)})
+        for start in range(0, len(ids), 1000):
+            index.upsert(self.store.get_many(ids[start:start + 1000]).values())
+        index.mark(head.rulebook_version, head.seq)
+        log.info("index synced: %d rule(s) re-indexed up to %s", len(ids), head.rulebook_version)
+        return len(ids)
+
+    def rebuild_index(self) -> int:
+        """Drop the index and rebuild it from SQL; returns the number of rules indexed."""
+        index = self._require_index()
+        head = self.store.head()
+        version = head.rulebook_version if head else self.store.version
+        index.rebuild(self.store.iter_current(), version, head.seq if head else 0)
+        return index.count()
+
+    def retrieve(self, pair: Pair, *, k: int = 5, k_rulings: int | None = None,
+                 exclude: Sequence[str] = ()) -> Retrieval:
+        """The rules that apply to a pair: every binding constitution rule, the top-k spec entries and the
+        top-k active rulings by similarity, ordered by precedence.
+
+        Args:
+            pair: the prompt and two responses.
+            k: how many spec entries to retrieve.
+            k_rulings: how many rulings (default: k).
+            exclude: rule ids never to return (leave-one-out when evaluating on a ruling).
+        """
+        index = self._require_index()
+        version = self.store.version
+        try:
+            index.check(version)
+        except IndexStaleError:
+            if not self.auto_sync or index.state().seq is None:
+                raise
+            self.sync_index()
+        vector = index.embedder.encode([pair.query_text()])[0]
+        n_const = self.store.count(Layer.CONSTITUTION, active_only=True)
+        hits = []
+        for layer, n in ((Layer.CONSTITUTION, n_const), (Layer.SPEC, k),
+                         (Layer.RULING, k if k_rulings is None else k_rulings)):
+            if n > 0:
+                hits.extend(index.query_vector(vector, layer=layer, k=n, exclude=exclude))
+        rules = self.store.get_many([h.rule_id for h in hits])
+        scores = {h.rule_id: h.score for h in hits}
+        precedence = order_rules(r for r in rules.values())
+        ordered = tuple(RetrievedRule(r, scores[r.id]) for r in precedence.ordered)
+        return Retrieval(version, ordered, precedence)
+
+
+def _title_from(prompt: str) -> str:
+    words = " ".join(prompt.split())
+    return (words[:60].rsplit(" ", 1)[0] if len(words) > 60 else words) or "ruling"
+
+
+def _case_digest(case: Case) -> str:
+    return hashlib.sha256(case.model_dump_json().encode()).hexdigest()[:8]

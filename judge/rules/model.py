@@ -1,0 +1,282 @@
+"""The rulebook's data model: layers, authority levels, rules, rulings, versions.
+
+Pure values (frozen pydantic models); no I/O. Three layers, in order of precedence:
+
+* ``constitution`` - few, overriding principles (ids ``constitution/<slug>``);
+* ``spec`` - the model spec's concrete entries, each with an authority level (ids ``spec/<slug>``);
+* ``ruling`` - decided pairs: prompt, response A, response B, holding, rationale, cited rules
+  (ids ``ruling/<slug>``).
+
+Every rule is versioned: amending, overruling or superseding adds a new version; nothing is rewritten.
+The rulebook as a whole has a version, a hash chain over every change, so a judgment can name the exact
+rulebook it used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = [
+    "AUTHORITY_RANK",
+    "EMPTY_RULEBOOK_VERSION",
+    "LAYER_RANK",
+    "Authority",
+    "Case",
+    "Change",
+    "ChangeKind",
+    "Holding",
+    "Layer",
+    "Pair",
+    "Process",
+    "Response",
+    "Rule",
+    "RuleStatus",
+    "ToolCall",
+    "content_hash",
+    "next_rulebook_version",
+    "slugify",
+]
+
+Holding = Literal["A", "B", "tie"]
+
+RULE_ID_RE = re.compile(r"^(constitution|spec|ruling)/[a-z0-9][a-z0-9._-]{0,199}$")
+EMPTY_RULEBOOK_VERSION = "rb-000000000000"
+
+
+class Layer(StrEnum):
+    """The three layers of the rulebook, highest precedence first."""
+
+    CONSTITUTION = "constitution"
+    SPEC = "spec"
+    RULING = "ruling"
+
+
+#: Lower rank = higher precedence.
+LAYER_RANK: dict[Layer, int] = {Layer.CONSTITUTION: 0, Layer.SPEC: 1, Layer.RULING: 2}
+
+
+class Authority(StrEnum):
+    """The Model Spec's levels of authority, highest first."""
+
+    ROOT = "root"
+    SYSTEM = "system"
+    DEVELOPER = "developer"
+    USER = "user"
+    GUIDELINE = "guideline"
+
+
+#: Lower rank = higher authority. A rule without an authority ranks below ``guideline``.
+AUTHORITY_RANK: dict[Authority | None, int] = {
+    Authority.ROOT: 0,
+    Authority.SYSTEM: 1,
+    Authority.DEVELOPER: 2,
+    Authority.USER: 3,
+    Authority.GUIDELINE: 4,
+    None: 5,
+}
+
+
+class RuleStatus(StrEnum):
+    """Whether a rule binds. Only rulings can be overruled or superseded."""
+
+    ACTIVE = "active"
+    OVERRULED = "overruled"
+    SUPERSEDED = "superseded"
+
+
+class ChangeKind(StrEnum):
+    """Why a new version of a rule was written."""
+
+    ADD = "add"
+    AMEND = "amend"
+    OVERRULE = "overrule"
+    SUPERSEDE = "supersede"
+
+
+def slugify(text: str, *, max_len: int = 80) -> str:
+    """Turn a title or spec anchor into an id slug: lowercase, ``[a-z0-9-]``, hyphen separated."""
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return slug[:max_len].rstrip("-") or "rule"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ToolCall(_Frozen):
+    """One tool call made while producing a response."""
+
+    name: str
+    arguments: dict[str, Any] | str = Field(default_factory=dict)
+    result: str | None = None
+
+
+class Process(_Frozen):
+    """How a response was produced: reasoning text and tool calls. Judged by process rules."""
+
+    reasoning: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+
+    def is_empty(self) -> bool:
+        """True when there is neither reasoning nor any tool call."""
+        return not (self.reasoning and self.reasoning.strip()) and not self.tool_calls
+
+
+class Response(_Frozen):
+    """A response to judge: its final text and, optionally, its process."""
+
+    text: str
+    process: Process | None = None
+
+
+class Pair(_Frozen):
+    """A prompt and two responses to compare. ``id`` is the caller's, if any."""
+
+    prompt: str
+    response_a: Response
+    response_b: Response
+    id: str | None = None
+
+    @field_validator("response_a", "response_b", mode="before")
+    @classmethod
+    def _coerce_text(cls, value: Any) -> Any:
+        return {"text": value} if isinstance(value, str) else value
+
+    def query_text(self) -> str:
+        """The text retrieval embeds for this pair: prompt and both responses."""
+        return "\n\n".join([self.prompt, self.response_a.text, self.response_b.text])
+
+    def has_process(self) -> bool:
+        """True when either response carries a non-empty process."""
+        return any(r.process is not None and not r.process.is_empty() for r in (self.response_a, self.response_b))
+
+
+class Case(_Frozen):
+    """The decided pair inside a case ruling."""
+
+    prompt: str
+    response_a: Response
+    response_b: Response
+    holding: Holding
+    rationale: str
+    cites: tuple[str, ...] = ()
+    overrules: tuple[str, ...] = ()
+
+    @field_validator("response_a", "response_b", mode="before")
+    @classmethod
+    def _coerce_text(cls, value: Any) -> Any:
+        return {"text": value} if isinstance(value, str) else value
+
+    def as_pair(self) -> Pair:
+        """The case's prompt and responses as a `Pair`."""
+        return Pair(prompt=self.prompt, response_a=self.response_a, response_b=self.response_b)
+
+
+class Rule(_Frozen):
+    """One version of one rule, in any layer.
+
+    ``specificity`` is the rule's depth in its layer's hierarchy (0 = a top-level principle); deeper rules
+    are more specific. ``case`` is set exactly for rulings.
+    """
+
+    id: str
+    layer: Layer
+    title: str
+    text: str
+    authority: Authority | None = None
+    parent: str | None = None
+    specificity: int = 0
+    tags: tuple[str, ...] = ()
+    source: str = "user"
+    status: RuleStatus = RuleStatus.ACTIVE
+    case: Case | None = None
+    version: int = 1
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    author: str | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _check_id(cls, value: str) -> str:
+        if not RULE_ID_RE.match(value):
+            raise ValueError(
+                f"rule id {value!r} must look like constitution/<slug>, spec/<slug> or ruling/<slug> "
+                "(lowercase letters, digits, '.', '_', '-')"
+            )
+        return value
+
+    @field_validator("title")
+    @classmethod
+    def _check_title(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("title must not be empty")
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _check_layer(self) -> Rule:
+        prefix = self.id.split("/", 1)[0]
+        if prefix != self.layer.value:
+            raise ValueError(f"rule id {self.id!r} does not match its layer {self.layer.value!r}")
+        if (self.layer is Layer.RULING) != (self.case is not None):
+            raise ValueError("rulings (and only rulings) carry a case: prompt, responses, holding, rationale")
+        if self.layer is not Layer.RULING and self.status is not RuleStatus.ACTIVE:
+            raise ValueError("only rulings can be overruled or superseded; amend other rules instead")
+        if not self.text.strip():
+            raise ValueError(f"rule {self.id!r} has empty text")
+        if self.version < 1:
+            raise ValueError("version starts at 1")
+        return self
+
+    @property
+    def binds(self) -> bool:
+        """Whether the rule binds: overruled and superseded rulings do not."""
+        return self.status is RuleStatus.ACTIVE
+
+    @property
+    def process_rule(self) -> bool:
+        """Rules tagged ``process`` judge a response's reasoning and tool calls."""
+        return "process" in self.tags
+
+    def content_hash(self) -> str:
+        """Hash of what the rule says (not of its version number, time or author)."""
+        return content_hash(self)
+
+    def embedding_text(self) -> str:
+        """The text the retrieval index embeds for this rule."""
+        if self.case is not None:
+            return "\n\n".join([self.case.prompt, self.case.response_a.text, self.case.response_b.text,
+                                self.case.rationale])
+        return f"{self.title}\n\n{self.text}"
+
+
+def content_hash(rule: Rule) -> str:
+    """sha256 of a rule's content fields in canonical JSON (version, time and author excluded)."""
+    payload = rule.model_dump(mode="json", exclude={"version", "created_at", "author"})
+    blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def next_rulebook_version(previous: str, rule_id: str, version: int, rule_hash: str) -> str:
+    """The rulebook version after one change: a hash chain over every change ever made."""
+    blob = f"{previous}\n{rule_id}\n{version}\n{rule_hash}".encode()
+    return "rb-" + hashlib.sha256(blob).hexdigest()[:12]
+
+
+class Change(_Frozen):
+    """One entry of the append-only change log."""
+
+    seq: int
+    rule_id: str
+    version: int
+    kind: ChangeKind
+    reason: str | None = None
+    author: str | None = None
+    at: datetime
+    rulebook_version: str
+    previous_rulebook_version: str

