@@ -254,15 +254,17 @@ class Rulebook:
         index.rebuild(self.store.iter_current(), version, head.seq if head else 0)
         return index.count()
 
-    def retrieve(self, pair: Pair, *, k: int = 5, k_rulings: int | None = None,
+    def retrieve(self, pair: Pair, *, k: int = 5, k_rulings: int | None = None, k_process: int = 3,
                  exclude: Sequence[str] = ()) -> Retrieval:
         """The rules that apply to a pair: every binding constitution rule, the top-k spec entries and the
-        top-k active rulings by similarity, ordered by precedence.
+        top-k active rulings by similarity, ordered by precedence. When either response carries a process
+        (reasoning, tool calls), the top `k_process` process rules are retrieved as well.
 
         Args:
             pair: the prompt and two responses.
             k: how many spec entries to retrieve.
             k_rulings: how many rulings (default: k).
+            k_process: how many process rules to add for a pair with a process.
             exclude: rule ids never to return (leave-one-out when evaluating on a ruling).
         """
         index = self._require_index()
@@ -280,11 +282,28 @@ class Rulebook:
                          (Layer.RULING, k if k_rulings is None else k_rulings)):
             if n > 0:
                 hits.extend(index.query_vector(vector, layer=layer, k=n, exclude=exclude))
+        if pair.has_process() and k_process > 0:
+            process_vector = index.embedder.encode([_process_text(pair)])[0]
+            hits.extend(index.query_vector(process_vector, layer=Layer.SPEC, k=k_process, exclude=exclude,
+                                           where_extra={"process": True}))
         rules = self.store.get_many([h.rule_id for h in hits])
-        scores = {h.rule_id: h.score for h in hits}
+        scores: dict[str, float] = {}
+        for h in hits:
+            scores[h.rule_id] = max(h.score, scores.get(h.rule_id, h.score))
         precedence = order_rules(r for r in rules.values())
         ordered = tuple(RetrievedRule(r, scores[r.id]) for r in precedence.ordered)
         return Retrieval(version, ordered, precedence)
+
+
+def _process_text(pair: Pair) -> str:
+    parts = []
+    for response in (pair.response_a, pair.response_b):
+        process = response.process
+        if process is None:
+            continue
+        parts.append(process.reasoning or "")
+        parts.extend(f"{c.name} {c.arguments} {c.result or ''}" for c in process.tool_calls)
+    return "\n".join(parts)
 
 
 def _title_from(prompt: str) -> str:

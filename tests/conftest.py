@@ -40,15 +40,8 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def hash_rulebook(sqlite_url: str):
+def hash_rulebook(sqlite_url: str):  # returns judge.rulebook.Rulebook
     """A Rulebook on a fresh SQLite file with the deterministic hash embedder and an in-memory index."""
-    from judge.retrieval.embedder import HashEmbedder
-    from judge.retrieval.index import RuleIndex, make_ephemeral_client
-    from judge.rulebook import Rulebook
-    from judge.store import RulebookStore
+    from judge.testing import hash_rulebook
 
-    store = RulebookStore.open(sqlite_url)
-    import uuid
-
-    index = RuleIndex(make_ephemeral_client(), HashEmbedder(dim=128), collection=f"t{uuid.uuid4().hex[:12]}")
-    return Rulebook(store, index)
+    return hash_rulebook(sqlite_url)

@@ -33,7 +33,7 @@ def test_import_is_light() -> None:
 COMMANDS = [[], ["rulebook"], ["rulebook", "import-model-spec"], ["rulebook", "load"], ["rulebook", "list"],
             ["rulebook", "show"], ["rulebook", "history"], ["rulebook", "add-ruling"], ["rulebook", "amend"],
             ["rulebook", "overrule"], ["index"], ["index", "rebuild"], ["index", "sync"], ["index", "status"],
-            ["retrieve"], ["run"], ["compare"]]
+            ["retrieve"], ["run"], ["compare"], ["serve"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=[" ".join(c) or "judge" for c in COMMANDS])

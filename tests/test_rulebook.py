@@ -152,3 +152,19 @@ def test_load_changed_file_adds_one_version_and_malformed_loads_nothing(hash_rul
     with pytest.raises(RulebookParseError, match="zz-broken.md:"):
         rb.load(book)
     assert rb.version == version  # nothing half-loaded: the valid change was not applied either
+
+
+def test_pair_with_process_retrieves_process_rules(hash_rulebook: Rulebook) -> None:
+    from judge.rules.model import Process, Response, ToolCall
+
+    rb = hash_rulebook
+    rb.load(REPO / "rulebook")
+    process = Process(reasoning="The tool timed out, I will pretend it returned a price.",
+                      tool_calls=(ToolCall(name="finance.quote", arguments={"ticker": "ACME"}, result="ERROR"),))
+    with_process = Pair(prompt="ACME closing price?", response_a=Response(text="$41", process=process),
+                        response_b="$41")
+    plain = Pair(prompt="ACME closing price?", response_a="$41", response_b="$41")
+    got = rb.retrieve(with_process, k=2)
+    assert [r for r in got.ids if r.startswith("spec/process-")]
+    assert all(rb.get(i).process_rule for i in got.ids if i.startswith("spec/process-"))
+    assert not [r for r in rb.retrieve(plain, k=2).ids if r.startswith("spec/process-")]

@@ -9,7 +9,9 @@ jitter, honouring Retry-After; API keys are never logged.
 
 from __future__ import annotations
 
+import json
 import logging
+import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,7 +24,6 @@ from tenacity import (
     RetryCallState,
     retry_if_exception,
     stop_after_attempt,
-    wait_exponential_jitter,
 )
 
 from judge.backends.base import ChatReply, ChatRequest, StructuredReply
@@ -63,7 +64,11 @@ def _retry_after(exc: BaseException | None) -> float | None:
 
 
 def _waiter(policy: RetryPolicy) -> Callable[[RetryCallState], float]:
-    backoff = wait_exponential_jitter(initial=policy.initial_wait_s, max=policy.max_wait_s, jitter=policy.jitter_s)
+    # Computed here rather than with tenacity's wait_exponential_jitter, whose `initial` argument is
+    # deprecated (a DeprecationWarning on every request) and whose replacement does not exist in tenacity 8.
+    def backoff(state: RetryCallState) -> float:
+        exp = policy.initial_wait_s * 2.0 ** min(state.attempt_number - 1, 60)
+        return min(exp + random.uniform(0, policy.jitter_s), policy.max_wait_s)
 
     def wait(state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -128,6 +133,8 @@ class OpenAIProtocolBackend:
                     completion = await self.client.chat.completions.create(**kwargs)
         except openai.APIResponseValidationError as exc:
             raise BackendReplyError(f"endpoint reply is not a chat completion: {exc}") from exc
+        except json.JSONDecodeError as exc:  # a JSON content-type with a body that is not JSON
+            raise BackendReplyError(f"endpoint reply is not JSON: {exc}") from exc
         except (openai.APIStatusError, openai.APITimeoutError, openai.APIConnectionError) as exc:
             if _retryable(exc):
                 raise _unavailable(exc, attempts) from exc
@@ -158,10 +165,18 @@ class OpenAIProtocolBackend:
         try:
             async for attempt in self._retrying():
                 with attempt:
-                    value, completion = await client.chat.completions.create_with_completion(
-                        model=self.model, messages=list(messages), response_model=response_model,
-                        context=context, max_retries=max_retries, max_tokens=max_tokens,
-                        temperature=0.0, timeout=self.retry.timeout_s)
+                    try:
+                        value, completion = await client.chat.completions.create_with_completion(
+                            model=self.model, messages=list(messages), response_model=response_model,
+                            context=context, max_retries=max_retries, max_tokens=max_tokens,
+                            temperature=0.0, timeout=self.retry.timeout_s)
+                    except InstructorRetryException as exc:
+                        # instructor wraps endpoint errors too; unwrap them so 429/5xx are retried here
+                        # (honouring Retry-After) and reported as backend failures, not as bad output.
+                        if isinstance(exc.__cause__, openai.APIStatusError | openai.APITimeoutError
+                                      | openai.APIConnectionError):
+                            raise exc.__cause__ from None
+                        raise
         except InstructorRetryException as exc:
             raw = _completion_text(exc.last_completion)
             raise StructuredOutputError(f"structured reply never validated: {_short(exc)}", raw=raw,

@@ -6,7 +6,7 @@ import os
 
 import typer
 
-from judge.cli import index_cmd, retrieve_cmd, rulebook_cmd, run_cmd
+from judge.cli import index_cmd, retrieve_cmd, rulebook_cmd, run_cmd, serve_cmd
 from judge.cli.common import CliState, configure_logging, err_console
 from judge.errors import JudgeError
 
@@ -21,6 +21,7 @@ app.add_typer(index_cmd.app, name="index")
 app.command("retrieve")(retrieve_cmd.retrieve)
 app.command("run")(run_cmd.run)
 app.command("compare")(run_cmd.compare)
+app.command("serve")(serve_cmd.serve)
 
 
 @app.callback()
