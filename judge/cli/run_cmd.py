@@ -18,7 +18,8 @@ BASE_URL_OPT = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint
 
 
 def _judge(st: CliState, backend_spec: str, base_url: str | None, *, single_order: bool, no_rules: bool,
-           explain: bool, k: int, k_rulings: int, n_constitution: int, cache: bool = True):
+           explain: bool, k: int, k_rulings: int, n_constitution: int, cache: bool = True,
+           ties: bool = False):
     from judge.backends.registry import make_backend
     from judge.judging.engine import Judge
     from judge.judging.prompts import BARE_TEMPLATE_VERSION, TEMPLATE_VERSION
@@ -30,7 +31,8 @@ def _judge(st: CliState, backend_spec: str, base_url: str | None, *, single_orde
     config = JudgeConfig(backend=backend.name, model=backend.model,
                          template_version=BARE_TEMPLATE_VERSION if no_rules else TEMPLATE_VERSION,
                          both_orders=not single_order, explain=explain and not no_rules, use_rules=not no_rules,
-                         k_spec=k, k_rulings=k_rulings, n_constitution=n_constitution)
+                         k_spec=k, k_rulings=k_rulings, n_constitution=n_constitution,
+                         allow_tie=ties and not no_rules)
     local = backend.name.startswith("local")
     return Judge(backend, None if no_rules else rulebook, config=config, store=store,
                  concurrent_orders=not local, use_cache=cache, price_per_mtok=(0.0, 0.0) if local else None)
@@ -59,16 +61,19 @@ def run(
     out: Path = typer.Option(..., "--out", "-o", help="Results JSONL (appended; re-running resumes)."),
     backend: str = BACKEND_OPT,
     base_url: str | None = BASE_URL_OPT,
-    concurrency: int = typer.Option(2, "--concurrency", "-c", help="Comparisons in flight at once."),
+    concurrency: int | None = typer.Option(None, "--concurrency", "-c",
+                                           help="Comparisons in flight at once (default: 1 for the one-slot "
+                                                "embedded server, 8 for endpoints)."),
     single_order: bool = typer.Option(False, "--single-order", help="Judge one order only (cheaper, biased)."),
     no_rules: bool = typer.Option(False, "--no-rules", help="Bare 'which is better' baseline without rules."),
     explain: bool = typer.Option(True, "--explain/--no-explain", help="Ask for cited rules and a rationale."),
-    k: int = typer.Option(4, "--k", help="Spec entries shown to the judge."),
+    k: int = typer.Option(3, "--k", help="Spec entries shown to the judge."),
     k_rulings: int = typer.Option(2, "--k-rulings", help="Precedent rulings shown to the judge."),
-    n_constitution: int = typer.Option(3, "--n-constitution", help="Constitution rules shown to the judge."),
+    n_constitution: int = typer.Option(2, "--n-constitution", help="Constitution rules shown to the judge."),
     max_tokens: int | None = typer.Option(None, "--max-tokens", help="Token budget: stop cleanly when reached."),
     max_cost: float | None = typer.Option(None, "--max-cost", help="Cost budget in USD (needs prices)."),
     table: bool = typer.Option(True, "--table/--no-table", help="Print the verdict table at the end."),
+    ties: bool = typer.Option(False, "--ties", help="Offer a tie answer (T); useful with strong models."),
     cache: bool = typer.Option(True, "--cache/--no-cache",
                                help="Answer identical requests from the judgment store (every verdict is "
                                     "recorded either way)."),
@@ -81,12 +86,14 @@ def run(
     st = state(ctx)
     records = list(read_pairs(pairs))  # validate the whole file before spending anything
     judge = _judge(st, backend, base_url, single_order=single_order, no_rules=no_rules, explain=explain, k=k,
-                   k_rulings=k_rulings, n_constitution=n_constitution, cache=cache)
+                   k_rulings=k_rulings, n_constitution=n_constitution, cache=cache, ties=ties)
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
         with Progress(TextColumn("judging"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=err_console, transient=False) as progress:
             task = progress.add_task("judging", total=len(records))
+            if concurrency is None:
+                concurrency = 1 if judge.backend.name.startswith("local") else 8
             report = asyncio.run(run_pairs(judge, records, out=out, concurrency=concurrency, max_tokens=max_tokens,
                                            max_cost_usd=max_cost, on_result=lambda _v: progress.advance(task)))
     finally:
@@ -121,7 +128,7 @@ def compare(
     from judge.rules.model import Pair
 
     judge = _judge(state(ctx), backend, base_url, single_order=single_order, no_rules=False, explain=explain,
-                   k=4, k_rulings=2, n_constitution=3)
+                   k=3, k_rulings=2, n_constitution=2)
     try:
         verdict = judge.compare(Pair(prompt=prompt, response_a=response_a, response_b=response_b, id="cli"))
     finally:

@@ -112,7 +112,7 @@ class Judge:
     async def _order(self, pair: Pair, rules: list[Rule], shown_first: Literal["A", "B"]) -> tuple[
             RenderedPrompt, OrderResult]:
         rendered = verdict_messages(pair, rules, shown_first=shown_first, limits=self.limits,
-                                    bare=not self.config.use_rules)
+                                    bare=not self.config.use_rules, allow_tie=self.config.allow_tie)
         reply: ChatReply = await self.backend.achat(ChatRequest(
             messages=rendered.messages, max_tokens=1, temperature=self.config.temperature,
             top_logprobs=self.config.top_logprobs))
@@ -121,7 +121,7 @@ class Judge:
                                     "cannot be measured", raw=reply.text)
         try:
             dist, mass = distribution_from_top_logprobs(reply.first_token_logprobs,
-                                                        allow_tie=self.config.use_rules)
+                                                        allow_tie=self.config.allow_tie)
         except VerdictTokenError as exc:
             raise _VerdictParseError(str(exc), reply.text) from exc
         mapped = dist if shown_first == "A" else swap(dist)

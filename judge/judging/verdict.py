@@ -122,9 +122,10 @@ class JudgeConfig(BaseModel):
     both_orders: bool = True
     explain: bool = True
     use_rules: bool = True
-    k_spec: int = 4
+    allow_tie: bool = False
+    k_spec: int = 3
     k_rulings: int = 2
-    n_constitution: int = 3
+    n_constitution: int = 2
     max_retries: int = 2
     temperature: float = 0.0
     top_logprobs: int = 10

@@ -1,0 +1,60 @@
+"""Adapter tests: real replies of the embedded model over the OpenAI protocol, replayed from cassettes.
+
+The cassettes were recorded by scripts/record_cassettes.py against the embedded llama.cpp server; here they
+replay with record mode ``none`` (no network, no model). Prompts depend on the shipped rulebook and the
+prompt template: when either changes, re-record.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import openai
+import pytest
+import vcr
+
+from judge.backends.openai_compat import OpenAIProtocolBackend
+from judge.judging.engine import Judge
+from judge.judging.pairs_io import read_pairs
+from judge.testing import hash_rulebook
+
+ROOT = Path(__file__).resolve().parent.parent
+CASSETTES = ROOT / "cassettes"
+MODEL = "qwen2.5-coder-1.5b-instruct-q4_k_m"
+VCR_OPTIONS = {"filter_headers": ["authorization", "x-api-key"], "match_on": ["method", "path", "body"],
+               "decode_compressed_response": True}
+RECORDED = sorted(p.stem.removeprefix("judge-") for p in CASSETTES.glob("judge-*.yaml"))
+
+
+def test_cassettes_exist() -> None:
+    assert RECORDED, "no cassettes in cassettes/: run scripts/record_cassettes.py"
+
+
+@pytest.mark.parametrize("pair_id", RECORDED)
+def test_replayed_judgment_is_a_real_verdict(pair_id: str, sqlite_url: str) -> None:
+    pairs = {r.pair.id: r.pair for r in read_pairs(ROOT / "examples" / "pairs.jsonl")}
+    rulebook = hash_rulebook(sqlite_url, ROOT / "rulebook")
+    client = openai.AsyncOpenAI(base_url="http://127.0.0.1:8080/v1", api_key="sk-replay-only")
+    backend = OpenAIProtocolBackend(name="local", model=MODEL, client=client)
+    judge = Judge(backend, rulebook, concurrent_orders=False)
+    with vcr.use_cassette(str(CASSETTES / f"judge-{pair_id}.yaml"), record_mode="none", **VCR_OPTIONS) as tape:
+        verdict = judge.compare(pairs[pair_id])
+    assert tape.play_count == len(tape)  # every recorded exchange was used: the prompts did not drift
+    if verdict.failure is not None:
+        # A recorded failure is a legitimate outcome, but it must carry its reason and never a score.
+        assert verdict.winner is None and verdict.failure.reason
+        return
+    assert verdict.winner in ("A", "B", "tie")
+    probs = verdict.probabilities
+    assert probs is not None and abs(probs.a + probs.tie + probs.b - 1) < 1e-6
+    assert len(verdict.orders) == 2 and {o.shown_first for o in verdict.orders} == {"A", "B"}
+    assert all(o.answer_mass > 0.5 for o in verdict.orders)  # the real model put its mass on answer tokens
+    retrieved = {r["id"] for r in verdict.retrieved}
+    assert verdict.citations and all(c.rule_id in retrieved for c in verdict.citations)
+    assert verdict.deciding_rule in retrieved
+
+
+def test_cassettes_hold_no_api_key() -> None:
+    for path in CASSETTES.glob("*.yaml"):
+        text = path.read_text(encoding="utf-8")
+        assert "sk-local-" not in text and "Bearer" not in text, path
