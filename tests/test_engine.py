@@ -88,7 +88,7 @@ def rb(hash_rulebook: Rulebook) -> Rulebook:
 def test_swapped_order_shows_b_first_and_maps_back(rb: Rulebook) -> None:
     # Slot A always wins with 0.7: in the swapped order that "A" is the caller's B.
     fb = FakeBackend(router(verdict(A=0.7, B=0.2, T=0.1), verdict(A=0.7, B=0.2, T=0.1)))
-    v = Judge(fb, rb, config=no_explain(fb)).compare(PAIR)
+    v = Judge(fb, rb, config=no_explain(fb, allow_tie=True)).compare(PAIR)
     assert sorted(shown_first_slot(b) for b in fb.history) == sorted([A_TEXT, B_TEXT])
     swapped = next(b for b in fb.history if shown_first_slot(b) == B_TEXT)["messages"][1]["content"]
     assert f"<response_b>\n{A_TEXT}\n</response_b>" in swapped
@@ -115,7 +115,7 @@ def test_both_orders_combine_numerically(rb: Rulebook, a_first: list[tuple[str, 
                                          winner: str, inconsistent: bool, mass: float) -> None:
     fb = FakeBackend(router(FakeReply(text=a_first[0][0], top_logprobs=a_first),
                             FakeReply(text=b_first[0][0], top_logprobs=b_first)))
-    v = Judge(fb, rb, config=no_explain(fb)).compare(PAIR)
+    v = Judge(fb, rb, config=no_explain(fb, allow_tie=True)).compare(PAIR)
     assert v.failure is None and v.probabilities is not None
     p = v.probabilities
     assert (p.a, p.tie, p.b) == pytest.approx(expected)
@@ -293,3 +293,10 @@ def test_bare_config_needs_no_rulebook_and_ignores_ties() -> None:
 def test_a_judge_with_rules_needs_a_rulebook() -> None:
     with pytest.raises(JudgeError, match="rulebook"):
         Judge(FakeBackend())
+
+
+def test_tie_tokens_are_ignored_unless_ties_are_allowed(rb: Rulebook) -> None:
+    fb = FakeBackend(router(verdict(A=0.6, B=0.2, T=0.2), verdict(A=0.6, B=0.2, T=0.2)))
+    v = Judge(fb, rb, config=no_explain(fb)).compare(PAIR)
+    assert v.probabilities is not None and v.probabilities.tie == 0.0
+    assert "T if they are equally good" not in fb.history[0]["messages"][1]["content"]

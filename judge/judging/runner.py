@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,10 +64,8 @@ def _repair_tail(path: Path) -> None:
         fh.truncate(cut)
 
 
-def read_results(path: str | Path) -> list[Verdict]:
-    """All verdicts in a results file, last line per pair id winning."""
-    path = Path(path)
-    latest: dict[str, Verdict] = {}
+def _iter_results(path: Path) -> Iterator[tuple[int, Verdict]]:
+    """Stream (line number, verdict) from a results file; a bad line raises `InputError` naming it."""
     with path.open(encoding="utf-8") as fh:
         for line_no, line in enumerate(fh, 1):
             if not line.strip():
@@ -76,7 +74,14 @@ def read_results(path: str | Path) -> list[Verdict]:
                 verdict = Verdict.model_validate_json(line)
             except ValueError as exc:
                 raise InputError(f"not a judge result: {str(exc).splitlines()[0]}", path=path, line=line_no) from exc
-            latest[verdict.pair_id or f"line-{line_no}"] = verdict
+            yield line_no, verdict
+
+
+def read_results(path: str | Path) -> list[Verdict]:
+    """All verdicts in a results file, last line per pair id winning."""
+    latest: dict[str, Verdict] = {}
+    for line_no, verdict in _iter_results(Path(path)):
+        latest[verdict.pair_id or f"line-{line_no}"] = verdict
     return list(latest.values())
 
 
@@ -86,7 +91,9 @@ def completed_ids(path: Path) -> set[str]:
         return set()
     _repair_tail(path)
     done: set[str] = set()
-    for verdict in read_results(path):
+    # Streamed, keeping only ids: resuming a large run must not hold every earlier verdict in memory.
+    # Lines are applied in file order, so the last line per pair id wins, as in `read_results`.
+    for _, verdict in _iter_results(path):
         if verdict.pair_id is None:
             continue
         if verdict.failure is None or verdict.failure.stage not in RETRYABLE_STAGES:
