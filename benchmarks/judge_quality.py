@@ -80,6 +80,14 @@ def slot_corrected(verdicts: list[Verdict]) -> list[Verdict]:
     return out
 
 
+def first_order_only(v: Verdict) -> Verdict:
+    if v.failure is not None:
+        return v
+    first = next(o for o in v.orders if o.shown_first == "A")
+    return v.model_copy(update={"orders": [first], "probabilities": first.distribution,
+                                "winner": first.distribution.winner, "position_inconsistent": None})
+
+
 async def run(judge: Judge, records: list, exclude_fn) -> list[Verdict]:
     results = []
     for rec in records:
@@ -94,7 +102,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--backend", default="local")
     ap.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
-    ap.add_argument("--configs", default="bare,bare2,rules2")
+    ap.add_argument("--configs", default="bare2,rules2")
     ap.add_argument("--k", type=int, default=2)
     ap.add_argument("--k-rulings", type=int, default=2)
     ap.add_argument("--n-constitution", type=int, default=2)
@@ -131,6 +139,9 @@ def main() -> None:
                     for v in verdicts:
                         fh.write(json.dumps({"config": name, **v.model_dump(mode="json")}) + "\n")
             variants = [(name, verdicts)]
+            if name == "bare2":
+                # (a) one order = the first order of (b): same requests, no second run needed
+                variants.insert(0, ("bare (1 order)", [first_order_only(v) for v in verdicts]))
             if cfg.both_orders:
                 variants.append((name + "+slot", slot_corrected(verdicts)))
             for label, vs in variants:

@@ -15,7 +15,10 @@ Everything runs in one invocation and prints one markdown table:
   queries + SQLite reads), plus retrieval alone (target p50 <= 5 ms).
 * **memory** - 10,000 comparisons through `run_pairs` against the same latency server, in a fresh child
   process so ``ru_maxrss`` is that run's peak; RSS is sampled as results stream to disk, and growth after
-  the first 1,000 comparisons shows whether anything accumulates per comparison.
+  the first 1,000 comparisons shows whether anything accumulates per comparison. The child is spawned
+  before this process loads Chroma, because Linux starts a child's ru_maxrss at its parent's peak (VmHWM,
+  which starts afresh at exec, is printed beside it). The child then times the resume scan of its results
+  file (`completed_ids`, what a re-run does first) and its RSS change.
 
 The machine's load average is printed with each phase: on a shared machine other jobs steal CPU.
 
@@ -55,7 +58,7 @@ from judge.backends.openai_compat import OpenAIProtocolBackend
 from judge.judging.engine import Judge, bare_config
 from judge.judging.pairs_io import PairRecord
 from judge.judging.prompts import TEMPLATE_VERSION
-from judge.judging.runner import run_pairs
+from judge.judging.runner import completed_ids, run_pairs
 from judge.judging.verdict import JudgeConfig, Verdict
 from judge.rules.model import Pair
 
@@ -197,6 +200,15 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KB
 
 
+def hwm_mb() -> float:
+    """Peak RSS of this address space (VmHWM). Unlike ru_maxrss it starts afresh at exec: Linux carries the
+    parent's peak into a child's ru_maxrss across fork/vfork + exec."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -286,9 +298,17 @@ async def memory_phase(base_url: str, n: int, concurrency: int, out: Path) -> di
                                  on_result=on_result)
     finally:
         await backend.client.close()
-    return {"n": report.judged, "failed": report.failed, "seconds": time.perf_counter() - start,
-            "baseline_mb": baseline, "samples": samples, "peak_mb": peak_rss_mb(),
-            "file_mb": out.stat().st_size / 2**20}
+    seconds = time.perf_counter() - start
+    peak, hwm = peak_rss_mb(), hwm_mb()
+    # Resuming: run_pairs first scans the results file for pair ids already decided.
+    before = rss_mb()
+    scan_start = time.perf_counter()
+    resumed = len(completed_ids(out))
+    scan = {"ids": resumed, "seconds": time.perf_counter() - scan_start, "rss_before_mb": before,
+            "rss_after_mb": rss_mb()}
+    return {"n": report.judged, "failed": report.failed, "seconds": seconds, "baseline_mb": baseline,
+            "samples": samples, "peak_mb": peak, "hwm_mb": hwm, "file_mb": out.stat().st_size / 2**20,
+            "resume": scan}
 
 
 def run_memory_child(base_url: str, n: int, concurrency: int, workdir: Path) -> dict[str, Any]:
@@ -341,7 +361,19 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="judge-throughput-") as tmp:
         workdir = Path(tmp)
 
-        # 1. engine overhead: instant in-process transport, sequential.
+        # Memory first, in a child process, while this process is still small: Linux starts a child's
+        # ru_maxrss at the parent's peak, so it has to be spawned before Chroma and the rulebook load here.
+        # Then throughput on the same latency server.
+        with fake_server(args.latency_ms) as server:
+            log(f"memory: {args.memory_n} comparisons in a child process (load {load()})")
+            mem_load0 = load()
+            mem = run_memory_child(server.base_url, args.memory_n, args.concurrency, workdir)
+            mem_load1 = load()
+            log(f"throughput: {args.n} comparisons, concurrency {args.concurrency}, {args.latency_ms:g} ms "
+                f"(load {load()})")
+            tp = asyncio.run(throughput(server, args.n, args.concurrency, workdir))
+
+        # Engine overhead: instant in-process transport, sequential.
         log(f"overhead: {args.overhead_n} sequential comparisons per variant (load {load()})")
         from judge.testing import hash_rulebook
 
@@ -364,20 +396,10 @@ def main(argv: list[str] | None = None) -> None:
         retrieval_ms = retrieval_times(rules_judge, args.overhead_n)
         overhead_load1 = load()
 
-        # 2. throughput and 3. memory against the latency server.
-        with fake_server(args.latency_ms) as server:
-            log(f"throughput: {args.n} comparisons, concurrency {args.concurrency}, {args.latency_ms:g} ms "
-                f"(load {load()})")
-            tp = asyncio.run(throughput(server, args.n, args.concurrency, workdir))
-            log(f"memory: {args.memory_n} comparisons in a child process (load {load()})")
-            mem_load0 = load()
-            mem = run_memory_child(server.base_url, args.memory_n, args.concurrency, workdir)
-            mem_load1 = load()
-
     rate = tp.n / tp.seconds
     ratio = rate / limit
     samples = mem["samples"]
-    early_n = min(samples, key=lambda k: abs(k - 1000))
+    early_n = min(samples, key=lambda k: abs(k - 1000)) if max(samples) >= 2000 else min(samples)
     final_n = max(samples)
     growth = samples[final_n] - samples[early_n]
     mem_rate = mem["n"] / mem["seconds"]
@@ -394,7 +416,9 @@ def main(argv: list[str] | None = None) -> None:
         f"{rate:.1f} cmp/s = {ratio:.3f} x limit", ">= 0.95 x limit",
         f"{tp.n} cmp in {tp.seconds:.2f} s (ideal {tp.n / limit:.2f} s); failed {tp.failed}; "
         f"{tp.lines} JSONL lines; per-cmp latency p50/p95 {tp.latency_p50_ms:.0f}/{tp.latency_p95_ms:.0f} ms; "
-        f"CPU/cmp client {tp.cpu_ms_per_cmp:.2f} ms + server {tp.server_cpu_ms_per_cmp:.2f} ms; "
+        f"client busy {tp.cpu_ms_per_cmp * tp.n / 1000 / tp.seconds:.0%} of one core; "
+        f"CPU/cmp client {tp.cpu_ms_per_cmp:.2f} ms (one free core would cap at "
+        f"{1000 / tp.cpu_ms_per_cmp:.0f} cmp/s) + server {tp.server_cpu_ms_per_cmp:.2f} ms; "
         f"load {tp.load_before} -> {tp.load_after}"]))
     for label, values, note in (
             ("engine overhead, bare (instant MockTransport, sequential)", bare_ms,
@@ -409,12 +433,16 @@ def main(argv: list[str] | None = None) -> None:
     print(fmt_row([
         f"peak RSS, {mem['n']:,} cmp via run_pairs (c={args.concurrency}, {args.latency_ms:g} ms server, "
         "child process)", f"{mem['peak_mb']:.1f} MB (ru_maxrss)", "flat",
-        f"RSS before run {mem['baseline_mb']:.1f} MB, at {early_n:,} cmp {samples[early_n]:.1f} MB, "
-        f"at {final_n:,} cmp {samples[final_n]:.1f} MB"]))
+        f"VmHWM {mem['hwm_mb']:.1f} MB; RSS before run {mem['baseline_mb']:.1f} MB, at {early_n:,} cmp "
+        f"{samples[early_n]:.1f} MB, at {final_n:,} cmp {samples[final_n]:.1f} MB"]))
     print(fmt_row([f"RSS growth {early_n:,} -> {final_n:,} cmp", f"{growth:+.1f} MB "
                    f"({growth * 1024 / max(1, final_n - early_n):+.2f} KB/cmp)", "~0",
                    f"results streamed to disk ({mem['file_mb']:.1f} MB JSONL); failed {mem['failed']}; "
                    f"{mem_rate:.1f} cmp/s = {mem_rate / limit:.3f} x limit; load {mem_load0} -> {mem_load1}"]))
+    scan = mem["resume"]
+    print(fmt_row([f"resume scan of the {mem['n']:,}-result file (completed_ids)",
+                   f"{scan['seconds']:.2f} s, RSS {scan['rss_after_mb'] - scan['rss_before_mb']:+.1f} MB", "~0 MB",
+                   f"{scan['ids']:,} ids; RSS {scan['rss_before_mb']:.1f} -> {scan['rss_after_mb']:.1f} MB"]))
     print()
     print(f"load avg 1/5/15 min at end: {load()} on {os.cpu_count()} cpus")
 

@@ -24,6 +24,10 @@ def __getattr__(name: str) -> object:
         from judge import rulebook
 
         return getattr(rulebook, name)
+    if name in ("compare", "compare_many"):
+        from judge import api
+
+        return getattr(api, name)
     if name in ("Judge", "Verdict", "JudgeConfig"):
         from judge.judging import engine, verdict
 
@@ -51,4 +55,6 @@ __all__ = [
     "ToolCall",
     "Verdict",
     "__version__",
+    "compare",
+    "compare_many",
 ]

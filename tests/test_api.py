@@ -14,7 +14,7 @@ from judge.cli.main import app
 EXPORTED = {
     "Authority", "Case", "Change", "Judge", "JudgeConfig", "JudgeError", "Layer", "Pair", "Process", "Response",
     "Retrieval", "RetrievedRule", "Rule", "RuleStatus", "Rulebook", "Settings", "ToolCall", "Verdict",
-    "__version__",
+    "__version__", "compare", "compare_many",
 }
 
 
@@ -41,3 +41,27 @@ def test_every_command_has_help(command: list[str]) -> None:
     result = CliRunner().invoke(app, [*command, "--help"])
     assert result.exit_code == 0, result.output
     assert "Usage" in result.output
+
+
+def test_compare_and_compare_many_one_call(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    from judge.backends import registry
+    from judge.backends.fake import FakeBackend, FakeReply
+    from judge.judging.verdict import JudgeConfig
+
+    def reply(body: dict) -> FakeReply:
+        return FakeReply("A", top_logprobs=[("A", -0.2), ("B", -1.7)])
+
+    fake = FakeBackend(reply)
+    closed: list[bool] = []
+    fake._on_close = lambda: closed.append(True)
+    monkeypatch.setattr(registry, "make_backend", lambda *a, **k: fake)
+    settings = judge.Settings(data_dir=tmp_path, embedding_model="hash")
+    judge.Rulebook.open(settings=settings).load("rulebook")
+    config = JudgeConfig(backend="x", model="y", template_version="rules-v2", explain=False)
+    verdict = judge.compare("What is 2+2?", "4", "5", settings=settings, config=config)
+    assert verdict.failure is None and verdict.winner == "tie" and len(verdict.orders) == 2  # slot bias cancels
+    assert verdict.config.backend == "fake" and closed == [True]
+    pairs = [judge.Pair(prompt=f"q{i}", response_a="a", response_b="b") for i in range(3)]
+    many = judge.compare_many(pairs, settings=settings, config=config, out=tmp_path / "r.jsonl")
+    assert len(many) == 3 and all(v.failure is None for v in many)
+    assert len((tmp_path / "r.jsonl").read_text().splitlines()) == 3
