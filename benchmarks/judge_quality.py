@@ -26,8 +26,8 @@ from pathlib import Path
 from judge.backends.registry import make_backend
 from judge.judging.engine import Judge, bare_config
 from judge.judging.pairs_io import read_pairs
-from judge.judging.pairwise import Distribution, correct_slot_bias, slot_bias
 from judge.judging.prompts import TEMPLATE_VERSION
+from judge.judging.slot import correct_batch
 from judge.judging.verdict import JudgeConfig, Verdict
 from judge.rulebook import Rulebook
 from judge.rules.model import Layer, slugify
@@ -57,27 +57,16 @@ def accuracy(verdicts: list[Verdict], labels: dict[str, str]) -> tuple[float, in
     return sum(w == y for w, y in scored) / len(scored), len(scored)
 
 
+def wilson(acc: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    if n == 0 or math.isnan(acc):
+        return math.nan, math.nan
+    centre = (acc + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(acc * (1 - acc) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
 def slot_corrected(verdicts: list[Verdict]) -> list[Verdict]:
-    ok = [v for v in verdicts if v.failure is None and len(v.orders) == 2]
-    firsts = []
-    for v in ok:
-        for o in v.orders:
-            d = o.distribution
-            first, second = (d.a, d.b) if o.shown_first == "A" else (d.b, d.a)
-            if first + second > 0:
-                firsts.append(first / (first + second))
-    bias = slot_bias(firsts)
-    out = []
-    for v in verdicts:
-        if v.failure is not None or len(v.orders) != 2:
-            out.append(v)
-            continue
-        fixed = [correct_slot_bias(o.distribution, bias, shown_first=o.shown_first) for o in v.orders]
-        avg = Distribution(a=(fixed[0].a + fixed[1].a) / 2, tie=(fixed[0].tie + fixed[1].tie) / 2,
-                           b=(fixed[0].b + fixed[1].b) / 2)
-        out.append(v.model_copy(update={"probabilities": avg, "winner": avg.winner,
-                                        "position_inconsistent": fixed[0].winner != fixed[1].winner}))
-    return out
+    return correct_batch(verdicts)[0]
 
 
 def first_order_only(v: Verdict) -> Verdict:
@@ -150,15 +139,16 @@ def main() -> None:
                 consistent = sum(not v.position_inconsistent for v in both) / len(both) if both else math.nan
                 failed = sum(v.failure is not None for v in vs) / len(vs)
                 rows.append((label, acc, n, consistent, failed, per))
-                print(f"{label:14s} acc={acc:.3f} (n={n}) consistency={consistent:.2f} failures={failed:.2%} "
-                      f"s/cmp={per:.1f}", flush=True)
+                print(f"{label:14s} acc={acc:.3f} (n={n}) consistency={consistent:.2f} "
+                      f"failures={failed:.2%} s/cmp={per:.1f}", flush=True)
     finally:
         backend.close()
     print(f"\nset={args.set} n={len(records)} seed={args.seed} backend={args.backend}")
-    print("| config | accuracy | n | orders agree | failures | s per comparison |")
+    print("| config | accuracy (95% Wilson CI) | n | orders agree | failures | s per comparison |")
     print("|---|---|---|---|---|---|")
     for label, acc, n, cons, failed, per in rows:
-        print(f"| {label} | {acc:.3f} | {n} | {cons:.2f} | {failed:.1%} | {per:.1f} |")
+        lo, hi = wilson(acc, n)
+        print(f"| {label} | {acc:.3f} ({lo:.2f}-{hi:.2f}) | {n} | {cons:.2f} | {failed:.1%} | {per:.1f} |")
 
 
 if __name__ == "__main__":

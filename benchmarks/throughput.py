@@ -351,7 +351,7 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(asyncio.run(memory_phase(args._memory, args.n, args.concurrency, Path(args._out)))))
         return
 
-    command = "python benchmarks/throughput.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    command = shlex.join([sys.executable, "benchmarks/throughput.py", *(argv if argv is not None else sys.argv[1:])])
     latency_s = args.latency_ms / 1000
     limit = args.concurrency / latency_s if latency_s > 0 else float("inf")
     print(f"# judge throughput benchmark  (cpus={os.cpu_count()}, load avg 1/5/15 min at start={load()})",

@@ -79,3 +79,30 @@ def test_correct_slot_bias_removes_the_mean_preference() -> None:
 def test_distribution_validates() -> None:
     with pytest.raises(ValueError):
         Distribution(a=0.5, tie=0.0, b=0.6)
+
+
+def test_correct_batch_removes_a_constant_slot_preference() -> None:
+    from judge.judging.prompts import TEMPLATE_VERSION
+    from judge.judging.slot import correct_batch
+    from judge.judging.verdict import JudgeConfig, OrderResult, Verdict
+
+    config = JudgeConfig(backend="fake", model="m", template_version=TEMPLATE_VERSION)
+
+    def order(first: str, p_first: float) -> OrderResult:
+        d = Distribution(a=p_first, tie=0.0, b=1 - p_first) if first == "A" else \
+            Distribution(a=1 - p_first, tie=0.0, b=p_first)
+        return OrderResult(shown_first=first, distribution=d, answer_mass=1.0, top_logprobs=[],
+                           prompt_tokens=1, completion_tokens=1, latency_s=0.0)
+
+    # Truth: A better in pair 1 (judge: 0.9 first slot when A first, 0.6 when B first), B better in pair 2.
+    verdicts = []
+    for pid, (pa, pb) in {"1": (0.9, 0.6), "2": (0.6, 0.9)}.items():
+        orders = [order("A", pa), order("B", pb)]
+        avg = combine(orders[0].distribution, orders[1].distribution)
+        verdicts.append(Verdict(pair_id=pid, winner=avg.distribution.winner, probabilities=avg.distribution,
+                                orders=orders, position_inconsistent=avg.position_inconsistent, config=config,
+                                cache_key="k"))
+    fixed, bias = correct_batch(verdicts)
+    assert bias > 0.5
+    assert [v.winner for v in fixed] == ["A", "B"]
+    assert all(v.position_inconsistent is False and v.slot_bias == bias for v in fixed)

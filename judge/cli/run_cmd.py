@@ -74,6 +74,9 @@ def run(
     max_cost: float | None = typer.Option(None, "--max-cost", help="Cost budget in USD (needs prices)."),
     table: bool = typer.Option(True, "--table/--no-table", help="Print the verdict table at the end."),
     ties: bool = typer.Option(False, "--ties", help="Offer a tie answer (T); useful with strong models."),
+    slot_correction: bool = typer.Option(False, "--slot-correction",
+                                         help="Also write <out>.slot-corrected.jsonl: the batch's mean slot "
+                                              "preference (estimated without labels) removed."),
     cache: bool = typer.Option(True, "--cache/--no-cache",
                                help="Answer identical requests from the judgment store (every verdict is "
                                     "recorded either way)."),
@@ -101,9 +104,18 @@ def run(
     if as_json:
         emit_json({**vars(report), "inconsistency_rate": report.inconsistency_rate, "out": str(out)})
         return
+    ids = {r.pair.id for r in records}
+    shown = [v for v in read_results(out) if v.pair_id in ids]
+    title = f"verdicts ({pairs})"
+    if slot_correction:
+        from judge.judging.slot import correct_batch
+
+        shown, bias = correct_batch(shown)
+        corrected = out.with_name(out.stem + ".slot-corrected.jsonl")
+        corrected.write_text("".join(v.model_dump_json() + "\n" for v in shown), encoding="utf-8")
+        title += f", slot bias {bias:+.2f} log-odds removed -> {corrected}"
     if table:
-        ids = {r.pair.id for r in records}
-        console.print(verdict_table([v for v in read_results(out) if v.pair_id in ids], f"verdicts ({pairs})"))
+        console.print(verdict_table(shown, title))
     rate = report.inconsistency_rate
     console.print(f"judged {report.judged}, skipped {report.skipped} already done, failed {report.failed}; "
                   f"orders disagreed on {report.position_inconsistent}"

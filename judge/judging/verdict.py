@@ -159,6 +159,7 @@ class Verdict(BaseModel):
     latency_s: float = 0.0
     failure: Failure | None = None
     cached: bool = False
+    slot_bias: float | None = Field(default=None, description="Slot bias (log-odds) removed, if corrected.")
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
     @model_validator(mode="after")
