@@ -102,6 +102,9 @@ class Rulebook:
         self.store = store
         self.index = index
         self.auto_sync = auto_sync
+        # The rulebook version the index was last verified against, and its binding constitution size:
+        # re-checked only when the version in SQL moves (any writer, any process, changes it).
+        self._verified: tuple[str, int] | None = None
 
     @classmethod
     def open(cls, url: str | None = None, *, settings: Settings | None = None, with_index: bool = True,
@@ -269,14 +272,16 @@ class Rulebook:
         """
         index = self._require_index()
         version = self.store.version
-        try:
-            index.check(version)
-        except IndexStaleError:
-            if not self.auto_sync or index.state().seq is None:
-                raise
-            self.sync_index()
+        if self._verified is None or self._verified[0] != version:
+            try:
+                index.check(version)
+            except IndexStaleError:
+                if not self.auto_sync or index.state().seq is None:
+                    raise
+                self.sync_index()
+            self._verified = (version, self.store.count(Layer.CONSTITUTION, active_only=True))
+        n_const = self._verified[1]
         vector = index.embedder.encode([pair.query_text()])[0]
-        n_const = self.store.count(Layer.CONSTITUTION, active_only=True)
         hits = []
         for layer, n in ((Layer.CONSTITUTION, n_const), (Layer.SPEC, k),
                          (Layer.RULING, k if k_rulings is None else k_rulings)):
