@@ -26,10 +26,13 @@ __all__ = [
 ]
 
 
-def _retrieved(info: ValidationInfo) -> set[str] | None:
-    ctx = info.context or {}
-    ids = ctx.get("retrieved_ids")
-    return set(ids) if ids is not None else None
+def _check_retrieved(value: str, info: ValidationInfo, what: str) -> str:
+    """Normalise a cited id and refuse it unless it was retrieved (``retrieved_ids`` in the context)."""
+    value = value.strip().strip("[]")
+    ids = (info.context or {}).get("retrieved_ids")
+    if ids is not None and value not in ids:
+        raise ValueError(f"{what} {value!r} is not in the RULEBOOK; use only these ids: {', '.join(sorted(ids))}")
+    return value
 
 
 class AppliedRule(BaseModel):
@@ -42,11 +45,7 @@ class AppliedRule(BaseModel):
     @field_validator("rule_id")
     @classmethod
     def _cited_rule_was_retrieved(cls, value: str, info: ValidationInfo) -> str:
-        allowed = _retrieved(info)
-        value = value.strip().strip("[]")
-        if allowed is not None and value not in allowed:
-            raise ValueError(f"{value!r} is not in the RULEBOOK; cite only these ids: {', '.join(sorted(allowed))}")
-        return value
+        return _check_retrieved(value, info, "rule_id")
 
 
 class Explanation(BaseModel):
@@ -60,12 +59,7 @@ class Explanation(BaseModel):
     @field_validator("deciding_rule")
     @classmethod
     def _deciding_rule_was_retrieved(cls, value: str, info: ValidationInfo) -> str:
-        allowed = _retrieved(info)
-        value = value.strip().strip("[]")
-        if allowed is not None and value not in allowed:
-            choices = ", ".join(sorted(allowed))
-            raise ValueError(f"deciding_rule {value!r} is not in the RULEBOOK; use one of: {choices}")
-        return value
+        return _check_retrieved(value, info, "deciding_rule")
 
 
 class OrderResult(BaseModel):
