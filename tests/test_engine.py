@@ -300,3 +300,11 @@ def test_tie_tokens_are_ignored_unless_ties_are_allowed(rb: Rulebook) -> None:
     v = Judge(fb, rb, config=no_explain(fb)).compare(PAIR)
     assert v.probabilities is not None and v.probabilities.tie == 0.0
     assert "T if they are equally good" not in fb.history[0]["messages"][1]["content"]
+
+
+def test_explanation_schema_allows_only_retrieved_ids() -> None:
+    from judge.judging.verdict import explanation_model
+
+    schema = explanation_model(["spec/a", "constitution/b"]).model_json_schema()
+    assert schema["properties"]["deciding_rule"]["enum"] == ["spec/a", "constitution/b"]
+    assert schema["$defs"]["AppliedRule"]["properties"]["rule_id"]["enum"] == ["spec/a", "constitution/b"]

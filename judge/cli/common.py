@@ -62,3 +62,8 @@ def configure_logging(verbose: int) -> None:
     """Log to stderr; -v for INFO, -vv for DEBUG."""
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if verbose == 0:
+        # Third-party chatter (instructor logs every exhausted re-ask at ERROR; the failure is recorded in
+        # the result and shown in the table) stays out of the way unless asked for.
+        for name in ("instructor", "httpx", "httpx2", "openai", "chromadb"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)

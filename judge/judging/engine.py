@@ -40,6 +40,7 @@ from judge.judging.verdict import (
     OrderResult,
     TraceEntry,
     Verdict,
+    explanation_model,
 )
 from judge.rules.model import Pair, Rule
 from judge.rules.precedence import conflict_trace, order_rules
@@ -211,7 +212,8 @@ class Judge:
                        rules: list[Rule]) -> tuple[Explanation, int, int]:
         letter: Literal["A", "B", "T"] = "T" if dist.winner == "tie" else dist.winner  # first order shows A first
         messages = explanation_messages(first_order, letter)
-        reply = await self.backend.astructured(messages, Explanation, context={"retrieved_ids": [r.id for r in rules]},
+        ids = [r.id for r in rules]
+        reply = await self.backend.astructured(messages, explanation_model(ids), context={"retrieved_ids": ids},
                                                max_retries=self.config.max_retries, max_tokens=400)
         return reply.value, reply.prompt_tokens, reply.completion_tokens
 

@@ -168,3 +168,24 @@ class Verdict(BaseModel):
     def confidence(self) -> float | None:
         """Probability of the winner."""
         return self.probabilities.confidence if self.probabilities else None
+
+
+def explanation_model(retrieved_ids: list[str]) -> type[Explanation]:
+    """An `Explanation` whose JSON schema lists the retrieved ids as the only allowed rule ids (an enum).
+
+    Endpoints that enforce JSON schemas (llama.cpp's grammar, OpenAI structured outputs) then cannot emit
+    any other id; validation still checks every reply against the ids in the validation context, with a
+    message the model can act on when it is re-asked.
+    """
+    from pydantic import create_model
+
+    if not retrieved_ids:
+        return Explanation
+    enum = {"enum": list(retrieved_ids)}
+    applied = create_model("AppliedRule", __base__=AppliedRule, rule_id=(str, Field(
+        description="A rule id from the RULEBOOK.", json_schema_extra=enum)))
+    return create_model(
+        "Explanation", __base__=Explanation,
+        rules_applied=(list[applied], Field(min_length=1, max_length=4)),  # type: ignore[valid-type]
+        deciding_rule=(str, Field(description="The highest-precedence rule that decided the verdict.",
+                                  json_schema_extra=enum)))
