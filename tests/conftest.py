@@ -45,3 +45,14 @@ def hash_rulebook(sqlite_url: str):  # returns judge.rulebook.Rulebook
     from judge.testing import hash_rulebook
 
     return hash_rulebook(sqlite_url)
+
+
+@pytest.fixture(autouse=True)
+def _restore_logger_levels():  # the CLI quiets third-party loggers; keep that from leaking between tests
+    import logging
+
+    names = ("instructor", "httpx", "httpx2", "openai", "chromadb")
+    saved = {n: logging.getLogger(n).level for n in names}
+    yield
+    for name, level in saved.items():
+        logging.getLogger(name).setLevel(level)
