@@ -49,7 +49,11 @@ if TYPE_CHECKING:
     from judge.rulebook import Rulebook
     from judge.store.judgments import JudgmentStore
 
-__all__ = ["Judge", "cache_key"]
+__all__ = ["EXPLANATION_MAX_TOKENS", "Judge", "cache_key"]
+
+#: Room for the structured explanation. The schema bounds it (at most 3 rules, 150-character notes, a
+#: 400-character rationale: about 350 tokens), so running out means a runaway reply, recorded as a failure.
+EXPLANATION_MAX_TOKENS = 800
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +218,7 @@ class Judge:
         messages = explanation_messages(first_order, letter)
         ids = [r.id for r in rules]
         reply = await self.backend.astructured(messages, explanation_model(ids), context={"retrieved_ids": ids},
-                                               max_retries=self.config.max_retries, max_tokens=400)
+                                               max_retries=self.config.max_retries, max_tokens=EXPLANATION_MAX_TOKENS)
         return reply.value, reply.prompt_tokens, reply.completion_tokens
 
     @staticmethod

@@ -139,7 +139,7 @@ async def run_pairs(judge: Judge, records: Iterable[PairRecord], *, out: Path | 
             verdict = await judge.acompare(record.pair, exclude=exclude)
             report.judged += 1
             report.failed += verdict.failure is not None
-            report.position_inconsistent += bool(verdict.position_inconsistent)
+            report.position_inconsistent += verdict.failure is None and bool(verdict.position_inconsistent)
             report.prompt_tokens += verdict.prompt_tokens
             report.completion_tokens += verdict.completion_tokens
             report.cost_usd += verdict.cost_usd or 0.0

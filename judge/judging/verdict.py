@@ -40,7 +40,7 @@ class AppliedRule(BaseModel):
 
     rule_id: str = Field(description="A rule id exactly as written in the RULEBOOK.")
     favours: Literal["A", "B", "neither"] = Field(description="Which response this rule favours.")
-    note: str = Field(max_length=240, description="One line: how the rule applies to this pair.")
+    note: str = Field(max_length=150, description="One short line: how the rule applies to this pair.")
 
     @field_validator("rule_id")
     @classmethod
@@ -51,10 +51,10 @@ class AppliedRule(BaseModel):
 class Explanation(BaseModel):
     """The judge's structured reasons for its verdict."""
 
-    rules_applied: list[AppliedRule] = Field(min_length=1, max_length=4)
+    rules_applied: list[AppliedRule] = Field(min_length=1, max_length=3)
     deciding_rule: str = Field(description="The id of the highest-precedence rule that decided the verdict.")
     confidence: float = Field(ge=0.0, le=1.0, description="Confidence that the verdict is right, 0 to 1.")
-    rationale: str = Field(max_length=600, description="Two or three sentences.")
+    rationale: str = Field(max_length=400, description="One or two sentences.")
 
     @field_validator("deciding_rule")
     @classmethod
@@ -186,6 +186,6 @@ def explanation_model(retrieved_ids: list[str]) -> type[Explanation]:
         description="A rule id from the RULEBOOK.", json_schema_extra=enum)))
     return create_model(
         "Explanation", __base__=Explanation,
-        rules_applied=(list[applied], Field(min_length=1, max_length=4)),  # type: ignore[valid-type]
+        rules_applied=(list[applied], Field(min_length=1, max_length=3)),  # type: ignore[valid-type]
         deciding_rule=(str, Field(description="The highest-precedence rule that decided the verdict.",
                                   json_schema_extra=enum)))
