@@ -432,9 +432,9 @@ WRITES_PER_WORKER = 40
 def _writer(url: str, name: str, barrier: Any) -> None:
     """Child process: open the (fresh) database and add rulings one commit at a time."""
     try:
-        barrier.wait(timeout=60)  # open and migrate at the same moment as the other writer
+        barrier.wait(timeout=300)  # open and migrate at the same moment as the other writer
         store = RulebookStore.open(url)
-        barrier.wait(timeout=60)  # and start writing together, so the commits interleave
+        barrier.wait(timeout=300)  # and start writing together, so the commits interleave
         for i in range(WRITES_PER_WORKER):
             store.commit(add(ruling(f"{name}-{i:03d}")), author=name)
             time.sleep(0.003)  # a little "work" between commits, so the other writer gets its turns
@@ -452,7 +452,7 @@ def test_concurrent_writers_extend_one_chain(db_url: str) -> None:
     for proc in workers:
         proc.start()
     for proc in workers:
-        proc.join(timeout=180)
+        proc.join(timeout=600)
     assert [proc.exitcode for proc in workers] == [0, 0]
 
     engine = open_engine(db_url)
