@@ -308,3 +308,19 @@ def test_explanation_schema_allows_only_retrieved_ids() -> None:
     schema = explanation_model(["spec/a", "constitution/b"]).model_json_schema()
     assert schema["properties"]["deciding_rule"]["enum"] == ["spec/a", "constitution/b"]
     assert schema["$defs"]["AppliedRule"]["properties"]["rule_id"]["enum"] == ["spec/a", "constitution/b"]
+
+
+def test_explanation_that_contradicts_the_verdict_is_flagged(rb: Rulebook) -> None:
+    import json as _json
+
+    def script(body: dict[str, Any]) -> FakeReply:
+        if "response_format" in body:
+            return FakeReply(_json.dumps({"rules_applied": [{"rule_id": "spec/honesty", "favours": "B", "note": "n"}],
+                                          "deciding_rule": "spec/honesty", "confidence": 0.9, "rationale": "r"}))
+        return verdict(A=0.9, B=0.1) if shown_first_slot(body) == A_TEXT else verdict(A=0.2, B=0.8)
+
+    fb = FakeBackend(script)
+    config = JudgeConfig(backend=fb.name, model=fb.model, template_version=TEMPLATE_VERSION)
+    v = Judge(fb, rb, config=config).compare(PAIR)
+    assert v.winner == "A" and v.deciding_rule == "spec/honesty"
+    assert v.explanation_agrees is False

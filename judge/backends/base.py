@@ -55,7 +55,7 @@ class StructuredReply(Generic[T]):
     """A validated structured output, the raw text of the last completion, and usage over all attempts."""
 
     value: T
-    raw: str
+    raw: str | None
     prompt_tokens: int
     completion_tokens: int
     attempts: int

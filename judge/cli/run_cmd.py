@@ -50,6 +50,8 @@ def verdict_table(verdicts: list[Verdict], title: str) -> Table:
             continue
         agree = "-" if v.position_inconsistent is None else ("no" if v.position_inconsistent else "yes")
         cites = "\n".join(f"{c.rule_id} -> {c.favours}" for c in v.citations) or "-"
+        if v.explanation_agrees is False:
+            cites += "\n(explanation contradicts the verdict)"
         table.add_row(v.pair_id or "-", v.winner or "-", f"{v.confidence:.2f}", agree, v.deciding_rule or "-",
                       cites)
     return table

@@ -236,7 +236,10 @@ class Judge:
         precedence = order_rules(by_id[c.rule_id] for c in citations)
         trace = [TraceEntry(winner=d.winner, loser=d.loser, criterion=d.criterion, reason=d.reason)
                  for d in conflict_trace(precedence, favours)]
+        deciding = next((c for c in citations if c.rule_id == explanation.deciding_rule), None)
+        agrees = None if deciding is None or verdict.winner == "tie" else deciding.favours == verdict.winner
         return verdict.model_copy(update={
+            "explanation_agrees": agrees,
             "citations": citations, "deciding_rule": explanation.deciding_rule,
             "rationale": explanation.rationale, "verbal_confidence": explanation.confidence,
             "precedence_trace": trace})

@@ -141,6 +141,9 @@ class Verdict(BaseModel):
     deciding_rule: str | None = None
     rationale: str | None = None
     verbal_confidence: float | None = None
+    explanation_agrees: bool | None = Field(
+        default=None, description="Whether the deciding rule, as the judge explained it, favours the winner "
+                                  "(small models' explanations often contradict their own verdict).")
     precedence_trace: list[TraceEntry] = Field(default_factory=list)
     retrieved: list[dict[str, Any]] = Field(default_factory=list)
     rulebook_version: str | None = None
@@ -181,7 +184,7 @@ def explanation_model(retrieved_ids: list[str]) -> type[Explanation]:
 
     if not retrieved_ids:
         return Explanation
-    enum = {"enum": list(retrieved_ids)}
+    enum: dict[str, Any] = {"enum": list(retrieved_ids)}
     applied = create_model("AppliedRule", __base__=AppliedRule, rule_id=(str, Field(
         description="A rule id from the RULEBOOK.", json_schema_extra=enum)))
     return create_model(
