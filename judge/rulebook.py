@@ -38,7 +38,7 @@ from judge.rules.model import (
     slugify,
 )
 from judge.rules.precedence import PrecedenceResult, order_rules
-from judge.rules.textio import read_rulebook
+from judge.rules.textio import read_rulebook, ruling_text
 from judge.settings import Settings
 from judge.store import PendingChange, RulebookStore, SyncReport, migrate, open_engine
 
@@ -158,9 +158,9 @@ class Rulebook:
                     rationale=rationale, cites=tuple(cites), overrules=tuple(overrules))
         title = title or _title_from(prompt)
         rid = rule_id or f"ruling/{slugify(title, max_len=60)}-{_case_digest(case)}"
-        specificity = 1 + max((self.store.get(c).specificity for c in cites if c in self.store.exists(cites)),
-                              default=0)
-        ruling = Rule(id=rid, layer=Layer.RULING, title=title, text=f"Holding: {holding}. {rationale}",
+        # Unknown citations are refused inside the store's transaction; here they just add no depth.
+        specificity = 1 + max((r.specificity for r in self.store.get_many(cites).values()), default=0)
+        ruling = Rule(id=rid, layer=Layer.RULING, title=title, text=ruling_text(holding, rationale),
                       specificity=specificity, tags=tuple(tags), source=source, case=case, author=author)
         items = [PendingChange(ruling, ChangeKind.ADD, None)]
         for target in overrules:
