@@ -9,28 +9,64 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from judge.judging.pairs_io import PairRecord, pair_id
 from judge.judging.verdict import JudgeConfig, Verdict
 from judge.rules.model import Pair, Response
 from judge.settings import Settings
 
-__all__ = ["compare", "compare_many"]
+if TYPE_CHECKING:
+    from judge.backends.base import Backend
+    from judge.judging.engine import Judge
+
+__all__ = ["build_judge", "compare", "compare_many", "default_concurrency", "is_local"]
 
 
-def _judge(backend: str, settings: Settings, config: JudgeConfig | None, base_url: str | None):
+def build_judge(backend: str = "local", *, settings: Settings | None = None, base_url: str | None = None,
+                use_cache: bool = True, **config_fields: Any) -> Judge:
+    """A ready `Judge`: the configured rulebook, its judgment store (cache + audit) and a started backend.
+
+    The embedded server has one slot, so for ``local`` backends the two orders run one after the other
+    (the shared prompt prefix stays cached) and cost is zero. Call ``judge.backend.close()`` when done.
+
+    Args:
+        backend: ``local``, ``local/<path.gguf>`` or ``openai/<model>``.
+        settings: where the rulebook lives (default: ``JUDGE_*`` environment, then defaults).
+        base_url: endpoint for ``openai/<model>``.
+        use_cache: answer identical requests from the judgment store (every verdict is recorded anyway).
+        **config_fields: `JudgeConfig` fields; backend and model come from the started backend, and the
+            template version defaults to the rules or bare template according to ``use_rules``.
+    """
     from judge.backends.registry import make_backend
     from judge.judging.engine import Judge
+    from judge.judging.prompts import BARE_TEMPLATE_VERSION, TEMPLATE_VERSION
     from judge.rulebook import Rulebook
     from judge.store.judgments import JudgmentStore
 
-    rulebook = Rulebook.open(settings=settings)
+    settings = settings or Settings.from_env()
+    use_rules = config_fields.get("use_rules", True)
+    config_fields.setdefault("template_version", TEMPLATE_VERSION if use_rules else BARE_TEMPLATE_VERSION)
+    rulebook = Rulebook.open(settings=settings, with_index=use_rules)
     made = make_backend(backend, data_dir=settings.data_dir, base_url=base_url)
-    local = made.name.startswith("local")
-    if config is not None and (config.backend, config.model) != (made.name, made.model):
-        config = config.model_copy(update={"backend": made.name, "model": made.model})
-    return Judge(made, rulebook, config=config, store=JudgmentStore(rulebook.store.engine),
-                 concurrent_orders=not local)
+    local = is_local(made)
+    config = JudgeConfig(backend=made.name, model=made.model, **config_fields)
+    return Judge(made, rulebook if use_rules else None, config=config, store=JudgmentStore(rulebook.store.engine),
+                 concurrent_orders=not local, use_cache=use_cache, price_per_mtok=(0.0, 0.0) if local else None)
+
+
+def is_local(backend: Backend) -> bool:
+    """Whether a backend is the embedded one-slot server (judge one comparison at a time)."""
+    return backend.name.startswith("local")
+
+
+def default_concurrency(backend: Backend) -> int:
+    """Comparisons in flight by default: 1 on the embedded one-slot server, 8 on endpoints."""
+    return 1 if is_local(backend) else 8
+
+
+def _fields(config: JudgeConfig | None) -> dict[str, Any]:
+    return config.model_dump(exclude={"backend", "model"}) if config is not None else {}
 
 
 def compare(prompt: str, response_a: str | Response, response_b: str | Response, *, backend: str = "local",
@@ -47,7 +83,7 @@ def compare(prompt: str, response_a: str | Response, response_b: str | Response,
         config: judge configuration (defaults: both orders, rules retrieved, explanation).
         base_url: endpoint for ``openai/<model>``.
     """
-    judge = _judge(backend, settings or Settings.from_env(), config, base_url)
+    judge = build_judge(backend, settings=settings, base_url=base_url, **_fields(config))
     try:
         return judge.compare(Pair(prompt=prompt, response_a=response_a, response_b=response_b, id="compare"))
     finally:
@@ -60,13 +96,13 @@ def compare_many(pairs: Iterable[Pair], *, backend: str = "local", settings: Set
     """Judge many pairs (bounded concurrency; streamed to `out` as JSONL and resumable when given)."""
     from judge.judging.runner import read_results, run_pairs
 
-    judge = _judge(backend, settings or Settings.from_env(), config, base_url)
+    judge = build_judge(backend, settings=settings, base_url=base_url, **_fields(config))
     records = [PairRecord(pair=p if p.id else p.model_copy(update={"id": pair_id(p)}), label=None, source=None,
                           line=i) for i, p in enumerate(pairs, 1)]
     collected: list[Verdict] = []
     try:
-        n = concurrency or (1 if judge.backend.name.startswith("local") else 8)
-        asyncio.run(run_pairs(judge, records, out=Path(out) if out else None, concurrency=n,
+        asyncio.run(run_pairs(judge, records, out=Path(out) if out else None,
+                              concurrency=concurrency or default_concurrency(judge.backend),
                               on_result=collected.append))
     finally:
         judge.backend.close()

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from judge.api import build_judge, default_concurrency
 from judge.cli.common import CliState, console, emit_json, err_console, state
-from judge.judging.verdict import JudgeConfig, Verdict
+from judge.judging.verdict import Verdict
+
+if TYPE_CHECKING:
+    from judge.judging.engine import Judge
 
 BACKEND_OPT = typer.Option("local", "--backend", "-b",
                            help="local (embedded, offline), local/<path.gguf>, or openai/<model>.")
@@ -19,23 +24,11 @@ BASE_URL_OPT = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint
 
 def _judge(st: CliState, backend_spec: str, base_url: str | None, *, single_order: bool, no_rules: bool,
            explain: bool, k: int, k_rulings: int, n_constitution: int, cache: bool = True,
-           ties: bool = False):
-    from judge.backends.registry import make_backend
-    from judge.judging.engine import Judge
-    from judge.judging.prompts import BARE_TEMPLATE_VERSION, TEMPLATE_VERSION
-    from judge.store.judgments import JudgmentStore
-
-    rulebook = st.rulebook(with_index=not no_rules)
-    store = JudgmentStore(rulebook.store.engine)
-    backend = make_backend(backend_spec, data_dir=st.settings.data_dir, base_url=base_url)
-    config = JudgeConfig(backend=backend.name, model=backend.model,
-                         template_version=BARE_TEMPLATE_VERSION if no_rules else TEMPLATE_VERSION,
-                         both_orders=not single_order, explain=explain and not no_rules, use_rules=not no_rules,
-                         k_spec=k, k_rulings=k_rulings, n_constitution=n_constitution,
-                         allow_tie=ties and not no_rules)
-    local = backend.name.startswith("local")
-    return Judge(backend, None if no_rules else rulebook, config=config, store=store,
-                 concurrent_orders=not local, use_cache=cache, price_per_mtok=(0.0, 0.0) if local else None)
+           ties: bool = False) -> Judge:
+    return build_judge(backend_spec, settings=st.settings, base_url=base_url, use_cache=cache,
+                       both_orders=not single_order, explain=explain and not no_rules, use_rules=not no_rules,
+                       k_spec=k, k_rulings=k_rulings, n_constitution=n_constitution,
+                       allow_tie=ties and not no_rules)
 
 
 def verdict_table(verdicts: list[Verdict], title: str) -> Table:
@@ -97,10 +90,10 @@ def run(
         with Progress(TextColumn("judging"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=err_console, transient=False) as progress:
             task = progress.add_task("judging", total=len(records))
-            if concurrency is None:
-                concurrency = 1 if judge.backend.name.startswith("local") else 8
-            report = asyncio.run(run_pairs(judge, records, out=out, concurrency=concurrency, max_tokens=max_tokens,
-                                           max_cost_usd=max_cost, on_result=lambda _v: progress.advance(task)))
+            report = asyncio.run(run_pairs(judge, records, out=out,
+                                           concurrency=concurrency or default_concurrency(judge.backend),
+                                           max_tokens=max_tokens, max_cost_usd=max_cost,
+                                           on_result=lambda _v: progress.advance(task)))
     finally:
         judge.backend.close()
     if as_json:
