@@ -13,6 +13,7 @@ import time
 import traceback
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -474,3 +475,25 @@ def test_concurrent_writers_extend_one_chain(db_url: str) -> None:
         assert store.verify_chain()
     finally:
         engine.dispose()
+
+
+def test_wal_switch_waits_out_another_process_holding_the_lock(tmp_path: Path) -> None:
+    # Two processes opening a fresh database at once: switching to WAL needs an exclusive lock that SQLite's
+    # busy timeout does not wait for, so the switch itself must wait and retry (seen failing in CI).
+    import sqlite3
+    import threading
+
+    from judge.store.engine import _enable_wal
+
+    path = tmp_path / "fresh.db"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN EXCLUSIVE")
+    threading.Timer(0.5, lambda: holder.execute("COMMIT")).start()
+    other = sqlite3.connect(path, isolation_level=None, timeout=0.01)
+    try:
+        _enable_wal(other.cursor(), attempts=40, wait_s=0.05)
+        assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        other.close()
+        holder.close()

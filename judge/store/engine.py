@@ -8,6 +8,8 @@ Alembic migrations shipped in ``judge/store/migrations`` (no ``alembic.ini``: th
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +61,25 @@ def open_engine(url: str, **kwargs: Any) -> Engine:
     return engine
 
 
+def _enable_wal(cursor: Any, *, attempts: int = 60, wait_s: float = 0.5) -> None:
+    """Switch a SQLite file to WAL, waiting out another process doing the same.
+
+    WAL is a property of the file, so a process that finds it already on does nothing. Switching needs an
+    exclusive lock that SQLite does not wait for (the busy timeout does not apply): two processes opening a
+    fresh database at once would otherwise fail with "database is locked".
+    """
+    for attempt in range(attempts):
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+                return
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(wait_s)
+
+
 def _configure_sqlite(engine: Engine, *, in_memory: bool) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -69,7 +90,7 @@ def _configure_sqlite(engine: Engine, *, in_memory: bool) -> None:
             cursor.execute("PRAGMA foreign_keys=ON")
             if not in_memory:
                 # Readers never block the writer (and vice versa): iter_current can page during writes.
-                cursor.execute("PRAGMA journal_mode=WAL")
+                _enable_wal(cursor)
         finally:
             cursor.close()
 
