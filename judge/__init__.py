@@ -24,7 +24,7 @@ def __getattr__(name: str) -> object:
         from judge import rulebook
 
         return getattr(rulebook, name)
-    if name in ("compare", "compare_many"):
+    if name in ("compare", "compare_many", "evaluate"):
         from judge import api
 
         return getattr(api, name)
@@ -57,4 +57,5 @@ __all__ = [
     "__version__",
     "compare",
     "compare_many",
+    "evaluate",
 ]

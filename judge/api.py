@@ -18,13 +18,16 @@ from judge.settings import Settings
 
 if TYPE_CHECKING:
     from judge.backends.base import Backend
+    from judge.calibration.recalibrate import Calibrator
+    from judge.calibration.workflow import Evaluation
     from judge.judging.engine import Judge
 
-__all__ = ["build_judge", "compare", "compare_many", "default_concurrency", "is_local"]
+__all__ = ["build_judge", "compare", "compare_many", "default_concurrency", "evaluate", "is_local"]
 
 
 def build_judge(backend: str = "local", *, settings: Settings | None = None, base_url: str | None = None,
-                use_cache: bool = True, **config_fields: Any) -> Judge:
+                use_cache: bool = True, calibrator: Calibrator | None = None, escalate_below: float | None = None,
+                allow_rulebook_change: bool = False, **config_fields: Any) -> Judge:
     """A ready `Judge`: the configured rulebook, its judgment store (cache + audit) and a started backend.
 
     The embedded server has one slot, so for ``local`` backends the two orders run one after the other
@@ -35,6 +38,9 @@ def build_judge(backend: str = "local", *, settings: Settings | None = None, bas
         settings: where the rulebook lives (default: ``JUDGE_*`` environment, then defaults).
         base_url: endpoint for ``openai/<model>``.
         use_cache: answer identical requests from the judgment store (every verdict is recorded anyway).
+        calibrator: a fitted calibrator for this judge configuration (refused when fitted for another).
+        escalate_below: escalate verdicts whose (calibrated) confidence is below this.
+        allow_rulebook_change: accept a calibrator fitted under another rulebook version.
         **config_fields: `JudgeConfig` fields; backend and model come from the started backend, and the
             template version defaults to the rules or bare template according to ``use_rules``.
     """
@@ -50,9 +56,16 @@ def build_judge(backend: str = "local", *, settings: Settings | None = None, bas
     rulebook = Rulebook.open(settings=settings, with_index=use_rules)
     made = make_backend(backend, data_dir=settings.data_dir, base_url=base_url)
     local = is_local(made)
-    config = JudgeConfig(backend=made.name, model=made.model, **config_fields)
-    return Judge(made, rulebook if use_rules else None, config=config, store=JudgmentStore(rulebook.store.engine),
-                 concurrent_orders=not local, use_cache=use_cache, price_per_mtok=(0.0, 0.0) if local else None)
+    try:
+        config = JudgeConfig(backend=made.name, model=made.model, **config_fields)
+        return Judge(made, rulebook if use_rules else None, config=config,
+                     store=JudgmentStore(rulebook.store.engine), concurrent_orders=not local, use_cache=use_cache,
+                     price_per_mtok=(0.0, 0.0) if local else None,
+                     calibrator=calibrator, escalate_below=escalate_below,
+                     allow_rulebook_change=allow_rulebook_change)
+    except BaseException:
+        made.close()  # a refused configuration must not leave the embedded server running
+        raise
 
 
 def is_local(backend: Backend) -> bool:
@@ -111,3 +124,30 @@ def compare_many(pairs: Iterable[Pair], *, backend: str = "local", settings: Set
         return [by_id[r.pair.id] for r in records if r.pair.id in by_id]
     order = {r.pair.id: i for i, r in enumerate(records)}
     return sorted(collected, key=lambda v: order.get(v.pair_id, 0))
+
+
+def evaluate(labelled: str | Path, *, results: str | Path | None = None, out: str | Path | None = None,
+             backend: str = "local", settings: Settings | None = None, config: JudgeConfig | None = None,
+             base_url: str | None = None, recalibrate: str | None = "auto", **options: Any) -> Evaluation:
+    """Evaluate the judge on labelled pairs: agreement and calibration, raw and cross-fitted recalibrated.
+
+    Without ``results`` the judge first runs on the pairs (labels and ``meta`` are never shown to it), writing
+    to ``out`` (default ``<labelled>.results.jsonl``; resumable). ``options`` go to
+    :func:`judge.calibration.workflow.evaluate_results` (n_folds, seed, n_boot, target, delta).
+    """
+    from judge.calibration.workflow import evaluate_results
+    from judge.judging.pairs_io import read_pairs
+    from judge.judging.runner import run_pairs
+
+    if results is None:
+        labelled = Path(labelled)
+        results = Path(out) if out else labelled.with_name(labelled.stem + ".results.jsonl")
+        fields = _fields(config)
+        fields.setdefault("explain", False)  # the probability comes from the verdict token, not the explanation
+        judge = build_judge(backend, settings=settings, base_url=base_url, **fields)
+        try:
+            asyncio.run(run_pairs(judge, list(read_pairs(labelled)), out=Path(results),
+                                  concurrency=default_concurrency(judge.backend)))
+        finally:
+            judge.backend.close()
+    return evaluate_results(labelled, results, recalibrate=recalibrate, **options)

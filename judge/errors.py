@@ -3,7 +3,8 @@
 ```
 JudgeError                      base: the CLI prints it as one line and exits 2
  ├── ConfigError                a setting is missing or invalid
- │    └── ModelPartsMissingError  (judge.backends.local_model) the embedded model's packages are absent
+ │    ├── ModelPartsMissingError  (judge.backends.local_model) the embedded model's packages are absent
+ │    └── CalibratorMismatchError a calibrator fitted for another judge configuration
  ├── InputError                 bad user input (file, line, field)
  │    └── RulebookParseError    a rulebook text file is malformed (file:line)
  ├── RulebookError              a rulebook operation is not allowed
@@ -38,6 +39,7 @@ __all__ = [
     "BackendError",
     "BackendReplyError",
     "BackendUnavailableError",
+    "CalibratorMismatchError",
     "ConcurrentWriteError",
     "ConfigError",
     "DuplicateRuleError",
@@ -65,6 +67,10 @@ class JudgeError(Exception):
 
 class ConfigError(JudgeError):
     """A setting is missing or invalid."""
+
+
+class CalibratorMismatchError(ConfigError):
+    """A calibrator was fitted for another judge configuration (backend, model, template, rulebook, ...)."""
 
 
 class InputError(JudgeError):

@@ -137,6 +137,18 @@ class Rulebook:
         """Stream the current version of every rule (optionally one layer / binding only)."""
         return self.store.iter_current(layer, active_only=active_only)
 
+    def rulings_by_prompt(self) -> dict[str, list[str]]:
+        """Ids of the current rulings, grouped by their case's prompt (whitespace-normalised).
+
+        Evaluation on pairs the rulebook was seeded from uses it to hold out the precedent decided on the very
+        prompt being judged (leave-one-out). Reads every ruling once: O(rulings).
+        """
+        grouped: dict[str, list[str]] = {}
+        for rule in self.rules(Layer.RULING):
+            if rule.case is not None:
+                grouped.setdefault(" ".join(rule.case.prompt.split()), []).append(rule.id)
+        return grouped
+
     # ----------------------------------------------------------------- writing
     def _commit(self, items: Sequence[PendingChange], author: str | None) -> list[Change]:
         changes = self.store.commit(items, author=author)

@@ -14,7 +14,7 @@ from judge.cli.main import app
 EXPORTED = {
     "Authority", "Case", "Change", "Judge", "JudgeConfig", "JudgeError", "Layer", "Pair", "Process", "Response",
     "Retrieval", "RetrievedRule", "Rule", "RuleStatus", "Rulebook", "Settings", "ToolCall", "Verdict",
-    "__version__", "compare", "compare_many",
+    "__version__", "compare", "compare_many", "evaluate",
 }
 
 
@@ -33,7 +33,7 @@ def test_import_is_light() -> None:
 COMMANDS = [[], ["rulebook"], ["rulebook", "import-model-spec"], ["rulebook", "load"], ["rulebook", "list"],
             ["rulebook", "show"], ["rulebook", "history"], ["rulebook", "add-ruling"], ["rulebook", "amend"],
             ["rulebook", "overrule"], ["index"], ["index", "rebuild"], ["index", "sync"], ["index", "status"],
-            ["retrieve"], ["run"], ["compare"], ["serve"]]
+            ["retrieve"], ["run"], ["compare"], ["serve"], ["eval"], ["calibrate"], ["report"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=[" ".join(c) or "judge" for c in COMMANDS])
@@ -65,3 +65,33 @@ def test_compare_and_compare_many_one_call(monkeypatch: pytest.MonkeyPatch, tmp_
     many = judge.compare_many(pairs, settings=settings, config=config, out=tmp_path / "r.jsonl")
     assert len(many) == 3 and all(v.failure is None for v in many)
     assert len((tmp_path / "r.jsonl").read_text().splitlines()) == 3
+
+
+def test_evaluate_runs_the_judge_without_showing_labels(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    import json
+
+    from judge.backends import registry
+    from judge.backends.fake import FakeBackend, FakeReply
+
+    def reply(body: dict) -> FakeReply:
+        user = body["messages"][1]["content"]
+        assert "SECRET" not in user  # neither the label nor meta reaches the judge
+        first = user.split("<response_a>\n", 1)[1].split("\n</response_a>", 1)[0]
+        return FakeReply("A" if "right" in first else "B", top_logprobs=[("A", -0.1), ("B", -2.4)]
+                         if "right" in first else [("B", -0.1), ("A", -2.4)])
+
+    monkeypatch.setattr(registry, "make_backend", lambda *a, **k: FakeBackend(reply))
+    settings = judge.Settings(data_dir=tmp_path, embedding_model="hash")
+    judge.Rulebook.open(settings=settings).load("rulebook")
+    labelled = tmp_path / "labelled.jsonl"
+    with labelled.open("w") as fh:
+        for i in range(12):
+            a_right = i % 2 == 0
+            fh.write(json.dumps({"id": f"e{i}", "prompt": f"question {i}", "label": "A" if a_right else "B",
+                                 "response_a": "the right answer" if a_right else "a wrong answer",
+                                 "response_b": "a wrong answer" if a_right else "the right answer",
+                                 "meta": {"note": "SECRET"}}) + "\n")
+    ev = judge.evaluate(labelled, settings=settings, n_boot=50)
+    assert len((tmp_path / "labelled.results.jsonl").read_text().splitlines()) == 12
+    assert ev.raw.n_scored == 12 and ev.raw.headline["accuracy"].point == 1.0
+    assert ev.recalibrated is not None

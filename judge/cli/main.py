@@ -6,7 +6,7 @@ import os
 
 import typer
 
-from judge.cli import index_cmd, retrieve_cmd, rulebook_cmd, run_cmd, serve_cmd
+from judge.cli import eval_cmd, index_cmd, report_cmd, retrieve_cmd, rulebook_cmd, run_cmd, serve_cmd
 from judge.cli.common import CliState, configure_logging, err_console
 from judge.errors import JudgeError
 
@@ -22,6 +22,9 @@ app.command("retrieve")(retrieve_cmd.retrieve)
 app.command("run")(run_cmd.run)
 app.command("compare")(run_cmd.compare)
 app.command("serve")(serve_cmd.serve)
+app.command("eval")(eval_cmd.eval_)
+app.command("calibrate")(eval_cmd.calibrate)
+app.command("report")(report_cmd.report)
 
 
 @app.callback()

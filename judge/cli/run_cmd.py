@@ -16,19 +16,40 @@ from judge.judging.verdict import Verdict
 
 if TYPE_CHECKING:
     from judge.judging.engine import Judge
+    from judge.judging.pairs_io import PairRecord
+    from judge.judging.runner import RunReport
 
 BACKEND_OPT = typer.Option("local", "--backend", "-b",
                            help="local (embedded, offline), local/<path.gguf>, or openai/<model>.")
 BASE_URL_OPT = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint URL for openai/<model>.")
 
 
+HOLDOUT_OPT = typer.Option(False, "--holdout-same-prompt",
+                           help="Never retrieve a ruling decided on the pair's own prompt (leave-one-out "
+                                "evaluation on pairs the rulebook was seeded from).")
+CALIBRATOR_OPT = typer.Option(None, "--calibrator", help="Calibrator JSON from `judge calibrate`: verdicts carry "
+                                                           "calibrated and raw probabilities.")
+ABSTAIN_OPT = typer.Option(False, "--abstain", help="Escalate verdicts below the calibrator's certified "
+                                                    "abstention threshold (needs --calibrator).")
+ESCALATE_OPT = typer.Option(None, "--escalate-below", help="Escalate verdicts whose confidence is below this.")
+
+
 def _judge(st: CliState, backend_spec: str, base_url: str | None, *, single_order: bool, no_rules: bool,
            explain: bool, k: int, k_rulings: int, n_constitution: int, cache: bool = True,
-           ties: bool = False) -> Judge:
+           ties: bool = False, calibrator: Path | None = None, abstain: bool = False,
+           escalate_below: float | None = None) -> Judge:
+    from judge.calibration.recalibrate import load_calibrator
+
+    cal = load_calibrator(calibrator) if calibrator is not None else None
+    if abstain:
+        if cal is None:
+            raise typer.BadParameter("--abstain needs --calibrator")
+        if escalate_below is None:
+            escalate_below = cal.abstain_threshold()
     return build_judge(backend_spec, settings=st.settings, base_url=base_url, use_cache=cache,
                        both_orders=not single_order, explain=explain and not no_rules, use_rules=not no_rules,
                        k_spec=k, k_rulings=k_rulings, n_constitution=n_constitution,
-                       allow_tie=ties and not no_rules)
+                       allow_tie=ties and not no_rules, calibrator=cal, escalate_below=escalate_below)
 
 
 def verdict_table(verdicts: list[Verdict], title: str) -> Table:
@@ -45,9 +66,39 @@ def verdict_table(verdicts: list[Verdict], title: str) -> Table:
         cites = "\n".join(f"{c.rule_id} -> {c.favours}" for c in v.citations) or "-"
         if v.explanation_agrees is False:
             cites += "\n(explanation contradicts the verdict)"
-        table.add_row(v.pair_id or "-", v.winner or "-", f"{v.confidence:.2f}", agree, v.deciding_rule or "-",
-                      cites)
+        winner = f"escalate (best guess {v.winner})" if v.escalated else (v.winner or "-")
+        table.add_row(v.pair_id or "-", winner, f"{v.confidence:.2f}", agree, v.deciding_rule or "-", cites)
     return table
+
+
+def judge_file(judge: Judge, records: list[PairRecord], out: Path, *, concurrency: int | None = None,
+               max_tokens: int | None = None, max_cost: float | None = None,
+               holdout_same_prompt: bool = False) -> RunReport:
+    """Judge records into ``out`` (resumable) with a progress bar; closes the backend.
+
+    With ``holdout_same_prompt`` a pair never retrieves a ruling decided on its own prompt (leave-one-out
+    evaluation on pairs the rulebook was seeded from).
+    """
+    from judge.judging.runner import run_pairs
+
+    exclude_for = None
+    if holdout_same_prompt and judge.rulebook is not None:
+        by_prompt = judge.rulebook.rulings_by_prompt()
+
+        def exclude_for(record: PairRecord) -> list[str]:
+            return by_prompt.get(" ".join(record.pair.prompt.split()), [])
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with Progress(TextColumn("judging"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=err_console, transient=False) as progress:
+            task = progress.add_task("judging", total=len(records))
+            return asyncio.run(run_pairs(judge, records, out=out,
+                                         concurrency=concurrency or default_concurrency(judge.backend),
+                                         max_tokens=max_tokens, max_cost_usd=max_cost, exclude_for=exclude_for,
+                                         on_result=lambda _v: progress.advance(task)))
+    finally:
+        judge.backend.close()
 
 
 def run(
@@ -75,27 +126,23 @@ def run(
     cache: bool = typer.Option(True, "--cache/--no-cache",
                                help="Answer identical requests from the judgment store (every verdict is "
                                     "recorded either way)."),
+    holdout_same_prompt: bool = HOLDOUT_OPT,
+    calibrator: Path | None = CALIBRATOR_OPT,
+    abstain: bool = ABSTAIN_OPT,
+    escalate_below: float | None = ESCALATE_OPT,
     as_json: bool = typer.Option(False, "--json", help="Print the run report as JSON."),
 ) -> None:
     """Judge every pair in a JSONL file, both orders, streaming results to --out (resumable)."""
     from judge.judging.pairs_io import read_pairs
-    from judge.judging.runner import read_results, run_pairs
+    from judge.judging.runner import read_results
 
     st = state(ctx)
     records = list(read_pairs(pairs))  # validate the whole file before spending anything
     judge = _judge(st, backend, base_url, single_order=single_order, no_rules=no_rules, explain=explain, k=k,
-                   k_rulings=k_rulings, n_constitution=n_constitution, cache=cache, ties=ties)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with Progress(TextColumn("judging"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=err_console, transient=False) as progress:
-            task = progress.add_task("judging", total=len(records))
-            report = asyncio.run(run_pairs(judge, records, out=out,
-                                           concurrency=concurrency or default_concurrency(judge.backend),
-                                           max_tokens=max_tokens, max_cost_usd=max_cost,
-                                           on_result=lambda _v: progress.advance(task)))
-    finally:
-        judge.backend.close()
+                   k_rulings=k_rulings, n_constitution=n_constitution, cache=cache, ties=ties,
+                   calibrator=calibrator, abstain=abstain, escalate_below=escalate_below)
+    report = judge_file(judge, records, out, concurrency=concurrency, max_tokens=max_tokens, max_cost=max_cost,
+                        holdout_same_prompt=holdout_same_prompt)
     if as_json:
         emit_json({**vars(report), "inconsistency_rate": report.inconsistency_rate, "out": str(out)})
         return

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
 from judge.backends.base import Backend, ChatReply, ChatRequest
+from judge.calibration.apply import calibrate_verdict, mark_escalated
+from judge.calibration.recalibrate import Calibrator, check_compatible
 from judge.errors import BackendError, BackendReplyError, JudgeError, StructuredOutputError
 from judge.judging.pairwise import (
     Distribution,
@@ -89,7 +91,8 @@ class Judge:
     def __init__(self, backend: Backend, rulebook: Rulebook | None = None, *, config: JudgeConfig | None = None,
                  limits: PromptLimits | None = None,
                  price_per_mtok: tuple[float, float] | None = None, store: JudgmentStore | None = None,
-                 concurrent_orders: bool = True, use_cache: bool = True) -> None:
+                 concurrent_orders: bool = True, use_cache: bool = True, calibrator: Calibrator | None = None,
+                 escalate_below: float | None = None, allow_rulebook_change: bool = False) -> None:
         self.backend = backend
         self.rulebook = rulebook
         self.config = config or JudgeConfig(backend=backend.name, model=backend.model,
@@ -101,6 +104,13 @@ class Judge:
         self.store = store
         self.concurrent_orders = concurrent_orders
         self.use_cache = use_cache
+        if calibrator is not None:
+            check_compatible(calibrator, self.config, rulebook.version if rulebook is not None else None,
+                             allow_rulebook_change=allow_rulebook_change)
+        if escalate_below is not None and not 0.0 <= escalate_below <= 1.0:
+            raise JudgeError(f"escalate_below must lie in [0, 1], got {escalate_below}")
+        self.calibrator = calibrator
+        self.escalate_below = escalate_below
 
     # ------------------------------------------------------------------ rules
     def rules_for(self, pair: Pair, exclude: Sequence[str] = ()) -> tuple[list[Rule], dict[str, float], str | None]:
@@ -148,10 +158,18 @@ class Judge:
         if self.store is not None and self.use_cache:
             hit = self.store.get(key)
             if hit is not None:
-                return hit.model_copy(update={"pair_id": pair.id, "cached": True})
+                return self._finish(hit.model_copy(update={"pair_id": pair.id, "cached": True}), pair)
         verdict = await self._decide(pair, rules, scores, version, key, start)
         if self.store is not None:
             self.store.put(verdict)
+        return self._finish(verdict, pair)
+
+    def _finish(self, verdict: Verdict, pair: Pair) -> Verdict:
+        """Calibrate and apply the abstention threshold (after the store: it keeps the judge's own verdict)."""
+        if self.calibrator is not None:
+            verdict = calibrate_verdict(verdict, self.calibrator, pair)
+        if self.escalate_below is not None:
+            verdict = mark_escalated(verdict, self.escalate_below)
         return verdict
 
     async def _decide(self, pair: Pair, rules: list[Rule], scores: dict[str, float], version: str | None,

@@ -157,6 +157,11 @@ class Verdict(BaseModel):
     failure: Failure | None = None
     cached: bool = False
     slot_bias: float | None = Field(default=None, description="Slot bias (log-odds) removed, if corrected.")
+    raw_probabilities: Distribution | None = Field(
+        default=None, description="The judge's own probabilities when a calibrator replaced them.")
+    calibrator: str | None = Field(default=None, description="Id of the calibrator applied, if any.")
+    escalated: bool = Field(default=False, description="Confidence below the abstention threshold: the verdict "
+                                                       "goes to a person; winner is the judge's best guess.")
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
     @model_validator(mode="after")

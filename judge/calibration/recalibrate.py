@@ -1,0 +1,379 @@
+"""Post-hoc recalibration of verdict probabilities: fit, choose by cross-validated log loss, cross-fit, apply.
+
+Methods (each maps a verdict's signals to P(A wins | not a tie)):
+
+* ``none``        - the judge's own probability.
+* ``temperature`` - ``sigmoid(logit / T)``: one scale for the whole log-odds.
+* ``platt``       - top-label Platt scaling: ``P(winner is right) = sigmoid(a * logit(confidence) + b)``.
+* ``isotonic``    - top-label isotonic regression of correctness on confidence (monotone, step-wise).
+* ``logistic``    - a small multi-signal logistic model without intercept over A-oriented features
+                    (``logit``, ``logit*agree``, ``length``, ``logit*retrieval``, ``verbal``), so that it
+                    treats the two slots alike: swapping A and B gives exactly ``1 - P(A)``.
+
+Top-label methods keep the judge's binary winner and re-state its probability; when the fitted probability of
+the winner drops below 0.5 the calibrated distribution names the other response. Ties: calibrators are fitted
+on pairs whose label is not a tie; a verdict's tie mass is kept and A/B share the rest.
+
+Pure functions: signal tables and labels in, numbers out; seeds are explicit. Fitting uses scikit-learn and
+scipy. A fitted :class:`Calibrator` is a JSON document naming the judge configuration it belongs to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from judge.calibration.signals import SignalTable
+from judge.errors import CalibratorMismatchError, ConfigError, InputError
+from judge.judging.verdict import JudgeConfig
+
+__all__ = [
+    "CALIBRATOR_FORMAT",
+    "METHODS",
+    "Calibrator",
+    "calibration_key",
+    "check_compatible",
+    "cross_fit",
+    "distributions",
+    "fit",
+    "fit_calibrator",
+    "load_calibrator",
+    "predict",
+    "select_method",
+]
+
+Method = Literal["none", "temperature", "platt", "isotonic", "logistic"]
+METHODS: tuple[Method, ...] = ("none", "temperature", "platt", "isotonic", "logistic")
+CALIBRATOR_FORMAT = "judge-calibrator/1"
+#: JudgeConfig fields that change a verdict's probabilities (``explain`` and retries do not).
+KEY_FIELDS = ("backend", "model", "template_version", "both_orders", "use_rules", "allow_tie", "k_spec",
+              "k_rulings", "n_constitution", "temperature", "params")
+log = logging.getLogger(__name__)
+_EPS = 1e-6
+_MIN_ROWS = 10
+
+
+def _sigmoid(x: NDArray[np.float64]) -> NDArray[np.float64]:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -35.0, 35.0)))
+
+
+def _logit(p: NDArray[np.float64]) -> NDArray[np.float64]:
+    p = np.clip(p, _EPS, 1.0 - _EPS)
+    return np.log(p / (1.0 - p))
+
+
+def _nll(p: NDArray[np.float64], y: NDArray[np.int_]) -> float:
+    p = np.clip(p, 1e-12, 1.0 - 1e-12)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1.0 - p)))
+
+
+def _features(t: SignalTable) -> NDArray[np.float64]:
+    return np.column_stack([t.logit, t.logit * t.agree, t.length, t.logit * t.retrieval, t.verbal])
+
+
+def _top_label(t: SignalTable) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """(confidence of the binary winner, +1 when the winner is A / -1 when B / 0 when exactly even)."""
+    return t.raw_confidence, np.sign(t.raw_p_a - 0.5)
+
+
+def _from_top_label(q: NDArray[np.float64], sign: NDArray[np.float64]) -> NDArray[np.float64]:
+    return np.where(sign > 0, q, np.where(sign < 0, 1.0 - q, 0.5))
+
+
+# --------------------------------------------------------------------------------------------- fitting
+
+
+def _fit_temperature(t: SignalTable, y: NDArray[np.int_]) -> dict[str, Any]:
+    from scipy.optimize import minimize_scalar
+
+    res = minimize_scalar(lambda log_t: _nll(_sigmoid(t.logit / math.exp(log_t)), y), bounds=(-5.0, 5.0),
+                          method="bounded")
+    return {"temperature": float(math.exp(res.x))}
+
+
+def _fit_platt(t: SignalTable, y: NDArray[np.int_]) -> dict[str, Any]:
+    from sklearn.linear_model import LogisticRegression
+
+    conf, sign = _top_label(t)
+    keep = sign != 0
+    if not keep.any():
+        raise ValueError("calibration: every verdict gives exactly 0.5; a top-label method has nothing to fit")
+    correct = ((sign > 0) == (y == 1))[keep].astype(int)
+    x = _logit(conf[keep]).reshape(-1, 1)
+    if correct.min() == correct.max():  # always right (or always wrong): a constant probability
+        rate = float(np.clip(correct.mean(), 0.01, 0.99))
+        return {"a": 0.0, "b": float(math.log(rate / (1 - rate)))}
+    model = LogisticRegression(C=1e4).fit(x, correct)
+    return {"a": float(model.coef_[0, 0]), "b": float(model.intercept_[0])}
+
+
+def _fit_isotonic(t: SignalTable, y: NDArray[np.int_]) -> dict[str, Any]:
+    from sklearn.isotonic import IsotonicRegression
+
+    conf, sign = _top_label(t)
+    keep = sign != 0
+    if not keep.any():
+        raise ValueError("calibration: every verdict gives exactly 0.5; a top-label method has nothing to fit")
+    correct = ((sign > 0) == (y == 1))[keep].astype(float)
+    iso = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip")
+    iso.fit(conf[keep], correct)
+    # isotonic steps reach 0 and 1 on small data; keep a Laplace margin so one surprise is not infinitely costly
+    margin = 1.0 / (int(keep.sum()) + 2)
+    return {"x": [float(v) for v in iso.X_thresholds_],
+            "y": [float(np.clip(v, margin, 1.0 - margin)) for v in iso.y_thresholds_]}
+
+
+def _fit_logistic(t: SignalTable, y: NDArray[np.int_]) -> dict[str, Any]:
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(C=1.0, fit_intercept=False).fit(_features(t), y)
+    return {"coef": [float(c) for c in model.coef_[0]],
+            "features": ["logit", "logit*agree", "length", "logit*retrieval", "verbal"]}
+
+
+_FITTERS: Mapping[str, Callable[[SignalTable, NDArray[np.int_]], dict[str, Any]]] = {
+    "none": lambda t, y: {},
+    "temperature": _fit_temperature,
+    "platt": _fit_platt,
+    "isotonic": _fit_isotonic,
+    "logistic": _fit_logistic,
+}
+
+
+def predict(method: str, params: Mapping[str, Any], t: SignalTable) -> NDArray[np.float64]:
+    """P(A wins | not a tie) for every row of ``t`` under a fitted method."""
+    if method == "none":
+        return np.asarray(t.raw_p_a, dtype=float)
+    if method == "temperature":
+        return _sigmoid(t.logit / float(params["temperature"]))
+    if method == "logistic":
+        return _sigmoid(_features(t) @ np.asarray(params["coef"], dtype=float))
+    conf, sign = _top_label(t)
+    if method == "platt":
+        q = _sigmoid(float(params["a"]) * _logit(conf) + float(params["b"]))
+    elif method == "isotonic":
+        q = np.interp(conf, np.asarray(params["x"], dtype=float), np.asarray(params["y"], dtype=float))
+    else:
+        raise ValueError(f"unknown calibration method {method!r}; known: {', '.join(METHODS)}")
+    return _from_top_label(q, sign)
+
+
+def _binary_labels(t: SignalTable, labels: Sequence[str],
+                   minimum: int = _MIN_ROWS) -> tuple[NDArray[np.int_], NDArray[np.bool_]]:
+    """(1 = A won / 0 = B won, mask of the rows whose label is not a tie), after checking the labels."""
+    lab = np.asarray(list(labels), dtype=object)
+    if len(lab) != len(t):
+        raise ValueError(f"calibration: {len(t)} signal rows but {len(lab)} labels")
+    unknown = set(lab.tolist()) - {"A", "B", "tie"}
+    if unknown:
+        raise ValueError(f"calibration: labels must be 'A', 'B' or 'tie', got {sorted(map(str, unknown))}")
+    decided = lab != "tie"
+    y = (lab == "A").astype(int)
+    if int(decided.sum()) < minimum:
+        raise ValueError(f"calibration: {int(decided.sum())} labelled non-tie verdicts; at least {minimum} are "
+                         "needed")
+    if y[decided].min() == y[decided].max():
+        raise ValueError("calibration: the labels name one winner only; both A and B wins are needed")
+    return y, decided
+
+
+def distributions(p_a: NDArray[np.float64], judge_tie: NDArray[np.float64], tie_rate: float) -> NDArray[np.float64]:
+    """3-way rows (P(A), P(tie), P(B)) from calibrated P(A | not tie).
+
+    A judge that offers ties keeps its tie mass; one that does not (tie mass 0) gets the tie rate of the
+    calibration labels, so the calibrated distribution is honest about ties it never predicts.
+    """
+    tie = np.where(judge_tie > 0, judge_tie, tie_rate)
+    return np.column_stack([(1.0 - tie) * p_a, tie, (1.0 - tie) * (1.0 - p_a)])
+
+
+def fit(method: str, t: SignalTable, labels: Sequence[str]) -> dict[str, Any]:
+    """Fit one method on the non-tie rows; returns its parameters (JSON-serialisable)."""
+    if method not in _FITTERS:
+        raise ValueError(f"unknown calibration method {method!r}; known: {', '.join(METHODS)}")
+    y, decided = _binary_labels(t, labels, minimum=2)
+    return _FITTERS[method](t.subset(np.flatnonzero(decided)), y[decided])
+
+
+def _folds(n: int, n_folds: int, seed: int) -> list[NDArray[np.int_]]:
+    if n < n_folds:
+        raise ValueError(f"calibration: {n} rows cannot be split into {n_folds} folds")
+    return list(np.array_split(np.random.default_rng(seed).permutation(n), n_folds))
+
+
+def _out_of_fold(method: str, t: SignalTable, y: NDArray[np.int_],
+                 folds: list[NDArray[np.int_]]) -> NDArray[np.float64]:
+    p = np.empty(len(y))
+    for held in folds:
+        train = np.setdiff1d(np.arange(len(y)), held)
+        try:
+            if y[train].min() == y[train].max():
+                raise ValueError("one-sided training split")
+            p[held] = predict(method, _FITTERS[method](t.subset(train), y[train]), t.subset(held))
+        except ValueError:  # a degenerate training split: the method falls back to the judge's own probability
+            p[held] = predict("none", {}, t.subset(held))
+    return p
+
+
+def select_method(t: SignalTable, labels: Sequence[str], *, methods: tuple[str, ...] = METHODS, n_folds: int = 5,
+                  seed: int = 0) -> tuple[str, dict[str, float]]:
+    """The method with the lowest k-fold cross-validated log loss (non-tie rows), and every method's loss."""
+    y, decided = _binary_labels(t, labels)
+    sub, yy = t.subset(np.flatnonzero(decided)), y[decided]
+    folds = _folds(len(yy), n_folds, seed)
+    losses = {m: _nll(_out_of_fold(m, sub, yy, folds), yy) for m in methods}
+    return min(losses, key=lambda m: (losses[m], methods.index(m))), losses
+
+
+def cross_fit(t: SignalTable, labels: Sequence[str], *, method: str = "auto", n_folds: int = 5,
+              seed: int = 0) -> tuple[NDArray[np.float64], list[str]]:
+    """Out-of-fold calibrated 3-way distributions: each fold is predicted by a calibrator fitted without it.
+
+    With ``method="auto"`` the method is chosen inside each outer training split by an inner cross-validation,
+    so the reported predictions never saw their own labels, not even through the choice of method.
+
+    Returns:
+        Rows ``(P(A), P(tie), P(B))`` for every row of ``t``, and the method used for each fold.
+    """
+    if method != "auto" and method not in METHODS:
+        raise ValueError(f"unknown calibration method {method!r}; known: auto, {', '.join(METHODS)}")
+    lab = list(labels)
+    _binary_labels(t, lab)
+    folds = _folds(len(lab), n_folds, seed)
+    out = np.empty((len(lab), 3))
+    chosen: list[str] = []
+    for i, held in enumerate(folds):
+        train = np.setdiff1d(np.arange(len(lab)), held)
+        sub, sub_lab = t.subset(train), [lab[j] for j in train]
+        try:
+            name = method if method != "auto" else select_method(sub, sub_lab, n_folds=n_folds, seed=seed + i + 1)[0]
+            params = fit(name, sub, sub_lab)
+        except ValueError:  # too few or one-sided training rows: keep the judge's own probability
+            name, params = "none", {}
+        tie_rate = sum(x == "tie" for x in sub_lab) / len(sub_lab)
+        held_t = t.subset(held)
+        out[held] = distributions(predict(name, params, held_t), held_t.tie, tie_rate)
+        chosen.append(name)
+    return out, chosen
+
+
+# --------------------------------------------------------------------------------------------- the artefact
+
+
+def calibration_key(config: JudgeConfig) -> dict[str, Any]:
+    """The parts of a judge configuration a calibrator belongs to."""
+    dumped = config.model_dump(mode="json")
+    return {k: dumped[k] for k in KEY_FIELDS}
+
+
+class Calibrator(BaseModel):
+    """A fitted calibrator, versioned with the judge configuration and rulebook version it was fitted for."""
+
+    model_config = ConfigDict(frozen=True)
+
+    format: Literal["judge-calibrator/1"] = CALIBRATOR_FORMAT
+    method: Method
+    params: dict[str, Any] = Field(default_factory=dict)
+    judge: dict[str, Any] = Field(description="The judge configuration it belongs to (see calibration_key).")
+    rulebook_version: str | None = None
+    n_fitted: int
+    tie_rate: float = Field(0.0, ge=0.0, lt=1.0, description="Share of tie labels in the fitting data.")
+    cv_log_loss: dict[str, float] = Field(default_factory=dict)
+    n_folds: int = 5
+    seed: int = 0
+    abstain: dict[str, Any] | None = Field(
+        default=None, description="Abstention threshold on calibrated confidence with its guarantee: threshold "
+                                  "(None when no threshold reached the target), target, delta, certified, ...")
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def id(self) -> str:
+        """A content hash of the method, parameters and judge key (stable across saves)."""
+        body = json.dumps({"method": self.method, "params": self.params, "judge": self.judge,
+                           "rulebook_version": self.rulebook_version, "tie_rate": self.tie_rate}, sort_keys=True)
+        return "cal-" + hashlib.sha256(body.encode()).hexdigest()[:12]
+
+    def predict_p_a(self, t: SignalTable) -> NDArray[np.float64]:
+        """Calibrated P(A wins | not a tie) for every row."""
+        return predict(self.method, self.params, t)
+
+    def abstain_threshold(self) -> float:
+        """The certified abstention threshold; 1.01 (escalate everything) when none reached the target.
+
+        Raises:
+            ConfigError: when the calibrator was fitted without an abstention target.
+        """
+        if not self.abstain:
+            raise ConfigError(f"calibrator {self.id} has no abstention threshold (fit it with a --target)")
+        if not self.abstain.get("certified"):
+            log.warning("calibrator %s: no threshold certifies agreement >= %s; every verdict is escalated",
+                        self.id, self.abstain.get("target"))
+            return 1.01
+        return float(self.abstain["threshold"])
+
+    def predict(self, t: SignalTable) -> NDArray[np.float64]:
+        """Calibrated rows (P(A), P(tie), P(B)) for every row."""
+        return distributions(self.predict_p_a(t), t.tie, self.tie_rate)
+
+
+def fit_calibrator(t: SignalTable, labels: Sequence[str], config: JudgeConfig, *,
+                   rulebook_version: str | None = None, method: str = "auto", n_folds: int = 5,
+                   seed: int = 0) -> Calibrator:
+    """Choose a method by cross-validated log loss (or take ``method``) and fit it on every labelled row."""
+    lab = list(labels)
+    chosen, losses = select_method(t, lab, n_folds=n_folds, seed=seed)
+    if method != "auto":
+        if method not in METHODS:
+            raise ValueError(f"unknown calibration method {method!r}; known: auto, {', '.join(METHODS)}")
+        chosen = method
+    return Calibrator(method=chosen, params=fit(chosen, t, lab), judge=calibration_key(config),
+                      rulebook_version=rulebook_version, n_fitted=len(lab),
+                      tie_rate=sum(x == "tie" for x in lab) / len(lab),
+                      cv_log_loss={k: round(v, 6) for k, v in losses.items()}, n_folds=n_folds, seed=seed)
+
+
+def check_compatible(cal: Calibrator, config: JudgeConfig, rulebook_version: str | None, *,
+                     allow_rulebook_change: bool = False) -> None:
+    """Refuse a calibrator fitted for another judge configuration (or rulebook version, unless allowed).
+
+    Raises:
+        CalibratorMismatchError: naming every field that differs.
+    """
+    key = calibration_key(config)
+    diffs = [f"{k}: calibrator {cal.judge.get(k)!r} != judge {key[k]!r}" for k in KEY_FIELDS
+             if cal.judge.get(k) != key[k]]
+    if not allow_rulebook_change and cal.rulebook_version is not None and rulebook_version is not None \
+            and cal.rulebook_version != rulebook_version:
+        diffs.append(f"rulebook_version: calibrator {cal.rulebook_version} != judge {rulebook_version} "
+                     "(refit, or accept the change explicitly)")
+    if diffs:
+        raise CalibratorMismatchError(f"calibrator {cal.id} was fitted for another judge configuration: "
+                                      + "; ".join(diffs))
+
+
+def load_calibrator(path: str | Path) -> Calibrator:
+    """Read a calibrator JSON file.
+
+    Raises:
+        InputError: when the file is missing or is not a calibrator.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read the calibrator: {exc}", path=path) from exc
+    try:
+        return Calibrator.model_validate_json(text)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "(document)"
+        raise InputError(f"not a judge calibrator ({where}: {err['msg']})", path=path, field=where) from exc

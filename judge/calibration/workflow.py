@@ -1,0 +1,145 @@
+"""Evaluation and calibration from files: the I/O edge around the pure modules of this package.
+
+* :func:`load_labels` reads a labelled pair file (the format of ``../shared/data``).
+* :func:`evaluate_results` joins a results file with its labels and reports raw and cross-fitted recalibrated
+  metrics side by side (:class:`Evaluation`).
+* :func:`fit_from_results` fits a :class:`~judge.calibration.recalibrate.Calibrator` (with an abstention
+  threshold chosen on its cross-fitted confidences) for the one judge configuration in a results file.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from judge.calibration.evaluate import EvalReport, LabelledRow, PairLabel, evaluate, join
+from judge.calibration.recalibrate import Calibrator, calibration_key, cross_fit, fit_calibrator
+from judge.calibration.selective import choose_threshold
+from judge.calibration.signals import SignalTable, signals_from_verdicts
+from judge.errors import InputError
+from judge.judging.pairs_io import read_pairs
+from judge.judging.runner import read_results
+from judge.judging.verdict import JudgeConfig, Verdict
+
+__all__ = ["Evaluation", "evaluate_results", "fit_from_results", "load_labels"]
+
+log = logging.getLogger(__name__)
+
+
+class Evaluation(BaseModel):
+    """Raw and (cross-fitted) recalibrated reports for one results file against its labels."""
+
+    labelled: str
+    results: str
+    judge: dict[str, object]
+    raw: EvalReport
+    recalibrated: EvalReport | None = None
+    recalibration: dict[str, object] = Field(default_factory=dict)
+    unlabelled_results: int = 0
+
+
+def load_labels(path: str | Path) -> dict[str, PairLabel]:
+    """Labels of a pair file by pair id (pairs without a label are refused: evaluation needs them all)."""
+    labels: dict[str, PairLabel] = {}
+    for rec in read_pairs(path):
+        if rec.label is None:
+            raise InputError(f"{path}:{rec.line}: pair {rec.pair.id!r} has no label (A, B or tie)")
+        labels[rec.pair.id or ""] = PairLabel(rec.label, rec.source or "(no source)",
+                                              len(rec.pair.response_a.text), len(rec.pair.response_b.text))
+    if not labels:
+        raise InputError(f"{path}: no labelled pairs")
+    return labels
+
+
+def _one_config(verdicts: Sequence[Verdict], path: str | Path) -> JudgeConfig:
+    keys = {}
+    for v in verdicts:
+        keys.setdefault(repr(sorted(calibration_key(v.config).items())), v.config)
+    if len(keys) != 1:
+        raise InputError(f"{path}: results come from {len(keys)} judge configurations; evaluate or calibrate "
+                         "one configuration at a time (split the file by its 'config' field)")
+    return next(iter(keys.values()))
+
+
+def _scored(rows: Sequence[LabelledRow]) -> tuple[list[LabelledRow], SignalTable, list[str]]:
+    scored = [r for r in rows if r.verdict.failure is None and not r.verdict.escalated]
+    table = signals_from_verdicts([r.verdict for r in scored], [(r.truth.len_a, r.truth.len_b) for r in scored])
+    return scored, table, [r.truth.label for r in scored]
+
+
+def evaluate_results(labelled: str | Path, results: str | Path, *, recalibrate: str | None = "auto",
+                     n_folds: int = 5, seed: int = 0, n_boot: int = 1000, target: float = 0.9,
+                     delta: float = 0.1) -> Evaluation:
+    """Report a results file against its labelled pair file: raw, and recalibrated with k-fold cross-fitting.
+
+    Args:
+        labelled: The labelled pair file (id, prompt, response_a, response_b, label).
+        results: Verdicts (`judge run` output) for some or all of those pairs.
+        recalibrate: ``auto`` (choose by cross-validated log loss inside every fold), a method name, or None.
+        n_folds, seed: Cross-fitting folds and seed (also seeds the bootstrap).
+        n_boot: Bootstrap replicates for every interval.
+        target, delta: Selective judging's target agreement and risk tolerance.
+    """
+    labels = load_labels(labelled)
+    verdicts = read_results(results)
+    if not verdicts:
+        raise InputError(f"{results}: no results to evaluate")
+    config = _one_config(verdicts, results)
+    joined = join(verdicts, labels)
+    if not joined.rows:
+        raise InputError(f"{results}: none of its {len(verdicts)} results is for a pair in {labelled}")
+    if joined.unlabelled:
+        log.warning("%d results are for pairs not in %s (ignored)", len(joined.unlabelled), labelled)
+    common = {"n_missing": len(joined.missing), "n_boot": n_boot, "seed": seed, "target": target, "delta": delta}
+    raw = evaluate(joined.rows, variant="raw", **common)
+    out = Evaluation(labelled=str(labelled), results=str(results), judge=calibration_key(config), raw=raw,
+                     unlabelled_results=len(joined.unlabelled))
+    if recalibrate is None or recalibrate == "none":
+        return out
+    _, table, labs = _scored(joined.rows)
+    try:
+        probs, chosen = cross_fit(table, labs, method=recalibrate, n_folds=n_folds, seed=seed)
+    except ValueError as exc:
+        out.recalibration = {"skipped": str(exc)}
+        return out
+    variant = f"recalibrated ({recalibrate}, {n_folds}-fold cross-fitted)"
+    out.recalibrated = evaluate(joined.rows, probs=probs, variant=variant, **common)
+    out.recalibration = {"method": recalibrate, "fold_methods": chosen, "n_folds": n_folds, "seed": seed}
+    return out
+
+
+def fit_from_results(labelled: str | Path, results: str | Path, *, method: str = "auto", n_folds: int = 5,
+                     seed: int = 0, target: float | None = 0.9, delta: float = 0.1) -> Calibrator:
+    """Fit a calibrator for the judge configuration of a results file, on every labelled verdict in it.
+
+    The abstention threshold (when ``target`` is given) is chosen on the *cross-fitted* calibrated
+    confidences, so the rows that fitted the calibrator do not also certify its threshold.
+    """
+    labels = load_labels(labelled)
+    verdicts = read_results(results)
+    if not verdicts:
+        raise InputError(f"{results}: no results to calibrate on")
+    config = _one_config(verdicts, results)
+    joined = join(verdicts, labels)
+    _, table, labs = _scored(joined.rows)
+    versions = {r.verdict.rulebook_version for r in joined.rows}
+    try:
+        cal = fit_calibrator(table, labs, config, rulebook_version=versions.pop() if len(versions) == 1 else None,
+                             method=method, n_folds=n_folds, seed=seed)
+    except ValueError as exc:
+        raise InputError(f"cannot fit a calibrator on {results}: {exc}") from exc
+    if target is None:
+        return cal
+    probs, _ = cross_fit(table, labs, method=cal.method, n_folds=n_folds, seed=seed)
+    conf = probs.max(axis=1)
+    pred = probs.argmax(axis=1)
+    correct = (np.asarray(["A", "tie", "B"])[pred] == np.asarray(labs)).astype(int)
+    th = choose_threshold(conf, correct, target=target, delta=delta)
+    return cal.model_copy(update={"abstain": {
+        "threshold": th.threshold if th.certified else None, "target": target, "delta": delta,
+        "certified": th.certified, "n_calibration": th.n_calibration, "n_kept": th.n_kept,
+        "lower_bound": th.lower_bound}})

@@ -1,0 +1,153 @@
+"""`judge eval` and `judge calibrate`: measure how honest the judge's confidence is, and correct it."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+from rich.table import Table
+
+from judge.cli.common import console, emit_json, err_console, state
+from judge.cli.run_cmd import HOLDOUT_OPT, judge_file
+
+if TYPE_CHECKING:
+    from judge.calibration.evaluate import EvalReport
+    from judge.calibration.workflow import Evaluation
+
+RESULTS_OPT = typer.Option(..., "--results", "-r", help="Results JSONL from `judge run` on the labelled pairs.")
+FOLDS_OPT = typer.Option(5, "--folds", help="Cross-fitting folds.")
+SEED_OPT = typer.Option(0, "--seed", help="Seed for folds and bootstrap.")
+TARGET_OPT = typer.Option(0.9, "--target", help="Target agreement for selective judging (abstention).")
+DELTA_OPT = typer.Option(0.1, "--delta", help="Risk tolerance: P(agreement below target) <= delta.")
+
+
+def _fmt(x: float | None, digits: int = 3) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def headline_table(reports: list[EvalReport], title: str) -> Table:
+    """Headline metrics with 95% bootstrap CIs, one column per report (raw, recalibrated, ...)."""
+    table = Table(title=title)
+    table.add_column("metric")
+    for rep in reports:
+        table.add_column(rep.variant, overflow="fold")
+    names = list(reports[0].headline)
+    for name in names:
+        cells = []
+        for rep in reports:
+            e = rep.headline.get(name)
+            cells.append("-" if e is None else f"{_fmt(e.point)} [{_fmt(e.low, 2)}, {_fmt(e.high, 2)}]")
+        table.add_row(name, *cells)
+    for label, get in (
+        ("scored / labelled", lambda r: f"{r.n_scored} / {r.n_labelled}"),
+        ("failed, escalated, missing", lambda r: f"{r.n_failed}, {r.n_escalated}, {r.n_missing}"),
+        ("wrong@high (wrong / confident)",
+         lambda r: f"{int(r.wrong_at_high['n_wrong'])} / {int(r.wrong_at_high['n_confident'])}"),
+        ("judge picks longer / labels do",
+         lambda r: f"{_fmt(r.length_preference['judge_longer'], 2)} / {_fmt(r.length_preference['label_longer'], 2)}"),
+        ("coverage @ target (held-out)",
+         lambda r: "-" if not r.selective else
+         f"{_fmt(r.selective['coverage'], 2)} at agreement {_fmt(r.selective['agreement'], 2)} "
+         f"(target {r.selective['target']}, delta {r.selective['delta']})"),
+    ):
+        table.add_row(label, *(get(r) for r in reports))
+    return table
+
+
+def _print_evaluation(ev: Evaluation) -> None:
+    reports = [ev.raw] + ([ev.recalibrated] if ev.recalibrated else [])
+    console.print(headline_table(reports, f"{ev.results} vs {ev.labelled}"))
+    signals = ", ".join(f"{k} {_fmt(v, 2)}" for k, v in ev.raw.signal_auroc.items())
+    console.print(f"AUROC of each signal for correctness (raw): {signals}", highlight=False)
+    if ev.recalibration.get("fold_methods"):
+        console.print(f"recalibration methods chosen per fold: {', '.join(ev.recalibration['fold_methods'])}",
+                      highlight=False)
+    elif ev.recalibration.get("skipped"):
+        console.print(f"recalibration skipped: {ev.recalibration['skipped']}", highlight=False)
+    for note in ev.raw.notes:
+        console.print(f"note: {note}", highlight=False)
+
+
+def eval_(
+    ctx: typer.Context,
+    labelled: Path = typer.Argument(..., help="Labelled pairs JSONL: id, prompt, response_a, response_b, label."),
+    results: Path | None = typer.Option(None, "--results", "-r",
+                                        help="Results already produced by `judge run`; without it the judge "
+                                             "runs first (see --out)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Where the judge writes results when it runs "
+                                                               "(default: <labelled>.results.jsonl)."),
+    backend: str = typer.Option("local", "--backend", "-b", help="Backend when the judge runs."),
+    base_url: str | None = typer.Option(None, "--base-url", help="Endpoint for openai/<model>."),
+    recalibrate: str = typer.Option("auto", "--recalibrate",
+                                    help="auto, none, temperature, platt, isotonic or logistic (cross-fitted)."),
+    folds: int = FOLDS_OPT,
+    seed: int = SEED_OPT,
+    n_boot: int = typer.Option(1000, "--bootstrap", help="Bootstrap replicates for every interval."),
+    target: float = TARGET_OPT,
+    delta: float = DELTA_OPT,
+    metrics_out: Path | None = typer.Option(None, "--metrics-out", "-m", help="Write the full report as JSON."),
+    holdout_same_prompt: bool = HOLDOUT_OPT,
+    as_json: bool = typer.Option(False, "--json", help="Print the full report as JSON instead of tables."),
+) -> None:
+    """Evaluate the judge on labelled pairs: agreement, calibration (ECE, Brier, ...), raw vs recalibrated."""
+    from judge.calibration.workflow import evaluate_results
+
+    if results is None:
+        from judge.api import build_judge
+        from judge.judging.pairs_io import read_pairs
+
+        results = out or labelled.with_name(labelled.stem + ".results.jsonl")
+        records = list(read_pairs(labelled))
+        err_console.print(f"judging {len(records)} pairs of {labelled} -> {results} (labels are not shown to the "
+                          "judge)", highlight=False)
+        judge_file(build_judge(backend, settings=state(ctx).settings, base_url=base_url, explain=False),
+                   records, results, holdout_same_prompt=holdout_same_prompt)
+    ev = evaluate_results(labelled, results, recalibrate=recalibrate, n_folds=folds, seed=seed, n_boot=n_boot,
+                          target=target, delta=delta)
+    if metrics_out is not None:
+        metrics_out.parent.mkdir(parents=True, exist_ok=True)
+        metrics_out.write_text(ev.model_dump_json(indent=2), encoding="utf-8")
+    if as_json:
+        emit_json(json.loads(ev.model_dump_json()))
+    else:
+        _print_evaluation(ev)
+
+
+def calibrate(
+    labelled: Path = typer.Argument(..., help="Labelled pairs JSONL the results were produced on."),
+    results: Path = RESULTS_OPT,
+    out: Path = typer.Option(..., "--out", "-o", help="Where to write the calibrator (JSON)."),
+    method: str = typer.Option("auto", "--method",
+                               help="auto (lowest cross-validated log loss), temperature, platt, isotonic, "
+                                    "logistic or none."),
+    folds: int = FOLDS_OPT,
+    seed: int = SEED_OPT,
+    target: float = TARGET_OPT,
+    delta: float = DELTA_OPT,
+    as_json: bool = typer.Option(False, "--json", help="Print the calibrator as JSON."),
+) -> None:
+    """Fit a calibrator for the judge configuration of RESULTS; apply it with `judge run --calibrator`."""
+    from judge.calibration.workflow import fit_from_results
+
+    cal = fit_from_results(labelled, results, method=method, n_folds=folds, seed=seed, target=target, delta=delta)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(cal.model_dump_json(indent=2), encoding="utf-8")
+    if as_json:
+        emit_json(json.loads(cal.model_dump_json()))
+        return
+    losses = ", ".join(f"{k} {v:.4f}" for k, v in cal.cv_log_loss.items())
+    console.print(f"calibrator {cal.id}: {cal.method} fitted on {cal.n_fitted} verdicts "
+                  f"(cross-validated log loss: {losses})", highlight=False)
+    if cal.abstain:
+        th = cal.abstain
+        if th["certified"]:
+            console.print(f"abstain below confidence {th['threshold']:.3f}: agreement >= {th['target']} with "
+                          f"probability >= {1 - th['delta']:.2f} ({th['n_kept']}/{th['n_calibration']} kept on "
+                          "cross-fitted data)", highlight=False)
+        else:
+            console.print(f"no confidence threshold certifies agreement >= {th['target']} at delta {th['delta']} "
+                          "on this data: with --abstain every verdict would be escalated", highlight=False)
+    console.print(f"written to {out}", highlight=False)
