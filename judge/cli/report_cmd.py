@@ -1,0 +1,40 @@
+"""`judge report`: an evaluation as a self-contained HTML page with plots, plus metrics.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from judge.cli.common import console
+
+
+def report(
+    results: Path = typer.Argument(..., help="Results JSONL from `judge run` on the labelled pairs."),
+    labels: Path = typer.Option(..., "--labels", "-l",
+                                help="Labelled pairs JSONL: id, prompt, response_a, response_b, label."),
+    out: Path = typer.Option(..., "--out", "-o", help="Directory to write index.html, metrics.json and the PNGs."),
+    recalibrate: str = typer.Option("auto", "--recalibrate",
+                                    help="auto, none, temperature, platt, isotonic or logistic (cross-fitted)."),
+    bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap replicates for every interval."),
+    seed: int = typer.Option(0, "--seed", help="Seed for folds and bootstrap."),
+) -> None:
+    """Write an HTML report of RESULTS against labelled pairs: calibration plots, breakdowns, confident errors.
+
+    The page (OUT/index.html) is a single file that opens offline; the plots are also written as PNGs and
+    the full metrics as OUT/metrics.json.
+    """
+    from judge.calibration.workflow import evaluate_results
+    from judge.cli.eval_cmd import headline_table
+    from judge.judging.pairs_io import read_pairs
+    from judge.judging.runner import read_results
+    from judge.reporting import write_report
+
+    ev = evaluate_results(labels, results, recalibrate=recalibrate, seed=seed, n_boot=bootstrap)
+    pairs = {rec.pair.id or "": rec for rec in read_pairs(labels)}
+    index = write_report(ev, out, verdicts=read_results(results), pairs=pairs)
+    reports = [ev.raw] + ([ev.recalibrated] if ev.recalibrated is not None else [])
+    console.print(headline_table(reports, f"{ev.results} vs {ev.labelled}"))
+    if ev.recalibration.get("skipped"):
+        console.print(f"recalibration skipped: {ev.recalibration['skipped']}", highlight=False)
+    console.print(f"report written to {index}", highlight=False)
