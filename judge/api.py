@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from judge.judging.pairs_io import PairRecord, pair_id
 from judge.judging.verdict import JudgeConfig, Verdict
-from judge.rules.model import Pair, Response
+from judge.rules.model import Pair, Response, as_response
 from judge.settings import Settings
 
 if TYPE_CHECKING:
@@ -98,7 +98,8 @@ def compare(prompt: str, response_a: str | Response, response_b: str | Response,
     """
     judge = build_judge(backend, settings=settings, base_url=base_url, **_fields(config))
     try:
-        return judge.compare(Pair(prompt=prompt, response_a=response_a, response_b=response_b, id="compare"))
+        return judge.compare(Pair(prompt=prompt, response_a=as_response(response_a),
+                                  response_b=as_response(response_b), id="compare"))
     finally:
         judge.backend.close()
 

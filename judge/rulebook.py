@@ -35,10 +35,11 @@ from judge.rules.model import (
     Response,
     Rule,
     RuleStatus,
+    as_response,
     slugify,
 )
 from judge.rules.precedence import PrecedenceResult, order_rules
-from judge.rules.textio import read_rulebook, ruling_text
+from judge.rules.textio import WriteReport, read_rulebook, ruling_text, write_rulebook
 from judge.settings import Settings
 from judge.store import PendingChange, RulebookStore, SyncReport, migrate, open_engine
 
@@ -137,6 +138,14 @@ class Rulebook:
         """Stream the current version of every rule (optionally one layer / binding only)."""
         return self.store.iter_current(layer, active_only=active_only)
 
+    def export(self, path: str | Path) -> WriteReport:
+        """Write the current rulebook as reviewable text under ``path`` (every rule, every status).
+
+        ``load`` of the exported directory into the same rulebook adds no version: a rulebook change can be
+        reviewed as a text diff in a pull request and re-imported without change.
+        """
+        return write_rulebook(self.rules(), path)
+
     def rulings_by_prompt(self) -> dict[str, list[str]]:
         """Ids of the current rulings, grouped by their case's prompt (whitespace-normalised).
 
@@ -166,8 +175,8 @@ class Rulebook:
                    source: str = "human-review", author: str | None = None,
                    tags: Sequence[str] = ()) -> Rule:
         """Add a case ruling; rulings it overrules get a new, overruled version in the same transaction."""
-        case = Case(prompt=prompt, response_a=response_a, response_b=response_b, holding=holding,
-                    rationale=rationale, cites=tuple(cites), overrules=tuple(overrules))
+        case = Case(prompt=prompt, response_a=as_response(response_a), response_b=as_response(response_b),
+                    holding=holding, rationale=rationale, cites=tuple(cites), overrules=tuple(overrules))
         title = title or _title_from(prompt)
         rid = rule_id or f"ruling/{slugify(title, max_len=60)}-{_case_digest(case)}"
         # Unknown citations are refused inside the store's transaction; here they just add no depth.

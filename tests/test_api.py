@@ -30,10 +30,13 @@ def test_import_is_light() -> None:
     assert out.stdout.strip() == "0"
 
 
-COMMANDS = [[], ["rulebook"], ["rulebook", "import-model-spec"], ["rulebook", "load"], ["rulebook", "list"],
+COMMANDS = [[], ["rulebook"], ["rulebook", "import-model-spec"], ["rulebook", "load"], ["rulebook", "export"],
+            ["rulebook", "list"],
             ["rulebook", "show"], ["rulebook", "history"], ["rulebook", "add-ruling"], ["rulebook", "amend"],
             ["rulebook", "overrule"], ["index"], ["index", "rebuild"], ["index", "sync"], ["index", "status"],
-            ["retrieve"], ["run"], ["compare"], ["serve"], ["eval"], ["calibrate"], ["report"]]
+            ["retrieve"], ["run"], ["compare"], ["serve"], ["eval"], ["calibrate"], ["report"], ["gate"],
+            ["cases"], ["cases", "seed"], ["cases", "add"], ["cases", "review"], ["cases", "list"],
+            ["cases", "contamination"], ["coverage"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=[" ".join(c) or "judge" for c in COMMANDS])

@@ -124,7 +124,7 @@ def _synthetic_files(tmp: Path, n: int = 120, *, config: JudgeConfig = CONFIG) -
 def test_evaluate_results_reports_raw_and_cross_fitted_recalibration(tmp_path: Path) -> None:
     pairs, results = _synthetic_files(tmp_path)
     ev = evaluate_results(pairs, results, n_boot=100)
-    assert ev.recalibrated is not None and len(ev.recalibration["fold_methods"]) == 5
+    assert ev.recalibrated is not None and len(ev.recalibration.fold_methods) == 5
     raw_ece, cal_ece = ev.raw.headline["ece_uniform_15"].point, ev.recalibrated.headline["ece_uniform_15"].point
     assert raw_ece > 0.15 and cal_ece < raw_ece / 2
     assert ev.raw.n_scored == 120 and ev.judge == calibration_key(CONFIG)
@@ -250,3 +250,40 @@ def test_holdout_same_prompt_hides_the_precedent_decided_on_that_prompt(rb: Rule
     seen = {r["id"] for r in read_results(tmp_path / "seen.jsonl")[0].retrieved}
     held = {r["id"] for r in read_results(tmp_path / "held.jsonl")[0].retrieved}
     assert ruling.id in seen and ruling.id not in held and other.id in held
+
+
+def test_run_command_with_calibrator_and_abstain(monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str], sqlite_url: str,
+                                                 tmp_path: Path) -> None:
+    from judge.backends import registry
+    from tests.test_cli import REPO, run_cli
+
+    monkeypatch.setattr(registry, "make_backend",
+                        lambda *a, **k: FakeBackend(router(verdict(A=0.8, B=0.2), verdict(B=0.8, A=0.2))))
+    assert run_cli(["rulebook", "load", str(REPO / "rulebook")], monkeypatch, capsys, sqlite_url)[0] == 0
+    from judge.rulebook import Rulebook as _Rb
+    from judge.settings import Settings
+
+    version = _Rb.open(settings=Settings(db_url=sqlite_url, embedding_model="hash"), with_index=False).version
+    config = JudgeConfig(backend="fake", model="fake-judge", template_version=TEMPLATE_VERSION)
+    cal = _calibrator(config, version).model_copy(update={"abstain": {"certified": True, "threshold": 0.7,
+                                                                      "target": 0.9, "delta": 0.1}})
+    cal_path = tmp_path / "cal.json"
+    cal_path.write_text(cal.model_dump_json())
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"id": "x1", "prompt": PAIR.prompt, "response_a": PAIR.response_a.text,
+                                 "response_b": PAIR.response_b.text}) + "\n")
+    out = tmp_path / "out.jsonl"
+    code, stdout, stderr = run_cli(["run", str(pairs), "-o", str(out), "--no-explain", "--calibrator",
+                                    str(cal_path), "--abstain"], monkeypatch, capsys, sqlite_url)
+    assert code == 0, stderr
+    result = json.loads(out.read_text())
+    assert result["calibrator"] == cal.id and result["escalated"] is True
+    assert result["raw_probabilities"]["a"] == pytest.approx(0.8)
+    assert "escalate" in stdout
+    # a calibrator for another model is refused with one clear line, and nothing is judged
+    other = cal.model_copy(update={"judge": {**cal.judge, "model": "another"}})
+    cal_path.write_text(other.model_dump_json())
+    code, _, stderr = run_cli(["run", str(pairs), "-o", str(tmp_path / "o2.jsonl"), "--no-explain",
+                               "--calibrator", str(cal_path)], monkeypatch, capsys, sqlite_url)
+    assert code == 2 and "model" in stderr and not (tmp_path / "o2.jsonl").exists()

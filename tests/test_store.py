@@ -412,7 +412,9 @@ def test_unknown_schema_revision_is_a_clear_error(sqlite_url: str) -> None:
     engine = open_engine(sqlite_url)
     try:
         assert _snapshot(engine) == before
-        assert set(inspect(engine).get_table_names()) == {"alembic_version", "rule_versions", "changes", "judgments"}
+        assert set(inspect(engine).get_table_names()) == {"alembic_version", "rule_versions", "changes", "judgments",
+                                                          "test_cases", "test_case_entries", "test_case_reviews",
+                                                          "test_case_vectors"}
     finally:
         engine.dispose()
 

@@ -1,7 +1,7 @@
 """A deterministic fake backend for tests: a queue (or callable) of replies and a history of requests.
 
-It is a real `OpenAIProtocolBackend` whose HTTP transport is an in-process `httpx.MockTransport`, so
-logprob parsing, retries and instructor's structured output run exactly the code production runs.
+It is a real `OpenAIProtocolBackend` whose HTTP transport is an in-process `httpx2.MockTransport` (openai 3 is
+built on httpx2), so logprob parsing, retries and instructor's structured output run exactly the code production runs.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import httpx2 as httpx  # the HTTP client openai 3 is built on
 import openai
 
 from judge.backends.openai_compat import OpenAIProtocolBackend, RetryPolicy

@@ -27,7 +27,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -281,7 +281,7 @@ class Calibrator(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    format: Literal["judge-calibrator/1"] = CALIBRATOR_FORMAT
+    format: Literal["judge-calibrator/1"] = "judge-calibrator/1"
     method: Method
     params: dict[str, Any] = Field(default_factory=dict)
     judge: dict[str, Any] = Field(description="The judge configuration it belongs to (see calibration_key).")
@@ -336,7 +336,7 @@ def fit_calibrator(t: SignalTable, labels: Sequence[str], config: JudgeConfig, *
         if method not in METHODS:
             raise ValueError(f"unknown calibration method {method!r}; known: auto, {', '.join(METHODS)}")
         chosen = method
-    return Calibrator(method=chosen, params=fit(chosen, t, lab), judge=calibration_key(config),
+    return Calibrator(method=cast(Method, chosen), params=fit(chosen, t, lab), judge=calibration_key(config),
                       rulebook_version=rulebook_version, n_fitted=len(lab),
                       tie_rate=sum(x == "tie" for x in lab) / len(lab),
                       cv_log_loss={k: round(v, 6) for k, v in losses.items()}, n_folds=n_folds, seed=seed)

@@ -25,9 +25,28 @@ from judge.judging.pairs_io import read_pairs
 from judge.judging.runner import read_results
 from judge.judging.verdict import JudgeConfig, Verdict
 
-__all__ = ["Evaluation", "evaluate_results", "fit_from_results", "load_labels"]
+__all__ = ["Evaluation", "Recalibration", "evaluate_results", "fit_from_results", "load_labels"]
 
 log = logging.getLogger(__name__)
+
+
+class Recalibration(BaseModel):
+    """How the recalibrated report was made (or why it was not)."""
+
+    method: str | None = None
+    fold_methods: list[str] = Field(default_factory=list)
+    n_folds: int | None = None
+    seed: int | None = None
+    skipped: str | None = None
+
+    def describe(self) -> str:
+        """One line for people: the method and the folds, or why recalibration was skipped."""
+        if self.skipped:
+            return f"skipped: {self.skipped}"
+        if not self.method:
+            return ""
+        chosen = f"; chosen per fold: {', '.join(self.fold_methods)}" if self.fold_methods else ""
+        return f"{self.method}, {self.n_folds}-fold cross-fitted (seed {self.seed}){chosen}"
 
 
 class Evaluation(BaseModel):
@@ -38,7 +57,7 @@ class Evaluation(BaseModel):
     judge: dict[str, object]
     raw: EvalReport
     recalibrated: EvalReport | None = None
-    recalibration: dict[str, object] = Field(default_factory=dict)
+    recalibration: Recalibration = Field(default_factory=Recalibration)
     unlabelled_results: int = 0
 
 
@@ -56,7 +75,7 @@ def load_labels(path: str | Path) -> dict[str, PairLabel]:
 
 
 def _one_config(verdicts: Sequence[Verdict], path: str | Path) -> JudgeConfig:
-    keys = {}
+    keys: dict[str, JudgeConfig] = {}
     for v in verdicts:
         keys.setdefault(repr(sorted(calibration_key(v.config).items())), v.config)
     if len(keys) != 1:
@@ -94,8 +113,11 @@ def evaluate_results(labelled: str | Path, results: str | Path, *, recalibrate: 
         raise InputError(f"{results}: none of its {len(verdicts)} results is for a pair in {labelled}")
     if joined.unlabelled:
         log.warning("%d results are for pairs not in %s (ignored)", len(joined.unlabelled), labelled)
-    common = {"n_missing": len(joined.missing), "n_boot": n_boot, "seed": seed, "target": target, "delta": delta}
-    raw = evaluate(joined.rows, variant="raw", **common)
+    def report(variant: str, probs: np.ndarray | None = None) -> EvalReport:
+        return evaluate(joined.rows, probs=probs, variant=variant, n_missing=len(joined.missing), n_boot=n_boot,
+                        seed=seed, target=target, delta=delta)
+
+    raw = report("raw")
     out = Evaluation(labelled=str(labelled), results=str(results), judge=calibration_key(config), raw=raw,
                      unlabelled_results=len(joined.unlabelled))
     if recalibrate is None or recalibrate == "none":
@@ -104,11 +126,11 @@ def evaluate_results(labelled: str | Path, results: str | Path, *, recalibrate: 
     try:
         probs, chosen = cross_fit(table, labs, method=recalibrate, n_folds=n_folds, seed=seed)
     except ValueError as exc:
-        out.recalibration = {"skipped": str(exc)}
+        out.recalibration = Recalibration(skipped=str(exc))
         return out
     variant = f"recalibrated ({recalibrate}, {n_folds}-fold cross-fitted)"
-    out.recalibrated = evaluate(joined.rows, probs=probs, variant=variant, **common)
-    out.recalibration = {"method": recalibrate, "fold_methods": chosen, "n_folds": n_folds, "seed": seed}
+    out.recalibrated = report(variant, probs)
+    out.recalibration = Recalibration(method=recalibrate, fold_methods=chosen, n_folds=n_folds, seed=seed)
     return out
 
 

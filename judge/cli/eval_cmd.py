@@ -62,11 +62,8 @@ def _print_evaluation(ev: Evaluation) -> None:
     console.print(headline_table(reports, f"{ev.results} vs {ev.labelled}"))
     signals = ", ".join(f"{k} {_fmt(v, 2)}" for k, v in ev.raw.signal_auroc.items())
     console.print(f"AUROC of each signal for correctness (raw): {signals}", highlight=False)
-    if ev.recalibration.get("fold_methods"):
-        console.print(f"recalibration methods chosen per fold: {', '.join(ev.recalibration['fold_methods'])}",
-                      highlight=False)
-    elif ev.recalibration.get("skipped"):
-        console.print(f"recalibration skipped: {ev.recalibration['skipped']}", highlight=False)
+    if ev.recalibration.method or ev.recalibration.skipped:
+        console.print(f"recalibration: {ev.recalibration.describe()}", highlight=False)
     for note in ev.raw.notes:
         console.print(f"note: {note}", highlight=False)
 

@@ -6,7 +6,17 @@ import os
 
 import typer
 
-from judge.cli import eval_cmd, index_cmd, report_cmd, retrieve_cmd, rulebook_cmd, run_cmd, serve_cmd
+from judge.cli import (
+    cases_cmd,
+    eval_cmd,
+    gate_cmd,
+    index_cmd,
+    report_cmd,
+    retrieve_cmd,
+    rulebook_cmd,
+    run_cmd,
+    serve_cmd,
+)
 from judge.cli.common import CliState, configure_logging, err_console
 from judge.errors import JudgeError
 
@@ -18,6 +28,8 @@ app = typer.Typer(
 )
 app.add_typer(rulebook_cmd.app, name="rulebook")
 app.add_typer(index_cmd.app, name="index")
+app.add_typer(cases_cmd.app, name="cases")
+app.command("coverage")(cases_cmd.coverage)
 app.command("retrieve")(retrieve_cmd.retrieve)
 app.command("run")(run_cmd.run)
 app.command("compare")(run_cmd.compare)
@@ -25,6 +37,7 @@ app.command("serve")(serve_cmd.serve)
 app.command("eval")(eval_cmd.eval_)
 app.command("calibrate")(eval_cmd.calibrate)
 app.command("report")(report_cmd.report)
+app.command("gate")(gate_cmd.gate)
 
 
 @app.callback()

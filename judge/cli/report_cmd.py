@@ -35,6 +35,6 @@ def report(
     index = write_report(ev, out, verdicts=read_results(results), pairs=pairs)
     reports = [ev.raw] + ([ev.recalibrated] if ev.recalibrated is not None else [])
     console.print(headline_table(reports, f"{ev.results} vs {ev.labelled}"))
-    if ev.recalibration.get("skipped"):
-        console.print(f"recalibration skipped: {ev.recalibration['skipped']}", highlight=False)
+    if ev.recalibration.skipped:
+        console.print(f"recalibration {ev.recalibration.describe()}", highlight=False)
     console.print(f"report written to {index}", highlight=False)

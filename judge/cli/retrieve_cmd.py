@@ -6,7 +6,7 @@ import typer
 from rich.table import Table
 
 from judge.cli.common import console, emit_json, state
-from judge.rules.model import Pair
+from judge.rules.model import Pair, as_response
 
 
 def retrieve(
@@ -21,8 +21,8 @@ def retrieve(
 ) -> None:
     """Retrieve the constitution, top-k spec entries and top-k rulings for a pair, by precedence."""
     rb = state(ctx).rulebook()
-    result = rb.retrieve(Pair(prompt=prompt, response_a=response_a, response_b=response_b), k=k,
-                         k_rulings=k_rulings, exclude=exclude)
+    pair = Pair(prompt=prompt, response_a=as_response(response_a), response_b=as_response(response_b))
+    result = rb.retrieve(pair, k=k, k_rulings=k_rulings, exclude=exclude)
     if as_json:
         emit_json(result.to_json())
         return

@@ -1,4 +1,4 @@
-"""`judge rulebook ...`: import, load, list, show, history, add-ruling, amend, overrule."""
+"""`judge rulebook ...`: import, load, export, list, show, history, add-ruling, amend, overrule."""
 
 from __future__ import annotations
 
@@ -55,6 +55,23 @@ def load(
         emit_json(data)
     else:
         console.print(f"loaded {path}: " + ", ".join(f"{k}={v}" for k, v in data.items()))
+
+
+@app.command("export")
+def export(
+    ctx: typer.Context,
+    out: Path = typer.Argument(..., help="Directory to write the rulebook text into (e.g. rulebook/)."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Write the rulebook from the DB back to text, so every change can be reviewed as a diff and re-loaded."""
+    report = state(ctx).rulebook(with_index=False).export(out)
+    data = {"written": [str(p) for p in report.written], "unchanged": len(report.unchanged),
+            "removed": [str(p) for p in report.removed]}
+    if as_json:
+        emit_json(data)
+    else:
+        console.print(f"exported to {out}: {len(report.written)} file(s) written, {len(report.unchanged)} "
+                      f"unchanged, {len(report.removed)} removed", highlight=False)
 
 
 @app.command("list")

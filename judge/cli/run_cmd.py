@@ -37,7 +37,7 @@ ESCALATE_OPT = typer.Option(None, "--escalate-below", help="Escalate verdicts wh
 def _judge(st: CliState, backend_spec: str, base_url: str | None, *, single_order: bool, no_rules: bool,
            explain: bool, k: int, k_rulings: int, n_constitution: int, cache: bool = True,
            ties: bool = False, calibrator: Path | None = None, abstain: bool = False,
-           escalate_below: float | None = None) -> Judge:
+           escalate_below: float | None = None, allow_rulebook_change: bool = False) -> Judge:
     from judge.calibration.recalibrate import load_calibrator
 
     cal = load_calibrator(calibrator) if calibrator is not None else None
@@ -49,7 +49,8 @@ def _judge(st: CliState, backend_spec: str, base_url: str | None, *, single_orde
     return build_judge(backend_spec, settings=st.settings, base_url=base_url, use_cache=cache,
                        both_orders=not single_order, explain=explain and not no_rules, use_rules=not no_rules,
                        k_spec=k, k_rulings=k_rulings, n_constitution=n_constitution,
-                       allow_tie=ties and not no_rules, calibrator=cal, escalate_below=escalate_below)
+                       allow_tie=ties and not no_rules, calibrator=cal, escalate_below=escalate_below,
+                       allow_rulebook_change=allow_rulebook_change)
 
 
 def verdict_table(verdicts: list[Verdict], title: str) -> Table:
@@ -130,6 +131,9 @@ def run(
     calibrator: Path | None = CALIBRATOR_OPT,
     abstain: bool = ABSTAIN_OPT,
     escalate_below: float | None = ESCALATE_OPT,
+    allow_rulebook_change: bool = typer.Option(False, "--allow-rulebook-change",
+                                               help="Keep using a calibrator fitted under another rulebook "
+                                                    "version (it is refused otherwise)."),
     as_json: bool = typer.Option(False, "--json", help="Print the run report as JSON."),
 ) -> None:
     """Judge every pair in a JSONL file, both orders, streaming results to --out (resumable)."""
@@ -140,7 +144,8 @@ def run(
     records = list(read_pairs(pairs))  # validate the whole file before spending anything
     judge = _judge(st, backend, base_url, single_order=single_order, no_rules=no_rules, explain=explain, k=k,
                    k_rulings=k_rulings, n_constitution=n_constitution, cache=cache, ties=ties,
-                   calibrator=calibrator, abstain=abstain, escalate_below=escalate_below)
+                   calibrator=calibrator, abstain=abstain, escalate_below=escalate_below,
+                   allow_rulebook_change=allow_rulebook_change)
     report = judge_file(judge, records, out, concurrency=concurrency, max_tokens=max_tokens, max_cost=max_cost,
                         holdout_same_prompt=holdout_same_prompt)
     if as_json:
@@ -179,12 +184,13 @@ def compare(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Judge one pair and print the verdict (JSON with --json)."""
-    from judge.rules.model import Pair
+    from judge.rules.model import Pair, as_response
 
     judge = _judge(state(ctx), backend, base_url, single_order=single_order, no_rules=False, explain=explain,
                    k=3, k_rulings=2, n_constitution=2)
     try:
-        verdict = judge.compare(Pair(prompt=prompt, response_a=response_a, response_b=response_b, id="cli"))
+        verdict = judge.compare(Pair(prompt=prompt, response_a=as_response(response_a),
+                                     response_b=as_response(response_b), id="cli"))
     finally:
         judge.backend.close()
     if as_json:

@@ -414,14 +414,7 @@ _ENV = Environment(autoescape=True, undefined=StrictUndefined, keep_trailing_new
 
 
 def _recalibration_text(ev: Evaluation) -> str:
-    rc = ev.recalibration
-    if rc.get("skipped"):
-        return f"skipped: {rc['skipped']}"
-    if rc.get("method"):
-        methods = rc.get("fold_methods") or []
-        chosen = f"; chosen per fold: {', '.join(map(str, methods))}" if methods else ""
-        return f"{rc['method']}, {rc.get('n_folds')}-fold cross-fitted (seed {rc.get('seed')}){chosen}"
-    return ""
+    return ev.recalibration.describe()
 
 
 def write_report(

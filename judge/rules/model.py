@@ -39,6 +39,7 @@ __all__ = [
     "Rule",
     "RuleStatus",
     "ToolCall",
+    "as_response",
     "content_hash",
     "next_rulebook_version",
     "slugify",
@@ -134,6 +135,11 @@ class Response(_Frozen):
 
     text: str
     process: Process | None = None
+
+
+def as_response(value: str | Response) -> Response:
+    """A `Response` from plain text (or the response itself)."""
+    return Response(text=value) if isinstance(value, str) else value
 
 
 class Pair(_Frozen):

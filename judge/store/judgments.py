@@ -31,7 +31,7 @@ class JudgmentStore:
     def put(self, verdict: Verdict) -> None:
         """Record a verdict or failure (one transaction, one row)."""
         with self.engine.begin() as conn:
-            conn.execute(insert(_TABLE).values(
+            conn.execute(insert(JudgmentRow).values(
                 cache_key=verdict.cache_key, pair_id=verdict.pair_id, rulebook_version=verdict.rulebook_version,
                 backend=verdict.config.backend, model=verdict.config.model,
                 template_version=verdict.config.template_version, winner=verdict.winner,

@@ -23,6 +23,7 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Row,
     String,
@@ -204,3 +205,75 @@ class JudgmentRow(Base):
     failure_stage: Mapped[str | None] = mapped_column(String(16))
     result: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+# ----------------------------------------------------------------------------- test cases (judge.cases)
+# A case row is written once (its id is its content hash); only its review status moves, and every move
+# is also appended to ``test_case_reviews`` in the same transaction, so the row's status is always the
+# log's latest entry (stored, not derived, so filtering and coverage need no window query).
+
+
+class TestCaseRow(Base):
+    """One test case (`judge.cases.model.TestCase`); content columns are never updated."""
+
+    __test__ = False  # not a pytest test class
+    __tablename__ = "test_cases"
+    __table_args__ = (Index("ix_test_cases_status", "status", "id"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    prompt: Mapped[str] = mapped_column(Text)
+    prompt_role: Mapped[str] = mapped_column(String(16))
+    conversation: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    process: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    expected: Mapped[str | None] = mapped_column(Text)
+    reference_answers: Mapped[list[str]] = mapped_column(JSON)
+    provenance: Mapped[str] = mapped_column(Text)
+    tags: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))
+    reviewer: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    status_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class TestCaseEntryRow(Base):
+    """Which spec entries a case tests (validated against the rulebook when the case is added)."""
+
+    __test__ = False
+    __tablename__ = "test_case_entries"
+    __table_args__ = (
+        ForeignKeyConstraint(["case_id"], ["test_cases.id"]),
+        Index("ix_test_case_entries_entry_id", "entry_id", "case_id"),
+    )
+
+    case_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    entry_id: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True)
+
+
+class TestCaseReviewRow(Base):
+    """Append-only log of review status: one row per status a case was given (its creation included)."""
+
+    __test__ = False
+    __tablename__ = "test_case_reviews"
+    __table_args__ = (
+        ForeignKeyConstraint(["case_id"], ["test_cases.id"]),
+        Index("ix_test_case_reviews_case_id", "case_id", "seq"),
+    )
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    reviewer: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class TestCaseVectorRow(Base):
+    """A case's embedding under one model (derived data: float32 bytes, recomputable at any time)."""
+
+    __test__ = False
+    __tablename__ = "test_case_vectors"
+    __table_args__ = (ForeignKeyConstraint(["case_id"], ["test_cases.id"]),)
+
+    case_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    model: Mapped[str] = mapped_column(String(255), primary_key=True)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)

@@ -1,0 +1,273 @@
+"""`judge cases ...` (seed, add, review, list, contamination) and `judge coverage`: test cases per spec entry."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from judge.cli.common import console, emit_json, err_console, state
+
+app = typer.Typer(help="Test cases per spec entry: seed, add, review in bulk, list, check for contamination.",
+                  no_args_is_help=True)
+
+JSON_OPT = typer.Option(False, "--json", help="Print JSON instead of a table.")
+COS_OPT = typer.Option(0.92, "--cos-threshold", help="Embedding cosine at or above which two cases are "
+                                                      "near-duplicates (above 1 turns it off).")
+NGRAM_OPT = typer.Option(0.6, "--ngram-threshold", help="Word 3-gram Jaccard at or above which two cases are "
+                                                         "near-duplicates (above 1 turns it off).")
+
+
+def open_store(ctx: typer.Context, *, embed: bool = True) -> Any:
+    """A `CaseStore` on the configured rulebook's database, checked against its current spec entries."""
+    from judge.cases.store import CaseStore
+    from judge.errors import RulebookError
+    from judge.retrieval.embedder import make_embedder
+    from judge.rules.model import Layer
+
+    cli = state(ctx)
+    rulebook = cli.rulebook(with_index=False)
+    entry_ids = [r.id for r in rulebook.rules(Layer.SPEC)]
+    if not entry_ids:
+        raise RulebookError("the rulebook has no spec entries for cases to test; load one first "
+                            "(`judge rulebook load rulebook/`)")
+    embedder = make_embedder(cli.settings.embedding_model) if embed else None
+    return CaseStore(rulebook.store.engine, embedder, entry_ids=entry_ids)
+
+
+@contextmanager
+def _progress(description: str) -> Iterator[Any]:
+    """A ``progress(done, total)`` callback drawing a rich bar on stderr (only once work is reported)."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        task: Any = None
+
+        def update(done: int, total: int) -> None:
+            nonlocal task
+            if task is None:
+                task = bar.add_task(description, total=total)
+            bar.update(task, completed=done)
+
+        yield update
+
+
+def _read_cases(path: Path) -> list[Any]:
+    from pydantic import ValidationError
+
+    from judge.cases._jsonl import read_jsonl
+    from judge.cases.model import CaseStatus, TestCase
+    from judge.errors import InputError
+
+    cases = []
+    for line, obj in read_jsonl(path):
+        try:
+            case = TestCase.model_validate(obj)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or None
+            raise InputError(f"invalid test case: {where + ': ' if where else ''}{first['msg']}", path=path,
+                             line=line, field=where) from None
+        if case.status is not CaseStatus.DRAFT:
+            raise InputError(f"cases enter as draft, not {case.status.value}; accept them with "
+                             "`judge cases review`", path=path, line=line, field="status")
+        cases.append(case)
+    return cases
+
+
+def _case_row(case: Any) -> dict[str, Any]:
+    return case.model_dump(mode="json")
+
+
+@app.command("seed")
+def seed(
+    ctx: typer.Context,
+    data_dir: Path = typer.Argument(Path("../shared/data/model_spec"), exists=True, file_okay=False,
+                                    help="Extracted Model Spec folder (examples.jsonl, eval_prompts.jsonl)."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Seed cases from the Model Spec: examples (accepted, reviewer model-spec) and eval prompts (draft).
+
+    Idempotent. Sections without a spec entry (root-authority sections are constitution rules) are listed.
+    """
+    from judge.cases.seed import seed_from_dir
+
+    store = open_store(ctx)
+    result = seed_from_dir(data_dir, store.entry_ids())
+    with _progress("embedding cases") as progress:
+        report = store.add(result.cases, note=f"seeded from {data_dir}", progress=progress)
+    per_entry = result.entries()
+    data = {
+        "added": len(report.added), "existing": len(report.existing),
+        "accepted": sum(c.status.value == "accepted" for c in result.cases),
+        "draft": sum(c.status.value == "draft" for c in result.cases),
+        "entries_with_cases": len(per_entry), "spec_entries": len(store.entry_ids()),
+        "duplicates": result.duplicates,
+        "unmapped": [vars(u) for u in result.unmapped],
+        "skipped": [{"id": i, "reason": r} for i, r in result.skipped],
+    }
+    if as_json:
+        emit_json(data)
+        return
+    console.print(f"seeded from {data_dir}: {data['added']} added, {data['existing']} already stored "
+                  f"({data['accepted']} accepted examples, {data['draft']} draft eval prompts); "
+                  f"{data['entries_with_cases']} of {data['spec_entries']} spec entries have cases", highlight=False)
+    if result.unmapped:
+        table = Table(title=f"{len(result.unmapped)} section(s) with no spec entry: not seeded")
+        for col in ("section", "maps to", "examples", "eval prompts", "reason"):
+            table.add_column(col)
+        for u in result.unmapped:
+            table.add_row(u.section, u.rule_id, str(u.examples), str(u.eval_prompts), u.reason)
+        console.print(table)
+    for record_id, reason in result.skipped:
+        console.print(f"skipped {record_id}: {reason}", highlight=False, markup=False)
+
+
+@app.command("add")
+def add(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., exists=True, dir_okay=False,
+                                help="JSONL, one test case per line (prompt, entries, provenance, ...)."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Add draft cases from a JSONL file (one transaction; cases already stored are left as they are)."""
+    cases = _read_cases(file)
+    store = open_store(ctx)
+    with _progress("embedding cases") as progress:
+        report = store.add(cases, note=f"added from {file}", progress=progress)
+    if as_json:
+        emit_json({"added": list(report.added), "existing": list(report.existing)})
+    else:
+        console.print(f"{len(report.added)} case(s) added, {len(report.existing)} already stored", highlight=False)
+
+
+@app.command("review")
+def review(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., exists=True, dir_okay=False,
+                                help='JSONL of decisions: {"id": ..., "status": "accepted", "reviewer": ...}.'),
+    note: str | None = typer.Option(None, "--note", help="Recorded in the review log of every case changed."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Accept / reject (or reopen as draft) cases in bulk: all decisions in one transaction, or none."""
+    from judge.cases._jsonl import read_jsonl
+    from judge.errors import InputError
+
+    decisions: dict[str, tuple[str, str | None]] = {}
+    seen: dict[str, int] = {}
+    for line, obj in read_jsonl(file):
+        case_id, status, reviewer = obj.get("id"), obj.get("status"), obj.get("reviewer")
+        if not isinstance(case_id, str) or not isinstance(status, str):
+            raise InputError("each line needs a string id and status", path=file, line=line,
+                             field="id" if not isinstance(case_id, str) else "status")
+        if reviewer is not None and not isinstance(reviewer, str):
+            raise InputError("reviewer must be a string", path=file, line=line, field="reviewer")
+        if case_id in seen:
+            raise InputError(f"case {case_id} is decided twice (lines {seen[case_id]} and {line})", path=file,
+                             line=line, field="id")
+        seen[case_id] = line
+        decisions[case_id] = (status, reviewer)
+    report = open_store(ctx, embed=False).review(decisions, note=note)  # type: ignore[arg-type]
+    if as_json:
+        emit_json({"changed": list(report.changed), "unchanged": list(report.unchanged)})
+    else:
+        console.print(f"{len(report.changed)} case(s) changed, {len(report.unchanged)} already so", highlight=False)
+
+
+@app.command("list")
+def list_cases(
+    ctx: typer.Context,
+    entry: str | None = typer.Option(None, "--entry", help="Only cases testing this spec entry."),
+    status: str | None = typer.Option(None, "--status", help="Only draft, accepted or rejected cases."),
+    provenance: str | None = typer.Option(None, "--provenance", help="Only cases whose provenance starts so."),
+    limit: int = typer.Option(0, "--limit", help="Show at most N cases (0 = all)."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """List test cases, oldest first."""
+    cases = open_store(ctx, embed=False).list_cases(entry=entry, status=status, provenance=provenance,
+                                                limit=limit or None)
+    if as_json:
+        emit_json([_case_row(c) for c in cases])
+        return
+    table = Table(title=f"{len(cases)} test case(s)")
+    for col in ("id", "status", "entries", "provenance", "prompt"):
+        table.add_column(col)
+    for c in cases:
+        prompt = " ".join(c.prompt.split())
+        table.add_row(c.id, c.status.value, ", ".join(c.entries), c.provenance,
+                      prompt[:60] + ("…" if len(prompt) > 60 else ""))
+    console.print(table)
+
+
+@app.command("contamination")
+def contamination(
+    ctx: typer.Context,
+    benchmark: Path = typer.Argument(..., exists=True, dir_okay=False,
+                                     help="JSONL of benchmark prompts (any file; source = its `source` field "
+                                          "or the file name)."),
+    field: str = typer.Option("prompt", "--field", help="Field holding the prompt (text or chat messages)."),
+    ngram: int = typer.Option(8, "--ngram", help="Flag cases sharing a run of this many words with a prompt."),
+    min_fraction: float = typer.Option(0.0, "--min-fraction",
+                                       help="Flag only when this share of the case's n-grams is in one prompt."),
+    status: str | None = typer.Option(None, "--status", help="Check only cases with this status."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Flag cases whose text overlaps a benchmark's prompts, naming the source and the overlapping text."""
+    from judge.cases.contamination import find_contamination, read_benchmark
+
+    prompts = read_benchmark(benchmark, field=field)
+    cases = open_store(ctx, embed=False).list_cases(status=status)
+    hits = find_contamination(((c.id, c.text()) for c in cases), prompts, n=ngram, min_fraction=min_fraction)
+    flagged = len({h.case_id for h in hits})
+    if as_json:
+        emit_json({"checked": len(cases), "benchmark_prompts": len(prompts), "flagged": flagged,
+                   "hits": [vars(h) for h in hits]})
+        return
+    console.print(f"{flagged} of {len(cases)} case(s) overlap {len(prompts)} prompt(s) of {benchmark}",
+                  highlight=False)
+    if hits:
+        table = Table()
+        for col in ("case", "source", "line", "shared", "fraction", "overlapping text"):
+            table.add_column(col)
+        for h in hits:
+            table.add_row(h.case_id, h.source, str(h.line), str(h.shared), f"{h.fraction:.2f}", h.snippet)
+        console.print(table)
+
+
+def coverage(
+    ctx: typer.Context,
+    minimum: int = typer.Option(100, "--min", help="Distinct accepted cases every entry should have."),
+    cos_threshold: float = COS_OPT,
+    ngram_threshold: float = NGRAM_OPT,
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Test cases per spec entry: distinct accepted (near-duplicates merged), accepted, draft, rejected."""
+    from judge.cases.distinct import Thresholds
+
+    thresholds = Thresholds(cos=cos_threshold, ngram=ngram_threshold)
+    store = open_store(ctx)
+    with _progress("embedding cases") as progress:
+        rows = store.coverage(thresholds, progress=progress)
+    reached = sum(r.distinct_accepted >= minimum for r in rows)
+    merged = sum(r.accepted - r.distinct_accepted for r in rows)
+    if as_json:
+        emit_json({"min": minimum, "thresholds": {"cos": thresholds.cos, "ngram": thresholds.ngram},
+                   "entries": [{**vars(r), "needs": max(0, minimum - r.distinct_accepted)} for r in rows],
+                   "summary": {"entries": len(rows), "at_min": reached, "below_min": len(rows) - reached,
+                               "merged_near_duplicates": merged}})
+        return
+    table = Table(title=f"test cases per spec entry: {reached} of {len(rows)} entries have {minimum}+ distinct "
+                        "accepted cases")
+    for col in ("entry", "distinct accepted", "accepted", "draft", "rejected", f"needs (to {minimum})"):
+        table.add_column(col, justify="left" if col == "entry" else "right")
+    for r in rows:
+        need = max(0, minimum - r.distinct_accepted)
+        table.add_row(r.entry_id, str(r.distinct_accepted), str(r.accepted), str(r.draft), str(r.rejected),
+                      f"needs {need} more" if need else "ok")
+    console.print(table)
+    console.print(f"{len(rows) - reached} of {len(rows)} entries are below {minimum} distinct accepted cases; "
+                  f"{merged} accepted near-duplicate(s) merged", highlight=False)
