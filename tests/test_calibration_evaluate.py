@@ -287,3 +287,14 @@ def test_run_command_with_calibrator_and_abstain(monkeypatch: pytest.MonkeyPatch
     code, _, stderr = run_cli(["run", str(pairs), "-o", str(tmp_path / "o2.jsonl"), "--no-explain",
                                "--calibrator", str(cal_path)], monkeypatch, capsys, sqlite_url)
     assert code == 2 and "model" in stderr and not (tmp_path / "o2.jsonl").exists()
+
+
+def test_suspect_labels_are_the_confidently_contradicted_ones_most_confident_first() -> None:
+    rows = [LabelledRow(make("p1", 0.95), label("B")),   # wrong at 0.95
+            LabelledRow(make("p2", 0.30), label("A")),   # wrong at 0.70
+            LabelledRow(make("p3", 0.90), label("A")),   # right
+            LabelledRow(make("p4", 0.55), label("tie"))]  # wrong at 0.55
+    rep = evaluate(rows, n_boot=10)
+    assert [(s.pair_id, s.label, s.judged) for s in rep.suspects] == [("p1", "B", "A"), ("p2", "A", "B"),
+                                                                      ("p4", "tie", "A")]
+    assert [s.pair_id for s in evaluate(rows, n_boot=10, suspect_confidence=0.6).suspects] == ["p1", "p2"]

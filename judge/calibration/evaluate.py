@@ -23,7 +23,7 @@ from judge.calibration.selective import cross_fitted_selective
 from judge.calibration.signals import SignalTable, signals_from_verdicts
 from judge.judging.verdict import Verdict
 
-__all__ = ["Estimate", "EvalReport", "GroupMetrics", "LabelledRow", "PairLabel", "evaluate", "join"]
+__all__ = ["Estimate", "EvalReport", "GroupMetrics", "LabelledRow", "PairLabel", "Suspect", "evaluate", "join"]
 
 _OUT = {0: "A", 1: "tie", 2: "B"}
 
@@ -89,6 +89,16 @@ class GroupMetrics(BaseModel):
     brier: float
 
 
+class Suspect(BaseModel):
+    """A labelled pair the judge confidently disagrees with (often a wrong label)."""
+
+    pair_id: str
+    label: str
+    judged: str
+    confidence: float
+    source: str
+
+
 class EvalReport(BaseModel):
     """Everything `judge eval` reports for one set of probabilities (raw or recalibrated)."""
 
@@ -109,6 +119,8 @@ class EvalReport(BaseModel):
     signal_auroc: dict[str, float]
     breakdowns: dict[str, list[GroupMetrics]]
     selective: dict[str, Any] | None = None
+    suspects: list[Suspect] = Field(default_factory=list, description="Labels the judge most confidently "
+                                                                      "contradicts: review them first.")
     notes: list[str] = Field(default_factory=list)
 
 
@@ -157,6 +169,8 @@ def evaluate(
     n_bins: int = 15,
     target: float = 0.9,
     delta: float = 0.1,
+    n_suspects: int = 25,
+    suspect_confidence: float = 0.0,
 ) -> EvalReport:
     """The full metric set for labelled verdicts.
 
@@ -170,6 +184,8 @@ def evaluate(
         high: The threshold of wrong-at-high-confidence.
         n_bins: Bins for ECE.
         target, delta: Target agreement and risk tolerance of selective judging (cross-fitted).
+        n_suspects, suspect_confidence: How many confidently contradicted labels to list (most confident
+            first), and the least confidence to list one.
 
     Raises:
         ValueError: When no row can be scored, or ``probs`` does not match the scored rows.
@@ -272,8 +288,14 @@ def evaluate(
                      "agreement": result.agreement, "n_kept": result.n_kept, "n_escalated": result.n_escalated,
                      "fold_thresholds": [t.threshold for t in thresholds],
                      "certified_folds": sum(t.certified for t in thresholds)}
+    wrong = np.flatnonzero(correct == 0)
+    ranked = wrong[np.argsort(-conf[wrong], kind="stable")][:n_suspects]
+    suspects = [Suspect(pair_id=scored[i].verdict.pair_id or "", label=labels[i], judged=pred[i],
+                        confidence=float(conf[i]), source=scored[i].truth.source)
+                for i in ranked if conf[i] >= suspect_confidence]
     return EvalReport(
-        variant=variant, n_labelled=len(rows) + n_missing, n_scored=len(scored), n_failed=len(failed),
+        variant=variant, suspects=suspects, n_labelled=len(rows) + n_missing, n_scored=len(scored),
+        n_failed=len(failed),
         n_escalated=len(escalated), n_missing=n_missing, n_ties_labelled=int((~decided).sum()),
         failures_by_stage=dict(Counter(r.verdict.failure.stage for r in failed if r.verdict.failure)),
         headline=headline,

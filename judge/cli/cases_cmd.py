@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -201,6 +202,35 @@ def list_cases(
         table.add_row(c.id, c.status.value, ", ".join(c.entries), c.provenance,
                       prompt[:60] + ("…" if len(prompt) > 60 else ""))
     console.print(table)
+
+
+@app.command("pairs")
+def pairs(
+    ctx: typer.Context,
+    candidate: Path = typer.Option(..., "--candidate", exists=True, dir_okay=False,
+                                   help="JSONL of the candidate model's answers: case_id, response."),
+    out: Path = typer.Option(..., "--out", "-o", help="Pairs JSONL to write (then `judge run` it)."),
+    baseline: Path | None = typer.Option(None, "--baseline", exists=True, dir_okay=False,
+                                         help="JSONL of a baseline model's answers (head-to-head); without it "
+                                              "each case's reference answer is response B."),
+    entry: str | None = typer.Option(None, "--entry", help="Only cases testing this spec entry."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Write release pairs: candidate (A) vs baseline or reference (B), one per accepted case."""
+    from judge.cases.pairs import build_pairs, read_answers
+
+    cases = open_store(ctx, embed=False).list_cases(entry=entry, status="accepted")
+    plan = build_pairs(cases, read_answers(candidate), read_answers(baseline) if baseline else None)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in plan.pairs), encoding="utf-8")
+    if as_json:
+        emit_json({"pairs": len(plan.pairs), "out": str(out),
+                   "skipped": [{"case_id": c, "reason": r} for c, r in plan.skipped]})
+        return
+    console.print(f"{len(plan.pairs)} pair(s) written to {out} from {len(cases)} accepted case(s); "
+                  f"{len(plan.skipped)} skipped", highlight=False)
+    for cid, reason in plan.skipped[:20]:
+        console.print(f"  skipped {cid}: {reason}", highlight=False)
 
 
 @app.command("contamination")

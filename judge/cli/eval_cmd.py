@@ -57,13 +57,21 @@ def headline_table(reports: list[EvalReport], title: str) -> Table:
     return table
 
 
-def _print_evaluation(ev: Evaluation) -> None:
+def _print_evaluation(ev: Evaluation, suspects: int = 10) -> None:
     reports = [ev.raw] + ([ev.recalibrated] if ev.recalibrated else [])
     console.print(headline_table(reports, f"{ev.results} vs {ev.labelled}"))
     signals = ", ".join(f"{k} {_fmt(v, 2)}" for k, v in ev.raw.signal_auroc.items())
     console.print(f"AUROC of each signal for correctness (raw): {signals}", highlight=False)
     if ev.recalibration.method or ev.recalibration.skipped:
         console.print(f"recalibration: {ev.recalibration.describe()}", highlight=False)
+    best = ev.recalibrated or ev.raw
+    if best.suspects and suspects > 0:
+        table = Table(title=f"labels the judge most confidently contradicts ({best.variant}): review these first")
+        for col in ("pair", "label", "judge says", "confidence", "source"):
+            table.add_column(col, overflow="fold")
+        for sus in best.suspects[:suspects]:
+            table.add_row(sus.pair_id, sus.label, sus.judged, f"{sus.confidence:.2f}", sus.source)
+        console.print(table)
     for note in ev.raw.notes:
         console.print(f"note: {note}", highlight=False)
 
@@ -87,6 +95,8 @@ def eval_(
     delta: float = DELTA_OPT,
     metrics_out: Path | None = typer.Option(None, "--metrics-out", "-m", help="Write the full report as JSON."),
     holdout_same_prompt: bool = HOLDOUT_OPT,
+    suspects: int = typer.Option(10, "--suspects", help="List this many labels the judge most confidently "
+                                                        "contradicts (likely label errors); 0 for none."),
     as_json: bool = typer.Option(False, "--json", help="Print the full report as JSON instead of tables."),
 ) -> None:
     """Evaluate the judge on labelled pairs: agreement, calibration (ECE, Brier, ...), raw vs recalibrated."""
@@ -110,7 +120,7 @@ def eval_(
     if as_json:
         emit_json(json.loads(ev.model_dump_json()))
     else:
-        _print_evaluation(ev)
+        _print_evaluation(ev, suspects)
 
 
 def calibrate(
