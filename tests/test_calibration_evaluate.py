@@ -298,3 +298,22 @@ def test_suspect_labels_are_the_confidently_contradicted_ones_most_confident_fir
     assert [(s.pair_id, s.label, s.judged) for s in rep.suspects] == [("p1", "B", "A"), ("p2", "A", "B"),
                                                                       ("p4", "tie", "A")]
     assert [s.pair_id for s in evaluate(rows, n_boot=10, suspect_confidence=0.6).suspects] == ["p1", "p2"]
+
+
+def test_settings_calibrator_is_applied_by_every_built_judge(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                            sqlite_url: str) -> None:
+    from judge.api import build_judge
+    from judge.backends import registry
+    from judge.settings import Settings
+
+    monkeypatch.setattr(registry, "make_backend", lambda *a, **k: FakeBackend(lambda body: "A"))
+    monkeypatch.setenv("JUDGE_CALIBRATOR", str(tmp_path / "cal.json"))
+    settings = Settings.from_env(db_url=sqlite_url, embedding_model="hash")
+    assert settings.calibrator == tmp_path / "cal.json"
+    config = JudgeConfig(backend="fake", model="fake-judge", template_version=TEMPLATE_VERSION)
+    (tmp_path / "cal.json").write_text(_calibrator(config, None).model_dump_json())
+    judge = build_judge("fake", settings=settings)
+    assert judge.calibrator is not None and judge.calibrator.method == "temperature"
+    (tmp_path / "cal.json").write_text("{}")
+    with pytest.raises(InputError, match="not a judge calibrator"):
+        build_judge("fake", settings=settings)
