@@ -11,6 +11,7 @@ the server's key. CI replays them with record mode `none`.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
 import tempfile
@@ -25,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 from judge.backends.local_model import ensure_default_model  # noqa: E402
 from judge.backends.local_server import LocalServer  # noqa: E402
 from judge.backends.openai_compat import OpenAIProtocolBackend  # noqa: E402
+from judge.cases.generate import generate_cases  # noqa: E402
 from judge.judging.engine import Judge  # noqa: E402
 from judge.judging.pairs_io import read_pairs  # noqa: E402
 from judge.settings import Settings  # noqa: E402
@@ -32,6 +34,7 @@ from judge.testing import hash_rulebook  # noqa: E402
 
 CASSETTES = ROOT / "cassettes"
 RECORDED_PAIRS = ("ex-factual", "ex-process")
+GENERATED_ENTRY = "spec/avoid-sycophancy"
 VCR_OPTIONS = {"filter_headers": ["authorization", "x-api-key"], "match_on": ["method", "path", "body"],
                "decode_compressed_response": True}
 
@@ -39,6 +42,8 @@ VCR_OPTIONS = {"filter_headers": ["authorization", "x-api-key"], "match_on": ["m
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--only", choices=("judge", "generation"), default=None,
+                    help="Re-record one kind of cassette only (default: all).")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO)
     pairs = {r.pair.id: r.pair for r in read_pairs(ROOT / "examples" / "pairs.jsonl")}
@@ -48,16 +53,29 @@ def main() -> None:
         client = openai.AsyncOpenAI(base_url=server.base_url, api_key=server.api_key)
         backend = OpenAIProtocolBackend(name="local", model=server.model_name, client=client)
         judge = Judge(backend, rulebook, concurrent_orders=False)
-        for pair_id in RECORDED_PAIRS:
+        for pair_id in RECORDED_PAIRS if args.only in (None, "judge") else ():
             path = CASSETTES / f"judge-{pair_id}.yaml"
             path.unlink(missing_ok=True)
             with vcr.use_cassette(str(path), record_mode="all", **VCR_OPTIONS):
                 verdict = judge.compare(pairs[pair_id])
             print(pair_id, verdict.winner, verdict.probabilities, verdict.failure)
-            text = path.read_text(encoding="utf-8")
-            if server.api_key in text:
-                path.unlink()
-                sys.exit(f"the API key leaked into {path}; cassette deleted")
+            _check_no_key(path, server.api_key)
+        if args.only == "judge":
+            return
+        # case generation (issue: case law and gates): one small batch for one spec entry
+        path = CASSETTES / "generate-cases.yaml"
+        path.unlink(missing_ok=True)
+        with vcr.use_cassette(str(path), record_mode="all", **VCR_OPTIONS):
+            cases = asyncio.run(generate_cases(backend, rulebook.get(GENERATED_ENTRY), 3, batch=3))
+        for case in cases:
+            print("generated:", case.tags, case.prompt[:100])
+        _check_no_key(path, server.api_key)
+
+
+def _check_no_key(path: Path, key: str) -> None:
+    if key in path.read_text(encoding="utf-8"):
+        path.unlink()
+        sys.exit(f"the API key leaked into {path}; cassette deleted")
 
 
 if __name__ == "__main__":

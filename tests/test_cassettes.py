@@ -24,6 +24,7 @@ MODEL = "qwen2.5-coder-1.5b-instruct-q4_k_m"
 VCR_OPTIONS = {"filter_headers": ["authorization", "x-api-key"], "match_on": ["method", "path", "body"],
                "decode_compressed_response": True}
 RECORDED = sorted(p.stem.removeprefix("judge-") for p in CASSETTES.glob("judge-*.yaml"))
+GENERATION = CASSETTES / "generate-cases.yaml"
 
 
 def test_cassettes_exist() -> None:
@@ -58,3 +59,21 @@ def test_cassettes_hold_no_api_key() -> None:
     for path in CASSETTES.glob("*.yaml"):
         text = path.read_text(encoding="utf-8")
         assert "sk-local-" not in text and "Bearer" not in text, path
+
+
+@pytest.mark.skipif(not GENERATION.exists(), reason="generation cassette not recorded yet "
+                                                   "(scripts/record_cassettes.py)")
+def test_replayed_case_generation_gives_valid_drafts(sqlite_url: str) -> None:
+    import asyncio
+
+    from judge.cases.generate import generate_cases
+
+    rulebook = hash_rulebook(sqlite_url, ROOT / "rulebook")
+    client = openai.AsyncOpenAI(base_url="http://127.0.0.1:8080/v1", api_key="sk-replay-only")
+    backend = OpenAIProtocolBackend(name="local", model=MODEL, client=client)
+    with vcr.use_cassette(str(GENERATION), record_mode="none", **VCR_OPTIONS) as tape:
+        cases = asyncio.run(generate_cases(backend, rulebook.get("spec/avoid-sycophancy"), 3, batch=3))
+    assert tape.play_count == len(tape)
+    assert cases and all(c.status.value == "draft" and c.entries == ("spec/avoid-sycophancy",) for c in cases)
+    assert all(len(c.prompt) >= 10 and c.tags["difficulty"] in ("easy", "medium", "hard") for c in cases)
+    assert len({c.id for c in cases}) == len(cases)

@@ -204,6 +204,46 @@ def list_cases(
     console.print(table)
 
 
+@app.command("generate")
+def generate(
+    ctx: typer.Context,
+    entry: list[str] = typer.Option(..., "--entry", "-e", help="Spec entry to write cases for (repeatable)."),
+    n: int = typer.Option(8, "--n", help="Cases to ask for per entry."),
+    backend: str = typer.Option("local", "--backend", "-b",
+                                help="local (embedded), local/<path.gguf>, or openai/<model>."),
+    base_url: str | None = typer.Option(None, "--base-url", help="Endpoint for openai/<model>."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Generate draft test cases per spec entry with a model; review them with `judge cases review`."""
+    import asyncio
+
+    from judge.backends.registry import make_backend
+    from judge.cases.generate import generate_cases
+    from judge.errors import InputError
+
+    store = open_store(ctx)
+    rulebook = state(ctx).rulebook(with_index=False)
+    unknown = [e for e in entry if e not in store.entry_ids()]
+    if unknown:
+        raise InputError(f"not spec entries of the rulebook: {', '.join(unknown)}", field="entry")
+    made = make_backend(backend, data_dir=state(ctx).settings.data_dir, base_url=base_url)
+    added: dict[str, int] = {}
+    try:
+        with _progress("generating") as progress:
+            for i, entry_id in enumerate(entry):
+                existing = [c.prompt for c in store.list_cases(entry=entry_id)]
+                cases = asyncio.run(generate_cases(made, rulebook.get(entry_id), n, avoid=existing))
+                added[entry_id] = len(store.add(cases).added)
+                progress(i + 1, len(entry))
+    finally:
+        made.close()
+    if as_json:
+        emit_json({"added": added})
+    else:
+        for entry_id, count in added.items():
+            console.print(f"{entry_id}: {count} draft case(s) added", highlight=False)
+
+
 @app.command("pairs")
 def pairs(
     ctx: typer.Context,
