@@ -1,0 +1,82 @@
+"""The README's calibration table: raw vs cross-fitted recalibrated metrics, one block per labelled set.
+
+Each SET is LABELLED.jsonl:RESULTS.jsonl (results from `judge run`/`judge eval` on those pairs; only pairs with
+a result are scored, so a partial run is reported with its own n). Prints a markdown table with 95% bootstrap
+intervals (seeded) and the selective-judging coverage at the target agreement on held-out folds.
+
+    python benchmarks/calibration_table.py pandalm.jsonl:pandalm-results.jsonl hh.jsonl:hh-results.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from judge.calibration.evaluate import EvalReport  # noqa: E402
+from judge.calibration.workflow import evaluate_results  # noqa: E402
+from judge.judging.pairs_io import read_pairs  # noqa: E402
+from judge.judging.runner import read_results  # noqa: E402
+
+METRICS = ("accuracy_without_ties", "ece_uniform_15", "ece_quantile_15", "brier_binary", "log_loss_binary",
+           "auroc", "position_consistency")
+
+
+def fmt(x: float, digits: int = 3) -> str:
+    return "-" if x is None or math.isnan(x) else f"{x:.{digits}f}"
+
+
+def cell(rep: EvalReport, name: str) -> str:
+    e = rep.headline.get(name)
+    return "-" if e is None else f"{fmt(e.point)} ({fmt(e.low, 2)}-{fmt(e.high, 2)})"
+
+
+def judged_only(labelled: Path, results: Path, tmp: Path) -> Path:
+    """The labelled pairs that have a result (so missing pairs of a partial run are not reported as missing)."""
+    done = {v.pair_id for v in read_results(results)}
+    out = tmp / f"{labelled.stem}.judged.jsonl"
+    lines = [line for line, rec in zip(labelled.read_text(encoding="utf-8").splitlines(), read_pairs(labelled),
+                                       strict=True) if rec.pair.id in done]
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("sets", nargs="+", help="LABELLED.jsonl:RESULTS.jsonl")
+    ap.add_argument("--target", type=float, default=0.9)
+    ap.add_argument("--delta", type=float, default=0.1)
+    ap.add_argument("--bootstrap", type=int, default=1000)
+    args = ap.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for spec in args.sets:
+            labelled, results = (Path(p) for p in spec.split(":", 1))
+            ev = evaluate_results(judged_only(labelled, results, Path(tmp)), results, n_boot=args.bootstrap,
+                                  target=args.target, delta=args.delta)
+            name = labelled.stem
+            for rep in (ev.raw, ev.recalibrated):
+                if rep is None:
+                    continue
+                sel = rep.selective or {}
+                wh = rep.wrong_at_high
+                rows.append([name if rep is ev.raw else "", rep.variant.split(" (")[0], str(rep.n_scored),
+                             *(cell(rep, m) for m in METRICS),
+                             f"{int(wh['n_wrong'])}/{int(wh['n_confident'])}",
+                             f"{fmt(sel.get('coverage', math.nan), 2)} @ {fmt(sel.get('agreement', math.nan), 2)}"])
+            methods = ", ".join(ev.recalibration.fold_methods)
+            print(f"{name}: recalibration per fold: {methods}", file=sys.stderr)
+    header = ["set", "probabilities", "n", *METRICS, "wrong@0.9", f"coverage @ agreement (target {args.target})"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main()
