@@ -11,7 +11,8 @@ JudgeError                      base: the CLI prints it as one line and exits 2
  │    ├── RuleNotFoundError     no rule with that id
  │    ├── UnknownCitationError  a ruling cites ids that do not exist
  │    ├── DuplicateRuleError    adding a rule whose id exists
- │    └── OverruleError         overruling something that cannot be overruled (cycle, wrong layer, ...)
+ │    ├── OverruleError         overruling something that cannot be overruled (cycle, wrong layer, ...)
+ │    └── RulingConflictError   a new ruling contradicts an active ruling on a near-duplicate pair
  ├── StoreError                 the SQL system of record failed
  │    ├── SchemaVersionError    DB written by an unknown / newer schema version
  │    └── ConcurrentWriteError  a write lost a race too many times
@@ -54,6 +55,7 @@ __all__ = [
     "RuleNotFoundError",
     "RulebookError",
     "RulebookParseError",
+    "RulingConflictError",
     "SchemaVersionError",
     "StoreError",
     "StructuredOutputError",
@@ -122,6 +124,26 @@ class DuplicateRuleError(RulebookError):
 
 class OverruleError(RulebookError):
     """An overrule / supersede request is invalid (cycle, not a ruling, already overruled...)."""
+
+
+class RulingConflictError(RulebookError):
+    """A new ruling's holding contradicts active rulings on near-duplicate pairs; nothing was written.
+
+    Attributes:
+        ruling_id: the id the new ruling would have had.
+        conflicts: ``(ruling id, its holding in the new pair's A/B slots, similarity)`` per conflicting ruling.
+    """
+
+    def __init__(self, ruling_id: str, conflicts: list[tuple[str, str, float]]) -> None:
+        self.ruling_id = ruling_id
+        self.conflicts = conflicts
+        listed = "; ".join(f"{rid} (held {holding} on this pair, similarity {sim:.2f})"
+                           for rid, holding, sim in conflicts)
+        ids = " ".join(f"--overrules {rid}" for rid, _, _ in conflicts)
+        super().__init__(
+            f"the new ruling contradicts active ruling(s) on a near-duplicate pair: {listed}. Overrule one or "
+            f"the other: add it with {ids} (overrules=[...]) to replace them, or keep them and drop this ruling"
+        )
 
 
 class StoreError(JudgeError):

@@ -6,11 +6,17 @@ rb = judge.Rulebook.open()                 # default SQLite file + embedded Chro
 rb.load("rulebook/")                       # idempotent: unchanged text adds no version
 hits = rb.retrieve(judge.Pair(prompt=..., response_a=..., response_b=...), k=5)
 rb.add_ruling(prompt=..., response_a=..., response_b=..., holding="B", rationale=..., cites=[...])
+rb.add_ruling_from("3f9a0c1e", holding="B", rationale=...)   # from a stored judgment a person disagrees with
+rb.impact(since_version)                   # stored judgments whose shown rules changed since then
 rb.history("spec/avoid-sycophancy")
 ```
 
 Every write goes through the store's single transactional write path, then brings the index up to date
 incrementally (the index is derived: `rebuild_index()` recreates it from SQL at any time).
+
+A new ruling is checked against the active rulings on near-duplicate pairs (`judge.rules.conflicts`): a
+contradicting holding raises `RulingConflictError` and writes nothing, until the ruling names the one it
+``overrules`` (both changes then land in one transaction).
 """
 
 from __future__ import annotations
@@ -20,11 +26,25 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from judge.errors import IndexStaleError, OverruleError, RulebookError, RuleNotFoundError
+from judge.errors import (
+    IndexStaleError,
+    InputError,
+    OverruleError,
+    RulebookError,
+    RuleNotFoundError,
+    RulingConflictError,
+)
 from judge.retrieval.embedder import Embedder, make_embedder
 from judge.retrieval.index import RuleIndex, make_client
+from judge.rules.conflicts import (
+    DEFAULT_CONFLICT_THRESHOLD,
+    Candidate,
+    RulingConflict,
+    find_conflicts,
+    measure_candidates,
+)
 from judge.rules.model import (
     Case,
     Change,
@@ -43,9 +63,17 @@ from judge.rules.textio import WriteReport, read_rulebook, ruling_text, write_ru
 from judge.settings import Settings
 from judge.store import PendingChange, RulebookStore, SyncReport, migrate, open_engine
 
+if TYPE_CHECKING:
+    from judge.judging.impact import ImpactReport
+    from judge.judging.verdict import Verdict
+    from judge.store.judgments import JudgmentStore
+
 __all__ = ["Retrieval", "RetrievedRule", "Rulebook"]
 
 log = logging.getLogger(__name__)
+
+#: Nearest active rulings examined for a contradiction when a ruling is added.
+CONFLICT_CANDIDATES = 20
 
 
 @dataclass(frozen=True)
@@ -97,19 +125,26 @@ class Rulebook:
         store: the SQL system of record.
         index: the derived retrieval index, or None for a rulebook that is never retrieved from.
         auto_sync: bring a stale (but built) index up to date before retrieving instead of raising.
+        conflict_threshold: embedding cosine of prompt + responses from which a new ruling's pair is a
+            near-duplicate of an active ruling's (see `judge.rules.conflicts`).
     """
 
-    def __init__(self, store: RulebookStore, index: RuleIndex | None = None, *, auto_sync: bool = True) -> None:
+    def __init__(self, store: RulebookStore, index: RuleIndex | None = None, *, auto_sync: bool = True,
+                 conflict_threshold: float = DEFAULT_CONFLICT_THRESHOLD) -> None:
+        if not 0.0 <= conflict_threshold <= 1.0:
+            raise RulebookError(f"conflict_threshold must lie in [0, 1], got {conflict_threshold}")
         self.store = store
         self.index = index
         self.auto_sync = auto_sync
+        self.conflict_threshold = conflict_threshold
         # The rulebook version the index was last verified against, and its binding constitution size:
         # re-checked only when the version in SQL moves (any writer, any process, changes it).
         self._verified: tuple[str, int] | None = None
 
     @classmethod
     def open(cls, url: str | None = None, *, settings: Settings | None = None, with_index: bool = True,
-             embedder: Embedder | None = None, auto_sync: bool = True) -> Rulebook:
+             embedder: Embedder | None = None, auto_sync: bool = True,
+             conflict_threshold: float = DEFAULT_CONFLICT_THRESHOLD) -> Rulebook:
         """Open (creating and migrating if needed) the rulebook at `url` or the configured database."""
         settings = settings or Settings.from_env()
         engine = open_engine(url or settings.resolved_db_url)
@@ -118,7 +153,7 @@ class Rulebook:
         index = None
         if with_index:
             index = RuleIndex(make_client(settings), embedder or make_embedder(settings.embedding_model))
-        return cls(store, index, auto_sync=auto_sync)
+        return cls(store, index, auto_sync=auto_sync, conflict_threshold=conflict_threshold)
 
     # ----------------------------------------------------------------- reading
     @property
@@ -174,11 +209,22 @@ class Rulebook:
                    overrules: Sequence[str] = (), rule_id: str | None = None, title: str | None = None,
                    source: str = "human-review", author: str | None = None,
                    tags: Sequence[str] = ()) -> Rule:
-        """Add a case ruling; rulings it overrules get a new, overruled version in the same transaction."""
+        """Add a case ruling; rulings it overrules get a new, overruled version in the same transaction.
+
+        Raises:
+            RulingConflictError: the holding contradicts an active ruling on a near-duplicate pair that
+                ``overrules`` does not name; nothing is written.
+            UnknownCitationError: ``cites`` or ``overrules`` name rules that do not exist.
+        """
+        if holding not in ("A", "B", "tie"):
+            raise InputError(f"holding must be A, B or tie, not {holding!r}", field="holding")
         case = Case(prompt=prompt, response_a=as_response(response_a), response_b=as_response(response_b),
                     holding=holding, rationale=rationale, cites=tuple(cites), overrules=tuple(overrules))
         title = title or _title_from(prompt)
         rid = rule_id or f"ruling/{slugify(title, max_len=60)}-{_case_digest(case)}"
+        conflicts = self.conflicts(case.as_pair(), holding, ignore=overrules)
+        if conflicts:
+            raise RulingConflictError(rid, [(c.ruling_id, c.holding, c.similarity) for c in conflicts])
         # Unknown citations are refused inside the store's transaction; here they just add no depth.
         specificity = 1 + max((r.specificity for r in self.store.get_many(cites).values()), default=0)
         ruling = Rule(id=rid, layer=Layer.RULING, title=title, text=ruling_text(holding, rationale),
@@ -188,6 +234,89 @@ class Rulebook:
             items.append(self._status_change(target, RuleStatus.OVERRULED, f"overruled by {rid}"))
         self._commit(items, author)
         return self.store.get(rid)
+
+    def add_ruling_from(self, result: Verdict | str, *, holding: Holding, rationale: str,
+                        pair: Pair | None = None, cites: Sequence[str] = (), overrules: Sequence[str] = (),
+                        author: str | None = None, title: str | None = None, tags: Sequence[str] = (),
+                        store: JudgmentStore | None = None) -> Rule:
+        """Make a ruling from a judged pair: the pair, the correct holding, the rationale and cited rules.
+
+        The ruling's source is ``judgment:<cache key>``. Nothing is cited unless ``cites`` says so: the
+        rules the judge cited argued for the verdict the person is correcting, so they are not assumed to
+        support the holding. Conflicts are checked as in `add_ruling`.
+
+        Args:
+            result: the `Verdict`, or a result id (cache key, unique cache-key prefix of 8+ characters,
+                or pair id) looked up in the judgment store.
+            holding: the correct holding, in the judged pair's A/B slots.
+            rationale: why.
+            pair: the pair judged; by default the pair stored with the judgment. A pair given with a
+                `Verdict` must be the one it judged (checked against its cache key).
+            cites: rule ids the ruling cites (must exist).
+            overrules: active rulings this one replaces (in the same transaction).
+            author: recorded on the change.
+            title: default: from the prompt.
+            tags: tags of the ruling.
+            store: where judgments are stored (default: the judgment store on this rulebook's database).
+
+        Raises:
+            InputError: the result id matches nothing or several judgments, the judgment predates stored
+                pairs (pass ``pair``), or ``pair`` is not the pair the verdict judged.
+            RulingConflictError, UnknownCitationError: as in `add_ruling`; nothing is written.
+        """
+        from judge.judging.engine import cache_key
+        from judge.store.judgments import JudgmentStore
+
+        if isinstance(result, str) or pair is None:
+            found = (store or JudgmentStore(self.store.engine)).find(
+                result if isinstance(result, str) else result.cache_key)
+            verdict = found.verdict
+            if pair is None:
+                if found.pair is None:
+                    raise InputError(f"judgment {verdict.cache_key[:12]} (pair {verdict.pair_id or '-'}) predates "
+                                     "stored pairs: judgments recorded before schema revision 0004 kept no pair; "
+                                     "add the ruling with `judge rulebook add-ruling` (or pass pair=...)",
+                                     field="result_id")
+                pair = found.pair
+        else:
+            verdict = result
+        shown = [str(r["id"]) for r in verdict.retrieved]
+        if cache_key(pair, verdict.rulebook_version, shown, verdict.config) != verdict.cache_key:
+            raise InputError(f"the pair given is not the pair judgment {verdict.cache_key[:12]} judged",
+                             field="pair")
+        return self.add_ruling(prompt=pair.prompt, response_a=pair.response_a, response_b=pair.response_b,
+                               holding=holding, rationale=rationale, cites=cites, overrules=overrules,
+                               title=title, source=f"judgment:{verdict.cache_key}", author=author, tags=tags)
+
+    def conflicts(self, pair: Pair, holding: Holding, *, ignore: Sequence[str] = ()) -> list[RulingConflict]:
+        """Active rulings on near-duplicate pairs whose holding contradicts ``holding`` on ``pair``.
+
+        With an index, the `CONFLICT_CANDIDATES` nearest active rulings are examined and the pairs compared
+        by embedding (threshold ``conflict_threshold``); without one, every active ruling is scanned and only
+        the same pair (normalised texts, either order) counts.
+
+        Args:
+            pair: the pair a new ruling decides.
+            holding: its holding, in ``pair``'s slots.
+            ignore: ruling ids not to report (the ones the new ruling overrules).
+        """
+        if self.store.count(Layer.RULING, active_only=True) == 0:
+            return []  # nothing to contradict (and no need for an index that may never have been built)
+        if self.index is None:
+            ignored = set(ignore)
+            rulings = [r for r in self.rules(Layer.RULING, active_only=True) if r.id not in ignored]
+            return find_conflicts(pair, holding, [Candidate(r, None) for r in rulings],
+                                  threshold=self.conflict_threshold)
+        index = self._fresh_index()
+        query = index.embed_query(pair.query_text())
+        hits = index.query_vector(query, layer=Layer.RULING, k=CONFLICT_CANDIDATES, exclude=ignore)
+        found = self.store.get_many(h.rule_id for h in hits)
+        rulings = [found[h.rule_id] for h in hits if h.rule_id in found and found[h.rule_id].case is not None]
+        if not rulings:
+            return []
+        candidates = measure_candidates(index.embedder.encode, pair, query, rulings,
+                                        threshold=self.conflict_threshold)
+        return find_conflicts(pair, holding, candidates, threshold=self.conflict_threshold)
 
     def amend(self, rule_id: str, *, reason: str, author: str | None = None, title: str | None = None,
               text: str | None = None, tags: Sequence[str] | None = None,
@@ -236,15 +365,27 @@ class Rulebook:
         kind = ChangeKind.OVERRULE if status is RuleStatus.OVERRULED else ChangeKind.SUPERSEDE
         return PendingChange(current.model_copy(update={"status": status}), kind, reason)
 
-    def load(self, path: str | Path, *, author: str | None = None) -> SyncReport:
+    def load(self, path: str | Path, *, author: str | None = None, allow_constitution: bool = False) -> SyncReport:
         """Load rulebook text (see `judge.rules.textio`) idempotently: unchanged rules add no version.
 
-        Parsing happens before any write; the whole load is one transaction.
+        Parsing happens before any write; the whole load is one transaction. Text that changes an existing
+        constitution rule is refused (nothing is written) unless ``allow_constitution`` is True, as for
+        `amend`; adding new constitution rules needs no flag. Rulings are loaded as written: reviewed text
+        is the record, so no conflict check runs here.
         """
         rules = read_rulebook(Path(path))
-        report = self.store.sync(rules, author=author, reason=f"loaded from {path}")
+        report = self.store.sync(rules, author=author, reason=f"loaded from {path}",
+                                 allow_constitution=allow_constitution)
         self.sync_index()
         return report
+
+    def impact(self, since_version: str, *, store: JudgmentStore | None = None) -> ImpactReport:
+        """Stored judgments whose shown rules would differ now, among those recorded at ``since_version``
+        or any later version before the current one (see `judge.judging.impact.impact`)."""
+        from judge.judging.impact import impact
+        from judge.store.judgments import JudgmentStore
+
+        return impact(self, store or JudgmentStore(self.store.engine), since_version)
 
     # ----------------------------------------------------------------- retrieval
     def _require_index(self) -> RuleIndex:
@@ -278,6 +419,20 @@ class Rulebook:
         index.rebuild(self.store.iter_current(), version, head.seq if head else 0)
         return index.count()
 
+    def _fresh_index(self) -> RuleIndex:
+        """The index, checked (or synced) against the current rulebook version."""
+        index = self._require_index()
+        version = self.store.version
+        if self._verified is None or self._verified[0] != version:
+            try:
+                index.check(version)
+            except IndexStaleError:
+                if not self.auto_sync or index.state().seq is None:
+                    raise
+                self.sync_index()
+            self._verified = (version, self.store.count(Layer.CONSTITUTION, active_only=True))
+        return index
+
     def retrieve(self, pair: Pair, *, k: int = 5, k_rulings: int | None = None, k_process: int = 3,
                  exclude: Sequence[str] = ()) -> Retrieval:
         """The rules that apply to a pair: every binding constitution rule, the top-k spec entries and the
@@ -291,17 +446,9 @@ class Rulebook:
             k_process: how many process rules to add for a pair with a process.
             exclude: rule ids never to return (leave-one-out when evaluating on a ruling).
         """
-        index = self._require_index()
-        version = self.store.version
-        if self._verified is None or self._verified[0] != version:
-            try:
-                index.check(version)
-            except IndexStaleError:
-                if not self.auto_sync or index.state().seq is None:
-                    raise
-                self.sync_index()
-            self._verified = (version, self.store.count(Layer.CONSTITUTION, active_only=True))
-        n_const = self._verified[1]
+        index = self._fresh_index()
+        assert self._verified is not None  # set by _fresh_index
+        version, n_const = self._verified
         vector = index.embedder.encode([pair.query_text()])[0]
         hits = []
         for layer, n in ((Layer.CONSTITUTION, n_const), (Layer.SPEC, k),

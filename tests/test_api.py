@@ -33,7 +33,8 @@ def test_import_is_light() -> None:
 COMMANDS = [[], ["rulebook"], ["rulebook", "import-model-spec"], ["rulebook", "load"], ["rulebook", "export"],
             ["rulebook", "list"],
             ["rulebook", "show"], ["rulebook", "history"], ["rulebook", "add-ruling"], ["rulebook", "amend"],
-            ["rulebook", "overrule"], ["index"], ["index", "rebuild"], ["index", "sync"], ["index", "status"],
+            ["rulebook", "overrule"], ["rulebook", "impact"], ["rule"], ["rerun"],
+            ["index"], ["index", "rebuild"], ["index", "sync"], ["index", "status"],
             ["retrieve"], ["run"], ["compare"], ["serve"], ["eval"], ["calibrate"], ["report"], ["gate"],
             ["cases"], ["cases", "seed"], ["cases", "add"], ["cases", "review"], ["cases", "list"],
             ["cases", "contamination"], ["coverage"]]

@@ -12,7 +12,9 @@ from judge.cli import (
     gate_cmd,
     index_cmd,
     report_cmd,
+    rerun_cmd,
     retrieve_cmd,
+    rule_cmd,
     rulebook_cmd,
     run_cmd,
     serve_cmd,
@@ -33,6 +35,8 @@ app.command("coverage")(cases_cmd.coverage)
 app.command("retrieve")(retrieve_cmd.retrieve)
 app.command("run")(run_cmd.run)
 app.command("compare")(run_cmd.compare)
+app.command("rule")(rule_cmd.rule)
+app.command("rerun")(rerun_cmd.rerun)
 app.command("serve")(serve_cmd.serve)
 app.command("eval")(eval_cmd.eval_)
 app.command("calibrate")(eval_cmd.calibrate)

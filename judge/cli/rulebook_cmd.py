@@ -1,4 +1,4 @@
-"""`judge rulebook ...`: import, load, export, list, show, history, add-ruling, amend, overrule."""
+"""`judge rulebook ...`: import, load, export, list, show, history, add-ruling, amend, overrule, impact."""
 
 from __future__ import annotations
 
@@ -16,6 +16,9 @@ app = typer.Typer(help="Manage the layered rulebook (constitution > spec entries
                   no_args_is_help=True)
 
 JSON_OPT = typer.Option(False, "--json", help="Print JSON instead of a table.")
+CONFLICT_OPT = typer.Option(None, "--conflict-threshold", min=0.0, max=1.0,
+                            help="Embedding cosine of prompt + responses from which an active ruling's pair is a "
+                                 "near-duplicate (default 0.95); a contradicting holding must overrule it.")
 
 
 def _rule_json(rule: Rule) -> dict[str, object]:
@@ -44,11 +47,13 @@ def load(
     ctx: typer.Context,
     path: Path = typer.Argument(..., exists=True, help="Rulebook text directory (e.g. rulebook/)."),
     author: str | None = typer.Option(None, "--author", help="Recorded as the author of new versions."),
+    constitution: bool = typer.Option(False, "--constitution",
+                                      help="Required when the text amends an existing constitution rule."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Load rulebook text into the DB idempotently (unchanged files add no version) and update the index."""
     rb = state(ctx).rulebook()
-    report = rb.load(path, author=author)
+    report = rb.load(path, author=author, allow_constitution=constitution)
     data = {"added": report.added, "amended": report.amended, "unchanged": report.unchanged,
             "rulebook_version": report.rulebook_version}
     if as_json:
@@ -159,9 +164,13 @@ def add_ruling(
     cites: list[str] = typer.Option([], "--cite", help="Cited rule id (repeatable); must exist."),
     overrules: list[str] = typer.Option([], "--overrules", help="Ruling id this one overrules (repeatable)."),
     author: str | None = typer.Option(None, "--author"),
+    conflict_threshold: float | None = CONFLICT_OPT,
     as_json: bool = JSON_OPT,
 ) -> None:
-    """Add a case ruling (one transaction: stored whole or not at all)."""
+    """Add a case ruling (one transaction: stored whole or not at all).
+
+    A holding that contradicts an active ruling on a near-duplicate pair is refused until --overrules names it.
+    """
     fields: dict[str, object] = {}
     if file is not None:
         try:
@@ -187,7 +196,10 @@ def add_ruling(
     unknown = sorted(set(fields) - allowed)
     if unknown:
         raise InputError(f"unknown field(s): {', '.join(unknown)}", path=file, field=unknown[0])
-    rule = state(ctx).rulebook().add_ruling(author=author, **fields)  # type: ignore[arg-type]
+    rb = state(ctx).rulebook()
+    if conflict_threshold is not None:
+        rb.conflict_threshold = conflict_threshold
+    rule = rb.add_ruling(author=author, **fields)  # type: ignore[arg-type]
     if as_json:
         emit_json(_rule_json(rule))
     else:
@@ -224,3 +236,34 @@ def overrule(
     fn = rb.supersede if supersede else rb.overrule
     rule = fn(ruling_id, reason=reason, author=author)
     console.print(f"{rule.id} is now {rule.status.value} (v{rule.version})", highlight=False)
+
+
+@app.command("impact")
+def impact(
+    ctx: typer.Context,
+    since: str = typer.Option(..., "--since", help="Rulebook version (rb-...) before the changes to assess."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Stored judgments whose shown rules changed since a rulebook version (`judge rerun` re-judges them).
+
+    Checks every judgment recorded at VERSION or a later version before the current one: its pair is
+    retrieved again with its own settings, and it is listed when a shown rule was added, removed or amended.
+    """
+    report = state(ctx).rulebook().impact(since)
+    if as_json:
+        emit_json(report.to_json())
+        return
+    if report.affected:
+        table = Table(title=f"judgments affected since {report.since_version} (now {report.current_version})")
+        for col in ("result id", "pair", "judged at", "added", "removed", "amended"):
+            table.add_column(col, overflow="fold")
+        for e in report.affected:
+            table.add_row(e.cache_key[:12], e.pair_id or "-", e.rulebook_version or "-",
+                          "\n".join(e.diff.added) or "-", "\n".join(e.diff.removed) or "-",
+                          "\n".join(f"{i} v{old}->v{new}" for i, old, new in e.diff.changed) or "-")
+        console.print(table)
+    for u in report.unknown:
+        console.print(f"{u.cache_key[:12]} (pair {u.pair_id or '-'}, judged at {u.rulebook_version}): {u.reason}",
+                      markup=False, highlight=False)
+    console.print(f"checked {report.checked} judgment(s) since {report.since_version}: {len(report.affected)} "
+                  f"affected, {len(report.unknown)} unknown (no stored pair)", highlight=False)

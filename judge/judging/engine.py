@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from judge.rulebook import Rulebook
     from judge.store.judgments import JudgmentStore
 
-__all__ = ["EXPLANATION_MAX_TOKENS", "Judge", "cache_key"]
+__all__ = ["EXPLANATION_MAX_TOKENS", "Judge", "cache_key", "shown_rules"]
 
 #: Room for the structured explanation. The schema bounds it (at most 3 rules, 150-character notes, a
 #: 400-character rationale: about 350 tokens), so running out means a runaway reply, recorded as a failure.
@@ -70,6 +70,17 @@ def cache_key(pair: Pair, rulebook_version: str | None, rule_ids: Sequence[str],
         "config": config.model_dump(mode="json"),
     }, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def shown_rules(rulebook: Rulebook, pair: Pair, config: JudgeConfig, exclude: Sequence[str] = ()) -> tuple[
+        list[Rule], dict[str, float], str]:
+    """The rules a judge with ``config`` shows the model for ``pair`` (precedence order), every retrieved
+    rule's score, and the rulebook version. Impact analysis re-runs exactly this for stored judgments."""
+    retrieval = rulebook.retrieve(pair, k=config.k_spec, k_rulings=config.k_rulings, exclude=exclude)
+    scored = [(r.rule, r.score) for r in retrieval.rules]
+    shown = select_rules(scored, n_constitution=config.n_constitution, n_spec=config.k_spec,
+                         n_rulings=config.k_rulings)
+    return shown, {r.id: s for r, s in scored}, retrieval.rulebook_version
 
 
 class Judge:
@@ -117,11 +128,7 @@ class Judge:
         """The rules shown to the model for this pair (precedence order), their scores, the rulebook version."""
         if not self.config.use_rules or self.rulebook is None:
             return [], {}, None
-        cfg = self.config
-        retrieval = self.rulebook.retrieve(pair, k=cfg.k_spec, k_rulings=cfg.k_rulings, exclude=exclude)
-        scored = [(r.rule, r.score) for r in retrieval.rules]
-        shown = select_rules(scored, n_constitution=cfg.n_constitution, n_spec=cfg.k_spec, n_rulings=cfg.k_rulings)
-        return shown, {r.id: s for r, s in scored}, retrieval.rulebook_version
+        return shown_rules(self.rulebook, pair, self.config, exclude)
 
     # ------------------------------------------------------------------ one order
     async def _order(self, pair: Pair, rules: list[Rule], shown_first: Literal["A", "B"]) -> tuple[
@@ -150,7 +157,7 @@ class Judge:
         """Judge one pair (both orders unless ``config.both_orders`` is False).
 
         With a store, an identical earlier request (same cache key) is answered from it, and every new
-        verdict or failure is recorded.
+        verdict or failure is recorded together with the pair (so it can become a ruling or be re-run).
         """
         start = time.perf_counter()
         rules, scores, version = self.rules_for(pair, exclude)
@@ -161,7 +168,7 @@ class Judge:
                 return self._finish(hit.model_copy(update={"pair_id": pair.id, "cached": True}), pair)
         verdict = await self._decide(pair, rules, scores, version, key, start)
         if self.store is not None:
-            self.store.put(verdict)
+            self.store.put(verdict, pair, exclude=exclude)
         return self._finish(verdict, pair)
 
     def _finish(self, verdict: Verdict, pair: Pair) -> Verdict:

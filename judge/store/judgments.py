@@ -1,21 +1,65 @@
 """The judgment store: every verdict is kept (audit), and a successful one answers later identical
 requests (cache). Keyed by `judge.judging.engine.cache_key`, which covers the pair, the rulebook version,
 the rules shown, the backend, model, template and parameters.
+
+Each row also keeps the pair that was judged and the rule ids it was kept from seeing (since schema
+revision 0004), so a person can turn a stored result into a ruling (`judge rule RESULT_ID`) and a changed
+rulebook can re-judge exactly the affected pairs (`judge rerun`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import ColumnElement, Engine, Select, func, insert, select
 
+from judge.errors import InputError
 from judge.judging.verdict import Verdict
-from judge.store.schema import JudgmentRow
+from judge.rules.model import Pair
+from judge.store.schema import CHANGES, JudgmentRow
 
-__all__ = ["JudgmentStore"]
+__all__ = ["MIN_KEY_PREFIX", "JudgmentStore", "StoredJudgment"]
 
 _TABLE = JudgmentRow.__table__
+_HEX = re.compile(r"^[0-9a-f]+$")
+
+#: Shortest cache-key prefix accepted as a result id.
+MIN_KEY_PREFIX = 8
+
+
+@dataclass(frozen=True)
+class StoredJudgment:
+    """One stored judgment: the verdict (or failure) and, for rows written since 0004, the pair judged.
+
+    Attributes:
+        row_id: the row's id (insertion order).
+        verdict: the judge's own verdict, as recorded (before any calibration).
+        pair: the pair judged; None for rows that predate stored pairs.
+        exclude: rule ids the judgment was kept from retrieving (leave-one-out evaluation).
+    """
+
+    row_id: int
+    verdict: Verdict
+    pair: Pair | None
+    exclude: tuple[str, ...] = ()
+
+    @property
+    def cache_key(self) -> str:
+        """The judgment's cache key (its full result id)."""
+        return self.verdict.cache_key
+
+
+def _stored(row: Any) -> StoredJudgment:
+    return StoredJudgment(row_id=row.id, verdict=Verdict.model_validate(row.result),
+                          pair=Pair.model_validate(row.pair) if row.pair is not None else None,
+                          exclude=tuple(row.exclude or ()))
+
+
+_COLUMNS = (JudgmentRow.id, JudgmentRow.result, JudgmentRow.pair, JudgmentRow.exclude)
 
 
 class JudgmentStore:
@@ -28,15 +72,17 @@ class JudgmentStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def put(self, verdict: Verdict) -> None:
-        """Record a verdict or failure (one transaction, one row)."""
+    def put(self, verdict: Verdict, pair: Pair | None = None, *, exclude: Sequence[str] = ()) -> None:
+        """Record a verdict or failure (one transaction, one row), with the pair it judged when given."""
         with self.engine.begin() as conn:
             conn.execute(insert(JudgmentRow).values(
                 cache_key=verdict.cache_key, pair_id=verdict.pair_id, rulebook_version=verdict.rulebook_version,
                 backend=verdict.config.backend, model=verdict.config.model,
                 template_version=verdict.config.template_version, winner=verdict.winner,
                 failure_stage=verdict.failure.stage if verdict.failure else None,
-                result=verdict.model_dump(mode="json"), created_at=datetime.now(UTC)))
+                result=verdict.model_dump(mode="json"), created_at=datetime.now(UTC),
+                pair=pair.model_dump(mode="json") if pair is not None else None,
+                exclude=list(exclude) if pair is not None else None))
 
     def get(self, cache_key: str) -> Verdict | None:
         """The latest successful verdict with this cache key, if any."""
@@ -46,6 +92,59 @@ class JudgmentStore:
         with self.engine.connect() as conn:
             row = conn.execute(query).first()
         return Verdict.model_validate(row[0]) if row else None
+
+    def find(self, result_id: str) -> StoredJudgment:
+        """The stored judgment a person means by ``result_id``.
+
+        A result id is a full cache key, a unique cache-key prefix of at least `MIN_KEY_PREFIX` hex
+        characters, or a pair id (its latest judgment). A cache key judged more than once (a failure and
+        then a success, or ``--no-cache``) resolves to its latest row.
+
+        Raises:
+            InputError: nothing matches, or several judgments do (the candidates are listed).
+        """
+        wanted = result_id.strip()
+        key = wanted.lower()
+        keys: list[str] = []
+        if _HEX.match(key) and len(key) >= MIN_KEY_PREFIX:
+            # A range, not LIKE: it uses the cache-key index (keys are lowercase hex, all below "g").
+            prefixed = (select(JudgmentRow.cache_key).where(JudgmentRow.cache_key >= key,
+                                                            JudgmentRow.cache_key < key + "g")
+                        .distinct().limit(11))
+            with self.engine.connect() as conn:
+                keys.extend(conn.scalars(prefixed))
+        by_pair = (select(JudgmentRow.cache_key).where(JudgmentRow.pair_id == wanted)
+                   .order_by(JudgmentRow.id.desc()).limit(1))
+        with self.engine.connect() as conn:
+            keys.extend(conn.scalars(by_pair))
+        candidates = list(dict.fromkeys(keys))
+        if not candidates:
+            hint = (f" (a cache-key prefix needs at least {MIN_KEY_PREFIX} characters)"
+                    if _HEX.match(key) and len(key) < MIN_KEY_PREFIX else "")
+            raise InputError(f"no stored judgment has result id {wanted!r}: give a cache key, a unique "
+                             f"cache-key prefix or a pair id{hint}", field="result_id")
+        if len(candidates) > 1:
+            listed = ", ".join(self._describe(k) for k in candidates[:10])
+            more = " and more" if len(candidates) > 10 else ""
+            raise InputError(f"result id {wanted!r} is ambiguous: it matches {listed}{more}; give more "
+                             "characters of the cache key", field="result_id")
+        found = self._latest(candidates[0])
+        assert found is not None  # the key was just read from the table, and rows are never deleted
+        return found
+
+    def _latest(self, cache_key: str) -> StoredJudgment | None:
+        query = select(*_COLUMNS).where(JudgmentRow.cache_key == cache_key).order_by(JudgmentRow.id.desc()).limit(1)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return _stored(row) if row is not None else None
+
+    def _describe(self, cache_key: str) -> str:
+        query = (select(JudgmentRow.pair_id, JudgmentRow.rulebook_version).where(JudgmentRow.cache_key == cache_key)
+                 .order_by(JudgmentRow.id.desc()).limit(1))
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        pair_id, version = (row[0], row[1]) if row is not None else (None, None)
+        return f"{cache_key[:16]} (pair {pair_id or '-'}, rulebook {version or '-'})"
 
     def count(self) -> int:
         """How many judgments are recorded."""
@@ -65,3 +164,35 @@ class JudgmentStore:
             for row in rows:
                 yield Verdict.model_validate(row[1])
             last = rows[-1][0]
+
+    def iter_recorded_since(self, since_seq: int, *, include_versions: Sequence[str] = (),
+                            exclude_version: str | None = None, batch_size: int = 500) -> Iterator[StoredJudgment]:
+        """The latest judgment per cache key among those recorded at a rulebook version written by change
+        ``since_seq`` or later (plus ``include_versions``), newest first (streamed).
+
+        Args:
+            since_seq: the change-log ``seq`` of the oldest rulebook version to include.
+            include_versions: further rulebook versions to include (e.g. the empty rulebook's).
+            exclude_version: a version to leave out (the current one: nothing changed since).
+            batch_size: rows per page.
+        """
+        versions = select(CHANGES.c.rulebook_version).where(CHANGES.c.seq >= since_seq)
+        where: ColumnElement[bool] = JudgmentRow.rulebook_version.in_(versions)
+        if include_versions:
+            where = where | JudgmentRow.rulebook_version.in_(list(include_versions))
+        base: Select[Any] = select(*_COLUMNS, JudgmentRow.cache_key).where(where)
+        if exclude_version is not None:
+            base = base.where(JudgmentRow.rulebook_version != exclude_version)
+        seen: set[str] = set()
+        last: int | None = None
+        while True:
+            query = base if last is None else base.where(JudgmentRow.id < last)
+            with self.engine.connect() as conn:
+                rows = conn.execute(query.order_by(JudgmentRow.id.desc()).limit(batch_size)).all()
+            for row in rows:
+                if row.cache_key not in seen:
+                    seen.add(row.cache_key)
+                    yield _stored(row)
+            if len(rows) < batch_size:
+                return
+            last = rows[-1].id

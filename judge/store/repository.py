@@ -132,14 +132,22 @@ class RulebookStore:
             return []
         return self._write(lambda session: self._apply(session, batch, author=author))
 
-    def sync(self, rules: Sequence[Rule], *, author: str | None = None, reason: str | None = None) -> SyncReport:
+    def sync(self, rules: Sequence[Rule], *, author: str | None = None, reason: str | None = None,
+             allow_constitution: bool = True) -> SyncReport:
         """Load rules idempotently: add new ids, amend changed ones, skip unchanged ones.
 
         "Changed" compares content hashes, so version, time and author never cause an amendment. All in one
         transaction; rulings may cite rules anywhere in ``rules``.
 
+        Args:
+            rules: the rules to load.
+            author: recorded on every change.
+            reason: recorded on every change.
+            allow_constitution: False refuses a load that would amend an existing constitution rule.
+
         Raises:
-            RulebookError: ``rules`` holds the same id twice, or a ruling cites an unknown id.
+            RulebookError: ``rules`` holds the same id twice, a ruling cites an unknown id, or the load
+                amends the constitution without ``allow_constitution``; nothing is written.
         """
         twice = sorted(rule_id for rule_id, n in Counter(rule.id for rule in rules).items() if n > 1)
         if twice:
@@ -158,6 +166,11 @@ class RulebookStore:
                     batch.append(PendingChange(rule, ChangeKind.AMEND, reason))
                 else:
                     unchanged += 1
+            amended = sorted(p.rule.id for p in batch
+                             if p.kind is ChangeKind.AMEND and p.rule.layer is Layer.CONSTITUTION)
+            if amended and not allow_constitution:
+                raise RulebookError(f"this load amends the constitution ({', '.join(amended)}); amending it "
+                                    "requires an explicit flag (allow_constitution=True / --constitution)")
             changes = self._insert(session, batch, head=head, existing=existing, author=author,
                                    forward_refs=True)
             added = sum(change.kind is ChangeKind.ADD for change in changes)
@@ -244,6 +257,21 @@ class RulebookStore:
         """The current rulebook version: the head of the hash chain (``EMPTY_RULEBOOK_VERSION`` if empty)."""
         head = self.head()
         return head.rulebook_version if head is not None else EMPTY_RULEBOOK_VERSION
+
+    def seq_of(self, rulebook_version: str) -> int:
+        """The change-log ``seq`` that wrote ``rulebook_version`` (0 for the empty rulebook).
+
+        Raises:
+            RulebookError: no change wrote that version.
+        """
+        if rulebook_version == EMPTY_RULEBOOK_VERSION:
+            return 0
+        with Session(self.engine) as session:
+            seq = session.scalar(select(ChangeRow.seq).where(ChangeRow.rulebook_version == rulebook_version))
+        if seq is None:
+            raise RulebookError(f"no rulebook version {rulebook_version!r} in the change log (see `judge "
+                                "rulebook history RULE_ID` or `judge index status` for versions)")
+        return int(seq)
 
     def head(self) -> Change | None:
         """The newest change-log entry, or None for an empty rulebook."""

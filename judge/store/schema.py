@@ -192,6 +192,7 @@ class JudgmentRow(Base):
     __table_args__ = (
         Index("ix_judgments_cache_key", "cache_key", "id"),
         Index("ix_judgments_rulebook_version", "rulebook_version"),
+        Index("ix_judgments_pair_id", "pair_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -205,6 +206,10 @@ class JudgmentRow(Base):
     failure_stage: Mapped[str | None] = mapped_column(String(16))
     result: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # The pair judged (prompt, both responses with processes) and the rule ids it was kept from seeing: a
+    # ruling or a re-run can be made from the stored judgment alone. NULL on rows written before 0004.
+    pair: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    exclude: Mapped[list[str] | None] = mapped_column(JSON)
 
 
 # ----------------------------------------------------------------------------- test cases (judge.cases)

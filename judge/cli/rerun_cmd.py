@@ -1,0 +1,70 @@
+"""`judge rerun --since VERSION`: re-judge exactly the stored judgments a rulebook change affected."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from judge.api import build_judge, default_concurrency
+from judge.cli.common import console, emit_json, err_console, state
+from judge.cli.run_cmd import BACKEND_OPT, BASE_URL_OPT, verdict_table
+
+
+def rerun(
+    ctx: typer.Context,
+    since: str = typer.Option(..., "--since", help="Rulebook version (rb-...) before the changes."),
+    out: Path = typer.Option(..., "--out", "-o", help="Results JSONL (appended; re-running resumes)."),
+    backend: str = BACKEND_OPT,
+    base_url: str | None = BASE_URL_OPT,
+    concurrency: int | None = typer.Option(None, "--concurrency", "-c",
+                                           help="Comparisons in flight (default: 1 embedded, 8 endpoints)."),
+    table: bool = typer.Option(True, "--table/--no-table", help="Print the verdict table at the end."),
+    as_json: bool = typer.Option(False, "--json", help="Print the run report as JSON."),
+) -> None:
+    """Re-judge exactly the judgments `judge rulebook impact --since VERSION` lists, writing results like
+    `judge run`.
+
+    Each is judged again on its stored pair with its stored settings (rules shown, both orders, explanation,
+    ties) by --backend; the new verdicts are recorded at the current rulebook version (new cache keys).
+    Judgments stored without their pair cannot be re-run and are reported.
+    """
+    from judge.judging.impact import rerun as rerun_affected
+    from judge.judging.impact import rerun_plan
+    from judge.judging.runner import read_results
+
+    st = state(ctx)
+    report = st.rulebook().impact(since)
+    for u in report.unknown:
+        err_console.print(f"cannot re-run {u.cache_key[:12]} (pair {u.pair_id or '-'}): {u.reason}",
+                          highlight=False, markup=False)
+    if not report.affected:
+        if as_json:
+            emit_json({"affected": 0, "unknown": len(report.unknown), "judged": 0, "out": str(out)})
+        else:
+            console.print(f"nothing to re-run: no judgment since {since} is affected", highlight=False)
+        return
+    judge = build_judge(backend, settings=st.settings, base_url=base_url)
+    ids = {r.pair.id for group in rerun_plan(report.affected) for r in group.records}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with Progress(TextColumn("re-judging"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=err_console, transient=False) as progress:
+            task = progress.add_task("re-judging", total=len(ids))
+            run = asyncio.run(rerun_affected(judge, report.affected, out=out,
+                                             concurrency=concurrency or default_concurrency(judge.backend),
+                                             on_result=lambda _v: progress.advance(task)))
+    finally:
+        judge.backend.close()
+    if as_json:
+        emit_json({**vars(run), "affected": len(report.affected), "unknown": len(report.unknown),
+                   "rulebook_version": report.current_version, "out": str(out)})
+        return
+    if table:
+        console.print(verdict_table([v for v in read_results(out) if v.pair_id in ids],
+                                    f"re-judged since {since} (now {report.current_version})"))
+    console.print(f"re-judged {run.judged} of {len(report.affected)} affected judgment(s) (skipped {run.skipped} "
+                  f"already in {out}, failed {run.failed}); {len(report.unknown)} unknown; results in {out}",
+                  highlight=False)

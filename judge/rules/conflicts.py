@@ -1,0 +1,170 @@
+"""Contradicting precedents: would a new ruling's holding contradict an active ruling on a near-duplicate pair?
+
+Pure apart from the embedder handed to `measure_candidates`: the rulebook finds candidate rulings (nearest
+by retrieval), these functions measure and decide. A pair may present an earlier case's responses in the
+other slots, so holdings are compared by response *text*, not by slot letter: "A" on the new pair
+contradicts "A" on the earlier case when the new pair's A is the earlier case's B.
+
+Near-duplicate: the same pair (whitespace- and case-normalised prompt and responses, in either order), or
+an embedding cosine of prompt + responses at or above a threshold. The same prompt alone is not enough:
+two rulings on one prompt with different responses can both hold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from judge.rules.model import Case, Holding, Pair, Rule
+
+__all__ = [
+    "DEFAULT_CONFLICT_THRESHOLD",
+    "Candidate",
+    "RulingConflict",
+    "cosine",
+    "find_conflicts",
+    "in_slots",
+    "measure_candidates",
+    "normalise",
+    "same_pair",
+    "swapped_slots",
+]
+
+#: Cosine of prompt + responses from which two pairs count as near-duplicates.
+DEFAULT_CONFLICT_THRESHOLD = 0.95
+
+
+def normalise(text: str) -> str:
+    """Whitespace-collapsed, case-folded text: what "the same text" means here."""
+    return " ".join(text.split()).casefold()
+
+
+def same_pair(pair: Pair, case: Case) -> bool:
+    """The same prompt and the same two responses, in either order (normalised texts)."""
+    if normalise(pair.prompt) != normalise(case.prompt):
+        return False
+    new = sorted((normalise(pair.response_a.text), normalise(pair.response_b.text)))
+    old = sorted((normalise(case.response_a.text), normalise(case.response_b.text)))
+    return new == old
+
+
+def swapped_slots(pair: Pair, case: Case, response_similarity: tuple[float, float] | None = None) -> bool:
+    """Whether ``pair`` shows ``case``'s responses in the other slots (its A is the case's B).
+
+    Exact (normalised) text decides first; otherwise ``response_similarity`` = (A~A + B~B, A~B + B~A)
+    decides, and without it the slots are taken as given.
+    """
+    new_a, new_b = normalise(pair.response_a.text), normalise(pair.response_b.text)
+    old_a, old_b = normalise(case.response_a.text), normalise(case.response_b.text)
+    if (new_a, new_b) == (old_a, old_b) or new_a == old_a or new_b == old_b:
+        return False
+    if (new_a, new_b) == (old_b, old_a) or new_a == old_b or new_b == old_a:
+        return True
+    if response_similarity is None:
+        return False
+    straight, crossed = response_similarity
+    return crossed > straight
+
+
+def in_slots(holding: Holding, swapped: bool) -> Holding:
+    """A holding expressed in the other presentation's slots (a tie stays a tie)."""
+    if not swapped or holding == "tie":
+        return holding
+    return "B" if holding == "A" else "A"
+
+
+def cosine(u: np.ndarray, v: np.ndarray) -> float:
+    """Cosine similarity of two vectors (0 when either is zero)."""
+    norm = float(np.linalg.norm(u) * np.linalg.norm(v))
+    return float(np.dot(u, v) / norm) if norm else 0.0
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An active ruling near a new pair, with the similarities the rulebook measured.
+
+    Attributes:
+        rule: the ruling (with its case).
+        similarity: cosine of prompt + responses, the better of the case's two presentations; None when
+            no embedder is available (only the same pair counts then).
+        response_similarity: (A~A + B~B, A~B + B~A) between the pairs' responses, when measured.
+    """
+
+    rule: Rule
+    similarity: float | None
+    response_similarity: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True)
+class RulingConflict:
+    """An active ruling a new holding contradicts.
+
+    Attributes:
+        ruling_id: the earlier ruling.
+        holding: its holding expressed in the new pair's slots.
+        similarity: how alike the pairs are (1.0 for the same pair).
+        swapped: the new pair shows the earlier case's responses in the other slots.
+    """
+
+    ruling_id: str
+    holding: Holding
+    similarity: float
+    swapped: bool
+
+
+def find_conflicts(pair: Pair, holding: Holding, candidates: Sequence[Candidate], *,
+                   threshold: float = DEFAULT_CONFLICT_THRESHOLD) -> list[RulingConflict]:
+    """The candidates on near-duplicate pairs whose holding differs from ``holding`` (by response text).
+
+    Rulings that are not active, or carry no case, are ignored. Order follows ``candidates``.
+    """
+    found: list[RulingConflict] = []
+    for candidate in candidates:
+        case = candidate.rule.case
+        if case is None or not candidate.rule.binds:
+            continue
+        identical = same_pair(pair, case)
+        similarity = 1.0 if identical else candidate.similarity
+        if similarity is None or similarity < threshold:
+            continue
+        swapped = swapped_slots(pair, case, candidate.response_similarity)
+        theirs = in_slots(case.holding, swapped)
+        if theirs != holding:
+            found.append(RulingConflict(candidate.rule.id, theirs, round(similarity, 4), swapped))
+    return found
+
+
+def measure_candidates(encode: Callable[[list[str]], np.ndarray], pair: Pair, query: np.ndarray,
+                       rulings: Sequence[Rule], *, threshold: float) -> list[Candidate]:
+    """Measure how alike each ruling's case is to ``pair`` with an embedder's ``encode``.
+
+    Similarity is the cosine between ``query`` (``pair.query_text()`` embedded) and the case's prompt +
+    responses, in whichever presentation is closer. Only near-duplicates (at or above ``threshold``) get
+    their responses embedded one by one, to tell which response is which.
+    """
+    texts: list[str] = []
+    cases: list[Case] = []
+    for rule in rulings:
+        if rule.case is None:
+            raise ValueError(f"{rule.id} carries no case")
+        case = rule.case
+        cases.append(case)
+        texts += [case.as_pair().query_text(),
+                  Pair(prompt=case.prompt, response_a=case.response_b, response_b=case.response_a).query_text()]
+    if not cases:
+        return []
+    vectors = encode(texts)
+    sims = [max(cosine(query, vectors[2 * i]), cosine(query, vectors[2 * i + 1])) for i in range(len(cases))]
+    near = [i for i, sim in enumerate(sims) if sim >= threshold]
+    responses: dict[int, tuple[float, float]] = {}
+    if near:
+        own = [pair.response_a.text, pair.response_b.text]
+        theirs = [text for i in near for text in (cases[i].response_a.text, cases[i].response_b.text)]
+        vecs = encode(own + theirs)
+        a, b = vecs[0], vecs[1]
+        for j, i in enumerate(near):
+            old_a, old_b = vecs[2 + 2 * j], vecs[3 + 2 * j]
+            responses[i] = (cosine(a, old_a) + cosine(b, old_b), cosine(a, old_b) + cosine(b, old_a))
+    return [Candidate(rule, sims[i], responses.get(i)) for i, rule in enumerate(rulings)]
