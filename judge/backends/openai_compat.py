@@ -4,7 +4,8 @@ Plain chat asks for token logprobs and keeps the first token's alternatives (the
 comes from them). Structured output goes through instructor with the validation context, so a cited rule
 id that was not retrieved is re-asked with the error; when the re-asks run out the error keeps the raw
 reply. Transient failures (429, 5xx, timeouts, connection errors) are retried with exponential backoff and
-jitter, honouring Retry-After; API keys are never logged.
+jitter, honouring Retry-After; API keys are never logged, and are blanked out of error messages (some
+endpoints echo the Authorization header back), so they never reach results or the judgment store.
 """
 
 from __future__ import annotations
@@ -102,10 +103,16 @@ class OpenAIProtocolBackend:
         self.name = name
         self.model = model
         self.client = client.with_options(max_retries=0)
+        self._api_key: str | None = getattr(client, "api_key", None)
         self.instructor_mode = instructor_mode
         self.retry = retry or RetryPolicy()
         self._on_close = on_close
         self._instructor: Any = None
+
+    def _scrub(self, text: object) -> str:
+        """``text`` with this client's API key blanked out, for error messages and raw replies."""
+        out = str(text)
+        return out.replace(self._api_key, "***") if self._api_key else out
 
     def _retrying(self) -> AsyncRetrying:
         return AsyncRetrying(stop=stop_after_attempt(self.retry.attempts), wait=_waiter(self.retry),
@@ -132,14 +139,17 @@ class OpenAIProtocolBackend:
                     attempts += 1
                     completion = await self.client.chat.completions.create(**kwargs)
         except openai.APIResponseValidationError as exc:
-            raise BackendReplyError(f"endpoint reply is not a chat completion: {exc}") from exc
+            raise BackendReplyError(f"endpoint reply is not a chat completion: {self._scrub(exc)}") from exc
         except json.JSONDecodeError as exc:  # a JSON content-type with a body that is not JSON
             raise BackendReplyError(f"endpoint reply is not JSON: {exc}") from exc
         except (openai.APIStatusError, openai.APITimeoutError, openai.APIConnectionError) as exc:
             if _retryable(exc):
                 raise _unavailable(exc, attempts) from exc
-            raise BackendReplyError(f"endpoint refused the request: {exc}") from exc
-        return _to_reply(completion, time.perf_counter() - start)
+            raise BackendReplyError(f"endpoint refused the request: {self._scrub(exc)}") from exc
+        try:
+            return _to_reply(completion, time.perf_counter() - start)
+        except BackendReplyError as exc:
+            raise BackendReplyError(str(exc), raw=self._scrub(exc.raw) if exc.raw else None) from exc
 
     def chat(self, request: ChatRequest) -> ChatReply:
         """Synchronous wrapper of `achat`."""
@@ -179,16 +189,18 @@ class OpenAIProtocolBackend:
                         raise
         except InstructorRetryException as exc:
             raw = _completion_text(exc.last_completion)
-            raise StructuredOutputError(f"structured reply never validated: {_short(exc)}", raw=raw,
+            raise StructuredOutputError(f"structured reply never validated: {_short(self._scrub(exc))}",
+                                        raw=self._scrub(raw) if raw is not None else None,
                                         attempts=int(getattr(exc, "n_attempts", max_retries + 1))) from exc
         except InstructorError as exc:  # e.g. IncompleteOutputException: cut off by max_tokens
             raw = _completion_text(getattr(exc, "last_completion", None))
-            raise StructuredOutputError(f"structured reply unusable: {type(exc).__name__}: {_short(exc)}",
-                                        raw=raw, attempts=1) from exc
+            raise StructuredOutputError(f"structured reply unusable: {type(exc).__name__}: "
+                                        f"{_short(self._scrub(exc))}",
+                                        raw=self._scrub(raw) if raw is not None else None, attempts=1) from exc
         except (openai.APIStatusError, openai.APITimeoutError, openai.APIConnectionError) as exc:
             if _retryable(exc):
                 raise _unavailable(exc, self.retry.attempts) from exc
-            raise BackendReplyError(f"endpoint refused the request: {exc}") from exc
+            raise BackendReplyError(f"endpoint refused the request: {self._scrub(exc)}") from exc
         usage = getattr(completion, "usage", None)
         return StructuredReply(value=value, raw=_completion_text(completion),
                                prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
@@ -202,7 +214,7 @@ class OpenAIProtocolBackend:
             self._on_close = None
 
 
-def _short(exc: BaseException, limit: int = 300) -> str:
+def _short(exc: object, limit: int = 300) -> str:
     text = " ".join(str(exc).split())
     return text[:limit] + ("..." if len(text) > limit else "")
 

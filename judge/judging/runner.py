@@ -66,8 +66,12 @@ def _repair_tail(path: Path) -> None:
 
 def _iter_results(path: Path) -> Iterator[tuple[int, Verdict]]:
     """Stream (line number, verdict) from a results file; a bad line raises `InputError` naming it."""
-    with path.open(encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, 1):
+    with path.open("rb") as fh:  # bytes: a corrupted line must be an InputError naming it, not a traceback
+        for line_no, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputError(f"invalid UTF-8 at byte {exc.start}", path=path, line=line_no) from exc
             if not line.strip():
                 continue
             try:

@@ -310,12 +310,42 @@ def _check_references(located: list[_Located]) -> None:
             if ref not in by_id:
                 raise _fail(loc.path, loc.field_lines.get(field, loc.line),
                             f"{field} {ref!r} is not a rule in this rulebook", field)
+    cycle = _overrule_cycle({loc.rule.id: loc.rule.case.overrules for loc in located if loc.rule.case is not None})
+    if cycle is not None:
+        # Every ruling in a cycle is overruled by another one: all of them would silently stop binding.
+        first = by_id[cycle[0]]
+        raise _fail(first.path, first.field_lines.get("overrules", first.line),
+                    f"overrule cycle: {' -> '.join(cycle)}; a ruling cannot overrule itself, even through others",
+                    "overrules")
+
+
+def _overrule_cycle(overrules: dict[str, tuple[str, ...]]) -> list[str] | None:
+    """The first cycle in the "overrules" graph (ids in order, the first repeated at the end), or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: fully explored
+    for root in overrules:
+        if root in state:
+            continue
+        path, stack = [root], [iter(overrules[root])]
+        state[root] = 1
+        while stack:  # iterative depth-first search: a long chain of rulings must not hit the recursion limit
+            target = next(stack[-1], None)
+            if target is None:
+                stack.pop()
+                state[path.pop()] = 2
+            elif state.get(target) == 1:
+                return [*path[path.index(target):], target]
+            elif target not in state:
+                state[target] = 1
+                path.append(target)
+                stack.append(iter(overrules.get(target, ())))
+    return None
 
 
 def read_rulebook(path: str | Path) -> list[Rule]:
     """Parse a rulebook text directory into rules (files in sorted path order, JSONL lines in order).
 
-    Ids must be unique across files, and parents, citations and overruled rulings must exist in the tree.
+    Ids must be unique across files, parents, citations and overruled rulings must exist in the tree, and
+    no ruling may overrule itself, directly or through a cycle of rulings.
 
     Raises:
         RulebookParseError: on the first problem, naming the file and line; nothing is returned partially.

@@ -4,10 +4,15 @@
 creates the file's directory, waits up to 30 s for locks, turns on foreign keys and WAL, and starts write
 transactions with ``BEGIN IMMEDIATE`` so writers queue instead of failing half-way. `migrate` runs the
 Alembic migrations shipped in ``judge/store/migrations`` (no ``alembic.ini``: the config is built here).
+
+Database faults surface as `judge.errors.StoreError`, never as a driver traceback: a database that cannot be
+reached is retried briefly when opened, then reported (``StoreError``); a SQLite lock held beyond the busy
+timeout is a ``ConcurrentWriteError``. Every store built on `open_engine` gets this.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from pathlib import Path
@@ -18,19 +23,25 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, func, select
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.pool import StaticPool
 
-from judge.errors import SchemaVersionError
+from judge.errors import ConcurrentWriteError, SchemaVersionError, StoreError
 
-__all__ = ["MIGRATIONS_DIR", "WRITE_OPTION", "alembic_config", "known_revisions", "migrate", "open_engine",
-           "schema_revision"]
+__all__ = ["CONNECT_ATTEMPTS", "CONNECT_WAIT_S", "MIGRATIONS_DIR", "WRITE_OPTION", "alembic_config",
+           "known_revisions", "migrate", "open_engine", "schema_revision"]
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 #: Execution option marking a connection whose transaction will write (``BEGIN IMMEDIATE`` on SQLite).
 WRITE_OPTION = "judge_write"
+
+#: How often `migrate` tries to reach the database, and the wait between tries (a server restarting).
+CONNECT_ATTEMPTS = 3
+CONNECT_WAIT_S = 1.0
 
 #: Key of the PostgreSQL advisory lock that serializes concurrent migrations.
 _PG_MIGRATION_LOCK = 0x6A75646765  # "judge"
@@ -46,7 +57,9 @@ def open_engine(url: str, **kwargs: Any) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         kwargs.setdefault("pool_pre_ping", True)
-        return create_engine(parsed, **kwargs)
+        engine = create_engine(parsed, **kwargs)
+        _translate_errors(engine)
+        return engine
     database = parsed.database or ""
     if database and database != ":memory:" and not database.startswith("file:"):
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
@@ -58,7 +71,26 @@ def open_engine(url: str, **kwargs: Any) -> Engine:
         connect_args.setdefault("check_same_thread", False)
     engine = create_engine(parsed, connect_args=connect_args, **kwargs)
     _configure_sqlite(engine, in_memory=in_memory)
+    _translate_errors(engine)
     return engine
+
+
+def _translate_errors(engine: Engine) -> None:
+    """Re-raise an unreachable database and a lock held too long as `StoreError`s (one clear line)."""
+    where = engine.url.render_as_string(hide_password=True)
+
+    @event.listens_for(engine, "handle_error")
+    def _on_error(ctx: ExceptionContext) -> None:
+        # Pre-ping failures must stay SQLAlchemy's: the pool reconnects on them.
+        if ctx.is_pre_ping or not isinstance(ctx.sqlalchemy_exception, OperationalError):
+            return
+        lines = str(ctx.original_exception).strip().splitlines()
+        detail = lines[0][:200] if lines else type(ctx.original_exception).__name__
+        if "database is locked" in detail.lower():
+            raise ConcurrentWriteError(f"database {where} stayed locked by another connection beyond the busy "
+                                       f"timeout ({detail})") from ctx.sqlalchemy_exception
+        if ctx.connection is None or ctx.is_disconnect:  # connecting failed, or the connection was lost
+            raise StoreError(f"cannot reach database {where}: {detail}") from ctx.sqlalchemy_exception
 
 
 def _enable_wal(cursor: Any, *, attempts: int = 60, wait_s: float = 0.5) -> None:
@@ -136,17 +168,35 @@ def migrate(engine: Engine) -> None:
     Raises:
         SchemaVersionError: the database carries a revision these migrations do not know (written by a
             newer `judge`); nothing is modified.
+        StoreError: the database cannot be reached (after `CONNECT_ATTEMPTS` tries on a server).
     """
+    _wait_until_reachable(engine)
     config = alembic_config(engine)
     known = known_revisions()
     head = ScriptDirectory.from_config(config).get_current_head()
     try:
         _upgrade(engine, config, known, head)
-    except (OperationalError, ProgrammingError):
+    except (OperationalError, ProgrammingError, ConcurrentWriteError):
         # Another process created the tables between our check and our DDL (dialects without a lock
         # above). If the schema is now current, that is success; otherwise the error is real.
         if schema_revision(engine) != (head,):
             raise
+
+
+def _wait_until_reachable(engine: Engine) -> None:
+    """Connect once, retrying a database server that cannot be reached (`CONNECT_ATTEMPTS`), then `StoreError`."""
+    attempts = 1 if engine.dialect.name == "sqlite" else CONNECT_ATTEMPTS  # a file does not come back by waiting
+    for attempt in range(1, attempts + 1):
+        try:
+            with engine.connect():
+                return
+        except ConcurrentWriteError:
+            raise
+        except StoreError as exc:
+            if attempt >= attempts:
+                raise StoreError(f"{exc} (after {attempt} attempt(s))") from exc
+            log.warning("%s; retrying in %.1f s", exc, CONNECT_WAIT_S)
+            time.sleep(CONNECT_WAIT_S)
 
 
 def _upgrade(engine: Engine, config: Config, known: list[str], head: str | None) -> None:
