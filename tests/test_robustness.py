@@ -335,7 +335,7 @@ def _write_rule(engine: Any) -> tuple[Callable[[], object], Callable[[], int]]:
 
 def _write_judgment(engine: Any) -> tuple[Callable[[], object], Callable[[], int]]:
     """A judged pair recorded in the judgment store, and how many judgments are stored."""
-    store = JudgmentStore(engine)
+    store = JudgmentStore(engine, write_wait_s=0.01)
     fb = FakeBackend(by_content())
     judge = Judge(fb, None, config=bare_config(fb, both_orders=False), store=store)
     return lambda: judge.compare(Pair(id="p", prompt="q", response_a=GOOD, response_b=BAD)), store.count
@@ -784,3 +784,18 @@ def test_the_embedded_server_binds_loopback_only(tmp_path: Path) -> None:
     for host in ("0.0.0.0", "::", "127.0.0.2", "localhost"):
         with pytest.raises(Exception, match="127.0.0.1"):
             LocalServer(tmp_path / "m.gguf", host=host)
+
+
+def test_a_judgment_write_retries_past_a_lock_longer_than_the_busy_timeout(
+        locked_db: tuple[str, sqlite3.Connection]) -> None:
+    import threading
+
+    url, holder = locked_db
+    engine = open_engine(url, connect_args={"timeout": 0.1})
+    store = JudgmentStore(engine, write_attempts=8, write_wait_s=0.1)
+    fb = FakeBackend(by_content())
+    judge = Judge(fb, None, config=bare_config(fb, both_orders=False), store=store)
+    threading.Timer(0.6, lambda: holder.execute("ROLLBACK")).start()  # the lock outlives one busy timeout
+    verdict = judge.compare(Pair(id="p", prompt="q", response_a=GOOD, response_b=BAD))
+    assert verdict.failure is None and store.count() == 1
+    engine.dispose()

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, Select, func, insert, select
 
-from judge.errors import InputError
+from judge.errors import InputError, StoreError
 from judge.judging.verdict import Verdict
 from judge.rules.model import Pair
 from judge.store.schema import CHANGES, JudgmentRow
@@ -69,11 +69,27 @@ class JudgmentStore:
         engine: the (migrated) engine of the system of record.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, write_attempts: int = 4, write_wait_s: float = 0.5) -> None:
         self.engine = engine
+        self.write_attempts = write_attempts
+        self.write_wait_s = write_wait_s
 
     def put(self, verdict: Verdict, pair: Pair | None = None, *, exclude: Sequence[str] = ()) -> None:
-        """Record a verdict or failure (one transaction, one row), with the pair it judged when given."""
+        """Record a verdict or failure (one transaction, one row), with the pair it judged when given.
+
+        A database that is locked or briefly unreachable is retried (``write_attempts`` in all, waits
+        doubling from ``write_wait_s``); then the `StoreError` is raised and nothing is half-written. A long
+        run stops there and resumes without losing what was stored.
+        """
+        from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+        for attempt in Retrying(stop=stop_after_attempt(max(1, self.write_attempts)), reraise=True,
+                                wait=wait_exponential(multiplier=self.write_wait_s, max=8.0),
+                                retry=retry_if_exception_type(StoreError)):
+            with attempt:
+                self._insert(verdict, pair, exclude)
+
+    def _insert(self, verdict: Verdict, pair: Pair | None, exclude: Sequence[str]) -> None:
         with self.engine.begin() as conn:
             conn.execute(insert(JudgmentRow).values(
                 cache_key=verdict.cache_key, pair_id=verdict.pair_id, rulebook_version=verdict.rulebook_version,
