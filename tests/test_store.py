@@ -414,7 +414,7 @@ def test_unknown_schema_revision_is_a_clear_error(sqlite_url: str) -> None:
         assert _snapshot(engine) == before
         assert set(inspect(engine).get_table_names()) == {"alembic_version", "rule_versions", "changes", "judgments",
                                                           "test_cases", "test_case_entries", "test_case_reviews",
-                                                          "test_case_vectors"}
+                                                          "test_case_vectors", "work_batches", "work_claims"}
     finally:
         engine.dispose()
 

@@ -7,6 +7,7 @@ import os
 import typer
 
 from judge.cli import (
+    batch_cmd,
     cases_cmd,
     eval_cmd,
     gate_cmd,
@@ -31,6 +32,7 @@ app = typer.Typer(
 app.add_typer(rulebook_cmd.app, name="rulebook")
 app.add_typer(index_cmd.app, name="index")
 app.add_typer(cases_cmd.app, name="cases")
+app.add_typer(batch_cmd.app, name="batch")
 app.command("coverage")(cases_cmd.coverage)
 app.command("retrieve")(retrieve_cmd.retrieve)
 app.command("run")(run_cmd.run)

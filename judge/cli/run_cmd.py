@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from judge.judging.engine import Judge
     from judge.judging.pairs_io import PairRecord
     from judge.judging.runner import RunReport
+    from judge.judging.shared import SharedRunReport
 
 BACKEND_OPT = typer.Option("local", "--backend", "-b",
                            help="local (embedded, offline), local/<path.gguf>, or openai/<model>.")
@@ -72,6 +74,18 @@ def verdict_table(verdicts: list[Verdict], title: str) -> Table:
     return table
 
 
+def _holdout(judge: Judge, holdout_same_prompt: bool) -> Callable[[PairRecord], list[str]] | None:
+    """Leave-one-out: a pair never retrieves a ruling decided on its own prompt."""
+    if not holdout_same_prompt or judge.rulebook is None:
+        return None
+    by_prompt = judge.rulebook.rulings_by_prompt()
+
+    def exclude_for(record: PairRecord) -> list[str]:
+        return by_prompt.get(" ".join(record.pair.prompt.split()), [])
+
+    return exclude_for
+
+
 def judge_file(judge: Judge, records: list[PairRecord], out: Path, *, concurrency: int | None = None,
                max_tokens: int | None = None, max_cost: float | None = None,
                holdout_same_prompt: bool = False) -> RunReport:
@@ -82,13 +96,7 @@ def judge_file(judge: Judge, records: list[PairRecord], out: Path, *, concurrenc
     """
     from judge.judging.runner import run_pairs
 
-    exclude_for = None
-    if holdout_same_prompt and judge.rulebook is not None:
-        by_prompt = judge.rulebook.rulings_by_prompt()
-
-        def exclude_for(record: PairRecord) -> list[str]:
-            return by_prompt.get(" ".join(record.pair.prompt.split()), [])
-
+    exclude_for = _holdout(judge, holdout_same_prompt)
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
         with Progress(TextColumn("judging"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -100,6 +108,42 @@ def judge_file(judge: Judge, records: list[PairRecord], out: Path, *, concurrenc
                                          on_result=lambda _v: progress.advance(task)))
     finally:
         judge.backend.close()
+
+
+def judge_shared(judge: Judge, records: list[PairRecord], out: Path, *, batch: str | None = None,
+                 worker_id: str | None = None, lease_s: float | None = None, concurrency: int | None = None,
+                 max_tokens: int | None = None, max_cost: float | None = None,
+                 holdout_same_prompt: bool = False) -> SharedRunReport:
+    """Judge records as one worker of a shared batch, then write the batch's verdicts to ``out``.
+
+    The batch lives in the judge's database (`judge.judging.shared`): other workers running the same pairs
+    with the same judge and database divide the work. ``out`` is replaced by the batch's verdicts in input
+    order (complete unless a budget stopped this worker); closes the backend.
+    """
+    from judge.errors import ConfigError
+    from judge.judging.runner import write_results
+    from judge.judging.shared import batch_fingerprint, batch_id_for, run_shared
+    from judge.store.claims import DEFAULT_LEASE_S, WorkClaims
+
+    if judge.store is None:
+        raise ConfigError("a shared run needs the judge's database (the batch is divided through it)")
+    fingerprint = batch_fingerprint(judge, records, options={"holdout_same_prompt": holdout_same_prompt})
+    claims = WorkClaims(judge.store.engine, batch or batch_id_for(fingerprint), worker_id=worker_id,
+                        lease_s=lease_s or DEFAULT_LEASE_S)
+    try:
+        with Progress(TextColumn(f"judging (worker {claims.worker_id}, batch {claims.batch_id})"), BarColumn(),
+                      MofNCompleteColumn(), TimeElapsedColumn(), console=err_console, transient=False) as progress:
+            task = progress.add_task("judging", total=len(records))
+            report = asyncio.run(run_shared(judge, records, claims, fingerprint=fingerprint,
+                                            concurrency=concurrency or default_concurrency(judge.backend),
+                                            max_tokens=max_tokens, max_cost_usd=max_cost,
+                                            exclude_for=_holdout(judge, holdout_same_prompt),
+                                            on_result=lambda _v: progress.advance(task)))
+            progress.update(task, completed=report.batch_done)
+    finally:
+        judge.backend.close()
+    write_results(out, claims.results())
+    return report
 
 
 def run(
@@ -135,10 +179,26 @@ def run(
                                                help="Keep using a calibrator fitted under another rulebook "
                                                     "version (it is refused otherwise)."),
     as_json: bool = typer.Option(False, "--json", help="Print the run report as JSON."),
+    shared: bool = typer.Option(False, "--shared",
+                                help="Divide the batch with every other `judge run --shared` on the same pairs, "
+                                     "judge and database: each pair is judged by one worker, a killed worker's "
+                                     "pairs are taken over. --out is replaced by the whole batch at the end."),
+    batch: str | None = typer.Option(None, "--batch", help="Name of the shared batch (implies --shared; "
+                                                           "default: derived from the pairs and the judge)."),
+    worker_id: str | None = typer.Option(None, "--worker-id", help="This worker's id in a shared batch "
+                                                                    "(default: host:pid:random)."),
+    lease: float | None = typer.Option(None, "--lease", min=0.001,
+                                       help="Seconds a shared-batch claim lasts unless renewed (default 120): how "
+                                            "long a killed worker's pairs wait before another worker takes them."),
 ) -> None:
-    """Judge every pair in a JSONL file, both orders, streaming results to --out (resumable)."""
+    """Judge every pair in a JSONL file, both orders, streaming results to --out (resumable).
+
+    With --shared (or --batch) several processes, on one machine or many, divide the pairs through the
+    database: start the same command in each; every one returns when the whole batch is decided.
+    """
     from judge.judging.pairs_io import read_pairs
     from judge.judging.runner import read_results
+    from judge.judging.shared import SharedRunReport
 
     st = state(ctx)
     records = list(read_pairs(pairs))  # validate the whole file before spending anything
@@ -146,10 +206,17 @@ def run(
                    k_rulings=k_rulings, n_constitution=n_constitution, cache=cache, ties=ties,
                    calibrator=calibrator, abstain=abstain, escalate_below=escalate_below,
                    allow_rulebook_change=allow_rulebook_change)
-    report = judge_file(judge, records, out, concurrency=concurrency, max_tokens=max_tokens, max_cost=max_cost,
-                        holdout_same_prompt=holdout_same_prompt)
+    report: RunReport
+    if shared or batch is not None:
+        report = judge_shared(judge, records, out, batch=batch, worker_id=worker_id, lease_s=lease,
+                              concurrency=concurrency, max_tokens=max_tokens, max_cost=max_cost,
+                              holdout_same_prompt=holdout_same_prompt)
+    else:
+        report = judge_file(judge, records, out, concurrency=concurrency, max_tokens=max_tokens,
+                            max_cost=max_cost, holdout_same_prompt=holdout_same_prompt)
     if as_json:
-        emit_json({**vars(report), "inconsistency_rate": report.inconsistency_rate, "out": str(out)})
+        extra = {"complete": report.complete} if isinstance(report, SharedRunReport) else {}
+        emit_json({**vars(report), **extra, "inconsistency_rate": report.inconsistency_rate, "out": str(out)})
         return
     ids = {r.pair.id for r in records}
     shown = [v for v in read_results(out) if v.pair_id in ids]
@@ -164,6 +231,10 @@ def run(
     if table:
         console.print(verdict_table(shown, title))
     rate = report.inconsistency_rate
+    if isinstance(report, SharedRunReport):
+        console.print(f"worker {report.worker_id}, batch {report.batch_id}: {report.batch_done} of {report.total} "
+                      f"pairs decided; took over {report.reclaimed} expired claim(s), asked the model again for "
+                      f"{report.rejudged}", highlight=False, markup=False)
     console.print(f"judged {report.judged}, skipped {report.skipped} already done, failed {report.failed}; "
                   f"orders disagreed on {report.position_inconsistent}"
                   + (f" ({rate:.0%})" if rate is not None else "")

@@ -3,6 +3,7 @@
 Results are appended to a JSONL file as they finish (one `Verdict` per line), so a run that is killed
 loses at most the comparisons in flight; re-running with the same output skips every pair already
 decided. Pairs whose last result was a transient failure (backend, budget) are tried again.
+Several processes dividing one batch through the database: `judge.judging.shared`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from judge.judging.engine import Judge
 from judge.judging.pairs_io import PairRecord
 from judge.judging.verdict import Verdict
 
-__all__ = ["RETRYABLE_STAGES", "RunReport", "completed_ids", "read_results", "run_pairs"]
+__all__ = ["RETRYABLE_STAGES", "RunReport", "completed_ids", "read_results", "run_pairs", "write_results"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,21 @@ class RunReport:
     completion_tokens: int = 0
     cost_usd: float = 0.0
     stopped_by_budget: bool = False
+
+    def add(self, verdict: Verdict) -> None:
+        """Count one verdict this run produced."""
+        self.judged += 1
+        self.failed += verdict.failure is not None
+        self.position_inconsistent += verdict.failure is None and bool(verdict.position_inconsistent)
+        self.prompt_tokens += verdict.prompt_tokens
+        self.completion_tokens += verdict.completion_tokens
+        self.cost_usd += verdict.cost_usd or 0.0
+
+    def over_budget(self, max_tokens: int | None, max_cost_usd: float | None) -> bool:
+        """Whether the tokens or the estimated cost used so far reached a budget."""
+        used = self.prompt_tokens + self.completion_tokens
+        return (max_tokens is not None and used >= max_tokens) or (
+            max_cost_usd is not None and self.cost_usd >= max_cost_usd)
 
     @property
     def inconsistency_rate(self) -> float | None:
@@ -89,6 +105,29 @@ def read_results(path: str | Path) -> list[Verdict]:
     return list(latest.values())
 
 
+def write_results(path: str | Path, verdicts: Iterable[Verdict]) -> int:
+    """Replace ``path`` with these verdicts, one JSONL line each; returns how many.
+
+    Written to a temporary file beside it and renamed into place, so a reader (or another worker writing
+    the same file) never sees a half-written file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    n = 0
+    try:
+        with tmp.open("w", encoding="utf-8") as fh:
+            for verdict in verdicts:
+                fh.write(verdict.model_dump_json() + "\n")
+                n += 1
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return n
+
+
 def completed_ids(path: Path) -> set[str]:
     """Pair ids in an existing results file whose result need not be redone."""
     if not path.exists():
@@ -129,24 +168,14 @@ async def run_pairs(judge: Judge, records: Iterable[PairRecord], *, out: Path | 
     sem = asyncio.Semaphore(max(1, concurrency))
     budget_hit = asyncio.Event()
 
-    def over_budget() -> bool:
-        used = report.prompt_tokens + report.completion_tokens
-        return (max_tokens is not None and used >= max_tokens) or (
-            max_cost_usd is not None and report.cost_usd >= max_cost_usd)
-
     async def one(record: PairRecord) -> None:
         async with sem:
-            if budget_hit.is_set() or over_budget():
+            if budget_hit.is_set() or report.over_budget(max_tokens, max_cost_usd):
                 budget_hit.set()
                 return
             exclude = exclude_for(record) if exclude_for else ()
             verdict = await judge.acompare(record.pair, exclude=exclude)
-            report.judged += 1
-            report.failed += verdict.failure is not None
-            report.position_inconsistent += verdict.failure is None and bool(verdict.position_inconsistent)
-            report.prompt_tokens += verdict.prompt_tokens
-            report.completion_tokens += verdict.completion_tokens
-            report.cost_usd += verdict.cost_usd or 0.0
+            report.add(verdict)
             if sink is not None:
                 sink.write(verdict.model_dump_json() + "\n")
                 sink.flush()

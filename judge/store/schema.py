@@ -1,11 +1,14 @@
 """The SQL tables of the system of record, and the one place rows turn into rules and back.
 
-Two append-only tables (Alembic's ``alembic_version`` tracks the schema revision):
+The rulebook is two append-only tables (Alembic's ``alembic_version`` tracks the schema revision):
 
 * ``rule_versions`` - one row per version of a rule, primary key ``(rule_id, version)``;
 * ``changes`` - the change log, one row per rule version, ordered by ``seq``. Each change extends the
   rulebook's hash chain; ``previous_rulebook_version`` is UNIQUE, so two writers that extend the same head
   cannot both commit (the optimistic-concurrency guard, see `judge.store.repository`).
+
+Beside them: ``judgments`` (every verdict, the audit trail and cache), the test-case tables, and the shared
+work queue of ``judge run --shared`` (``work_batches`` and ``work_claims``, see `judge.store.claims`).
 
 Everything here is portable SQL (JSON, timezone-aware timestamps, plain strings for enums), so the same
 schema runs on SQLite and PostgreSQL. The tables are frozen in ``migrations/versions``; change them only
@@ -41,6 +44,8 @@ __all__ = [
     "Base",
     "ChangeRow",
     "RuleVersionRow",
+    "WorkBatchRow",
+    "WorkClaimRow",
     "change_from_row",
     "rule_from_row",
     "rule_values",
@@ -282,3 +287,44 @@ class TestCaseVectorRow(Base):
     case_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     model: Mapped[str] = mapped_column(String(255), primary_key=True)
     vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+# ----------------------------------------------------------------------------- shared batches (judge.store.claims)
+# One row per pair of a batch judged by several workers. A claim is taken with a conditional UPDATE whose
+# row count says who won; ``result`` is written once, in the same statement that sets ``done_at``.
+
+
+class WorkBatchRow(Base):
+    """A batch that several `judge run --shared` workers divide: its pairs and judge, as a fingerprint."""
+
+    __tablename__ = "work_batches"
+
+    batch_id: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(HASH_LEN))
+    total: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class WorkClaimRow(Base):
+    """One pair of a shared batch: who holds it until when, and its verdict once done."""
+
+    __tablename__ = "work_claims"
+    __table_args__ = (
+        ForeignKeyConstraint(["batch_id"], ["work_batches.batch_id"]),
+        UniqueConstraint("batch_id", "seq"),
+        # The open pairs of a batch in input order: what a worker looks through for the next claim.
+        Index("ix_work_claims_open", "batch_id", "done_at", "seq"),
+    )
+
+    batch_id: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True)
+    pair_id: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    worker_id: Mapped[str | None] = mapped_column(String(ID_LEN))
+    #: How many times the pair was claimed: more than 1 means a lease expired and another worker took over.
+    claims: Mapped[int] = mapped_column(Integer)
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    done_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    cache_key: Mapped[str | None] = mapped_column(String(HASH_LEN))
+    failure_stage: Mapped[str | None] = mapped_column(String(16))
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)

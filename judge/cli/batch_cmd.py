@@ -1,0 +1,59 @@
+"""`judge batch status|export NAME`: where a shared batch (`judge run --shared`) stands, and its verdicts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from judge.cli.common import CliState, console, emit_json, state
+from judge.errors import InputError
+
+if TYPE_CHECKING:
+    from judge.store.claims import WorkClaims
+
+app = typer.Typer(help="Shared batches: several `judge run --shared` workers dividing one set of pairs.",
+                  no_args_is_help=True)
+
+BATCH_ARG = typer.Argument(..., help="The batch name (`judge run --shared` prints it; or your --batch).")
+
+
+def _claims(st: CliState, batch: str) -> WorkClaims:
+    from judge.store import migrate, open_engine
+    from judge.store.claims import WorkClaims
+
+    engine = open_engine(st.settings.resolved_db_url)
+    migrate(engine)
+    claims = WorkClaims(engine, batch, worker_id="cli")
+    if not claims.exists():
+        raise InputError(f"no shared batch named {batch!r} in {engine.url.render_as_string(hide_password=True)}",
+                         field="batch")
+    return claims
+
+
+@app.command("status")
+def status(ctx: typer.Context, batch: str = BATCH_ARG,
+           as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON.")) -> None:
+    """How many pairs of the batch are decided, being judged, and were taken over from a dead worker."""
+    p = _claims(state(ctx), batch).progress()
+    data = {"batch": batch, "total": p.total, "done": p.done, "held": p.held, "waiting": p.open - p.held,
+            "reclaimed": p.reclaimed, "complete": p.complete}
+    if as_json:
+        emit_json(data)
+        return
+    console.print(f"batch {batch}: {p.done} of {p.total} decided, {p.held} being judged, {p.open - p.held} "
+                  f"waiting; {p.reclaimed} taken over after a lease ran out"
+                  + (" (complete)" if p.complete else ""), highlight=False, markup=False)
+
+
+@app.command("export")
+def export(ctx: typer.Context, batch: str = BATCH_ARG,
+           out: Path = typer.Option(..., "--out", "-o", help="Results JSONL to write (replaced).")) -> None:
+    """Write the batch's verdicts decided so far, one per pair in input order (as `judge run -o` does)."""
+    from judge.judging.runner import write_results
+
+    claims = _claims(state(ctx), batch)
+    n = write_results(out, claims.results())
+    total = claims.progress().total
+    console.print(f"wrote {n} of {total} verdicts of batch {batch} to {out}", highlight=False, markup=False)
