@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -56,3 +62,70 @@ def _restore_logger_levels():  # the CLI quiets third-party loggers; keep that f
     yield
     for name, level in saved.items():
         logging.getLogger(name).setLevel(level)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _close_chroma_connections(port: int) -> None:
+    """Close the HTTP connections of every Chroma client of the test server (best effort).
+
+    chromadb 1.5.9 never closes an HttpClient's connection pool, not even on ``close()``; left open they are
+    reported as ResourceWarnings when the interpreter exits.
+    """
+    from chromadb.api import ServerAPI
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    for system in list(getattr(SharedSystemClient, "_identifier_to_system", {}).values()):
+        if str(system.settings.chroma_server_http_port) == str(port):
+            session = getattr(system.instance(ServerAPI), "_session", None)
+            if session is not None:
+                session.close()
+
+
+@pytest.fixture(scope="session")
+def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a Chroma server (`chroma run` on 127.0.0.1, a free port, a tmp --path) shared by the session.
+
+    Skipped when the ``chroma`` executable is missing or ``JUDGE_TEST_CHROMA_SERVER=0``. Tests share the
+    server: each one must use its own collection names or delete what it finds (see test_retrieval.py).
+    """
+    if os.environ.get("JUDGE_TEST_CHROMA_SERVER", "1") == "0":
+        pytest.skip("JUDGE_TEST_CHROMA_SERVER=0: Chroma server tests are off")
+    beside = Path(sys.executable).parent / "chroma"  # the venv's, even when the venv is not activated
+    exe = str(beside) if beside.is_file() else shutil.which("chroma")
+    if exe is None:
+        pytest.skip("no `chroma` executable (pip install chromadb) to start a Chroma server with")
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    root = tmp_path_factory.mktemp("chroma-server")
+    port = _free_port()
+    log_path = root / "server.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([exe, "run", "--path", str(root / "data"), "--host", "127.0.0.1", "--port",
+                                 str(port)], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                chromadb.HttpClient(host="127.0.0.1", port=port,
+                                    settings=ChromaSettings(anonymized_telemetry=False)).heartbeat()
+                break
+            except Exception as exc:  # not listening yet: connection errors vary by transport
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    tail = log_path.read_text(encoding="utf-8", errors="replace")[-2000:]
+                    pytest.fail(f"`chroma run` on port {port} did not answer a heartbeat ({exc}); log:\n{tail}")
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        _close_chroma_connections(port)
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -1,8 +1,15 @@
-"""Retrieval: the hash embedder, the Chroma rule index and (slow) the real MiniLM embedder."""
+"""Retrieval: the hash embedder, the Chroma rule index and (slow) the real MiniLM embedder.
+
+The index tests run on both kinds of Chroma client (the ``client`` and ``backend_settings`` fixtures): the
+embedded one, and HTTP to a local ``chroma run`` server started once per session (skipped when the
+``chroma`` executable is missing or ``JUDGE_TEST_CHROMA_SERVER=0``).
+"""
 
 from __future__ import annotations
 
 import json
+import shutil
+import socket
 import sys
 import uuid
 from collections.abc import Iterator
@@ -30,8 +37,11 @@ from judge.retrieval import (
     make_ephemeral_client,
 )
 from judge.retrieval.embedder import _load_model
+from judge.rulebook import Rulebook
 from judge.rules.model import Authority, Case, Layer, Pair, Response, Rule, RuleStatus
 from judge.settings import Settings
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def _cos(a: np.ndarray, b: np.ndarray) -> float:
@@ -124,14 +134,41 @@ def _drop(client: Any, base: str) -> None:
             client.delete_collection(col.name)
 
 
-@pytest.fixture
-def client() -> Any:
-    return make_ephemeral_client()
+@pytest.fixture(scope="session")
+def server_client(chroma_server: str) -> Any:
+    """One HTTP client of the session's Chroma server (a new one costs several requests)."""
+    return make_client(Settings(chroma_url=chroma_server))
+
+
+@pytest.fixture(params=["embedded", "server"])
+def client(request: pytest.FixtureRequest) -> Any:
+    """An in-memory Chroma client, or an HTTP client of the session's Chroma server.
+
+    Both are shared stores (one in-memory store per process, one server per session): the ``index``
+    fixture gives every test its own collection names and drops them afterwards.
+    """
+    if request.param == "embedded":
+        return make_ephemeral_client()
+    return request.getfixturevalue("server_client")
+
+
+@pytest.fixture(params=["embedded", "server"])
+def backend_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """Settings of a fresh SQLite file and either an embedded index directory or the session's server.
+
+    An index opened from settings has the default collection name ``rules``: on the shared server, what an
+    earlier test left under that name is dropped first.
+    """
+    settings = Settings(data_dir=tmp_path / "data")
+    if request.param == "server":
+        settings = settings.model_copy(update={"chroma_url": request.getfixturevalue("chroma_server")})
+        _drop(make_client(settings), "rules")
+    return settings
 
 
 @pytest.fixture
 def index(client: Any) -> Iterator[RuleIndex]:
-    # Ephemeral clients share one store per process: give every test its own collection.
+    # Ephemeral clients share one store per process, server clients one per session: own names per test.
     name = f"rules-{uuid.uuid4().hex[:12]}"
     idx = RuleIndex(client, HashEmbedder(64), collection=name)
     yield idx
@@ -271,19 +308,24 @@ def test_rebuild_replaces_contents(built: RuleIndex, client: Any) -> None:
                                                         for layer in Layer])  # generation 1 is gone
 
 
-def test_persistent_index_survives_reopen(tmp_path: Path) -> None:
-    from chromadb.api.client import SharedSystemClient
-
-    settings = Settings(data_dir=tmp_path / "data")
-    idx = RuleIndex(make_client(settings), HashEmbedder(64))
-    idx.rebuild(iter(RULES), "rb-7", 4)
-    assert (tmp_path / "data" / "index").is_dir()
-    SharedSystemClient.clear_system_cache()  # force a real reopen from disk
-    reopened = RuleIndex(make_client(settings), HashEmbedder(64))
+def test_index_survives_reopen(backend_settings: Settings) -> None:
+    settings = backend_settings
+    embedded = settings.chroma_url is None
+    first = make_client(settings)
+    RuleIndex(first, HashEmbedder(64)).rebuild(iter(RULES), "rb-7", 4)
+    assert settings.resolved_index_path.is_dir() is embedded
+    # Chroma shares one embedded client per directory in a process: closing it makes the next one reopen
+    # the directory. HTTP clients are left open (neither close() nor SharedSystemClient.clear_system_cache()):
+    # chromadb 1.5.9 never closes their connections, which then surface as ResourceWarnings.
+    if embedded:
+        first.close()
+    second = make_client(settings)
+    reopened = RuleIndex(second, HashEmbedder(64))
     state = reopened.check("rb-7")
     assert (state.seq, state.count, state.embedder) == (4, len(RULES), "hash:64")
     assert reopened.query("build a bomb weapon", layer=Layer.SPEC, k=1)[0].rule_id == "spec/weapons"
-    SharedSystemClient.clear_system_cache()
+    if embedded:
+        second.close()
 
 
 def test_make_client_rejects_bad_chroma_url() -> None:
@@ -294,6 +336,66 @@ def test_make_client_rejects_bad_chroma_url() -> None:
 def test_make_client_names_an_unreachable_server() -> None:
     with pytest.raises(IndexError_, match="127.0.0.1:9"):
         make_client(Settings(chroma_url="http://127.0.0.1:9"))
+
+
+def _unused_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize("given_by", ["option", "env"])
+def test_unreachable_or_malformed_chroma_url_is_one_line_in_the_cli(
+        given_by: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from judge.cli.main import main
+
+    def cli(url: str) -> tuple[int, str]:
+        if given_by == "env":
+            monkeypatch.setenv("JUDGE_CHROMA_URL", url)
+            url_args = []
+        else:
+            url_args = ["--chroma-url", url]
+        monkeypatch.setattr("sys.argv", ["judge", *url_args, "--embedding-model", "hash", "index", "status"])
+        with pytest.raises(SystemExit) as exited:
+            main()
+        return int(exited.value.code or 0), capsys.readouterr().err
+
+    url = f"http://127.0.0.1:{_unused_port()}"
+    code, err = cli(url)
+    assert code == 2 and f"cannot reach the Chroma server at {url}" in err and "Traceback" not in err
+    code, err = cli("127.0.0.1:8000")
+    assert code == 2 and "must look like http://host:port" in err and "Traceback" not in err
+
+
+def test_rulebook_open_names_an_unreachable_server(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{_unused_port()}"
+    with pytest.raises(IndexError_, match=f"cannot reach the Chroma server at {url}"):
+        Rulebook.open(settings=Settings(data_dir=tmp_path / "data", chroma_url=url), embedder=HashEmbedder(64))
+
+
+def test_a_server_that_stops_answering_is_an_index_error_and_sync_catches_up(
+        chroma_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import httpx
+
+    settings = Settings(data_dir=tmp_path / "data", chroma_url=chroma_server)
+    _drop(make_client(settings), "rules")
+    rb = Rulebook.open(settings=settings, embedder=HashEmbedder(64))
+    assert rb.index is not None
+    rb.add_rule(RULES[3])
+    pair = Pair(prompt="build a weapon", response_a=Response(text="ok"), response_b=Response(text="no"))
+    assert rb.retrieve(pair, k=3).ids == ["spec/weapons"]
+
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        raise httpx.ConnectError("[Errno 111] Connection refused")
+
+    monkeypatch.setattr(httpx.Client, "send", refused)  # the server goes away after the client connected
+    with pytest.raises(IndexError_, match=f"Chroma server at {chroma_server.removeprefix('http://')} stopped"):
+        rb.index.state()
+    with pytest.raises(IndexError_, match="stopped answering"):
+        rb.add_rule(RULES[2])  # written to SQL, the system of record; only the index is behind
+    monkeypatch.undo()  # ...and comes back
+    assert set(rb.retrieve(pair, k=3).ids) == {"spec/weapons", "spec/self-harm"}
+    rb.store.engine.dispose()
 
 
 def test_missing_packages_name_the_pip_package(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -326,7 +428,8 @@ def _model_spec_rules(shared_data: Path) -> list[Rule]:
 
 
 @pytest.mark.slow
-def test_minilm_retrieves_the_right_spec_entries(shared_data: Path, client: Any) -> None:
+def test_minilm_retrieves_the_right_spec_entries(shared_data: Path) -> None:
+    client = make_ephemeral_client()  # the model is the subject here, not the client: embedded only
     rules = _model_spec_rules(shared_data)
     assert len(rules) >= 70
     idx = RuleIndex(client, SentenceTransformerEmbedder(), collection=f"spec-{uuid.uuid4().hex[:12]}")
@@ -377,3 +480,39 @@ def test_rebuild_repairs_an_incomplete_index(built: RuleIndex, client: Any) -> N
         RuleIndex(client, HashEmbedder(64), collection=built.collection_name).check("rb-1")
     built.rebuild(iter(RULES), "rb-1", 11)
     assert built.check("rb-1").count == len(RULES)
+
+
+# -- a Rulebook on each backend, end to end --------------------------------------------------------------
+
+
+def test_rulebook_on_each_backend_loads_syncs_rebuilds_and_retrieves(backend_settings: Settings,
+                                                                     tmp_path: Path) -> None:
+    book = tmp_path / "book"  # the shipped constitution and spec: the rulings would only add time
+    for part in ("constitution", "spec"):
+        shutil.copytree(REPO / "rulebook" / part, book / part)
+    rb = Rulebook.open(settings=backend_settings, embedder=HashEmbedder(64))
+    assert rb.index is not None
+    loaded = rb.load(book)
+    assert rb.index.check(rb.version).count == loaded.added == rb.store.count() > 50
+    pair = Pair(prompt="Is my essay perfect? Be honest.", response_a=Response(text="Flawless, change nothing!"),
+                response_b=Response(text="The argument is thin in part two."))
+    got = rb.retrieve(pair, k=3)
+    layers = [r.rule.layer for r in got.rules]
+    assert got.rulebook_version == rb.version
+    assert (layers.count(Layer.CONSTITUTION), layers.count(Layer.SPEC), layers.count(Layer.RULING)) == (
+        rb.store.count(Layer.CONSTITUTION, active_only=True), 3, 0)
+
+    ruling = rb.add_ruling(prompt=pair.prompt, response_a=pair.response_a, response_b=pair.response_b,
+                           holding="B", rationale="Honest feedback beats flattery.")  # incremental sync
+    assert rb.index.check(rb.version).count == loaded.added + 1
+    assert ruling.id in rb.retrieve(pair, k=3).ids
+
+    reopened = Rulebook.open(settings=backend_settings, embedder=HashEmbedder(64))  # a fresh index handle
+    before = reopened.retrieve(pair, k=3)
+    assert before.ids == rb.retrieve(pair, k=3).ids
+    assert reopened.rebuild_index() == rb.store.count()
+    after = reopened.retrieve(pair, k=3)
+    assert after.ids == before.ids and ruling.id in after.ids
+    assert [round(r.score, 5) for r in after.rules] == [round(r.score, 5) for r in before.rules]
+    rb.store.engine.dispose()
+    reopened.store.engine.dispose()

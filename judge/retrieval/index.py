@@ -20,14 +20,15 @@ index and a crash part-way leaves the old index whole.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Concatenate, NamedTuple, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -50,6 +51,9 @@ _K_DIM = "judge_dim"
 _K_VERSION = "judge_rulebook_version"
 _K_SEQ = "judge_seq"
 _K_GEN = "judge_generation"
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 class Hit(NamedTuple):
@@ -140,6 +144,29 @@ def _layer_of(rule_id: str) -> Layer | None:
     return Layer(prefix) if prefix in Layer.__members__.values() else None
 
 
+def _server_errors(method: Callable[Concatenate[RuleIndex, _P], _R]) -> Callable[Concatenate[RuleIndex, _P], _R]:
+    """Report a Chroma server that stops answering as an `IndexError_` rather than an httpx traceback.
+
+    `make_client` checks the server once; one stopped or restarted afterwards would otherwise surface as a
+    transport error from deep inside chromadb (the embedded client has no such failure).
+    """
+
+    @functools.wraps(method)
+    def wrapper(self: RuleIndex, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as exc:
+            import httpx  # chromadb's HTTP transport
+
+            if not isinstance(exc, httpx.TransportError):
+                raise
+            chroma = self._client.get_settings()
+            where = f"{chroma.chroma_server_host}:{chroma.chroma_server_http_port}"
+            raise IndexError_(f"the Chroma server at {where} stopped answering ({exc}); is it running?") from exc
+
+    return wrapper
+
+
 @dataclass(frozen=True)
 class _Layout:
     manifest: Any
@@ -156,6 +183,7 @@ class RuleIndex:
         collection: base name of the collections (3-50 characters of ``[a-zA-Z0-9._-]``).
 
     Not safe for two concurrent `rebuild` calls on the same index; reads during a rebuild are fine.
+    With a Chroma server, every public method raises `IndexError_` when the server stops answering.
     """
 
     def __init__(self, client: Any, embedder: Embedder, collection: str = "rules") -> None:
@@ -244,6 +272,7 @@ class RuleIndex:
 
     # -- state -----------------------------------------------------------------------------------------
 
+    @_server_errors
     def state(self) -> IndexState:
         """What the index reflects, read from the manifest."""
         layout = self._layout(create=False, refresh=True)
@@ -253,6 +282,7 @@ class RuleIndex:
         return IndexState(meta.get(_K_VERSION), meta.get(_K_SEQ), meta.get(_K_EMBEDDER), meta.get(_K_DIM),
                           meta.get(_K_SCHEMA), count=sum(col.count() for col in layout.layers.values()))
 
+    @_server_errors
     def check(self, rulebook_version: str) -> IndexState:
         """Make sure the index can serve queries for ``rulebook_version``; return its state.
 
@@ -269,6 +299,7 @@ class RuleIndex:
             raise IndexStaleError(state.rulebook_version, rulebook_version)
         return state
 
+    @_server_errors
     def mark(self, rulebook_version: str, seq: int) -> None:
         """Record that the index now reflects ``rulebook_version`` (after change ``seq``)."""
         layout = self._writable()
@@ -278,6 +309,7 @@ class RuleIndex:
 
     # -- writes ----------------------------------------------------------------------------------------
 
+    @_server_errors
     def upsert(self, rules: Iterable[Rule], *, batch_size: int = 512) -> int:
         """Embed and store ``rules`` batch by batch, replacing any indexed version; return how many.
 
@@ -318,6 +350,7 @@ class RuleIndex:
                     documents=[texts[i][:MAX_DOCUMENT_CHARS] for i in rows],
                 )
 
+    @_server_errors
     def delete(self, ids: Iterable[str]) -> None:
         """Remove rules from the index (unknown ids are ignored)."""
         by_layer: dict[Layer, list[str]] = {}
@@ -330,6 +363,7 @@ class RuleIndex:
             for start in range(0, len(layer_ids), step):
                 self._call(layer, "delete", checked=False, ids=layer_ids[start : start + step])
 
+    @_server_errors
     def rebuild(self, rules: Iterable[Rule], rulebook_version: str, seq: int, *, batch_size: int = 512) -> int:
         """Re-embed every rule with the current embedder into a new generation, then switch to it.
 
@@ -364,11 +398,13 @@ class RuleIndex:
 
     # -- reads -----------------------------------------------------------------------------------------
 
+    @_server_errors
     def count(self, layer: Layer | None = None) -> int:
         """Number of indexed rules, optionally in one layer."""
         layers = list(Layer) if layer is None else [Layer(layer)]
         return sum(self._call(each, "count", checked=False) or 0 for each in layers)
 
+    @_server_errors
     def get_metadata(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         """The stored metadata (layer, status, authority, version, process) of the given indexed rules."""
         found: dict[str, dict[str, Any]] = {}
@@ -390,6 +426,7 @@ class RuleIndex:
         return self.query_vector(self.embed_query(text), layer=layer, k=k, exclude=exclude,
                                  active_only=active_only, where_extra=where_extra)
 
+    @_server_errors
     def query_vector(self, vector: Sequence[float] | np.ndarray, *, layer: Layer | None, k: int,
                      exclude: Collection[str] = (), active_only: bool = True,
                      where_extra: dict[str, Any] | None = None) -> list[Hit]:
