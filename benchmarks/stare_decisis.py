@@ -16,7 +16,6 @@ and leave unrelated pairs alone? (issue: case law and release gates)
 from __future__ import annotations
 
 import argparse
-import asyncio
 import random
 import sys
 import tempfile
@@ -79,7 +78,7 @@ def main() -> None:
         def judge_all(pairs: list[Pair]) -> dict[str, tuple[str | None, frozenset[str]]]:
             out = {}
             for p in pairs:
-                v = asyncio.run(judge.acompare(p, exclude=exclude(p)))
+                v = judge.compare(p, exclude=exclude(p))
                 out[p.id or ""] = (v.winner, frozenset(r["id"] for r in v.retrieved))
             return out
 

@@ -221,3 +221,59 @@ def test_real_client_key_is_sent_but_never_logged(caplog: pytest.LogCaptureFixtu
     assert seen == [f"Bearer {secret}"] * 2
     assert "Request options" in caplog.text  # the client logged its request at DEBUG...
     assert secret not in caplog.text  # ...without the key
+
+
+def test_sync_calls_in_new_event_loops_do_not_reuse_dead_connections(caplog: pytest.LogCaptureFixture) -> None:
+    """`chat` / `Judge.compare` run each call in a new event loop: the client must not retry a dead keep-alive
+    connection from the previous loop (found against the embedded server: every call's first try failed)."""
+    import json as _json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import openai
+
+    from judge.backends.base import ChatRequest
+    from judge.backends.openai_compat import OpenAIProtocolBackend
+
+    body = _json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": "m",
+                        "choices": [{"index": 0, "finish_reason": "length",
+                                     "message": {"role": "assistant", "content": "A"},
+                                     "logprobs": {"content": [{"token": "A", "logprob": -0.1, "bytes": None,
+                                                               "top_logprobs": [{"token": "A", "logprob": -0.1,
+                                                                                 "bytes": None}]}]}}],
+                        "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive: connections outlive a request
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    made: list[openai.AsyncOpenAI] = []
+
+    def factory() -> openai.AsyncOpenAI:
+        made.append(openai.AsyncOpenAI(base_url=url, api_key="sk-test"))
+        return made[-1]
+
+    backend = OpenAIProtocolBackend(name="openai/m", model="m", client=factory(), client_factory=factory)
+    try:
+        with caplog.at_level("WARNING"):
+            replies = [backend.chat(ChatRequest(messages=({"role": "user", "content": "hi"},), top_logprobs=1))
+                       for _ in range(3)]
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [r.text for r in replies] == ["A", "A", "A"]
+    assert "transient failure" not in caplog.text  # no dead connection was tried first
+    assert len(made) == 4  # each sync call closes its client before its loop ends; the next call gets a new one

@@ -10,6 +10,7 @@ endpoints echo the Authorization header back), so they never reach results or th
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import random
@@ -99,15 +100,31 @@ class OpenAIProtocolBackend:
     """
 
     def __init__(self, *, name: str, model: str, client: openai.AsyncOpenAI, instructor_mode: str = "JSON_SCHEMA",
-                 retry: RetryPolicy | None = None, on_close: Callable[[], None] | None = None) -> None:
+                 retry: RetryPolicy | None = None, on_close: Callable[[], None] | None = None,
+                 client_factory: Callable[[], openai.AsyncOpenAI] | None = None) -> None:
         self.name = name
         self.model = model
         self.client = client.with_options(max_retries=0)
+        self._client_factory = client_factory
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._api_key: str | None = getattr(client, "api_key", None)
         self.instructor_mode = instructor_mode
         self.retry = retry or RetryPolicy()
         self._on_close = on_close
         self._instructor: Any = None
+
+    def _bind_loop(self) -> None:
+        """Use a fresh client when called from another event loop than before.
+
+        An async HTTP client's pooled connections belong to the loop that opened them; the sync wrappers
+        (`chat`, `Judge.compare`) run every call in a new loop, where those connections are dead and every
+        first request would fail and be retried. With a ``client_factory`` the client is remade instead.
+        """
+        loop = asyncio.get_running_loop()
+        if self._loop is not None and self._loop is not loop and self._client_factory is not None:
+            self.client = self._client_factory().with_options(max_retries=0)
+            self._instructor = None
+        self._loop = loop
 
     def _scrub(self, text: object) -> str:
         """``text`` with this client's API key blanked out, for error messages and raw replies."""
@@ -123,6 +140,7 @@ class OpenAIProtocolBackend:
 
     async def achat(self, request: ChatRequest) -> ChatReply:
         """One chat completion with retries; raises `BackendUnavailableError` / `BackendReplyError`."""
+        self._bind_loop()
         kwargs: dict[str, Any] = {"model": self.model, "messages": list(request.messages),
                                   "max_tokens": request.max_tokens, "temperature": request.temperature,
                                   "timeout": self.retry.timeout_s}
@@ -152,10 +170,28 @@ class OpenAIProtocolBackend:
             raise BackendReplyError(str(exc), raw=self._scrub(exc.raw) if exc.raw else None) from exc
 
     def chat(self, request: ChatRequest) -> ChatReply:
-        """Synchronous wrapper of `achat`."""
-        import asyncio
+        """Synchronous wrapper of `achat` (its connections are released before its event loop ends)."""
 
-        return asyncio.run(self.achat(request))
+        async def once() -> ChatReply:
+            try:
+                return await self.achat(request)
+            finally:
+                await self.release()
+
+        return asyncio.run(once())
+
+    async def release(self) -> None:
+        """Close the client's pooled connections (call before the event loop ends); the next call reconnects.
+
+        Only with a ``client_factory``: a client handed in without one (e.g. the fake's in-process transport)
+        is the caller's to close.
+        """
+        if self._client_factory is None:
+            return
+        old, self.client = self.client, self._client_factory().with_options(max_retries=0)
+        self._instructor = None
+        self._loop = None
+        await old.close()
 
     def _instructor_client(self) -> Any:
         if self._instructor is None:
@@ -169,6 +205,8 @@ class OpenAIProtocolBackend:
                           max_tokens: int = 512) -> StructuredReply[T]:
         """Structured output via instructor, validated with `context`, re-asked up to `max_retries` times."""
         from instructor.core.exceptions import InstructorError, InstructorRetryException
+
+        self._bind_loop()
 
         client = self._instructor_client()
         start = time.perf_counter()

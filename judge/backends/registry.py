@@ -34,8 +34,11 @@ def _openai(model: str, base_url: str | None, api_key: str | None, retry: RetryP
             raise ConfigError("openai/<model> needs an API key (JUDGE_API_KEY or OPENAI_API_KEY) or a local "
                               "--base-url")
         key = "sk-no-key"  # local servers accept any key
-    client = openai.AsyncOpenAI(base_url=base_url, api_key=key)
-    return OpenAIProtocolBackend(name=f"openai/{model}", model=model, client=client, retry=retry)
+    def factory() -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(base_url=base_url, api_key=key)
+
+    return OpenAIProtocolBackend(name=f"openai/{model}", model=model, client=factory(), retry=retry,
+                                 client_factory=factory)
 
 
 def _local(model_path: Path | None, data_dir: Path, retry: RetryPolicy | None, n_ctx: int) -> Backend:
@@ -51,9 +54,11 @@ def _local(model_path: Path | None, data_dir: Path, retry: RetryPolicy | None, n
         path = verify_gguf(model_path)
         name = f"local/{model_path}"
     server = LocalServer(path, n_ctx=n_ctx).start()
-    client = openai.AsyncOpenAI(base_url=server.base_url, api_key=server.api_key)
-    return OpenAIProtocolBackend(name=name, model=server.model_name, client=client, retry=retry,
-                                 on_close=server.stop)
+    def factory() -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(base_url=server.base_url, api_key=server.api_key)
+
+    return OpenAIProtocolBackend(name=name, model=server.model_name, client=factory(), retry=retry,
+                                 on_close=server.stop, client_factory=factory)
 
 
 def make_backend(spec: str, *, data_dir: Path, base_url: str | None = None, api_key: str | None = None,

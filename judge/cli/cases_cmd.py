@@ -228,13 +228,16 @@ def generate(
         raise InputError(f"not spec entries of the rulebook: {', '.join(unknown)}", field="entry")
     made = make_backend(backend, data_dir=state(ctx).settings.data_dir, base_url=base_url)
     added: dict[str, int] = {}
+    async def generate_all(progress: Any) -> None:  # one event loop for every entry: connections stay valid
+        for i, entry_id in enumerate(entry):
+            existing = [c.prompt for c in store.list_cases(entry=entry_id)]
+            cases = await generate_cases(made, rulebook.get(entry_id), n, avoid=existing)
+            added[entry_id] = len(store.add(cases).added)
+            progress(i + 1, len(entry))
+
     try:
         with _progress("generating") as progress:
-            for i, entry_id in enumerate(entry):
-                existing = [c.prompt for c in store.list_cases(entry=entry_id)]
-                cases = asyncio.run(generate_cases(made, rulebook.get(entry_id), n, avoid=existing))
-                added[entry_id] = len(store.add(cases).added)
-                progress(i + 1, len(entry))
+            asyncio.run(generate_all(progress))
     finally:
         made.close()
     if as_json:

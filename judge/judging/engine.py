@@ -234,8 +234,17 @@ class Judge:
         return verdict
 
     def compare(self, pair: Pair, *, exclude: Sequence[str] = ()) -> Verdict:
-        """Synchronous `acompare`."""
-        return asyncio.run(self.acompare(pair, exclude=exclude))
+        """Synchronous `acompare` (the backend's connections are released before its event loop ends)."""
+
+        async def once() -> Verdict:
+            try:
+                return await self.acompare(pair, exclude=exclude)
+            finally:
+                release = getattr(self.backend, "release", None)
+                if release is not None:
+                    await release()
+
+        return asyncio.run(once())
 
     async def _explain(self, first_order: RenderedPrompt, dist: Distribution,
                        rules: list[Rule]) -> tuple[Explanation, int, int]:
