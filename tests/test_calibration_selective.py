@@ -136,7 +136,20 @@ def test_result_is_consistent_with_its_own_threshold() -> None:
     assert chosen.n_kept == int(keep.sum())
     assert chosen.lower_bound == pytest.approx(clopper_pearson_lower(int(correct[keep].sum()), chosen.n_kept, 0.1))
     assert chosen.lower_bound >= 0.8
-    assert chosen.threshold in set(conf.tolist())
+    assert chosen.threshold == pytest.approx(round(chosen.threshold, 2))  # a point of the fixed 0.01 grid
+    exact = choose_threshold(conf, correct, target=0.8, delta=0.1, resolution=None)
+    assert exact.threshold in set(conf.tolist())  # without a grid: one of the confidences
+
+
+def test_the_grid_ignores_float_noise_between_equal_confidences() -> None:
+    # the same confidence computed two ways (p vs 1 - (1 - p)) can differ in the last bit; tested apart, the
+    # slightly higher group alone would be tested first and end the walk
+    p = 0.696
+    conf = np.array([p] * 90 + [float(np.nextafter(p, 0.0))] * 90)
+    correct = np.array([1] * 50 + [0] * 40 + [1] * 80 + [0] * 10)
+    assert not choose_threshold(conf, correct, target=0.6, delta=0.1, resolution=None).certified
+    chosen = choose_threshold(conf, correct, target=0.6, delta=0.1)
+    assert chosen.certified and chosen.n_kept == 180 and chosen.threshold == pytest.approx(0.69)
 
 
 # ------------------------------------------------------------------------------------------------ escalation

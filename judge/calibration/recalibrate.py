@@ -72,9 +72,13 @@ def _logit(p: NDArray[np.float64]) -> NDArray[np.float64]:
     return np.log(p / (1.0 - p))
 
 
-def _nll(p: NDArray[np.float64], y: NDArray[np.int_]) -> float:
+def _row_nll(p: NDArray[np.float64], y: NDArray[np.int_]) -> NDArray[np.float64]:
     p = np.clip(p, 1e-12, 1.0 - 1e-12)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1.0 - p)))
+    return -(y * np.log(p) + (1 - y) * np.log(1.0 - p))
+
+
+def _nll(p: NDArray[np.float64], y: NDArray[np.int_]) -> float:
+    return float(_row_nll(p, y).mean())
 
 
 def _features(t: SignalTable) -> NDArray[np.float64]:
@@ -227,12 +231,21 @@ def _out_of_fold(method: str, t: SignalTable, y: NDArray[np.int_],
 
 def select_method(t: SignalTable, labels: Sequence[str], *, methods: tuple[str, ...] = METHODS, n_folds: int = 5,
                   seed: int = 0) -> tuple[str, dict[str, float]]:
-    """The method with the lowest k-fold cross-validated log loss (non-tie rows), and every method's loss."""
+    """The method chosen by k-fold cross-validated log loss (non-tie rows), and every method's loss.
+
+    One-standard-error rule: the *simplest* method (in ``methods`` order: none, temperature, Platt, isotonic,
+    logistic) whose loss is within one standard error of the lowest loss wins. On a few dozen pairs the
+    flexible methods' advantage is mostly noise, and a calibrator that fits noise makes confidence worse.
+    """
     y, decided = _binary_labels(t, labels)
     sub, yy = t.subset(np.flatnonzero(decided)), y[decided]
     folds = _folds(len(yy), n_folds, seed)
-    losses = {m: _nll(_out_of_fold(m, sub, yy, folds), yy) for m in methods}
-    return min(losses, key=lambda m: (losses[m], methods.index(m))), losses
+    rows = {m: _row_nll(_out_of_fold(m, sub, yy, folds), yy) for m in methods}
+    losses = {m: float(r.mean()) for m, r in rows.items()}
+    best = min(losses, key=lambda m: (losses[m], methods.index(m)))
+    se = float(rows[best].std(ddof=1) / math.sqrt(len(yy))) if len(yy) > 1 else 0.0
+    chosen = next(m for m in methods if losses[m] <= losses[best] + se)
+    return chosen, losses
 
 
 def cross_fit(t: SignalTable, labels: Sequence[str], *, method: str = "auto", n_folds: int = 5,

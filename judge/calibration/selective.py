@@ -203,10 +203,12 @@ def choose_threshold(
     target: float = 0.9,
     delta: float = 0.1,
     min_kept: int = 1,
+    resolution: float | None = 0.01,
 ) -> Threshold:
     """Choose the lowest confidence threshold whose agreement is certified at ``target`` by fixed-sequence testing.
 
-    Candidate thresholds are the distinct confidences, highest (most selective) first; a candidate ``t`` keeps
+    Candidate thresholds lie on a grid fixed in advance (multiples of ``resolution``; with ``None``, the distinct
+    confidences themselves), highest (most selective) first; a candidate ``t`` keeps
     the rows with ``confidence >= t``. Walking down the candidates, a test *passes* when the Clopper-Pearson
     lower bound (:func:`clopper_pearson_lower`, level ``1 - delta``) on the kept rows' agreement is
     ``>= target``; the walk stops at the first failure and returns the lowest candidate that passed before it.
@@ -226,6 +228,9 @@ def choose_threshold(
         delta: Risk tolerance, in (0, 1): the chance that the returned threshold's true agreement is below
             ``target`` is at most ``delta``.
         min_kept: Fewest kept calibration rows a candidate needs to be tested (at least 1).
+        resolution: Step of the threshold grid. A fixed grid keeps the walk exact (the candidates do not depend
+            on the data), gives it fewer chances to stop early, and ignores float noise between confidences
+            that are equal in substance (``p`` vs ``1 - (1 - p)``).
 
     Returns:
         A :class:`Threshold`. When the first tested candidate fails, or no candidate keeps enough rows, it is
@@ -242,8 +247,13 @@ def choose_threshold(
     if isinstance(min_kept, bool) or not isinstance(min_kept, int | np.integer) or min_kept < 1:
         raise ValueError(f"{name}: min_kept must be an integer >= 1, got {min_kept!r}")
     n = len(conf)
+    if resolution is not None:
+        if not 0.0 < resolution <= 1.0:
+            raise ValueError(f"{name}: resolution must lie in (0, 1], got {resolution!r}")
+        # each row's grid point: the largest multiple of the step not above it (kept by t <=> conf >= t)
+        conf = np.round(np.floor(conf / resolution + 1e-9) * resolution, 10)
 
-    # distinct confidences, highest first, with the rows and correct rows kept at each
+    # distinct (grid) confidences, highest first, with the rows and correct rows kept at each
     values, inverse = np.unique(conf, return_inverse=True)
     per_value_n = np.bincount(inverse, minlength=len(values))
     per_value_k = np.bincount(inverse, weights=corr, minlength=len(values)).astype(int)
