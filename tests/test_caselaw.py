@@ -411,3 +411,17 @@ def test_migration_0004_keeps_judgments_stored_before_it(tmp_path: Path) -> None
     report = rb.impact(version)
     assert report.affected == () and [u.pair_id for u in report.unknown] == ["old"]
     migrate(rb.store.engine)  # idempotent
+
+
+def test_rulings_as_labelled_pairs_round_trip_into_evaluation(monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str], sqlite_url: str,
+                                                              tmp_path: Path) -> None:
+    from judge.judging.pairs_io import read_pairs
+
+    assert run_cli(["rulebook", "load", str(REPO / "rulebook")], monkeypatch, capsys, sqlite_url)[0] == 0
+    out = tmp_path / "rulings.jsonl"
+    code, stdout, _ = run_cli(["rulebook", "rulings-as-pairs", str(out), "--json"], monkeypatch, capsys, sqlite_url)
+    assert code == 0 and json.loads(stdout)["pairs"] == 199
+    records = list(read_pairs(out))
+    assert len(records) == 199 and all(r.label in ("A", "B", "tie") for r in records)
+    assert all(r.pair.id and r.pair.id.startswith("ruling/") for r in records)

@@ -79,6 +79,33 @@ def export(
                       f"unchanged, {len(report.removed)} removed", highlight=False)
 
 
+@app.command("rulings-as-pairs")
+def rulings_as_pairs(
+    ctx: typer.Context,
+    out: Path = typer.Argument(..., help="Labelled pairs JSONL to write (label = the ruling's holding)."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Write the active rulings as labelled pairs, to evaluate the judge on its own case law.
+
+    `judge eval OUT --holdout-same-prompt` then lists the rulings the calibrated judge most confidently
+    disagrees with (often wrongly decided or wrongly labelled rulings) for review.
+    """
+    rows = []
+    for rule in state(ctx).rulebook(with_index=False).rules(Layer.RULING, active_only=True):
+        if rule.case is None:
+            continue
+        rows.append({"id": rule.id, "source": rule.source, "prompt": rule.case.prompt,
+                     "response_a": rule.case.response_a.model_dump(mode="json", exclude_none=True),
+                     "response_b": rule.case.response_b.model_dump(mode="json", exclude_none=True),
+                     "label": rule.case.holding})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    if as_json:
+        emit_json({"pairs": len(rows), "out": str(out)})
+    else:
+        console.print(f"{len(rows)} ruling(s) written to {out} as labelled pairs", highlight=False)
+
+
 @app.command("list")
 def list_rules(
     ctx: typer.Context,
