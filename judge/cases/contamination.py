@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from judge.cases._jsonl import read_jsonl
 from judge.cases.distinct import words
 from judge.errors import ConfigError, InputError
+from judge.jsonl import read_jsonl
 
 __all__ = ["DEFAULT_NGRAM", "BenchmarkPrompt", "ContaminationHit", "find_contamination", "read_benchmark"]
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from judge.cases._jsonl import read_jsonl
 from judge.cases.model import TestCase
 from judge.errors import InputError
+from judge.jsonl import read_jsonl
 
 __all__ = ["PairPlan", "build_pairs", "read_answers"]
 

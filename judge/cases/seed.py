@@ -30,8 +30,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, get_args
 
-from judge.cases._jsonl import read_jsonl
 from judge.cases.model import CaseStatus, Role, TestCase, Turn
+from judge.jsonl import read_jsonl
 from judge.rules.model import slugify
 
 __all__ = [

@@ -60,9 +60,9 @@ def _progress(description: str) -> Iterator[Any]:
 def _read_cases(path: Path) -> list[Any]:
     from pydantic import ValidationError
 
-    from judge.cases._jsonl import read_jsonl
     from judge.cases.model import CaseStatus, TestCase
     from judge.errors import InputError
+    from judge.jsonl import read_jsonl
 
     cases = []
     for line, obj in read_jsonl(path):
@@ -155,8 +155,8 @@ def review(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Accept / reject (or reopen as draft) cases in bulk: all decisions in one transaction, or none."""
-    from judge.cases._jsonl import read_jsonl
     from judge.errors import InputError
+    from judge.jsonl import read_jsonl
 
     decisions: dict[str, tuple[str, str | None]] = {}
     seen: dict[str, int] = {}

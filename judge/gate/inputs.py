@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from judge.cases.coverage import EntryCoverage
 from judge.errors import InputError
 from judge.gate.decide import CalibrationSummary, EntryOutcomes
+from judge.jsonl import read_jsonl
 
 __all__ = [
     "CaseIndex",
@@ -95,19 +96,7 @@ class Outcomes:
 
 def _jsonl(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
     """The objects of a JSONL file with their line numbers."""
-    if not path.is_file():
-        raise InputError("no such file", path=path)
-    with path.open(encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"malformed JSON: {exc.msg} (column {exc.colno})", path=path, line=line_no) from exc
-            if not isinstance(obj, dict):
-                raise InputError("expected a JSON object", path=path, line=line_no)
-            yield line_no, obj
+    return read_jsonl(path)
 
 
 def _records(path: Path) -> Iterable[tuple[int | None, str, dict[str, Any]]]:

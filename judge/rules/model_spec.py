@@ -23,7 +23,6 @@ see that folder's NOTICE.md), not the Markdown itself. The mapping:
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +31,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from judge.errors import InputError
+from judge.jsonl import read_jsonl
 from judge.rules.model import Authority, Case, Layer, Rule, slugify
 from judge.rules.textio import ruling_text, write_rulebook
 
@@ -64,17 +64,8 @@ class ImportReport(BaseModel):
 def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
     if not path.is_file():
         raise InputError("missing Model Spec data file (expected the extracted JSONL)", path=path)
-    with path.open(encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"invalid JSON: {exc.msg}", path=path, line=number) from None
-            if not isinstance(obj, dict):
-                raise InputError("expected a JSON object", path=path, line=number)
-            yield obj
+    for _, obj in read_jsonl(path):
+        yield obj
 
 
 def _origin_commit(entries: list[dict[str, Any]], path: Path) -> str:
