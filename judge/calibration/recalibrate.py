@@ -74,7 +74,7 @@ def _logit(p: NDArray[np.float64]) -> NDArray[np.float64]:
 
 def _row_nll(p: NDArray[np.float64], y: NDArray[np.int_]) -> NDArray[np.float64]:
     p = np.clip(p, 1e-12, 1.0 - 1e-12)
-    return -(y * np.log(p) + (1 - y) * np.log(1.0 - p))
+    return np.asarray(-(y * np.log(p) + (1 - y) * np.log(1.0 - p)), dtype=np.float64)
 
 
 def _nll(p: NDArray[np.float64], y: NDArray[np.int_]) -> float:
