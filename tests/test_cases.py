@@ -331,18 +331,11 @@ def test_seed_from_the_model_spec(shared_data: Path, sqlite_url: str) -> None:
 
 def run_cli(args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
             db: str) -> tuple[int, str, str]:
-    from judge.cli.main import main
+    from tests.test_cli import invoke
 
-    monkeypatch.setenv("JUDGE_DB", db)
+    monkeypatch.setenv("JUDGE_DB", db)  # through the environment: the settings path users take
     monkeypatch.setenv("JUDGE_EMBEDDING_MODEL", "hash")
-    monkeypatch.setattr("sys.argv", ["judge", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    return invoke(args, monkeypatch, capsys)
 
 
 def test_cli_cases_workflow(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], sqlite_url: str,

@@ -12,9 +12,10 @@ from judge.cli.main import main
 REPO = Path(__file__).resolve().parent.parent
 
 
-def run_cli(args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-            db: str) -> tuple[int, str, str]:
-    monkeypatch.setattr("sys.argv", ["judge", "--db", db, "--embedding-model", "hash", *args])
+def invoke(argv: list[str], monkeypatch: pytest.MonkeyPatch,
+           capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """Run ``judge *argv`` in-process through the console-script entry point: (exit code, stdout, stderr)."""
+    monkeypatch.setattr("sys.argv", ["judge", *argv])
     code = 0
     try:
         main()
@@ -22,6 +23,12 @@ def run_cli(args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.Cap
         code = int(exc.code or 0)
     out = capsys.readouterr()
     return code, out.out, out.err
+
+
+def run_cli(args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+            db: str) -> tuple[int, str, str]:
+    """`invoke` on the database ``db`` with the hash embedder."""
+    return invoke(["--db", db, "--embedding-model", "hash", *args], monkeypatch, capsys)
 
 
 def test_rulebook_workflow(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],

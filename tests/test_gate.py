@@ -322,18 +322,11 @@ def metrics_file(tmp: Path, ece: tuple[float, float], brier: tuple[float, float]
 def run_cli(args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
             root: tuple[str, ...] = ()) -> tuple[int, str, str]:
     from judge.cli.common import console, err_console
-    from judge.cli.main import main
+    from tests.test_cli import invoke
 
     for con in (console, err_console):
         monkeypatch.setattr(con, "width", 200)  # one reason per line, unwrapped
-    monkeypatch.setattr("sys.argv", ["judge", *root, "gate", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    return invoke([*root, "gate", *args], monkeypatch, capsys)
 
 
 def test_cli_exit_codes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

@@ -106,16 +106,9 @@ def result_lines(path: Path) -> list[dict[str, Any]]:
 
 def run_cli(args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> tuple[
         int, str, str]:
-    from judge.cli.main import main
+    from tests.test_cli import invoke
 
-    monkeypatch.setattr("sys.argv", ["judge", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    return invoke(args, monkeypatch, capsys)
 
 
 def closed_port() -> int:
