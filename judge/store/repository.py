@@ -200,12 +200,8 @@ class RulebookStore:
                 f"gave up writing to the rulebook after {self._max_attempts} attempts: other writers kept "
                 f"committing first (last error: {type(last).__name__}: {detail})"
             ) from last
-        except OperationalError as exc:
-            if "locked" not in str(exc.orig).lower():
-                raise
-            raise ConcurrentWriteError(
-                "the rulebook database stayed locked by another writer beyond the busy timeout"
-            ) from exc
+        # A lock held beyond the busy timeout is already a ConcurrentWriteError here: the engine's error hook
+        # (judge.store.engine) translates it for every statement.
 
     def _apply(self, session: Session, batch: list[PendingChange], *, author: str | None) -> list[Change]:
         head = self._read_head(session)  # before anything else: see the module docstring
