@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from pydantic import ValidationError
-from sqlalchemy import MetaData, func, select
+from sqlalchemy import func, select
 
 from judge.cases.contamination import BenchmarkPrompt, find_contamination, read_benchmark
 from judge.cases.coverage import EntryCoverage
@@ -27,6 +27,7 @@ from judge.retrieval.embedder import HashEmbedder
 from judge.rules.model import Authority, ChangeKind, Layer, Rule
 from judge.store import PendingChange, RulebookStore, migrate, open_engine
 from judge.store.schema import TestCaseReviewRow, TestCaseVectorRow
+from tests.test_store import reset_pg
 
 REPO = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("JUDGE_TEST_PG_URL")
@@ -59,22 +60,12 @@ def accepted(prompt: str, *entries: str) -> TestCase:
     return case(prompt, *entries, status=CaseStatus.ACCEPTED, reviewer="alice")
 
 
-def _reset_pg(url: str) -> None:
-    engine = open_engine(url)
-    try:
-        meta = MetaData()
-        meta.reflect(engine)
-        meta.drop_all(engine)
-    finally:
-        engine.dispose()
-
-
 @pytest.fixture(params=BACKENDS)
 def store(request: pytest.FixtureRequest, sqlite_url: str) -> Iterator[CaseStore]:
     url = sqlite_url
     if request.param == "postgresql":
         assert PG_URL is not None
-        _reset_pg(PG_URL)
+        reset_pg(PG_URL)
         url = PG_URL
     engine = open_engine(url)
     migrate(engine)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, MetaData, select
+from sqlalchemy import Engine, select
 
 from judge.backends.fake import FakeBackend, FakeReply
 from judge.errors import InputError
@@ -37,6 +37,7 @@ from judge.store import migrate, open_engine
 from judge.store.claims import WorkClaims
 from judge.store.judgments import JudgmentStore
 from judge.store.schema import WorkClaimRow
+from tests.test_store import reset_pg
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("JUDGE_TEST_PG_URL")
@@ -55,13 +56,7 @@ def db_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
     if request.param == "sqlite":
         return sqlite_url
     assert PG_URL is not None
-    engine = open_engine(PG_URL)
-    try:
-        meta = MetaData()
-        meta.reflect(engine)
-        meta.drop_all(engine)
-    finally:
-        engine.dispose()
+    reset_pg(PG_URL)
     return PG_URL
 
 

@@ -97,7 +97,8 @@ def content(rule: Rule) -> dict[str, object]:
     return rule.model_dump(exclude={"version", "created_at", "author"})
 
 
-def _reset_pg(url: str) -> None:
+def reset_pg(url: str) -> None:
+    """Drop every table of a throwaway PostgreSQL database (the PG variants of store tests start empty)."""
     engine = open_engine(url)
     try:
         meta = MetaData()
@@ -112,7 +113,7 @@ def db_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
     if request.param == "sqlite":
         return sqlite_url
     assert PG_URL is not None
-    _reset_pg(PG_URL)
+    reset_pg(PG_URL)
     return PG_URL
 
 
