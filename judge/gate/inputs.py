@@ -94,6 +94,16 @@ class Outcomes:
     unmatched: list[str]
 
 
+def _read_json(path: Path) -> Any:
+    """A whole JSON document; a missing file or malformed JSON is an `InputError` naming the file."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError("no such file", path=path) from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"malformed JSON: {exc.msg} (line {exc.lineno})", path=path) from exc
+
+
 def _jsonl(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
     """The objects of a JSONL file with their line numbers."""
     return read_jsonl(path)
@@ -181,12 +191,7 @@ def read_coverage(path: str | Path) -> list[EntryCoverage]:
         InputError: Not JSON, or an entry lacks ``entry_id`` / ``distinct_accepted`` (field named).
     """
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError("no such file", path=path) from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"malformed JSON: {exc.msg} (line {exc.lineno})", path=path) from exc
+    data = _read_json(path)
     if isinstance(data, dict):
         data = data.get("entries", data.get("coverage"))
     if not isinstance(data, list):
@@ -272,12 +277,7 @@ def read_calibration(path: str | Path, *, ece_metric: str = "ece_uniform_15") ->
         InputError: Not JSON, or neither report, or a metric is missing.
     """
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError("no such file", path=path) from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"malformed JSON: {exc.msg} (line {exc.lineno})", path=path) from exc
+    data = _read_json(path)
     if not isinstance(data, dict):
         raise InputError("expected the JSON object written by `judge eval --metrics-out`", path=path)
     key = "recalibrated" if isinstance(data.get("recalibrated"), dict) else "raw"
