@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from judge._iter import batched
 from judge.errors import (
     IndexStaleError,
     InputError,
@@ -118,6 +119,17 @@ class Retrieval:
         }
 
 
+@dataclass(frozen=True)
+class IngestReport:
+    """Running totals of `Rulebook.ingest`: rules added / amended / unchanged over the committed batches."""
+
+    added: int
+    amended: int
+    unchanged: int
+    batches: int
+    rulebook_version: str
+
+
 class Rulebook:
     """A layered, versioned rulebook stored in SQL and retrieved per pair through a derived index.
 
@@ -172,6 +184,34 @@ class Rulebook:
     def rules(self, layer: Layer | None = None, *, active_only: bool = False) -> Iterable[Rule]:
         """Stream the current version of every rule (optionally one layer / binding only)."""
         return self.store.iter_current(layer, active_only=active_only)
+
+    def rules_in_dependency_order(self, *, page_size: int = 1000) -> Iterator[Rule]:
+        """Stream every current rule, each after the rules it cites or overrules: the order `ingest` needs.
+
+        Constitution and spec entries first (they cite nothing), then rulings by id; a ruling that cites or
+        overrules another ruling is held back until that one is out. Memory holds only the held-back ids.
+        """
+        yield from self.rules(Layer.CONSTITUTION)
+        yield from self.rules(Layer.SPEC)
+        emitted: set[str] = set()
+        waiting: dict[str, set[str]] = {}
+        for rule in self.rules(Layer.RULING):
+            needs = {ref for ref in _ruling_refs(rule) if ref.startswith(Layer.RULING.value + "/")}
+            if needs:
+                waiting[rule.id] = needs
+            else:
+                emitted.add(rule.id)
+                yield rule
+        while waiting:
+            ready = sorted(rid for rid, needs in waiting.items() if not needs & waiting.keys())
+            if not ready:  # a cycle the store never lets in; write the rest rather than lose them
+                ready = sorted(waiting)
+            for chunk in batched(ready, page_size):
+                found = self.store.get_many(chunk)
+                for rid in chunk:
+                    emitted.add(rid)
+                    del waiting[rid]
+                    yield found[rid]
 
     def export(self, path: str | Path) -> WriteReport:
         """Write the current rulebook as reviewable text under ``path`` (every rule, every status).
@@ -379,6 +419,41 @@ class Rulebook:
         self.sync_index()
         return report
 
+    def ingest(self, rules: Iterable[Rule], *, batch_size: int = 5000, author: str | None = None,
+               reason: str | None = None, allow_constitution: bool = False,
+               on_batch: Callable[[IngestReport], None] | None = None) -> IngestReport:
+        """Load a stream of rules of any size, one transaction per batch, then update the index.
+
+        For rulebooks too large for `load` (which parses everything, then writes it in one transaction):
+        ``rules`` is consumed lazily and at most one batch is held in memory. Each batch is idempotent like
+        `load` (new ids added, changed ones amended, unchanged ones skipped), so re-running an interrupted
+        ingest continues where it stopped. A ruling may cite rules in its own or an earlier batch.
+
+        Args:
+            rules: rules in any order that puts cited rules no later than the batch citing them.
+            batch_size: rules per transaction.
+            author: recorded on every change.
+            reason: recorded on every change.
+            allow_constitution: as for `load`.
+            on_batch: called with the running totals after each committed batch (progress bars).
+
+        Raises:
+            RulebookError: a batch is invalid (repeated id, unknown citation, constitution amended without
+                ``allow_constitution``); the batches before it stay committed, nothing of it is written.
+        """
+        if batch_size < 1:
+            raise RulebookError(f"batch_size must be at least 1, got {batch_size}")
+        totals = IngestReport(added=0, amended=0, unchanged=0, batches=0, rulebook_version=self.version)
+        for batch in batched(rules, batch_size):
+            report = self.store.sync(batch, author=author, reason=reason, allow_constitution=allow_constitution)
+            totals = IngestReport(added=totals.added + report.added, amended=totals.amended + report.amended,
+                                  unchanged=totals.unchanged + report.unchanged, batches=totals.batches + 1,
+                                  rulebook_version=report.rulebook_version)
+            if on_batch is not None:
+                on_batch(totals)
+        self.sync_index()
+        return totals
+
     def impact(self, since_version: str, *, store: JudgmentStore | None = None) -> ImpactReport:
         """Stored judgments whose shown rules would differ now, among those recorded at ``since_version``
         or any later version before the current one (see `judge.judging.impact.impact`)."""
@@ -393,8 +468,12 @@ class Rulebook:
             raise RulebookError("this Rulebook was opened without a retrieval index")
         return self.index
 
-    def sync_index(self) -> int:
-        """Apply every change the index has not seen yet; returns how many rules were re-indexed."""
+    def sync_index(self, *, page_size: int = 1000) -> int:
+        """Apply every change the index has not seen yet; returns how many rules were re-indexed.
+
+        Streams the change log a page at a time (memory bounded by ``page_size``, whatever the rulebook's
+        size); a rule changed in two pages is re-indexed twice and counted twice.
+        """
         if self.index is None:
             return 0
         index = self.index
@@ -404,12 +483,13 @@ class Rulebook:
             return 0
         if state.seq is not None and state.seq >= head.seq:
             return 0
-        ids = sorted({c.rule_id for c in self.store.changes_since(state.seq or 0)})
-        for start in range(0, len(ids), 1000):
-            index.upsert(self.store.get_many(ids[start:start + 1000]).values())
+        done = 0
+        for changes in batched(self.store.changes_since(state.seq or 0, batch_size=page_size), page_size):
+            ids = sorted({c.rule_id for c in changes})
+            done += index.upsert(self.store.get_many(ids).values())
         index.mark(head.rulebook_version, head.seq)
-        log.info("index synced: %d rule(s) re-indexed up to %s", len(ids), head.rulebook_version)
-        return len(ids)
+        log.info("index synced: %d rule(s) re-indexed up to %s", done, head.rulebook_version)
+        return done
 
     def rebuild_index(self) -> int:
         """Drop the index and rebuild it from SQL; returns the number of rules indexed."""
@@ -466,6 +546,10 @@ class Rulebook:
         precedence = order_rules(r for r in rules.values())
         ordered = tuple(RetrievedRule(r, scores[r.id]) for r in precedence.ordered)
         return Retrieval(version, ordered, precedence)
+
+
+def _ruling_refs(rule: Rule) -> tuple[str, ...]:
+    return (*rule.case.cites, *rule.case.overrules) if rule.case is not None else ()
 
 
 def _process_text(pair: Pair) -> str:

@@ -1,15 +1,20 @@
-"""`judge rulebook ...`: import, load, export, list, show, history, add-ruling, amend, overrule, impact."""
+"""`judge rulebook ...`: import, load, ingest, dump, export, list, show, history, add-ruling, amend, overrule."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import typer
+from pydantic import ValidationError
+from rich.progress import Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from judge.cli.common import console, emit_json, state
+from judge.cli.common import console, emit_json, err_console, state
 from judge.errors import InputError
+from judge.jsonl import read_jsonl
 from judge.rules.model import Layer, Rule
 
 app = typer.Typer(help="Manage the layered rulebook (constitution > spec entries > case rulings).",
@@ -60,6 +65,70 @@ def load(
         emit_json(data)
     else:
         console.print(f"loaded {path}: " + ", ".join(f"{k}={v}" for k, v in data.items()))
+
+
+def _rules_from_jsonl(path: Path) -> Iterator[Rule]:
+    """Rules from a JSONL file of rule objects (as `judge rulebook dump` writes), read lazily."""
+    for line, obj in read_jsonl(path):
+        try:
+            yield Rule.model_validate(obj)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "rule"
+            raise InputError(f"invalid rule: {where}: {first['msg']}", path=path, line=line) from None
+
+
+@app.command("ingest")
+def ingest(
+    ctx: typer.Context,
+    path: Path = typer.Argument(..., help="JSONL file, one rule object per line (the format `dump` writes)."),
+    batch_size: int = typer.Option(5000, "--batch-size", min=1, help="Rules per transaction."),
+    author: str | None = typer.Option(None, "--author", help="Recorded as the author of new versions."),
+    constitution: bool = typer.Option(False, "--constitution",
+                                      help="Required when the file amends an existing constitution rule."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Stream a large rulebook into the DB, one transaction per batch, then update the index.
+
+    Memory stays bounded by the batch size, so this scales to millions of rules where `load` (one
+    transaction over reviewable text) does not. Re-running after an interruption continues: stored batches
+    are unchanged and add no version. A bad line stops the ingest with its line number; the batches before
+    it stay committed.
+    """
+    rb = state(ctx).rulebook()
+    columns = (TextColumn("ingesting"), TextColumn("{task.completed} rules"), TimeElapsedColumn())
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        task = bar.add_task("ingest", total=None)
+        report = rb.ingest(_rules_from_jsonl(path), batch_size=batch_size, author=author,
+                           reason=f"ingested from {path.name}", allow_constitution=constitution,
+                           on_batch=lambda t: bar.update(task, completed=t.added + t.amended + t.unchanged))
+    data = dataclasses.asdict(report)
+    if as_json:
+        emit_json(data)
+    else:
+        console.print(f"ingested {path}: " + ", ".join(f"{k}={v}" for k, v in data.items()), highlight=False)
+
+
+@app.command("dump")
+def dump(
+    ctx: typer.Context,
+    out: Path = typer.Argument(..., help="JSONL file to write, one rule object per line."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Stream the current rulebook (every rule, every status) to JSONL, cited rules first: what `ingest` reads."""
+    rb = state(ctx).rulebook(with_index=False)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".partial")
+    count = 0
+    with tmp.open("w", encoding="utf-8") as fh:
+        for rule in rb.rules_in_dependency_order():
+            fh.write(rule.model_dump_json() + "\n")
+            count += 1
+    tmp.replace(out)
+    if as_json:
+        emit_json({"rules": count, "out": str(out), "rulebook_version": rb.version})
+    else:
+        console.print(f"{count} rule(s) written to {out} ({rb.version})", highlight=False)
 
 
 @app.command("export")

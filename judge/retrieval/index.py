@@ -23,16 +23,16 @@ from __future__ import annotations
 import functools
 import os
 import re
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 from typing import Any, Concatenate, NamedTuple, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 import numpy as np
 
+from judge._iter import batched
 from judge.errors import ConfigError, IndexError_, IndexMismatchError, IndexSchemaError, IndexStaleError
 from judge.retrieval.embedder import Embedder
 from judge.rules.model import Layer, Rule, RuleStatus
@@ -125,12 +125,6 @@ def make_ephemeral_client() -> Any:
     import chromadb
 
     return chromadb.EphemeralClient(settings=_telemetry_off())
-
-
-def _batched(items: Iterable[Rule], size: int) -> Iterator[list[Rule]]:
-    it = iter(items)
-    while batch := list(islice(it, size)):
-        yield batch
 
 
 def _metadata(rule: Rule) -> dict[str, str | int | bool]:
@@ -324,7 +318,7 @@ class RuleIndex:
         total = 0
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="judge-index") as pool:
             pending: Future[None] | None = None
-            for batch in _batched(rules, size):
+            for batch in batched(rules, size):
                 latest = list({rule.id: rule for rule in batch}.values())  # Chroma rejects duplicate ids
                 texts = [rule.embedding_text() for rule in latest]
                 vectors = self.embedder.encode(texts)

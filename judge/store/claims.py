@@ -24,12 +24,12 @@ import socket
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from itertools import islice
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from judge._iter import batched
 from judge.errors import InputError, StoreError
 from judge.judging.verdict import Verdict
 from judge.store.engine import WRITE_OPTION
@@ -95,12 +95,6 @@ class BatchProgress:
     def complete(self) -> bool:
         """Every pair of the batch has its verdict."""
         return self.total > 0 and self.done >= self.total
-
-
-def _batched(items: Sequence[_T], size: int) -> Iterator[list[_T]]:
-    it = iter(items)
-    while chunk := list(islice(it, size)):
-        yield chunk
 
 
 class WorkClaims:
@@ -175,7 +169,7 @@ class WorkClaims:
             if found is None:
                 conn.execute(insert(WorkBatchRow).values(batch_id=self.batch_id, fingerprint=fingerprint,
                                                          total=len(pair_ids), created_at=self._now(conn)))
-                for chunk in _batched(list(enumerate(pair_ids)), _INSERT_CHUNK):
+                for chunk in batched(list(enumerate(pair_ids)), _INSERT_CHUNK):
                     conn.execute(insert(WorkClaimRow), [{"batch_id": self.batch_id, "pair_id": pid, "seq": seq,
                                                          "claims": 0} for seq, pid in chunk])
                 return 0
