@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         print(" | ".join([f"{row['size']}", *ingest, f"{row['sql_mib']:.0f}", f"{row['index_mib']:.0f}",
                           f"{row['rss']:.0f}", f"{row['peak']:.0f}"]))
     print()
-    print("latency p50 / p99 ms (k=%d; retrieve = all constitution + top-5 spec + top-5 rulings + SQL)" % args.k)
+    print(f"latency p50 / p99 ms (k={args.k}; retrieve = all constitution + top-5 spec + top-5 rulings + SQL)")
     names = list(rows[0]["latency"])  # type: ignore[call-overload]
     print(" | ".join(["rules", *names]))
     for row in rows:

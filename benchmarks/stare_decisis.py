@@ -3,12 +3,13 @@ and leave unrelated pairs alone? (issue: case law and release gates)
 
 1. From a results file of the judge on labelled Model Spec gold pairs (run with --holdout-same-prompt), take
    N pairs it got wrong and M other pairs (different prompts).
-2. Near-identical pair: the same prompt and responses, presented swapped and with whitespace normalised.
+2. Near-identical pair: the same responses presented swapped, whitespace normalised, and the prompt lightly
+   reworded ("Quick question: " in front), so it is not the same text and must be matched by embedding.
 3. Judge the near-identical and the unrelated pairs; then add, for each wrong pair, the ruling a reviewer would
    add ("every failure found becomes a case": the pair, the label as holding); judge them all again.
    The seeded rulings decided on the same prompt stay held out throughout, so only the new ruling can bind.
-4. Report how many near-identical verdicts now follow the ruling, and how many unrelated verdicts and
-   retrieved rule sets are unchanged.
+4. Report how many near-identical verdicts now follow the ruling (and how many a precedent bound, with the
+   similarities), and how many unrelated verdicts and retrieved rule sets are unchanged (none may be bound).
 
     python benchmarks/stare_decisis.py --pairs modelspec-s100.jsonl --results modelspec-rules.jsonl --n 8 --m 8
 """
@@ -32,14 +33,16 @@ from judge.rulebook import Rulebook  # noqa: E402
 from judge.rules.model import Pair, Response  # noqa: E402
 from judge.settings import Settings  # noqa: E402
 
+REWORD = "Quick question: "
+
 
 def near_identical(pair: Pair) -> Pair:
-    """The same pair presented swapped, whitespace normalised (so a new id and a new cache key)."""
+    """The same pair presented swapped, whitespace normalised, the prompt lightly reworded."""
     def norm(r: Response) -> Response:
         return r.model_copy(update={"text": " ".join(r.text.split())})
 
-    return Pair(prompt=pair.prompt, response_a=norm(pair.response_b), response_b=norm(pair.response_a),
-                id=f"{pair.id}-swapped")
+    return Pair(prompt=f"{REWORD}{pair.prompt}", response_a=norm(pair.response_b),
+                response_b=norm(pair.response_a), id=f"{pair.id}-swapped")
 
 
 def main() -> None:
@@ -72,14 +75,15 @@ def main() -> None:
         seeded = rb.rulings_by_prompt()
         judge = build_judge(args.backend, settings=settings, explain=False, use_cache=False)
 
-        def exclude(pair: Pair) -> list[str]:
-            return seeded.get(" ".join(pair.prompt.split()), [])
+        def exclude(pair: Pair) -> list[str]:  # the seeded rulings on the (original) prompt
+            return seeded.get(" ".join(pair.prompt.removeprefix(REWORD).split()), [])
 
-        def judge_all(pairs: list[Pair]) -> dict[str, tuple[str | None, frozenset[str]]]:
+        def judge_all(pairs: list[Pair]) -> dict[str, tuple[str | None, frozenset[str], float | None]]:
             out = {}
             for p in pairs:
                 v = judge.compare(p, exclude=exclude(p))
-                out[p.id or ""] = (v.winner, frozenset(r["id"] for r in v.retrieved))
+                bound = v.precedent.similarity if v.precedent is not None else None
+                out[p.id or ""] = (v.winner, frozenset(r["id"] for r in v.retrieved), bound)
             return out
 
         start = time.perf_counter()
@@ -109,10 +113,14 @@ def main() -> None:
         retrieved_new += new_ids[pid] in after[target.id or ""][1]
     same_verdict = sum(before[p][0] == after[p][0] for p in unrelated)
     same_rules = sum(before[p][1] == after[p][1] for p in unrelated)
+    bound = [after[t.id or ""][2] for t in targets if after[t.id or ""][2] is not None]
+    wrongly_bound = sum(after[p][2] is not None for p in unrelated)
     print(f"\nnear-identical pairs: the new ruling was retrieved for {retrieved_new}/{len(chosen)}; verdict follows "
-          f"the ruling's holding {follows_before}/{len(chosen)} before -> {follows_after}/{len(chosen)} after")
+          f"the ruling's holding {follows_before}/{len(chosen)} before -> {follows_after}/{len(chosen)} after; "
+          f"bound by precedent {len(bound)}/{len(chosen)} (similarity {min(bound, default=0):.3f}-"
+          f"{max(bound, default=0):.3f})")
     print(f"unrelated pairs: retrieved rules unchanged {same_rules}/{len(unrelated)}, verdict unchanged "
-          f"{same_verdict}/{len(unrelated)}")
+          f"{same_verdict}/{len(unrelated)}, bound by a precedent {wrongly_bound}/{len(unrelated)}")
     print(f"{2 * (len(chosen) + len(unrelated))} comparisons in {elapsed:.0f} s (backend {args.backend})")
 
 

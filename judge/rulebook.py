@@ -42,9 +42,11 @@ from judge.retrieval.index import RuleIndex, make_client
 from judge.rules.conflicts import (
     DEFAULT_CONFLICT_THRESHOLD,
     Candidate,
+    Precedent,
     RulingConflict,
     find_conflicts,
     measure_candidates,
+    near_duplicates,
 )
 from judge.rules.model import (
     Case,
@@ -75,6 +77,8 @@ log = logging.getLogger(__name__)
 
 #: Nearest active rulings examined for a contradiction when a ruling is added.
 CONFLICT_CANDIDATES = 20
+#: Nearest active rulings examined for a binding precedent: a near-duplicate is among the very nearest.
+PRECEDENT_CANDIDATES = 3
 
 
 @dataclass(frozen=True)
@@ -340,23 +344,41 @@ class Rulebook:
             holding: its holding, in ``pair``'s slots.
             ignore: ruling ids not to report (the ones the new ruling overrules).
         """
+        return find_conflicts(pair, holding, self._candidates(pair, ignore), threshold=self.conflict_threshold)
+
+    def precedents(self, pair: Pair, *, exclude: Sequence[str] = (), threshold: float | None = None
+                   ) -> list[Precedent]:
+        """Active rulings decided on a near-duplicate of ``pair`` (the same facts), most similar first.
+
+        What binds a later judgment (stare decisis): their holdings are given in ``pair``'s slots. Found as
+        for `conflicts`; ``threshold`` defaults to ``conflict_threshold``.
+
+        Args:
+            pair: the pair being judged.
+            exclude: ruling ids to leave out (leave-one-out evaluation).
+            threshold: embedding cosine of prompt + responses from which a ruling's pair counts as the same.
+        """
+        threshold = self.conflict_threshold if threshold is None else threshold
+        return near_duplicates(pair, self._candidates(pair, exclude, threshold, PRECEDENT_CANDIDATES),
+                               threshold=threshold)
+
+    def _candidates(self, pair: Pair, exclude: Sequence[str], threshold: float | None = None,
+                    n: int = CONFLICT_CANDIDATES) -> list[Candidate]:
+        """The active rulings nearest ``pair``, measured for near-duplication (see `conflicts`)."""
         if self.store.count(Layer.RULING, active_only=True) == 0:
-            return []  # nothing to contradict (and no need for an index that may never have been built)
+            return []  # nothing to compare with (and no need for an index that may never have been built)
         if self.index is None:
-            ignored = set(ignore)
-            rulings = [r for r in self.rules(Layer.RULING, active_only=True) if r.id not in ignored]
-            return find_conflicts(pair, holding, [Candidate(r, None) for r in rulings],
-                                  threshold=self.conflict_threshold)
+            excluded = set(exclude)
+            return [Candidate(r, None) for r in self.rules(Layer.RULING, active_only=True) if r.id not in excluded]
         index = self._fresh_index()
         query = index.embed_query(pair.query_text())
-        hits = index.query_vector(query, layer=Layer.RULING, k=CONFLICT_CANDIDATES, exclude=ignore)
+        hits = index.query_vector(query, layer=Layer.RULING, k=n, exclude=exclude)
         found = self.store.get_many(h.rule_id for h in hits)
         rulings = [found[h.rule_id] for h in hits if h.rule_id in found and found[h.rule_id].case is not None]
         if not rulings:
             return []
-        candidates = measure_candidates(index.embedder.encode, pair, query, rulings,
-                                        threshold=self.conflict_threshold)
-        return find_conflicts(pair, holding, candidates, threshold=self.conflict_threshold)
+        return measure_candidates(index.embedder.encode, pair, query, rulings,
+                                  threshold=self.conflict_threshold if threshold is None else threshold)
 
     def amend(self, rule_id: str, *, reason: str, author: str | None = None, title: str | None = None,
               text: str | None = None, tags: Sequence[str] | None = None,

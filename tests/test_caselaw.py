@@ -296,13 +296,15 @@ def test_impact_lists_exactly_the_affected_judgments_and_rerun_rejudges_exactly_
     fb.history.clear()
     out = tmp_path / "rerun.jsonl"
     run = asyncio.run(rerun(judge, report.affected, out=out))
-    assert run.judged == 2 and len(fb.history) == 4  # two pairs, both orders, nothing else
+    # poem: both orders asked again; water: the ruling made from its failure now binds it (no request)
+    assert run.judged == 2 and len(fb.history) == 2
     redone = {v.pair_id: v for v in (Verdict.model_validate_json(line) for line in out.read_text().splitlines())}
     assert set(redone) == {"water", "poem"} and redone["water"].winner == "A"
+    assert redone["water"].precedent is not None and redone["water"].precedent.ruling_id == ruling.id
     assert all(v.rulebook_version == law.version and v.config.k_spec == 1 for v in redone.values())
     assert redone["water"].cache_key != before["water"].cache_key
     asyncio.run(rerun(judge, report.affected, out=tmp_path / "again.jsonl"))
-    assert len(fb.history) == 4  # the new verdicts answer a second re-run from the cache
+    assert len(fb.history) == 2  # the new verdicts answer a second re-run from the cache
 
 
 def test_impact_diff_and_rerun_plan_are_pure() -> None:
@@ -356,8 +358,10 @@ def test_rule_impact_and_rerun_commands(monkeypatch: pytest.MonkeyPatch, capsys:
     fb.history.clear()
     code, out, err = cli("rerun", "--since", since, "-o", str(tmp_path / "r.jsonl"), "--backend", "fake", "--json")
     assert code == 0, err
-    assert json.loads(out)["judged"] == 1 and len(fb.history) == 2
-    assert [json.loads(line)["pair_id"] for line in (tmp_path / "r.jsonl").read_text().splitlines()] == ["water"]
+    assert json.loads(out)["judged"] == 1 and len(fb.history) == 0  # the new ruling binds: no model asked
+    redone = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert [(v["pair_id"], v["winner"]) for v in redone] == [("water", "B")]
+    assert redone[0]["deciding_rule"] != made["id"] and redone[0]["precedent"]["holding"] == "B"
 
 
 def test_migration_0004_keeps_judgments_stored_before_it(tmp_path: Path) -> None:

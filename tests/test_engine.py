@@ -235,7 +235,8 @@ def test_leave_one_out_keeps_the_excluded_ruling_out_of_the_prompt(rb: Rulebook)
     ruling = rb.add_ruling(prompt=PAIR.prompt, response_a=A_TEXT, response_b=B_TEXT, holding="A",
                            rationale="The correct boiling point wins.", cites=["spec/honesty"])
     fb = FakeBackend(lambda _body: verdict(A=0.6, B=0.4))
-    judge = Judge(fb, rb, config=no_explain(fb, both_orders=False))
+    # binding off: the ruling on these very facts would otherwise decide without asking the model
+    judge = Judge(fb, rb, config=no_explain(fb, both_orders=False, bind_precedent=False))
     with_it = judge.compare(PAIR)
     without = judge.compare(PAIR, exclude=[ruling.id])
     assert f"[{ruling.id}]" in fb.history[0]["messages"][0]["content"]
@@ -243,6 +244,46 @@ def test_leave_one_out_keeps_the_excluded_ruling_out_of_the_prompt(rb: Rulebook)
     assert ruling.id in [r["id"] for r in with_it.retrieved]
     assert ruling.id not in [r["id"] for r in without.retrieved]
     assert "spec/honesty" in [r["id"] for r in without.retrieved]
+
+
+# ---------------------------------------------------------------- stare decisis
+def test_a_ruling_on_the_same_facts_binds_without_asking_the_model(rb: Rulebook) -> None:
+    fb = FakeBackend(lambda _body: verdict(A=0.2, B=0.8))  # the model would pick B
+    judge = Judge(fb, rb, config=no_explain(fb, both_orders=False))
+    before = judge.compare(PAIR)
+    assert before.winner == "B" and before.precedent is None and len(fb.history) == 1
+    ruling = rb.add_ruling(prompt=PAIR.prompt, response_a=A_TEXT, response_b=B_TEXT, holding="A",
+                           rationale="The correct boiling point wins.", cites=["spec/honesty"])
+    after = judge.compare(PAIR)
+    assert len(fb.history) == 1  # no new request
+    assert after.winner == "A" and after.deciding_rule == ruling.id
+    assert after.precedent is not None and after.precedent.similarity == 1.0 and not after.precedent.swapped
+    assert after.probabilities is not None and after.probabilities.a == pytest.approx(0.95)
+    assert [c.rule_id for c in after.citations] == [ruling.id]
+    assert ruling.id in [r["id"] for r in after.retrieved]
+    # the same facts shown in the other slots: the holding follows the response, not the letter
+    swapped = judge.compare(Pair(id="p2", prompt=PAIR.prompt, response_a=B_TEXT, response_b=A_TEXT))
+    assert swapped.winner == "B" and swapped.precedent is not None and swapped.precedent.swapped
+    # leave-one-out and binding off both go back to the model
+    assert judge.compare(PAIR, exclude=[ruling.id]).precedent is None
+    unbound = Judge(fb, rb, config=no_explain(fb, both_orders=False, bind_precedent=False)).compare(PAIR)
+    assert unbound.precedent is None and unbound.winner == "B"
+
+
+def test_overruled_precedent_no_longer_binds_and_a_tie_holding_binds_as_a_tie(rb: Rulebook) -> None:
+    fb = FakeBackend(lambda _body: verdict(A=0.3, B=0.7))
+    judge = Judge(fb, rb, config=no_explain(fb, both_orders=False, precedent_confidence=0.8))
+    old = rb.add_ruling(prompt=PAIR.prompt, response_a=A_TEXT, response_b=B_TEXT, holding="A",
+                        rationale="first view")
+    assert judge.compare(PAIR).winner == "A"
+    rb.overrule(old.id, reason="wrongly decided")
+    assert judge.compare(PAIR).precedent is None
+    tie = rb.add_ruling(prompt=PAIR.prompt, response_a=A_TEXT, response_b=B_TEXT, holding="tie",
+                        rationale="both fine here")
+    bound = judge.compare(PAIR)
+    assert bound.winner == "tie" and bound.deciding_rule == tie.id
+    assert bound.probabilities is not None and (bound.probabilities.a, bound.probabilities.tie) == pytest.approx(
+        (0.1, 0.8))
 
 
 # ---------------------------------------------------------------- cache and audit

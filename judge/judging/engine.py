@@ -40,6 +40,7 @@ from judge.judging.verdict import (
     Failure,
     JudgeConfig,
     OrderResult,
+    PrecedentRef,
     TraceEntry,
     Verdict,
     explanation_model,
@@ -161,30 +162,77 @@ class Judge:
         """
         start = time.perf_counter()
         rules, scores, version = self.rules_for(pair, exclude)
-        key = cache_key(pair, version, [r.id for r in rules], self.config)
+        precedent = self._precedent(pair, exclude)
+        # the ids a verdict lists as retrieved: a binding precedent not among the shown rules is added
+        shown_ids = [r.id for r in rules]
+        if precedent is not None and precedent[0].id not in shown_ids:
+            shown_ids.append(precedent[0].id)
+        key = cache_key(pair, version, shown_ids, self.config)
         if self.store is not None and self.use_cache:
             hit = self.store.get(key)
             if hit is not None:
                 return self._finish(hit.model_copy(update={"pair_id": pair.id, "cached": True}), pair)
-        verdict = await self._decide(pair, rules, scores, version, key, start)
+        if precedent is not None:
+            verdict = self._bound(pair, *precedent, rules, scores, version, key, start)
+        else:
+            verdict = await self._decide(pair, rules, scores, version, key, start)
         if self.store is not None:
             self.store.put(verdict, pair, exclude=exclude)
         return self._finish(verdict, pair)
 
     def _finish(self, verdict: Verdict, pair: Pair) -> Verdict:
-        """Calibrate and apply the abstention threshold (after the store: it keeps the judge's own verdict)."""
-        if self.calibrator is not None:
+        """Calibrate and apply the abstention threshold (after the store: it keeps the judge's own verdict).
+
+        A precedent-bound verdict is not recalibrated: the calibrator was fitted on the model's probabilities.
+        """
+        if self.calibrator is not None and verdict.precedent is None:
             verdict = calibrate_verdict(verdict, self.calibrator, pair)
         if self.escalate_below is not None:
             verdict = mark_escalated(verdict, self.escalate_below)
         return verdict
 
+    # ------------------------------------------------------------------ precedent
+    def _precedent(self, pair: Pair, exclude: Sequence[str]) -> tuple[Rule, PrecedentRef] | None:
+        """The active ruling on the same facts as ``pair`` that binds it, if any (see `Rulebook.precedents`)."""
+        cfg = self.config
+        if not (cfg.bind_precedent and cfg.use_rules) or self.rulebook is None:
+            return None
+        found = self.rulebook.precedents(pair, exclude=exclude, threshold=cfg.precedent_threshold)
+        if not found:
+            return None
+        best = found[0]
+        ref = PrecedentRef(ruling_id=best.ruling_id, holding=best.holding, similarity=best.similarity,
+                           swapped=best.swapped)
+        return self.rulebook.get(best.ruling_id), ref
+
+    def _bound(self, pair: Pair, ruling: Rule, ref: PrecedentRef, rules: list[Rule], scores: dict[str, float],
+               version: str | None, key: str, start: float) -> Verdict:
+        """The verdict a binding precedent decides: its holding, with ``precedent_confidence``."""
+        scores = {**scores, ruling.id: ref.similarity}
+        shown = rules if any(r.id == ruling.id for r in rules) else [*rules, ruling]
+        dist = _point_mass(ref.holding, self.config.precedent_confidence, allow_tie=self.config.allow_tie)
+        slots = ", responses in the other slots" if ref.swapped else ""
+        citation = Citation(
+            rule_id=ruling.id, layer=ruling.layer.value, authority=None, version=ruling.version, title=ruling.title,
+            excerpt=" ".join(ruling.text.split())[:300], favours="neither" if ref.holding == "tie" else ref.holding,
+            note=f"binding precedent on the same facts (similarity {ref.similarity:.3f}{slots})",
+            score=ref.similarity)
+        log.info("pair %s bound by precedent %s (similarity %.3f)", pair.id, ruling.id, ref.similarity)
+        return Verdict(**self._base(pair, shown, scores, version, key), winner=ref.holding,  # type: ignore[arg-type]
+                       probabilities=dist, citations=[citation], deciding_rule=ruling.id, precedent=ref,
+                       rationale=f"Bound by {ruling.id}: {ruling.text}"[:400],
+                       latency_s=time.perf_counter() - start)
+
+    def _base(self, pair: Pair, rules: list[Rule], scores: dict[str, float], version: str | None,
+              key: str) -> dict[str, object]:
+        return {"pair_id": pair.id, "config": self.config, "cache_key": key, "rulebook_version": version,
+                "retrieved": [{"id": r.id, "layer": r.layer.value, "score": round(scores.get(r.id, 0.0), 4),
+                               "version": r.version} for r in rules]}
+
     async def _decide(self, pair: Pair, rules: list[Rule], scores: dict[str, float], version: str | None,
                       key: str, start: float) -> Verdict:
         cfg = self.config
-        base = {"pair_id": pair.id, "config": cfg, "cache_key": key, "rulebook_version": version,
-                "retrieved": [{"id": r.id, "layer": r.layer.value, "score": round(scores.get(r.id, 0.0), 4),
-                               "version": r.version} for r in rules]}
+        base = self._base(pair, rules, scores, version, key)
 
         def failed(stage: str, reason: str, raw: str | None = None, **extra: object) -> Verdict:
             return Verdict(**base, **extra, winner=None, probabilities=None,  # type: ignore[arg-type]
@@ -277,6 +325,17 @@ class Judge:
             "citations": citations, "deciding_rule": explanation.deciding_rule,
             "rationale": explanation.rationale, "verbal_confidence": explanation.confidence,
             "precedence_trace": trace})
+
+
+def _point_mass(holding: Literal["A", "B", "tie"], confidence: float, *, allow_tie: bool) -> Distribution:
+    """``confidence`` on ``holding``; the rest on B/A for a one-sided holding (shared with tie when ties are
+    allowed), split between A and B for a tie."""
+    rest = 1.0 - confidence
+    if holding == "tie":
+        return Distribution(a=rest / 2, tie=confidence, b=rest / 2)
+    other, tie = (rest / 2, rest / 2) if allow_tie else (rest, 0.0)
+    return Distribution(a=confidence, tie=tie, b=other) if holding == "A" else Distribution(a=other, tie=tie,
+                                                                                              b=confidence)
 
 
 class _VerdictParseError(Exception):

@@ -97,6 +97,15 @@ class TraceEntry(BaseModel):
     reason: str
 
 
+class PrecedentRef(BaseModel):
+    """The ruling on the same facts that decided a verdict: no model was asked."""
+
+    ruling_id: str
+    holding: Literal["A", "B", "tie"] = Field(description="The ruling's holding in this pair's slots.")
+    similarity: float = Field(description="Cosine of prompt + responses (1.0 for the same normalised texts).")
+    swapped: bool = Field(description="This pair shows the ruling's responses in the other slots.")
+
+
 class Failure(BaseModel):
     """Why a comparison produced no verdict. A failure is never a score."""
 
@@ -123,6 +132,15 @@ class JudgeConfig(BaseModel):
     max_retries: int = 2
     temperature: float = 0.0
     top_logprobs: int = 10
+    bind_precedent: bool = Field(
+        default=True, description="An active ruling on a near-duplicate pair decides the verdict (stare decisis).")
+    precedent_threshold: float = Field(
+        default=0.95, ge=0.0, le=1.0,
+        description="Embedding cosine of prompt + responses from which a ruling's pair counts as the same facts.")
+    precedent_confidence: float = Field(
+        default=0.95, ge=0.5, le=1.0,
+        description="Probability a precedent-bound verdict gives the ruling's holding (a prior, not a measurement: "
+                    "measure it with `judge eval` on held-out rulings and set it, or leave it to a calibrator).")
     params: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -138,6 +156,8 @@ class Verdict(BaseModel):
     orders: list[OrderResult] = Field(default_factory=list)
     position_inconsistent: bool | None = None
     citations: list[Citation] = Field(default_factory=list)
+    precedent: PrecedentRef | None = Field(
+        default=None, description="Set when an active ruling on a near-duplicate pair decided the verdict.")
     deciding_rule: str | None = None
     rationale: str | None = None
     verbal_confidence: float | None = None

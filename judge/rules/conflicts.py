@@ -22,11 +22,13 @@ from judge.rules.model import Case, Holding, Pair, Rule
 __all__ = [
     "DEFAULT_CONFLICT_THRESHOLD",
     "Candidate",
+    "Precedent",
     "RulingConflict",
     "cosine",
     "find_conflicts",
     "in_slots",
     "measure_candidates",
+    "near_duplicates",
     "normalise",
     "same_pair",
     "swapped_slots",
@@ -98,14 +100,14 @@ class Candidate:
 
 
 @dataclass(frozen=True)
-class RulingConflict:
-    """An active ruling a new holding contradicts.
+class Precedent:
+    """An active ruling decided on a near-duplicate of a pair.
 
     Attributes:
-        ruling_id: the earlier ruling.
-        holding: its holding expressed in the new pair's slots.
+        ruling_id: the ruling.
+        holding: its holding expressed in the pair's slots.
         similarity: how alike the pairs are (1.0 for the same pair).
-        swapped: the new pair shows the earlier case's responses in the other slots.
+        swapped: the pair shows the ruling's responses in the other slots.
     """
 
     ruling_id: str
@@ -114,26 +116,33 @@ class RulingConflict:
     swapped: bool
 
 
-def find_conflicts(pair: Pair, holding: Holding, candidates: Sequence[Candidate], *,
-                   threshold: float = DEFAULT_CONFLICT_THRESHOLD) -> list[RulingConflict]:
-    """The candidates on near-duplicate pairs whose holding differs from ``holding`` (by response text).
+#: A precedent whose holding contradicts a new ruling's (see `find_conflicts`).
+RulingConflict = Precedent
 
-    Rulings that are not active, or carry no case, are ignored. Order follows ``candidates``.
+
+def near_duplicates(pair: Pair, candidates: Sequence[Candidate], *,
+                    threshold: float = DEFAULT_CONFLICT_THRESHOLD) -> list[Precedent]:
+    """The candidates decided on a near-duplicate of ``pair``, most similar first, holdings in its slots.
+
+    Rulings that are not active, or carry no case, are ignored.
     """
-    found: list[RulingConflict] = []
+    found: list[Precedent] = []
     for candidate in candidates:
         case = candidate.rule.case
         if case is None or not candidate.rule.binds:
             continue
-        identical = same_pair(pair, case)
-        similarity = 1.0 if identical else candidate.similarity
+        similarity = 1.0 if same_pair(pair, case) else candidate.similarity
         if similarity is None or similarity < threshold:
             continue
         swapped = swapped_slots(pair, case, candidate.response_similarity)
-        theirs = in_slots(case.holding, swapped)
-        if theirs != holding:
-            found.append(RulingConflict(candidate.rule.id, theirs, round(similarity, 4), swapped))
-    return found
+        found.append(Precedent(candidate.rule.id, in_slots(case.holding, swapped), round(similarity, 4), swapped))
+    return sorted(found, key=lambda p: -p.similarity)
+
+
+def find_conflicts(pair: Pair, holding: Holding, candidates: Sequence[Candidate], *,
+                   threshold: float = DEFAULT_CONFLICT_THRESHOLD) -> list[RulingConflict]:
+    """The candidates on near-duplicate pairs whose holding differs from ``holding`` (by response text)."""
+    return [p for p in near_duplicates(pair, candidates, threshold=threshold) if p.holding != holding]
 
 
 def measure_candidates(encode: Callable[[list[str]], np.ndarray], pair: Pair, query: np.ndarray,
