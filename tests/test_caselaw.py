@@ -363,6 +363,18 @@ def test_rule_impact_and_rerun_commands(monkeypatch: pytest.MonkeyPatch, capsys:
     assert [(v["pair_id"], v["winner"]) for v in redone] == [("water", "B")]
     assert redone[0]["deciding_rule"] != made["id"] and redone[0]["precedent"]["holding"] == "B"
 
+    # `judge run` on the same facts: bound (and counted) by default, asks the model with --no-precedent
+    pairs = tmp_path / "water.jsonl"
+    pairs.write_text(json.dumps({"id": "w2", "prompt": f"  {WATER.prompt}", "response_a": WRONG_BUT_LONG,
+                                 "response_b": CORRECT}) + "\n", encoding="utf-8")
+    code, out, err = cli("run", str(pairs), "-o", str(tmp_path / "bound.jsonl"), "--backend", "fake", "--json")
+    assert code == 0, err
+    assert json.loads(out)["bound_by_precedent"] == 1 and len(fb.history) == 0
+    code, out, err = cli("run", str(pairs), "-o", str(tmp_path / "asked.jsonl"), "--backend", "fake",
+                         "--no-precedent", "--no-explain", "--json")
+    assert code == 0, err
+    assert json.loads(out)["bound_by_precedent"] == 0 and len(fb.history) == 2
+
 
 def test_migration_0004_keeps_judgments_stored_before_it(tmp_path: Path) -> None:
     from alembic import command

@@ -39,7 +39,8 @@ ESCALATE_OPT = typer.Option(None, "--escalate-below", help="Escalate verdicts wh
 def _judge(st: CliState, backend_spec: str, base_url: str | None, *, single_order: bool, no_rules: bool,
            explain: bool, k: int, k_rulings: int, n_constitution: int, cache: bool = True,
            ties: bool = False, calibrator: Path | None = None, abstain: bool = False,
-           escalate_below: float | None = None, allow_rulebook_change: bool = False) -> Judge:
+           escalate_below: float | None = None, allow_rulebook_change: bool = False,
+           bind_precedent: bool = True, precedent_confidence: float | None = None) -> Judge:
     from judge.calibration.recalibrate import load_calibrator
 
     cal = load_calibrator(calibrator) if calibrator is not None else None
@@ -52,7 +53,8 @@ def _judge(st: CliState, backend_spec: str, base_url: str | None, *, single_orde
                        both_orders=not single_order, explain=explain and not no_rules, use_rules=not no_rules,
                        k_spec=k, k_rulings=k_rulings, n_constitution=n_constitution,
                        allow_tie=ties and not no_rules, calibrator=cal, escalate_below=escalate_below,
-                       allow_rulebook_change=allow_rulebook_change)
+                       allow_rulebook_change=allow_rulebook_change, bind_precedent=bind_precedent and not no_rules,
+                       **({} if precedent_confidence is None else {"precedent_confidence": precedent_confidence}))
 
 
 def verdict_table(verdicts: list[Verdict], title: str) -> Table:
@@ -70,7 +72,10 @@ def verdict_table(verdicts: list[Verdict], title: str) -> Table:
         if v.explanation_agrees is False:
             cites += "\n(explanation contradicts the verdict)"
         winner = f"escalate (best guess {v.winner})" if v.escalated else (v.winner or "-")
-        table.add_row(v.pair_id or "-", winner, f"{v.confidence:.2f}", agree, v.deciding_rule or "-", cites)
+        deciding = v.deciding_rule or "-"
+        if v.precedent is not None:
+            deciding += f"\n(binding precedent, similarity {v.precedent.similarity:.3f}: no model asked)"
+        table.add_row(v.pair_id or "-", winner, f"{v.confidence:.2f}", agree, deciding, cites)
     return table
 
 
@@ -178,6 +183,12 @@ def run(
     allow_rulebook_change: bool = typer.Option(False, "--allow-rulebook-change",
                                                help="Keep using a calibrator fitted under another rulebook "
                                                     "version (it is refused otherwise)."),
+    precedent: bool = typer.Option(True, "--precedent/--no-precedent",
+                                   help="An active ruling on a near-duplicate pair (the same facts) decides the "
+                                        "verdict without asking the model (stare decisis)."),
+    precedent_confidence: float | None = typer.Option(
+        None, "--precedent-confidence", min=0.5, max=1.0,
+        help="Probability a precedent-bound verdict gives the ruling's holding (default 0.95)."),
     as_json: bool = typer.Option(False, "--json", help="Print the run report as JSON."),
     shared: bool = typer.Option(False, "--shared",
                                 help="Divide the batch with every other `judge run --shared` on the same pairs, "
@@ -205,7 +216,8 @@ def run(
     judge = _judge(st, backend, base_url, single_order=single_order, no_rules=no_rules, explain=explain, k=k,
                    k_rulings=k_rulings, n_constitution=n_constitution, cache=cache, ties=ties,
                    calibrator=calibrator, abstain=abstain, escalate_below=escalate_below,
-                   allow_rulebook_change=allow_rulebook_change)
+                   allow_rulebook_change=allow_rulebook_change, bind_precedent=precedent,
+                   precedent_confidence=precedent_confidence)
     report: RunReport
     if shared or batch is not None:
         report = judge_shared(judge, records, out, batch=batch, worker_id=worker_id, lease_s=lease,
@@ -238,6 +250,7 @@ def run(
     console.print(f"judged {report.judged}, skipped {report.skipped} already done, failed {report.failed}; "
                   f"orders disagreed on {report.position_inconsistent}"
                   + (f" ({rate:.0%})" if rate is not None else "")
+                  + (f"; bound by precedent {report.bound_by_precedent}" if report.bound_by_precedent else "")
                   + f"; tokens {report.prompt_tokens + report.completion_tokens:,}"
                   + ("; STOPPED by budget" if report.stopped_by_budget else "") + f"; results in {out}",
                   highlight=False)

@@ -37,6 +37,7 @@ class RunReport:
     skipped: int = 0
     failed: int = 0
     position_inconsistent: int = 0
+    bound_by_precedent: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
@@ -47,6 +48,7 @@ class RunReport:
         self.judged += 1
         self.failed += verdict.failure is not None
         self.position_inconsistent += verdict.failure is None and bool(verdict.position_inconsistent)
+        self.bound_by_precedent += verdict.precedent is not None
         self.prompt_tokens += verdict.prompt_tokens
         self.completion_tokens += verdict.completion_tokens
         self.cost_usd += verdict.cost_usd or 0.0
@@ -59,8 +61,8 @@ class RunReport:
 
     @property
     def inconsistency_rate(self) -> float | None:
-        """Share of judged pairs whose two orders disagreed."""
-        ok = self.judged - self.failed
+        """Share of judged pairs whose two orders disagreed (precedent-bound pairs asked no model)."""
+        ok = self.judged - self.failed - self.bound_by_precedent
         return self.position_inconsistent / ok if ok else None
 
 
