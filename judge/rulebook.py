@@ -23,10 +23,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from judge._iter import batched
 from judge.errors import (
@@ -79,6 +82,8 @@ log = logging.getLogger(__name__)
 CONFLICT_CANDIDATES = 20
 #: Nearest active rulings examined for a binding precedent: a near-duplicate is among the very nearest.
 PRECEDENT_CANDIDATES = 3
+#: Query embeddings remembered per Rulebook (a batch judged with concurrency 8-32 reuses each a few times).
+QUERY_MEMO = 256
 
 
 @dataclass(frozen=True)
@@ -156,6 +161,8 @@ class Rulebook:
         # The rulebook version the index was last verified against, and its binding constitution size:
         # re-checked only when the version in SQL moves (any writer, any process, changes it).
         self._verified: tuple[str, int] | None = None
+        # Recent query embeddings by text: retrieval, the precedent check and both orders embed one pair once.
+        self._query_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
 
     @classmethod
     def open(cls, url: str | None = None, *, settings: Settings | None = None, with_index: bool = True,
@@ -348,10 +355,11 @@ class Rulebook:
 
     def precedents(self, pair: Pair, *, exclude: Sequence[str] = (), threshold: float | None = None
                    ) -> list[Precedent]:
-        """Active rulings decided on a near-duplicate of ``pair`` (the same facts), most similar first.
+        """Active rulings decided on the same facts as ``pair``, most similar first.
 
         What binds a later judgment (stare decisis): their holdings are given in ``pair``'s slots. Found as
-        for `conflicts`; ``threshold`` defaults to ``conflict_threshold``.
+        for `conflicts`, and stricter: the pairs as wholes *and* each response must match at ``threshold``
+        (default ``conflict_threshold``); the reported similarity is the lower of the two.
 
         Args:
             pair: the pair being judged.
@@ -360,7 +368,7 @@ class Rulebook:
         """
         threshold = self.conflict_threshold if threshold is None else threshold
         return near_duplicates(pair, self._candidates(pair, exclude, threshold, PRECEDENT_CANDIDATES),
-                               threshold=threshold)
+                               threshold=threshold, strict=True)
 
     def _candidates(self, pair: Pair, exclude: Sequence[str], threshold: float | None = None,
                     n: int = CONFLICT_CANDIDATES) -> list[Candidate]:
@@ -371,7 +379,7 @@ class Rulebook:
             excluded = set(exclude)
             return [Candidate(r, None) for r in self.rules(Layer.RULING, active_only=True) if r.id not in excluded]
         index = self._fresh_index()
-        query = index.embed_query(pair.query_text())
+        query = self._query_vector(index, pair.query_text())
         hits = index.query_vector(query, layer=Layer.RULING, k=n, exclude=exclude)
         found = self.store.get_many(h.rule_id for h in hits)
         rulings = [found[h.rule_id] for h in hits if h.rule_id in found and found[h.rule_id].case is not None]
@@ -535,6 +543,17 @@ class Rulebook:
             self._verified = (version, self.store.count(Layer.CONSTITUTION, active_only=True))
         return index
 
+    def _query_vector(self, index: RuleIndex, text: str) -> np.ndarray:
+        vector = self._query_vectors.get(text)
+        if vector is None:
+            vector = index.embed_query(text)
+            self._query_vectors[text] = vector
+            if len(self._query_vectors) > QUERY_MEMO:
+                self._query_vectors.popitem(last=False)
+        else:
+            self._query_vectors.move_to_end(text)
+        return vector
+
     def retrieve(self, pair: Pair, *, k: int = 5, k_rulings: int | None = None, k_process: int = 3,
                  exclude: Sequence[str] = ()) -> Retrieval:
         """The rules that apply to a pair: every binding constitution rule, the top-k spec entries and the
@@ -551,7 +570,7 @@ class Rulebook:
         index = self._fresh_index()
         assert self._verified is not None  # set by _fresh_index
         version, n_const = self._verified
-        vector = index.embedder.encode([pair.query_text()])[0]
+        vector = self._query_vector(index, pair.query_text())
         hits = []
         for layer, n in ((Layer.CONSTITUTION, n_const), (Layer.SPEC, k),
                          (Layer.RULING, k if k_rulings is None else k_rulings)):

@@ -16,7 +16,7 @@ from judge.judging.impact import ImpactEntry, RuleDiff, diff_shown, impact, reru
 from judge.judging.prompts import TEMPLATE_VERSION
 from judge.judging.verdict import JudgeConfig, Verdict
 from judge.rulebook import Rulebook
-from judge.rules.conflicts import Candidate, find_conflicts, swapped_slots
+from judge.rules.conflicts import Candidate, find_conflicts, near_duplicates, swapped_slots
 from judge.rules.model import Authority, Case, Layer, Pair, Rule, RuleStatus
 from judge.settings import Settings
 from judge.store.judgments import JudgmentStore
@@ -232,6 +232,22 @@ def test_conflicts_compare_response_texts_not_slot_letters() -> None:
     assert hit == [] and find_conflicts(similar, "A", [Candidate(ruling, 0.96, (0.2, 1.8))])[0].swapped
     overruled = ruling.model_copy(update={"status": RuleStatus.OVERRULED})
     assert find_conflicts(straight, "B", [Candidate(overruled, None)]) == []
+
+
+def test_binding_needs_each_response_to_match_not_just_the_pair_as_a_whole() -> None:
+    case = Case(prompt="Q?", response_a="alpha", response_b="beta", holding="A", rationale="r")
+    ruling = Rule(id="ruling/q", layer=Layer.RULING, title="q", text="held A", case=case)
+    other = Pair(prompt="Q?", response_a="alpha", response_b="gamma")  # shares the prompt and one response
+    loose = [Candidate(ruling, 0.99, (1.7, 0.9), 0.7)]
+    assert [p.holding for p in near_duplicates(other, loose)] == ["A"]  # alike enough to flag a conflict
+    assert near_duplicates(other, loose, strict=True) == []  # ...not the same facts: it does not bind
+    reworded = Pair(prompt="Quick question: Q?", response_a="beta.", response_b="alpha.")
+    close = [Candidate(ruling, 0.97, (1.9, 1.99), 0.98)]
+    bound = near_duplicates(reworded, close, strict=True)
+    assert [(p.holding, p.similarity, p.swapped) for p in bound] == [("B", 0.97, True)]
+    assert near_duplicates(reworded, [Candidate(ruling, 0.97, (1.9, 1.99), None)], strict=True) == []
+    assert near_duplicates(Pair(prompt="q?", response_a="Beta", response_b="alpha"), [Candidate(ruling, None)],
+                           strict=True)[0].similarity == 1.0  # the same texts need no embedding
 
 
 def test_the_constitution_changes_only_with_an_explicit_flag(law: Rulebook, tmp_path: Path,

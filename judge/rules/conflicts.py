@@ -92,11 +92,14 @@ class Candidate:
         similarity: cosine of prompt + responses, the better of the case's two presentations; None when
             no embedder is available (only the same pair counts then).
         response_similarity: (A~A + B~B, A~B + B~A) between the pairs' responses, when measured.
+        response_min: the lower of the two response cosines in the better-matching presentation, when
+            measured: high only when *each* response has a near-identical counterpart.
     """
 
     rule: Rule
     similarity: float | None
     response_similarity: tuple[float, float] | None = None
+    response_min: float | None = None
 
 
 @dataclass(frozen=True)
@@ -121,10 +124,12 @@ RulingConflict = Precedent
 
 
 def near_duplicates(pair: Pair, candidates: Sequence[Candidate], *,
-                    threshold: float = DEFAULT_CONFLICT_THRESHOLD) -> list[Precedent]:
+                    threshold: float = DEFAULT_CONFLICT_THRESHOLD, strict: bool = False) -> list[Precedent]:
     """The candidates decided on a near-duplicate of ``pair``, most similar first, holdings in its slots.
 
-    Rulings that are not active, or carry no case, are ignored.
+    Rulings that are not active, or carry no case, are ignored. ``strict`` (the same facts, for binding)
+    also requires each response to match one of the case's at ``threshold``: two rulings on one prompt that
+    share one response are alike as wholes (cosine ~0.99 with MiniLM) yet decide different comparisons.
     """
     found: list[Precedent] = []
     for candidate in candidates:
@@ -132,6 +137,8 @@ def near_duplicates(pair: Pair, candidates: Sequence[Candidate], *,
         if case is None or not candidate.rule.binds:
             continue
         similarity = 1.0 if same_pair(pair, case) else candidate.similarity
+        if similarity is not None and similarity < 1.0 and strict:
+            similarity = None if candidate.response_min is None else min(similarity, candidate.response_min)
         if similarity is None or similarity < threshold:
             continue
         swapped = swapped_slots(pair, case, candidate.response_similarity)
@@ -168,6 +175,7 @@ def measure_candidates(encode: Callable[[list[str]], np.ndarray], pair: Pair, qu
     sims = [max(cosine(query, vectors[2 * i]), cosine(query, vectors[2 * i + 1])) for i in range(len(cases))]
     near = [i for i, sim in enumerate(sims) if sim >= threshold]
     responses: dict[int, tuple[float, float]] = {}
+    response_min: dict[int, float] = {}
     if near:
         own = [pair.response_a.text, pair.response_b.text]
         theirs = [text for i in near for text in (cases[i].response_a.text, cases[i].response_b.text)]
@@ -175,5 +183,7 @@ def measure_candidates(encode: Callable[[list[str]], np.ndarray], pair: Pair, qu
         a, b = vecs[0], vecs[1]
         for j, i in enumerate(near):
             old_a, old_b = vecs[2 + 2 * j], vecs[3 + 2 * j]
-            responses[i] = (cosine(a, old_a) + cosine(b, old_b), cosine(a, old_b) + cosine(b, old_a))
-    return [Candidate(rule, sims[i], responses.get(i)) for i, rule in enumerate(rulings)]
+            aa, bb, ab, ba = cosine(a, old_a), cosine(b, old_b), cosine(a, old_b), cosine(b, old_a)
+            responses[i] = (aa + bb, ab + ba)
+            response_min[i] = min(aa, bb) if aa + bb >= ab + ba else min(ab, ba)
+    return [Candidate(rule, sims[i], responses.get(i), response_min.get(i)) for i, rule in enumerate(rulings)]
