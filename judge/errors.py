@@ -35,6 +35,10 @@ Errors carry structured fields so callers can act on them without parsing messag
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 __all__ = [
     "BackendError",
@@ -240,3 +244,10 @@ class StructuredOutputError(BackendError):
         self.raw = raw
         self.attempts = attempts
         super().__init__(f"{message} (after {attempts} attempt(s))")
+
+
+def first_validation_error(exc: ValidationError, default: str) -> tuple[str, str]:
+    """The first error of a pydantic validation: (dotted field path, or ``default`` for the whole document;
+    message)."""
+    err = exc.errors()[0]
+    return ".".join(str(part) for part in err["loc"]) or default, str(err["msg"])

@@ -34,7 +34,7 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from judge.calibration.signals import SignalTable
-from judge.errors import CalibratorMismatchError, ConfigError, InputError
+from judge.errors import CalibratorMismatchError, ConfigError, InputError, first_validation_error
 from judge.judging.verdict import JudgeConfig
 
 __all__ = [
@@ -387,6 +387,5 @@ def load_calibrator(path: str | Path) -> Calibrator:
     try:
         return Calibrator.model_validate_json(text)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "(document)"
-        raise InputError(f"not a judge calibrator ({where}: {err['msg']})", path=path, field=where) from exc
+        where, msg = first_validation_error(exc, "(document)")
+        raise InputError(f"not a judge calibrator ({where}: {msg})", path=path, field=where) from exc

@@ -61,7 +61,7 @@ def _read_cases(path: Path) -> list[Any]:
     from pydantic import ValidationError
 
     from judge.cases.model import CaseStatus, TestCase
-    from judge.errors import InputError
+    from judge.errors import InputError, first_validation_error
     from judge.jsonl import read_jsonl
 
     cases = []
@@ -69,10 +69,9 @@ def _read_cases(path: Path) -> list[Any]:
         try:
             case = TestCase.model_validate(obj)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or None
-            raise InputError(f"invalid test case: {where + ': ' if where else ''}{first['msg']}", path=path,
-                             line=line, field=where) from None
+            where, msg = first_validation_error(exc, "")
+            raise InputError(f"invalid test case: {where + ': ' if where else ''}{msg}", path=path,
+                             line=line, field=where or None) from None
         if case.status is not CaseStatus.DRAFT:
             raise InputError(f"cases enter as draft, not {case.status.value}; accept them with "
                              "`judge cases review`", path=path, line=line, field="status")

@@ -13,7 +13,7 @@ from rich.progress import Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from judge.cli.common import console, emit_json, err_console, state
-from judge.errors import InputError
+from judge.errors import InputError, first_validation_error
 from judge.jsonl import read_jsonl
 from judge.rules.model import Layer, Rule
 
@@ -73,9 +73,8 @@ def _rules_from_jsonl(path: Path) -> Iterator[Rule]:
         try:
             yield Rule.model_validate(obj)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(part) for part in first["loc"]) or "rule"
-            raise InputError(f"invalid rule: {where}: {first['msg']}", path=path, line=line) from None
+            where, msg = first_validation_error(exc, "rule")
+            raise InputError(f"invalid rule: {where}: {msg}", path=path, line=line, field=where) from None
 
 
 @app.command("ingest")

@@ -24,7 +24,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from judge.errors import InputError
+from judge.errors import InputError, first_validation_error
 
 __all__ = ["EntryOverride", "GatePolicy", "load_policy"]
 
@@ -132,6 +132,5 @@ def load_policy(path: str | Path) -> GatePolicy:
     try:
         return GatePolicy.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "(policy)"
-        raise InputError(f"field {field}: {err['msg']}", path=path, field=field) from exc
+        field, msg = first_validation_error(exc, "(policy)")
+        raise InputError(f"field {field}: {msg}", path=path, field=field) from exc

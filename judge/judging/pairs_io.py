@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from judge.errors import InputError
+from judge.errors import InputError, first_validation_error
 from judge.rules.model import Pair
 
 __all__ = ["MAX_FIELD_CHARS", "PairRecord", "pair_id", "read_pairs"]
@@ -42,9 +42,8 @@ def pair_id(pair: Pair) -> str:
 
 
 def _field_error(exc: ValidationError) -> tuple[str, str]:
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"]) or "(record)"
-    return loc, f"field {loc}: {err['msg']}"
+    loc, msg = first_validation_error(exc, "(record)")
+    return loc, f"field {loc}: {msg}"
 
 
 def _parse(obj: Any, path: Path, line: int) -> PairRecord:
