@@ -82,8 +82,8 @@ log = logging.getLogger(__name__)
 CONFLICT_CANDIDATES = 20
 #: Nearest active rulings examined for a binding precedent: a near-duplicate is among the very nearest.
 PRECEDENT_CANDIDATES = 3
-#: Query embeddings remembered per Rulebook (a batch judged with concurrency 8-32 reuses each a few times).
-QUERY_MEMO = 256
+#: Embeddings remembered per Rulebook (queries and the cases of nearby rulings), least recently used dropped.
+EMBED_MEMO = 2048
 
 
 @dataclass(frozen=True)
@@ -161,8 +161,9 @@ class Rulebook:
         # The rulebook version the index was last verified against, and its binding constitution size:
         # re-checked only when the version in SQL moves (any writer, any process, changes it).
         self._verified: tuple[str, int] | None = None
-        # Recent query embeddings by text: retrieval, the precedent check and both orders embed one pair once.
-        self._query_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        # Recent embeddings by text: a pair's query is embedded once for retrieval and the precedent check,
+        # and the rulings nearest many pairs of a batch have their cases embedded once.
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
 
     @classmethod
     def open(cls, url: str | None = None, *, settings: Settings | None = None, with_index: bool = True,
@@ -385,7 +386,7 @@ class Rulebook:
         rulings = [found[h.rule_id] for h in hits if h.rule_id in found and found[h.rule_id].case is not None]
         if not rulings:
             return []
-        return measure_candidates(index.embedder.encode, pair, query, rulings,
+        return measure_candidates(lambda texts: self._embed_memo(index, texts), pair, query, rulings,
                                   threshold=self.conflict_threshold if threshold is None else threshold)
 
     def amend(self, rule_id: str, *, reason: str, author: str | None = None, title: str | None = None,
@@ -544,15 +545,21 @@ class Rulebook:
         return index
 
     def _query_vector(self, index: RuleIndex, text: str) -> np.ndarray:
-        vector = self._query_vectors.get(text)
-        if vector is None:
-            vector = index.embed_query(text)
-            self._query_vectors[text] = vector
-            if len(self._query_vectors) > QUERY_MEMO:
-                self._query_vectors.popitem(last=False)
-        else:
-            self._query_vectors.move_to_end(text)
-        return vector
+        return self._embed_memo(index, [text])[0]
+
+    def _embed_memo(self, index: RuleIndex, texts: list[str]) -> np.ndarray:
+        """Embed ``texts``, answering the recently embedded ones from the memo (exact text match)."""
+        memo = self._vectors
+        missing = list(dict.fromkeys(t for t in texts if t not in memo))
+        if missing:
+            for text, vector in zip(missing, index.embedder.encode(missing), strict=True):
+                memo[text] = vector
+        out = np.stack([memo[t] for t in texts])
+        for text in texts:
+            memo.move_to_end(text)
+        while len(memo) > EMBED_MEMO:
+            memo.popitem(last=False)
+        return out
 
     def retrieve(self, pair: Pair, *, k: int = 5, k_rulings: int | None = None, k_process: int = 3,
                  exclude: Sequence[str] = ()) -> Retrieval:
