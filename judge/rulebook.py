@@ -101,6 +101,7 @@ class Retrieval:
     rulebook_version: str
     rules: tuple[RetrievedRule, ...]
     precedence: PrecedenceResult
+    precedents: tuple[Precedent, ...] = ()
 
     @property
     def ids(self) -> list[str]:
@@ -371,6 +372,16 @@ class Rulebook:
         return near_duplicates(pair, self._candidates(pair, exclude, threshold, PRECEDENT_CANDIDATES),
                                threshold=threshold, strict=True)
 
+    def _bound_by(self, index: RuleIndex, pair: Pair, query: np.ndarray, rulings: Sequence[Rule],
+                  threshold: float) -> list[Precedent]:
+        """`precedents` among ``rulings`` already found nearest to ``query`` (``pair`` embedded)."""
+        with_case = [r for r in rulings if r.case is not None]
+        if not with_case:
+            return []
+        candidates = measure_candidates(lambda texts: self._embed_memo(index, texts), pair, query, with_case,
+                                        threshold=threshold)
+        return near_duplicates(pair, candidates, threshold=threshold, strict=True)
+
     def _candidates(self, pair: Pair, exclude: Sequence[str], threshold: float | None = None,
                     n: int = CONFLICT_CANDIDATES) -> list[Candidate]:
         """The active rulings nearest ``pair``, measured for near-duplication (see `conflicts`)."""
@@ -562,7 +573,7 @@ class Rulebook:
         return out
 
     def retrieve(self, pair: Pair, *, k: int = 5, k_rulings: int | None = None, k_process: int = 3,
-                 exclude: Sequence[str] = ()) -> Retrieval:
+                 exclude: Sequence[str] = (), precedent_threshold: float | None = None) -> Retrieval:
         """The rules that apply to a pair: every binding constitution rule, the top-k spec entries and the
         top-k active rulings by similarity, ordered by precedence. When either response carries a process
         (reasoning, tool calls), the top `k_process` process rules are retrieved as well.
@@ -573,28 +584,36 @@ class Rulebook:
             k_rulings: how many rulings (default: k).
             k_process: how many process rules to add for a pair with a process.
             exclude: rule ids never to return (leave-one-out when evaluating on a ruling).
+            precedent_threshold: also find the binding precedents (see `precedents`) from the same ruling
+                search, into ``Retrieval.precedents``.
         """
         index = self._fresh_index()
         assert self._verified is not None  # set by _fresh_index
         version, n_const = self._verified
         vector = self._query_vector(index, pair.query_text())
         hits = []
-        for layer, n in ((Layer.CONSTITUTION, n_const), (Layer.SPEC, k),
-                         (Layer.RULING, k if k_rulings is None else k_rulings)):
+        n_rulings = k if k_rulings is None else k_rulings
+        for layer, n in ((Layer.CONSTITUTION, n_const), (Layer.SPEC, k)):
             if n > 0:
                 hits.extend(index.query_vector(vector, layer=layer, k=n, exclude=exclude))
+        wanted = max(n_rulings, PRECEDENT_CANDIDATES) if precedent_threshold is not None else n_rulings
+        ruling_hits = index.query_vector(vector, layer=Layer.RULING, k=wanted, exclude=exclude) if wanted else []
+        hits.extend(ruling_hits[:n_rulings])
         if pair.has_process() and k_process > 0:
-            process_vector = index.embedder.encode([_process_text(pair)])[0]
+            process_vector = self._query_vector(index, _process_text(pair))
             hits.extend(index.query_vector(process_vector, layer=Layer.SPEC, k=k_process, exclude=exclude,
                                            where_extra={"process": True}))
-        rules = self.store.get_many([h.rule_id for h in hits])
+        rules = self.store.get_many([h.rule_id for h in [*hits, *ruling_hits[n_rulings:]]])
+        precedents: tuple[Precedent, ...] = ()
+        if precedent_threshold is not None:
+            nearest = [rules[h.rule_id] for h in ruling_hits[:PRECEDENT_CANDIDATES] if h.rule_id in rules]
+            precedents = tuple(self._bound_by(index, pair, vector, nearest, precedent_threshold))
         scores: dict[str, float] = {}
         for h in hits:
             scores[h.rule_id] = max(h.score, scores.get(h.rule_id, h.score))
-        precedence = order_rules(r for r in rules.values())
+        precedence = order_rules(r for rid, r in rules.items() if rid in scores)
         ordered = tuple(RetrievedRule(r, scores[r.id]) for r in precedence.ordered)
-        return Retrieval(version, ordered, precedence)
-
+        return Retrieval(version, ordered, precedence, precedents)
 
 def _ruling_refs(rule: Rule) -> tuple[str, ...]:
     return (*rule.case.cites, *rule.case.overrules) if rule.case is not None else ()

@@ -323,6 +323,22 @@ def test_impact_lists_exactly_the_affected_judgments_and_rerun_rejudges_exactly_
     assert len(fb.history) == 2  # the new verdicts answer a second re-run from the cache
 
 
+def test_a_precedent_bound_judgment_is_affected_only_when_its_precedent_changes(law: Rulebook) -> None:
+    fb = FakeBackend(length_biased)
+    judge, before = _judge_three(law, fb)
+    ruling = law.add_ruling_from(before["water"], holding="A", rationale=f"{MARKER} correct beats long.")
+    bound = judge.compare(WATER)
+    assert bound.precedent is not None and bound.precedent.ruling_id == ruling.id
+    assert ruling.id in [r["id"] for r in bound.retrieved]
+    since = law.version
+    store = JudgmentStore(law.store.engine)
+    law.amend("spec/code", reason="unrelated", text="Code must run; prefer the standard library.")
+    assert bound.cache_key not in [e.cache_key for e in impact(law, store, since).affected]
+    law.overrule(ruling.id, reason="reconsidered")
+    entry = next(e for e in impact(law, store, since).affected if e.cache_key == bound.cache_key)
+    assert ruling.id in entry.diff.removed  # no longer binds (nor is it retrieved): the verdict must be redone
+
+
 def test_impact_diff_and_rerun_plan_are_pure() -> None:
     before = [{"id": "constitution/a", "version": 1}, {"id": "spec/b", "version": 1}, {"id": "ruling/c", "version": 1}]
     diff = diff_shown(before, [("constitution/a", 1), ("spec/b", 2), ("ruling/d", 1)])

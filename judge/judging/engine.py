@@ -12,6 +12,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from judge.backends.base import Backend, ChatReply, ChatRequest
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
     from judge.rulebook import Rulebook
     from judge.store.judgments import JudgmentStore
 
-__all__ = ["EXPLANATION_MAX_TOKENS", "Judge", "cache_key", "shown_rules"]
+__all__ = ["EXPLANATION_MAX_TOKENS", "Judge", "Shown", "cache_key", "shown_rules"]
 
 #: Room for the structured explanation. The schema bounds it (at most 3 rules, 150-character notes, a
 #: 400-character rationale: about 350 tokens), so running out means a runaway reply, recorded as a failure.
@@ -73,15 +74,44 @@ def cache_key(pair: Pair, rulebook_version: str | None, rule_ids: Sequence[str],
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
-def shown_rules(rulebook: Rulebook, pair: Pair, config: JudgeConfig, exclude: Sequence[str] = ()) -> tuple[
-        list[Rule], dict[str, float], str]:
-    """The rules a judge with ``config`` shows the model for ``pair`` (precedence order), every retrieved
-    rule's score, and the rulebook version. Impact analysis re-runs exactly this for stored judgments."""
-    retrieval = rulebook.retrieve(pair, k=config.k_spec, k_rulings=config.k_rulings, exclude=exclude)
+@dataclass(frozen=True)
+class Shown:
+    """What a judge retrieves for one pair.
+
+    Attributes:
+        rules: the rules listed in the verdict as retrieved, precedence order: the ones shown to the model,
+            plus a binding precedent that was not among them.
+        scores: similarity of every retrieved rule (a precedent's: its same-facts similarity).
+        version: the rulebook version, or None without rules.
+        precedent: the ruling on the same facts that binds the pair, with its holding in the pair's slots.
+    """
+
+    rules: list[Rule]
+    scores: dict[str, float]
+    version: str | None
+    precedent: tuple[Rule, PrecedentRef] | None = None
+
+
+def shown_rules(rulebook: Rulebook, pair: Pair, config: JudgeConfig, exclude: Sequence[str] = ()) -> Shown:
+    """What a judge with ``config`` retrieves for ``pair``: the rules shown to the model and, when binding
+    is on, the binding precedent. Impact analysis re-runs exactly this for stored judgments."""
+    bind = config.bind_precedent and config.use_rules
+    retrieval = rulebook.retrieve(pair, k=config.k_spec, k_rulings=config.k_rulings, exclude=exclude,
+                                  precedent_threshold=config.precedent_threshold if bind else None)
     scored = [(r.rule, r.score) for r in retrieval.rules]
     shown = select_rules(scored, n_constitution=config.n_constitution, n_spec=config.k_spec,
                          n_rulings=config.k_rulings)
-    return shown, {r.id: s for r, s in scored}, retrieval.rulebook_version
+    scores = {r.id: s for r, s in scored}
+    if not retrieval.precedents:
+        return Shown(shown, scores, retrieval.rulebook_version)
+    best = retrieval.precedents[0]
+    ruling = rulebook.get(best.ruling_id)
+    ref = PrecedentRef(ruling_id=best.ruling_id, holding=best.holding, similarity=best.similarity,
+                       swapped=best.swapped)
+    if all(r.id != ruling.id for r in shown):
+        shown = [*shown, ruling]
+        scores[ruling.id] = best.similarity
+    return Shown(shown, scores, retrieval.rulebook_version, (ruling, ref))
 
 
 class Judge:
@@ -125,10 +155,10 @@ class Judge:
         self.escalate_below = escalate_below
 
     # ------------------------------------------------------------------ rules
-    def rules_for(self, pair: Pair, exclude: Sequence[str] = ()) -> tuple[list[Rule], dict[str, float], str | None]:
-        """The rules shown to the model for this pair (precedence order), their scores, the rulebook version."""
+    def rules_for(self, pair: Pair, exclude: Sequence[str] = ()) -> Shown:
+        """What this judge retrieves for the pair: rules shown to the model, scores, version, precedent."""
         if not self.config.use_rules or self.rulebook is None:
-            return [], {}, None
+            return Shown([], {}, None)
         return shown_rules(self.rulebook, pair, self.config, exclude)
 
     # ------------------------------------------------------------------ one order
@@ -161,19 +191,15 @@ class Judge:
         verdict or failure is recorded together with the pair (so it can become a ruling or be re-run).
         """
         start = time.perf_counter()
-        rules, scores, version = self.rules_for(pair, exclude)
-        precedent = self._precedent(pair, exclude)
-        # the ids a verdict lists as retrieved: a binding precedent not among the shown rules is added
-        shown_ids = [r.id for r in rules]
-        if precedent is not None and precedent[0].id not in shown_ids:
-            shown_ids.append(precedent[0].id)
-        key = cache_key(pair, version, shown_ids, self.config)
+        shown = self.rules_for(pair, exclude)
+        rules, scores, version = shown.rules, shown.scores, shown.version
+        key = cache_key(pair, version, [r.id for r in rules], self.config)
         if self.store is not None and self.use_cache:
             hit = self.store.get(key)
             if hit is not None:
                 return self._finish(hit.model_copy(update={"pair_id": pair.id, "cached": True}), pair)
-        if precedent is not None:
-            verdict = self._bound(pair, *precedent, rules, scores, version, key, start)
+        if shown.precedent is not None:
+            verdict = self._bound(pair, *shown.precedent, rules, scores, version, key, start)
         else:
             verdict = await self._decide(pair, rules, scores, version, key, start)
         if self.store is not None:
@@ -192,24 +218,9 @@ class Judge:
         return verdict
 
     # ------------------------------------------------------------------ precedent
-    def _precedent(self, pair: Pair, exclude: Sequence[str]) -> tuple[Rule, PrecedentRef] | None:
-        """The active ruling on the same facts as ``pair`` that binds it, if any (see `Rulebook.precedents`)."""
-        cfg = self.config
-        if not (cfg.bind_precedent and cfg.use_rules) or self.rulebook is None:
-            return None
-        found = self.rulebook.precedents(pair, exclude=exclude, threshold=cfg.precedent_threshold)
-        if not found:
-            return None
-        best = found[0]
-        ref = PrecedentRef(ruling_id=best.ruling_id, holding=best.holding, similarity=best.similarity,
-                           swapped=best.swapped)
-        return self.rulebook.get(best.ruling_id), ref
-
     def _bound(self, pair: Pair, ruling: Rule, ref: PrecedentRef, rules: list[Rule], scores: dict[str, float],
                version: str | None, key: str, start: float) -> Verdict:
         """The verdict a binding precedent decides: its holding, with ``precedent_confidence``."""
-        scores = {**scores, ruling.id: ref.similarity}
-        shown = rules if any(r.id == ruling.id for r in rules) else [*rules, ruling]
         dist = _point_mass(ref.holding, self.config.precedent_confidence, allow_tie=self.config.allow_tie)
         slots = ", responses in the other slots" if ref.swapped else ""
         citation = Citation(
@@ -218,7 +229,7 @@ class Judge:
             note=f"binding precedent on the same facts (similarity {ref.similarity:.3f}{slots})",
             score=ref.similarity)
         log.info("pair %s bound by precedent %s (similarity %.3f)", pair.id, ruling.id, ref.similarity)
-        return Verdict(**self._base(pair, shown, scores, version, key), winner=ref.holding,  # type: ignore[arg-type]
+        return Verdict(**self._base(pair, rules, scores, version, key), winner=ref.holding,  # type: ignore[arg-type]
                        probabilities=dist, citations=[citation], deciding_rule=ruling.id, precedent=ref,
                        rationale=f"Bound by {ruling.id}: {ruling.text}"[:400],
                        latency_s=time.perf_counter() - start)

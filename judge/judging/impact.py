@@ -148,7 +148,7 @@ def impact(rulebook: Rulebook, store: JudgmentStore, since_version: str) -> Impa
 def _check(rulebook: Rulebook, judgment: StoredJudgment, pair: Pair, verdict: Verdict) -> ImpactEntry | None:
     if not verdict.config.use_rules:
         return None
-    shown, _, _ = shown_rules(rulebook, pair, verdict.config, judgment.exclude)
+    shown = shown_rules(rulebook, pair, verdict.config, judgment.exclude).rules
     diff = diff_shown(verdict.retrieved, [(r.id, r.version) for r in shown])
     if not diff:
         return None
