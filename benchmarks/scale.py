@@ -287,8 +287,8 @@ def main(argv: list[str] | None = None) -> int:
         print(" | ".join([f"{row['size']}", *(_p(lat[name]) for name in names)]))
     last: dict[str, list[float]] = rows[-1]["latency"]  # type: ignore[assignment]
     p99 = _percentile(last["index, no filter"], 99)
-    print(f"\nindex p99 at {rows[-1]['size']} rules, no filter: {p99:.1f} ms "
-          f"(target <= 50 ms at 1M: {'PASS' if p99 <= 50 else 'FAIL'})")
+    verdict = ("PASS" if p99 <= 50 else "FAIL") if int(rows[-1]["size"]) >= 1_000_000 else "applies at 1M"  # type: ignore[call-overload]
+    print(f"\nindex p99 at {rows[-1]['size']} rules, no filter: {p99:.1f} ms (target <= 50 ms at 1M: {verdict})")
     if len(rows) > 1:
         first = rows[0]
         grow = int(rows[-1]["size"]) / int(first["size"])  # type: ignore[call-overload]
