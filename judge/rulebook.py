@@ -41,7 +41,7 @@ from judge.errors import (
     RulingConflictError,
 )
 from judge.retrieval.embedder import Embedder, make_embedder
-from judge.retrieval.index import RuleIndex, make_client
+from judge.retrieval.index import Hit, RuleIndex, make_client
 from judge.rules.conflicts import (
     DEFAULT_CONFLICT_THRESHOLD,
     Candidate,
@@ -84,6 +84,8 @@ CONFLICT_CANDIDATES = 20
 PRECEDENT_CANDIDATES = 3
 #: Embeddings remembered per Rulebook (queries and the cases of nearby rulings), least recently used dropped.
 EMBED_MEMO = 2048
+#: Rules remembered per rulebook version by `Rulebook.retrieve` (cleared when the version moves or it fills).
+RULE_MEMO = 20_000
 
 
 @dataclass(frozen=True)
@@ -165,6 +167,9 @@ class Rulebook:
         # Recent embeddings by text: a pair's query is embedded once for retrieval and the precedent check,
         # and the rulings nearest many pairs of a batch have their cases embedded once.
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        # Rules read at one rulebook version (contents cannot change without the version changing).
+        self._rules_seen: tuple[str, dict[str, Rule]] = ("", {})
+        self._constitution: tuple[str, list[str], np.ndarray] = ("", [], np.zeros((0, 0), dtype=np.float32))
 
     @classmethod
     def open(cls, url: str | None = None, *, settings: Settings | None = None, with_index: bool = True,
@@ -555,6 +560,31 @@ class Rulebook:
             self._verified = (version, self.store.count(Layer.CONSTITUTION, active_only=True))
         return index
 
+    def _constitution_hits(self, index: RuleIndex, version: str, vector: np.ndarray,
+                           exclude: Sequence[str]) -> list[Hit]:
+        """Every constitution rule scored exactly against ``vector`` (a handful of rules: a dot product with
+        their vectors, read once per rulebook version, instead of an index search)."""
+        if self._constitution[0] != version:
+            self._constitution = (version, *index.layer_vectors(Layer.CONSTITUTION))
+        _, ids, matrix = self._constitution
+        excluded = set(exclude)
+        scores = matrix @ np.asarray(vector, dtype=np.float32) if len(ids) else np.zeros(0)
+        hits = [Hit(rule_id, float(score), 1.0 - float(score))
+                for rule_id, score in zip(ids, scores, strict=True) if rule_id not in excluded]
+        return sorted(hits, key=lambda hit: hit.distance)
+
+    def _rules_at(self, version: str, ids: Sequence[str]) -> dict[str, Rule]:
+        """`RulebookStore.get_many`, remembering what was read at ``version`` (every retrieval fetches the
+        same constitution; a batch keeps meeting the same entries)."""
+        seen_version, seen = self._rules_seen
+        if seen_version != version or len(seen) > RULE_MEMO:
+            seen = {}
+            self._rules_seen = (version, seen)
+        missing = [rule_id for rule_id in ids if rule_id not in seen]
+        if missing:
+            seen.update(self.store.get_many(missing))
+        return {rule_id: seen[rule_id] for rule_id in ids if rule_id in seen}
+
     def _query_vector(self, index: RuleIndex, text: str) -> np.ndarray:
         return self._embed_memo(index, [text])[0]
 
@@ -593,9 +623,10 @@ class Rulebook:
         vector = self._query_vector(index, pair.query_text())
         hits = []
         n_rulings = k if k_rulings is None else k_rulings
-        for layer, n in ((Layer.CONSTITUTION, n_const), (Layer.SPEC, k)):
-            if n > 0:
-                hits.extend(index.query_vector(vector, layer=layer, k=n, exclude=exclude))
+        if n_const > 0:
+            hits.extend(self._constitution_hits(index, version, vector, exclude))
+        if k > 0:
+            hits.extend(index.query_vector(vector, layer=Layer.SPEC, k=k, exclude=exclude))
         wanted = max(n_rulings, PRECEDENT_CANDIDATES) if precedent_threshold is not None else n_rulings
         ruling_hits = index.query_vector(vector, layer=Layer.RULING, k=wanted, exclude=exclude) if wanted else []
         hits.extend(ruling_hits[:n_rulings])
@@ -603,7 +634,7 @@ class Rulebook:
             process_vector = self._query_vector(index, _process_text(pair))
             hits.extend(index.query_vector(process_vector, layer=Layer.SPEC, k=k_process, exclude=exclude,
                                            where_extra={"process": True}))
-        rules = self.store.get_many([h.rule_id for h in [*hits, *ruling_hits[n_rulings:]]])
+        rules = self._rules_at(version, [h.rule_id for h in [*hits, *ruling_hits[n_rulings:]]])
         precedents: tuple[Precedent, ...] = ()
         if precedent_threshold is not None:
             nearest = [rules[h.rule_id] for h in ruling_hits[:PRECEDENT_CANDIDATES] if h.rule_id in rules]

@@ -168,3 +168,21 @@ def test_pair_with_process_retrieves_process_rules(hash_rulebook: Rulebook) -> N
     assert [r for r in got.ids if r.startswith("spec/process-")]
     assert all(rb.get(i).process_rule for i in got.ids if i.startswith("spec/process-"))
     assert not [r for r in rb.retrieve(plain, k=2).ids if r.startswith("spec/process-")]
+
+
+def test_constitution_scores_follow_every_change_and_honour_exclude(hash_rulebook: Rulebook) -> None:
+    rb = hash_rulebook
+    _seed(rb)
+    pair = Pair(prompt="Is my poem perfect?", response_a="Flawless!", response_b="Meter stumbles.")
+    assert [r.rule.id for r in rb.retrieve(pair, k=1).rules if r.rule.layer is Layer.CONSTITUTION] == [
+        "constitution/no-harm"]
+    rb.add_rule(Rule(id="constitution/honesty", layer=Layer.CONSTITUTION, title="Be honest",
+                     text="Never deceive the user.", authority=Authority.ROOT))
+    got = rb.retrieve(pair, k=1)
+    const = {r.rule.id: r.score for r in got.rules if r.rule.layer is Layer.CONSTITUTION}
+    assert set(const) == {"constitution/no-harm", "constitution/honesty"}
+    assert rb.index is not None
+    exact = rb.index.query(pair.query_text(), layer=Layer.CONSTITUTION, k=2)
+    assert {h.rule_id: round(h.score, 4) for h in exact} == {k: round(v, 4) for k, v in const.items()}
+    ids = [r.rule.id for r in rb.retrieve(pair, k=1, exclude=["constitution/honesty"]).rules]
+    assert "constitution/honesty" not in ids and "constitution/no-harm" in ids
