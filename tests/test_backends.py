@@ -147,7 +147,10 @@ def test_unavailable_after_attempts_run_out(status: int) -> None:
 
 @pytest.mark.parametrize(("reply", "match", "requests"), [
     (FakeReply(status=400), "refused", 1),  # not transient: no retry
-    (FakeReply(body="<html>oops</html>"), "no choices", 1),
+    (FakeReply(body="<html>oops</html>"), "not JSON", 1),
+    (FakeReply(body='{"id": "x"}', headers={"content-type": "application/json"}), "no choices", 1),
+    (FakeReply(body='{"choices": [{"message": null}]}', headers={"content-type": "application/json"}),
+     "not a chat completion", 1),
     (FakeReply(body='{"id": "x", "choi', headers={"content-type": "application/json"}), "not JSON", 1),
 ])
 def test_unusable_replies_are_reply_errors(reply: FakeReply, match: str, requests: int) -> None:

@@ -182,7 +182,7 @@ BAD_FIRST_TOKEN = FakeReply(text="Sure", top_logprobs=tops(Sure=0.9, I=0.05, A=0
     (BAD_FIRST_TOKEN, "verdict", "not a verdict"),
     (FakeReply(text="A"), "backend", "logprobs"),
     (FakeReply(status=500), "backend", "500"),
-    (FakeReply(body="<html>502 Bad Gateway</html>"), "backend", "no choices"),
+    (FakeReply(body="<html>502 Bad Gateway</html>"), "backend", "not JSON"),
     (FakeReply(body='{"choices": [', headers={"content-type": "application/json"}), "backend", "not JSON"),
 ], ids=["not-a-letter", "no-logprobs", "persistent-500", "html-body", "truncated-json"])
 def test_failures_carry_a_stage_and_no_score(rb: Rulebook, reply: FakeReply, stage: str, needle: str) -> None:

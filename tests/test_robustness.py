@@ -256,7 +256,7 @@ ENDPOINT_FAULTS = [  # (reply or raising script, requests for the pair, words in
     pytest.param(FakeReply(status=503, headers={"retry-after": "0"}), 3, "503", id="503-retry-after"),
     pytest.param(_timeout, 3, "APITimeoutError", id="timeout"),
     pytest.param(_refused, 3, "APIConnectionError", id="connection-refused"),
-    pytest.param(FakeReply(body="<html>upstream hiccup</html>"), 1, "no choices", id="garbage-200"),
+    pytest.param(FakeReply(body="<html>upstream hiccup</html>"), 1, "not JSON", id="garbage-200"),
     pytest.param(FakeReply(body='{"choices": [', headers={"content-type": "application/json"}), 1, "not JSON",
                  id="truncated-json-200"),
 ]
