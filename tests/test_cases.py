@@ -7,7 +7,6 @@ before each test, as in test_store.py). Everything uses the deterministic hash e
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -27,15 +26,9 @@ from judge.retrieval.embedder import HashEmbedder
 from judge.rules.model import Authority, ChangeKind, Layer, Rule
 from judge.store import PendingChange, RulebookStore, migrate, open_engine
 from judge.store.schema import TestCaseReviewRow, TestCaseVectorRow
-from tests.test_store import reset_pg
+from tests.test_store import BACKENDS, backend_url
 
 REPO = Path(__file__).resolve().parent.parent
-PG_URL = os.environ.get("JUDGE_TEST_PG_URL")
-BACKENDS = [
-    pytest.param("sqlite", id="sqlite"),
-    pytest.param("postgresql", id="postgresql", marks=pytest.mark.skipif(
-        not PG_URL, reason="set JUDGE_TEST_PG_URL to a throwaway PostgreSQL database to run these")),
-]
 
 ENTRIES = ("spec/avoid-sycophancy", "spec/be-concise", "spec/no-erotica")
 
@@ -62,12 +55,7 @@ def accepted(prompt: str, *entries: str) -> TestCase:
 
 @pytest.fixture(params=BACKENDS)
 def store(request: pytest.FixtureRequest, sqlite_url: str) -> Iterator[CaseStore]:
-    url = sqlite_url
-    if request.param == "postgresql":
-        assert PG_URL is not None
-        reset_pg(PG_URL)
-        url = PG_URL
-    engine = open_engine(url)
+    engine = open_engine(backend_url(request.param, sqlite_url))
     migrate(engine)
     yield CaseStore(engine, HashEmbedder(128), entry_ids=ENTRIES)
     engine.dispose()

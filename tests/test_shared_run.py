@@ -37,15 +37,9 @@ from judge.store import migrate, open_engine
 from judge.store.claims import WorkClaims
 from judge.store.judgments import JudgmentStore
 from judge.store.schema import WorkClaimRow
-from tests.test_store import reset_pg
+from tests.test_store import BACKENDS, backend_url
 
 ROOT = Path(__file__).resolve().parent.parent
-PG_URL = os.environ.get("JUDGE_TEST_PG_URL")
-BACKENDS = [
-    pytest.param("sqlite", id="sqlite"),
-    pytest.param("postgresql", id="postgresql", marks=pytest.mark.skipif(
-        not PG_URL, reason="set JUDGE_TEST_PG_URL to a throwaway PostgreSQL database to run these")),
-]
 GOOD = "Water boils at 100 degrees Celsius at sea level."
 BAD = "Water boils at 50 degrees Celsius, trust me."
 
@@ -53,11 +47,7 @@ BAD = "Water boils at 50 degrees Celsius, trust me."
 # ----------------------------------------------------------------------------------------------- helpers
 @pytest.fixture(params=BACKENDS)
 def db_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
-    if request.param == "sqlite":
-        return sqlite_url
-    assert PG_URL is not None
-    reset_pg(PG_URL)
-    return PG_URL
+    return backend_url(request.param, sqlite_url)
 
 
 @pytest.fixture

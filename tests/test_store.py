@@ -108,13 +108,18 @@ def reset_pg(url: str) -> None:
         engine.dispose()
 
 
-@pytest.fixture
-def db_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
-    if request.param == "sqlite":
+def backend_url(backend: str, sqlite_url: str) -> str:
+    """The database URL for one of `BACKENDS`: the test's SQLite file, or the throwaway PostgreSQL emptied."""
+    if backend == "sqlite":
         return sqlite_url
     assert PG_URL is not None
     reset_pg(PG_URL)
     return PG_URL
+
+
+@pytest.fixture
+def db_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
+    return backend_url(request.param, sqlite_url)
 
 
 @pytest.fixture
