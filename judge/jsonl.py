@@ -13,26 +13,28 @@ __all__ = ["read_jsonl"]
 
 
 def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield ``(line number, object)`` for every non-blank line of a JSONL file.
+    """Yield ``(line number, object)`` for every non-blank line of a JSONL file, read lazily.
 
     Raises:
-        InputError: the file is missing, a line is not JSON, or not a JSON object (names file and line).
+        InputError: the file is missing, a line is not UTF-8, not JSON, or not a JSON object (names file and
+            line).
     """
     path = Path(path)
     if not path.is_file():
         raise InputError("no such file", path=path)
-    number = 0
-    try:
-        with path.open(encoding="utf-8") as fh:
-            for number, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise InputError(f"invalid JSON: {exc.msg}", path=path, line=number) from None
-                if not isinstance(obj, dict):
-                    raise InputError("expected a JSON object", path=path, line=number)
-                yield number, obj
-    except UnicodeDecodeError:
-        raise InputError("not UTF-8 text", path=path, line=number + 1) from None
+    with path.open("rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputError(f"invalid UTF-8 at byte {exc.start}", path=path, line=number) from None
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"malformed JSON: {exc.msg} (column {exc.colno})", path=path,
+                                 line=number) from None
+            if not isinstance(obj, dict):
+                raise InputError("expected a JSON object", path=path, line=number)
+            yield number, obj

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from judge.errors import InputError, first_validation_error
+from judge.jsonl import read_jsonl
 from judge.rules.model import Pair
 
 __all__ = ["MAX_FIELD_CHARS", "PairRecord", "pair_id", "read_pairs"]
@@ -46,9 +47,7 @@ def _field_error(exc: ValidationError) -> tuple[str, str]:
     return loc, f"field {loc}: {msg}"
 
 
-def _parse(obj: Any, path: Path, line: int) -> PairRecord:
-    if not isinstance(obj, dict):
-        raise InputError("expected a JSON object", path=path, line=line)
+def _parse(obj: dict[str, Any], path: Path, line: int) -> PairRecord:
     for name in ("prompt", "response_a", "response_b"):
         if name not in obj:
             raise InputError(f"missing field {name!r}", path=path, line=line, field=name)
@@ -82,25 +81,12 @@ def read_pairs(path: str | Path) -> Iterator[PairRecord]:
     Blank lines are skipped. Duplicate ids are an error (results are keyed by id).
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError("no such file", path=path)
     seen: dict[str, int] = {}
-    with path.open("rb") as fh:
-        for line_no, raw in enumerate(fh, 1):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise InputError(f"invalid UTF-8 at byte {exc.start}", path=path, line=line_no) from exc
-            if not text.strip():
-                continue
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"malformed JSON: {exc.msg} (column {exc.colno})", path=path, line=line_no) from exc
-            record = _parse(obj, path, line_no)
-            pid = record.pair.id or ""
-            if pid in seen:
-                raise InputError(f"duplicate id {pid!r} (first on line {seen[pid]})", path=path, line=line_no,
-                                 field="id")
-            seen[pid] = line_no
-            yield record
+    for line_no, obj in read_jsonl(path):
+        record = _parse(obj, path, line_no)
+        pid = record.pair.id or ""
+        if pid in seen:
+            raise InputError(f"duplicate id {pid!r} (first on line {seen[pid]})", path=path, line=line_no,
+                             field="id")
+        seen[pid] = line_no
+        yield record
