@@ -13,7 +13,7 @@ from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel
 
-__all__ = ["Backend", "ChatReply", "ChatRequest", "StructuredReply"]
+__all__ = ["Backend", "ChatReply", "ChatRequest", "StructuredReply", "release_connections"]
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -86,3 +86,14 @@ class Backend(Protocol):
     def close(self) -> None:
         """Release clients / stop servers."""
         ...
+
+
+async def release_connections(backend: object) -> None:
+    """Close a backend's pooled connections before the event loop that opened them ends.
+
+    Backends that pool connections per event loop have an async ``release()``; others need nothing. Every
+    ``asyncio.run`` that judges through a backend calls this last (the next call reconnects).
+    """
+    release = getattr(backend, "release", None)
+    if release is not None:
+        await release()

@@ -30,6 +30,7 @@ from tenacity import (
 )
 
 from judge.backends.base import ChatReply, ChatRequest, StructuredReply
+from judge.backends.direct_http import DirectPoster, EndpointStatusError, EndpointTransportError
 from judge.errors import BackendReplyError, BackendUnavailableError, StructuredOutputError
 
 __all__ = ["OpenAIProtocolBackend", "RetryPolicy"]
@@ -57,15 +58,22 @@ def _request_options(timeout_s: float) -> Any:
         return make_request_options(timeout=timeout_s)
 
 
+#: Failures of a request, from the openai client or the direct path.
+_STATUS_ERRORS = (openai.APIStatusError, EndpointStatusError)
+_TRANSPORT_ERRORS = (openai.APITimeoutError, openai.APIConnectionError, EndpointTransportError)
+
+
 def _retryable(exc: BaseException) -> bool:
-    if isinstance(exc, openai.APIStatusError):
+    if isinstance(exc, _STATUS_ERRORS):
         return exc.status_code == 429 or exc.status_code >= 500
-    return isinstance(exc, openai.APITimeoutError | openai.APIConnectionError)
+    return isinstance(exc, _TRANSPORT_ERRORS)
 
 
 def _retry_after(exc: BaseException | None) -> float | None:
-    if isinstance(exc, openai.APIStatusError):
-        value = exc.response.headers.get("retry-after")
+    headers = exc.response.headers if isinstance(exc, openai.APIStatusError) else \
+        exc.headers if isinstance(exc, EndpointStatusError) else None
+    if headers is not None:
+        value = headers.get("retry-after")
         if value:
             try:
                 return max(0.0, float(value))
@@ -90,7 +98,7 @@ def _waiter(policy: RetryPolicy) -> Callable[[RetryCallState], float]:
 
 
 def _unavailable(exc: BaseException, attempts: int) -> BackendUnavailableError:
-    status = exc.status_code if isinstance(exc, openai.APIStatusError) else None
+    status = exc.status_code if isinstance(exc, _STATUS_ERRORS) else None
     kind = type(exc).__name__
     return BackendUnavailableError(f"model endpoint failed: {kind}" + (f" {status}" if status else ""),
                                    status=status, attempts=attempts)
@@ -106,11 +114,15 @@ class OpenAIProtocolBackend:
         instructor_mode: instructor mode for structured output (JSON schema works on llama.cpp's server).
         retry: retry policy for transient failures.
         on_close: called by `close()` (e.g. stop an embedded server).
+        client_factory: makes a fresh client (used when called from a new event loop, and by `release`).
+        direct_http: send the plain chat (verdict) call through a lean aiohttp path to the client's base URL
+            with the client's headers (a third of the client CPU per request; see `judge.backends.direct_http`)
+            instead of through the openai client. Structured output always uses the openai client.
     """
 
     def __init__(self, *, name: str, model: str, client: openai.AsyncOpenAI, instructor_mode: str = "JSON_SCHEMA",
                  retry: RetryPolicy | None = None, on_close: Callable[[], None] | None = None,
-                 client_factory: Callable[[], openai.AsyncOpenAI] | None = None) -> None:
+                 client_factory: Callable[[], openai.AsyncOpenAI] | None = None, direct_http: bool = False) -> None:
         self.name = name
         self.model = model
         self.client = client.with_options(max_retries=0)
@@ -121,6 +133,12 @@ class OpenAIProtocolBackend:
         self.retry = retry or RetryPolicy()
         self._on_close = on_close
         self._instructor: Any = None
+        self._direct: DirectPoster | None = None
+        if direct_http:
+            headers = {k: v for k, v in client.default_headers.items() if isinstance(v, str)}
+            if self._api_key:
+                headers["Authorization"] = f"Bearer {self._api_key}"
+            self._direct = DirectPoster(str(client.base_url), headers, timeout_s=self.retry.timeout_s)
 
     def _bind_loop(self) -> None:
         """Use a fresh client when called from another event loop than before.
@@ -166,13 +184,16 @@ class OpenAIProtocolBackend:
             async for attempt in self._retrying():
                 with attempt:
                     attempts += 1
-                    raw_body = await self.client.post("/chat/completions", body=body, options=options,
-                                                      cast_to=bytes)
+                    if self._direct is not None:
+                        raw_body = await self._direct.post_json("/chat/completions", body)
+                    else:
+                        raw_body = await self.client.post("/chat/completions", body=body, options=options,
+                                                          cast_to=bytes)
         except openai.APIResponseValidationError as exc:
             raise BackendReplyError(f"endpoint reply is not a chat completion: {self._scrub(exc)}") from exc
         except json.JSONDecodeError as exc:  # a JSON content-type with a body that is not JSON
             raise BackendReplyError(f"endpoint reply is not JSON: {exc}") from exc
-        except (openai.APIStatusError, openai.APITimeoutError, openai.APIConnectionError) as exc:
+        except _STATUS_ERRORS + _TRANSPORT_ERRORS as exc:
             if _retryable(exc):
                 raise _unavailable(exc, attempts) from exc
             raise BackendReplyError(f"endpoint refused the request: {self._scrub(exc)}") from exc
@@ -196,9 +217,11 @@ class OpenAIProtocolBackend:
     async def release(self) -> None:
         """Close the client's pooled connections (call before the event loop ends); the next call reconnects.
 
-        Only with a ``client_factory``: a client handed in without one (e.g. the fake's in-process transport)
-        is the caller's to close.
+        The direct HTTP path's session is always closed. The openai client only with a ``client_factory``: a
+        client handed in without one (e.g. the fake's in-process transport) is the caller's to close.
         """
+        if self._direct is not None:
+            await self._direct.aclose()
         if self._client_factory is None:
             return
         old, self.client = self.client, self._client_factory().with_options(max_retries=0)

@@ -38,7 +38,7 @@ def _openai(model: str, base_url: str | None, api_key: str | None, retry: RetryP
         return openai.AsyncOpenAI(base_url=base_url, api_key=key)
 
     return OpenAIProtocolBackend(name=f"openai/{model}", model=model, client=factory(), retry=retry,
-                                 client_factory=factory)
+                                 client_factory=factory, direct_http=True)
 
 
 def _local(model_path: Path | None, data_dir: Path, retry: RetryPolicy | None, n_ctx: int) -> Backend:
@@ -58,7 +58,7 @@ def _local(model_path: Path | None, data_dir: Path, retry: RetryPolicy | None, n
         return openai.AsyncOpenAI(base_url=server.base_url, api_key=server.api_key)
 
     return OpenAIProtocolBackend(name=name, model=server.model_name, client=factory(), retry=retry,
-                                 on_close=server.stop, client_factory=factory)
+                                 on_close=server.stop, client_factory=factory, direct_http=True)
 
 
 def make_backend(spec: str, *, data_dir: Path, base_url: str | None = None, api_key: str | None = None,

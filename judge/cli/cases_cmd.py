@@ -216,6 +216,7 @@ def generate(
     """Generate draft test cases per spec entry with a model; review them with `judge cases review`."""
     import asyncio
 
+    from judge.backends.base import release_connections
     from judge.backends.registry import make_backend
     from judge.cases.generate import generate_cases
     from judge.errors import InputError
@@ -228,11 +229,14 @@ def generate(
     made = make_backend(backend, data_dir=state(ctx).settings.data_dir, base_url=base_url)
     added: dict[str, int] = {}
     async def generate_all(progress: Any) -> None:  # one event loop for every entry: connections stay valid
-        for i, entry_id in enumerate(entry):
-            existing = [c.prompt for c in store.list_cases(entry=entry_id)]
-            cases = await generate_cases(made, rulebook.get(entry_id), n, avoid=existing)
-            added[entry_id] = len(store.add(cases).added)
-            progress(i + 1, len(entry))
+        try:
+            for i, entry_id in enumerate(entry):
+                existing = [c.prompt for c in store.list_cases(entry=entry_id)]
+                cases = await generate_cases(made, rulebook.get(entry_id), n, avoid=existing)
+                added[entry_id] = len(store.add(cases).added)
+                progress(i + 1, len(entry))
+        finally:
+            await release_connections(made)
 
     try:
         with _progress("generating") as progress:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from judge.backends.base import Backend, ChatReply, ChatRequest
+from judge.backends.base import Backend, ChatReply, ChatRequest, release_connections
 from judge.calibration.apply import calibrate_verdict, mark_escalated
 from judge.calibration.recalibrate import Calibrator, check_compatible
 from judge.errors import BackendError, BackendReplyError, JudgeError, StructuredOutputError
@@ -299,9 +299,7 @@ class Judge:
             try:
                 return await self.acompare(pair, exclude=exclude)
             finally:
-                release = getattr(self.backend, "release", None)
-                if release is not None:
-                    await release()
+                await release_connections(self.backend)
 
         return asyncio.run(once())
 

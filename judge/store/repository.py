@@ -258,8 +258,10 @@ class RulebookStore:
     @property
     def version(self) -> str:
         """The current rulebook version: the head of the hash chain (``EMPTY_RULEBOOK_VERSION`` if empty)."""
-        head = self.head()
-        return head.rulebook_version if head is not None else EMPTY_RULEBOOK_VERSION
+        # One column of one row, without an ORM session: every retrieval asks (is the index still current?).
+        with self.engine.connect() as conn:
+            version = conn.scalar(select(ChangeRow.rulebook_version).order_by(ChangeRow.seq.desc()).limit(1))
+        return version if version is not None else EMPTY_RULEBOOK_VERSION
 
     def seq_of(self, rulebook_version: str) -> int:
         """The change-log ``seq`` that wrote ``rulebook_version`` (0 for the empty rulebook).
