@@ -17,9 +17,11 @@ from judge.calibration.metrics import ece
 from judge.calibration.recalibrate import (
     METHODS,
     Calibrator,
+    abstention_threshold,
     calibration_key,
     check_compatible,
     cross_fit,
+    cross_fit_abstention,
     distributions,
     fit,
     fit_calibrator,
@@ -573,3 +575,38 @@ def test_abstain_threshold(fitted: tuple[Calibrator, SignalTable, list[str]], ca
     assert cal.abstain is None
     with pytest.raises(ConfigError, match=f"calibrator {cal.id} has no abstention threshold"):
         cal.abstain_threshold()
+
+
+# ------------------------------------------------------------------------------ abstention on calibrated scale
+def test_abstention_threshold_is_on_the_calibrators_own_scale() -> None:
+    table, labels, _ = _simulated(0.25, n=600, seed=11)  # under-confident: calibration stretches confidences
+    cal = fit_calibrator(table, labels, _config(), method="temperature")
+    probs = cal.predict(table)
+    th = abstention_threshold(probs, labels, target=0.9, delta=0.1)
+    assert th.certified and th.threshold > 0.5
+    pred = np.asarray(["A", "tie", "B"])[probs.argmax(axis=1)]
+    kept = probs.max(axis=1) >= th.threshold
+    assert int(kept.sum()) == th.n_kept  # the threshold selects exactly the rows it was certified on
+    assert (pred[kept] == np.asarray(labels)[kept]).mean() >= th.lower_bound >= 0.9
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_cross_fitted_abstention_keeps_its_target_on_held_out_folds(seed: int) -> None:
+    """An under-confident judge whose confidence ranks correctness: recalibrated selective judging keeps a
+    useful share of held-out pairs, and they agree at least at the target (up to sampling noise)."""
+    rng = np.random.default_rng(100 + seed)
+    z = rng.normal(0.0, 3.0, 600)  # a judge that is often sure, reporting a quarter of its log-odds
+    labels = np.where(rng.random(600) < _sigmoid(z), "A", "B").tolist()
+    table = _table(0.25 * z)
+    result, thresholds = cross_fit_abstention(table, labels, target=0.9, delta=0.1, seed=seed)
+    assert len(thresholds) == 5 and all(t.certified for t in thresholds)
+    assert result.n == 600 and result.n_kept + result.n_escalated == 600
+    assert result.coverage > 0.2
+    assert result.agreement >= 0.87  # the target, less a few held-out points of noise on ~150+ kept pairs
+
+
+def test_cross_fitted_abstention_escalates_everything_on_noise() -> None:
+    table, labels = _noise(300, seed=5)
+    result, thresholds = cross_fit_abstention(table, labels, target=0.9, delta=0.1)
+    assert not any(t.certified for t in thresholds)
+    assert result.n_kept == 0 and math.isnan(result.agreement)

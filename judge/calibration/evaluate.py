@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, Field
 
 from judge.calibration import metrics as m
-from judge.calibration.selective import cross_fitted_selective
+from judge.calibration.selective import SelectiveResult, Threshold, cross_fitted_selective
 from judge.calibration.signals import SignalTable, signals_from_verdicts
 from judge.judging.verdict import Verdict
 
@@ -171,6 +171,7 @@ def evaluate(
     delta: float = 0.1,
     n_suspects: int = 25,
     suspect_confidence: float = 0.0,
+    selective_result: tuple[SelectiveResult, Sequence[Threshold]] | None = None,
 ) -> EvalReport:
     """The full metric set for labelled verdicts.
 
@@ -184,6 +185,9 @@ def evaluate(
         high: The threshold of wrong-at-high-confidence.
         n_bins: Bins for ECE.
         target, delta: Target agreement and risk tolerance of selective judging (cross-fitted).
+        selective_result: Held-out selective judging measured elsewhere (e.g. `cross_fit_abstention` for
+            recalibrated probabilities, whose thresholds belong to each fold's calibrator); by default a
+            threshold on ``probs``' confidence is cross-fitted here.
         n_suspects, suspect_confidence: How many confidently contradicted labels to list (most confident
             first), and the least confidence to list one.
 
@@ -283,7 +287,8 @@ def evaluate(
 
     selective = None
     if len(scored) >= 20:
-        result, thresholds = cross_fitted_selective(conf, correct, target=target, delta=delta, seed=seed)
+        result, thresholds = selective_result or cross_fitted_selective(conf, correct, target=target, delta=delta,
+                                                                        seed=seed)
         selective = {"target": target, "delta": delta, "coverage": result.coverage,
                      "agreement": result.agreement, "n_kept": result.n_kept, "n_escalated": result.n_escalated,
                      "fold_thresholds": [t.threshold for t in thresholds],

@@ -25,6 +25,7 @@ import json
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -33,6 +34,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from judge.calibration.selective import SelectiveResult, Threshold, choose_threshold
 from judge.calibration.signals import SignalTable
 from judge.errors import CalibratorMismatchError, ConfigError, InputError, first_validation_error
 from judge.judging.verdict import JudgeConfig
@@ -41,9 +43,11 @@ __all__ = [
     "CALIBRATOR_FORMAT",
     "METHODS",
     "Calibrator",
+    "abstention_threshold",
     "calibration_key",
     "check_compatible",
     "cross_fit",
+    "cross_fit_abstention",
     "distributions",
     "fit",
     "fit_calibrator",
@@ -248,6 +252,43 @@ def select_method(t: SignalTable, labels: Sequence[str], *, methods: tuple[str, 
     return chosen, losses
 
 
+@dataclass(frozen=True)
+class _FoldFit:
+    held: NDArray[np.int_]
+    train: NDArray[np.int_]
+    method: str
+    params: dict[str, Any]
+    tie_rate: float
+
+
+def _fold_fits(t: SignalTable, lab: list[str], method: str, n_folds: int, seed: int) -> list[_FoldFit]:
+    """One calibrator per fold, fitted (and, with ``auto``, chosen) on the other folds only."""
+    if method != "auto" and method not in METHODS:
+        raise ValueError(f"unknown calibration method {method!r}; known: auto, {', '.join(METHODS)}")
+    _binary_labels(t, lab)
+    fits: list[_FoldFit] = []
+    for i, held in enumerate(_folds(len(lab), n_folds, seed)):
+        train = np.setdiff1d(np.arange(len(lab)), held)
+        sub, sub_lab = t.subset(train), [lab[j] for j in train]
+        try:
+            name = method if method != "auto" else select_method(sub, sub_lab, n_folds=n_folds, seed=seed + i + 1)[0]
+            params = fit(name, sub, sub_lab)
+        except ValueError:  # too few or one-sided training rows: keep the judge's own probability
+            name, params = "none", {}
+        fits.append(_FoldFit(held, train, name, params, sum(x == "tie" for x in sub_lab) / len(sub_lab)))
+    return fits
+
+
+def _rows(f: _FoldFit, t: SignalTable) -> NDArray[np.float64]:
+    return distributions(predict(f.method, f.params, t), t.tie, f.tie_rate)
+
+
+def _confidence_correct(probs: NDArray[np.float64],
+                        labels: Sequence[str]) -> tuple[NDArray[np.float64], NDArray[np.int_]]:
+    pred = np.asarray(["A", "tie", "B"])[probs.argmax(axis=1)]
+    return probs.max(axis=1), (pred == np.asarray(list(labels))).astype(int)
+
+
 def cross_fit(t: SignalTable, labels: Sequence[str], *, method: str = "auto", n_folds: int = 5,
               seed: int = 0) -> tuple[NDArray[np.float64], list[str]]:
     """Out-of-fold calibrated 3-way distributions: each fold is predicted by a calibrator fitted without it.
@@ -258,26 +299,53 @@ def cross_fit(t: SignalTable, labels: Sequence[str], *, method: str = "auto", n_
     Returns:
         Rows ``(P(A), P(tie), P(B))`` for every row of ``t``, and the method used for each fold.
     """
-    if method != "auto" and method not in METHODS:
-        raise ValueError(f"unknown calibration method {method!r}; known: auto, {', '.join(METHODS)}")
     lab = list(labels)
-    _binary_labels(t, lab)
-    folds = _folds(len(lab), n_folds, seed)
     out = np.empty((len(lab), 3))
-    chosen: list[str] = []
-    for i, held in enumerate(folds):
-        train = np.setdiff1d(np.arange(len(lab)), held)
-        sub, sub_lab = t.subset(train), [lab[j] for j in train]
-        try:
-            name = method if method != "auto" else select_method(sub, sub_lab, n_folds=n_folds, seed=seed + i + 1)[0]
-            params = fit(name, sub, sub_lab)
-        except ValueError:  # too few or one-sided training rows: keep the judge's own probability
-            name, params = "none", {}
-        tie_rate = sum(x == "tie" for x in sub_lab) / len(sub_lab)
-        held_t = t.subset(held)
-        out[held] = distributions(predict(name, params, held_t), held_t.tie, tie_rate)
-        chosen.append(name)
-    return out, chosen
+    fits = _fold_fits(t, lab, method, n_folds, seed)
+    for f in fits:
+        out[f.held] = _rows(f, t.subset(f.held))
+    return out, [f.method for f in fits]
+
+
+def abstention_threshold(cal_probs: NDArray[np.float64], labels: Sequence[str], *, target: float,
+                         delta: float) -> Threshold:
+    """The abstention threshold on calibrated confidence, chosen on one calibrator's own predictions for the
+    labelled rows it was fitted on (`choose_threshold`: Clopper-Pearson bound, fixed-sequence testing).
+
+    The threshold has to be on the scale of the calibrator that will apply it. Temperature, Platt and isotonic
+    scaling are monotone in the judge's confidence, so the rows kept at any threshold are the ones the judge
+    itself ranks highest, and the certificate counts how often those were right. `cross_fit_abstention`
+    measures the whole procedure on held-out folds.
+    """
+    conf, correct = _confidence_correct(cal_probs, labels)
+    return choose_threshold(conf, correct, target=target, delta=delta)
+
+
+def cross_fit_abstention(t: SignalTable, labels: Sequence[str], *, target: float, delta: float,
+                         method: str = "auto", n_folds: int = 5,
+                         seed: int = 0) -> tuple[SelectiveResult, list[Threshold]]:
+    """Held-out coverage and agreement of recalibrated selective judging, done as `fit_from_results` does it.
+
+    In each fold a calibrator is fitted on the other folds, its abstention threshold is chosen on its own
+    predictions for those folds (`abstention_threshold`), and both are applied to the held-out fold; the
+    held-out counts are pooled. (One threshold chosen on cross-fitted confidences would mix the scales of
+    five different calibrators: on 300 PandaLM verdicts that kept 4% of pairs at 0.62 agreement, this keeps
+    11% at 0.97.)
+    """
+    lab = list(labels)
+    kept = right = 0
+    thresholds: list[Threshold] = []
+    for f in _fold_fits(t, lab, method, n_folds, seed):
+        th = abstention_threshold(_rows(f, t.subset(f.train)), [lab[j] for j in f.train], target=target,
+                                  delta=delta)
+        thresholds.append(th)
+        conf, correct = _confidence_correct(_rows(f, t.subset(f.held)), [lab[j] for j in f.held])
+        keep = conf >= th.threshold
+        kept += int(keep.sum())
+        right += int(correct[keep].sum())
+    n = len(lab)
+    return SelectiveResult(coverage=kept / n, agreement=right / kept if kept else math.nan, n=n, n_kept=kept,
+                           n_escalated=n - kept), thresholds
 
 
 # --------------------------------------------------------------------------------------------- the artefact

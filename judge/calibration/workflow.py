@@ -17,8 +17,15 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from judge.calibration.evaluate import EvalReport, LabelledRow, PairLabel, evaluate, join
-from judge.calibration.recalibrate import Calibrator, calibration_key, cross_fit, fit_calibrator
-from judge.calibration.selective import choose_threshold
+from judge.calibration.recalibrate import (
+    Calibrator,
+    abstention_threshold,
+    calibration_key,
+    cross_fit,
+    cross_fit_abstention,
+    fit_calibrator,
+)
+from judge.calibration.selective import SelectiveResult, Threshold
 from judge.calibration.signals import SignalTable, signals_from_verdicts
 from judge.errors import InputError
 from judge.judging.pairs_io import read_pairs
@@ -113,9 +120,10 @@ def evaluate_results(labelled: str | Path, results: str | Path, *, recalibrate: 
         raise InputError(f"{results}: none of its {len(verdicts)} results is for a pair in {labelled}")
     if joined.unlabelled:
         log.warning("%d results are for pairs not in %s (ignored)", len(joined.unlabelled), labelled)
-    def report(variant: str, probs: np.ndarray | None = None) -> EvalReport:
+    def report(variant: str, probs: np.ndarray | None = None,
+               selective: tuple[SelectiveResult, list[Threshold]] | None = None) -> EvalReport:
         return evaluate(joined.rows, probs=probs, variant=variant, n_missing=len(joined.missing), n_boot=n_boot,
-                        seed=seed, target=target, delta=delta)
+                        seed=seed, target=target, delta=delta, selective_result=selective)
 
     raw = report("raw")
     out = Evaluation(labelled=str(labelled), results=str(results), judge=calibration_key(config), raw=raw,
@@ -129,7 +137,9 @@ def evaluate_results(labelled: str | Path, results: str | Path, *, recalibrate: 
         out.recalibration = Recalibration(skipped=str(exc))
         return out
     variant = f"recalibrated ({recalibrate}, {n_folds}-fold cross-fitted)"
-    out.recalibrated = report(variant, probs)
+    selective = cross_fit_abstention(table, labs, target=target, delta=delta, method=recalibrate, n_folds=n_folds,
+                                     seed=seed)
+    out.recalibrated = report(variant, probs, selective)
     out.recalibration = Recalibration(method=recalibrate, fold_methods=chosen, n_folds=n_folds, seed=seed)
     return out
 
@@ -138,8 +148,9 @@ def fit_from_results(labelled: str | Path, results: str | Path, *, method: str =
                      seed: int = 0, target: float | None = 0.9, delta: float = 0.1) -> Calibrator:
     """Fit a calibrator for the judge configuration of a results file, on every labelled verdict in it.
 
-    The abstention threshold (when ``target`` is given) is chosen on the *cross-fitted* calibrated
-    confidences, so the rows that fitted the calibrator do not also certify its threshold.
+    The abstention threshold (when ``target`` is given) is chosen on this calibrator's own confidences for the
+    labelled verdicts (`abstention_threshold`: the scale it will be applied on); `evaluate_results` reports how
+    the same procedure does on held-out folds (`cross_fit_abstention`).
     """
     labels = load_labels(labelled)
     verdicts = read_results(results)
@@ -156,11 +167,7 @@ def fit_from_results(labelled: str | Path, results: str | Path, *, method: str =
         raise InputError(f"cannot fit a calibrator on {results}: {exc}") from exc
     if target is None:
         return cal
-    probs, _ = cross_fit(table, labs, method=cal.method, n_folds=n_folds, seed=seed)
-    conf = probs.max(axis=1)
-    pred = probs.argmax(axis=1)
-    correct = (np.asarray(["A", "tie", "B"])[pred] == np.asarray(labs)).astype(int)
-    th = choose_threshold(conf, correct, target=target, delta=delta)
+    th = abstention_threshold(cal.predict(table), labs, target=target, delta=delta)
     return cal.model_copy(update={"abstain": {
         "threshold": th.threshold if th.certified else None, "target": target, "delta": delta,
         "certified": th.certified, "n_calibration": th.n_calibration, "n_kept": th.n_kept,
