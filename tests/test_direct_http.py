@@ -189,3 +189,15 @@ def test_a_batch_run_judges_both_orders_and_releases_its_connections(endpoint: E
     assert backend._direct is not None and backend._direct._session is None
     lines = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert all(v["position_inconsistent"] for v in lines)
+
+
+def test_proxy_from_the_environment_is_used(endpoint: Endpoint, monkeypatch: pytest.MonkeyPatch) -> None:
+    """HTTP_PROXY applies as it does to the openai client: the request reaches the proxy, naming the endpoint."""
+    for var in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    proxy = endpoint.base_url.removesuffix("/v1")
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    monkeypatch.setenv("http_proxy", proxy)
+    endpoint.script = [Reply()]
+    assert direct("http://judge-endpoint.invalid/v1").chat(REQUEST).text == "A"
+    assert endpoint.seen[0][0] == "http://judge-endpoint.invalid/v1/chat/completions"  # absolute form: proxied

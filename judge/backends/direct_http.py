@@ -6,7 +6,8 @@ every pooled connection per request); this path costs ~1.3 ms (`python benchmark
 what keeps a single event loop from becoming the bottleneck against a fast endpoint at high concurrency.
 
 It sends what the openai client would send (its default headers, the bearer key, the same JSON body) to the
-client's base URL, and reports failures as :class:`~judge.backends.openai_compat` retries them: an HTTP error
+client's base URL - through the proxy the environment names, verifying TLS against the same CA bundle - and
+reports failures as :class:`~judge.backends.openai_compat` retries them: an HTTP error
 status as :class:`EndpointStatusError`, a connection failure or timeout as :class:`EndpointTransportError`.
 Structured output (instructor) keeps using the openai client.
 """
@@ -16,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import ssl
 from collections.abc import Mapping
 from typing import Any
 
@@ -47,6 +50,16 @@ class EndpointTransportError(Exception):
     """The request did not get an answer: connection refused or dropped, or the timeout ran out."""
 
 
+def _ssl_context() -> ssl.SSLContext:
+    """Verify servers as httpx does: SSL_CERT_FILE / SSL_CERT_DIR when set, else certifi's CA bundle."""
+    cafile, capath = os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
+    if cafile or capath:
+        return ssl.create_default_context(cafile=cafile, capath=capath)
+    import certifi
+
+    return ssl.create_default_context(cafile=certifi.where())
+
+
 class DirectPoster:
     """POSTs JSON bodies to an OpenAI-compatible base URL with one pooled aiohttp session per event loop.
 
@@ -73,9 +86,10 @@ class DirectPoster:
                 # its connections belong to a loop that has ended; they cannot be reused or closed from here
                 log.debug("direct HTTP: previous event loop ended without release(); opening a new session")
                 self._session.detach()
+            # trust_env: HTTP(S)_PROXY / NO_PROXY and .netrc apply, as they do to the openai client (httpx)
             self._session = aiohttp.ClientSession(
-                headers=self._headers, timeout=self._timeout,
-                connector=aiohttp.TCPConnector(limit=self._max_connections))
+                headers=self._headers, timeout=self._timeout, trust_env=True,
+                connector=aiohttp.TCPConnector(limit=self._max_connections, ssl=_ssl_context()))
             self._loop = loop
         return self._session
 
