@@ -3,7 +3,7 @@
 Everything runs in one invocation and prints one markdown table:
 
 * **throughput** - `run_pairs` with a `Judge` (bare config, both orders sent concurrently) on an
-  `OpenAIProtocolBackend` pointed at a local fake OpenAI-compatible server (aiohttp, in a subprocess so it
+  `OpenAIProtocolBackend` pointed at a local fake OpenAI-compatible server (asyncio, in a subprocess so it
   never competes for this process's GIL) that answers every ``POST /v1/chat/completions`` after a fixed
   latency. Every comparison costs at least one latency (its two orders are in flight together), so with
   ``C`` comparisons in flight the latency-bound limit is ``C / latency`` comparisons/s (32 / 0.2 s = 160/s);
@@ -100,29 +100,51 @@ def _completion_body() -> bytes:
 
 
 def _serve(latency_ms: float) -> None:
-    """Child-process entry: serve the fake endpoint on a free port, print the port, run until killed."""
-    from aiohttp import web
+    """Child-process entry: serve the fake endpoint on a free port, print the port, run until killed.
 
+    A minimal HTTP/1.1 keep-alive responder on asyncio's protocol layer: it reads each request (head and
+    Content-Length body) and writes the canned reply ``latency_ms`` after the request arrived. A full web
+    framework spends ~0.1 ms per request here, and the 64 requests of 32 comparisons arrive together, so it
+    would add several ms of its own to every request's latency; this adds tens of microseconds.
+    """
     body = _completion_body()
+    ok = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " + str(len(body)).encode()
+          + b"\r\n\r\n" + body)
+    not_found = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
     delay = latency_ms / 1000.0
 
-    async def completions(request: web.Request) -> web.Response:
-        await request.read()  # consume the body so the keep-alive connection stays usable
-        if delay > 0:
-            await asyncio.sleep(delay)
-        return web.Response(body=body, content_type="application/json")
+    class Endpoint(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport
+            self.buffer = b""
+
+        def data_received(self, data: bytes) -> None:
+            self.buffer += data
+            while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
+                head = self.buffer[:end].lower()
+                length = 0
+                for line in head.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip() == b"content-length":
+                        length = int(value)
+                if len(self.buffer) < end + 4 + length:
+                    return  # the body is still arriving
+                self.buffer = self.buffer[end + 4 + length:]
+                reply = ok if head.startswith(b"post /v1/chat/completions ") else not_found
+                asyncio.get_running_loop().call_later(delay, self.reply, reply)
+
+        def reply(self, reply: bytes) -> None:
+            if not self.transport.is_closing():
+                self.transport.write(reply)  # type: ignore[attr-defined]
 
     async def main() -> None:
-        app = web.Application()
-        app.router.add_post("/v1/chat/completions", completions)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
-        await web.SockSite(runner, sock, backlog=1024).start()
+        server = await asyncio.get_running_loop().create_server(Endpoint, sock=sock, backlog=1024)
         print(sock.getsockname()[1], flush=True)
-        await asyncio.Event().wait()
+        async with server:
+            await server.serve_forever()
 
     asyncio.run(main())
 

@@ -201,3 +201,22 @@ def test_proxy_from_the_environment_is_used(endpoint: Endpoint, monkeypatch: pyt
     endpoint.script = [Reply()]
     assert direct("http://judge-endpoint.invalid/v1").chat(REQUEST).text == "A"
     assert endpoint.seen[0][0] == "http://judge-endpoint.invalid/v1/chat/completions"  # absolute form: proxied
+
+
+@pytest.mark.parametrize(("env", "url", "expected"), [
+    ({}, "https://api.example.com/v1", None),
+    ({"HTTPS_PROXY": "http://proxy:3128"}, "https://api.example.com/v1", "http://proxy:3128"),
+    ({"HTTPS_PROXY": "http://proxy:3128"}, "http://127.0.0.1:8080/v1", None),  # scheme has no proxy
+    ({"ALL_PROXY": "http://proxy:3128"}, "http://10.0.0.5:8000/v1", "http://proxy:3128"),
+    ({"HTTP_PROXY": "http://proxy:3128", "NO_PROXY": "localhost,127.0.0.1"}, "http://127.0.0.1:8080/v1", None),
+])
+def test_proxy_resolution_follows_the_environment(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], url: str,
+                                                  expected: str | None) -> None:
+    from judge.backends.direct_http import _proxy_for
+
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+        monkeypatch.delenv(var.lower(), raising=False)
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    assert _proxy_for(url) == expected

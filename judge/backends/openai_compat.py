@@ -177,7 +177,6 @@ class OpenAIProtocolBackend:
             body["top_logprobs"] = request.top_logprobs
         # The body is plain JSON already: post it as `chat.completions.create` does, minus the SDK's
         # recursive TypedDict transform of every message (most of the client's CPU per request).
-        options = _request_options(self.retry.timeout_s)
         start = time.perf_counter()
         attempts = 0
         try:
@@ -187,8 +186,8 @@ class OpenAIProtocolBackend:
                     if self._direct is not None:
                         raw_body = await self._direct.post_json("/chat/completions", body)
                     else:
-                        raw_body = await self.client.post("/chat/completions", body=body, options=options,
-                                                          cast_to=bytes)
+                        raw_body = await self.client.post("/chat/completions", body=body, cast_to=bytes,
+                                                          options=_request_options(self.retry.timeout_s))
         except openai.APIResponseValidationError as exc:
             raise BackendReplyError(f"endpoint reply is not a chat completion: {self._scrub(exc)}") from exc
         except json.JSONDecodeError as exc:  # a JSON content-type with a body that is not JSON

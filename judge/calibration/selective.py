@@ -45,7 +45,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.stats import beta as beta_dist
 
 ESCALATE = "escalate"
 """The verdict recorded instead of A/tie/B when the judge abstains; escalated rows are counted, never dropped."""
@@ -155,6 +154,8 @@ def _threshold_value(name: str, threshold: float) -> float:
 
 def _cp_lower(k: NDArray[np.int_], n: NDArray[np.int_], delta: float) -> NDArray[np.float64]:
     """Vectorised :func:`clopper_pearson_lower` for ``1 <= n`` and ``0 <= k <= n`` (no validation)."""
+    from scipy.stats import beta as beta_dist  # scipy.stats costs ~1 s and ~40 MB to import: only when used
+
     out = np.zeros(k.shape, dtype=float)
     pos = k > 0
     out[pos] = beta_dist.ppf(delta, k[pos], n[pos] - k[pos] + 1)
