@@ -388,8 +388,15 @@ def test_a_killed_worker_loses_nothing_and_the_other_finishes_its_pairs(db_url: 
                                                                      concurrency=2)),
                                       reports, errors, threading.Barrier(1))
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and child.poll() is None and not _asking(engine, asked_a, "a"):
-            time.sleep(0.005)  # kill mid-comparison: a has asked the model and not yet recorded the verdict
+        while time.monotonic() < deadline and child.poll() is None:
+            # kill mid-comparison: a has asked the model and not yet recorded the verdict. Freeze a first and
+            # look again, so a verdict recorded between the look and the kill cannot make the kill miss.
+            if _asking(engine, asked_a, "a"):
+                child.send_signal(signal.SIGSTOP)
+                if _asking(engine, asked_a, "a"):
+                    break
+                child.send_signal(signal.SIGCONT)
+            time.sleep(0.005)
         child.send_signal(signal.SIGKILL)  # no cleanup of any kind: as if the machine lost power
     finally:
         _, err = child.communicate(timeout=60)
