@@ -220,3 +220,18 @@ def test_proxy_resolution_follows_the_environment(monkeypatch: pytest.MonkeyPatc
     for var, value in env.items():
         monkeypatch.setenv(var, value)
     assert _proxy_for(url) == expected
+
+
+def test_async_callers_release_the_session_explicitly(endpoint: Endpoint) -> None:
+    endpoint.script = [Reply()]
+    backend = direct(endpoint.base_url)
+    judge = Judge(backend, config=bare_config(backend))
+
+    async def own_loop() -> None:
+        pair = Pair(id="p", prompt="Say hi.", response_a="Hi!", response_b="Hello.")
+        assert (await judge.acompare(pair)).failure is None
+        assert backend._direct is not None and backend._direct._session is not None  # pooled between calls
+        await judge.release()
+        assert backend._direct._session is None
+
+    asyncio.run(own_loop())

@@ -189,6 +189,8 @@ class Judge:
 
         With a store, an identical earlier request (same cache key) is answered from it, and every new
         verdict or failure is recorded together with the pair (so it can become a ruling or be re-run).
+        Calling it from your own event loop, end with ``await judge.release()`` before that loop closes
+        (`compare`, `run_pairs` and the CLI do this themselves).
         """
         start = time.perf_counter()
         shown = self.rules_for(pair, exclude)
@@ -292,6 +294,10 @@ class Judge:
                 "cost_usd": (verdict.prompt_tokens * p_in + verdict.completion_tokens * p_out) / 1e6})
         return verdict
 
+    async def release(self) -> None:
+        """Close the backend's pooled connections (before the event loop that opened them ends)."""
+        await release_connections(self.backend)
+
     def compare(self, pair: Pair, *, exclude: Sequence[str] = ()) -> Verdict:
         """Synchronous `acompare` (the backend's connections are released before its event loop ends)."""
 
@@ -299,7 +305,7 @@ class Judge:
             try:
                 return await self.acompare(pair, exclude=exclude)
             finally:
-                await release_connections(self.backend)
+                await self.release()
 
         return asyncio.run(once())
 

@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from judge.backends.base import release_connections
 from judge.errors import InputError
 from judge.judging.engine import Judge
 from judge.judging.pairs_io import PairRecord
@@ -206,7 +205,7 @@ async def run_pairs(judge: Judge, records: Iterable[PairRecord], *, out: Path | 
             task.cancel()
         if sink is not None:
             sink.close()
-        await release_connections(judge.backend)
+        await judge.release()
     report.stopped_by_budget = budget_hit.is_set()
     if report.stopped_by_budget:
         log.warning("budget reached: stopped after %d comparisons; re-run to continue", report.judged)

@@ -25,7 +25,6 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from judge.backends.base import release_connections
 from judge.errors import InputError, StoreError
 from judge.judging.engine import Judge
 from judge.judging.pairs_io import PairRecord
@@ -209,7 +208,7 @@ async def run_shared(judge: Judge, records: Iterable[PairRecord], claims: WorkCl
             except StoreError as exc:
                 log.warning("could not release the claims of worker %s (they expire instead): %s",
                             claims.worker_id, exc)
-        await release_connections(judge.backend)
+        await judge.release()
     progress = await asyncio.to_thread(claims.progress)
     report.batch_done = progress.done
     report.skipped = progress.done - report.judged
