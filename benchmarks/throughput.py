@@ -453,6 +453,21 @@ def main(argv: list[str] | None = None) -> None:
 
         overhead_load0 = load()
         bare_ms, rules_ms = asyncio.run(overheads())
+
+        # The same on the production transport: the direct HTTP path to a loopback server answering at once.
+        with fake_server(0) as zero:
+            direct = http_backend(zero.base_url)
+            direct_bare = Judge(direct, config=bare_config(direct), concurrent_orders=True)
+            direct_rules = Judge(direct, rulebook, concurrent_orders=True, config=rules_judge.config)
+
+            async def direct_overheads() -> tuple[list[float], list[float]]:
+                try:
+                    return (await engine_overhead(direct_bare, args.overhead_n),
+                            await engine_overhead(direct_rules, args.overhead_n))
+                finally:
+                    await direct.release()
+
+            direct_bare_ms, direct_rules_ms = asyncio.run(direct_overheads())
         retrieval_ms = retrieval_times(rules_judge, args.overhead_n)
         rules_judge.config = rules_judge.config.model_copy(update={"bind_precedent": False})
         no_precedent_ms = retrieval_times(rules_judge, args.overhead_n, seed=3)
@@ -491,6 +506,10 @@ def main(argv: list[str] | None = None) -> None:
              "acompare incl. prompt building, 2 x openai request build + reply parse, combine, Verdict"),
             ("engine overhead, with rules (rules-v2, explain=False; incl. retrieval)", rules_ms,
              "as bare + retrieval (hash embed + 3 Chroma queries + SQLite reads) + longer prompts"),
+            ("  bare, direct HTTP path to a loopback server answering at once", direct_bare_ms,
+             "the transport the registry uses; includes a loopback round trip per order"),
+            ("  with rules, direct HTTP path to a loopback server answering at once", direct_rules_ms,
+             "the same with rules"),
             ("  of which retrieval alone (Judge.rules_for)", retrieval_ms,
              "hash_rulebook over rulebook/, fresh pairs; includes the binding-precedent check"),
             ("  retrieval without the precedent check (bind_precedent=False)", no_precedent_ms,
