@@ -228,6 +228,22 @@ def test_logistic_uses_every_oriented_signal() -> None:
     assert predict("logistic", params, even).tolist() == [0.5, 0.5, 0.5]
 
 
+def test_logistic_uses_a_compressed_judge_signal() -> None:
+    """A small judge keeps its log-odds within a few hundredths of 0 while they still rank the truth; the
+    regularised logistic model must use them (features are put on one scale before the L2 penalty)."""
+    rng = np.random.default_rng(3)
+    z = rng.normal(0.0, 1.5, 600)
+    labels = np.where(rng.random(600) < _sigmoid(z), "A", "B").tolist()
+    compressed = _table(0.02 * z, length=rng.normal(0.0, 0.5, 600))  # length carries nothing here
+    params = fit("logistic", compressed, labels)
+    assert params["feature_scale"][0] == pytest.approx(0.02 * np.sqrt(np.mean(z**2)), rel=1e-6)
+    assert params["coef"][0] > 20  # ~1 / 0.02 would recover the true log-odds
+    p_cross, _ = cross_fit(compressed, labels, method="logistic")
+    p_temp, _ = cross_fit(compressed, labels, method="temperature")  # the one-parameter reference
+    assert _log_loss(p_cross[:, 0], labels) < _log_loss(p_temp[:, 0], labels) + 0.02
+    assert _log_loss(p_cross[:, 0], labels) < math.log(2) - 0.1  # far better than a coin
+
+
 @pytest.mark.parametrize("method", ["platt", "isotonic"])
 def test_top_label_methods_keep_even_rows_even(method: str) -> None:
     t, labels = _rich_table(300, seed=12)

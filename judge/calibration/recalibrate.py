@@ -144,9 +144,16 @@ def _fit_isotonic(t: SignalTable, y: NDArray[np.int_]) -> dict[str, Any]:
 def _fit_logistic(t: SignalTable, y: NDArray[np.int_]) -> dict[str, Any]:
     from sklearn.linear_model import LogisticRegression
 
-    model = LogisticRegression(C=1.0, fit_intercept=False).fit(_features(t), y)
-    return {"coef": [float(c) for c in model.coef_[0]],
-            "features": ["logit", "logit*agree", "length", "logit*retrieval", "verbal"]}
+    # The L2 penalty is applied to features on a common scale (each divided by its root mean square, not
+    # centred: centring would break the A/B symmetry). Unscaled, the penalty falls hardest on the judge's own
+    # log-odds, which a small model keeps within a few hundredths of 0, and the fit ignores it.
+    x = _features(t)
+    scale = np.sqrt((x**2).mean(axis=0))
+    scale[scale == 0] = 1.0
+    model = LogisticRegression(C=1.0, fit_intercept=False).fit(x / scale, y)
+    return {"coef": [float(c) for c in model.coef_[0] / scale],
+            "features": ["logit", "logit*agree", "length", "logit*retrieval", "verbal"],
+            "feature_scale": [float(v) for v in scale]}
 
 
 _FITTERS: Mapping[str, Callable[[SignalTable, NDArray[np.int_]], dict[str, Any]]] = {
