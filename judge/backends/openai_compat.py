@@ -100,7 +100,8 @@ def _waiter(policy: RetryPolicy) -> Callable[[RetryCallState], float]:
 def _unavailable(exc: BaseException, attempts: int) -> BackendUnavailableError:
     status = exc.status_code if isinstance(exc, _STATUS_ERRORS) else None
     kind = type(exc).__name__
-    return BackendUnavailableError(f"model endpoint failed: {kind}" + (f" {status}" if status else ""),
+    why = f" ({_short(exc, 200)})" if isinstance(exc, EndpointTransportError) else ""  # e.g. the refused address
+    return BackendUnavailableError(f"model endpoint failed: {kind}" + (f" {status}" if status else "") + why,
                                    status=status, attempts=attempts)
 
 
