@@ -152,8 +152,8 @@ def calibrate(
         th = cal.abstain
         if th["certified"]:
             console.print(f"abstain below confidence {th['threshold']:.3f}: agreement >= {th['target']} with "
-                          f"probability >= {1 - th['delta']:.2f} ({th['n_kept']}/{th['n_calibration']} kept on "
-                          "cross-fitted data)", highlight=False)
+                          f"probability >= {1 - th['delta']:.2f} ({th['n_kept']}/{th['n_calibration']} labelled "
+                          "verdicts kept; `judge eval` measures this on held-out folds)", highlight=False)
         else:
             console.print(f"no confidence threshold certifies agreement >= {th['target']} at delta {th['delta']} "
                           "on this data: with --abstain every verdict would be escalated", highlight=False)
