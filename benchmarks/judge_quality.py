@@ -79,8 +79,11 @@ def first_order_only(v: Verdict) -> Verdict:
 
 async def run(judge: Judge, records: list, exclude_fn) -> list[Verdict]:
     results = []
-    for rec in records:
-        results.append(await judge.acompare(rec.pair, exclude=exclude_fn(rec.pair.id) if exclude_fn else ()))
+    try:
+        for rec in records:
+            results.append(await judge.acompare(rec.pair, exclude=exclude_fn(rec.pair.id) if exclude_fn else ()))
+    finally:
+        await judge.release()  # close pooled connections before this event loop ends
     return results
 
 
