@@ -8,6 +8,7 @@ errors, no leaked key, and connections released before each event loop ends.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import socket
 import threading
@@ -235,3 +236,26 @@ def test_async_callers_release_the_session_explicitly(endpoint: Endpoint) -> Non
         assert backend._direct._session is None
 
     asyncio.run(own_loop())
+
+
+@pytest.mark.filterwarnings("ignore::ResourceWarning", "ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_new_event_loop_without_release_gets_a_fresh_session(endpoint: Endpoint) -> None:
+    """A caller that forgets `release()` between two `asyncio.run`s: the second loop must not reuse the first
+    loop's dead connections. It opens a new session and detaches the old one (no "Unclosed client session"
+    error); the dead loop's sockets close when collected, with a ResourceWarning (hidden by default)."""
+    endpoint.script = [Reply()]
+    backend = direct(endpoint.base_url)
+
+    async def once() -> str:
+        return (await backend.achat(REQUEST)).text
+
+    assert asyncio.run(once()) == "A"
+    assert backend._direct is not None
+    first = backend._direct._session
+    assert first is not None and not first.closed
+    assert asyncio.run(once()) == "A"
+    assert backend._direct._session is not first and first.closed
+    asyncio.run(backend.release())
+    assert len(endpoint.seen) == 2
+    del first
+    gc.collect()  # here, where its ResourceWarning is expected, not in a later test

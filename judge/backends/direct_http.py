@@ -75,6 +75,9 @@ def _ssl_context() -> ssl.SSLContext:
 class DirectPoster:
     """POSTs JSON bodies to an OpenAI-compatible base URL with one pooled aiohttp session per event loop.
 
+    Call `aclose` before the event loop that used it ends (`Judge.release` does). A session found from an
+    earlier, ended loop is detached and replaced; its sockets close when it is garbage-collected.
+
     Args:
         base_url: The endpoint's base URL (``.../v1``).
         headers: Headers sent with every request (authorization included; never logged).
