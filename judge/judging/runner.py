@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from judge.errors import InputError
+from judge.jsonl import iter_lines
 from judge.judging.engine import Judge
 from judge.judging.pairs_io import PairRecord
 from judge.judging.verdict import Verdict
@@ -84,19 +85,12 @@ def _repair_tail(path: Path) -> None:
 
 def _iter_results(path: Path) -> Iterator[tuple[int, Verdict]]:
     """Stream (line number, verdict) from a results file; a bad line raises `InputError` naming it."""
-    with path.open("rb") as fh:  # bytes: a corrupted line must be an InputError naming it, not a traceback
-        for line_no, raw in enumerate(fh, 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise InputError(f"invalid UTF-8 at byte {exc.start}", path=path, line=line_no) from exc
-            if not line.strip():
-                continue
-            try:
-                verdict = Verdict.model_validate_json(line)
-            except ValueError as exc:
-                raise InputError(f"not a judge result: {str(exc).splitlines()[0]}", path=path, line=line_no) from exc
-            yield line_no, verdict
+    for line_no, line in iter_lines(path):
+        try:
+            verdict = Verdict.model_validate_json(line)
+        except ValueError as exc:
+            raise InputError(f"not a judge result: {str(exc).splitlines()[0]}", path=path, line=line_no) from exc
+        yield line_no, verdict
 
 
 def read_results(path: str | Path) -> list[Verdict]:
