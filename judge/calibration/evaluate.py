@@ -185,7 +185,7 @@ def evaluate(
         high: The threshold of wrong-at-high-confidence.
         n_bins: Bins for ECE.
         target, delta: Target agreement and risk tolerance of selective judging (cross-fitted).
-        selective_result: Held-out selective judging measured elsewhere (e.g. `cross_fit_abstention` for
+        selective_result: Held-out selective judging measured elsewhere (e.g. `CrossFit.abstention` for
             recalibrated probabilities, whose thresholds belong to each fold's calibrator); by default a
             threshold on ``probs``' confidence is cross-fitted here.
         n_suspects, suspect_confidence: How many confidently contradicted labels to list (most confident

@@ -21,9 +21,8 @@ from judge.calibration.recalibrate import (
     Calibrator,
     abstention_threshold,
     calibration_key,
-    cross_fit,
-    cross_fit_abstention,
     fit_calibrator,
+    fit_folds,
 )
 from judge.calibration.selective import SelectiveResult, Threshold
 from judge.calibration.signals import SignalTable, signals_from_verdicts
@@ -132,14 +131,13 @@ def evaluate_results(labelled: str | Path, results: str | Path, *, recalibrate: 
         return out
     _, table, labs = _scored(joined.rows)
     try:
-        probs, chosen = cross_fit(table, labs, method=recalibrate, n_folds=n_folds, seed=seed)
+        folds = fit_folds(table, labs, method=recalibrate, n_folds=n_folds, seed=seed)
     except ValueError as exc:
         out.recalibration = Recalibration(skipped=str(exc))
         return out
+    probs, chosen = folds.probabilities(), folds.methods
     variant = f"recalibrated ({recalibrate}, {n_folds}-fold cross-fitted)"
-    selective = cross_fit_abstention(table, labs, target=target, delta=delta, method=recalibrate, n_folds=n_folds,
-                                     seed=seed)
-    out.recalibrated = report(variant, probs, selective)
+    out.recalibrated = report(variant, probs, folds.abstention(target=target, delta=delta))
     out.recalibration = Recalibration(method=recalibrate, fold_methods=chosen, n_folds=n_folds, seed=seed)
     return out
 
@@ -150,7 +148,7 @@ def fit_from_results(labelled: str | Path, results: str | Path, *, method: str =
 
     The abstention threshold (when ``target`` is given) is chosen on this calibrator's own confidences for the
     labelled verdicts (`abstention_threshold`: the scale it will be applied on); `evaluate_results` reports how
-    the same procedure does on held-out folds (`cross_fit_abstention`).
+    the same procedure does on held-out folds (`CrossFit.abstention`).
     """
     labels = load_labels(labelled)
     verdicts = read_results(results)
