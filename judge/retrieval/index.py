@@ -21,6 +21,7 @@ index and a crash part-way leaves the old index whole.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import re
 from collections.abc import Callable, Collection, Iterable, Sequence
@@ -44,6 +45,10 @@ __all__ = ["INDEX_SCHEMA_VERSION", "Hit", "IndexState", "RuleIndex", "make_clien
 INDEX_SCHEMA_VERSION = 1
 #: Documents are kept for inspection only (retrieval uses the vectors), so long ones are truncated.
 MAX_DOCUMENT_CHARS = 2000
+#: After a write, each written vector is searched for and must be among its own nearest this many.
+VERIFY_NEIGHBOURS = 4
+#: How often rules that a search cannot find right after a write are written again before giving up.
+WRITE_REPAIRS = 2
 
 _K_SCHEMA = "judge_schema"
 _K_EMBEDDER = "judge_embedder"
@@ -51,6 +56,8 @@ _K_DIM = "judge_dim"
 _K_VERSION = "judge_rulebook_version"
 _K_SEQ = "judge_seq"
 _K_GEN = "judge_generation"
+
+log = logging.getLogger(__name__)
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -125,6 +132,23 @@ def make_ephemeral_client() -> Any:
     import chromadb
 
     return chromadb.EphemeralClient(settings=_telemetry_off())
+
+
+def _unreachable(col: Any, ids: list[str], vectors: np.ndarray) -> set[str]:
+    """The ``ids`` that a search with their own vector does not return (each should be its own nearest).
+
+    Only a rule with more than `VERIFY_NEIGHBOURS` exact duplicates could hide behind them; those are
+    counted as found when the search returns nothing but vectors at distance ~0.
+    """
+    n = min(VERIFY_NEIGHBOURS, col.count())
+    if n == 0:
+        return set(ids)
+    found = col.query(query_embeddings=vectors, n_results=n, include=["distances"])
+    lost = set()
+    for rule_id, got, dist in zip(ids, found["ids"], found["distances"], strict=True):
+        if rule_id not in got and not (len(got) == n and max(dist) < 1e-6):
+            lost.add(rule_id)
+    return lost
 
 
 def _metadata(rule: Rule) -> dict[str, str | int | bool]:
@@ -336,13 +360,31 @@ class RuleIndex:
     def _write(cols: dict[Layer, Any], rules: list[Rule], texts: list[str], vectors: np.ndarray) -> None:
         for layer in Layer:
             rows = [i for i, rule in enumerate(rules) if rule.layer is layer]
-            if rows:
-                cols[layer].upsert(
-                    ids=[rules[i].id for i in rows],
-                    embeddings=vectors[rows],
-                    metadatas=[_metadata(rules[i]) for i in rows],
-                    documents=[texts[i][:MAX_DOCUMENT_CHARS] for i in rows],
-                )
+            if not rows:
+                continue
+            ids = [rules[i].id for i in rows]
+
+            def upsert(only: Collection[str] | None = None, rows: list[int] = rows, col: Any = cols[layer]) -> None:
+                chosen = [i for i in rows if only is None or rules[i].id in only]
+                col.upsert(ids=[rules[i].id for i in chosen], embeddings=vectors[chosen],
+                                   metadatas=[_metadata(rules[i]) for i in chosen],
+                                   documents=[texts[i][:MAX_DOCUMENT_CHARS] for i in chosen])
+
+            upsert()
+            for attempt in range(1, WRITE_REPAIRS + 2):
+                lost = _unreachable(cols[layer], ids, vectors[rows])
+                if not lost:
+                    break
+                if attempt > WRITE_REPAIRS:  # stored all the same: a new process or `judge index rebuild` finds them
+                    log.error("index: %d rule(s) written to %s are still not found by search in this process "
+                              "(e.g. %s); `judge index rebuild` rewrites the index", len(lost), layer.value,
+                              sorted(lost)[0])
+                    break
+                # chromadb 1.5.9 (embedded) now and then stores a record (get() returns it) that its in-process
+                # vector search never returns, though a new process finds it; writing it again repairs that.
+                log.warning("index: %d of %d rule(s) written to %s are not found by search; writing them "
+                            "again (attempt %d)", len(lost), len(ids), layer.value, attempt)
+                upsert(lost)
 
     @_server_errors
     def delete(self, ids: Iterable[str]) -> None:
