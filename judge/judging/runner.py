@@ -161,13 +161,20 @@ async def run_pairs(judge: Judge, records: Iterable[PairRecord], *, out: Path | 
     report = RunReport()
     done = completed_ids(out) if out is not None else set()
     sink = out.open("a", encoding="utf-8") if out is not None else None
-    sem = asyncio.Semaphore(max(1, concurrency))
-    budget_hit = asyncio.Event()
+    pending = iter(records)
+    budget_hit = False
 
-    async def one(record: PairRecord) -> None:
-        async with sem:
-            if budget_hit.is_set() or report.over_budget(max_tokens, max_cost_usd):
-                budget_hit.set()
+    async def worker() -> None:
+        # `concurrency` workers take the next record from one shared iterator as they become free: no task
+        # per pair, no waiting set to scan on every completion (records stay lazily streamed).
+        nonlocal budget_hit
+        for record in pending:
+            report.total += 1
+            if record.pair.id in done:
+                report.skipped += 1
+                continue
+            if budget_hit or report.over_budget(max_tokens, max_cost_usd):
+                budget_hit = True
                 return
             exclude = exclude_for(record) if exclude_for else ()
             verdict = await judge.acompare(record.pair, exclude=exclude)
@@ -178,29 +185,16 @@ async def run_pairs(judge: Judge, records: Iterable[PairRecord], *, out: Path | 
             if on_result is not None:
                 on_result(verdict)
 
-    tasks: set[asyncio.Task[None]] = set()
+    workers = [asyncio.create_task(worker()) for _ in range(max(1, concurrency))]
     try:
-        for record in records:
-            report.total += 1
-            if record.pair.id in done:
-                report.skipped += 1
-                continue
-            if budget_hit.is_set():
-                break
-            task = asyncio.create_task(one(record))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-            if len(tasks) >= 2 * max(1, concurrency):
-                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        if tasks:
-            await asyncio.gather(*tasks)
+        await asyncio.gather(*workers)
     finally:
-        for task in tasks:
+        for task in workers:
             task.cancel()
         if sink is not None:
             sink.close()
         await judge.release()
-    report.stopped_by_budget = budget_hit.is_set()
+    report.stopped_by_budget = budget_hit
     if report.stopped_by_budget:
         log.warning("budget reached: stopped after %d comparisons; re-run to continue", report.judged)
     return report
