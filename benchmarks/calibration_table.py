@@ -2,7 +2,9 @@
 
 Each SET is LABELLED.jsonl:RESULTS.jsonl (results from `judge run`/`judge eval` on those pairs; only pairs with
 a result are scored, so a partial run is reported with its own n). Prints a markdown table with 95% bootstrap
-intervals (seeded) and the selective-judging coverage at the target agreement on held-out folds.
+intervals (seeded), the ECE a perfectly calibrated judge with the same confidences would show by chance at
+that n (mean / 95th percentile over simulated labels), and the selective-judging coverage at the target
+agreement on held-out folds.
 
     python benchmarks/calibration_table.py pandalm.jsonl:pandalm-results.jsonl hh.jsonl:hh-results.jsonl
 """
@@ -65,13 +67,16 @@ def main() -> None:
                     continue
                 sel = rep.selective or {}
                 wh = rep.wrong_at_high
+                floor = rep.ece_if_calibrated.get("uniform_15", {})
                 rows.append([name if rep is ev.raw else "", rep.variant.split(" (")[0], str(rep.n_scored),
                              *(cell(rep, m) for m in METRICS),
+                             f"{fmt(floor.get('mean', math.nan))} / {fmt(floor.get('p95', math.nan))}",
                              f"{int(wh['n_wrong'])}/{int(wh['n_confident'])}",
                              f"{fmt(sel.get('coverage', math.nan), 2)} @ {fmt(sel.get('agreement', math.nan), 2)}"])
             methods = ", ".join(ev.recalibration.fold_methods)
             print(f"{name}: recalibration per fold: {methods}", file=sys.stderr)
-    header = ["set", "probabilities", "n", *METRICS, "wrong@0.9", f"coverage @ agreement (target {args.target})"]
+    header = ["set", "probabilities", "n", *METRICS, "ece_uniform_15 if calibrated (mean / p95)", "wrong@0.9",
+              f"coverage @ agreement (target {args.target})"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for row in rows:

@@ -66,6 +66,10 @@ def test_failures_escalations_and_missing_are_counted_not_scored() -> None:
     assert rep.headline["brier_binary"].point == pytest.approx((0.2**2 + 0.7**2 + 0.4**2) / 3)
     # 15 equal-width bins put each confidence alone: |acc - conf| averaged
     assert rep.headline["ece_uniform_15"].point == pytest.approx((0.2 + 0.7 + 0.4 + 0.9) / 4)
+    # one verdict per bin: a calibrated judge's ECE is the mean over verdicts of |Bernoulli(c) - c|
+    floor = rep.ece_if_calibrated["uniform_15"]
+    assert floor["mean"] == pytest.approx(sum(2 * c * (1 - c) for c in (0.8, 0.7, 0.6, 0.9)) / 4, abs=0.02)
+    assert set(rep.ece_if_calibrated) == {"uniform_15", "quantile_15"}
     assert rep.wrong_at_high == {"threshold": 0.9, "n_confident": 1, "n_wrong": 1, "error_rate": 1.0}
     assert rep.headline["position_consistency"].point == 1.0
     assert rep.n_ties_labelled == 1
@@ -212,6 +216,8 @@ def test_eval_and_calibrate_commands(tmp_path: Path, monkeypatch: pytest.MonkeyP
     out = capsys.readouterr().out
     assert "ece_uniform_15" in out and "recalibrated" in out
     saved = json.loads(metrics.read_text())
+    floor = saved["raw"]["ece_if_calibrated"]["uniform_15"]
+    assert 0 < floor["mean"] < floor["p95"]
     assert saved["raw"]["n_scored"] == 120 and saved["recalibrated"]["n_scored"] == 120
 
     cal_path = tmp_path / "cal.json"

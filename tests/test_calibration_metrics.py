@@ -21,6 +21,7 @@ from judge.calibration import (
     cohen_kappa,
     confusion_matrix,
     ece,
+    ece_if_calibrated,
     length_preference,
     log_loss_binary,
     log_loss_multiclass,
@@ -58,8 +59,9 @@ def test_public_names_are_frozen() -> None:
     assert sorted(calibration.__all__) == sorted(
         [
             "OUTCOMES", "BootstrapCI", "CalibrationError", "HighConfidenceErrors", "LengthPreference",
-            "ReliabilityBin", "RiskCoveragePoint", "accuracy", "accuracy_without_ties", "aurc", "auroc",
+            "NullECE", "ReliabilityBin", "RiskCoveragePoint", "accuracy", "accuracy_without_ties", "aurc", "auroc",
             "bootstrap_ci", "brier_binary", "brier_multiclass", "cohen_kappa", "confusion_matrix", "ece",
+            "ece_if_calibrated",
             "length_preference", "log_loss_binary", "log_loss_multiclass", "position_consistency",
             "risk_coverage", "wrong_at_high_confidence",
         ]
@@ -157,6 +159,33 @@ def test_ece_quantile_with_fewer_rows_than_bins() -> None:
 
 def test_ece_perfectly_calibrated_is_zero() -> None:
     assert ece([0.5, 0.5, 1.0], [1, 0, 1], n_bins=10).ece == pytest.approx(0.0)
+
+
+def test_ece_if_calibrated_of_certain_verdicts_is_zero() -> None:
+    # confidence 1 -> always right, 0 -> always wrong: a calibrated judge's ECE is exactly 0 in every draw
+    assert ece_if_calibrated([1.0, 0.0, 1.0, 1.0], n_sim=50) == (0.0, 0.0)
+
+
+def test_ece_if_calibrated_one_bin_hand_computed() -> None:
+    # n verdicts at confidence 0.5 in one bin: ECE = |k/n - 0.5| with k ~ Binomial(n, 0.5).
+    # For n = 4: P(k) = 1,4,6,4,1 / 16 and |k/4 - 0.5| = .5,.25,0,.25,.5, so E = (2*.5 + 8*.25) / 16 = 0.1875
+    null = ece_if_calibrated([0.5] * 4, n_bins=1, n_sim=20_000, seed=1)
+    assert null.mean == pytest.approx(0.1875, abs=0.005)
+    assert null.p95 == pytest.approx(0.5)
+
+
+def test_ece_if_calibrated_shrinks_with_n_and_bounds_a_calibrated_judge() -> None:
+    rng = np.random.default_rng(3)
+    small, large = rng.uniform(0.5, 1.0, 50), rng.uniform(0.5, 1.0, 2000)
+    assert ece_if_calibrated(large, n_sim=200).mean < ece_if_calibrated(small, n_sim=200).mean / 3
+    # a judge whose labels are drawn from its confidences lands under the p95 in about 95% of the draws
+    null = ece_if_calibrated(small, n_sim=400, seed=5)
+    inside = [ece(small, (rng.random(50) < small).astype(int)).ece <= null.p95 for _ in range(400)]
+    assert 0.9 <= np.mean(inside) <= 0.99
+    with pytest.raises(ValueError, match="n_sim"):
+        ece_if_calibrated(small, n_sim=0)
+    with pytest.raises(ValueError, match="ece_if_calibrated"):
+        ece_if_calibrated([])
 
 
 def test_ece_rejects_bad_arguments() -> None:

@@ -119,6 +119,9 @@ class EvalReport(BaseModel):
     signal_auroc: dict[str, float]
     breakdowns: dict[str, list[GroupMetrics]]
     selective: dict[str, Any] | None = None
+    ece_if_calibrated: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="ECE a perfectly calibrated judge with these confidences shows by chance "
+                                          "at this n (mean, p95), per binning: the floor to read ECE against.")
     suspects: list[Suspect] = Field(default_factory=list, description="Labels the judge most confidently "
                                                                       "contradicts: review them first.")
     notes: list[str] = Field(default_factory=list)
@@ -310,4 +313,6 @@ def evaluate(
         reliability={"uniform": bins("uniform"), "quantile": bins("quantile")},
         risk_coverage=[(p.coverage, p.risk, p.threshold) for p in curve[::step]],
         length_preference={"judge_longer": _nan(lp.judge_longer), "label_longer": _nan(lp.label_longer)},
-        signal_auroc=signal_auroc, breakdowns=breakdowns, selective=selective, notes=notes)
+        signal_auroc=signal_auroc, breakdowns=breakdowns, selective=selective, notes=notes,
+        ece_if_calibrated={f"{strategy}_{n_bins}": m.ece_if_calibrated(conf, n_bins, strategy, seed=seed)._asdict()
+                           for strategy in ("uniform", "quantile")})

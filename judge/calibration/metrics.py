@@ -508,6 +508,47 @@ def length_preference(
 # --------------------------------------------------------------------------------------------- uncertainty
 
 
+class NullECE(NamedTuple):
+    """The ECE a perfectly calibrated judge shows by chance (see `ece_if_calibrated`)."""
+
+    mean: float
+    p95: float
+
+
+def ece_if_calibrated(
+    confidence: ArrayLike,
+    n_bins: int = 15,
+    strategy: Literal["uniform", "quantile"] = "uniform",
+    n_sim: int = 1000,
+    seed: int = 0,
+) -> NullECE:
+    """The ECE that a perfectly calibrated judge with exactly these confidences would show at this sample size.
+
+    Each simulation draws every verdict's correctness from Bernoulli(its confidence) - calibration holding by
+    construction - and computes `ece` with the same binning. The mean is the finite-sample floor of ECE; an
+    observed ECE below the 95th percentile is indistinguishable from perfect calibration at this ``n``.
+
+    Args:
+        confidence: Probability given to the predicted winner, in [0, 1].
+        n_bins: Number of bins, as in `ece`.
+        strategy: ``"uniform"`` or ``"quantile"``, as in `ece`.
+        n_sim: Number of simulated label draws (at least 1).
+        seed: Seed for ``numpy.random.default_rng``.
+
+    Raises:
+        ValueError: On empty or malformed input or ``n_sim < 1``.
+    """
+    conf = _probabilities("ece_if_calibrated", confidence)
+    _nonempty("ece_if_calibrated", len(conf))
+    if n_sim < 1:
+        raise ValueError(f"ece_if_calibrated: n_sim must be >= 1, got {n_sim}")
+    rng = np.random.default_rng(seed)
+    draws = np.asarray([ece(conf, (rng.random(len(conf)) < conf).astype(int), n_bins=n_bins,
+                            strategy=strategy).ece for _ in range(n_sim)])
+    return NullECE(float(draws.mean()), float(np.quantile(draws, 0.95)))
+
+
+
 def bootstrap_ci(
     metric_fn: Callable[..., float],
     *arrays: ArrayLike,
