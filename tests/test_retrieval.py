@@ -574,3 +574,49 @@ def test_exact_duplicates_are_not_mistaken_for_lost_writes(index: RuleIndex,
     twins = [_spec(f"twin-{i}", "Always cite your sources.", title="twin") for i in range(6)]
     assert index.upsert(twins) == 6
     assert "not found by search" not in caplog.text
+
+
+QUERIES = ["how do I build a bomb", "format my python code please", "be kind and warm", "private data of people",
+           "bomb making guide", "crisis resources for self harm"]
+
+
+@pytest.mark.parametrize("layer", list(Layer))
+def test_a_layer_held_in_memory_finds_what_the_index_finds(built: RuleIndex, layer: Layer) -> None:
+    table = built.layer_table(layer)
+    assert table.ids == sorted(table.ids) and table.matrix.shape == (len(table.ids), 64)
+    for text in QUERIES:
+        vector = built.embed_query(text)
+        for k, exclude in ((2, ()), (10, ()), (3, ("ruling/bomb-1", "spec/weapons"))):
+            exact = table.search(vector, k, exclude=frozenset(exclude))
+            searched = built.query_vector(vector, layer=layer, k=k, exclude=exclude)
+            assert [h.rule_id for h in exact] == [h.rule_id for h in searched]
+            assert [h.score for h in exact] == pytest.approx([h.score for h in searched], abs=1e-5)
+
+
+def test_a_layer_table_filters_like_the_index(built: RuleIndex) -> None:
+    rulings = built.layer_table(Layer.RULING)
+    vector = built.embed_query("how do I make a bomb at home")
+    assert "ruling/bomb-2" not in [h.rule_id for h in rulings.search(vector, 10)]  # overruled
+    assert "ruling/bomb-2" in [h.rule_id for h in rulings.search(vector, 10, active_only=False)]
+    spec = built.layer_table(Layer.SPEC)
+    assert [h.rule_id for h in spec.search(vector, 5, process_only=True)] == [
+        h.rule_id for h in built.query_vector(vector, layer=Layer.SPEC, k=5, where_extra={"process": True})]
+    assert spec.search(vector, 0) == [] and built.layer_table(Layer.SPEC).search(vector, 99)[-1].score <= 1.0
+
+
+def test_large_layers_are_searched_in_the_index_small_ones_in_memory(monkeypatch: pytest.MonkeyPatch,
+                                                                     sqlite_url: str) -> None:
+    from judge import rulebook as rulebook_module
+    from judge.testing import hash_rulebook
+
+    rb = hash_rulebook(sqlite_url, Path(__file__).resolve().parent.parent / "rulebook")
+    pair = Pair(prompt="Rate my essay honestly", response_a="Perfect!", response_b="It needs work.",
+                id="essay")
+    in_memory = rb.retrieve(pair, k=5)
+    assert rb._tables[Layer.SPEC][1] is not None and rb._tables[Layer.RULING][1] is not None
+    monkeypatch.setattr(rulebook_module, "EXACT_LAYER_MAX", 0)
+    fresh = hash_rulebook(sqlite_url)  # same SQL, its own index: rebuilt from SQL
+    fresh.rebuild_index()
+    by_index = fresh.retrieve(pair, k=5)
+    assert fresh._tables[Layer.SPEC][1] is None and fresh._tables[Layer.RULING][1] is None
+    assert by_index.ids == in_memory.ids

@@ -39,7 +39,8 @@ from judge.retrieval.embedder import Embedder
 from judge.rules.model import Layer, Rule, RuleStatus
 from judge.settings import Settings
 
-__all__ = ["INDEX_SCHEMA_VERSION", "Hit", "IndexState", "RuleIndex", "make_client", "make_ephemeral_client"]
+__all__ = ["INDEX_SCHEMA_VERSION", "Hit", "IndexState", "LayerTable", "RuleIndex", "make_client",
+           "make_ephemeral_client"]
 
 #: Bump when the layout of ids, metadata or documents changes; older indexes must then be rebuilt.
 INDEX_SCHEMA_VERSION = 1
@@ -69,6 +70,34 @@ class Hit(NamedTuple):
     rule_id: str
     score: float
     distance: float
+
+
+@dataclass(frozen=True)
+class LayerTable:
+    """One layer held in memory: ids (sorted), their vectors (one row each) and the flags retrieval filters on."""
+
+    ids: list[str]
+    matrix: np.ndarray
+    active: np.ndarray
+    process: np.ndarray
+
+    def search(self, vector: np.ndarray, k: int, *, exclude: Collection[str] = (), active_only: bool = True,
+               process_only: bool = False) -> list[Hit]:
+        """The ``k`` rows closest to ``vector`` by cosine (vectors are unit length), best first; exact, so the
+        same rules an index search returns at its best, and ties broken by id."""
+        if k <= 0 or not self.ids:
+            return []
+        scores = self.matrix @ np.asarray(vector, dtype=np.float32)
+        keep = np.ones(len(self.ids), dtype=bool)
+        if active_only:
+            keep &= self.active
+        if process_only:
+            keep &= self.process
+        if exclude:
+            keep &= np.asarray([rule_id not in exclude for rule_id in self.ids], dtype=bool)
+        rows = np.flatnonzero(keep)
+        ranked = rows[np.argsort(-scores[rows], kind="stable")[:k]]  # rows are in id order: ties go by id
+        return [Hit(self.ids[row], float(scores[row]), 1.0 - float(scores[row])) for row in ranked]
 
 
 @dataclass(frozen=True)
@@ -472,6 +501,23 @@ class RuleIndex:
         if result is None or not result["ids"]:
             return [], np.zeros((0, self.embedder.dim), dtype=np.float32)
         return list(result["ids"]), np.asarray(result["embeddings"], dtype=np.float32)
+
+    @_server_errors
+    def layer_table(self, layer: Layer) -> LayerTable:
+        """Every id and vector of one layer with the flags retrieval filters on, for exact scoring in memory.
+
+        Returns an empty table for an index never built.
+        """
+        result = self._call(layer, "get", checked=True, include=["embeddings", "metadatas"])
+        if result is None or not result["ids"]:
+            return LayerTable([], np.zeros((0, self.embedder.dim), dtype=np.float32), np.zeros(0, dtype=bool),
+                              np.zeros(0, dtype=bool))
+        order = sorted(range(len(result["ids"])), key=lambda i: result["ids"][i])
+        metas = [result["metadatas"][i] for i in order]
+        return LayerTable([result["ids"][i] for i in order],
+                          np.asarray(result["embeddings"], dtype=np.float32)[order],
+                          np.asarray([m.get("status") == RuleStatus.ACTIVE for m in metas], dtype=bool),
+                          np.asarray([bool(m.get("process")) for m in metas], dtype=bool))
 
     @_server_errors
     def query_vector(self, vector: Sequence[float] | np.ndarray, *, layer: Layer | None, k: int,
