@@ -14,8 +14,9 @@ Everything runs in one invocation and prints one markdown table:
 * **engine overhead** - `Judge.acompare` run sequentially with a client whose `httpx.MockTransport` answers
   instantly, so every millisecond is the engine plus the openai client's request building and reply
   parsing (no network, no model). Reported p50/p95 for the bare config and for the rules template
-  (``explain=False``, a `hash_rulebook` over ``rulebook/``: includes retrieval = hash embedding + Chroma
-  queries + SQLite reads), plus retrieval alone (target p50 <= 5 ms).
+  (``explain=False``, a `hash_rulebook` over ``rulebook/``: includes retrieval = hash embedding + the
+  search of each layer (exact, in memory, for layers of <= 5,000 rules) + SQLite reads), plus retrieval alone
+  (target p50 <= 5 ms).
 * **memory** - 10,000 comparisons through `run_pairs` against the same latency server, in a fresh child
   process so ``ru_maxrss`` is that run's peak; RSS is sampled as results stream to disk, and growth after
   the first 1,000 comparisons shows whether anything accumulates per comparison. The child is spawned
@@ -505,7 +506,8 @@ def main(argv: list[str] | None = None) -> None:
             ("engine overhead, bare (instant MockTransport, sequential)", bare_ms,
              "acompare incl. prompt building, 2 x openai request build + reply parse, combine, Verdict"),
             ("engine overhead, with rules (rules-v2, explain=False; incl. retrieval)", rules_ms,
-             "as bare + retrieval (hash embed + 3 Chroma queries + SQLite reads) + longer prompts"),
+             "as bare + retrieval (hash embed + exact in-memory search of the rulebook's small layers + SQLite "
+             "reads) + longer prompts"),
             ("  bare, direct HTTP path to a loopback server answering at once", direct_bare_ms,
              "the transport the registry uses; includes a loopback round trip per order"),
             ("  with rules, direct HTTP path to a loopback server answering at once", direct_rules_ms,
