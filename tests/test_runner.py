@@ -205,3 +205,32 @@ def test_inconsistency_rate_counts_only_successful_judgments() -> None:
     assert RunReport().inconsistency_rate is None
     assert RunReport(judged=5, failed=1, position_inconsistent=1).inconsistency_rate == pytest.approx(0.25)
     assert RunReport(judged=2, failed=2).inconsistency_rate is None
+
+
+def test_at_most_concurrency_in_flight_and_records_pulled_as_workers_free_up(tmp_path: Path) -> None:
+    judge, _ = make_judge(judge_script())
+    real = judge.acompare
+    in_flight = peak = 0
+    pulled: list[str] = []
+    pulled_at_first_result: list[int] = []
+
+    async def slow(pair: Pair, *, exclude: Any = ()) -> Verdict:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0.01)
+        try:
+            return await real(pair, exclude=exclude)
+        finally:
+            in_flight -= 1
+
+    def stream() -> Iterable[PairRecord]:
+        for record in records(12):
+            pulled.append(record.pair.id)
+            yield record
+
+    judge.acompare = slow  # type: ignore[method-assign]
+    report = run(judge, stream(), out=tmp_path / "r.jsonl", concurrency=3,
+                 on_result=lambda _v: pulled_at_first_result.append(len(pulled)))
+    assert report.judged == 12 and peak == 3
+    assert pulled_at_first_result[0] == 3  # lazily streamed: no record is taken before a worker is free
