@@ -548,7 +548,6 @@ def ece_if_calibrated(
     return NullECE(float(draws.mean()), float(np.quantile(draws, 0.95)))
 
 
-
 def bootstrap_ci(
     metric_fn: Callable[..., float],
     *arrays: ArrayLike,
