@@ -101,6 +101,7 @@ def test_write_report_renders_escapes_and_embeds(tmp_path: Path) -> None:
                   "Per top retrieved spec entry"):
         assert title in page
     assert ev.recalibrated.variant in page and "Selective judging" in page
+    assert "ECE a perfectly calibrated judge shows at this n" in page and "uniform_15: 0." in page
 
 
 def test_report_without_recalibration_or_pairs(tmp_path: Path) -> None:
