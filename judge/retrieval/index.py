@@ -492,17 +492,6 @@ class RuleIndex:
                                  active_only=active_only, where_extra=where_extra)
 
     @_server_errors
-    def layer_vectors(self, layer: Layer) -> tuple[list[str], np.ndarray]:
-        """Every id and vector of one layer, for exact scoring of a small layer (the constitution).
-
-        Returns ``([], empty [0, dim] array)`` for an index never built.
-        """
-        result = self._call(layer, "get", checked=True, include=["embeddings"])
-        if result is None or not result["ids"]:
-            return [], np.zeros((0, self.embedder.dim), dtype=np.float32)
-        return list(result["ids"]), np.asarray(result["embeddings"], dtype=np.float32)
-
-    @_server_errors
     def layer_table(self, layer: Layer) -> LayerTable:
         """Every id and vector of one layer with the flags retrieval filters on, for exact scoring in memory.
 
