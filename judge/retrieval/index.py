@@ -180,6 +180,13 @@ def _unreachable(col: Any, ids: list[str], vectors: np.ndarray) -> set[str]:
     return lost
 
 
+def _upsert_rows(col: Any, rules: list[Rule], texts: list[str], vectors: np.ndarray, rows: list[int]) -> None:
+    """Upsert ``rules[rows]`` (vector, metadata, truncated document) into one layer's collection."""
+    col.upsert(ids=[rules[i].id for i in rows], embeddings=vectors[rows],
+               metadatas=[_metadata(rules[i]) for i in rows],
+               documents=[texts[i][:MAX_DOCUMENT_CHARS] for i in rows])
+
+
 def _metadata(rule: Rule) -> dict[str, str | int | bool]:
     authority = rule.authority.value if rule.authority is not None else ""
     return {"layer": rule.layer.value, "status": rule.status.value, "authority": authority,
@@ -391,17 +398,10 @@ class RuleIndex:
             rows = [i for i, rule in enumerate(rules) if rule.layer is layer]
             if not rows:
                 continue
-            ids = [rules[i].id for i in rows]
-
-            def upsert(only: Collection[str] | None = None, rows: list[int] = rows, col: Any = cols[layer]) -> None:
-                chosen = [i for i in rows if only is None or rules[i].id in only]
-                col.upsert(ids=[rules[i].id for i in chosen], embeddings=vectors[chosen],
-                                   metadatas=[_metadata(rules[i]) for i in chosen],
-                                   documents=[texts[i][:MAX_DOCUMENT_CHARS] for i in chosen])
-
-            upsert()
+            col, ids, layer_vectors = cols[layer], [rules[i].id for i in rows], vectors[rows]
+            _upsert_rows(col, rules, texts, vectors, rows)
             for attempt in range(1, WRITE_REPAIRS + 2):
-                lost = _unreachable(cols[layer], ids, vectors[rows])
+                lost = _unreachable(col, ids, layer_vectors)
                 if not lost:
                     break
                 if attempt > WRITE_REPAIRS:  # stored all the same: a new process or `judge index rebuild` finds them
@@ -413,7 +413,7 @@ class RuleIndex:
                 # vector search never returns, though a new process finds it; writing it again repairs that.
                 log.warning("index: %d of %d rule(s) written to %s are not found by search; writing them "
                             "again (attempt %d)", len(lost), len(ids), layer.value, attempt)
-                upsert(lost)
+                _upsert_rows(col, rules, texts, vectors, [i for i in rows if rules[i].id in lost])
 
     @_server_errors
     def delete(self, ids: Iterable[str]) -> None:
