@@ -353,15 +353,22 @@ def _child_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
 
-def _asking(engine: Engine, asked_log: Path, worker_id: str) -> bool:
-    """Whether the worker holds a pair it has already asked the model about."""
+def _asking(engine: Engine, asked_log: Path, worker_id: str) -> set[str]:
+    """The pairs the worker holds unfinished, when it has asked the model about one of them (else empty)."""
     asked = set(asked_log.read_text(encoding="utf-8").split()) if asked_log.exists() else set()
-    return any(r.worker_id == worker_id and r.done_at is None and pid in asked
-               for pid, r in rows(engine, "kill").items())
+    held = {pid for pid, r in rows(engine, "kill").items() if r.worker_id == worker_id and r.done_at is None}
+    return held if held & asked else set()
+
+
+def _freeze(child: subprocess.Popen[str]) -> None:
+    """SIGSTOP the child and wait until it has really stopped (the signal lands asynchronously)."""
+    child.send_signal(signal.SIGSTOP)
+    _, status = os.waitpid(child.pid, os.WUNTRACED)
+    assert os.WIFSTOPPED(status), status
 
 
 def test_a_killed_worker_loses_nothing_and_the_other_finishes_its_pairs(db_url: str, tmp_path: Path) -> None:
-    n, lease = 40, 2.0
+    n, lease = 40, 4.0  # a heartbeat every lease / 3: a worker starved by a busy machine keeps its leases
     pairs = write_pairs(tmp_path / "pairs.jsonl", n)
     (tmp_path / "child.py").write_text(CHILD, encoding="utf-8")
     asked_a = tmp_path / "asked-a.txt"
@@ -376,6 +383,7 @@ def test_a_killed_worker_loses_nothing_and_the_other_finishes_its_pairs(db_url: 
     errors: list[BaseException] = []
     printed: list[str] = []
     b_thread: threading.Thread | None = None
+    held_by_a: set[str] = set()
     try:
         assert child.stdout is not None
         while len(printed) < 6:
@@ -390,10 +398,12 @@ def test_a_killed_worker_loses_nothing_and_the_other_finishes_its_pairs(db_url: 
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and child.poll() is None:
             # kill mid-comparison: a has asked the model and not yet recorded the verdict. Freeze a first and
-            # look again, so a verdict recorded between the look and the kill cannot make the kill miss.
+            # look again, so a verdict recorded between the look and the kill cannot make the kill miss; what
+            # a holds is read while it is frozen, before b can take anything over.
             if _asking(engine, asked_a, "a"):
-                child.send_signal(signal.SIGSTOP)
-                if _asking(engine, asked_a, "a"):
+                _freeze(child)
+                held_by_a = _asking(engine, asked_a, "a")
+                if held_by_a:
                     break
                 child.send_signal(signal.SIGCONT)
             time.sleep(0.005)
@@ -402,7 +412,6 @@ def test_a_killed_worker_loses_nothing_and_the_other_finishes_its_pairs(db_url: 
         _, err = child.communicate(timeout=60)
     assert len(printed) == 6, err
     assert child.returncode == -signal.SIGKILL  # killed mid-run, not finished
-    held_by_a = {pid for pid, r in rows(engine, "kill").items() if r.worker_id == "a" and r.done_at is None}
     assert held_by_a, "the kill should land while a is judging"
 
     assert b_thread is not None
