@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Judges one dev set with the embedded default judge (rules, both orders, no explanation), in the seeded order
+# of evals/sample.py, appending to evals/results/SET-rules.jsonl. Resumable: pairs already in the results file
+# are skipped, so a run cut short (or stopped at the end of a session) goes on where it stopped.
+#
+#   bash evals/run.sh pandalm|hh|modelspec [N]      # N: only the first N pairs of the shuffle (default: all)
+#
+# Needs `make setup-local` (the venv with the embedded model's runtime). The rulebook database and index live
+# in evals/.work (derived, not committed); the results are committed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+set_name=${1:?usage: bash evals/run.sh pandalm|hh|modelspec [N]}
+n=${2:-}
+shared=${JUDGE_SHARED:-../shared}
+case "$set_name" in
+  pandalm)   src=$shared/data/dev/pandalm_test.jsonl; extra=() ;;
+  hh)        src=$shared/data/dev/hh_rlhf_harmless_test.jsonl; extra=() ;;
+  modelspec) src=$shared/data/model_spec/pairs.jsonl; extra=(--holdout-same-prompt) ;;  # leave-one-out
+  *) echo "error: unknown set '$set_name' (pandalm, hh or modelspec)" >&2; exit 2 ;;
+esac
+[ -f "$src" ] || { echo "error: $src not found (set JUDGE_SHARED to the shared folder)" >&2; exit 2; }
+work=evals/.work
+mkdir -p "$work" evals/results
+export JUDGE_DB=sqlite:///$PWD/$work/judge.db JUDGE_INDEX_PATH=$PWD/$work/index HF_HUB_OFFLINE=1
+judge=${JUDGE_BIN:-.venv/bin/judge}
+.venv/bin/python evals/sample.py "$src" "$work/$set_name.jsonl" ${n:+--n "$n"}
+"$judge" rulebook load rulebook/
+"$judge" run "$work/$set_name.jsonl" -o "evals/results/$set_name-rules.jsonl" --backend local --no-explain \
+  "${extra[@]}"
