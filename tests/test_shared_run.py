@@ -123,7 +123,7 @@ def rows(engine: Engine, batch: str) -> dict[str, Any]:
 # ====================================================================================== the claim protocol
 def test_claims_are_exclusive_in_input_order_and_a_lost_claim_cannot_finish(engine: Engine) -> None:
     ids = [f"p{i}" for i in range(6)]
-    one = WorkClaims(engine, "b", worker_id="one", lease_s=0.5)
+    one = WorkClaims(engine, "b", worker_id="one", lease_s=2.0)  # outlasts a stall of a busy machine
     two = WorkClaims(engine, "b", worker_id="two", lease_s=30)
     assert one.open(ids, "f" * 64) == 0 and two.open(ids, "f" * 64) == 0
     assert [c.pair_id for c in one.claim(2)] == ["p0", "p1"]
@@ -132,7 +132,7 @@ def test_claims_are_exclusive_in_input_order_and_a_lost_claim_cannot_finish(engi
     p = one.progress()
     assert (p.total, p.done, p.held, p.reclaimed) == (6, 1, 4, 0) and p.next_expiry is not None
 
-    time.sleep(0.6)  # one's leases run out (it stopped renewing)
+    time.sleep(2.1)  # one's leases run out (it stopped renewing)
     taken = two.claim(3)
     assert [(c.pair_id, c.taken_over) for c in taken] == [("p0", True), ("p1", True), ("p5", False)]
     assert not one.finish("p0", verdict("p0"))  # lost: its verdict is not the batch's
@@ -171,12 +171,12 @@ def test_workers_opening_a_new_batch_at_the_same_moment_create_it_once(db_url: s
 
 
 def test_renewed_leases_do_not_run_out(engine: Engine) -> None:
-    one = WorkClaims(engine, "b", worker_id="one", lease_s=0.4)
+    one = WorkClaims(engine, "b", worker_id="one", lease_s=1.5)
     two = WorkClaims(engine, "b", worker_id="two")
     one.open(["p0"], "f" * 64)
     assert [c.pair_id for c in one.claim(1)] == ["p0"]
     for _ in range(3):
-        time.sleep(0.2)
+        time.sleep(0.6)  # three beats: 1.8 s in all, longer than one lease
         assert one.renew(["p0"]) == 1
     assert two.claim(1) == []
 
