@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from judge.cli.common import console, emit_json, err_console, state
+from judge.cli.progress import RunProgress
 
 app = typer.Typer(help="Test cases per spec entry: seed, add, review in bulk, list, check for contamination.",
                   no_args_is_help=True)
@@ -43,18 +43,9 @@ def open_store(ctx: typer.Context, *, embed: bool = True) -> Any:
 
 @contextmanager
 def _progress(description: str) -> Iterator[Any]:
-    """A ``progress(done, total)`` callback drawing a rich bar on stderr (only once work is reported)."""
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=err_console, transient=True) as bar:
-        task: Any = None
-
-        def update(done: int, total: int) -> None:
-            nonlocal task
-            if task is None:
-                task = bar.add_task(description, total=total)
-            bar.update(task, completed=done)
-
-        yield update
+    """A ``progress(done, total)`` callback drawing progress on stderr (the total comes with the first call)."""
+    with RunProgress(description, None, console=err_console, transient=True) as bar:
+        yield lambda done, total: bar.update(done, total)
 
 
 def _read_cases(path: Path) -> list[Any]:

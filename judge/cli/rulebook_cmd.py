@@ -9,10 +9,10 @@ from pathlib import Path
 
 import typer
 from pydantic import ValidationError
-from rich.progress import Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from judge.cli.common import console, emit_json, err_console, state
+from judge.cli.progress import RunProgress
 from judge.errors import InputError, first_validation_error
 from judge.jsonl import read_jsonl
 from judge.rules.model import Layer, Rule
@@ -95,12 +95,10 @@ def ingest(
     it stay committed.
     """
     rb = state(ctx).rulebook()
-    columns = (TextColumn("ingesting"), TextColumn("{task.completed} rules"), TimeElapsedColumn())
-    with Progress(*columns, console=err_console, transient=True) as bar:
-        task = bar.add_task("ingest", total=None)
+    with RunProgress("ingesting", None, console=err_console, unit="rules", transient=True) as bar:
         report = rb.ingest(_rules_from_jsonl(path), batch_size=batch_size, author=author,
                            reason=f"ingested from {path.name}", allow_constitution=constitution,
-                           on_batch=lambda t: bar.update(task, completed=t.added + t.amended + t.unchanged))
+                           on_batch=lambda t: bar.update(t.added + t.amended + t.unchanged))
     data = dataclasses.asdict(report)
     if as_json:
         emit_json(data)

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from judge.api import build_judge, default_concurrency
 from judge.cli.common import CliState, console, emit_json, err_console, state
+from judge.cli.progress import RunProgress
 from judge.judging.verdict import Verdict
 
 if TYPE_CHECKING:
@@ -104,13 +104,11 @@ def judge_file(judge: Judge, records: list[PairRecord], out: Path, *, concurrenc
     exclude_for = _holdout(judge, holdout_same_prompt)
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with Progress(TextColumn("judging"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=err_console, transient=False) as progress:
-            task = progress.add_task("judging", total=len(records))
+        with RunProgress("judging", len(records), console=err_console) as bar:
             return asyncio.run(run_pairs(judge, records, out=out,
                                          concurrency=concurrency or default_concurrency(judge.backend),
                                          max_tokens=max_tokens, max_cost_usd=max_cost, exclude_for=exclude_for,
-                                         on_result=lambda _v: progress.advance(task)))
+                                         on_result=lambda _v: bar.advance()))
     finally:
         judge.backend.close()
 
@@ -136,15 +134,14 @@ def judge_shared(judge: Judge, records: list[PairRecord], out: Path, *, batch: s
     claims = WorkClaims(judge.store.engine, batch or batch_id_for(fingerprint), worker_id=worker_id,
                         lease_s=lease_s or DEFAULT_LEASE_S)
     try:
-        with Progress(TextColumn(f"judging (worker {claims.worker_id}, batch {claims.batch_id})"), BarColumn(),
-                      MofNCompleteColumn(), TimeElapsedColumn(), console=err_console, transient=False) as progress:
-            task = progress.add_task("judging", total=len(records))
+        with RunProgress(f"judging (worker {claims.worker_id}, batch {claims.batch_id})", len(records),
+                         console=err_console) as bar:
             report = asyncio.run(run_shared(judge, records, claims, fingerprint=fingerprint,
                                             concurrency=concurrency or default_concurrency(judge.backend),
                                             max_tokens=max_tokens, max_cost_usd=max_cost,
                                             exclude_for=_holdout(judge, holdout_same_prompt),
-                                            on_result=lambda _v: progress.advance(task)))
-            progress.update(task, completed=report.batch_done)
+                                            on_result=lambda _v: bar.advance()))
+            bar.update(report.batch_done)
     finally:
         judge.backend.close()
     write_results(out, claims.results())

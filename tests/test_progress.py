@@ -1,0 +1,69 @@
+"""judge.cli.progress: a bar on a terminal, plain timed status lines on a pipe or a file."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+
+from judge.cli.progress import RunProgress, status_line
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def plain() -> tuple[Console, io.StringIO]:
+    out = io.StringIO()
+    return Console(file=out, force_terminal=False, width=200), out
+
+
+def test_status_line_says_count_share_elapsed_and_time_left() -> None:
+    assert status_line("judging", 120, 999, 2401, 17590) == \
+        "judging: 120/999 (12%), 0:40:01 elapsed, about 4:53:10 left"
+    assert status_line("ingesting", 5000, None, 61, unit="rules") == "ingesting: 5000 rules, 0:01:01 elapsed"
+
+
+def test_off_a_terminal_a_line_every_interval_with_the_recent_rate_and_one_at_the_end() -> None:
+    console, out = plain()
+    clock = FakeClock()
+    with RunProgress("judging", 100, console=console, every_s=60, clock=clock) as bar:
+        bar.update(40)  # a resumed run skips 40 done pairs at once: no line yet (under a minute)
+        clock.t += 30
+        bar.advance()
+        clock.t += 30
+        bar.advance(2)  # 60 s: a line; 43 done, 57 left at 43 a minute
+        clock.t += 120
+        bar.advance()  # a line: 1 more in 2 minutes (the skipped pairs no longer count), 56 left
+        clock.t += 5
+        bar.advance()
+    lines = out.getvalue().splitlines()
+    assert lines == ["judging: 43/100 (43%), 0:01:00 elapsed, about 0:01:20 left",
+                     "judging: 44/100 (44%), 0:03:00 elapsed, about 1:52:00 left",
+                     "judging: 45/100 (45%), 0:03:05 elapsed"]
+
+
+def test_nothing_new_at_the_end_prints_nothing_more_and_an_unknown_total_counts() -> None:
+    console, out = plain()
+    clock = FakeClock()
+    with RunProgress("ingesting", None, console=console, unit="rules", every_s=10, clock=clock) as bar:
+        clock.t += 10
+        bar.update(5000)
+    assert out.getvalue().splitlines() == ["ingesting: 5000 rules, 0:00:10 elapsed"]
+    with RunProgress("cases", None, console=console, clock=clock) as bar:
+        bar.update(3, 7)  # the total arrives with the first report
+    assert out.getvalue().splitlines()[-1] == "cases: 3/7 (43%), 0:00:00 elapsed"
+
+
+def test_on_a_terminal_a_bar_is_drawn_instead_of_lines() -> None:
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=100)
+    with RunProgress("judging", 4, console=console) as bar:
+        for _ in range(4):
+            bar.advance()
+    text = out.getvalue()
+    assert "judging" in text and "4/4" in text and "elapsed" not in text
