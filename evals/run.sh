@@ -5,8 +5,8 @@
 #
 #   bash evals/run.sh pandalm|hh|modelspec [N]      # N: only the first N pairs of the shuffle (default: all)
 #
-# Needs `make setup-local` (the venv with the embedded model's runtime). The rulebook database and index live
-# in evals/.work (derived, not committed); the results are committed.
+# Sets up what it needs (`make setup-local`: the venv with the embedded model's runtime). The rulebook database
+# and index live in evals/.work (derived, not committed); the results are committed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 set_name=${1:?usage: bash evals/run.sh pandalm|hh|modelspec [N]}
@@ -19,6 +19,7 @@ case "$set_name" in
   *) echo "error: unknown set '$set_name' (pandalm, hh or modelspec)" >&2; exit 2 ;;
 esac
 [ -f "$src" ] || { echo "error: $src not found (set JUDGE_SHARED to the shared folder)" >&2; exit 2; }
+make -s setup-local
 work=evals/.work
 mkdir -p "$work" evals/results
 export JUDGE_DB=sqlite:///$PWD/$work/judge.db JUDGE_INDEX_PATH=$PWD/$work/index HF_HUB_OFFLINE=1
