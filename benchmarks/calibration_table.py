@@ -72,11 +72,11 @@ def main() -> None:
                              *(cell(rep, m) for m in METRICS),
                              f"{fmt(floor.get('mean', math.nan))} / {fmt(floor.get('p95', math.nan))}",
                              f"{int(wh['n_wrong'])}/{int(wh['n_confident'])}",
-                             f"{fmt(sel.get('coverage', math.nan), 2)} @ {fmt(sel.get('agreement', math.nan), 2)}"])
+                             rep.selective_text() if sel else "-"])
             methods = ", ".join(ev.recalibration.fold_methods)
             print(f"{name}: recalibration per fold: {methods}", file=sys.stderr)
     header = ["set", "probabilities", "n", *METRICS, "ece_uniform_15 if calibrated (mean / p95)", "wrong@0.9",
-              f"coverage @ agreement (target {args.target})"]
+              f"held-out coverage at agreement (target {args.target}), 95% exact CI"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for row in rows:

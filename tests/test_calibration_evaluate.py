@@ -132,6 +132,12 @@ def test_evaluate_results_reports_raw_and_cross_fitted_recalibration(tmp_path: P
     raw_ece, cal_ece = ev.raw.headline["ece_uniform_15"].point, ev.recalibrated.headline["ece_uniform_15"].point
     assert raw_ece > 0.15 and cal_ece < raw_ece / 2
     assert ev.raw.n_scored == 120 and ev.judge == calibration_key(CONFIG)
+    sel = ev.raw.selective
+    assert sel is not None and sel["n_kept"] + sel["n_escalated"] == 120
+    low, high = sel["coverage_ci"]
+    assert low <= sel["coverage"] <= high and 0 < high - low < 0.2  # an exact interval over 120 held-out pairs
+    text = ev.raw.selective_text()
+    assert text.startswith(f"{sel['coverage']:.2f} [{low:.2f}, {high:.2f}] at agreement ")
 
 
 def test_results_from_two_configurations_are_refused(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from judge.calibration.selective import (
     Threshold,
     apply_threshold,
     choose_threshold,
+    clopper_pearson_interval,
     clopper_pearson_lower,
     cross_fitted_selective,
     evaluate_threshold,
@@ -51,6 +52,14 @@ def test_clopper_pearson_matches_scipy_two_sided_exact(k: int, n: int, delta: fl
     # the one-sided bound at 1 - delta is the low end of the two-sided exact interval at 1 - 2 * delta
     expected = binomtest(k, n).proportion_ci(confidence_level=1 - 2 * delta, method="exact").low
     assert clopper_pearson_lower(k, n, delta) == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize(("k", "n"), [(0, 7), (1, 5), (33, 300), (299, 300), (12, 12)])
+def test_the_two_sided_interval_is_scipys_exact_interval(k: int, n: int) -> None:
+    expected = binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
+    low, high = clopper_pearson_interval(k, n)
+    assert (low, high) == (pytest.approx(expected.low, abs=1e-12), pytest.approx(expected.high, abs=1e-12))
+    assert all(math.isnan(x) for x in clopper_pearson_interval(0, 0))
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, Field
 
 from judge.calibration import metrics as m
-from judge.calibration.selective import SelectiveResult, Threshold, cross_fitted_selective
+from judge.calibration.selective import SelectiveResult, Threshold, clopper_pearson_interval, cross_fitted_selective
 from judge.calibration.signals import SignalTable, signals_from_verdicts
 from judge.judging.verdict import Verdict
 
@@ -125,6 +125,22 @@ class EvalReport(BaseModel):
     suspects: list[Suspect] = Field(default_factory=list, description="Labels the judge most confidently "
                                                                       "contradicts: review them first.")
     notes: list[str] = Field(default_factory=list)
+
+    def selective_text(self) -> str:
+        """Held-out selective judging in one line, 95% exact intervals in brackets:
+        ``0.11 [0.08, 0.15] at agreement 1.00 [0.89, 1.00]``; ``-`` when not estimated."""
+        sel = self.selective
+        if not sel:
+            return "-"
+
+        def part(value: Any, ci: Any) -> str:
+            if value is None or not math.isfinite(value):
+                return "-"
+            bounds = f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci and all(math.isfinite(b) for b in ci) else ""
+            return f"{value:.2f}{bounds}"
+
+        return (f"{part(sel.get('coverage'), sel.get('coverage_ci'))} at agreement "
+                f"{part(sel.get('agreement'), sel.get('agreement_ci'))}")
 
 
 def _pred(probs: NDArray[np.float64]) -> list[str]:
@@ -292,8 +308,12 @@ def evaluate(
     if len(scored) >= 20:
         result, thresholds = selective_result or cross_fitted_selective(conf, correct, target=target, delta=delta,
                                                                         seed=seed)
+        n_right = round(result.agreement * result.n_kept) if result.n_kept else 0
         selective = {"target": target, "delta": delta, "coverage": result.coverage,
-                     "agreement": result.agreement, "n_kept": result.n_kept, "n_escalated": result.n_escalated,
+                     "coverage_ci": clopper_pearson_interval(result.n_kept, result.n),
+                     "agreement": result.agreement,
+                     "agreement_ci": clopper_pearson_interval(n_right, result.n_kept),
+                     "n_kept": result.n_kept, "n_escalated": result.n_escalated,
                      "fold_thresholds": [t.threshold for t in thresholds],
                      "certified_folds": sum(t.certified for t in thresholds)}
     wrong = np.flatnonzero(correct == 0)

@@ -55,6 +55,7 @@ __all__ = [
     "Threshold",
     "apply_threshold",
     "choose_threshold",
+    "clopper_pearson_interval",
     "clopper_pearson_lower",
     "cross_fitted_selective",
     "evaluate_threshold",
@@ -193,6 +194,24 @@ def clopper_pearson_lower(k: int, n: int, delta: float) -> float:
     if n == 0:
         return math.nan
     return float(_cp_lower(np.array([k]), np.array([n]), delta)[0])
+
+
+def clopper_pearson_interval(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
+    """Two-sided exact (Clopper-Pearson) ``1 - alpha`` confidence interval for a binomial proportion ``k / n``.
+
+    Used for the held-out coverage and agreement of selective judging, which are counts over held-out pairs
+    (a bootstrap would have to refit the calibrators and thresholds in every replicate).
+
+    Returns:
+        ``(low, high)``; ``(nan, nan)`` when ``n == 0``.
+
+    Raises:
+        ValueError: As :func:`clopper_pearson_lower`, with ``alpha`` in place of ``delta``.
+    """
+    low = clopper_pearson_lower(k, n, alpha / 2.0)
+    if n == 0:
+        return math.nan, math.nan
+    return low, 1.0 - clopper_pearson_lower(n - k, n, alpha / 2.0)
 
 
 # --------------------------------------------------------------------------------------------- choosing

@@ -53,8 +53,7 @@ def headline_table(reports: list[EvalReport], title: str) -> Table:
          lambda r: f"{_fmt(r.length_preference['judge_longer'], 2)} / {_fmt(r.length_preference['label_longer'], 2)}"),
         ("coverage @ target (held-out)",
          lambda r: "-" if not r.selective else
-         f"{_fmt(r.selective['coverage'], 2)} at agreement {_fmt(r.selective['agreement'], 2)} "
-         f"(target {r.selective['target']}, delta {r.selective['delta']})"),
+         f"{r.selective_text()} (target {r.selective['target']}, delta {r.selective['delta']})"),
     ):
         table.add_row(label, *(get(r) for r in reports))
     return table

@@ -222,7 +222,8 @@ def _selective_line(report: EvalReport) -> str:
         return f"{report.variant}: not estimated (fewer than 20 scored verdicts)"
     return (f"{report.variant}: keeping the verdicts above a threshold chosen on held-out folds keeps "
             f"{_fmt(sel.get('coverage'), 2)} of them ({sel.get('n_kept')} kept, {sel.get('n_escalated')} "
-            f"escalated) at agreement {_fmt(sel.get('agreement'), 3)} (target {sel.get('target')}, "
+            f"escalated) at agreement {_fmt(sel.get('agreement'), 3)}; with 95% exact intervals: "
+            f"{report.selective_text()} (target {sel.get('target')}, "
             f"delta {sel.get('delta')}; {sel.get('certified_folds')}/{len(sel.get('fold_thresholds') or [])} "
             "folds certified a threshold)")
 
