@@ -374,8 +374,8 @@ def test_a_briefly_locked_database_is_waited_out(locked_db: tuple[str, sqlite3.C
     engine = open_engine(url, connect_args={"timeout": 10})
     write, count = writer(engine)
     release = threading.Timer(0.3, lambda: holder.execute("ROLLBACK"))
+    start = time.perf_counter()  # before the timer: a stall between the two cannot shorten the wait measured
     release.start()
-    start = time.perf_counter()
     write()
     release.join()
     assert time.perf_counter() - start >= 0.25 and count() == 1
