@@ -67,3 +67,16 @@ def test_on_a_terminal_a_bar_is_drawn_instead_of_lines() -> None:
             bar.advance()
     text = out.getvalue()
     assert "judging" in text and "4/4" in text and "elapsed" not in text
+
+
+def test_time_left_comes_from_the_last_window_of_lines_so_one_slow_minute_does_not_swing_it() -> None:
+    console, out = plain()
+    clock = FakeClock()
+    with RunProgress("judging", 1000, console=console, every_s=60, window_s=300, clock=clock) as bar:
+        for done in (3, 6, 9, 12, 15, 18, 19):  # 3 a minute, then a minute with 1 (a long pair)
+            clock.t += 60
+            bar.update(done)
+    lines = out.getvalue().splitlines()
+    assert lines[5] == "judging: 18/1000 (2%), 0:06:00 elapsed, about 5:27:20 left"  # 15 in 5 min: 982 / 3 a min
+    # 19: 13 pairs since the line 5 minutes earlier (6 at 0:02:00), not 1 in the last minute (16 h left)
+    assert lines[6] == "judging: 19/1000 (2%), 0:07:00 elapsed, about 6:17:18 left"

@@ -3,13 +3,15 @@
 rich draws nothing until the end when stderr is not a terminal, so a batch run left going under ``nohup`` or
 in a CI log would show ``0/999`` for hours. There, a line such as
 ``judging: 120/999 (12%), 0:40:01 elapsed, about 4:53:10 left`` is printed every ``every_s`` seconds and
-once at the end; the time left comes from the rate since the previous line (pairs a resumed run skips at the
-start do not make it look fast for long).
+once at the end; the time left comes from the rate over the last ``window_s`` seconds of lines (a single
+minute of a slow judge holds a handful of pairs, too few for a steady estimate), never reaching back before
+the first line, so the pairs a resumed run skips at the start do not make it look fast for long.
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 from datetime import timedelta
 from types import TracebackType
@@ -51,24 +53,26 @@ class RunProgress:
         unit: Named after the count in plain lines ("rules").
         transient: Remove the bar when done (terminal only).
         every_s: Seconds between plain lines when the console is not a terminal.
+        window_s: Seconds of past lines the time left is estimated from (at least the previous line).
         clock: Monotonic seconds (tests pass a fake one).
     """
 
     def __init__(self, description: str, total: int | None, *, console: Console, unit: str = "",
-                 transient: bool = False, every_s: float = 60.0,
+                 transient: bool = False, every_s: float = 60.0, window_s: float = 600.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.description, self.total, self.console, self.unit = description, total, console, unit
-        self.every_s, self._clock = every_s, clock
+        self.every_s, self.window_s, self._clock = every_s, window_s, clock
         self.done = 0
         self._bar: Progress | None = None
         self._task: TaskID | None = None
         self._transient = transient
         self._start = self._last_t = 0.0
-        self._last_done = 0
+        self._marks: deque[tuple[float, int]] = deque()  # (time, done) at the start and at each line
         self._printed_done: int | None = None
 
     def __enter__(self) -> RunProgress:
         self._start = self._last_t = self._clock()
+        self._marks.append((self._start, 0))
         if self.console.is_terminal:
             columns: list[ProgressColumn] = [TextColumn(self.description), BarColumn()]
             columns += [MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()] if self.total is not None \
@@ -102,10 +106,16 @@ class RunProgress:
             self._print(now)
 
     def _print(self, now: float, *, final: bool = False) -> None:
+        while len(self._marks) > 1 and now - self._marks[1][0] >= self.window_s:
+            self._marks.popleft()  # the oldest mark left is the newest one at least window_s old (or the first)
+        since_t, since_done = self._marks[0]
         left = None
-        rate = (self.done - self._last_done) / (now - self._last_t) if now > self._last_t else 0.0
+        rate = (self.done - since_done) / (now - since_t) if now > since_t else 0.0
         if not final and self.total is not None and rate > 0:
             left = max(self.total - self.done, 0) / rate
         self.console.print(status_line(self.description, self.done, self.total, now - self._start, left, self.unit),
                            highlight=False, soft_wrap=True)
-        self._last_t, self._last_done, self._printed_done = now, self.done, self.done
+        if self._printed_done is None:
+            self._marks.clear()  # the first line's count includes what a resumed run skipped: measure from here
+        self._marks.append((now, self.done))
+        self._last_t, self._printed_done = now, self.done

@@ -6,10 +6,10 @@ import asyncio
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from judge.api import build_judge, default_concurrency
 from judge.cli.common import console, emit_json, err_console, state
+from judge.cli.progress import RunProgress
 from judge.cli.run_cmd import BACKEND_OPT, BASE_URL_OPT, verdict_table
 
 
@@ -50,12 +50,10 @@ def rerun(
     ids = {r.pair.id for group in rerun_plan(report.affected) for r in group.records}
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with Progress(TextColumn("re-judging"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=err_console, transient=False) as progress:
-            task = progress.add_task("re-judging", total=len(ids))
+        with RunProgress("re-judging", len(ids), console=err_console) as bar:
             run = asyncio.run(rerun_affected(judge, report.affected, out=out,
                                              concurrency=concurrency or default_concurrency(judge.backend),
-                                             on_result=lambda _v: progress.advance(task)))
+                                             on_result=lambda _v: bar.advance()))
     finally:
         judge.backend.close()
     if as_json:
