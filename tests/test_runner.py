@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from judge.backends.fake import FakeBackend, FakeReply
-from judge.errors import InputError
+from judge.errors import ConfigError, InputError
 from judge.judging.engine import Judge, bare_config
 from judge.judging.pairs_io import PairRecord
 from judge.judging.runner import RunReport, completed_ids, read_results, run_pairs
@@ -234,3 +234,31 @@ def test_at_most_concurrency_in_flight_and_records_pulled_as_workers_free_up(tmp
                  on_result=lambda _v: pulled_at_first_result.append(len(pulled)))
     assert report.judged == 12 and peak == 3
     assert pulled_at_first_result[0] == 3  # lazily streamed: no record is taken before a worker is free
+
+
+def test_resuming_a_file_of_a_differently_configured_judge_is_refused_and_writes_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "results.jsonl"
+    judge, _ = make_judge(judge_script())
+    run(judge, records(3), out=out)
+    before = out.read_bytes()
+    fb = FakeBackend(judge_script())
+    other = Judge(fb, None, config=bare_config(fb).model_copy(update={"top_logprobs": 5, "explain": True}))
+    with pytest.raises(ConfigError, match=r"results\.jsonl:1: .*differently configured judge.*"
+                                          r"explain False \(this run: True\); top_logprobs 10 \(this run: 5\)"):
+        run(other, records(), out=out)
+    assert out.read_bytes() == before
+    again = run(judge, records(), out=out)  # the same judge resumes
+    assert (again.skipped, again.judged) == (3, N - 3)
+
+
+def test_resuming_uncalibrated_verdicts_with_a_calibrator_is_refused(tmp_path: Path) -> None:
+    from judge.calibration.recalibrate import Calibrator, calibration_key
+
+    out = tmp_path / "results.jsonl"
+    judge, fb = make_judge(judge_script())
+    run(judge, records(2), out=out)
+    cal = Calibrator(method="temperature", params={"temperature": 2.0}, judge=calibration_key(judge.config),
+                     rulebook_version=None, n_fitted=100)
+    calibrated = Judge(fb, None, config=judge.config, calibrator=cal)
+    with pytest.raises(ConfigError, match=rf"calibrator None \(this run: '{cal.id}'\)"):
+        run(calibrated, records(), out=out)

@@ -2,7 +2,9 @@
 
 Results are appended to a JSONL file as they finish (one `Verdict` per line), so a run that is killed
 loses at most the comparisons in flight; re-running with the same output skips every pair already
-decided. Pairs whose last result was a transient failure (backend, budget) are tried again.
+decided. Pairs whose last result was a transient failure (backend, budget) are tried again. A results file
+written by a differently configured judge (backend, model, prompt template, options, calibrator) is refused
+rather than resumed, so one file never mixes two judges' verdicts.
 Several processes dividing one batch through the database: `judge.judging.shared`.
 """
 
@@ -15,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from judge.errors import InputError
+from judge.errors import ConfigError, InputError
 from judge.jsonl import iter_lines
 from judge.judging.engine import Judge
 from judge.judging.pairs_io import PairRecord
@@ -126,20 +128,48 @@ def write_results(path: str | Path, verdicts: Iterable[Verdict]) -> int:
 
 def completed_ids(path: Path) -> set[str]:
     """Pair ids in an existing results file whose result need not be redone."""
+    return _scan(path)[0]
+
+
+def _scan(path: Path) -> tuple[set[str], dict[str, tuple[int, Verdict]]]:
+    """The ids ``completed_ids`` gives, and the first line and verdict of each judge setup in the file."""
     if not path.exists():
-        return set()
+        return set(), {}
     _repair_tail(path)
     done: set[str] = set()
+    setups: dict[str, tuple[int, Verdict]] = {}
     # Streamed, keeping only ids: resuming a large run must not hold every earlier verdict in memory.
     # Lines are applied in file order, so the last line per pair id wins, as in `read_results`.
-    for _, verdict in _iter_results(path):
+    for line_no, verdict in _iter_results(path):
+        setups.setdefault(_setup_key(verdict.config.model_dump_json(), verdict.calibrator), (line_no, verdict))
         if verdict.pair_id is None:
             continue
         if verdict.failure is None or verdict.failure.stage not in RETRYABLE_STAGES:
             done.add(verdict.pair_id)
         else:
             done.discard(verdict.pair_id)
-    return done
+    return done, setups
+
+
+def _setup_key(config_json: str, calibrator: str | None) -> str:
+    return f"{config_json}|{calibrator}"
+
+
+def _check_same_judge(path: Path, judge: Judge, setups: dict[str, tuple[int, Verdict]]) -> None:
+    """Refuse to resume ``path`` when a verdict in it came from a differently configured judge."""
+    calibrator = judge.calibrator.id if judge.calibrator is not None else None
+    mine = judge.config.model_dump()
+    for key, (line_no, verdict) in setups.items():
+        if key == _setup_key(judge.config.model_dump_json(), calibrator):
+            continue
+        theirs = verdict.config.model_dump()
+        diff = [f"{k} {theirs.get(k)!r} (this run: {mine.get(k)!r})"
+                for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k)]
+        if verdict.calibrator != calibrator:
+            diff.append(f"calibrator {verdict.calibrator!r} (this run: {calibrator!r})")
+        raise ConfigError(f"{path}:{line_no}: this results file holds verdicts of a differently configured judge "
+                          f"({'; '.join(diff)}); resuming would mix two judges' verdicts in one file - "
+                          "write to a new file, or re-run with the same settings")
 
 
 async def run_pairs(judge: Judge, records: Iterable[PairRecord], *, out: Path | None = None,
@@ -157,9 +187,15 @@ async def run_pairs(judge: Judge, records: Iterable[PairRecord], *, out: Path | 
         max_cost_usd: stop starting new comparisons once the estimated cost reaches this.
         exclude_for: rule ids a record must not retrieve (leave-one-out evaluation).
         on_result: called with every verdict (progress bars, logging).
+
+    Raises:
+        ConfigError: ``out`` holds verdicts of a differently configured judge (nothing is judged or written).
     """
     report = RunReport()
-    done = completed_ids(out) if out is not None else set()
+    done: set[str] = set()
+    if out is not None:
+        done, setups = _scan(out)
+        _check_same_judge(out, judge, setups)
     sink = out.open("a", encoding="utf-8") if out is not None else None
     pending = iter(records)
     budget_hit = False
