@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from judge.cli.main import main
+from judge.judging.verdict import Distribution, JudgeConfig, Verdict
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -77,3 +79,38 @@ def test_errors_are_one_line_and_exit_2(monkeypatch: pytest.MonkeyPatch, capsys:
     bad.write_text("{nope")
     code, _, err = run_cli(["rulebook", "add-ruling", "--file", str(bad)], monkeypatch, capsys, sqlite_url)
     assert code == 2 and "not valid JSON" in err and str(bad) in err
+
+
+def _verdict(pair_id: str, **kw: Any) -> Verdict:
+    config = JudgeConfig(backend="fake", model="fake", template_version="t")
+    if "failure" in kw:
+        return Verdict(pair_id=pair_id, winner=None, probabilities=None, config=config, cache_key="k", **kw)
+    return Verdict(pair_id=pair_id, winner="B", probabilities=Distribution(a=0.3, tie=0.0, b=0.7),
+                   position_inconsistent=False, config=config, cache_key="k", **kw)
+
+
+def test_verdict_table_lists_the_deciding_rule_first_and_fits_80_columns() -> None:
+    import io
+
+    from rich.console import Console
+
+    from judge.cli.run_cmd import verdict_table
+    from judge.judging.verdict import Citation, Failure
+
+    def cite(rule_id: str, favours: str) -> Citation:
+        return Citation(rule_id=rule_id, layer="spec", authority=None, version=1, title="t", excerpt="e",
+                        favours=favours, note="n")  # type: ignore[arg-type]
+
+    long_id = "ruling/modelspec-do-not-encourage-self-harm-ex1-c1-r2r1"
+    rows = [_verdict("p1", citations=[cite("spec/be-honest", "A"), cite(long_id, "B")], deciding_rule=long_id,
+                     explanation_agrees=True),
+            _verdict("p[2]", failure=Failure(stage="explanation", reason="cited [red]spec/unknown[/red]"))]
+    wide, narrow = io.StringIO(), io.StringIO()
+    Console(file=wide, width=200).print(verdict_table(rows, "verdicts"))
+    Console(file=narrow, width=80).print(verdict_table(rows, "verdicts"))
+    text = wide.getvalue()
+    assert text.index(f"{long_id} (B, deciding)") < text.index("spec/be-honest (A)")  # deciding rule first
+    assert "p[2]" in text and "explanation: cited [red]spec/unknown[/red]" in text  # text, not markup
+    assert "contradicts" not in text
+    assert max(len(line) for line in narrow.getvalue().splitlines()) <= 80
+    assert "0.70" in narrow.getvalue() and "orders" in narrow.getvalue()

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from judge.api import build_judge, default_concurrency
@@ -58,25 +59,40 @@ def _judge(st: CliState, backend_spec: str, base_url: str | None, *, single_orde
 
 
 def verdict_table(verdicts: list[Verdict], title: str) -> Table:
-    """A readable table: winner, P(winner), consistency, deciding rule, citations or failure."""
-    table = Table(title=title, show_lines=True)
-    for col in ("pair", "winner", "P(winner)", "orders agree", "deciding rule", "citations / failure"):
-        table.add_column(col, overflow="fold")
+    """A readable table: winner, P(winner), whether the orders agreed, the cited rules (deciding first) or failure.
+
+    Made to stay readable in an 80-column terminal: the narrow columns never wrap, each cited rule starts a
+    line, and the deciding rule is marked in that list rather than repeated in a column of its own.
+    """
+    table = Table(title=title, show_lines=True,
+                  caption="(A) / (B): the response a cited rule favours, as the judge explained it")
+    table.add_column("pair", overflow="fold")
+    table.add_column("winner", overflow="fold")
+    table.add_column("P(winner)", no_wrap=True, justify="right")
+    table.add_column("orders\nagree", no_wrap=True)
+    table.add_column("rules cited / failure", overflow="fold")
     for v in verdicts:
         if v.failure is not None:
-            table.add_row(v.pair_id or "-", "[red]failed[/]", "-", "-", "-",
-                          f"{v.failure.stage}: {v.failure.reason[:160]}")
+            table.add_row(escape(v.pair_id or "-"), "[red]failed[/]", "-", "-",
+                          escape(f"{v.failure.stage}: {v.failure.reason[:160]}"))
             continue
         agree = "-" if v.position_inconsistent is None else ("no" if v.position_inconsistent else "yes")
-        cites = "\n".join(f"{c.rule_id} -> {c.favours}" for c in v.citations) or "-"
-        if v.explanation_agrees is False:
-            cites += "\n(explanation contradicts the verdict)"
         winner = f"escalate (best guess {v.winner})" if v.escalated else (v.winner or "-")
-        deciding = v.deciding_rule or "-"
-        if v.precedent is not None:
-            deciding += f"\n(binding precedent, similarity {v.precedent.similarity:.3f}: no model asked)"
-        table.add_row(v.pair_id or "-", winner, f"{v.confidence:.2f}", agree, deciding, cites)
+        table.add_row(escape(v.pair_id or "-"), winner, f"{v.confidence:.2f}", agree, _rules_cell(v))
     return table
+
+
+def _rules_cell(v: Verdict) -> str:
+    deciding = v.deciding_rule
+    lines = [f"{c.rule_id} ({c.favours}{', deciding' if c.rule_id == deciding else ''})"
+             for c in sorted(v.citations, key=lambda c: c.rule_id != deciding)]
+    if deciding and all(c.rule_id != deciding for c in v.citations):
+        lines.insert(0, f"{deciding} (deciding)")
+    if v.precedent is not None:
+        lines.append(f"(binding precedent, similarity {v.precedent.similarity:.3f}: no model asked)")
+    if v.explanation_agrees is False:
+        lines.append("(explanation contradicts the verdict)")
+    return escape("\n".join(lines)) if lines else "-"
 
 
 def _holdout(judge: Judge, holdout_same_prompt: bool) -> Callable[[PairRecord], list[str]] | None:
