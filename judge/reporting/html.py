@@ -135,7 +135,7 @@ def confidence_hist_png(reports: Sequence[EvalReport]) -> bytes:
             wrong = [int(b["count"]) - r for b, r in zip(bins, right, strict=True)]
             ax.bar(centres, right, width=widths, color="#4c9a5b", label="right")
             ax.bar(centres, wrong, width=widths, bottom=right, color="#d0584f", label="wrong")
-            ax.legend(loc="upper left", fontsize=8)
+            ax.legend(loc="best", fontsize=8)
             ax.set_xlim(min(0.5, math.floor(min(b["lower"] for b in bins) * 10) / 10), 1.0)
         else:
             ax.text(0.5, 0.5, "no scored verdicts", ha="center", transform=ax.transAxes)
@@ -175,7 +175,7 @@ def risk_coverage_png(reports: Sequence[EvalReport]) -> bytes:
     ax.set_ylabel("risk (error rate among kept)")
     ax.set_title("Risk-coverage", fontsize=10)
     if drew:
-        ax.legend(loc="upper right", fontsize=8)
+        ax.legend(loc="best", fontsize=8)
     return _png(fig)
 
 
