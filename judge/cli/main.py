@@ -49,7 +49,7 @@ app.command("gate")(gate_cmd.gate)
 @app.callback()
 def _root(
     ctx: typer.Context,
-    db: str | None = typer.Option(None, "--db", help="SQLAlchemy URL of the rulebook DB [env JUDGE_DB]."),
+    db: str | None = typer.Option(None, "--db", help="SQLAlchemy URL of the rulebook DB (env JUDGE_DB)."),
     index_path: str | None = typer.Option(None, "--index-path", help="Embedded Chroma index directory."),
     chroma_url: str | None = typer.Option(None, "--chroma-url", help="Chroma server URL (instead of embedded)."),
     embedding_model: str | None = typer.Option(None, "--embedding-model",
