@@ -4,6 +4,7 @@
 # are skipped, so a run cut short (or stopped at the end of a session) goes on where it stopped.
 #
 #   bash evals/run.sh pandalm|hh|modelspec [N]      # N: only the first N pairs of the shuffle (default: all)
+#   MAX_TIME=2h bash evals/run.sh pandalm            # start no new pair after 2 hours (a session's share)
 #
 # Sets up what it needs (`make setup-local`: the venv with the embedded model's runtime). The rulebook database
 # and index live in evals/.work (derived, not committed); the results are committed.
@@ -27,4 +28,4 @@ judge=${JUDGE_BIN:-.venv/bin/judge}
 .venv/bin/python evals/sample.py "$src" "$work/$set_name.jsonl" ${n:+--n "$n"}
 "$judge" rulebook load rulebook/
 "$judge" run "$work/$set_name.jsonl" -o "evals/results/$set_name-rules.jsonl" --backend local --no-explain \
-  "${extra[@]}"
+  ${MAX_TIME:+--max-time "$MAX_TIME"} "${extra[@]}"

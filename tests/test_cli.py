@@ -79,6 +79,12 @@ def test_errors_are_one_line_and_exit_2(monkeypatch: pytest.MonkeyPatch, capsys:
     bad.write_text("{nope")
     code, _, err = run_cli(["rulebook", "add-ruling", "--file", str(bad)], monkeypatch, capsys, sqlite_url)
     assert code == 2 and "not valid JSON" in err and str(bad) in err
+    code, _, err = run_cli(["run", str(REPO / "examples" / "pairs.jsonl"), "-o", str(tmp_path / "r.jsonl"),
+                            "--max-time", "soon"], monkeypatch, capsys, sqlite_url)
+    assert code == 2 and "--max-time" in err and "not a duration" in err and not (tmp_path / "r.jsonl").exists()
+    for usage in (["run"], ["rulebook", "nosuch"], ["run", "x.jsonl", "-o", "y", "--concurrency", "many"]):
+        code, _, err = run_cli(usage, monkeypatch, capsys, sqlite_url)  # usage errors: a message, not a traceback
+        assert code == 2 and "Error" in err and "Traceback" not in err, usage
 
 
 def _verdict(pair_id: str, **kw: Any) -> Verdict:

@@ -262,3 +262,37 @@ def test_resuming_uncalibrated_verdicts_with_a_calibrator_is_refused(tmp_path: P
     calibrated = Judge(fb, None, config=judge.config, calibrator=cal)
     with pytest.raises(ConfigError, match=rf"calibrator None \(this run: '{cal.id}'\)"):
         run(calibrated, records(), out=out)
+
+
+def test_time_budget_stops_starting_comparisons_and_a_rerun_goes_on(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from judge.judging import runner
+
+    now = [100.0]
+    monkeypatch.setattr(runner, "_clock", lambda: now[0])
+    out = tmp_path / "results.jsonl"
+    judge, _ = make_judge(judge_script())
+
+    def four_seconds_each(_v: Verdict) -> None:
+        now[0] += 4.0
+
+    report = run(judge, records(), out=out, concurrency=1, max_seconds=10, on_result=four_seconds_each)
+    assert report.stopped_by_budget and report.judged == 3  # started at 0, 4 and 8 s; at 12 s none
+    assert len(lines(out)) == 3
+    assert run(judge, records(), out=out, concurrency=1, max_seconds=0).judged == 0
+    rest = run(judge, records(), out=out, concurrency=4)
+    assert (rest.skipped, rest.judged, rest.stopped_by_budget) == (3, N - 3, False)
+    with pytest.raises(ValueError, match="negative"):
+        run(judge, records(), out=out, max_seconds=-1)
+
+
+def test_duration_option_reads_seconds_minutes_and_hours() -> None:
+    import typer
+
+    from judge.cli.common import duration_s
+
+    assert [duration_s(t, "--max-time") for t in ("3600", "90m", "2h", "1h30m", "45s", " 1.5H ")] == \
+        [3600, 5400, 7200, 5400, 45, 5400]
+    for bad in ("", "soon", "2d", "h", "-5"):
+        with pytest.raises(typer.BadParameter, match="not a duration"):
+            duration_s(bad, "--max-time")

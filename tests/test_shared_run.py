@@ -273,6 +273,9 @@ def test_a_budget_stops_one_worker_and_another_finishes_the_batch(db_url: str) -
     assert first.stopped_by_budget and not first.complete and (first.judged, first.batch_done) == (3, 3)
     assert claims.progress().held == 0  # nothing left claimed: the rest is free for others at once
 
+    out_of_time = asyncio.run(run_shared(judge, recs, claims, concurrency=1, max_seconds=0))  # a time budget
+    assert out_of_time.stopped_by_budget and (out_of_time.judged, out_of_time.batch_done) == (0, 3)
+
     judge2, fb2, claims2 = worker(db_url, "b", "two")
     second = asyncio.run(run_shared(judge2, recs, claims2, concurrency=4))
     assert second.complete and (second.judged, second.skipped, second.reclaimed) == (7, 3, 0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,7 +14,7 @@ from rich.console import Console
 
 from judge.settings import Settings
 
-__all__ = ["CliState", "console", "emit_json", "err_console", "state"]
+__all__ = ["CliState", "console", "duration_s", "emit_json", "err_console", "state"]
 
 console = Console()
 err_console = Console(stderr=True)
@@ -67,3 +68,19 @@ def configure_logging(verbose: int) -> None:
         # the result and shown in the table) stays out of the way unless asked for.
         for name in ("instructor", "httpx", "httpx2", "openai", "chromadb"):
             logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?")
+
+
+def duration_s(text: str, option: str) -> float:
+    """Seconds in a duration such as ``3600``, ``90m``, ``2h``, ``1h30m`` or ``45s``.
+
+    Raises:
+        typer.BadParameter: Anything else (named after ``option``).
+    """
+    match = _DURATION.fullmatch(text.strip().lower())
+    if not text.strip() or match is None or not any(match.groups()):
+        raise typer.BadParameter(f"{text!r} is not a duration (e.g. 3600, 90m, 2h, 1h30m)", param_hint=option)
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    return hours * 3600 + minutes * 60 + seconds

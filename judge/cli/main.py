@@ -74,12 +74,14 @@ def main() -> None:
         raise SystemExit(1) from None
     except SystemExit:
         raise
-    except Exception as exc:  # click usage errors come through here in non-standalone mode
+    except Exception as exc:  # usage errors come through here in non-standalone mode
         import click
 
-        if isinstance(exc, click.ClickException):
+        # Recent typer raises its own vendored copy of click's exceptions (a TyperException), older typer
+        # click's: either is a usage message and exit code 2, never a traceback.
+        if isinstance(exc, click.ClickException | typer.TyperException) and hasattr(exc, "show"):
             exc.show()
-            raise SystemExit(exc.exit_code) from None
+            raise SystemExit(getattr(exc, "exit_code", 2)) from None
         raise
     if isinstance(rv, int) and rv != 0:
         raise SystemExit(rv)

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from judge.api import build_judge, default_concurrency
-from judge.cli.common import CliState, console, emit_json, err_console, state
+from judge.cli.common import CliState, console, duration_s, emit_json, err_console, state
 from judge.cli.progress import RunProgress
 from judge.judging.verdict import Verdict
 
@@ -108,7 +108,7 @@ def _holdout(judge: Judge, holdout_same_prompt: bool) -> Callable[[PairRecord], 
 
 
 def judge_file(judge: Judge, records: list[PairRecord], out: Path, *, concurrency: int | None = None,
-               max_tokens: int | None = None, max_cost: float | None = None,
+               max_tokens: int | None = None, max_cost: float | None = None, max_seconds: float | None = None,
                holdout_same_prompt: bool = False) -> RunReport:
     """Judge records into ``out`` (resumable) with a progress bar; closes the backend.
 
@@ -123,7 +123,8 @@ def judge_file(judge: Judge, records: list[PairRecord], out: Path, *, concurrenc
         with RunProgress("judging", len(records), console=err_console) as bar:
             return asyncio.run(run_pairs(judge, records, out=out,
                                          concurrency=concurrency or default_concurrency(judge.backend),
-                                         max_tokens=max_tokens, max_cost_usd=max_cost, exclude_for=exclude_for,
+                                         max_tokens=max_tokens, max_cost_usd=max_cost, max_seconds=max_seconds,
+                                         exclude_for=exclude_for,
                                          on_result=lambda _v: bar.advance()))
     finally:
         judge.backend.close()
@@ -131,7 +132,7 @@ def judge_file(judge: Judge, records: list[PairRecord], out: Path, *, concurrenc
 
 def judge_shared(judge: Judge, records: list[PairRecord], out: Path, *, batch: str | None = None,
                  worker_id: str | None = None, lease_s: float | None = None, concurrency: int | None = None,
-                 max_tokens: int | None = None, max_cost: float | None = None,
+                 max_tokens: int | None = None, max_cost: float | None = None, max_seconds: float | None = None,
                  holdout_same_prompt: bool = False) -> SharedRunReport:
     """Judge records as one worker of a shared batch, then write the batch's verdicts to ``out``.
 
@@ -155,6 +156,7 @@ def judge_shared(judge: Judge, records: list[PairRecord], out: Path, *, batch: s
             report = asyncio.run(run_shared(judge, records, claims, fingerprint=fingerprint,
                                             concurrency=concurrency or default_concurrency(judge.backend),
                                             max_tokens=max_tokens, max_cost_usd=max_cost,
+                                            max_seconds=max_seconds,
                                             exclude_for=_holdout(judge, holdout_same_prompt),
                                             on_result=lambda _v: bar.advance()))
             bar.update(report.batch_done)
@@ -181,6 +183,9 @@ def run(
     n_constitution: int = typer.Option(2, "--n-constitution", help="Constitution rules shown to the judge."),
     max_tokens: int | None = typer.Option(None, "--max-tokens", help="Token budget: stop cleanly when reached."),
     max_cost: float | None = typer.Option(None, "--max-cost", help="Cost budget in USD (needs prices)."),
+    max_time: str | None = typer.Option(None, "--max-time",
+                                        help="Time budget: start no new comparison after this long (3600, 90m, "
+                                             "2h, 1h30m); those in flight finish; re-running goes on."),
     table: bool = typer.Option(True, "--table/--no-table", help="Print the verdict table at the end."),
     ties: bool = typer.Option(False, "--ties", help="Offer a tie answer (T); useful with strong models."),
     slot_correction: bool = typer.Option(False, "--slot-correction",
@@ -225,6 +230,7 @@ def run(
     from judge.judging.shared import SharedRunReport
 
     st = state(ctx)
+    max_seconds = duration_s(max_time, "--max-time") if max_time is not None else None
     records = list(read_pairs(pairs))  # validate the whole file before spending anything
     judge = _judge(st, backend, base_url, single_order=single_order, no_rules=no_rules, explain=explain, k=k,
                    k_rulings=k_rulings, n_constitution=n_constitution, cache=cache, ties=ties,
@@ -235,10 +241,10 @@ def run(
     if shared or batch is not None:
         report = judge_shared(judge, records, out, batch=batch, worker_id=worker_id, lease_s=lease,
                               concurrency=concurrency, max_tokens=max_tokens, max_cost=max_cost,
-                              holdout_same_prompt=holdout_same_prompt)
+                              max_seconds=max_seconds, holdout_same_prompt=holdout_same_prompt)
     else:
         report = judge_file(judge, records, out, concurrency=concurrency, max_tokens=max_tokens,
-                            max_cost=max_cost, holdout_same_prompt=holdout_same_prompt)
+                            max_cost=max_cost, max_seconds=max_seconds, holdout_same_prompt=holdout_same_prompt)
     if as_json:
         extra = {"complete": report.complete} if isinstance(report, SharedRunReport) else {}
         emit_json({**vars(report), **extra, "inconsistency_rate": report.inconsistency_rate, "out": str(out)})

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,16 @@ log = logging.getLogger(__name__)
 
 #: Failure stages worth retrying on resume (the others are deterministic for the same inputs).
 RETRYABLE_STAGES = frozenset({"backend", "budget"})
+
+#: Monotonic seconds for time budgets (a name of its own so tests can move time without touching asyncio's).
+_clock = time.monotonic
+
+
+def deadline_after(max_seconds: float | None) -> float | None:
+    """The `_clock` reading at which a time budget of ``max_seconds`` (None: none) runs out."""
+    if max_seconds is not None and max_seconds < 0:
+        raise ValueError(f"a time budget cannot be negative, got {max_seconds} s")
+    return None if max_seconds is None else _clock() + max_seconds
 
 
 @dataclass
@@ -56,11 +67,14 @@ class RunReport:
         self.completion_tokens += verdict.completion_tokens
         self.cost_usd += verdict.cost_usd or 0.0
 
-    def over_budget(self, max_tokens: int | None, max_cost_usd: float | None) -> bool:
-        """Whether the tokens or the estimated cost used so far reached a budget."""
+    def over_budget(self, max_tokens: int | None, max_cost_usd: float | None,
+                    deadline: float | None = None) -> bool:
+        """Whether the tokens or the estimated cost used so far reached a budget, or the time budget
+        (a `deadline_after` reading) ran out."""
         used = self.prompt_tokens + self.completion_tokens
-        return (max_tokens is not None and used >= max_tokens) or (
-            max_cost_usd is not None and self.cost_usd >= max_cost_usd)
+        return ((max_tokens is not None and used >= max_tokens)
+                or (max_cost_usd is not None and self.cost_usd >= max_cost_usd)
+                or (deadline is not None and _clock() >= deadline))
 
     @property
     def inconsistency_rate(self) -> float | None:
@@ -174,6 +188,7 @@ def _check_same_judge(path: Path, judge: Judge, setups: dict[str, tuple[int, Ver
 
 async def run_pairs(judge: Judge, records: Iterable[PairRecord], *, out: Path | None = None,
                     concurrency: int = 4, max_tokens: int | None = None, max_cost_usd: float | None = None,
+                    max_seconds: float | None = None,
                     exclude_for: Callable[[PairRecord], Sequence[str]] | None = None,
                     on_result: Callable[[Verdict], None] | None = None) -> RunReport:
     """Judge every record, `concurrency` at a time, appending each verdict to `out` as it finishes.
@@ -185,6 +200,8 @@ async def run_pairs(judge: Judge, records: Iterable[PairRecord], *, out: Path | 
         concurrency: comparisons in flight at once.
         max_tokens: stop starting new comparisons once this many tokens were used.
         max_cost_usd: stop starting new comparisons once the estimated cost reaches this.
+        max_seconds: stop starting new comparisons once this many seconds have passed (those in flight
+            finish and are written; a re-run goes on from there).
         exclude_for: rule ids a record must not retrieve (leave-one-out evaluation).
         on_result: called with every verdict (progress bars, logging).
 
@@ -192,6 +209,7 @@ async def run_pairs(judge: Judge, records: Iterable[PairRecord], *, out: Path | 
         ConfigError: ``out`` holds verdicts of a differently configured judge (nothing is judged or written).
     """
     report = RunReport()
+    deadline = deadline_after(max_seconds)
     done: set[str] = set()
     if out is not None:
         done, setups = _scan(out)
@@ -209,7 +227,7 @@ async def run_pairs(judge: Judge, records: Iterable[PairRecord], *, out: Path | 
             if record.pair.id in done:
                 report.skipped += 1
                 continue
-            if budget_hit or report.over_budget(max_tokens, max_cost_usd):
+            if budget_hit or report.over_budget(max_tokens, max_cost_usd, deadline):
                 budget_hit = True
                 return
             exclude = exclude_for(record) if exclude_for else ()

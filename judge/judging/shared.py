@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from judge.errors import InputError, StoreError
 from judge.judging.engine import Judge
 from judge.judging.pairs_io import PairRecord
-from judge.judging.runner import RETRYABLE_STAGES, RunReport
+from judge.judging.runner import RETRYABLE_STAGES, RunReport, deadline_after
 from judge.judging.verdict import Verdict
 from judge.store.claims import Claim, WorkClaims
 
@@ -119,7 +119,7 @@ async def _heartbeat(claims: WorkClaims, judging: Callable[[], set[str]], every_
 
 async def run_shared(judge: Judge, records: Iterable[PairRecord], claims: WorkClaims, *,
                      fingerprint: str | None = None, concurrency: int = 4, max_tokens: int | None = None,
-                     max_cost_usd: float | None = None,
+                     max_cost_usd: float | None = None, max_seconds: float | None = None,
                      exclude_for: Callable[[PairRecord], Sequence[str]] | None = None,
                      on_result: Callable[[Verdict], None] | None = None,
                      poll_s: float | None = None) -> SharedRunReport:
@@ -133,6 +133,7 @@ async def run_shared(judge: Judge, records: Iterable[PairRecord], claims: WorkCl
         concurrency: comparisons in flight at once in this worker.
         max_tokens: this worker stops claiming once it used this many tokens.
         max_cost_usd: this worker stops claiming once its estimated cost reaches this.
+        max_seconds: this worker stops claiming once this many seconds have passed.
         exclude_for: rule ids a record must not retrieve (leave-one-out evaluation).
         on_result: called with every verdict this worker records.
         poll_s: how often to look for pairs to take over, or for the batch to be complete, while waiting
@@ -141,6 +142,7 @@ async def run_shared(judge: Judge, records: Iterable[PairRecord], claims: WorkCl
     Returns:
         This worker's report; ``complete`` unless a budget stopped it.
     """
+    deadline = deadline_after(max_seconds)
     by_id = _by_id(records)
     fingerprint = fingerprint or batch_fingerprint(judge, list(by_id.values()))
     report = SharedRunReport(batch_id=claims.batch_id, worker_id=claims.worker_id, total=len(by_id))
@@ -169,7 +171,7 @@ async def run_shared(judge: Judge, records: Iterable[PairRecord], claims: WorkCl
     heartbeat = asyncio.create_task(_heartbeat(claims, lambda: set(holding), claims.lease_s / 3))
     try:
         while True:
-            budget_hit = budget_hit or report.over_budget(max_tokens, max_cost_usd)
+            budget_hit = budget_hit or report.over_budget(max_tokens, max_cost_usd, deadline)
             free = slots - len(in_flight)
             if free > 0 and not budget_hit:
                 taken = await asyncio.to_thread(claims.claim, free, skip=set(holding))
