@@ -139,7 +139,7 @@ def evaluate(labelled: str | Path, *, results: str | Path | None = None, out: st
 
     Without ``results`` the judge first runs on the pairs (labels and ``meta`` are never shown to it), writing
     to ``out`` (default ``<labelled>.results.jsonl``; resumable). ``options`` go to
-    :func:`judge.calibration.workflow.evaluate_results` (n_folds, seed, n_boot, target, delta).
+    :func:`judge.calibration.workflow.evaluate_results` (n_folds, seed, n_boot, target, delta, split_repeats).
     """
     from judge.calibration.workflow import evaluate_results
     from judge.judging.pairs_io import read_pairs

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from judge.backends.fake import FakeBackend
-from judge.calibration.evaluate import LabelledRow, PairLabel, evaluate, join
+from judge.calibration.evaluate import LabelledRow, PairLabel, evaluate, join, point_metrics
 from judge.calibration.recalibrate import Calibrator, calibration_key, load_calibrator
 from judge.calibration.workflow import evaluate_results, fit_from_results, load_labels
 from judge.cli.main import app
@@ -138,6 +138,37 @@ def test_evaluate_results_reports_raw_and_cross_fitted_recalibration(tmp_path: P
     assert low <= sel["coverage"] <= high and 0 < high - low < 0.2  # an exact interval over 120 held-out pairs
     text = ev.raw.selective_text()
     assert text.startswith(f"{sel['coverage']:.2f} [{low:.2f}, {high:.2f}] at agreement ")
+
+
+def test_split_repeats_summarise_recalibrated_metrics_over_fold_splits(tmp_path: Path) -> None:
+    pairs, results = _synthetic_files(tmp_path)
+    ev = evaluate_results(pairs, results, recalibrate="temperature", n_boot=10, split_repeats=4)
+    assert ev.recalibrated is not None
+    splits = ev.recalibration.splits
+    assert set(splits) == {"ece_uniform_15", "ece_quantile_15", "brier_binary", "log_loss_binary"}
+    for name, spread in splits.items():
+        point = ev.recalibrated.headline[name].point  # the first split is the one the report is made from
+        assert spread.n_splits == 4 and spread.min <= point <= spread.max
+        assert spread.min <= spread.mean <= spread.max
+    assert splits["ece_uniform_15"].max > splits["ece_uniform_15"].min  # other splits, other numbers
+    assert "over 4 fold splits" in ev.recalibration.describe()
+    assert evaluate_results(pairs, results, recalibrate="temperature", n_boot=2).recalibration.splits == {}
+    with pytest.raises(ValueError, match="split_repeats"):
+        evaluate_results(pairs, results, split_repeats=0)
+
+
+def test_point_metrics_agree_with_the_report_headline() -> None:
+    rng = np.random.default_rng(3)
+    rows = [LabelledRow(make(f"q{i}", float(p)), label(str(rng.choice(["A", "B", "tie"], p=[0.45, 0.45, 0.1]))))
+            for i, p in enumerate(rng.uniform(0.05, 0.95, size=150))]
+    rep = evaluate(rows, n_boot=5)
+    probs = np.asarray([[v.probabilities.a, v.probabilities.tie, v.probabilities.b]  # type: ignore[union-attr]
+                        for v in (r.verdict for r in rows)])
+    got = point_metrics(probs, [r.truth.label for r in rows])
+    for name, value in got.items():
+        assert value == pytest.approx(rep.headline[name].point), name
+    with pytest.raises(ValueError, match="shape"):
+        point_metrics(probs[:, :2], [r.truth.label for r in rows])
 
 
 def test_results_from_two_configurations_are_refused(tmp_path: Path) -> None:

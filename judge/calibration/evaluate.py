@@ -23,7 +23,8 @@ from judge.calibration.selective import SelectiveResult, Threshold, clopper_pear
 from judge.calibration.signals import SignalTable, signals_from_verdicts
 from judge.judging.verdict import Verdict
 
-__all__ = ["Estimate", "EvalReport", "GroupMetrics", "LabelledRow", "PairLabel", "Suspect", "evaluate", "join"]
+__all__ = ["Estimate", "EvalReport", "GroupMetrics", "LabelledRow", "PairLabel", "Suspect", "evaluate", "join",
+           "point_metrics"]
 
 _OUT = {0: "A", 1: "tie", 2: "B"}
 
@@ -148,6 +149,31 @@ def _pred(probs: NDArray[np.float64]) -> list[str]:
     for a, t, b in probs:
         best = max(a, t, b)
         out.append("A" if a == best and b < best else "B" if b == best and a < best else "tie")
+    return out
+
+
+def point_metrics(probs: NDArray[np.float64], labels: Sequence[str], n_bins: int = 15) -> dict[str, float]:
+    """The calibration headline of `evaluate` as point estimates (no bootstrap), for rows ``(P(A), P(tie), P(B))``.
+
+    ECE (equal-width and equal-mass) on the confidence in the predicted outcome, a tie label counting as an
+    error unless the prediction is a tie; Brier score and log loss on the non-tie labels, from
+    ``P(A) / (P(A) + P(B))``. What `evaluate` reports as ``ece_uniform_{n_bins}``, ``ece_quantile_{n_bins}``,
+    ``brier_binary`` and ``log_loss_binary``.
+    """
+    probs = np.asarray(probs, dtype=float)
+    if probs.ndim != 2 or probs.shape[1] != 3 or len(probs) != len(labels):
+        raise ValueError(f"point_metrics: probs of shape {probs.shape} for {len(labels)} labels")
+    pred = _pred(probs)
+    conf = probs[np.arange(len(probs)), [{"A": 0, "tie": 1, "B": 2}[x] for x in pred]]
+    correct = np.asarray([p == y for p, y in zip(pred, labels, strict=True)], dtype=int)
+    decided = np.asarray([x != "tie" for x in labels])
+    both = probs[:, 0] + probs[:, 2]
+    p_a = np.where(both > 0, probs[:, 0] / np.where(both > 0, both, 1.0), 0.5)
+    y = np.asarray([x == "A" for x in labels], dtype=int)
+    out = {f"ece_uniform_{n_bins}": m.ece(conf, correct, n_bins=n_bins).ece,
+           f"ece_quantile_{n_bins}": m.ece(conf, correct, n_bins=n_bins, strategy="quantile").ece}
+    out["brier_binary"] = m.brier_binary(p_a[decided], y[decided]) if decided.any() else math.nan
+    out["log_loss_binary"] = m.log_loss_binary(p_a[decided], y[decided]) if decided.any() else math.nan
     return out
 
 

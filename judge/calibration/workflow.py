@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, Field
 
-from judge.calibration.evaluate import EvalReport, LabelledRow, PairLabel, evaluate, join
+from judge.calibration.evaluate import EvalReport, LabelledRow, PairLabel, evaluate, join, point_metrics
 from judge.calibration.recalibrate import (
     Calibrator,
     abstention_threshold,
@@ -36,6 +36,15 @@ __all__ = ["Evaluation", "Recalibration", "evaluate_results", "fit_from_results"
 log = logging.getLogger(__name__)
 
 
+class SplitSpread(BaseModel):
+    """One recalibrated metric over several random fold splits."""
+
+    mean: float
+    min: float
+    max: float
+    n_splits: int
+
+
 class Recalibration(BaseModel):
     """How the recalibrated report was made (or why it was not)."""
 
@@ -44,6 +53,10 @@ class Recalibration(BaseModel):
     n_folds: int | None = None
     seed: int | None = None
     skipped: str | None = None
+    splits: dict[str, SplitSpread] = Field(
+        default_factory=dict,
+        description="Recalibrated point metrics over several random fold splits (seeds seed, seed+1, ...): on a "
+                    "few hundred pairs which pairs share a fold moves ECE by several hundredths.")
 
     def describe(self) -> str:
         """One line for people: the method and the folds, or why recalibration was skipped."""
@@ -52,7 +65,12 @@ class Recalibration(BaseModel):
         if not self.method:
             return ""
         chosen = f"; chosen per fold: {', '.join(self.fold_methods)}" if self.fold_methods else ""
-        return f"{self.method}, {self.n_folds}-fold cross-fitted (seed {self.seed}){chosen}"
+        line = f"{self.method}, {self.n_folds}-fold cross-fitted (seed {self.seed}){chosen}"
+        if self.splits:
+            n = next(iter(self.splits.values())).n_splits
+            spread = ", ".join(f"{name} {s.mean:.3f} ({s.min:.3f}-{s.max:.3f})" for name, s in self.splits.items())
+            line += f"; over {n} fold splits, mean (min-max): {spread}"
+        return line
 
 
 class Evaluation(BaseModel):
@@ -98,7 +116,7 @@ def _scored(rows: Sequence[LabelledRow]) -> tuple[list[LabelledRow], SignalTable
 
 def evaluate_results(labelled: str | Path, results: str | Path, *, recalibrate: str | None = "auto",
                      n_folds: int = 5, seed: int = 0, n_boot: int = 1000, target: float = 0.9,
-                     delta: float = 0.1) -> Evaluation:
+                     delta: float = 0.1, split_repeats: int = 1) -> Evaluation:
     """Report a results file against its labelled pair file: raw, and recalibrated with k-fold cross-fitting.
 
     Args:
@@ -108,7 +126,12 @@ def evaluate_results(labelled: str | Path, results: str | Path, *, recalibrate: 
         n_folds, seed: Cross-fitting folds and seed (also seeds the bootstrap).
         n_boot: Bootstrap replicates for every interval.
         target, delta: Selective judging's target agreement and risk tolerance.
+        split_repeats: With more than 1, the recalibrated ECE, Brier score and log loss are also computed over
+            this many random fold splits (seeds ``seed``, ``seed + 1``, ...; each a full cross-fit) and
+            summarised as mean, min and max in ``recalibration.splits``.
     """
+    if split_repeats < 1:
+        raise ValueError(f"split_repeats must be at least 1, got {split_repeats}")
     labels = load_labels(labelled)
     verdicts = read_results(results)
     if not verdicts:
@@ -139,6 +162,14 @@ def evaluate_results(labelled: str | Path, results: str | Path, *, recalibrate: 
     variant = f"recalibrated ({recalibrate}, {n_folds}-fold cross-fitted)"
     out.recalibrated = report(variant, probs, folds.abstention(target=target, delta=delta))
     out.recalibration = Recalibration(method=recalibrate, fold_methods=chosen, n_folds=n_folds, seed=seed)
+    if split_repeats > 1:
+        per_split = [point_metrics(probs, labs)] + [
+            point_metrics(fit_folds(table, labs, method=recalibrate, n_folds=n_folds, seed=seed + r).probabilities(),
+                          labs) for r in range(1, split_repeats)]
+        for name in per_split[0]:
+            vals = np.asarray([d[name] for d in per_split])
+            out.recalibration.splits[name] = SplitSpread(mean=float(vals.mean()), min=float(vals.min()),
+                                                         max=float(vals.max()), n_splits=split_repeats)
     return out
 
 
