@@ -249,6 +249,11 @@ def test_resuming_a_file_of_a_differently_configured_judge_is_refused_and_writes
     assert out.read_bytes() == before
     again = run(judge, records(), out=out)  # the same judge resumes
     assert (again.skipped, again.judged) == (3, N - 3)
+    # a `judge rerun` file holds each pair under its own configuration: allowed when asked for
+    mixed = run(other, [PairRecord(pair=Pair(id="x", prompt="question 1", response_a="good answer 1",
+                                             response_b="bad answer 1"), label=None, source=None, line=1)],
+                out=out, mixed_configs=True)
+    assert mixed.judged == 1 and {v.config.explain for v in read_results(out)} == {False, True}
 
 
 def test_resuming_uncalibrated_verdicts_with_a_calibrator_is_refused(tmp_path: Path) -> None:

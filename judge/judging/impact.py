@@ -235,6 +235,6 @@ async def rerun(judge: Judge, entries: Sequence[ImpactEntry], *, out: Path | Non
                        price_per_mtok=judge.price_per_mtok, store=judge.store,
                        concurrent_orders=judge.concurrent_orders, use_cache=judge.use_cache)
         part = await run_pairs(runner, group.records, out=out, concurrency=concurrency,
-                               exclude_for=_excluder(group.exclude), on_result=on_result)
+                               exclude_for=_excluder(group.exclude), on_result=on_result, mixed_configs=True)
         _add(total, part)
     return total

@@ -190,7 +190,7 @@ async def run_pairs(judge: Judge, records: Iterable[PairRecord], *, out: Path | 
                     concurrency: int = 4, max_tokens: int | None = None, max_cost_usd: float | None = None,
                     max_seconds: float | None = None,
                     exclude_for: Callable[[PairRecord], Sequence[str]] | None = None,
-                    on_result: Callable[[Verdict], None] | None = None) -> RunReport:
+                    on_result: Callable[[Verdict], None] | None = None, mixed_configs: bool = False) -> RunReport:
     """Judge every record, `concurrency` at a time, appending each verdict to `out` as it finishes.
 
     Args:
@@ -204,16 +204,20 @@ async def run_pairs(judge: Judge, records: Iterable[PairRecord], *, out: Path | 
             finish and are written; a re-run goes on from there).
         exclude_for: rule ids a record must not retrieve (leave-one-out evaluation).
         on_result: called with every verdict (progress bars, logging).
+        mixed_configs: ``out`` may hold verdicts of other judge configurations (a `judge rerun` file: each
+            pair under its own stored configuration); otherwise such a file is refused.
 
     Raises:
-        ConfigError: ``out`` holds verdicts of a differently configured judge (nothing is judged or written).
+        ConfigError: ``out`` holds verdicts of a differently configured judge and ``mixed_configs`` is False
+            (nothing is judged or written).
     """
     report = RunReport()
     deadline = deadline_after(max_seconds)
     done: set[str] = set()
     if out is not None:
         done, setups = _scan(out)
-        _check_same_judge(out, judge, setups)
+        if not mixed_configs:
+            _check_same_judge(out, judge, setups)
     sink = out.open("a", encoding="utf-8") if out is not None else None
     pending = iter(records)
     budget_hit = False
