@@ -152,6 +152,19 @@ def _pred(probs: NDArray[np.float64]) -> list[str]:
     return out
 
 
+def _outcomes(probs: NDArray[np.float64], labels: Sequence[str]) -> tuple[
+        list[str], NDArray[np.float64], NDArray[np.int_], NDArray[np.bool_], NDArray[np.float64], NDArray[np.int_]]:
+    """Per row: the predicted outcome, the confidence in it, whether it is right, whether the label is decided
+    (not a tie), ``P(A) / (P(A) + P(B))`` and whether the label is A."""
+    pred = _pred(probs)
+    conf = probs[np.arange(len(probs)), [{"A": 0, "tie": 1, "B": 2}[x] for x in pred]]
+    correct = np.asarray([p == y for p, y in zip(pred, labels, strict=True)], dtype=int)
+    decided = np.asarray([x != "tie" for x in labels])
+    both = probs[:, 0] + probs[:, 2]
+    p_a = np.where(both > 0, probs[:, 0] / np.where(both > 0, both, 1.0), 0.5)
+    return pred, conf, correct, decided, p_a, np.asarray([x == "A" for x in labels], dtype=int)
+
+
 def point_metrics(probs: NDArray[np.float64], labels: Sequence[str], n_bins: int = 15) -> dict[str, float]:
     """The calibration headline of `evaluate` as point estimates (no bootstrap), for rows ``(P(A), P(tie), P(B))``.
 
@@ -163,13 +176,7 @@ def point_metrics(probs: NDArray[np.float64], labels: Sequence[str], n_bins: int
     probs = np.asarray(probs, dtype=float)
     if probs.ndim != 2 or probs.shape[1] != 3 or len(probs) != len(labels):
         raise ValueError(f"point_metrics: probs of shape {probs.shape} for {len(labels)} labels")
-    pred = _pred(probs)
-    conf = probs[np.arange(len(probs)), [{"A": 0, "tie": 1, "B": 2}[x] for x in pred]]
-    correct = np.asarray([p == y for p, y in zip(pred, labels, strict=True)], dtype=int)
-    decided = np.asarray([x != "tie" for x in labels])
-    both = probs[:, 0] + probs[:, 2]
-    p_a = np.where(both > 0, probs[:, 0] / np.where(both > 0, both, 1.0), 0.5)
-    y = np.asarray([x == "A" for x in labels], dtype=int)
+    _, conf, correct, decided, p_a, y = _outcomes(probs, labels)
     out = {f"ece_uniform_{n_bins}": m.ece(conf, correct, n_bins=n_bins).ece,
            f"ece_quantile_{n_bins}": m.ece(conf, correct, n_bins=n_bins, strategy="quantile").ece}
     out["brier_binary"] = m.brier_binary(p_a[decided], y[decided]) if decided.any() else math.nan
@@ -252,14 +259,8 @@ def evaluate(
     elif probs.shape != (len(scored), 3):
         raise ValueError(f"evaluate: probs has shape {probs.shape}, expected ({len(scored)}, 3)")
     labels = [r.truth.label for r in scored]
-    pred = _pred(probs)
     lab_idx = np.asarray([{"A": 0, "tie": 1, "B": 2}[x] for x in labels])
-    conf = probs[np.arange(len(probs)), [{"A": 0, "tie": 1, "B": 2}[x] for x in pred]]
-    correct = np.asarray([p == y for p, y in zip(pred, labels, strict=True)], dtype=int)
-    decided = np.asarray([x != "tie" for x in labels])
-    bin_sum = probs[:, 0] + probs[:, 2]
-    p_a = np.where(bin_sum > 0, probs[:, 0] / np.where(bin_sum > 0, bin_sum, 1.0), 0.5)
-    y = (lab_idx == 0).astype(int)
+    pred, conf, correct, decided, p_a, y = _outcomes(probs, labels)
     idx = np.arange(len(scored))
     notes: list[str] = []
 
