@@ -22,7 +22,7 @@ from judge.errors import ConfigError, InputError
 from judge.jsonl import iter_lines
 from judge.judging.engine import Judge
 from judge.judging.pairs_io import PairRecord
-from judge.judging.verdict import Verdict
+from judge.judging.verdict import JudgeConfig, Verdict
 
 __all__ = ["RETRYABLE_STAGES", "RunReport", "completed_ids", "read_results", "run_pairs", "write_results"]
 
@@ -145,17 +145,19 @@ def completed_ids(path: Path) -> set[str]:
     return _scan(path)[0]
 
 
-def _scan(path: Path) -> tuple[set[str], dict[str, tuple[int, Verdict]]]:
-    """The ids ``completed_ids`` gives, and the first line and verdict of each judge setup in the file."""
+def _scan(path: Path) -> tuple[set[str], list[tuple[int, Verdict]]]:
+    """The ids ``completed_ids`` gives, and the first line and verdict of each judge setup (configuration and
+    calibrator) in the file."""
     if not path.exists():
-        return set(), {}
+        return set(), []
     _repair_tail(path)
     done: set[str] = set()
-    setups: dict[str, tuple[int, Verdict]] = {}
+    setups: list[tuple[int, Verdict]] = []  # one in a file written by one judge: a comparison per line
     # Streamed, keeping only ids: resuming a large run must not hold every earlier verdict in memory.
     # Lines are applied in file order, so the last line per pair id wins, as in `read_results`.
     for line_no, verdict in _iter_results(path):
-        setups.setdefault(_setup_key(verdict.config.model_dump_json(), verdict.calibrator), (line_no, verdict))
+        if not any(_same_setup(v, verdict.config, verdict.calibrator) for _, v in setups):
+            setups.append((line_no, verdict))
         if verdict.pair_id is None:
             continue
         if verdict.failure is None or verdict.failure.stage not in RETRYABLE_STAGES:
@@ -165,16 +167,16 @@ def _scan(path: Path) -> tuple[set[str], dict[str, tuple[int, Verdict]]]:
     return done, setups
 
 
-def _setup_key(config_json: str, calibrator: str | None) -> str:
-    return f"{config_json}|{calibrator}"
+def _same_setup(verdict: Verdict, config: JudgeConfig, calibrator: str | None) -> bool:
+    return verdict.config == config and verdict.calibrator == calibrator
 
 
-def _check_same_judge(path: Path, judge: Judge, setups: dict[str, tuple[int, Verdict]]) -> None:
+def _check_same_judge(path: Path, judge: Judge, setups: list[tuple[int, Verdict]]) -> None:
     """Refuse to resume ``path`` when a verdict in it came from a differently configured judge."""
     calibrator = judge.calibrator.id if judge.calibrator is not None else None
     mine = judge.config.model_dump()
-    for key, (line_no, verdict) in setups.items():
-        if key == _setup_key(judge.config.model_dump_json(), calibrator):
+    for line_no, verdict in setups:
+        if _same_setup(verdict, judge.config, calibrator):
             continue
         theirs = verdict.config.model_dump()
         diff = [f"{k} {theirs.get(k)!r} (this run: {mine.get(k)!r})"
