@@ -324,6 +324,10 @@ def test_run_command_with_calibrator_and_abstain(monkeypatch: pytest.MonkeyPatch
     assert result["calibrator"] == cal.id and result["escalated"] is True
     assert result["raw_probabilities"]["a"] == pytest.approx(0.8)
     assert "escalate" in stdout
+    # resumed: the pair already judged is skipped, and the progress counts it as done
+    code, _, stderr = run_cli(["run", str(pairs), "-o", str(out), "--no-explain", "--calibrator", str(cal_path),
+                               "--abstain"], monkeypatch, capsys, sqlite_url)
+    assert code == 0 and "judging: 1/1 (100%)" in stderr and len(out.read_text().splitlines()) == 1
     # a calibrator for another model is refused with one clear line, and nothing is judged
     other = cal.model_copy(update={"judge": {**cal.judge, "model": "another"}})
     cal_path.write_text(other.model_dump_json())

@@ -32,18 +32,18 @@ def test_off_a_terminal_a_line_every_interval_with_the_recent_rate_and_one_at_th
     console, out = plain()
     clock = FakeClock()
     with RunProgress("judging", 100, console=console, every_s=60, clock=clock) as bar:
-        bar.update(40)  # a resumed run skips 40 done pairs at once: no line yet (under a minute)
+        bar.skip(40)  # a resumed run skips 40 done pairs: counted as done, not as speed
         clock.t += 30
         bar.advance()
         clock.t += 30
-        bar.advance(2)  # 60 s: a line; 43 done, 57 left at 43 a minute
+        bar.advance(2)  # 60 s: a line; 43 done, 57 left at 3 a minute
         clock.t += 120
-        bar.advance()  # a line: 1 more in 2 minutes (the skipped pairs no longer count), 56 left
+        bar.advance()  # a line: 4 in 3 minutes, 56 left
         clock.t += 5
         bar.advance()
     lines = out.getvalue().splitlines()
-    assert lines == ["judging: 43/100 (43%), 0:01:00 elapsed, about 0:01:20 left",
-                     "judging: 44/100 (44%), 0:03:00 elapsed, about 1:52:00 left",
+    assert lines == ["judging: 43/100 (43%), 0:01:00 elapsed, about 0:19:00 left",
+                     "judging: 44/100 (44%), 0:03:00 elapsed, about 0:42:00 left",
                      "judging: 45/100 (45%), 0:03:05 elapsed"]
 
 
@@ -67,6 +67,15 @@ def test_on_a_terminal_a_bar_is_drawn_instead_of_lines() -> None:
             bar.advance()
     text = out.getvalue()
     assert "judging" in text and "4/4" in text and "elapsed" not in text
+
+
+def test_on_a_terminal_skipped_steps_count_towards_the_bar() -> None:
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=100)
+    with RunProgress("judging", 10, console=console) as bar:
+        bar.skip(7)
+        bar.advance()
+    assert bar.done == 8 and "8/10" in out.getvalue()
 
 
 def test_time_left_comes_from_the_last_window_of_lines_so_one_slow_minute_does_not_swing_it() -> None:

@@ -142,8 +142,10 @@ def test_half_written_last_line_is_repaired_and_the_run_continues(tmp_path: Path
     with pytest.raises(InputError, match=":6"):
         read_results(out)  # before the repair the fragment is reported by line
     sent = len(fb.history)
-    report = run(judge, records(), out=out, concurrency=2)
+    skipped: list[str] = []
+    report = run(judge, records(), out=out, concurrency=2, on_skip=lambda r: skipped.append(r.pair.id))
     assert (report.skipped, report.judged) == (5, 5)
+    assert sorted(skipped) == [f"p{i}" for i in range(5)]  # a progress bar counts them as done
     assert len(fb.history) == sent + 2 * 5
     rows = lines(out)
     assert len(rows) == N and sorted(r["pair_id"] for r in rows) == sorted(f"p{i}" for i in range(N))

@@ -4,8 +4,9 @@ rich draws nothing until the end when stderr is not a terminal, so a batch run l
 in a CI log would show ``0/999`` for hours. There, a line such as
 ``judging: 120/999 (12%), 0:40:01 elapsed, about 4:53:10 left`` is printed every ``every_s`` seconds and
 once at the end; the time left comes from the rate over the last ``window_s`` seconds of lines (a single
-minute of a slow judge holds a handful of pairs, too few for a steady estimate), never reaching back before
-the first line, so the pairs a resumed run skips at the start do not make it look fast for long.
+minute of a slow judge holds a handful of pairs, too few for a steady estimate). Pairs a resumed run skips
+(`RunProgress.skip`) count as done but not towards the rate, so a run resumed at 456/999 shows 456/999 and
+the time left for the 543 still to judge.
 """
 
 from __future__ import annotations
@@ -93,6 +94,15 @@ class RunProgress:
         """``steps`` more steps are done."""
         self.update(self.done + steps)
 
+    def skip(self, steps: int = 1) -> None:
+        """``steps`` more steps were already done before this run (resume): counted, but not in the rate."""
+        self.done += steps
+        self._marks = deque((t, done + steps) for t, done in self._marks)
+        if self._bar is not None and self._task is not None:
+            # rich estimates speed from its recent samples: start them afresh so the jump is not read as speed
+            # (this restarts the bar's clock too; a resumed run skips its done pairs at the start)
+            self._bar.reset(self._task, completed=self.done, total=self.total)
+
     def update(self, completed: int, total: int | None = None) -> None:
         """``completed`` steps are done (of ``total``, when it is now known or changed)."""
         self.done = completed
@@ -115,7 +125,5 @@ class RunProgress:
             left = max(self.total - self.done, 0) / rate
         self.console.print(status_line(self.description, self.done, self.total, now - self._start, left, self.unit),
                            highlight=False, soft_wrap=True)
-        if self._printed_done is None:
-            self._marks.clear()  # the first line's count includes what a resumed run skipped: measure from here
         self._marks.append((now, self.done))
         self._last_t, self._printed_done = now, self.done

@@ -53,7 +53,7 @@ def rerun(
         with RunProgress("re-judging", len(ids), console=err_console) as bar:
             run = asyncio.run(rerun_affected(judge, report.affected, out=out,
                                              concurrency=concurrency or default_concurrency(judge.backend),
-                                             on_result=lambda _v: bar.advance()))
+                                             on_result=lambda _v: bar.advance(), on_skip=lambda _r: bar.skip()))
     finally:
         judge.backend.close()
     if as_json:

@@ -125,7 +125,7 @@ def judge_file(judge: Judge, records: list[PairRecord], out: Path, *, concurrenc
                                          concurrency=concurrency or default_concurrency(judge.backend),
                                          max_tokens=max_tokens, max_cost_usd=max_cost, max_seconds=max_seconds,
                                          exclude_for=exclude_for,
-                                         on_result=lambda _v: bar.advance()))
+                                         on_result=lambda _v: bar.advance(), on_skip=lambda _r: bar.skip()))
     finally:
         judge.backend.close()
 

@@ -218,7 +218,8 @@ def _add(total: RunReport, part: RunReport) -> None:
 
 
 async def rerun(judge: Judge, entries: Sequence[ImpactEntry], *, out: Path | None = None, concurrency: int = 4,
-                on_result: Callable[[Verdict], None] | None = None) -> RunReport:
+                on_result: Callable[[Verdict], None] | None = None,
+                on_skip: Callable[[PairRecord], None] | None = None) -> RunReport:
     """Re-judge affected judgments with ``judge``'s backend, store and rulebook, each under its own stored
     configuration (see `rerun_plan`), streaming results to ``out`` like `judge run` (resumable).
 
@@ -235,6 +236,7 @@ async def rerun(judge: Judge, entries: Sequence[ImpactEntry], *, out: Path | Non
                        price_per_mtok=judge.price_per_mtok, store=judge.store,
                        concurrent_orders=judge.concurrent_orders, use_cache=judge.use_cache)
         part = await run_pairs(runner, group.records, out=out, concurrency=concurrency,
-                               exclude_for=_excluder(group.exclude), on_result=on_result, mixed_configs=True)
+                               exclude_for=_excluder(group.exclude), on_result=on_result, on_skip=on_skip,
+                               mixed_configs=True)
         _add(total, part)
     return total

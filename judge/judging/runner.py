@@ -192,7 +192,8 @@ async def run_pairs(judge: Judge, records: Iterable[PairRecord], *, out: Path | 
                     concurrency: int = 4, max_tokens: int | None = None, max_cost_usd: float | None = None,
                     max_seconds: float | None = None,
                     exclude_for: Callable[[PairRecord], Sequence[str]] | None = None,
-                    on_result: Callable[[Verdict], None] | None = None, mixed_configs: bool = False) -> RunReport:
+                    on_result: Callable[[Verdict], None] | None = None,
+                    on_skip: Callable[[PairRecord], None] | None = None, mixed_configs: bool = False) -> RunReport:
     """Judge every record, `concurrency` at a time, appending each verdict to `out` as it finishes.
 
     Args:
@@ -206,6 +207,7 @@ async def run_pairs(judge: Judge, records: Iterable[PairRecord], *, out: Path | 
             finish and are written; a re-run goes on from there).
         exclude_for: rule ids a record must not retrieve (leave-one-out evaluation).
         on_result: called with every verdict (progress bars, logging).
+        on_skip: called with every record skipped because ``out`` already holds its verdict (progress bars).
         mixed_configs: ``out`` may hold verdicts of other judge configurations (a `judge rerun` file: each
             pair under its own stored configuration); otherwise such a file is refused.
 
@@ -232,6 +234,8 @@ async def run_pairs(judge: Judge, records: Iterable[PairRecord], *, out: Path | 
             report.total += 1
             if record.pair.id in done:
                 report.skipped += 1
+                if on_skip is not None:
+                    on_skip(record)
                 continue
             if budget_hit or report.over_budget(max_tokens, max_cost_usd, deadline):
                 budget_hit = True
