@@ -4,6 +4,7 @@ input errors, and the calibrator artefact (JSON round trip, id, compatibility, a
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from functools import cache
@@ -25,6 +26,7 @@ from judge.calibration.recalibrate import (
     distributions,
     fit,
     fit_calibrator,
+    fit_ties,
     load_calibrator,
     predict,
     select_method,
@@ -303,8 +305,66 @@ def test_cross_fit_uses_the_training_tie_rate() -> None:
     labels = ["tie" if i % 5 == 0 else x for i, x in enumerate(labels)]  # 20 %
     out, _ = cross_fit(t, labels, method="temperature", n_folds=4, seed=1)
     assert out.sum(axis=1) == pytest.approx(np.ones(200))
-    assert np.all((out[:, 1] > 0.1) & (out[:, 1] < 0.3))
+    # ties unrelated to closeness: the fitted curve stays near the training rate
+    assert np.all((out[:, 1] > 0.05) & (out[:, 1] < 0.45))
     assert np.mean(out[:, 1]) == pytest.approx(0.2, abs=0.02)
+
+
+def _close_call_ties(n: int = 2000, seed: int = 21) -> tuple[SignalTable, list[str]]:
+    """A calibrated judge that never says tie, on labels where ties gather at close calls:
+    P(tie) = sigmoid(-0.5 - 2 |z|), the rest A / B with P(A) = sigmoid(z)."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(0.0, 1.5, n)
+    tie = rng.random(n) < _sigmoid(-0.5 - 2.0 * np.abs(z))
+    labels = np.where(tie, "tie", np.where(rng.random(n) < _sigmoid(z), "A", "B")).tolist()
+    return _table(z), labels
+
+
+def test_fit_ties_finds_ties_gathering_at_close_calls() -> None:
+    t, labels = _close_call_ties(6000)  # ~700 tie labels: the curve's parameters within ~2 standard errors
+    c0, c1 = fit_ties(t.raw_p_a, t.tie, labels)  # type: ignore[misc]
+    assert c0 == pytest.approx(-0.5, abs=0.2) and c1 == pytest.approx(-2.0, abs=0.35)
+    rows = distributions(np.array([0.5, 0.95]), np.zeros(2), 0.2, (c0, c1))
+    assert rows[0, 1] > 0.3 > 0.05 > rows[1, 1]  # a torn verdict gets more tie mass than a confident one
+    assert rows.sum(axis=1) == pytest.approx([1.0, 1.0])
+    assert rows[:, 0] / (rows[:, 0] + rows[:, 2]) == pytest.approx([0.5, 0.95])  # P(A | not tie) unchanged
+
+
+def test_fit_ties_keeps_the_constant_rate_without_enough_ties_or_for_a_judge_that_says_tie() -> None:
+    t, labels = _close_call_ties(200)
+    few = ["A" if x == "tie" else x for x in labels]
+    few[:9] = ["tie"] * 9
+    assert fit_ties(t.raw_p_a, t.tie, few) is None  # 9 tie labels
+    assert fit_ties(t.raw_p_a, np.full(200, 0.1), labels) is None  # the judge gives tie mass itself
+    assert fit_ties(t.raw_p_a, t.tie, labels) is not None
+
+
+def test_a_closeness_tie_model_beats_the_constant_rate_held_out() -> None:
+    t, labels = _close_call_ties()
+    out, _ = cross_fit(t, labels, method="temperature", n_folds=5, seed=0)
+    rate = sum(x == "tie" for x in labels) / len(labels)
+    constant = distributions(_sigmoid(t.logit), t.tie, rate)
+    idx = np.asarray([{"A": 0, "tie": 1, "B": 2}[x] for x in labels])
+
+    def nll(p: np.ndarray) -> float:
+        return float(-np.mean(np.log(p[np.arange(len(idx)), idx])))
+
+    assert nll(out) < nll(constant) - 0.02  # cross-fitted curve vs the true P(A | not tie) with a constant rate
+    cal = fit_calibrator(t, labels, _config(), method="temperature")
+    assert cal.tie_model is not None and cal.tie_model[1] < 0
+    assert cal.id != cal.model_copy(update={"tie_model": None}).id
+
+
+def test_a_calibrator_saved_before_the_tie_model_loads_with_its_id_and_constant_rate(tmp_path: Path) -> None:
+    t, labels = _rich_table(200, seed=17)
+    cal = Calibrator(method="temperature", params=fit("temperature", t, labels), judge=calibration_key(_config()),
+                     n_fitted=200, tie_rate=0.05)
+    old = {k: v for k, v in json.loads(cal.model_dump_json()).items() if k != "tie_model"}
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(old), encoding="utf-8")
+    loaded = load_calibrator(path)
+    assert loaded.tie_model is None and loaded.id == cal.id
+    assert loaded.predict(t)[:, 1] == pytest.approx(np.full(200, 0.05))
 
 
 # ------------------------------------------------------------------------------------------------ cross-fitting

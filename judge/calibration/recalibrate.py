@@ -12,7 +12,10 @@ Methods (each maps a verdict's signals to P(A wins | not a tie)):
 
 Top-label methods keep the judge's binary winner and re-state its probability; when the fitted probability of
 the winner drops below 0.5 the calibrated distribution names the other response. Ties: calibrators are fitted
-on pairs whose label is not a tie; a verdict's tie mass is kept and A/B share the rest.
+on pairs whose label is not a tie; a verdict's tie mass is kept and A/B share the rest. A judge that never says
+tie gets a tie probability from the labels: with enough tie labels (`fit_ties`), a logistic curve in the
+calibrated verdict's closeness ``|logit P(A | not tie)|`` (tie labels gather where the judge is torn: on 693
+PandaLM verdicts 14-19% of the closest two fifths are ties, 6% of the rest), else the overall tie rate.
 
 Pure functions: signal tables and labels in, numbers out; seeds are explicit. Fitting uses scikit-learn and
 scipy. A fitted :class:`Calibrator` is a JSON document naming the judge configuration it belongs to.
@@ -53,6 +56,7 @@ __all__ = [
     "fit",
     "fit_calibrator",
     "fit_folds",
+    "fit_ties",
     "load_calibrator",
     "predict",
     "select_method",
@@ -67,6 +71,7 @@ KEY_FIELDS = ("backend", "model", "template_version", "both_orders", "use_rules"
 log = logging.getLogger(__name__)
 _EPS = 1e-6
 _MIN_ROWS = 10
+_MIN_TIES = 10  # tie labels (and as many non-ties) needed before the tie probability may depend on closeness
 
 
 def _sigmoid(x: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -204,14 +209,34 @@ def _binary_labels(t: SignalTable, labels: Sequence[str],
     return y, decided
 
 
-def distributions(p_a: NDArray[np.float64], judge_tie: NDArray[np.float64], tie_rate: float) -> NDArray[np.float64]:
+def distributions(p_a: NDArray[np.float64], judge_tie: NDArray[np.float64], tie_rate: float,
+                  tie_model: Sequence[float] | None = None) -> NDArray[np.float64]:
     """3-way rows (P(A), P(tie), P(B)) from calibrated P(A | not tie).
 
-    A judge that offers ties keeps its tie mass; one that does not (tie mass 0) gets the tie rate of the
-    calibration labels, so the calibrated distribution is honest about ties it never predicts.
+    A judge that offers ties keeps its tie mass; one that does not (tie mass 0) gets a tie probability from
+    the calibration labels - ``sigmoid(c0 + c1 * |logit p_a|)`` with ``tie_model = (c0, c1)`` (see
+    `fit_ties`), else the labels' ``tie_rate`` - so the calibrated distribution is honest about ties it never
+    predicts.
     """
-    tie = np.where(judge_tie > 0, judge_tie, tie_rate)
+    label_tie = tie_rate if tie_model is None else _sigmoid(tie_model[0] + tie_model[1] * np.abs(_logit(p_a)))
+    tie = np.where(judge_tie > 0, judge_tie, label_tie)
     return np.column_stack([(1.0 - tie) * p_a, tie, (1.0 - tie) * (1.0 - p_a)])
+
+
+def fit_ties(p_a: NDArray[np.float64], judge_tie: NDArray[np.float64],
+             labels: Sequence[str]) -> tuple[float, float] | None:
+    """``(c0, c1)`` of P(tie label) = ``sigmoid(c0 + c1 * |logit p_a|)``, fitted on every labelled row.
+
+    ``p_a`` is the calibrated P(A | not tie) of the rows. None - the constant tie rate is used - when the judge
+    offers ties itself, or when there are fewer than 10 tie labels or 10 other labels to fit a curve on.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    is_tie = np.asarray([x == "tie" for x in labels], dtype=int)
+    if (judge_tie > 0).any() or min(int(is_tie.sum()), int(len(is_tie) - is_tie.sum())) < _MIN_TIES:
+        return None
+    model = LogisticRegression(C=1e4).fit(np.abs(_logit(p_a)).reshape(-1, 1), is_tie)
+    return float(model.intercept_[0]), float(model.coef_[0, 0])
 
 
 def fit(method: str, t: SignalTable, labels: Sequence[str]) -> dict[str, Any]:
@@ -268,6 +293,7 @@ class _FoldFit:
     method: str
     params: dict[str, Any]
     tie_rate: float
+    tie_model: tuple[float, float] | None
 
 
 def _fold_fits(t: SignalTable, lab: list[str], method: str, n_folds: int, seed: int) -> list[_FoldFit]:
@@ -284,12 +310,13 @@ def _fold_fits(t: SignalTable, lab: list[str], method: str, n_folds: int, seed: 
             params = fit(name, sub, sub_lab)
         except ValueError:  # too few or one-sided training rows: keep the judge's own probability
             name, params = "none", {}
-        fits.append(_FoldFit(held, train, name, params, sum(x == "tie" for x in sub_lab) / len(sub_lab)))
+        fits.append(_FoldFit(held, train, name, params, sum(x == "tie" for x in sub_lab) / len(sub_lab),
+                             fit_ties(predict(name, params, sub), sub.tie, sub_lab)))
     return fits
 
 
 def _rows(f: _FoldFit, t: SignalTable) -> NDArray[np.float64]:
-    return distributions(predict(f.method, f.params, t), t.tie, f.tie_rate)
+    return distributions(predict(f.method, f.params, t), t.tie, f.tie_rate, f.tie_model)
 
 
 def _confidence_correct(probs: NDArray[np.float64],
@@ -407,6 +434,9 @@ class Calibrator(BaseModel):
     rulebook_version: str | None = None
     n_fitted: int
     tie_rate: float = Field(0.0, ge=0.0, lt=1.0, description="Share of tie labels in the fitting data.")
+    tie_model: tuple[float, float] | None = Field(
+        None, description="(c0, c1): P(tie) = sigmoid(c0 + c1 * |logit P(A | not tie)|) for a judge that never "
+                          "says tie (see fit_ties); None: the constant tie_rate.")
     cv_log_loss: dict[str, float] = Field(default_factory=dict)
     n_folds: int = 5
     seed: int = 0
@@ -418,8 +448,11 @@ class Calibrator(BaseModel):
     @property
     def id(self) -> str:
         """A content hash of the method, parameters and judge key (stable across saves)."""
-        body = json.dumps({"method": self.method, "params": self.params, "judge": self.judge,
-                           "rulebook_version": self.rulebook_version, "tie_rate": self.tie_rate}, sort_keys=True)
+        fields: dict[str, Any] = {"method": self.method, "params": self.params, "judge": self.judge,
+                  "rulebook_version": self.rulebook_version, "tie_rate": self.tie_rate}
+        if self.tie_model is not None:  # absent from calibrators fitted before it existed: their ids stay
+            fields["tie_model"] = list(self.tie_model)
+        body = json.dumps(fields, sort_keys=True)
         return "cal-" + hashlib.sha256(body.encode()).hexdigest()[:12]
 
     def predict_p_a(self, t: SignalTable) -> NDArray[np.float64]:
@@ -442,7 +475,7 @@ class Calibrator(BaseModel):
 
     def predict(self, t: SignalTable) -> NDArray[np.float64]:
         """Calibrated rows (P(A), P(tie), P(B)) for every row."""
-        return distributions(self.predict_p_a(t), t.tie, self.tie_rate)
+        return distributions(self.predict_p_a(t), t.tie, self.tie_rate, self.tie_model)
 
 
 def fit_calibrator(t: SignalTable, labels: Sequence[str], config: JudgeConfig, *,
@@ -455,9 +488,11 @@ def fit_calibrator(t: SignalTable, labels: Sequence[str], config: JudgeConfig, *
         if method not in METHODS:
             raise ValueError(f"unknown calibration method {method!r}; known: auto, {', '.join(METHODS)}")
         chosen = method
-    return Calibrator(method=cast(Method, chosen), params=fit(chosen, t, lab), judge=calibration_key(config),
+    params = fit(chosen, t, lab)
+    return Calibrator(method=cast(Method, chosen), params=params, judge=calibration_key(config),
                       rulebook_version=rulebook_version, n_fitted=len(lab),
                       tie_rate=sum(x == "tie" for x in lab) / len(lab),
+                      tie_model=fit_ties(predict(chosen, params, t), t.tie, lab),
                       cv_log_loss={k: round(v, 6) for k, v in losses.items()}, n_folds=n_folds, seed=seed)
 
 
