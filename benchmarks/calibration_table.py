@@ -28,7 +28,7 @@ from judge.judging.pairs_io import read_pairs  # noqa: E402
 from judge.judging.runner import read_results  # noqa: E402
 
 METRICS = ("accuracy_without_ties", "ece_uniform_15", "ece_quantile_15", "brier_binary", "log_loss_binary",
-           "auroc", "position_consistency")
+           "log_loss_multiclass", "auroc", "position_consistency")
 
 
 def fmt(x: float, digits: int = 3) -> str:

@@ -263,6 +263,13 @@ def test_eval_and_calibrate_commands(tmp_path: Path, monkeypatch: pytest.MonkeyP
     main()
     assert "written to" in capsys.readouterr().out
     assert load_calibrator(cal_path).n_fitted == 120
+    # with tie labels (this judge never says tie) the calibrator states how it gives tie probability
+    rows = [json.loads(line) for line in pairs.read_text().splitlines()]
+    pairs.write_text("".join(json.dumps({**r, "label": "tie" if i % 6 == 0 else r["label"]}) + "\n"
+                             for i, r in enumerate(rows)))
+    main()
+    assert "ties (the judge never says tie; 16.7% of the labels): P(tie) = sigmoid(" in capsys.readouterr().out
+    assert load_calibrator(cal_path).tie_model is not None
 
 
 def test_help_of_new_commands() -> None:

@@ -154,6 +154,14 @@ def calibrate(
     losses = ", ".join(f"{k} {v:.4f}" for k, v in cal.cv_log_loss.items())
     console.print(f"calibrator {cal.id}: {cal.method} fitted on {cal.n_fitted} verdicts "
                   f"(cross-validated log loss: {losses})", highlight=False)
+    if cal.tie_model is not None:
+        c0, c1 = cal.tie_model
+        console.print(f"ties (the judge never says tie; {cal.tie_rate:.1%} of the labels): P(tie) = "
+                      f"sigmoid({c0:.3f} {'-' if c1 < 0 else '+'} {abs(c1):.3f} |logit P(A)|), from "
+                      f"{1 / (1 + math.exp(-c0)):.1%} at an even call", highlight=False)
+    elif cal.tie_rate > 0:
+        console.print(f"ties: {cal.tie_rate:.1%} of the labels; the judge's own tie mass is kept, or this rate "
+                      "is used", highlight=False)
     if cal.abstain:
         th = cal.abstain
         if th["certified"]:
