@@ -449,7 +449,7 @@ class Calibrator(BaseModel):
     def id(self) -> str:
         """A content hash of the method, parameters and judge key (stable across saves)."""
         fields: dict[str, Any] = {"method": self.method, "params": self.params, "judge": self.judge,
-                  "rulebook_version": self.rulebook_version, "tie_rate": self.tie_rate}
+                                  "rulebook_version": self.rulebook_version, "tie_rate": self.tie_rate}
         if self.tie_model is not None:  # absent from calibrators fitted before it existed: their ids stay
             fields["tie_model"] = list(self.tie_model)
         body = json.dumps(fields, sort_keys=True)
