@@ -4,9 +4,11 @@ Each SET is LABELLED.jsonl:RESULTS.jsonl (results from `judge run`/`judge eval` 
 a result are scored, so a partial run is reported with its own n). Prints a markdown table with 95% bootstrap
 intervals (seeded); the recalibrated ECE over several random fold splits (on a few hundred pairs, which pairs
 share a fold moves it by several hundredths); the ECE a perfectly calibrated judge with the same confidences
-would show by chance at that n (mean / 95th percentile over simulated labels); and the selective-judging
-coverage at the target agreement on held-out folds. Below the table, one line per set: the issue's ECE targets
-(cut by >= 50%, <= 0.05) met or missed, and where the recalibrated ECE sits against that chance floor.
+would show by chance at that n (mean / 95th percentile over simulated labels) and the Monte Carlo p-value of
+"these confidences are calibrated" (the share of those simulated ECEs at least as large as the one measured); and
+the selective-judging coverage at the target agreement on held-out folds. Below the table, one line per set: the
+issue's ECE targets (cut by >= 50%, <= 0.05) met or missed, and where the recalibrated ECE sits against that
+chance floor.
 
     python benchmarks/calibration_table.py pandalm.jsonl:pandalm-results.jsonl hh.jsonl:hh-results.jsonl
 """
@@ -53,10 +55,13 @@ def target_summary(name: str, ev: Evaluation, ece_target: float, ece_cut: float)
     floor = ev.recalibrated.ece_if_calibrated.get("uniform_15", {})
     mean, p95 = floor.get("mean", math.nan), floor.get("p95", math.nan)
     verdict = "below" if after <= mean else "within" if after <= p95 else "above"
+    p_raw = ev.raw.ece_if_calibrated.get("uniform_15", {}).get("p_value", math.nan)
+    p_cal = floor.get("p_value", math.nan)
     return (f"{name} (n={ev.recalibrated.n_scored}): ECE-15 {fmt(before)} -> {fmt(after)}{over}, cut by {cut:.0%} "
             f"(target >= {ece_cut:.0%}: {'met' if cut >= ece_cut else 'missed'}; <= {ece_target}: "
             f"{'met' if after <= ece_target else 'missed'}); the recalibrated ECE-15 is {verdict} what a perfectly "
-            f"calibrated judge with these confidences shows at this n (mean {fmt(mean)}, p95 {fmt(p95)})")
+            f"calibrated judge with these confidences shows at this n (mean {fmt(mean)}, p95 {fmt(p95)}); "
+            f"p-value of 'calibrated' {fmt(p_raw)} raw, {fmt(p_cal)} recalibrated (first split)")
 
 
 def judged_only(labelled: Path, results: Path, tmp: Path) -> Path:
@@ -97,7 +102,8 @@ def main() -> None:
                 rows.append([name if rep is ev.raw else "", rep.variant.split(" (")[0], str(rep.n_scored),
                              *(cell(rep, m) for m in METRICS),
                              f"{fmt(spread.mean)} ({fmt(spread.min, 2)}-{fmt(spread.max, 2)})" if spread else "-",
-                             f"{fmt(floor.get('mean', math.nan))} / {fmt(floor.get('p95', math.nan))}",
+                             f"{fmt(floor.get('mean', math.nan))} / {fmt(floor.get('p95', math.nan))}; "
+                             f"p={fmt(floor.get('p_value', math.nan))}",
                              f"{int(wh['n_wrong'])}/{int(wh['n_confident'])}",
                              rep.selective_text() if sel else "-"])
             methods = ", ".join(ev.recalibration.fold_methods)
@@ -106,7 +112,7 @@ def main() -> None:
                 summaries.append(target_summary(name, ev, args.ece_target, args.ece_cut))
     header = ["set", "probabilities", "n", *METRICS,
               f"ece_uniform_15 over {args.split_repeats} fold splits, mean (min-max)",
-              "ece_uniform_15 if calibrated (mean / p95)", "wrong@0.9",
+              "ece_uniform_15 if calibrated (mean / p95; p-value of this ECE)", "wrong@0.9",
               f"held-out coverage at agreement (target {args.target}), 95% exact CI"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))

@@ -11,6 +11,7 @@ import pytest
 
 from judge.backends.fake import FakeBackend
 from judge.calibration.evaluate import LabelledRow, PairLabel, evaluate, join, point_metrics
+from judge.calibration.metrics import ece_if_calibrated
 from judge.calibration.recalibrate import Calibrator, calibration_key, load_calibrator
 from judge.calibration.workflow import evaluate_results, fit_from_results, load_labels
 from judge.cli.main import app
@@ -70,6 +71,10 @@ def test_failures_escalations_and_missing_are_counted_not_scored() -> None:
     floor = rep.ece_if_calibrated["uniform_15"]
     assert floor["mean"] == pytest.approx(sum(2 * c * (1 - c) for c in (0.8, 0.7, 0.6, 0.9)) / 4, abs=0.02)
     assert set(rep.ece_if_calibrated) == {"uniform_15", "quantile_15"}
+    # the p-value tests this report's own ECE against those draws
+    assert 0 < floor["p_value"] <= 1
+    assert floor["p_value"] == ece_if_calibrated([0.8, 0.7, 0.6, 0.9], 15, "uniform", seed=0,
+                                                 observed=rep.headline["ece_uniform_15"].point).p_value
     assert rep.wrong_at_high == {"threshold": 0.9, "n_confident": 1, "n_wrong": 1, "error_rate": 1.0}
     assert rep.headline["position_consistency"].point == 1.0
     assert rep.n_ties_labelled == 1
@@ -255,6 +260,7 @@ def test_eval_and_calibrate_commands(tmp_path: Path, monkeypatch: pytest.MonkeyP
     saved = json.loads(metrics.read_text())
     floor = saved["raw"]["ece_if_calibrated"]["uniform_15"]
     assert 0 < floor["mean"] < floor["p95"]
+    assert 0 < floor["p_value"] <= 1
     assert saved["raw"]["n_scored"] == 120 and saved["recalibrated"]["n_scored"] == 120
 
     cal_path = tmp_path / "cal.json"

@@ -22,6 +22,7 @@ from judge.calibration import (
     confusion_matrix,
     ece,
     ece_if_calibrated,
+    ece_null_draws,
     length_preference,
     log_loss_binary,
     log_loss_multiclass,
@@ -61,7 +62,7 @@ def test_public_names_are_frozen() -> None:
             "OUTCOMES", "BootstrapCI", "CalibrationError", "HighConfidenceErrors", "LengthPreference",
             "NullECE", "ReliabilityBin", "RiskCoveragePoint", "accuracy", "accuracy_without_ties", "aurc", "auroc",
             "bootstrap_ci", "brier_binary", "brier_multiclass", "cohen_kappa", "confusion_matrix", "ece",
-            "ece_if_calibrated",
+            "ece_if_calibrated", "ece_null_draws",
             "length_preference", "log_loss_binary", "log_loss_multiclass", "position_consistency",
             "risk_coverage", "wrong_at_high_confidence",
         ]
@@ -163,7 +164,9 @@ def test_ece_perfectly_calibrated_is_zero() -> None:
 
 def test_ece_if_calibrated_of_certain_verdicts_is_zero() -> None:
     # confidence 1 -> always right, 0 -> always wrong: a calibrated judge's ECE is exactly 0 in every draw
-    assert ece_if_calibrated([1.0, 0.0, 1.0, 1.0], n_sim=50) == (0.0, 0.0)
+    null = ece_if_calibrated([1.0, 0.0, 1.0, 1.0], n_sim=50)
+    assert (null.mean, null.p95) == (0.0, 0.0)
+    assert math.isnan(null.p_value)  # nothing observed, nothing tested
 
 
 def test_ece_if_calibrated_one_bin_hand_computed() -> None:
@@ -186,6 +189,41 @@ def test_ece_if_calibrated_shrinks_with_n_and_bounds_a_calibrated_judge() -> Non
         ece_if_calibrated(small, n_sim=0)
     with pytest.raises(ValueError, match="ece_if_calibrated"):
         ece_if_calibrated([])
+
+
+def test_ece_if_calibrated_p_value_hand_computed() -> None:
+    # 4 verdicts at 0.5 in one bin: ECE 0.5 needs k = 0 or 4, P = 2/16; every draw has ECE >= 0
+    null = ece_if_calibrated([0.5] * 4, n_bins=1, n_sim=20_000, seed=1, observed=0.5)
+    assert null.p_value == pytest.approx(2 / 16, abs=0.01)
+    assert ece_if_calibrated([0.5] * 4, n_bins=1, n_sim=99, observed=0.0).p_value == 1.0
+    # never exactly 0: (0 + 1) / (n_sim + 1)
+    assert ece_if_calibrated([1.0] * 4, n_sim=99, observed=0.3).p_value == pytest.approx(0.01)
+    with pytest.raises(ValueError, match="observed"):
+        ece_if_calibrated([0.5] * 4, observed=1.5)
+
+
+def test_ece_if_calibrated_p_value_rejects_an_over_confident_judge_not_a_calibrated_one() -> None:
+    rng = np.random.default_rng(11)
+    conf = rng.uniform(0.6, 1.0, 300)
+
+    def p_value(truth: np.ndarray) -> float:
+        correct = (rng.random(len(conf)) < truth).astype(int)
+        return ece_if_calibrated(conf, n_sim=200, seed=int(rng.integers(1 << 30)),
+                                 observed=ece(conf, correct).ece).p_value
+
+    calibrated = [p_value(conf) for _ in range(60)]
+    over_confident = [p_value(conf - 0.15) for _ in range(60)]  # right 15 points less often than it says
+    assert np.mean(np.asarray(calibrated) <= 0.05) <= 0.15  # about 5% false alarms
+    assert np.mean(np.asarray(over_confident) <= 0.05) >= 0.9
+
+
+def test_ece_null_draws_are_the_draws_behind_the_floor() -> None:
+    conf = np.random.default_rng(2).uniform(0.5, 1.0, 80)
+    draws = ece_null_draws(conf, n_sim=150, seed=4)
+    assert draws.shape == (150,) and (draws >= 0).all() and (draws <= 1).all()
+    assert ece_if_calibrated(conf, n_sim=150, seed=4).mean == pytest.approx(draws.mean())
+    with pytest.raises(ValueError, match="ece_null_draws: n_sim"):
+        ece_null_draws(conf, n_sim=0)
 
 
 def test_ece_rejects_bad_arguments() -> None:

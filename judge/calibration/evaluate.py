@@ -122,7 +122,8 @@ class EvalReport(BaseModel):
     selective: dict[str, Any] | None = None
     ece_if_calibrated: dict[str, dict[str, float]] = Field(
         default_factory=dict, description="ECE a perfectly calibrated judge with these confidences shows by chance "
-                                          "at this n (mean, p95), per binning: the floor to read ECE against.")
+                                          "at this n (mean, p95), per binning: the floor to read ECE against; "
+                                          "p_value: how often such a judge shows this report's ECE or more.")
     suspects: list[Suspect] = Field(default_factory=list, description="Labels the judge most confidently "
                                                                       "contradicts: review them first.")
     notes: list[str] = Field(default_factory=list)
@@ -361,5 +362,7 @@ def evaluate(
         risk_coverage=[(p.coverage, p.risk, p.threshold) for p in curve[::step]],
         length_preference={"judge_longer": _nan(lp.judge_longer), "label_longer": _nan(lp.label_longer)},
         signal_auroc=signal_auroc, breakdowns=breakdowns, selective=selective, notes=notes,
-        ece_if_calibrated={f"{strategy}_{n_bins}": m.ece_if_calibrated(conf, n_bins, strategy, seed=seed)._asdict()
-                           for strategy in ("uniform", "quantile")})
+        ece_if_calibrated={
+            f"{strategy}_{n_bins}": m.ece_if_calibrated(conf, n_bins, strategy, seed=seed,
+                                                        observed=headline[f"ece_{strategy}_{n_bins}"].point)._asdict()
+            for strategy in ("uniform", "quantile")})

@@ -513,6 +513,37 @@ class NullECE(NamedTuple):
 
     mean: float
     p95: float
+    p_value: float = math.nan
+
+
+def ece_null_draws(
+    confidence: ArrayLike,
+    n_bins: int = 15,
+    strategy: Literal["uniform", "quantile"] = "uniform",
+    n_sim: int = 1000,
+    seed: int = 0,
+) -> NDArray[np.float64]:
+    """``n_sim`` ECEs of a perfectly calibrated judge with exactly these confidences, at this sample size.
+
+    Each simulation draws every verdict's correctness from Bernoulli(its confidence) - calibration holding by
+    construction - and computes `ece` with the same binning. Their spread is what ECE measures on a judge that
+    is honest; e.g. ``(draws <= 0.05).mean()`` is how often such a judge would meet an ECE target of 0.05.
+
+    Raises:
+        ValueError: On empty or malformed input or ``n_sim < 1``.
+    """
+    return _null_draws("ece_null_draws", confidence, n_bins, strategy, n_sim, seed)
+
+
+def _null_draws(name: str, confidence: ArrayLike, n_bins: int, strategy: Literal["uniform", "quantile"],
+                n_sim: int, seed: int) -> NDArray[np.float64]:
+    conf = _probabilities(name, confidence)
+    _nonempty(name, len(conf))
+    if n_sim < 1:
+        raise ValueError(f"{name}: n_sim must be >= 1, got {n_sim}")
+    rng = np.random.default_rng(seed)
+    return np.asarray([ece(conf, (rng.random(len(conf)) < conf).astype(int), n_bins=n_bins,
+                           strategy=strategy).ece for _ in range(n_sim)])
 
 
 def ece_if_calibrated(
@@ -521,12 +552,15 @@ def ece_if_calibrated(
     strategy: Literal["uniform", "quantile"] = "uniform",
     n_sim: int = 1000,
     seed: int = 0,
+    *,
+    observed: float | None = None,
 ) -> NullECE:
     """The ECE that a perfectly calibrated judge with exactly these confidences would show at this sample size.
 
-    Each simulation draws every verdict's correctness from Bernoulli(its confidence) - calibration holding by
-    construction - and computes `ece` with the same binning. The mean is the finite-sample floor of ECE; an
-    observed ECE below the 95th percentile is indistinguishable from perfect calibration at this ``n``.
+    The mean of `ece_null_draws` is the finite-sample floor of ECE; an observed ECE below the 95th percentile is
+    indistinguishable from perfect calibration at this ``n``. Given the ``observed`` ECE of the same
+    confidences, ``p_value`` tests the hypothesis that they are calibrated: the share of simulated ECEs at least
+    as large, ``(k + 1) / (n_sim + 1)`` (a Monte Carlo p-value, never exactly 0); NaN without ``observed``.
 
     Args:
         confidence: Probability given to the predicted winner, in [0, 1].
@@ -534,18 +568,16 @@ def ece_if_calibrated(
         strategy: ``"uniform"`` or ``"quantile"``, as in `ece`.
         n_sim: Number of simulated label draws (at least 1).
         seed: Seed for ``numpy.random.default_rng``.
+        observed: The ECE measured on these confidences with the same binning, to test.
 
     Raises:
-        ValueError: On empty or malformed input or ``n_sim < 1``.
+        ValueError: On empty or malformed input, ``n_sim < 1`` or an ``observed`` ECE outside [0, 1].
     """
-    conf = _probabilities("ece_if_calibrated", confidence)
-    _nonempty("ece_if_calibrated", len(conf))
-    if n_sim < 1:
-        raise ValueError(f"ece_if_calibrated: n_sim must be >= 1, got {n_sim}")
-    rng = np.random.default_rng(seed)
-    draws = np.asarray([ece(conf, (rng.random(len(conf)) < conf).astype(int), n_bins=n_bins,
-                            strategy=strategy).ece for _ in range(n_sim)])
-    return NullECE(float(draws.mean()), float(np.quantile(draws, 0.95)))
+    if observed is not None and not 0.0 <= observed <= 1.0:
+        raise ValueError(f"ece_if_calibrated: observed ECE must lie in [0, 1], got {observed}")
+    draws = _null_draws("ece_if_calibrated", confidence, n_bins, strategy, n_sim, seed)
+    p_value = math.nan if observed is None else float((np.sum(draws >= observed - 1e-12) + 1) / (len(draws) + 1))
+    return NullECE(float(draws.mean()), float(np.quantile(draws, 0.95)), p_value)
 
 
 def bootstrap_ci(

@@ -44,9 +44,9 @@ def headline_table(reports: list[EvalReport], title: str) -> Table:
     for label, get in (
         ("scored / labelled", lambda r: f"{r.n_scored} / {r.n_labelled}"),
         ("failed, escalated, missing", lambda r: f"{r.n_failed}, {r.n_escalated}, {r.n_missing}"),
-        ("ECE if calibrated (mean / p95)",
-         lambda r: " | ".join(f"{k} {_fmt(v['mean'])} / {_fmt(v['p95'])}" for k, v in r.ece_if_calibrated.items())
-         or "-"),
+        ("ECE if calibrated (mean / p95; p)",
+         lambda r: " | ".join(f"{k} {_fmt(v['mean'])} / {_fmt(v['p95'])}; p={_fmt(v.get('p_value'))}"
+                              for k, v in r.ece_if_calibrated.items()) or "-"),
         ("wrong@high (wrong / confident)",
          lambda r: f"{int(r.wrong_at_high['n_wrong'])} / {int(r.wrong_at_high['n_confident'])}"),
         ("judge picks longer / labels do",
