@@ -3,6 +3,7 @@ codes, and the pytest plugin."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import tomllib
@@ -129,6 +130,18 @@ def test_calibration_bounds_point_versus_upper() -> None:
         "calibration: ECE upper 95% bound is unavailable (n=0)"]
     ungated = decide(cov_ok, out_ok, GatePolicy(), calibration=cal)
     assert ungated.passed and ungated.calibration is not None  # reported, not gated
+
+
+def test_an_ece_bound_below_a_calibrated_judges_floor_says_so() -> None:
+    cov_ok, out_ok = [cov("spec/a", 100)], {"spec/a": GOOD}
+    small = CalibrationSummary(ece_point=0.07, ece_high=0.12, brier_point=0.2, brier_high=0.22, n=200,
+                               ece_floor=0.063)
+    d = decide(cov_ok, out_ok, GatePolicy(max_ece=0.05, calibration_uses="point"), calibration=small)
+    assert d.reasons == ["calibration: ECE 0.070 > 0.05 (point 0.070, n=200, raw; a perfectly calibrated judge "
+                         "averages ECE 0.063 at this n, so the bound needs more labelled verdicts)"]
+    large = dataclasses.replace(small, ece_floor=0.02)  # the floor is not the obstacle: no hint
+    assert decide(cov_ok, out_ok, GatePolicy(max_ece=0.05, calibration_uses="point"),
+                  calibration=large).reasons == ["calibration: ECE 0.070 > 0.05 (point 0.070, n=200, raw)"]
 
 
 def test_bootstrap_interval_is_seeded_and_close_to_wilson() -> None:
@@ -303,6 +316,7 @@ def test_calibration_from_a_real_evaluation(tmp_path: Path) -> None:
     metrics.write_text(evaluate_results(pairs, results, recalibrate=None, n_boot=50).model_dump_json())
     summary = read_calibration(metrics)
     assert summary.variant == "raw" and summary.n == 40 and summary.ece_point <= summary.ece_high
+    assert summary.ece_floor is not None and 0 < summary.ece_floor < 0.5  # from the report's ece_if_calibrated
     with pytest.raises(InputError, match="no metric 'ece_nope'") as info:
         read_calibration(metrics, ece_metric="ece_nope")
     assert info.value.field == "raw.headline.ece_nope"

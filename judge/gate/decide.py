@@ -72,6 +72,8 @@ class CalibrationSummary:
         brier_point, brier_high: Binary Brier score and the upper end of its interval.
         n: Verdicts the metrics were computed on.
         variant: Which report they come from (``raw`` or ``recalibrated ...``).
+        ece_floor: The ECE a perfectly calibrated judge with the same confidences shows on average at this
+            ``n`` (None: not known). An ECE bound below it can hardly be met by any judge at this ``n``.
     """
 
     ece_point: float
@@ -80,6 +82,7 @@ class CalibrationSummary:
     brier_high: float
     n: int
     variant: str = "raw"
+    ece_floor: float | None = None
 
 
 @dataclass(frozen=True)
@@ -278,8 +281,11 @@ def _calibration(summary: CalibrationSummary | None, policy: GatePolicy) -> Cali
             if math.isnan(value):
                 reasons.append(f"{what} is unavailable (n={summary.n})")
             elif value > bound:
+                floor = summary.ece_floor if name == "ECE" else None
+                hint = (f"; a perfectly calibrated judge averages ECE {floor:.3f} at this n, so the bound needs "
+                        "more labelled verdicts" if floor is not None and floor >= bound else "")
                 reasons.append(f"{what} {value:.3f} > {bound:g} (point {point:.3f}, n={summary.n}, "
-                               f"{summary.variant})")
+                               f"{summary.variant}{hint})")
     return CalibrationResult(summary=summary, uses=policy.calibration_uses, max_ece=policy.max_ece,
                              max_brier=policy.max_brier, passed=not reasons, reasons=reasons)
 

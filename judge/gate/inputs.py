@@ -287,6 +287,10 @@ def read_calibration(path: str | Path, *, ece_metric: str = "ece_uniform_15") ->
                          path=path, field="raw")
     ece_point, ece_high = _estimate(report, ece_metric, path, key)
     brier_point, brier_high = _estimate(report, "brier_binary", path, key)
+    null = report.get("ece_if_calibrated")
+    null = null.get(ece_metric.removeprefix("ece_")) if isinstance(null, dict) else None
+    floor = null.get("mean") if isinstance(null, dict) and isinstance(null.get("mean"), int | float) else None
     return CalibrationSummary(ece_point=ece_point, ece_high=ece_high, brier_point=brier_point,
                               brier_high=brier_high, n=int(report.get("n_scored", 0)),
-                              variant=str(report.get("variant", key)))
+                              variant=str(report.get("variant", key)),
+                              ece_floor=None if floor is None else float(floor))
