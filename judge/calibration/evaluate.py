@@ -144,6 +144,17 @@ class EvalReport(BaseModel):
         return (f"{part(sel.get('coverage'), sel.get('coverage_ci'))} at agreement "
                 f"{part(sel.get('agreement'), sel.get('agreement_ci'))}")
 
+    def ece_floor_text(self) -> str:
+        """The ECE a calibrated judge shows at this n, per binning, in one line:
+        ``uniform_15: 0.037 / 0.054; p=0.184; quantile_15: ...`` (mean / p95; p-value of this report's ECE);
+        ``-`` when not estimated."""
+
+        def num(x: Any) -> str:
+            return "-" if x is None or not math.isfinite(x) else f"{x:.3f}"
+
+        return "; ".join(f"{k}: {num(v.get('mean'))} / {num(v.get('p95'))}; p={num(v.get('p_value'))}"
+                         for k, v in self.ece_if_calibrated.items()) or "-"
+
 
 def _pred(probs: NDArray[np.float64]) -> list[str]:
     out = []

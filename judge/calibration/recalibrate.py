@@ -477,6 +477,10 @@ class Calibrator(BaseModel):
         """Calibrated rows (P(A), P(tie), P(B)) for every row."""
         return distributions(self.predict_p_a(t), t.tie, self.tie_rate, self.tie_model)
 
+    def tie_probability(self, p_a: float) -> float:
+        """P(tie) this calibrator gives a judge that never says tie, at calibrated P(A | not tie) ``p_a``."""
+        return float(distributions(np.asarray([p_a]), np.zeros(1), self.tie_rate, self.tie_model)[0, 1])
+
 
 def fit_calibrator(t: SignalTable, labels: Sequence[str], config: JudgeConfig, *,
                    rulebook_version: str | None = None, method: str = "auto", n_folds: int = 5,

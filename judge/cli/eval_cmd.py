@@ -44,9 +44,7 @@ def headline_table(reports: list[EvalReport], title: str) -> Table:
     for label, get in (
         ("scored / labelled", lambda r: f"{r.n_scored} / {r.n_labelled}"),
         ("failed, escalated, missing", lambda r: f"{r.n_failed}, {r.n_escalated}, {r.n_missing}"),
-        ("ECE if calibrated (mean / p95; p)",
-         lambda r: " | ".join(f"{k} {_fmt(v['mean'])} / {_fmt(v['p95'])}; p={_fmt(v.get('p_value'))}"
-                              for k, v in r.ece_if_calibrated.items()) or "-"),
+        ("ECE if calibrated (mean / p95; p)", lambda r: r.ece_floor_text()),
         ("wrong@high (wrong / confident)",
          lambda r: f"{int(r.wrong_at_high['n_wrong'])} / {int(r.wrong_at_high['n_confident'])}"),
         ("judge picks longer / labels do",
@@ -158,7 +156,7 @@ def calibrate(
         c0, c1 = cal.tie_model
         console.print(f"ties (the judge never says tie; {cal.tie_rate:.1%} of the labels): P(tie) = "
                       f"sigmoid({c0:.3f} {'-' if c1 < 0 else '+'} {abs(c1):.3f} |logit P(A)|), from "
-                      f"{1 / (1 + math.exp(-c0)):.1%} at an even call", highlight=False)
+                      f"{cal.tie_probability(0.5):.1%} at an even call", highlight=False)
     elif cal.tie_rate > 0:
         console.print(f"ties: {cal.tie_rate:.1%} of the labels; the judge's own tie mass is kept, or this rate "
                       "is used", highlight=False)

@@ -208,8 +208,7 @@ def _count_rows(reports: Sequence[EvalReport]) -> list[dict[str, Any]]:
         ("ties among labels", lambda r: str(r.n_ties_labelled)),
         ("wrong at high confidence", wah),
         ("ECE a perfectly calibrated judge shows at this n (mean / p95; p-value of this ECE)",
-         lambda r: "; ".join(f"{k}: {_fmt(v['mean'])} / {_fmt(v['p95'])}; p={_fmt(v.get('p_value'))}"
-                             for k, v in r.ece_if_calibrated.items()) or "-"),
+         lambda r: r.ece_floor_text()),
         ("judge picks longer / labels do", lambda r: f"{_fmt(r.length_preference.get('judge_longer'), 2)} / "
                                                      f"{_fmt(r.length_preference.get('label_longer'), 2)}"),
     )
