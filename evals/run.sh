@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# Judges one dev set with the embedded default judge (rules, both orders, no explanation), in the seeded order
-# of evals/sample.py, appending to evals/results/SET-rules.jsonl. Resumable: pairs already in the results file
-# are skipped, so a run cut short (or stopped at the end of a session) goes on where it stopped.
+# Judges one dev set with the embedded default judge, in the seeded order of evals/sample.py, appending to
+# evals/results/SET-METHOD.jsonl. Resumable: pairs already in the results file are skipped, so a run cut short
+# goes on where it stopped.
 #
 #   bash evals/run.sh pandalm|hh|modelspec [N]      # N: only the first N pairs of the shuffle (default: all)
-#   MAX_TIME=2h bash evals/run.sh pandalm            # start no new pair after 2 hours (a session's share)
+#   MAX_TIME=2h bash evals/run.sh pandalm            # start no new pair after 2 hours
+#   METHOD=checks bash evals/run.sh hh 100           # the judging method (below)
+#
+# METHOD: rules   - the pairwise question with the retrieved rules in the prompt, both orders (SET-rules.jsonl)
+#         bare    - the pairwise question without rules, both orders (SET-bare.jsonl)
+#         checks  - the retrieved rules' yes/no checks asked of each response, with the general pointwise
+#                   question beside them (SET-checks.jsonl)
 #
 # Sets up what it needs (`make setup-local`: the venv with the embedded model's runtime). The rulebook database
 # and index live in evals/.work (derived, not committed); the results are committed.
@@ -27,5 +33,12 @@ export JUDGE_DB=sqlite:///$PWD/$work/judge.db JUDGE_INDEX_PATH=$PWD/$work/index 
 judge=${JUDGE_BIN:-.venv/bin/judge}
 .venv/bin/python evals/sample.py "$src" "$work/$set_name.jsonl" ${n:+--n "$n"}
 "$judge" rulebook load rulebook/
-"$judge" run "$work/$set_name.jsonl" -o "evals/results/$set_name-rules.jsonl" --backend local --no-explain \
-  ${MAX_TIME:+--max-time "$MAX_TIME"} "${extra[@]}"
+method=${METHOD:-rules}
+case "$method" in
+  rules)  how=(--method pairwise --no-explain) ;;
+  bare)   how=(--no-rules --no-explain); extra=() ;;
+  checks) how=(--method checks --holistic pointwise) ;;
+  *) echo "error: unknown METHOD '$method' (rules, bare or checks)" >&2; exit 2 ;;
+esac
+"$judge" run "$work/$set_name.jsonl" -o "evals/results/$set_name-$method.jsonl" --backend local "${how[@]}" \
+  --no-table ${MAX_TIME:+--max-time "$MAX_TIME"} "${extra[@]}"

@@ -46,6 +46,7 @@ def build_judge(backend: str = "local", *, settings: Settings | None = None, bas
             template version defaults to the rules or bare template according to ``use_rules``.
     """
     from judge.backends.registry import make_backend
+    from judge.judging.checks import CHECKS_TEMPLATE_VERSION
     from judge.judging.engine import Judge
     from judge.judging.prompts import BARE_TEMPLATE_VERSION, TEMPLATE_VERSION
     from judge.rulebook import Rulebook
@@ -57,6 +58,9 @@ def build_judge(backend: str = "local", *, settings: Settings | None = None, bas
 
         calibrator = load_calibrator(settings.calibrator)
     use_rules = config_fields.get("use_rules", True)
+    if config_fields.get("method") == "checks" and use_rules:
+        config_fields.setdefault("template_version", CHECKS_TEMPLATE_VERSION)
+        config_fields.setdefault("explain", False)
     config_fields.setdefault("template_version", TEMPLATE_VERSION if use_rules else BARE_TEMPLATE_VERSION)
     rulebook = Rulebook.open(settings=settings, with_index=use_rules)
     made = make_backend(backend, data_dir=settings.data_dir, base_url=base_url)

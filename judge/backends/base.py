@@ -39,7 +39,11 @@ class ChatRequest:
 
 @dataclass(frozen=True)
 class ChatReply:
-    """What came back: text, the first token's alternatives (if asked and given), usage and timing."""
+    """What came back: text, the first token's alternatives (if asked and given), usage and timing.
+
+    ``prefilled_tokens`` is how many prompt tokens the endpoint processed rather than took from its prompt
+    cache, when it says (llama.cpp's ``timings.prompt_n`` or ``usage.prompt_tokens_details.cached_tokens``).
+    """
 
     text: str
     first_token_logprobs: tuple[tuple[str, float], ...] | None
@@ -48,6 +52,7 @@ class ChatReply:
     model: str
     latency_s: float
     finish_reason: str | None = None
+    prefilled_tokens: int | None = None
 
 
 @dataclass(frozen=True)

@@ -312,6 +312,17 @@ def _completion_text(completion: Any) -> str | None:
         return None
 
 
+def _prefilled(data: dict[str, Any], usage: dict[str, Any], prompt_tokens: int) -> int | None:
+    """Prompt tokens processed, not served from the endpoint's prompt cache, if the reply says."""
+    timings = data.get("timings")
+    if isinstance(timings, dict) and isinstance(timings.get("prompt_n"), int):
+        return int(timings["prompt_n"])
+    details = usage.get("prompt_tokens_details")
+    if isinstance(details, dict) and isinstance(details.get("cached_tokens"), int):
+        return max(0, prompt_tokens - int(details["cached_tokens"]))
+    return None
+
+
 def _reply_from_json(raw: bytes, latency: float) -> ChatReply:
     """A chat completion's JSON body as a `ChatReply` (first-token logprobs kept)."""
     try:
@@ -329,11 +340,12 @@ def _reply_from_json(raw: bytes, latency: float) -> ChatReply:
             first = (tuple((str(t["token"]), float(t["logprob"])) for t in tops)
                      or ((str(content[0]["token"]), float(content[0]["logprob"])),))
         usage = data.get("usage") or {}
-        return ChatReply(text=str(text), first_token_logprobs=first,
-                         prompt_tokens=int(usage.get("prompt_tokens") or 0),
+        prompt_tokens = int(usage.get("prompt_tokens") or 0)
+        return ChatReply(text=str(text), first_token_logprobs=first, prompt_tokens=prompt_tokens,
                          completion_tokens=int(usage.get("completion_tokens") or 0),
                          model=str(data.get("model") or ""), latency_s=latency,
-                         finish_reason=choice.get("finish_reason"))
+                         finish_reason=choice.get("finish_reason"),
+                         prefilled_tokens=_prefilled(data, usage, prompt_tokens))
     except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
         what = "has no choices" if not (isinstance(data, dict) and data.get("choices")) else \
             f"is not a chat completion ({type(exc).__name__}: {exc})"

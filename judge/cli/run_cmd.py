@@ -35,13 +35,20 @@ CALIBRATOR_OPT = typer.Option(None, "--calibrator", help="Calibrator JSON from `
 ABSTAIN_OPT = typer.Option(False, "--abstain", help="Escalate verdicts below the calibrator's certified "
                                                     "abstention threshold (needs --calibrator).")
 ESCALATE_OPT = typer.Option(None, "--escalate-below", help="Escalate verdicts whose confidence is below this.")
+METHOD_OPT = typer.Option("checks", "--method",
+                          help="checks: ask the retrieved rules' yes/no checks of each response and apply them by "
+                               "precedence; pairwise: one A-or-B question per order with the rules in the prompt.")
+HOLISTIC_OPT = typer.Option("pointwise", "--holistic",
+                            help="With --method checks, the rule-free signal: none, pointwise (one general "
+                                 "question per response) or pairwise (the bare A-or-B question, both orders).")
 
 
 def _judge(st: CliState, backend_spec: str, base_url: str | None, *, single_order: bool, no_rules: bool,
            explain: bool, k: int, k_rulings: int, n_constitution: int, cache: bool = True,
            ties: bool = False, calibrator: Path | None = None, abstain: bool = False,
            escalate_below: float | None = None, allow_rulebook_change: bool = False,
-           bind_precedent: bool = True, precedent_confidence: float | None = None) -> Judge:
+           bind_precedent: bool = True, precedent_confidence: float | None = None, method: str = "checks",
+           holistic: str = "pointwise") -> Judge:
     from judge.calibration.recalibrate import load_calibrator
 
     cal = load_calibrator(calibrator) if calibrator is not None else None
@@ -50,8 +57,15 @@ def _judge(st: CliState, backend_spec: str, base_url: str | None, *, single_orde
             raise typer.BadParameter("--abstain needs --calibrator")
         if escalate_below is None:
             escalate_below = cal.abstain_threshold()
+    if method not in ("checks", "pairwise"):
+        raise typer.BadParameter(f"--method must be checks or pairwise, got {method!r}")
+    if holistic not in ("none", "pointwise", "pairwise"):
+        raise typer.BadParameter(f"--holistic must be none, pointwise or pairwise, got {holistic!r}")
+    checks = method == "checks" and not no_rules
     return build_judge(backend_spec, settings=st.settings, base_url=base_url, use_cache=cache,
-                       both_orders=not single_order, explain=explain and not no_rules, use_rules=not no_rules,
+                       method="checks" if checks else "pairwise", holistic=holistic,
+                       both_orders=not single_order, explain=explain and not no_rules and not checks,
+                       use_rules=not no_rules,
                        k_spec=k, k_rulings=k_rulings, n_constitution=n_constitution,
                        allow_tie=ties and not no_rules, calibrator=cal, escalate_below=escalate_below,
                        allow_rulebook_change=allow_rulebook_change, bind_precedent=bind_precedent and not no_rules,
@@ -177,7 +191,10 @@ def run(
                                                 "embedded server, 8 for endpoints)."),
     single_order: bool = typer.Option(False, "--single-order", help="Judge one order only (cheaper, biased)."),
     no_rules: bool = typer.Option(False, "--no-rules", help="Bare 'which is better' baseline without rules."),
-    explain: bool = typer.Option(True, "--explain/--no-explain", help="Ask for cited rules and a rationale."),
+    method: str = METHOD_OPT,
+    holistic: str = HOLISTIC_OPT,
+    explain: bool = typer.Option(True, "--explain/--no-explain",
+                                 help="With --method pairwise: ask for cited rules and a rationale."),
     k: int = typer.Option(3, "--k", help="Spec entries shown to the judge."),
     k_rulings: int = typer.Option(2, "--k-rulings", help="Precedent rulings shown to the judge."),
     n_constitution: int = typer.Option(2, "--n-constitution", help="Constitution rules shown to the judge."),
@@ -236,7 +253,7 @@ def run(
                    k_rulings=k_rulings, n_constitution=n_constitution, cache=cache, ties=ties,
                    calibrator=calibrator, abstain=abstain, escalate_below=escalate_below,
                    allow_rulebook_change=allow_rulebook_change, bind_precedent=precedent,
-                   precedent_confidence=precedent_confidence)
+                   precedent_confidence=precedent_confidence, method=method, holistic=holistic)
     report: RunReport
     if shared or batch is not None:
         report = judge_shared(judge, records, out, batch=batch, worker_id=worker_id, lease_s=lease,
@@ -283,6 +300,8 @@ def compare(
     backend: str = BACKEND_OPT,
     base_url: str | None = BASE_URL_OPT,
     single_order: bool = typer.Option(False, "--single-order"),
+    method: str = METHOD_OPT,
+    holistic: str = HOLISTIC_OPT,
     explain: bool = typer.Option(True, "--explain/--no-explain"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
@@ -290,7 +309,7 @@ def compare(
     from judge.rules.model import Pair, as_response
 
     judge = _judge(state(ctx), backend, base_url, single_order=single_order, no_rules=False, explain=explain,
-                   k=3, k_rulings=2, n_constitution=2)
+                   k=3, k_rulings=2, n_constitution=2, method=method, holistic=holistic)
     try:
         verdict = judge.compare(Pair(prompt=prompt, response_a=as_response(response_a),
                                      response_b=as_response(response_b), id="cli"))

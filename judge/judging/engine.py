@@ -35,6 +35,7 @@ from judge.judging.prompts import (
     select_rules,
     verdict_messages,
 )
+from judge.judging.check_verdict import check_citations, check_rationale, decide_by_checks
 from judge.judging.verdict import (
     Citation,
     Explanation,
@@ -202,6 +203,8 @@ class Judge:
                 return self._finish(hit.model_copy(update={"pair_id": pair.id, "cached": True}), pair)
         if shown.precedent is not None:
             verdict = self._bound(pair, *shown.precedent, rules, scores, version, key, start)
+        elif self.config.method == "checks":
+            verdict = await self._decide_checks(pair, rules, scores, version, key, start)
         else:
             verdict = await self._decide(pair, rules, scores, version, key, start)
         if self.store is not None:
@@ -233,6 +236,7 @@ class Judge:
         log.info("pair %s bound by precedent %s (similarity %.3f)", pair.id, ruling.id, ref.similarity)
         return Verdict(**self._base(pair, rules, scores, version, key), winner=ref.holding,  # type: ignore[arg-type]
                        probabilities=dist, citations=[citation], deciding_rule=ruling.id, precedent=ref,
+                       decided_by="precedent",
                        rationale=f"Bound by {ruling.id}: {ruling.text}"[:400],
                        latency_s=time.perf_counter() - start)
 
@@ -285,14 +289,36 @@ class Judge:
             extra["prompt_tokens"] = tokens_in + used_in
             extra["completion_tokens"] = tokens_out + used_out
         verdict = Verdict(**base, **extra, winner=dist.winner, probabilities=dist,  # type: ignore[arg-type]
-                          latency_s=time.perf_counter() - start)
+                          decided_by="model", latency_s=time.perf_counter() - start)
         if explanation is not None:
             verdict = self._with_explanation(verdict, explanation, rules, scores)
-        if self.price_per_mtok is not None:
-            p_in, p_out = self.price_per_mtok
-            verdict = verdict.model_copy(update={
-                "cost_usd": (verdict.prompt_tokens * p_in + verdict.completion_tokens * p_out) / 1e6})
-        return verdict
+        return self._priced(verdict)
+
+    def _priced(self, verdict: Verdict) -> Verdict:
+        if self.price_per_mtok is None:
+            return verdict
+        p_in, p_out = self.price_per_mtok
+        return verdict.model_copy(update={
+            "cost_usd": (verdict.prompt_tokens * p_in + verdict.completion_tokens * p_out) / 1e6})
+
+    async def _decide_checks(self, pair: Pair, rules: list[Rule], scores: dict[str, float], version: str | None,
+                             key: str, start: float) -> Verdict:
+        """The rule-checks method: grade both responses alone, then apply precedence (`judge.judging.decide`)."""
+        decision, extra, failure = await decide_by_checks(self, pair, rules)
+        base = self._base(pair, rules, scores, version, key)
+        if failure is not None:
+            return Verdict(**base, **extra, winner=None, probabilities=None,  # type: ignore[arg-type]
+                           failure=failure, latency_s=time.perf_counter() - start)
+        assert decision is not None
+        dist = Distribution(a=decision.p_a, tie=0.0, b=1.0 - decision.p_a)
+        verdict = Verdict(**base, **extra, winner=dist.winner, probabilities=dist,  # type: ignore[arg-type]
+                          citations=check_citations(decision, dist.winner, scores),
+                          deciding_rule=decision.cited[0].rule.id if decision.cited else None,
+                          rationale=check_rationale(decision, dist.winner),
+                          precedence_trace=[TraceEntry(winner=w, loser=lo, criterion=c, reason=r)
+                                            for w, lo, c, r in decision.trace],
+                          decided_by=decision.decided_by, latency_s=time.perf_counter() - start)
+        return self._priced(verdict)
 
     async def release(self) -> None:
         """Close the backend's pooled connections (before the event loop that opened them ends)."""

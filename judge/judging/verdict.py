@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from judge.judging.checks import CheckResult
+from judge.judging.decide import CheckWeights
 from judge.judging.pairwise import Distribution
 
 __all__ = [
@@ -109,7 +111,7 @@ class PrecedentRef(BaseModel):
 class Failure(BaseModel):
     """Why a comparison produced no verdict. A failure is never a score."""
 
-    stage: Literal["input", "retrieval", "verdict", "explanation", "backend", "budget"]
+    stage: Literal["input", "retrieval", "verdict", "checks", "explanation", "backend", "budget"]
     reason: str
     raw: str | None = None
 
@@ -142,6 +144,17 @@ class JudgeConfig(BaseModel):
         description="Probability a precedent-bound verdict gives the ruling's holding (a prior, not a measurement: "
                     "measure it with `judge eval` on held-out rulings and set it, or leave it to a calibrator).")
     params: dict[str, Any] = Field(default_factory=dict)
+    method: Literal["pairwise", "checks"] = Field(
+        default="pairwise", description="pairwise: one A-or-B question per order (rules shown in the prompt "
+                                        "unless use_rules is False); checks: the retrieved rules' yes/no "
+                                        "checks asked of each response alone, combined by precedence.")
+    holistic: Literal["none", "pointwise", "pairwise"] = Field(
+        default="pointwise", description="With method checks: the rule-free signal beside the rules - none, "
+                                         "one general yes/no question per response, or the bare pairwise "
+                                         "question in both orders.")
+    max_checks: int = Field(default=12, ge=1, le=64, description="Rule checks asked per response, at most.")
+    check_weights: CheckWeights = Field(default_factory=CheckWeights,
+                                        description="How graded checks become a probability.")
 
 
 class Verdict(BaseModel):
@@ -165,6 +178,15 @@ class Verdict(BaseModel):
         default=None, description="Whether the deciding rule, as the judge explained it, favours the winner "
                                   "(small models' explanations often contradict their own verdict).")
     precedence_trace: list[TraceEntry] = Field(default_factory=list)
+    checks: list[CheckResult] = Field(default_factory=list,
+                                      description="Every rule check asked, with both responses' P(yes).")
+    decided_by: Literal["rules", "holistic", "precedent", "model"] | None = Field(
+        default=None, description="rules: a decisive rule check; holistic: no rule separated the responses; "
+                                  "precedent: a binding ruling; model: the pairwise question.")
+    check_features: dict[str, float] = Field(default_factory=dict,
+                                             description="The inputs of the check weighting (for fitting it).")
+    prefilled_tokens: int | None = Field(default=None, description="Prompt tokens the endpoint actually "
+                                                                   "processed (not served from its prompt cache).")
     retrieved: list[dict[str, Any]] = Field(default_factory=list)
     rulebook_version: str | None = None
     config: JudgeConfig

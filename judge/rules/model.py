@@ -30,6 +30,7 @@ __all__ = [
     "Authority",
     "Case",
     "Change",
+    "Check",
     "ChangeKind",
     "Holding",
     "Layer",
@@ -185,6 +186,34 @@ class Case(_Frozen):
         return Pair(prompt=self.prompt, response_a=self.response_a, response_b=self.response_b)
 
 
+class Check(_Frozen):
+    """A yes/no question asked of one response alone, and the answer that complies with its rule.
+
+    Checks make a rule gradable by a small judge: "Does the response give methods for self-harm?" -> no.
+    ``target`` is ``process`` for questions about a response's reasoning and tool calls.
+    """
+
+    question: str = Field(min_length=3, max_length=400)
+    expect: Literal["yes", "no"]
+    target: Literal["response", "process"] = "response"
+
+    @field_validator("question")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        value = " ".join(value.split())
+        if not value.endswith("?"):
+            raise ValueError("a check is a question: it must end with '?'")
+        return value
+
+    @field_validator("expect", mode="before")
+    @classmethod
+    def _yes_no(cls, value: Any) -> Any:
+        # YAML 1.1 reads a bare yes/no as a boolean
+        if isinstance(value, bool):
+            return "yes" if value else "no"
+        return value.strip().lower() if isinstance(value, str) else value
+
+
 class Rule(_Frozen):
     """One version of one rule, in any layer.
 
@@ -203,6 +232,8 @@ class Rule(_Frozen):
     source: str = "user"
     status: RuleStatus = RuleStatus.ACTIVE
     case: Case | None = None
+    checks: tuple[Check, ...] = Field(default=(), max_length=8,
+                                      description="Yes/no questions that grade one response against the rule.")
     version: int = 1
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     author: str | None = None
@@ -264,6 +295,8 @@ class Rule(_Frozen):
 def content_hash(rule: Rule) -> str:
     """sha256 of a rule's content fields in canonical JSON (version, time and author excluded)."""
     payload = rule.model_dump(mode="json", exclude={"version", "created_at", "author"})
+    if not payload["checks"]:
+        del payload["checks"]  # a rule without checks hashes as it did before checks existed
     blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 

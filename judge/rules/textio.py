@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
@@ -24,7 +24,7 @@ import yaml  # type: ignore[import-untyped, unused-ignore]
 from pydantic import BaseModel, ValidationError
 
 from judge.errors import DuplicateRuleError, RulebookError, RulebookParseError
-from judge.rules.model import RULE_ID_RE, Case, Layer, Response, Rule, slugify
+from judge.rules.model import RULE_ID_RE, Case, Check, Layer, Response, Rule, slugify
 
 __all__ = ["WriteReport", "read_rulebook", "render_files", "render_rule", "render_ruling", "rule_path",
            "ruling_text", "write_rulebook"]
@@ -32,18 +32,18 @@ __all__ = ["WriteReport", "read_rulebook", "render_files", "render_rule", "rende
 RULINGS_DIR = "rulings"
 PROCESS_DIR = "process"
 _SKIP_NAMES = frozenset({"README.md", "NOTICE.md"})
-_FM_KEYS = ("id", "title", "authority", "parent", "specificity", "tags", "source")
+_FM_KEYS = ("id", "title", "authority", "parent", "specificity", "tags", "source", "checks")
 _FM_REQUIRED = ("id", "title", "source")
 _FM_TYPES: dict[str, tuple[type, ...]] = {"id": (str,), "title": (str,), "authority": (str, type(None)),
                                           "parent": (str, type(None)), "specificity": (int,), "tags": (list,),
-                                          "source": (str,)}
+                                          "source": (str,), "checks": (list,)}
 #: Written in this order; ``_RULING_EXTRA`` only when they carry information.
 _RULING_KEYS = ("id", "title", "status", "holding", "rationale", "prompt", "response_a", "response_b",
                 "cites", "overrules", "source", "tags", "specificity")
-_RULING_EXTRA = ("parent", "authority", "text")
+_RULING_EXTRA = ("parent", "authority", "text", "checks")
 _RULING_REQUIRED = ("id", "title", "holding", "rationale", "prompt", "response_a", "response_b", "source")
 _CASE_KEYS = ("prompt", "response_a", "response_b", "holding", "rationale", "cites", "overrules")
-_RULE_KEYS = ("id", "title", "status", "source", "tags", "specificity", "parent", "authority")
+_RULE_KEYS = ("id", "title", "status", "source", "tags", "specificity", "parent", "authority", "checks")
 
 
 def ruling_text(holding: str, rationale: str) -> str:
@@ -94,7 +94,19 @@ def render_rule(rule: Rule) -> str:
     fields = {"id": rule.id, "title": rule.title, "authority": authority, "parent": rule.parent,
               "specificity": rule.specificity, "tags": list(rule.tags), "source": rule.source}
     front = "".join(f"{key}: {_yaml_value(value)}\n" for key, value in fields.items())
-    return f"---\n{front}---\n{rule.text}\n"
+    return f"---\n{front}{_render_checks(rule.checks)}---\n{rule.text}\n"
+
+
+def _render_checks(checks: Sequence[Check]) -> str:
+    if not checks:
+        return ""
+    lines = ["checks:"]
+    for check in checks:
+        lines.append(f"- question: {_yaml_str(check.question)}")
+        lines.append(f'  expect: "{check.expect}"')
+        if check.target != "response":
+            lines.append(f"  target: {check.target}")
+    return "\n".join(lines) + "\n"
 
 
 def _response_json(response: Response) -> str | dict[str, Any]:
@@ -118,7 +130,8 @@ def render_ruling(rule: Rule) -> str:
         "specificity": rule.specificity,
     }
     extra = {"parent": rule.parent, "authority": rule.authority.value if rule.authority else None,
-             "text": rule.text if rule.text != ruling_text(case.holding, case.rationale) else None}
+             "text": rule.text if rule.text != ruling_text(case.holding, case.rationale) else None,
+             "checks": [c.model_dump(exclude_defaults=True) for c in rule.checks] or None}
     obj.update({k: v for k, v in extra.items() if v is not None})
     return json.dumps(obj, ensure_ascii=False)
 
@@ -202,8 +215,11 @@ def _parse_front_matter(text: str, path: Path) -> tuple[dict[str, Any], dict[str
         raise _fail(path, 1, f"missing field(s) {', '.join(missing)} in the front matter", missing[0])
     for name, value in data.items():
         ok = isinstance(value, _FM_TYPES[name]) and not isinstance(value, bool)
-        if not ok or (isinstance(value, list) and not all(isinstance(v, str) for v in value)):
-            expected = {"specificity": "an integer", "tags": "a list of strings"}.get(name, "a string")
+        items_ok = all(isinstance(v, dict if name == "checks" else str) for v in value) if isinstance(
+            value, list) else True
+        if not ok or not items_ok:
+            expected = {"specificity": "an integer", "tags": "a list of strings",
+                        "checks": "a list of {question, expect} items"}.get(name, "a string")
             raise _fail(path, key_lines[name], f"field {name!r} must be {expected}, got {value!r}", name)
     body = "\n".join(lines[end + 1:])
     return data, key_lines, body.removesuffix("\r\n" if body.endswith("\r\n") else "\n"), end + 2

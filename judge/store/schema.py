@@ -36,7 +36,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from judge.rules.model import Authority, Case, Change, ChangeKind, Layer, Rule, RuleStatus
+from judge.rules.model import Authority, Case, Change, ChangeKind, Check, Layer, Rule, RuleStatus
 
 __all__ = [
     "CHANGES",
@@ -92,6 +92,7 @@ class RuleVersionRow(Base):
     source: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16))
     case: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    checks: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
     content_hash: Mapped[str] = mapped_column(String(HASH_LEN))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     author: Mapped[str | None] = mapped_column(Text)
@@ -146,6 +147,7 @@ def rule_values(rule: Rule, content_hash: str | None = None) -> dict[str, Any]:
         "source": rule.source,
         "status": rule.status.value,
         "case": rule.case.model_dump(mode="json") if rule.case is not None else None,
+        "checks": [c.model_dump(mode="json") for c in rule.checks] or None,
         "content_hash": content_hash or rule.content_hash(),
         "created_at": _utc(rule.created_at),
         "author": rule.author,
@@ -169,6 +171,7 @@ def rule_from_row(row: RuleVersionRow | Row[Any]) -> Rule:
         source=row.source,
         status=RuleStatus(row.status),
         case=Case.model_validate(row.case) if row.case is not None else None,
+        checks=tuple(Check.model_validate(c) for c in row.checks or ()),
         version=row.version,
         created_at=_utc(row.created_at),
         author=row.author,

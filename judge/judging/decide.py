@@ -1,0 +1,163 @@
+"""Precedence, executed: from graded rule checks (and a holistic signal) to a verdict and its reasons.
+
+Pure: plain values in, a `Decision` out. For each rule, the two responses' compliance with its checks is
+compared. Rules are grouped into precedence levels (layer, then authority). The highest level holding a
+*decisive* difference (a check whose compliance probabilities differ by at least ``decisive_gap``) decides
+the winner; no lower rule can overturn it. Inside that level a logistic weighting of the level's check
+differences and the holistic signal gives the probability; the holistic signal can lower the confidence of
+a rule-decided verdict but never flip it, so the cited rules always favour the winner. When no rule
+separates the responses, the holistic signal (with the weaker rule evidence) decides and the decision says
+so.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from judge.judging.checks import HOLISTIC_ID, CheckResult
+from judge.rules.model import AUTHORITY_RANK, LAYER_RANK, Rule
+from judge.rules.precedence import conflict_trace, order_rules
+
+__all__ = ["CheckWeights", "Decision", "RuleOutcome", "decide"]
+
+Side = Literal["A", "B"]
+
+
+class CheckWeights(BaseModel):
+    """How graded checks become a probability: logistic weights (no intercept: swapping A and B negates
+    every feature) for the two regimes, and the gap that makes a check decisive.
+
+    ``source`` names the data and command the weights were fitted with ("default" for the prior below).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    rules: float = Field(default=1.0, description="Weight of the deciding level's mean check difference.")
+    holistic_decided: float = Field(default=0.5, description="Weight of the holistic signal when rules decide.")
+    lower: float = Field(default=0.5, description="Weight of the other rules' mean difference when none decides.")
+    holistic_open: float = Field(default=1.0, description="Weight of the holistic signal when no rule decides.")
+    decisive_gap: float = Field(default=0.4, gt=0.0, lt=1.0,
+                                description="Compliance-probability gap from which one check decides.")
+    source: str = "default"
+
+
+@dataclass(frozen=True)
+class RuleOutcome:
+    """One rule's checks compared: mean compliance-logit difference (A minus B), and what it favours."""
+
+    rule: Rule
+    checks: tuple[CheckResult, ...]
+    difference: float
+    decisive: bool
+
+    @property
+    def favours(self) -> Literal["A", "B", "neither"]:
+        """The response this rule's checks favour."""
+        if self.difference > 0:
+            return "A"
+        if self.difference < 0:
+            return "B"
+        return "neither"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the checks decided.
+
+    Attributes:
+        p_a: probability that A is the better response.
+        decided_by: ``rules`` (a decisive level), ``holistic`` (no rule separated the responses).
+        level: the deciding level as (layer, authority), when rules decided.
+        cited: the deciding level's rules that favour the winner, highest precedence first.
+        outcomes: every graded rule, precedence order.
+        features: the inputs of the weighting (for fitting it).
+        trace: between graded rules that favour different responses, which prevails and why.
+    """
+
+    p_a: float
+    decided_by: Literal["rules", "holistic"]
+    level: tuple[str, str] | None
+    cited: tuple[RuleOutcome, ...]
+    outcomes: tuple[RuleOutcome, ...]
+    features: dict[str, float] = field(default_factory=dict)
+    trace: tuple[tuple[str, str, str, str], ...] = ()
+
+
+def _level(rule: Rule) -> tuple[int, int]:
+    return LAYER_RANK[rule.layer], AUTHORITY_RANK[rule.authority]
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+def outcomes_for(rules: Sequence[Rule], results: Sequence[CheckResult], decisive_gap: float) -> list[RuleOutcome]:
+    """Each rule with at least one answered check, precedence order."""
+    by_rule: dict[str, list[CheckResult]] = {}
+    for r in results:
+        if r.rule_id != HOLISTIC_ID and r.answered:
+            by_rule.setdefault(r.rule_id, []).append(r)
+    ordered = order_rules(r for r in rules if r.id in by_rule).ordered
+    out = []
+    for rule in ordered:
+        checks = by_rule[rule.id]
+        diff = _mean([c.difference() for c in checks])
+        decisive = diff != 0 and any(abs(c.gap()) >= decisive_gap and (c.gap() > 0) == (diff > 0) for c in checks)
+        out.append(RuleOutcome(rule, tuple(checks), diff, decisive))
+    return out
+
+
+def decide(rules: Sequence[Rule], results: Sequence[CheckResult], weights: CheckWeights | None = None, *,
+           holistic: float | None = None) -> Decision:
+    """Apply the rules' graded checks in order of precedence.
+
+    Args:
+        rules: the rules whose checks were asked.
+        results: every check's answers (rule checks and, optionally, the holistic check).
+        weights: the weighting; default: the documented prior `CheckWeights()`.
+        holistic: the holistic signal as a log-odds of A over B; default: read from the holistic check
+            among ``results`` (0 without one).
+
+    Returns:
+        The decision; ``p_a`` is 0.5 when nothing separates the responses.
+    """
+    w = weights or CheckWeights()
+    outcomes = outcomes_for(rules, results, w.decisive_gap)
+    if holistic is None:
+        found = next((r for r in results if r.rule_id == HOLISTIC_ID and r.answered), None)
+        holistic = found.difference() if found is not None else 0.0
+    f_h = holistic
+    decisive = [o for o in outcomes if o.decisive]
+    favours = {o.rule.id: o.favours for o in outcomes if o.favours != "neither"}
+    trace = tuple((d.winner, d.loser, d.criterion, d.reason)
+                  for d in conflict_trace(order_rules(o.rule for o in outcomes), favours))
+    if decisive:
+        level = _level(decisive[0].rule)
+        in_level = [o for o in outcomes if _level(o.rule) == level]
+        f_rules = sum(o.difference for o in in_level)
+        if f_rules == 0:
+            f_rules = sum(o.difference for o in decisive if _level(o.rule) == level)
+        side: Side = "A" if f_rules > 0 else "B"
+        sign = 1.0 if side == "A" else -1.0
+        # the holistic signal may weaken a rule-decided verdict, never flip it (the rules decided)
+        margin = max(0.0, w.rules * abs(f_rules) + w.holistic_decided * f_h * sign)
+        p_win = _sigmoid(margin)
+        cited = tuple(o for o in in_level if o.favours == side)
+        first = decisive[0].rule
+        return Decision(p_a=p_win if side == "A" else 1.0 - p_win, decided_by="rules",
+                        level=(first.layer.value, first.authority.value if first.authority else "none"),
+                        cited=cited, outcomes=tuple(outcomes),
+                        features={"rules": f_rules, "holistic": f_h, "lower": 0.0, "decisive": 1.0}, trace=trace)
+    f_lower = sum(o.difference for o in outcomes)
+    p_a = _sigmoid(w.lower * f_lower + w.holistic_open * f_h)
+    return Decision(p_a=p_a, decided_by="holistic", level=None, cited=(), outcomes=tuple(outcomes),
+                    features={"rules": 0.0, "holistic": f_h, "lower": f_lower, "decisive": 0.0}, trace=trace)
