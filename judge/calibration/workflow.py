@@ -290,8 +290,11 @@ def _apply(cal: Calibrator, table: SignalTable, labs: list[str], report: Any) ->
                                      n_kept=kept, n_escalated=n - kept), [th])
     applied: EvalReport = report(f"calibrator {cal.id}", probs, selective)
     if applied.selective is not None:
-        applied.selective["guarantee"] = ("applies (no shift detected)" if shift.guarantee_applies else
-                                          f"not applicable ({shift.describe()})")
+        applied.selective["guarantee"] = (
+            "applies (no shift detected)" if shift.guarantee_applies
+            else "not applicable: these pairs differ from the calibration data" if shift.shifted
+            else f"unchecked ({shift.status.replace('_', ' ')}): it assumes these pairs are like the calibration "
+                 "pairs")
     applied.notes.append(shift.describe())
     return shift, applied
 
