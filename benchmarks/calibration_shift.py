@@ -1,7 +1,7 @@
 """Calibration under shift: leave-one-source-out figures, the multi-source calibrator, and the shift alarm's rates.
 
-Each SET is LABELLED.jsonl:RESULTS.jsonl (a labelled pair file and `judge run` results on it); each set is one
-source. Prints three markdown tables:
+Each SET is LABELLED.jsonl:RESULTS.jsonl (a labelled pair file and `judge run` results on it); a pair's source is
+its ``source`` field (or --group-by). Prints three markdown tables:
 
 1. Leave one source out: the calibrator fitted (method and signals chosen by the worst left-out source among the
    others) on every set but one, scored on the one left out - accuracy, ECE-15, Brier score, log loss and the
@@ -58,10 +58,11 @@ def main() -> None:
     ap.add_argument("--alpha", type=float, default=DEFAULT_ALPHA)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--write-calibrator", type=Path, default=None)
+    ap.add_argument("--group-by", default="source", help="source (the pairs' field), file, or another field")
     args = ap.parse_args()
     labelled = [Path(s.split(":", 1)[0]) for s in args.sets]
     results = [Path(s.split(":", 1)[1]) for s in args.sets]
-    joined = join(_read_all(results), load_labels(labelled, group_by="file"))
+    joined = join(_read_all(results), load_labels(labelled, group_by=args.group_by))
     scored, t, labels = _scored(joined.rows)
     sources = [r.truth.source for r in scored]
 
@@ -87,7 +88,7 @@ def main() -> None:
         print(f"- {line}")
     print()
 
-    cal = fit_from_results(labelled, results, target=args.target, delta=args.delta, group_by="file",
+    cal = fit_from_results(labelled, results, target=args.target, delta=args.delta, group_by=args.group_by,
                            seed=args.seed)
     if args.write_calibrator is not None:
         args.write_calibrator.parent.mkdir(parents=True, exist_ok=True)
