@@ -7,10 +7,11 @@ backend again. For many calls, build a `judge.Judge` once instead and reuse it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from judge.errors import InputError
 from judge.judging.pairs_io import PairRecord, pair_id
 from judge.judging.verdict import JudgeConfig, Verdict
 from judge.rules.model import Pair, Response, as_response
@@ -136,20 +137,26 @@ def compare_many(pairs: Iterable[Pair], *, backend: str = "local", settings: Set
     return sorted(collected, key=lambda v: order.get(v.pair_id, 0))
 
 
-def evaluate(labelled: str | Path, *, results: str | Path | None = None, out: str | Path | None = None,
+def evaluate(labelled: str | Path | Sequence[str | Path], *,
+             results: str | Path | Sequence[str | Path] | None = None, out: str | Path | None = None,
              backend: str = "local", settings: Settings | None = None, config: JudgeConfig | None = None,
              base_url: str | None = None, recalibrate: str | None = "auto", **options: Any) -> Evaluation:
     """Evaluate the judge on labelled pairs: agreement and calibration, raw and cross-fitted recalibrated.
 
     Without ``results`` the judge first runs on the pairs (labels and ``meta`` are never shown to it), writing
     to ``out`` (default ``<labelled>.results.jsonl``; resumable). ``options`` go to
-    :func:`judge.calibration.workflow.evaluate_results` (n_folds, seed, n_boot, target, delta, split_repeats).
+    :func:`judge.calibration.workflow.evaluate_results` (n_folds, seed, n_boot, target, delta, split_repeats,
+    group_by, features, calibrator). Several labelled files (with their ``results``) are read as one set; with
+    pairs from several sources the report includes leave-one-source-out figures (``source_validation``).
     """
     from judge.calibration.workflow import evaluate_results
     from judge.judging.pairs_io import read_pairs
     from judge.judging.runner import run_pairs
 
     if results is None:
+        if not isinstance(labelled, str | Path):
+            raise InputError("evaluate: judging several labelled files at once is not supported; judge each and "
+                             "pass their results")
         labelled = Path(labelled)
         results = Path(out) if out else labelled.with_name(labelled.stem + ".results.jsonl")
         fields = _fields(config)

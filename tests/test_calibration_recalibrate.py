@@ -29,6 +29,7 @@ from judge.calibration.recalibrate import (
     fit_ties,
     load_calibrator,
     predict,
+    select_features,
     select_method,
 )
 from judge.calibration.signals import SIGNAL_NAMES, SignalTable, binary_p_a, signals_from_verdicts
@@ -219,15 +220,24 @@ def test_swapping_a_and_b_gives_one_minus_p(method: str) -> None:
     assert p_swapped == pytest.approx(1.0 - p, abs=1e-12)
 
 
-def test_logistic_uses_every_oriented_signal() -> None:
+def test_logistic_leaves_length_out_unless_named() -> None:
     t, labels = _rich_table(300, seed=11)
-    params = fit("logistic", t, labels)
+    default = fit("logistic", t, labels)
+    assert default["features"] == ["logit", "logit*agree", "logit*retrieval", "verbal"]
+    assert len(default["coef"]) == 4
+    params = fit("logistic", t, labels, features=["logit", "logit*agree", "length", "logit*retrieval", "verbal"])
     assert params["features"] == ["logit", "logit*agree", "length", "logit*retrieval", "verbal"]
-    assert len(params["coef"]) == 5
     assert params["coef"][2] > 0  # the labels do favour the longer response
     # no intercept: an even row (all oriented signals 0) is exactly 0.5
     even = _table(np.zeros(3), agree=np.ones(3), retrieval=np.full(3, 0.7))
     assert predict("logistic", params, even).tolist() == [0.5, 0.5, 0.5]
+
+
+def test_logistic_params_without_a_feature_list_read_as_the_five_original_features() -> None:
+    t, labels = _rich_table(300, seed=11)
+    params = fit("logistic", t, labels, features=["logit", "logit*agree", "length", "logit*retrieval", "verbal"])
+    legacy = {k: v for k, v in params.items() if k != "features"}
+    assert predict("logistic", legacy, t).tolist() == predict("logistic", params, t).tolist()
 
 
 def test_logistic_uses_a_compressed_judge_signal() -> None:
@@ -519,10 +529,13 @@ def fitted() -> tuple[Calibrator, SignalTable, list[str]]:
 
 def test_fit_calibrator_records_its_choice(fitted: tuple[Calibrator, SignalTable, list[str]]) -> None:
     cal, t, labels = fitted
-    best, losses = select_method(t, labels, n_folds=4, seed=3)
+    features, trials = select_features(t, labels, n_folds=4, seed=3)
+    best, losses = select_method(t, labels, n_folds=4, seed=3, features=features)
     assert cal.method == best
     assert cal.cv_log_loss == {k: round(v, 6) for k, v in losses.items()}
-    assert cal.params == fit(best, t, labels)
+    assert cal.params == fit(best, t, labels, features=features)
+    assert cal.selection == "cross-validation" and set(cal.feature_trials) == set(trials)
+    assert cal.reference is not None and cal.reference.n == 200
     assert cal.judge == calibration_key(_config(params={"top_p": 0.9}))
     assert "explain" not in cal.judge and "max_retries" not in cal.judge
     assert (cal.rulebook_version, cal.n_fitted, cal.n_folds, cal.seed, cal.tie_rate) == ("v1", 200, 4, 3, 0.0)

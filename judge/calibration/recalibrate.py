@@ -7,8 +7,14 @@ Methods (each maps a verdict's signals to P(A wins | not a tie)):
 * ``platt``       - top-label Platt scaling: ``P(winner is right) = sigmoid(a * logit(confidence) + b)``.
 * ``isotonic``    - top-label isotonic regression of correctness on confidence (monotone, step-wise).
 * ``logistic``    - a small multi-signal logistic model without intercept over A-oriented features
-                    (``logit``, ``logit*agree``, ``length``, ``logit*retrieval``, ``verbal``), so that it
-                    treats the two slots alike: swapping A and B gives exactly ``1 - P(A)``.
+                    (:data:`~judge.calibration.signals.FEATURES`), so that it treats the two slots alike:
+                    swapping A and B gives exactly ``1 - P(A)``. Its features are ``logit`` plus each candidate
+                    that lowers the left-out log loss on *every* source (`select_features`; random folds stand
+                    in for sources when the data has one); ``length`` only when asked for by name.
+
+``auto`` chooses the method by cross-validated log loss; when the labelled rows come from several sources
+(``groups``) it chooses by the *worst* left-out source's log loss instead (`select_method`), because a
+calibrator is used on pairs from a source it has not seen.
 
 Top-label methods keep the judge's binary winner and re-state its probability; when the fitted probability of
 the winner drops below 0.5 the calibrated distribution names the other response. Ties: calibrators are fitted
@@ -27,6 +33,7 @@ import hashlib
 import json
 import logging
 import math
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,7 +45,8 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from judge.calibration.selective import SelectiveResult, Threshold, choose_threshold
-from judge.calibration.signals import SignalTable
+from judge.calibration.shift import ReferenceSample, reference_from_table
+from judge.calibration.signals import CANDIDATE_FEATURES, FEATURES, SignalTable, feature_matrix
 from judge.errors import CalibratorMismatchError, ConfigError, InputError, first_validation_error
 from judge.judging.verdict import JudgeConfig
 
@@ -59,6 +67,7 @@ __all__ = [
     "fit_ties",
     "load_calibrator",
     "predict",
+    "select_features",
     "select_method",
 ]
 
@@ -92,8 +101,10 @@ def _nll(p: NDArray[np.float64], y: NDArray[np.int_]) -> float:
     return float(_row_nll(p, y).mean())
 
 
-def _features(t: SignalTable) -> NDArray[np.float64]:
-    return np.column_stack([t.logit, t.logit * t.agree, t.length, t.logit * t.retrieval, t.verbal])
+#: The logistic features of calibrators fitted before features were chosen per calibrator.
+LEGACY_FEATURES: tuple[str, ...] = ("logit", "logit*agree", "length", "logit*retrieval", "verbal")
+#: The logistic features tried when none are chosen: ``logit`` and every default candidate (never ``length``).
+DEFAULT_FEATURES: tuple[str, ...] = ("logit", *CANDIDATE_FEATURES)
 
 
 def _top_label(t: SignalTable) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
@@ -108,7 +119,7 @@ def _from_top_label(q: NDArray[np.float64], sign: NDArray[np.float64]) -> NDArra
 # --------------------------------------------------------------------------------------------- fitting
 
 
-def _fit_temperature(t: SignalTable, y: NDArray[np.int_]) -> dict[str, Any]:
+def _fit_temperature(t: SignalTable, y: NDArray[np.int_], features: Sequence[str] = ()) -> dict[str, Any]:
     from scipy.optimize import minimize_scalar
 
     res = minimize_scalar(lambda log_t: _nll(_sigmoid(t.logit / math.exp(log_t)), y), bounds=(-5.0, 5.0),
@@ -116,7 +127,7 @@ def _fit_temperature(t: SignalTable, y: NDArray[np.int_]) -> dict[str, Any]:
     return {"temperature": float(math.exp(res.x))}
 
 
-def _fit_platt(t: SignalTable, y: NDArray[np.int_]) -> dict[str, Any]:
+def _fit_platt(t: SignalTable, y: NDArray[np.int_], features: Sequence[str] = ()) -> dict[str, Any]:
     from sklearn.linear_model import LogisticRegression
 
     conf, sign = _top_label(t)
@@ -132,7 +143,7 @@ def _fit_platt(t: SignalTable, y: NDArray[np.int_]) -> dict[str, Any]:
     return {"a": float(model.coef_[0, 0]), "b": float(model.intercept_[0])}
 
 
-def _fit_isotonic(t: SignalTable, y: NDArray[np.int_]) -> dict[str, Any]:
+def _fit_isotonic(t: SignalTable, y: NDArray[np.int_], features: Sequence[str] = ()) -> dict[str, Any]:
     from sklearn.isotonic import IsotonicRegression
 
     conf, sign = _top_label(t)
@@ -148,23 +159,25 @@ def _fit_isotonic(t: SignalTable, y: NDArray[np.int_]) -> dict[str, Any]:
             "y": [float(np.clip(v, margin, 1.0 - margin)) for v in iso.y_thresholds_]}
 
 
-def _fit_logistic(t: SignalTable, y: NDArray[np.int_]) -> dict[str, Any]:
+def _fit_logistic(t: SignalTable, y: NDArray[np.int_],
+                  features: Sequence[str] = DEFAULT_FEATURES) -> dict[str, Any]:
     from sklearn.linear_model import LogisticRegression
 
     # The L2 penalty is applied to features on a common scale (each divided by its root mean square, not
     # centred: centring would break the A/B symmetry). Unscaled, the penalty falls hardest on the judge's own
     # log-odds, which a small model keeps within a few hundredths of 0, and the fit ignores it.
-    x = _features(t)
+    names = list(features) or list(DEFAULT_FEATURES)
+    x = feature_matrix(t, names)
     scale = np.sqrt((x**2).mean(axis=0))
     scale[scale == 0] = 1.0
     model = LogisticRegression(C=1.0, fit_intercept=False).fit(x / scale, y)
     return {"coef": [float(c) for c in model.coef_[0] / scale],
-            "features": ["logit", "logit*agree", "length", "logit*retrieval", "verbal"],
+            "features": names,
             "feature_scale": [float(v) for v in scale]}
 
 
-_FITTERS: Mapping[str, Callable[[SignalTable, NDArray[np.int_]], dict[str, Any]]] = {
-    "none": lambda t, y: {},
+_FITTERS: Mapping[str, Callable[[SignalTable, NDArray[np.int_], Sequence[str]], dict[str, Any]]] = {
+    "none": lambda t, y, features: {},
     "temperature": _fit_temperature,
     "platt": _fit_platt,
     "isotonic": _fit_isotonic,
@@ -179,7 +192,8 @@ def predict(method: str, params: Mapping[str, Any], t: SignalTable) -> NDArray[n
     if method == "temperature":
         return _sigmoid(t.logit / float(params["temperature"]))
     if method == "logistic":
-        return _sigmoid(_features(t) @ np.asarray(params["coef"], dtype=float))
+        names = params.get("features", LEGACY_FEATURES)
+        return _sigmoid(feature_matrix(t, names) @ np.asarray(params["coef"], dtype=float))
     conf, sign = _top_label(t)
     if method == "platt":
         q = _sigmoid(float(params["a"]) * _logit(conf) + float(params["b"]))
@@ -239,12 +253,16 @@ def fit_ties(p_a: NDArray[np.float64], judge_tie: NDArray[np.float64],
     return float(model.intercept_[0]), float(model.coef_[0, 0])
 
 
-def fit(method: str, t: SignalTable, labels: Sequence[str]) -> dict[str, Any]:
-    """Fit one method on the non-tie rows; returns its parameters (JSON-serialisable)."""
+def fit(method: str, t: SignalTable, labels: Sequence[str], *,
+        features: Sequence[str] = DEFAULT_FEATURES) -> dict[str, Any]:
+    """Fit one method on the non-tie rows; returns its parameters (JSON-serialisable).
+
+    ``features`` are the logistic method's inputs (ignored by the others).
+    """
     if method not in _FITTERS:
         raise ValueError(f"unknown calibration method {method!r}; known: {', '.join(METHODS)}")
     y, decided = _binary_labels(t, labels, minimum=2)
-    return _FITTERS[method](t.subset(np.flatnonzero(decided)), y[decided])
+    return _FITTERS[method](t.subset(np.flatnonzero(decided)), y[decided], features)
 
 
 def _folds(n: int, n_folds: int, seed: int) -> list[NDArray[np.int_]]:
@@ -253,35 +271,109 @@ def _folds(n: int, n_folds: int, seed: int) -> list[NDArray[np.int_]]:
     return list(np.array_split(np.random.default_rng(seed).permutation(n), n_folds))
 
 
-def _out_of_fold(method: str, t: SignalTable, y: NDArray[np.int_],
-                 folds: list[NDArray[np.int_]]) -> NDArray[np.float64]:
+def _out_of_fold(method: str, t: SignalTable, y: NDArray[np.int_], folds: list[NDArray[np.int_]],
+                 features: Sequence[str] = DEFAULT_FEATURES) -> NDArray[np.float64]:
     p = np.empty(len(y))
     for held in folds:
         train = np.setdiff1d(np.arange(len(y)), held)
         try:
             if y[train].min() == y[train].max():
                 raise ValueError("one-sided training split")
-            p[held] = predict(method, _FITTERS[method](t.subset(train), y[train]), t.subset(held))
+            p[held] = predict(method, _FITTERS[method](t.subset(train), y[train], features), t.subset(held))
         except ValueError:  # a degenerate training split: the method falls back to the judge's own probability
             p[held] = predict("none", {}, t.subset(held))
     return p
 
 
+def _group_index(groups: Sequence[str] | None, n: int, n_folds: int,
+                 seed: int) -> tuple[list[NDArray[np.int_]], list[str], bool]:
+    """Row indices per group, the group names, and whether they are real groups (else random folds)."""
+    if groups is not None:
+        if len(groups) != n:
+            raise ValueError(f"calibration: {n} rows but {len(groups)} group keys")
+        keys = sorted(set(groups))
+        if len(keys) >= 2:
+            arr = np.asarray(list(groups), dtype=object)
+            return [np.flatnonzero(arr == k) for k in keys], keys, True
+    folds = _folds(n, n_folds, seed)
+    return folds, [f"fold {i + 1}" for i in range(len(folds))], False
+
+
+def left_out_losses(method: str, t: SignalTable, labels: Sequence[str], groups: Sequence[str] | None, *,
+                    features: Sequence[str] = DEFAULT_FEATURES, n_folds: int = 5,
+                    seed: int = 0) -> dict[str, float]:
+    """Binary log loss on each group's non-tie rows, each predicted by ``method`` fitted on the other groups.
+
+    Groups are the labelled rows' sources; with fewer than two, ``n_folds`` random folds stand in for them.
+    """
+    y, decided = _binary_labels(t, labels)
+    keep = np.flatnonzero(decided)
+    sub, yy = t.subset(keep), y[keep]
+    index, names, _ = _group_index(None if groups is None else [groups[int(i)] for i in keep], len(yy), n_folds,
+                                   seed)
+    rows = _row_nll(_out_of_fold(method, sub, yy, index, features), yy)
+    return {name: float(rows[ix].mean()) for name, ix in zip(names, index, strict=True) if ix.size}
+
+
+def select_features(t: SignalTable, labels: Sequence[str], groups: Sequence[str] | None = None, *,
+                    candidates: Sequence[str] = CANDIDATE_FEATURES, n_folds: int = 5,
+                    seed: int = 0) -> tuple[tuple[str, ...], dict[str, dict[str, float]]]:
+    """The logistic calibrator's features: ``logit``, plus each candidate (in order) that lowers the left-out
+    log loss on *every* group, given the features already taken.
+
+    A signal that helps on some sources and hurts on one is a shortcut of the sources it helps on, and is left
+    out. Returns the features and, per feature set tried (``+``-joined names), its left-out loss per group.
+    """
+    unknown = [c for c in candidates if c not in FEATURES]
+    if unknown:
+        raise ValueError(f"unknown calibration feature(s) {', '.join(map(repr, unknown))}; "
+                         f"known: {', '.join(FEATURES)}")
+    current = ["logit"]
+    cur = left_out_losses("logistic", t, labels, groups, features=current, n_folds=n_folds, seed=seed)
+    tried = {"logit": cur}
+    for cand in candidates:
+        if cand in current:
+            continue
+        trial = left_out_losses("logistic", t, labels, groups, features=[*current, cand], n_folds=n_folds,
+                                seed=seed)
+        tried["+".join([*current, cand])] = trial
+        if all(trial[g] < cur[g] for g in cur):
+            current.append(cand)
+            cur = trial
+    return tuple(current), tried
+
+
 def select_method(t: SignalTable, labels: Sequence[str], *, methods: tuple[str, ...] = METHODS, n_folds: int = 5,
-                  seed: int = 0) -> tuple[str, dict[str, float]]:
-    """The method chosen by k-fold cross-validated log loss (non-tie rows), and every method's loss.
+                  seed: int = 0, groups: Sequence[str] | None = None,
+                  features: Sequence[str] = DEFAULT_FEATURES) -> tuple[str, dict[str, float]]:
+    """The method chosen by left-out log loss (non-tie rows), and every method's loss.
+
+    With ``groups`` naming at least two sources, a method's loss is its *worst* left-out source's (each source
+    predicted by the method fitted on the others); otherwise it is the k-fold cross-validated loss.
 
     One-standard-error rule: the *simplest* method (in ``methods`` order: none, temperature, Platt, isotonic,
     logistic) whose loss is within one standard error of the lowest loss wins. On a few dozen pairs the
     flexible methods' advantage is mostly noise, and a calibrator that fits noise makes confidence worse.
     """
     y, decided = _binary_labels(t, labels)
-    sub, yy = t.subset(np.flatnonzero(decided)), y[decided]
-    folds = _folds(len(yy), n_folds, seed)
-    rows = {m: _row_nll(_out_of_fold(m, sub, yy, folds), yy) for m in methods}
-    losses = {m: float(r.mean()) for m, r in rows.items()}
-    best = min(losses, key=lambda m: (losses[m], methods.index(m)))
-    se = float(rows[best].std(ddof=1) / math.sqrt(len(yy))) if len(yy) > 1 else 0.0
+    keep = np.flatnonzero(decided)
+    sub, yy = t.subset(keep), y[keep]
+    index, _, by_group = _group_index(None if groups is None else [groups[int(i)] for i in keep], len(yy), n_folds,
+                                      seed)
+    rows = {m: _row_nll(_out_of_fold(m, sub, yy, index, features), yy) for m in methods}
+    if by_group:
+        worst_ix: dict[str, NDArray[np.int_]] = {}
+        for m, r in rows.items():
+            group_loss = [(float(r[ix].mean()), k) for k, ix in enumerate(index) if ix.size]
+            worst_ix[m] = index[max(group_loss)[1]]
+        losses = {m: float(rows[m][worst_ix[m]].mean()) for m in methods}
+        best = min(losses, key=lambda m: (losses[m], methods.index(m)))
+        best_rows = rows[best][worst_ix[best]]
+    else:
+        losses = {m: float(r.mean()) for m, r in rows.items()}
+        best = min(losses, key=lambda m: (losses[m], methods.index(m)))
+        best_rows = rows[best]
+    se = float(best_rows.std(ddof=1) / math.sqrt(len(best_rows))) if len(best_rows) > 1 else 0.0
     chosen = next(m for m in methods if losses[m] <= losses[best] + se)
     return chosen, losses
 
@@ -296,8 +388,10 @@ class _FoldFit:
     tie_model: tuple[float, float] | None
 
 
-def _fold_fits(t: SignalTable, lab: list[str], method: str, n_folds: int, seed: int) -> list[_FoldFit]:
-    """One calibrator per fold, fitted (and, with ``auto``, chosen) on the other folds only."""
+def _fold_fits(t: SignalTable, lab: list[str], method: str, n_folds: int, seed: int,
+               features: Sequence[str] | None = None) -> list[_FoldFit]:
+    """One calibrator per fold, fitted (and, with ``auto``, chosen) on the other folds only; the logistic
+    features are chosen inside each training split too unless ``features`` names them."""
     if method != "auto" and method not in METHODS:
         raise ValueError(f"unknown calibration method {method!r}; known: auto, {', '.join(METHODS)}")
     _binary_labels(t, lab)
@@ -306,8 +400,13 @@ def _fold_fits(t: SignalTable, lab: list[str], method: str, n_folds: int, seed: 
         train = np.setdiff1d(np.arange(len(lab)), held)
         sub, sub_lab = t.subset(train), [lab[j] for j in train]
         try:
-            name = method if method != "auto" else select_method(sub, sub_lab, n_folds=n_folds, seed=seed + i + 1)[0]
-            params = fit(name, sub, sub_lab)
+            feats = features
+            if feats is None:
+                feats = (select_features(sub, sub_lab, n_folds=n_folds, seed=seed + i + 1)[0]
+                         if method in ("auto", "logistic") else DEFAULT_FEATURES)
+            name = method if method != "auto" else select_method(sub, sub_lab, n_folds=n_folds, seed=seed + i + 1,
+                                                                 features=feats)[0]
+            params = fit(name, sub, sub_lab, features=feats)
         except ValueError:  # too few or one-sided training rows: keep the judge's own probability
             name, params = "none", {}
         fits.append(_FoldFit(held, train, name, params, sum(x == "tie" for x in sub_lab) / len(sub_lab),
@@ -371,14 +470,15 @@ class CrossFit:
 
 
 def fit_folds(t: SignalTable, labels: Sequence[str], *, method: str = "auto", n_folds: int = 5,
-              seed: int = 0) -> CrossFit:
+              seed: int = 0, features: Sequence[str] | None = None) -> CrossFit:
     """Fit one calibrator per fold, without that fold (see `CrossFit`).
 
     With ``method="auto"`` the method is chosen inside each outer training split by an inner cross-validation,
-    so the predictions for a fold never saw its labels, not even through the choice of method.
+    so the predictions for a fold never saw its labels, not even through the choice of method; so are the
+    logistic features (`select_features`) unless ``features`` names them.
     """
     lab = list(labels)
-    return CrossFit(t, lab, _fold_fits(t, lab, method, n_folds, seed))
+    return CrossFit(t, lab, _fold_fits(t, lab, method, n_folds, seed, features))
 
 
 def cross_fit(t: SignalTable, labels: Sequence[str], *, method: str = "auto", n_folds: int = 5,
@@ -443,6 +543,18 @@ class Calibrator(BaseModel):
     abstain: dict[str, Any] | None = Field(
         default=None, description="Abstention threshold on calibrated confidence with its guarantee: threshold "
                                   "(None when no threshold reached the target), target, delta, certified, ...")
+    selection: str = Field("cross-validation", description="How the method was chosen: 'cross-validation' "
+                                                           "(pooled k-fold) or 'worst left-out source'.")
+    sources: dict[str, int] = Field(default_factory=dict, description="Fitting rows per source.")
+    feature_trials: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="Logistic feature sets tried (select_features): left-out log loss per "
+                                          "source (or fold).")
+    source_validation: list[dict[str, Any]] = Field(
+        default_factory=list, description="Left-out-source figures of this fitting procedure, one row per source "
+                                          "(see judge.calibration.sources).")
+    reference: ReferenceSample | None = Field(
+        None, description="A sample of the calibration data's inputs for the shift alarm (judge.calibration.shift); "
+                          "None in calibrators fitted before it existed.")
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
     @property
@@ -484,20 +596,41 @@ class Calibrator(BaseModel):
 
 def fit_calibrator(t: SignalTable, labels: Sequence[str], config: JudgeConfig, *,
                    rulebook_version: str | None = None, method: str = "auto", n_folds: int = 5,
-                   seed: int = 0) -> Calibrator:
-    """Choose a method by cross-validated log loss (or take ``method``) and fit it on every labelled row."""
+                   seed: int = 0, groups: Sequence[str] | None = None,
+                   features: Sequence[str] | None = None) -> Calibrator:
+    """Choose a method (or take ``method``) and fit it on every labelled row.
+
+    Args:
+        t, labels: The calibration rows' signals and labels.
+        config: The judge configuration the rows were judged with.
+        rulebook_version: The rulebook version they were judged under, if one.
+        method: ``auto`` or a method name.
+        n_folds, seed: Folds for the pooled cross-validation (and for feature choice on one source).
+        groups: Each row's source. With two or more, ``auto`` chooses by the worst left-out source and a
+            logistic feature must help on every left-out source.
+        features: The logistic features by name (used as given; ``length`` only this way); default: chosen by
+            `select_features`.
+    """
     lab = list(labels)
-    chosen, losses = select_method(t, lab, n_folds=n_folds, seed=seed)
+    trials: dict[str, dict[str, float]] = {}
+    if features is None:
+        features, trials = select_features(t, lab, groups, n_folds=n_folds, seed=seed)
+    chosen, losses = select_method(t, lab, n_folds=n_folds, seed=seed, groups=groups, features=features)
+    by_source = groups is not None and len(set(groups)) >= 2
     if method != "auto":
         if method not in METHODS:
             raise ValueError(f"unknown calibration method {method!r}; known: auto, {', '.join(METHODS)}")
         chosen = method
-    params = fit(chosen, t, lab)
+    params = fit(chosen, t, lab, features=features)
     return Calibrator(method=cast(Method, chosen), params=params, judge=calibration_key(config),
                       rulebook_version=rulebook_version, n_fitted=len(lab),
                       tie_rate=sum(x == "tie" for x in lab) / len(lab),
                       tie_model=fit_ties(predict(chosen, params, t), t.tie, lab),
-                      cv_log_loss={k: round(v, 6) for k, v in losses.items()}, n_folds=n_folds, seed=seed)
+                      cv_log_loss={k: round(v, 6) for k, v in losses.items()}, n_folds=n_folds, seed=seed,
+                      selection="worst left-out source" if by_source else "cross-validation",
+                      sources=dict(Counter(groups)) if groups is not None else {},
+                      feature_trials={k: {g: round(x, 6) for g, x in v.items()} for k, v in trials.items()},
+                      reference=reference_from_table(t, seed=seed))
 
 
 def check_compatible(cal: Calibrator, config: JudgeConfig, rulebook_version: str | None, *,

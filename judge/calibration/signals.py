@@ -11,12 +11,19 @@ swapping A and B negates the oriented signals and leaves the symmetric ones unch
                    is A, ``-(c - 0.5)`` when it is B; 0 when there is no explanation.
 
 ``raw_confidence`` (the probability the judge gave its winner) and ``raw_p_a`` are kept alongside.
+
+A multi-signal calibrator reads its inputs as *features* built from these signals (:data:`FEATURES`, each
+A-oriented so the A/B symmetry holds): ``logit`` always, the others only when they earn their place
+(:data:`CANDIDATE_FEATURES`, chosen by left-out-source log loss). ``length`` is never a default candidate
+(:data:`RISKY_FEATURES`): which response is longer is the first thing a pair built to mislead exploits.
+The shift alarm compares the *symmetric* view of the signals (:func:`shift_columns`) between the calibration
+data and a judged batch. A new signal is added here: a column of :class:`SignalTable`, a feature, a shift column.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +31,8 @@ from numpy.typing import NDArray
 
 from judge.judging.verdict import Verdict
 
-__all__ = ["SIGNAL_NAMES", "SignalTable", "binary_p_a", "signals_from_verdicts"]
+__all__ = ["CANDIDATE_FEATURES", "FEATURES", "RISKY_FEATURES", "SHIFT_COLUMNS", "SIGNAL_NAMES", "SignalTable",
+           "binary_p_a", "feature_matrix", "raw_view", "shift_columns", "signals_from_verdicts"]
 
 SIGNAL_NAMES: tuple[str, ...] = ("logit", "agree", "length", "retrieval", "verbal")
 _LOGIT_CLIP = 12.0
@@ -119,3 +127,53 @@ def signals_from_verdicts(verdicts: Sequence[Verdict], lengths: Sequence[tuple[i
     return SignalTable(
         pair_ids=tuple(v.pair_id or "" for v in verdicts), raw_p_a=cols[:, 0], tie=cols[:, 1], logit=cols[:, 2],
         agree=cols[:, 3], length=cols[:, 4], retrieval=cols[:, 5], verbal=cols[:, 6])
+
+
+#: A-oriented features a multi-signal calibrator may use, by name: swapping A and B negates every one.
+FEATURES: dict[str, Callable[[SignalTable], NDArray[np.float64]]] = {
+    "logit": lambda t: t.logit,
+    "logit*agree": lambda t: t.logit * t.agree,
+    "length": lambda t: t.length,
+    "logit*retrieval": lambda t: t.logit * t.retrieval,
+    "verbal": lambda t: t.verbal,
+}
+#: Features a default calibrator may add to ``logit`` when they help on every left-out source, in trial order.
+CANDIDATE_FEATURES: tuple[str, ...] = ("logit*agree", "logit*retrieval", "verbal")
+#: Features only used when asked for by name: they reward what pairs built to mislead imitate.
+RISKY_FEATURES: frozenset[str] = frozenset({"length"})
+
+
+def feature_matrix(t: SignalTable, names: Sequence[str]) -> NDArray[np.float64]:
+    """The ``(len(t), len(names))`` matrix of the named features.
+
+    Raises:
+        ValueError: On an unknown feature name.
+    """
+    unknown = [n for n in names if n not in FEATURES]
+    if unknown:
+        raise ValueError(f"unknown calibration feature(s) {', '.join(map(repr, unknown))}; "
+                         f"known: {', '.join(FEATURES)}")
+    return np.column_stack([FEATURES[n](t) for n in names]) if names else np.zeros((len(t), 0))
+
+
+#: Symmetric views of the signals the shift alarm compares (unchanged when A and B are swapped).
+SHIFT_COLUMNS: dict[str, Callable[[SignalTable], NDArray[np.float64]]] = {
+    "raw_confidence": lambda t: t.raw_confidence,
+    "orders_agree": lambda t: t.agree,
+    "retrieval": lambda t: t.retrieval,
+    "|verbal|": lambda t: np.abs(t.verbal),
+    "|length ratio|": lambda t: np.abs(t.length),
+}
+
+
+def shift_columns(t: SignalTable) -> dict[str, NDArray[np.float64]]:
+    """The columns the shift alarm compares, by name (see :data:`SHIFT_COLUMNS`)."""
+    return {name: np.asarray(fn(t), dtype=float) for name, fn in SHIFT_COLUMNS.items()}
+
+
+def raw_view(verdict: Verdict) -> Verdict:
+    """The verdict as the judge gave it: its raw probabilities when a calibrator replaced them."""
+    if verdict.raw_probabilities is None or verdict.probabilities is None:
+        return verdict
+    return verdict.model_copy(update={"probabilities": verdict.raw_probabilities,
+                                      "winner": verdict.raw_probabilities.winner})

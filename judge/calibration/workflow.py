@@ -1,17 +1,25 @@
 """Evaluation and calibration from files: the I/O edge around the pure modules of this package.
 
-* :func:`load_labels` reads a labelled pair file (the format of ``../shared/data``).
-* :func:`evaluate_results` joins a results file with its labels and reports raw and cross-fitted recalibrated
-  metrics side by side (:class:`Evaluation`).
+* :func:`load_labels` reads labelled pair files (the format of ``../shared/data``), each pair with its source
+  (its ``source`` field, the file it came from, or another field: ``group_by``).
+* :func:`evaluate_results` joins results files with their labels and reports raw and cross-fitted recalibrated
+  metrics side by side (:class:`Evaluation`); with several sources, also leave-one-source-out figures; with a
+  fitted calibrator, its metrics on these pairs and the shift alarm's finding.
 * :func:`fit_from_results` fits a :class:`~judge.calibration.recalibrate.Calibrator` (with an abstention
-  threshold chosen on its cross-fitted confidences) for the one judge configuration in a results file.
+  threshold chosen on its own confidences) for the one judge configuration in the results files; with several
+  sources, choices are made by the worst left-out source and its left-out-source figures are stored with it.
+
+Several labelled files and several results files are read as one labelled set (pair ids must be unique).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -25,13 +33,17 @@ from judge.calibration.recalibrate import (
     fit_folds,
 )
 from judge.calibration.selective import SelectiveResult, Threshold
-from judge.calibration.signals import SignalTable, signals_from_verdicts
+from judge.calibration.shift import ShiftReport, shift_test
+from judge.calibration.signals import SignalTable, raw_view, signals_from_verdicts
+from judge.calibration.sources import SourceValidation, leave_one_source_out
 from judge.errors import InputError
 from judge.judging.pairs_io import read_pairs
 from judge.judging.runner import read_results
 from judge.judging.verdict import JudgeConfig, Verdict
 
-__all__ = ["Evaluation", "Recalibration", "evaluate_results", "fit_from_results", "load_labels"]
+__all__ = ["Evaluation", "Recalibration", "evaluate_results", "fit_from_results", "load_labels", "parse_signals"]
+
+Paths = str | Path | Sequence[str | Path]
 
 log = logging.getLogger(__name__)
 
@@ -83,19 +95,86 @@ class Evaluation(BaseModel):
     recalibrated: EvalReport | None = None
     recalibration: Recalibration = Field(default_factory=Recalibration)
     unlabelled_results: int = 0
+    source_validation: SourceValidation | None = Field(
+        None, description="Leave-one-source-out figures when the labelled pairs come from several sources.")
+    applied: EvalReport | None = Field(None, description="A fitted calibrator's metrics on these pairs.")
+    shift: ShiftReport | None = Field(None, description="The shift alarm: these pairs vs the calibrator's data.")
 
 
-def load_labels(path: str | Path) -> dict[str, PairLabel]:
-    """Labels of a pair file by pair id (pairs without a label are refused: evaluation needs them all)."""
+def _paths(paths: Paths) -> list[Path]:
+    return [Path(paths)] if isinstance(paths, str | Path) else [Path(p) for p in paths]
+
+
+def _field_values(path: Path, field: str) -> dict[int, str]:
+    """The value of a top-level field on every line of a JSONL file (by 1-based line number)."""
+    out: dict[int, str] = {}
+    with path.open(encoding="utf-8") as fh:
+        for n, line in enumerate(fh, start=1):
+            if line.strip():
+                value = json.loads(line).get(field)
+                out[n] = f"(no {field})" if value is None else str(value)
+    return out
+
+
+def load_labels(paths: Paths, *, group_by: str = "source") -> dict[str, PairLabel]:
+    """Labels of one or more pair files by pair id (pairs without a label are refused: evaluation needs them
+    all).
+
+    Args:
+        paths: Labelled pair files, read as one set.
+        group_by: What a pair's source is: its ``source`` field, ``file`` (the file's name without suffix), or
+            the name of another top-level field of the pair records.
+
+    Raises:
+        InputError: On an unlabelled pair, a pair id in two files, or no labelled pair.
+    """
     labels: dict[str, PairLabel] = {}
-    for rec in read_pairs(path):
-        if rec.label is None:
-            raise InputError(f"{path}:{rec.line}: pair {rec.pair.id!r} has no label (A, B or tie)")
-        labels[rec.pair.id or ""] = PairLabel(rec.label, rec.source or "(no source)",
-                                              len(rec.pair.response_a.text), len(rec.pair.response_b.text))
+    for path in _paths(paths):
+        records = list(read_pairs(path))
+        extra = _field_values(path, group_by) if group_by not in ("source", "file") else {}
+        for rec in records:
+            if rec.label is None:
+                raise InputError(f"{path}:{rec.line}: pair {rec.pair.id!r} has no label (A, B or tie)")
+            pid = rec.pair.id or ""
+            if pid in labels:
+                raise InputError(f"{path}:{rec.line}: pair id {pid!r} appears in more than one labelled file")
+            source = (rec.source or "(no source)" if group_by == "source" else path.stem if group_by == "file"
+                      else extra.get(rec.line, f"(no {group_by})"))
+            labels[pid] = PairLabel(rec.label, source, len(rec.pair.response_a.text), len(rec.pair.response_b.text))
     if not labels:
-        raise InputError(f"{path}: no labelled pairs")
+        raise InputError(f"{', '.join(map(str, _paths(paths)))}: no labelled pairs")
     return labels
+
+
+def parse_signals(text: str | None) -> list[str] | None:
+    """``--signals``: None or ``auto`` (chosen by left-out log loss) or a comma-separated feature list.
+
+    Raises:
+        InputError: On an unknown feature name.
+    """
+    from judge.calibration.signals import FEATURES
+
+    if text is None or text.strip() in ("", "auto"):
+        return None
+    names = [x.strip() for x in text.split(",") if x.strip()]
+    unknown = [x for x in names if x not in FEATURES]
+    if unknown:
+        raise InputError(f"unknown signal(s) {', '.join(map(repr, unknown))}; known: {', '.join(FEATURES)}",
+                         field="--signals")
+    if "logit" not in names:
+        names.insert(0, "logit")
+    return names
+
+
+def _read_all(results: Paths) -> list[Verdict]:
+    verdicts: list[Verdict] = []
+    for path in _paths(results):
+        verdicts.extend(read_results(path))
+    return verdicts
+
+
+def _name(paths: Paths) -> str:
+    return ", ".join(str(p) for p in _paths(paths))
 
 
 def _one_config(verdicts: Sequence[Verdict], path: str | Path) -> JudgeConfig:
@@ -114,13 +193,14 @@ def _scored(rows: Sequence[LabelledRow]) -> tuple[list[LabelledRow], SignalTable
     return scored, table, [r.truth.label for r in scored]
 
 
-def evaluate_results(labelled: str | Path, results: str | Path, *, recalibrate: str | None = "auto",
+def evaluate_results(labelled: Paths, results: Paths, *, recalibrate: str | None = "auto",
                      n_folds: int = 5, seed: int = 0, n_boot: int = 1000, target: float = 0.9,
-                     delta: float = 0.1, split_repeats: int = 1) -> Evaluation:
-    """Report a results file against its labelled pair file: raw, and recalibrated with k-fold cross-fitting.
+                     delta: float = 0.1, split_repeats: int = 1, group_by: str = "source",
+                     features: Sequence[str] | None = None, calibrator: Calibrator | None = None) -> Evaluation:
+    """Report results files against their labelled pair files: raw, and recalibrated with k-fold cross-fitting.
 
     Args:
-        labelled: The labelled pair file (id, prompt, response_a, response_b, label).
+        labelled: The labelled pair file(s) (id, prompt, response_a, response_b, label).
         results: Verdicts (`judge run` output) for some or all of those pairs.
         recalibrate: ``auto`` (choose by cross-validated log loss inside every fold), a method name, or None.
         n_folds, seed: Cross-fitting folds and seed (also seeds the bootstrap).
@@ -129,32 +209,48 @@ def evaluate_results(labelled: str | Path, results: str | Path, *, recalibrate: 
         split_repeats: With more than 1, the recalibrated ECE, Brier score and log loss are also computed over
             this many random fold splits (seeds ``seed``, ``seed + 1``, ...; each a full cross-fit) and
             summarised as mean, min and max in ``recalibration.splits``.
+        group_by: What a pair's source is (see `load_labels`); with two or more sources the recalibration is
+            also validated leaving one source out (``source_validation``).
+        features: The logistic calibrator's features, or None to choose them (see `select_features`).
+        calibrator: A fitted calibrator to score on these pairs (``applied``), with the shift alarm's finding
+            (``shift``); the verdicts' raw probabilities are used when they were calibrated.
     """
     if split_repeats < 1:
         raise ValueError(f"split_repeats must be at least 1, got {split_repeats}")
-    labels = load_labels(labelled)
-    verdicts = read_results(results)
+    labels = load_labels(labelled, group_by=group_by)
+    verdicts = _read_all(results)
     if not verdicts:
-        raise InputError(f"{results}: no results to evaluate")
-    config = _one_config(verdicts, results)
+        raise InputError(f"{_name(results)}: no results to evaluate")
+    if calibrator is not None:
+        verdicts = [raw_view(v) for v in verdicts]
+    config = _one_config(verdicts, _name(results))
     joined = join(verdicts, labels)
     if not joined.rows:
-        raise InputError(f"{results}: none of its {len(verdicts)} results is for a pair in {labelled}")
+        raise InputError(f"{_name(results)}: none of its {len(verdicts)} results is for a pair in {_name(labelled)}")
     if joined.unlabelled:
-        log.warning("%d results are for pairs not in %s (ignored)", len(joined.unlabelled), labelled)
+        log.warning("%d results are for pairs not in %s (ignored)", len(joined.unlabelled), _name(labelled))
     def report(variant: str, probs: np.ndarray | None = None,
                selective: tuple[SelectiveResult, list[Threshold]] | None = None) -> EvalReport:
         return evaluate(joined.rows, probs=probs, variant=variant, n_missing=len(joined.missing), n_boot=n_boot,
                         seed=seed, target=target, delta=delta, selective_result=selective)
 
     raw = report("raw")
-    out = Evaluation(labelled=str(labelled), results=str(results), judge=calibration_key(config), raw=raw,
+    out = Evaluation(labelled=_name(labelled), results=_name(results), judge=calibration_key(config), raw=raw,
                      unlabelled_results=len(joined.unlabelled))
+    scored, table, labs = _scored(joined.rows)
+    if calibrator is not None:
+        out.shift, out.applied = _apply(calibrator, table, labs, report)
     if recalibrate is None or recalibrate == "none":
         return out
-    _, table, labs = _scored(joined.rows)
+    sources = [r.truth.source for r in scored]
+    if len(set(sources)) >= 2:
+        try:
+            out.source_validation = leave_one_source_out(table, labs, sources, method=recalibrate, features=features,
+                                                         target=target, delta=delta, n_folds=n_folds, seed=seed)
+        except ValueError as exc:
+            log.warning("leave-one-source-out validation skipped: %s", exc)
     try:
-        folds = fit_folds(table, labs, method=recalibrate, n_folds=n_folds, seed=seed)
+        folds = fit_folds(table, labs, method=recalibrate, n_folds=n_folds, seed=seed, features=features)
     except ValueError as exc:
         out.recalibration = Recalibration(skipped=str(exc))
         return out
@@ -164,8 +260,8 @@ def evaluate_results(labelled: str | Path, results: str | Path, *, recalibrate: 
     out.recalibration = Recalibration(method=recalibrate, fold_methods=chosen, n_folds=n_folds, seed=seed)
     if split_repeats > 1:
         per_split = [point_metrics(probs, labs)] + [
-            point_metrics(fit_folds(table, labs, method=recalibrate, n_folds=n_folds, seed=seed + r).probabilities(),
-                          labs) for r in range(1, split_repeats)]
+            point_metrics(fit_folds(table, labs, method=recalibrate, n_folds=n_folds, seed=seed + r,
+                                    features=features).probabilities(), labs) for r in range(1, split_repeats)]
         for name in per_split[0]:
             vals = np.asarray([d[name] for d in per_split])
             out.recalibration.splits[name] = SplitSpread(mean=float(vals.mean()), min=float(vals.min()),
@@ -173,27 +269,67 @@ def evaluate_results(labelled: str | Path, results: str | Path, *, recalibrate: 
     return out
 
 
-def fit_from_results(labelled: str | Path, results: str | Path, *, method: str = "auto", n_folds: int = 5,
-                     seed: int = 0, target: float | None = 0.9, delta: float = 0.1) -> Calibrator:
-    """Fit a calibrator for the judge configuration of a results file, on every labelled verdict in it.
+def _apply(cal: Calibrator, table: SignalTable, labs: list[str], report: Any) -> tuple[ShiftReport, EvalReport]:
+    """The shift alarm and the calibrator's report on these labelled rows; its abstention threshold is applied
+    as it would be when judging, and its guarantee marked not applicable on a shifted batch."""
+    shift = shift_test(cal.reference, table)
+    probs = cal.predict(table)
+    selective = None
+    if cal.abstain:
+        th_value = float(cal.abstain["threshold"]) if cal.abstain.get("certified") else math.inf
+        conf = probs.max(axis=1)
+        pred = np.asarray(["A", "tie", "B"])[probs.argmax(axis=1)]
+        keep = conf >= th_value
+        right = int((pred[keep] == np.asarray(labs, dtype=object)[keep]).sum())
+        n, kept = len(labs), int(keep.sum())
+        th = Threshold(threshold=th_value, target=float(cal.abstain["target"]), delta=float(cal.abstain["delta"]),
+                       n_calibration=int(cal.abstain.get("n_calibration", 0)), n_kept=kept,
+                       lower_bound=float(cal.abstain.get("lower_bound") or math.nan),
+                       certified=bool(cal.abstain.get("certified")))
+        selective = (SelectiveResult(coverage=kept / n, agreement=right / kept if kept else math.nan, n=n,
+                                     n_kept=kept, n_escalated=n - kept), [th])
+    applied: EvalReport = report(f"calibrator {cal.id}", probs, selective)
+    if applied.selective is not None:
+        applied.selective["guarantee"] = (
+            "applies (no shift detected)" if shift.guarantee_applies
+            else "not applicable: these pairs differ from the calibration data" if shift.shifted
+            else f"unchecked ({shift.status.replace('_', ' ')}): it assumes these pairs are like the calibration "
+                 "pairs")
+    applied.notes.append(shift.describe())
+    return shift, applied
+
+
+def fit_from_results(labelled: Paths, results: Paths, *, method: str = "auto", n_folds: int = 5,
+                     seed: int = 0, target: float | None = 0.9, delta: float = 0.1, group_by: str = "source",
+                     features: Sequence[str] | None = None) -> Calibrator:
+    """Fit a calibrator for the judge configuration of the results, on every labelled verdict in them.
 
     The abstention threshold (when ``target`` is given) is chosen on this calibrator's own confidences for the
     labelled verdicts (`abstention_threshold`: the scale it will be applied on); `evaluate_results` reports how
-    the same procedure does on held-out folds (`CrossFit.abstention`).
+    the same procedure does on held-out folds (`CrossFit.abstention`). With two or more sources (``group_by``)
+    the method and the logistic features are chosen by the worst left-out source, and the procedure's
+    leave-one-source-out figures are stored in the calibrator (``source_validation``).
     """
-    labels = load_labels(labelled)
-    verdicts = read_results(results)
+    labels = load_labels(labelled, group_by=group_by)
+    verdicts = _read_all(results)
     if not verdicts:
-        raise InputError(f"{results}: no results to calibrate on")
-    config = _one_config(verdicts, results)
+        raise InputError(f"{_name(results)}: no results to calibrate on")
+    config = _one_config(verdicts, _name(results))
     joined = join(verdicts, labels)
-    _, table, labs = _scored(joined.rows)
+    scored, table, labs = _scored(joined.rows)
+    sources = [r.truth.source for r in scored]
     versions = {r.verdict.rulebook_version for r in joined.rows}
     try:
         cal = fit_calibrator(table, labs, config, rulebook_version=versions.pop() if len(versions) == 1 else None,
-                             method=method, n_folds=n_folds, seed=seed)
+                             method=method, n_folds=n_folds, seed=seed, groups=sources, features=features)
+        validation = (leave_one_source_out(table, labs, sources, method=method, features=features,
+                                           target=target if target is not None else 0.9, delta=delta,
+                                           n_folds=n_folds, seed=seed)
+                      if len(set(sources)) >= 2 else None)
     except ValueError as exc:
-        raise InputError(f"cannot fit a calibrator on {results}: {exc}") from exc
+        raise InputError(f"cannot fit a calibrator on {_name(results)}: {exc}") from exc
+    if validation is not None:
+        cal = cal.model_copy(update={"source_validation": validation.summary()})
     if target is None:
         return cal
     th = abstention_threshold(cal.predict(table), labs, target=target, delta=delta)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from judge.cli.common import console, emit_json, err_console, state
@@ -17,7 +18,16 @@ if TYPE_CHECKING:
     from judge.calibration.evaluate import EvalReport
     from judge.calibration.workflow import Evaluation
 
-RESULTS_OPT = typer.Option(..., "--results", "-r", help="Results JSONL from `judge run` on the labelled pairs.")
+RESULTS_OPT = typer.Option(..., "--results", "-r", help="Results JSONL from `judge run` on the labelled pairs "
+                                                       "(repeat for several files).")
+GROUP_OPT = typer.Option("source", "--group-by",
+                         help="What a pair's source is for leave-one-source-out validation: its 'source' field, "
+                              "'file' (each labelled file), or another field of the pair records.")
+SIGNALS_OPT = typer.Option("auto", "--signals",
+                           help="Signals of the logistic calibrator: auto (logit, plus each of logit*agree, "
+                                "logit*retrieval, verbal that lowers the left-out log loss on every source) or a "
+                                "comma-separated list. 'length' is never chosen by auto: naming it rewards the "
+                                "longer response, which pairs built to mislead exploit (docs/calibration.md).")
 FOLDS_OPT = typer.Option(5, "--folds", help="Cross-fitting folds.")
 SEED_OPT = typer.Option(0, "--seed", help="Seed for folds and bootstrap.")
 TARGET_OPT = typer.Option(0.9, "--target", help="Target agreement for selective judging (abstention).")
@@ -74,14 +84,27 @@ def _print_evaluation(ev: Evaluation, suspects: int = 10) -> None:
         console.print(table)
     for note in ev.raw.notes:
         console.print(f"note: {note}", highlight=False)
+    if ev.source_validation is not None:
+        from judge.cli.calibration_view import source_table
+
+        console.print(source_table(ev.source_validation.summary(),
+                                   "leave one source out: fitted on the others, raw -> recalibrated on this one"))
+    if ev.applied is not None and ev.shift is not None:
+        console.print(headline_table([ev.raw, ev.applied], f"the calibrator on {ev.results}"))
+        console.print(escape(ev.shift.describe()), highlight=False)
+        sel = ev.applied.selective
+        if sel is not None:
+            console.print(f"the calibrator's abstention here: {ev.applied.selective_text()}; guarantee "
+                          f"{sel.get('guarantee')}", highlight=False, markup=False)
 
 
 def eval_(
     ctx: typer.Context,
-    labelled: Path = typer.Argument(..., help="Labelled pairs JSONL: id, prompt, response_a, response_b, label."),
-    results: Path | None = typer.Option(None, "--results", "-r",
-                                        help="Results already produced by `judge run`; without it the judge "
-                                             "runs first (see --out)."),
+    labelled: list[Path] = typer.Argument(..., help="Labelled pairs JSONL: id, prompt, response_a, response_b, "
+                                                    "label (several files are read as one set)."),
+    results: list[Path] | None = typer.Option(None, "--results", "-r",
+                                              help="Results already produced by `judge run` (repeat for several "
+                                                   "files); without it the judge runs first (see --out)."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Where the judge writes results when it runs "
                                                                "(default: <labelled>.results.jsonl)."),
     backend: str = typer.Option("local", "--backend", "-b", help="Backend when the judge runs."),
@@ -102,22 +125,35 @@ def eval_(
     suspects: int = typer.Option(10, "--suspects", help="List this many labels the judge most confidently "
                                                         "contradicts (likely label errors); 0 for none."),
     as_json: bool = typer.Option(False, "--json", help="Print the full report as JSON instead of tables."),
+    group_by: str = GROUP_OPT,
+    signals: str = SIGNALS_OPT,
+    calibrator: Path | None = typer.Option(None, "--calibrator",
+                                           help="Also score this fitted calibrator on the pairs and run the shift "
+                                                "alarm: do they look like its calibration data?"),
 ) -> None:
-    """Evaluate the judge on labelled pairs: agreement, calibration (ECE, Brier, ...), raw vs recalibrated."""
-    from judge.calibration.workflow import evaluate_results
+    """Evaluate the judge on labelled pairs: agreement, calibration (ECE, Brier, ...), raw vs recalibrated;
+    with several sources, also leaving one source out."""
+    from judge.calibration.recalibrate import load_calibrator
+    from judge.calibration.workflow import evaluate_results, parse_signals
 
-    if results is None:
+    features = parse_signals(signals)
+    cal = load_calibrator(calibrator) if calibrator is not None else None
+    if not results:
         from judge.api import build_judge
         from judge.judging.pairs_io import read_pairs
 
-        results = out or labelled.with_name(labelled.stem + ".results.jsonl")
-        records = list(read_pairs(labelled))
-        err_console.print(f"judging {len(records)} pairs of {labelled} -> {results} (labels are not shown to the "
-                          "judge)", highlight=False)
+        if len(labelled) != 1:
+            raise typer.BadParameter("judging several labelled files at once is not supported: judge each with "
+                                     "`judge run` and pass the results with --results")
+        results = [out or labelled[0].with_name(labelled[0].stem + ".results.jsonl")]
+        records = list(read_pairs(labelled[0]))
+        err_console.print(f"judging {len(records)} pairs of {labelled[0]} -> {results[0]} (labels are not shown to "
+                          "the judge)", highlight=False)
         judge_file(build_judge(backend, settings=state(ctx).settings, base_url=base_url, explain=False),
-                   records, results, holdout_same_prompt=holdout_same_prompt)
+                   records, results[0], holdout_same_prompt=holdout_same_prompt)
     ev = evaluate_results(labelled, results, recalibrate=recalibrate, n_folds=folds, seed=seed, n_boot=n_boot,
-                          target=target, delta=delta, split_repeats=split_repeats)
+                          target=target, delta=delta, split_repeats=split_repeats, group_by=group_by,
+                          features=features, calibrator=cal)
     if metrics_out is not None:
         metrics_out.parent.mkdir(parents=True, exist_ok=True)
         metrics_out.write_text(ev.model_dump_json(indent=2), encoding="utf-8")
@@ -128,8 +164,9 @@ def eval_(
 
 
 def calibrate(
-    labelled: Path = typer.Argument(..., help="Labelled pairs JSONL the results were produced on."),
-    results: Path = RESULTS_OPT,
+    labelled: list[Path] = typer.Argument(..., help="Labelled pairs JSONL the results were produced on (several "
+                                                    "files are read as one set)."),
+    results: list[Path] = RESULTS_OPT,
     out: Path = typer.Option(..., "--out", "-o", help="Where to write the calibrator (JSON)."),
     method: str = typer.Option("auto", "--method",
                                help="auto (lowest cross-validated log loss), temperature, platt, isotonic, "
@@ -139,19 +176,37 @@ def calibrate(
     target: float = TARGET_OPT,
     delta: float = DELTA_OPT,
     as_json: bool = typer.Option(False, "--json", help="Print the calibrator as JSON."),
+    group_by: str = GROUP_OPT,
+    signals: str = SIGNALS_OPT,
 ) -> None:
-    """Fit a calibrator for the judge configuration of RESULTS; apply it with `judge run --calibrator`."""
-    from judge.calibration.workflow import fit_from_results
+    """Fit a calibrator for the judge configuration of RESULTS; apply it with `judge run --calibrator`.
+    With several sources, the method and signals are chosen by the worst left-out source, and the
+    leave-one-source-out figures are printed and stored with the calibrator."""
+    from judge.calibration.workflow import fit_from_results, parse_signals
 
-    cal = fit_from_results(labelled, results, method=method, n_folds=folds, seed=seed, target=target, delta=delta)
+    cal = fit_from_results(labelled, results, method=method, n_folds=folds, seed=seed, target=target, delta=delta,
+                           group_by=group_by, features=parse_signals(signals))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(cal.model_dump_json(indent=2), encoding="utf-8")
     if as_json:
         emit_json(json.loads(cal.model_dump_json()))
         return
     losses = ", ".join(f"{k} {v:.4f}" for k, v in cal.cv_log_loss.items())
-    console.print(f"calibrator {cal.id}: {cal.method} fitted on {cal.n_fitted} verdicts "
-                  f"(cross-validated log loss: {losses})", highlight=False)
+    criterion = "worst left-out source's log loss" if cal.selection == "worst left-out source" else \
+        "cross-validated log loss"
+    console.print(f"calibrator {cal.id}: {cal.method} fitted on {cal.n_fitted} verdicts ({criterion}: {losses})",
+                  highlight=False)
+    if cal.method == "logistic":
+        feats = cal.params.get("features", [])
+        console.print(f"signals: {', '.join(feats)}", highlight=False)
+        if "length" in feats:
+            console.print("warning: the calibrator uses response length; a longer response gets more credit, "
+                          "which pairs built to mislead exploit (see docs/calibration.md)", highlight=False)
+    if cal.source_validation:
+        from judge.cli.calibration_view import source_table
+
+        console.print(source_table(cal.source_validation, "leave one source out: fitted on the others, "
+                                                          "raw -> recalibrated on this one"))
     if cal.tie_model is not None:
         c0, c1 = cal.tie_model
         console.print(f"ties (the judge never says tie; {cal.tie_rate:.1%} of the labels): P(tie) = "

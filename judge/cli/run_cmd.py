@@ -41,6 +41,9 @@ METHOD_OPT = typer.Option("checks", "--method",
 HOLISTIC_OPT = typer.Option("pointwise", "--holistic",
                             help="With --method checks, the rule-free signal: none, pointwise (one general "
                                  "question per response) or pairwise (the bare A-or-B question, both orders).")
+TRUST_SHIFTED_OPT = typer.Option(False, "--trust-shifted",
+                                 help="Keep the calibrated abstention on a batch the shift alarm flags (by default "
+                                      "such a batch is escalated by the judge's own, uncalibrated confidence).")
 
 
 def _judge(st: CliState, backend_spec: str, base_url: str | None, *, single_order: bool, no_rules: bool,
@@ -215,6 +218,7 @@ def run(
     calibrator: Path | None = CALIBRATOR_OPT,
     abstain: bool = ABSTAIN_OPT,
     escalate_below: float | None = ESCALATE_OPT,
+    trust_shifted: bool = TRUST_SHIFTED_OPT,
     allow_rulebook_change: bool = typer.Option(False, "--allow-rulebook-change",
                                                help="Keep using a calibrator fitted under another rulebook "
                                                     "version (it is refused otherwise)."),
@@ -262,12 +266,30 @@ def run(
     else:
         report = judge_file(judge, records, out, concurrency=concurrency, max_tokens=max_tokens,
                             max_cost=max_cost, max_seconds=max_seconds, holdout_same_prompt=holdout_same_prompt)
-    if as_json:
-        extra = {"complete": report.complete} if isinstance(report, SharedRunReport) else {}
-        emit_json({**vars(report), **extra, "inconsistency_rate": report.inconsistency_rate, "out": str(out)})
-        return
     ids = {r.pair.id for r in records}
     shown = [v for v in read_results(out) if v.pair_id in ids]
+    shift_extra: dict[str, object] = {}
+    if judge.calibrator is not None:
+        from judge.cli.calibration_view import check_batch
+
+        shift, redone = check_batch(judge, records, out, shown, abstain=abstain, trust_shifted=trust_shifted)
+        shift_extra = {"shift": shift.model_dump(mode="json"), "redecided_uncalibrated": redone}
+        if redone:
+            shown = [v for v in read_results(out) if v.pair_id in ids]
+        if not as_json:
+            err_console.print(escape(shift.describe()), highlight=False)
+            if redone:
+                err_console.print(f"--abstain on a shifted batch: {redone} verdicts re-decided by the judge's own "
+                                  f"confidence (escalated below {judge.escalate_below:.3f}); --trust-shifted keeps "
+                                  "the calibrated abstention", highlight=False)
+            elif shift.shifted and abstain:
+                err_console.print("--trust-shifted: the calibrated abstention is kept on a shifted batch; its "
+                                  "guarantee does not apply", highlight=False)
+    if as_json:
+        extra = {"complete": report.complete} if isinstance(report, SharedRunReport) else {}
+        emit_json({**vars(report), **extra, **shift_extra, "inconsistency_rate": report.inconsistency_rate,
+                   "out": str(out)})
+        return
     title = f"verdicts ({pairs})"
     if slot_correction:
         from judge.judging.slot import correct_batch
