@@ -43,8 +43,9 @@ def build_judge(backend: str = "local", *, settings: Settings | None = None, bas
             default: the settings' ``calibrator`` file (``JUDGE_CALIBRATOR``), if any.
         escalate_below: escalate verdicts whose (calibrated) confidence is below this.
         allow_rulebook_change: accept a calibrator fitted under another rulebook version.
-        **config_fields: `JudgeConfig` fields; backend and model come from the started backend, and the
-            template version defaults to the rules or bare template according to ``use_rules``.
+        **config_fields: `JudgeConfig` fields; backend and model come from the started backend. The method
+            defaults to ``checks`` (the rules' yes/no checks, applied by precedence) when rules are used, and
+            the template version to the one of the method (``bare`` without rules).
     """
     from judge.backends.registry import make_backend
     from judge.judging.checks import CHECKS_TEMPLATE_VERSION
@@ -59,7 +60,8 @@ def build_judge(backend: str = "local", *, settings: Settings | None = None, bas
 
         calibrator = load_calibrator(settings.calibrator)
     use_rules = config_fields.get("use_rules", True)
-    if config_fields.get("method") == "checks" and use_rules:
+    config_fields.setdefault("method", "checks" if use_rules else "pairwise")
+    if config_fields["method"] == "checks" and use_rules:
         config_fields.setdefault("template_version", CHECKS_TEMPLATE_VERSION)
         config_fields.setdefault("explain", False)
     config_fields.setdefault("template_version", TEMPLATE_VERSION if use_rules else BARE_TEMPLATE_VERSION)

@@ -55,6 +55,7 @@ from judge.rules.model import (
     Case,
     Change,
     ChangeKind,
+    Check,
     Holding,
     Layer,
     Pair,
@@ -270,8 +271,11 @@ class Rulebook:
                    holding: Holding, rationale: str, cites: Sequence[str] = (),
                    overrules: Sequence[str] = (), rule_id: str | None = None, title: str | None = None,
                    source: str = "human-review", author: str | None = None,
-                   tags: Sequence[str] = ()) -> Rule:
+                   tags: Sequence[str] = (), checks: Sequence[Check] = ()) -> Rule:
         """Add a case ruling; rulings it overrules get a new, overruled version in the same transaction.
+
+        ``checks`` are the ruling's yes/no questions (from its holding and rationale) that let the rule-checks
+        method apply it to new pairs; a ruling without checks still binds as a precedent on the same facts.
 
         Raises:
             RulingConflictError: the holding contradicts an active ruling on a near-duplicate pair that
@@ -290,7 +294,8 @@ class Rulebook:
         # Unknown citations are refused inside the store's transaction; here they just add no depth.
         specificity = 1 + max((r.specificity for r in self.store.get_many(cites).values()), default=0)
         ruling = Rule(id=rid, layer=Layer.RULING, title=title, text=ruling_text(holding, rationale),
-                      specificity=specificity, tags=tuple(tags), source=source, case=case, author=author)
+                      specificity=specificity, tags=tuple(tags), source=source, case=case, author=author,
+                      checks=tuple(checks))
         items = [PendingChange(ruling, ChangeKind.ADD, None)]
         for target in overrules:
             items.append(self._status_change(target, RuleStatus.OVERRULED, f"overruled by {rid}"))
@@ -300,7 +305,7 @@ class Rulebook:
     def add_ruling_from(self, result: Verdict | str, *, holding: Holding, rationale: str,
                         pair: Pair | None = None, cites: Sequence[str] = (), overrules: Sequence[str] = (),
                         author: str | None = None, title: str | None = None, tags: Sequence[str] = (),
-                        store: JudgmentStore | None = None) -> Rule:
+                        store: JudgmentStore | None = None, checks: Sequence[Check] = ()) -> Rule:
         """Make a ruling from a judged pair: the pair, the correct holding, the rationale and cited rules.
 
         The ruling's source is ``judgment:<cache key>``. Nothing is cited unless ``cites`` says so: the
@@ -320,6 +325,7 @@ class Rulebook:
             title: default: from the prompt.
             tags: tags of the ruling.
             store: where judgments are stored (default: the judgment store on this rulebook's database).
+            checks: the ruling's yes/no checks (see `add_ruling`).
 
         Raises:
             InputError: the result id matches nothing or several judgments, the judgment predates stored
@@ -348,7 +354,8 @@ class Rulebook:
                              field="pair")
         return self.add_ruling(prompt=pair.prompt, response_a=pair.response_a, response_b=pair.response_b,
                                holding=holding, rationale=rationale, cites=cites, overrules=overrules,
-                               title=title, source=f"judgment:{verdict.cache_key}", author=author, tags=tags)
+                               title=title, source=f"judgment:{verdict.cache_key}", author=author, tags=tags,
+                               checks=checks)
 
     def conflicts(self, pair: Pair, holding: Holding, *, ignore: Sequence[str] = ()) -> list[RulingConflict]:
         """Active rulings on near-duplicate pairs whose holding contradicts ``holding`` on ``pair``.

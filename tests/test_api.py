@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import subprocess
 import sys
 from typing import Any
@@ -95,6 +97,10 @@ def test_evaluate_runs_the_judge_without_showing_labels(monkeypatch: pytest.Monk
     def reply(body: dict) -> FakeReply:
         user = body["messages"][1]["content"]
         assert "SECRET" not in user  # neither the label nor meta reaches the judge
+        if "Question: " in user:  # a check of one response (the default method): only the general one separates
+            general = "Question: Does the response do what the user asked" in user
+            p_yes = 0.9 if general and "the right answer" in user else 0.1 if general else 0.5
+            return FakeReply("Yes", top_logprobs=[("Yes", math.log(p_yes)), ("No", math.log(1 - p_yes))])
         first = user.split("<response_a>\n", 1)[1].split("\n</response_a>", 1)[0]
         return FakeReply("A" if "right" in first else "B", top_logprobs=[("A", -0.1), ("B", -2.4)]
                          if "right" in first else [("B", -0.1), ("A", -2.4)])

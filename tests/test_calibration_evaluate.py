@@ -332,7 +332,7 @@ def test_run_command_with_calibrator_and_abstain(monkeypatch: pytest.MonkeyPatch
     pairs.write_text(json.dumps({"id": "x1", "prompt": PAIR.prompt, "response_a": PAIR.response_a.text,
                                  "response_b": PAIR.response_b.text}) + "\n")
     out = tmp_path / "out.jsonl"
-    code, stdout, stderr = run_cli(["run", str(pairs), "-o", str(out), "--no-explain", "--calibrator",
+    code, stdout, stderr = run_cli(["run", str(pairs), "-o", str(out), "--method", "pairwise", "--no-explain", "--calibrator",
                                     str(cal_path), "--abstain"], monkeypatch, capsys, sqlite_url)
     assert code == 0, stderr
     result = json.loads(out.read_text())

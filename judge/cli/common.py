@@ -84,3 +84,26 @@ def duration_s(text: str, option: str) -> float:
         raise typer.BadParameter(f"{text!r} is not a duration (e.g. 3600, 90m, 2h, 1h30m)", param_hint=option)
     hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
     return hours * 3600 + minutes * 60 + seconds
+
+
+CHECK_HELP = ("A yes/no check the ruling carries, as 'QUESTION?=yes|no' (the answer that complies; repeatable), "
+              "e.g. --check 'Does the response give a dose?=no'.")
+
+
+def parse_checks(values: list[str], option: str = "--check") -> list[Any]:
+    """`Check`s from ``QUESTION?=yes|no`` strings; a malformed one is a usage error naming the option."""
+    from pydantic import ValidationError
+
+    from judge.rules.model import Check
+
+    checks = []
+    for value in values:
+        question, sep, expect = value.rpartition("=")
+        if not sep or expect.strip().lower() not in ("yes", "no"):
+            raise typer.BadParameter(f"{value!r}: write QUESTION?=yes or QUESTION?=no", param_hint=option)
+        try:
+            checks.append(Check(question=question, expect=expect.strip().lower()))  # type: ignore[arg-type]
+        except ValidationError as exc:
+            message = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+            raise typer.BadParameter(f"{value!r}: {message}", param_hint=option) from None
+    return checks

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from judge.cli.common import console, emit_json, state
+from judge.cli.common import CHECK_HELP, console, emit_json, parse_checks, state
 from judge.cli.rulebook_cmd import CONFLICT_OPT
 
 
@@ -20,6 +20,7 @@ def rule(
     overrules: list[str] = typer.Option([], "--overrules",
                                         help="Active ruling this one replaces (repeatable), in the same "
                                              "transaction; needed when the holding contradicts it."),
+    checks: list[str] = typer.Option([], "--check", help=CHECK_HELP),
     author: str | None = typer.Option(None, "--author", help="Recorded as the ruling's author."),
     title: str | None = typer.Option(None, "--title", help="Default: from the prompt."),
     conflict_threshold: float | None = CONFLICT_OPT,
@@ -27,16 +28,18 @@ def rule(
 ) -> None:
     """Make a ruling from a judged pair: the pair, the correct holding, the rationale, cited rules, author.
 
-    Later verdicts on similar pairs retrieve it as a precedent. A holding that contradicts an active ruling
+    Later verdicts on similar pairs retrieve it as a precedent; with --check the rule-checks method also asks
+    its questions of new pairs it is retrieved for (write them from the holding and rationale). A holding that contradicts an active ruling
     on a near-duplicate pair is refused (nothing is written) until --overrules names that ruling.
     """
     if holding not in ("A", "B", "tie"):
         raise typer.BadParameter(f"must be A, B or tie, not {holding!r}", param_hint="--holding")
+    parsed = parse_checks(checks)
     rb = state(ctx).rulebook()
     if conflict_threshold is not None:
         rb.conflict_threshold = conflict_threshold
     ruling = rb.add_ruling_from(result_id, holding=holding, rationale=rationale,  # type: ignore[arg-type]
-                                cites=cites, overrules=overrules, author=author, title=title)
+                                cites=cites, overrules=overrules, author=author, title=title, checks=parsed)
     if as_json:
         emit_json({**ruling.model_dump(mode="json"), "rulebook_version": rb.version})
         return

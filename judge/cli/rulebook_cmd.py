@@ -11,11 +11,11 @@ import typer
 from pydantic import ValidationError
 from rich.table import Table
 
-from judge.cli.common import console, emit_json, err_console, state
+from judge.cli.common import CHECK_HELP, console, emit_json, err_console, parse_checks, state
 from judge.cli.progress import RunProgress
 from judge.errors import InputError, first_validation_error
 from judge.jsonl import read_jsonl
-from judge.rules.model import Layer, Rule
+from judge.rules.model import Check, Layer, Rule
 
 app = typer.Typer(help="Manage the layered rulebook (constitution > spec entries > case rulings).",
                   no_args_is_help=True)
@@ -243,6 +243,17 @@ def history(
     console.print(table)
 
 
+def _checks_from_json(value: object, file: Path | None) -> list[Check]:
+    from pydantic import TypeAdapter
+
+    try:
+        return TypeAdapter(list[Check]).validate_python(value)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise InputError(f"invalid checks.{where}: {err['msg']}", path=file, field="checks") from None
+
+
 @app.command("add-ruling")
 def add_ruling(
     ctx: typer.Context,
@@ -256,6 +267,7 @@ def add_ruling(
     rationale: str | None = typer.Option(None, "--rationale"),
     cites: list[str] = typer.Option([], "--cite", help="Cited rule id (repeatable); must exist."),
     overrules: list[str] = typer.Option([], "--overrules", help="Ruling id this one overrules (repeatable)."),
+    checks: list[str] = typer.Option([], "--check", help=CHECK_HELP),
     author: str | None = typer.Option(None, "--author"),
     conflict_threshold: float | None = CONFLICT_OPT,
     as_json: bool = JSON_OPT,
@@ -279,16 +291,20 @@ def add_ruling(
         fields["cites"] = cites
     if overrules:
         fields["overrules"] = overrules
+    if checks:
+        fields["checks"] = parse_checks(checks)
     missing = [k for k in ("prompt", "response_a", "response_b", "holding", "rationale") if not fields.get(k)]
     if missing:
         raise InputError(f"missing field(s): {', '.join(missing)}", path=file, field=missing[0])
     if fields["holding"] not in ("A", "B", "tie"):
         raise InputError(f"holding must be A, B or tie, not {fields['holding']!r}", path=file, field="holding")
     allowed = {"prompt", "response_a", "response_b", "holding", "rationale", "cites", "overrules", "title",
-               "rule_id", "source", "tags"}
+               "rule_id", "source", "tags", "checks"}
     unknown = sorted(set(fields) - allowed)
     if unknown:
         raise InputError(f"unknown field(s): {', '.join(unknown)}", path=file, field=unknown[0])
+    if "checks" in fields and not checks:
+        fields["checks"] = _checks_from_json(fields["checks"], file)
     rb = state(ctx).rulebook()
     if conflict_threshold is not None:
         rb.conflict_threshold = conflict_threshold
