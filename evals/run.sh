@@ -32,7 +32,7 @@ mkdir -p "$work" evals/results
 export JUDGE_DB=sqlite:///$PWD/$work/judge.db JUDGE_INDEX_PATH=$PWD/$work/index HF_HUB_OFFLINE=1
 judge=${JUDGE_BIN:-.venv/bin/judge}
 .venv/bin/python evals/sample.py "$src" "$work/$set_name.jsonl" ${n:+--n "$n"}
-"$judge" rulebook load rulebook/
+"$judge" rulebook load rulebook/ --constitution  # the derived evaluation database follows the text
 method=${METHOD:-rules}
 case "$method" in
   rules)  how=(--method pairwise --no-explain) ;;

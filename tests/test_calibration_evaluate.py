@@ -332,21 +332,23 @@ def test_run_command_with_calibrator_and_abstain(monkeypatch: pytest.MonkeyPatch
     pairs.write_text(json.dumps({"id": "x1", "prompt": PAIR.prompt, "response_a": PAIR.response_a.text,
                                  "response_b": PAIR.response_b.text}) + "\n")
     out = tmp_path / "out.jsonl"
-    code, stdout, stderr = run_cli(["run", str(pairs), "-o", str(out), "--method", "pairwise", "--no-explain", "--calibrator",
-                                    str(cal_path), "--abstain"], monkeypatch, capsys, sqlite_url)
+    code, stdout, stderr = run_cli(["run", str(pairs), "-o", str(out), "--method", "pairwise", "--no-explain",
+                                    "--calibrator", str(cal_path), "--abstain"], monkeypatch, capsys, sqlite_url)
     assert code == 0, stderr
     result = json.loads(out.read_text())
     assert result["calibrator"] == cal.id and result["escalated"] is True
     assert result["raw_probabilities"]["a"] == pytest.approx(0.8)
     assert "escalate" in stdout
     # resumed: the pair already judged is skipped, and the progress counts it as done
-    code, _, stderr = run_cli(["run", str(pairs), "-o", str(out), "--no-explain", "--calibrator", str(cal_path),
+    code, _, stderr = run_cli(["run", str(pairs), "-o", str(out), "--method", "pairwise", "--no-explain",
+                               "--calibrator", str(cal_path),
                                "--abstain"], monkeypatch, capsys, sqlite_url)
     assert code == 0 and "judging: 1/1 (100%)" in stderr and len(out.read_text().splitlines()) == 1
     # a calibrator for another model is refused with one clear line, and nothing is judged
     other = cal.model_copy(update={"judge": {**cal.judge, "model": "another"}})
     cal_path.write_text(other.model_dump_json())
-    code, _, stderr = run_cli(["run", str(pairs), "-o", str(tmp_path / "o2.jsonl"), "--no-explain",
+    code, _, stderr = run_cli(["run", str(pairs), "-o", str(tmp_path / "o2.jsonl"), "--method", "pairwise",
+                               "--no-explain",
                                "--calibrator", str(cal_path)], monkeypatch, capsys, sqlite_url)
     assert code == 2 and "model" in stderr and not (tmp_path / "o2.jsonl").exists()
 
@@ -374,7 +376,7 @@ def test_settings_calibrator_is_applied_by_every_built_judge(monkeypatch: pytest
     assert settings.calibrator == tmp_path / "cal.json"
     config = JudgeConfig(backend="fake", model="fake-judge", template_version=TEMPLATE_VERSION)
     (tmp_path / "cal.json").write_text(_calibrator(config, None).model_dump_json())
-    judge = build_judge("fake", settings=settings)
+    judge = build_judge("fake", settings=settings, method="pairwise")
     assert judge.calibrator is not None and judge.calibrator.method == "temperature"
     (tmp_path / "cal.json").write_text("{}")
     with pytest.raises(InputError, match="not a judge calibrator"):

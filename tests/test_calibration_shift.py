@@ -171,7 +171,8 @@ def _shifted_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest
                                          "response_a": PAIR.response_a.text, "response_b": PAIR.response_b.text})
                              + "\n" for i in range(25)))
     out = tmp_path / "out.jsonl"
-    code, _, stderr = run_cli(["run", str(pairs), "-o", str(out), "--no-explain", "--no-table", "--calibrator",
+    code, _, stderr = run_cli(["run", str(pairs), "-o", str(out), "--method", "pairwise", "--no-explain", "--no-table",
+                               "--calibrator",
                                str(cal_path), "--abstain", *extra], monkeypatch, capsys, sqlite_url)
     assert code == 0, stderr
     return [json.loads(line) for line in out.read_text().splitlines()], " ".join(stderr.split())

@@ -403,7 +403,7 @@ def test_rule_impact_and_rerun_commands(monkeypatch: pytest.MonkeyPatch, capsys:
     assert code == 0, err
     assert json.loads(out)["bound_by_precedent"] == 1 and len(fb.history) == 0
     code, out, err = cli("run", str(pairs), "-o", str(tmp_path / "asked.jsonl"), "--backend", "fake",
-                         "--no-precedent", "--no-explain", "--json")
+                         "--method", "pairwise", "--no-precedent", "--no-explain", "--json")
     assert code == 0, err
     assert json.loads(out)["bound_by_precedent"] == 0 and len(fb.history) == 2
 
@@ -414,8 +414,6 @@ def test_migration_0004_keeps_judgments_stored_before_it(tmp_path: Path) -> None
 
     from judge.judging.pairwise import Distribution
     from judge.store import (
-        PendingChange,
-        RulebookStore,
         alembic_config,
         known_revisions,
         migrate,
@@ -432,12 +430,11 @@ def test_migration_0004_keeps_judgments_stored_before_it(tmp_path: Path) -> None
         config.attributes["connection"] = conn
         command.upgrade(config, "0003_test_cases")
     assert schema_revision(engine) == ("0003_test_cases",)
-    store = RulebookStore(engine)
-    from judge.rules.model import ChangeKind
+    from judge.rules.model import EMPTY_RULEBOOK_VERSION, next_rulebook_version
 
-    store.commit([PendingChange(Rule(id="spec/units", layer=Layer.SPEC, title="Units", text="Get units right."),
-                                ChangeKind.ADD)])
-    version = store.version
+    units = Rule(id="spec/units", layer=Layer.SPEC, title="Units", text="Get units right.")
+    # the version the rulebook has after its first change, added below once the store is migrated
+    version = next_rulebook_version(EMPTY_RULEBOOK_VERSION, units.id, 1, units.content_hash())
     old = Verdict(pair_id="old", winner="A", probabilities=Distribution(a=0.9, tie=0.0, b=0.1), cache_key="ab" * 32,
                   rulebook_version=version, config=JudgeConfig(backend="fake", model="m", template_version="t"))
     columns = {"cache_key": old.cache_key, "pair_id": "old", "rulebook_version": version, "backend": "fake",
@@ -448,6 +445,8 @@ def test_migration_0004_keeps_judgments_stored_before_it(tmp_path: Path) -> None
     engine.dispose()
 
     rb = hash_rulebook(url)  # opens and migrates to the head revision
+    rb.add_rule(units)
+    assert rb.version == version
     rb.add_rule(Rule(id="spec/tone", layer=Layer.SPEC, title="Tone", text="Be kind."))
     assert schema_revision(rb.store.engine) == (known_revisions()[-1],)
     judgments = JudgmentStore(rb.store.engine)

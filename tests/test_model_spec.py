@@ -130,8 +130,12 @@ def _owned_files(root: Path) -> dict[str, bytes]:
 
 
 def test_shipped_rulebook_is_a_fresh_import(spec_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    shutil.copytree(RULEBOOK, tmp_path, dirs_exist_ok=True)
     report = import_model_spec_to_dir(spec_dir, tmp_path)
     assert (report.constitution, report.spec, report.rulings) == (22, 58, 199)
+    assert report.files_written == 0  # re-importing over the shipped rulebook changes nothing, checks included
     assert _owned_files(RULEBOOK) == _owned_files(tmp_path)
     assert (tmp_path / LICENSE_NAME).read_bytes() == (spec_dir / "LICENSE").read_bytes()
     assert report.origin_commit in (tmp_path / "NOTICE.md").read_text()
@@ -140,12 +144,24 @@ def test_shipped_rulebook_is_a_fresh_import(spec_dir: Path, tmp_path: Path) -> N
 def test_shipped_rulebook_reads_and_has_the_process_rules(imported: dict[str, Rule]) -> None:
     rules = {r.id: r for r in read_rulebook(RULEBOOK)}
     assert set(rules) == set(imported) | PROCESS_IDS
-    for rule_id, rule in imported.items():
-        assert rules[rule_id].content_hash() == rule.content_hash()
+    for rule_id, rule in imported.items():  # the imported text, plus the checks people wrote for it
+        assert rules[rule_id].model_copy(update={"checks": ()}).content_hash() == rule.content_hash()
+        assert rules[rule_id].checks or rule.layer is Layer.RULING
     for rule_id in PROCESS_IDS:
         rule = rules[rule_id]
         assert rule.process_rule and rule.layer is Layer.SPEC and rule.authority is Authority.GUIDELINE
         assert rule.source == "judge" and len(rule.text) > 400
+
+
+def test_reimport_keeps_the_checks_of_existing_rules(spec_dir: Path, tmp_path: Path) -> None:
+    import_model_spec_to_dir(spec_dir, tmp_path)
+    target = tmp_path / "constitution" / "do-not-encourage-self-harm.md"
+    text = target.read_text(encoding="utf-8")
+    checks = 'checks:\n- question: Does it name a dose?\n  expect: "no"\n'
+    target.write_text(text.replace("\n---\n", f"\n{checks}---\n", 1), encoding="utf-8")
+    import_model_spec_to_dir(spec_dir, tmp_path)
+    (rule,) = [r for r in read_rulebook(tmp_path) if r.id == "constitution/do-not-encourage-self-harm"]
+    assert [c.question for c in rule.checks] == ["Does it name a dose?"]
 
 
 def test_import_touches_only_its_own_files(spec_dir: Path, tmp_path: Path) -> None:

@@ -81,7 +81,7 @@ def test_release_flow(candidate_style: str, min_cases: int, exit_code: int, tmp_
     assert code == 0, err
     assert json.loads(out)["pairs"] == 5
     code, _, err = cli("run", str(tmp_path / "pairs.jsonl"), "-o", str(tmp_path / "results.jsonl"),
-                       "--no-explain", "--no-table")
+                       "--method", "pairwise", "--no-explain", "--no-table")
     assert code == 0, err
     (tmp_path / "gate.toml").write_text(f'min_cases = {min_cases}\nscope = ["{ENTRY}"]\n'
                                         "min_win_rate_lower_bound = 0.4\n")

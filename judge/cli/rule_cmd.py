@@ -29,8 +29,9 @@ def rule(
     """Make a ruling from a judged pair: the pair, the correct holding, the rationale, cited rules, author.
 
     Later verdicts on similar pairs retrieve it as a precedent; with --check the rule-checks method also asks
-    its questions of new pairs it is retrieved for (write them from the holding and rationale). A holding that contradicts an active ruling
-    on a near-duplicate pair is refused (nothing is written) until --overrules names that ruling.
+    its questions of new pairs it is retrieved for (write them from the holding and rationale). A holding that
+    contradicts an active ruling on a near-duplicate pair is refused (nothing is written) until --overrules
+    names that ruling.
     """
     if holding not in ("A", "B", "tie"):
         raise typer.BadParameter(f"must be A, B or tie, not {holding!r}", param_hint="--holding")

@@ -19,6 +19,7 @@ from judge.backends.base import Backend, ChatReply, ChatRequest, release_connect
 from judge.calibration.apply import calibrate_verdict, mark_escalated
 from judge.calibration.recalibrate import Calibrator, check_compatible
 from judge.errors import BackendError, BackendReplyError, JudgeError, StructuredOutputError
+from judge.judging.check_verdict import check_citations, check_rationale, decide_by_checks
 from judge.judging.pairwise import (
     Distribution,
     VerdictTokenError,
@@ -35,7 +36,6 @@ from judge.judging.prompts import (
     select_rules,
     verdict_messages,
 )
-from judge.judging.check_verdict import check_citations, check_rationale, decide_by_checks
 from judge.judging.verdict import (
     Citation,
     Explanation,

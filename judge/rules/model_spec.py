@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict
 from judge.errors import InputError
 from judge.jsonl import read_jsonl
 from judge.rules.model import Authority, Case, Layer, Rule, slugify
-from judge.rules.textio import ruling_text, write_rulebook
+from judge.rules.textio import read_rulebook, ruling_text, write_rulebook
 
 __all__ = ["EXAMPLE_SOURCE", "EXAMPLE_TAG", "SPEC_SOURCE", "ImportReport", "import_model_spec",
            "import_model_spec_to_dir", "render_notice"]
@@ -240,18 +240,27 @@ def _write_if_changed(path: Path, data: bytes) -> bool:
     return True
 
 
+def _keep_checks(rules: list[Rule], out: Path) -> list[Rule]:
+    """The imported rules, each with the checks its current version in ``out`` carries (if any)."""
+    if not out.is_dir() or not any(out.iterdir()):
+        return rules
+    existing = {r.id: r.checks for r in read_rulebook(out) if r.checks}
+    return [r.model_copy(update={"checks": existing[r.id]}) if r.id in existing else r for r in rules]
+
+
 def import_model_spec_to_dir(source_dir: str | Path, out_dir: str | Path) -> ImportReport:
     """Import the Model Spec and write it as rulebook text into ``out_dir``.
 
     Rewrites only what the importer owns: rule files whose rules all come from ``openai/model_spec...``,
     ``NOTICE.md`` and ``LICENSE-model-spec``. Other files (e.g. ``process/``) are never touched or deleted.
+    Checks are written by people, not imported: a rule already in ``out_dir`` keeps its checks.
     """
     src, out = Path(source_dir), Path(out_dir)
     license_file = src / "LICENSE"
     if not license_file.is_file():
         raise InputError("missing the Model Spec LICENSE file", path=license_file)
     source = _load(src)
-    rules = _rules(source, src)
+    rules = _keep_checks(_rules(source, src), out)
     out.mkdir(parents=True, exist_ok=True)
     report = write_rulebook(rules, out, owned_by=SPEC_SOURCE)
     notice = render_notice(source.commit, source.commit_date).encode("utf-8")
