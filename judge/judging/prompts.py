@@ -185,13 +185,14 @@ def select_rules(rules: Sequence[tuple[Rule, float]], *, n_constitution: int, n_
     Constitution rules and spec entries are ranked together by score and the best ``n_constitution +
     n_spec`` of them shown, so a pair is shown the constitution rules that apply to it rather than a fixed
     number whatever it is about; ``pooled=False`` takes the best ``n_constitution`` and ``n_spec`` of each
-    layer separately. The best ``n_rulings`` rulings are shown. Process rules are kept when the pair has a
-    process (caller's choice)."""
+    layer separately. The best ``n_rulings`` rulings are shown. Pooled, every retrieved process rule is shown
+    besides (retrieval returns them only for a pair with a process); per layer, they compete as spec entries."""
     if pooled:
-        pool = sorted((x for x in rules if x[0].layer in (Layer.CONSTITUTION, Layer.SPEC)), key=lambda x: -x[1])
+        pool = sorted((x for x in rules if x[0].layer in (Layer.CONSTITUTION, Layer.SPEC) and not x[0].process_rule),
+                      key=lambda x: -x[1])
         rulings = sorted((x for x in rules if x[0].layer is Layer.RULING), key=lambda x: -x[1])
         best = {r.id for r, _ in pool[: n_constitution + n_spec]} | {r.id for r, _ in rulings[:n_rulings]}
-        return [r for r, _ in rules if r.id in best]
+        return [r for r, _ in rules if r.id in best or r.process_rule]
     quota = {Layer.CONSTITUTION: n_constitution, Layer.SPEC: n_spec, Layer.RULING: n_rulings}
     by_layer: dict[Layer, set[str]] = {}
     for layer, n in quota.items():
