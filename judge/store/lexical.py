@@ -1,6 +1,6 @@
 """Lexical search of the rulebook in the system of record: SQLite FTS5 (bm25) or PostgreSQL full text (ts_rank).
 
-The table ``rule_fts`` (migration ``0006_rule_fts``) holds one row per *binding* rule: its id, layer and a
+The table ``rule_fts`` (migration ``0007_rule_fts``) holds one row per *binding* rule: its id, layer and a
 searchable body (`lexical_body`: title and text; a ruling's title, prompt and rationale). It is written in the
 same transaction as the rule versions (`RulebookStore` calls `replace_rows`), so it never lags the rulebook,
 and it is derived: `rebuild` recreates it from the current rule versions.
