@@ -1,0 +1,179 @@
+"""Hardening: bad input is a clear error, one bad pair never stops a run, nothing leaks, rulings bind only the
+same facts."""
+
+from __future__ import annotations
+
+from judge.rules.conflicts import Candidate, near_duplicates
+from judge.rules.model import Case, Layer, Pair, Rule
+
+
+def _ruling(prompt: str = "Hello.", holding: str = "A") -> Rule:
+    case = Case(prompt=prompt, response_a="Hi! How can I help?", response_b="yo what's up", holding=holding,
+                rationale="professional")
+    return Rule(id="ruling/hello", layer=Layer.RULING, title="hello", text=f"held {holding}", case=case)
+
+
+def test_a_ruling_on_another_prompt_never_binds_even_with_the_same_responses() -> None:
+    ruling = _ruling()
+    other_prompt = Pair(prompt="yooooooooo", response_a="Hi! How can I help?", response_b="yo what's up")
+    # as wholes the pairs are alike and each response is the same, but the prompts differ
+    unmeasured = [Candidate(ruling, 0.9618, (2.0, 0.5), 1.0)]
+    assert near_duplicates(other_prompt, unmeasured, strict=True) == []
+    measured = [Candidate(ruling, 0.9618, (2.0, 0.5), 1.0, prompt_similarity=0.41)]
+    assert near_duplicates(other_prompt, measured, strict=True) == []
+    # a conflict check (not strict) still sees the near-duplicate
+    assert [p.ruling_id for p in near_duplicates(other_prompt, measured)] == ["ruling/hello"]
+    # the same prompt reworded (measured alike on its own) binds; the similarity is the lowest of the three
+    reworded = Pair(prompt="Hello there.", response_a="Hi! How can I help?", response_b="yo what's up")
+    bound = near_duplicates(reworded, [Candidate(ruling, 0.97, (2.0, 0.5), 0.99, prompt_similarity=0.96)],
+                            strict=True)
+    assert [(p.ruling_id, p.similarity) for p in bound] == [("ruling/hello", 0.96)]
+    # the same prompt text (normalised) needs no prompt embedding
+    spaced = Pair(prompt=" hello. ", response_a="Hi! How can I help? ", response_b="yo what's up!")
+    assert near_duplicates(spaced, [Candidate(ruling, 0.98, (2.0, 0.5), 0.99)], strict=True)[0].similarity == 0.98
+
+
+def test_measured_candidates_compare_the_prompts_on_their_own(hash_rulebook) -> None:  # type: ignore[no-untyped-def]
+    rb = hash_rulebook
+    rb.add_ruling(prompt="Hello.", response_a="Hi! How can I help you today?", response_b="yo what's up dude",
+                  holding="A", rationale="professional")
+    same_responses = Pair(prompt="yooooooooo", response_a="Hi! How can I help you today?",
+                          response_b="yo what's up dude")
+    assert rb.precedents(same_responses, threshold=0.9) == []
+    same = Pair(prompt="Hello.", response_a="yo what's up dude", response_b="Hi! How can I help you today?")
+    assert [p.holding for p in rb.precedents(same, threshold=0.9)] == ["B"]
+
+
+# ============================================================== bad input: every command, one clear error
+import json  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import pytest  # noqa: E402
+
+from tests.test_cli import invoke  # noqa: E402
+
+LONE = "\udc80"
+DEEP = 100_000
+
+
+def _pair(pid: str, **over: Any) -> dict[str, Any]:
+    return {"id": pid, "prompt": f"question {pid}?", "response_a": "yes", "response_b": "no", "label": "A", **over}
+
+
+def _deep_json() -> str:
+    return "[" * DEEP + "]" * DEEP
+
+
+def _lines(*objs: dict[str, Any] | str) -> str:
+    return "".join((o if isinstance(o, str) else json.dumps(o)) + "\n" for o in objs)
+
+
+def _rule_line(rid: str, text: str = "Be clear.") -> dict[str, Any]:
+    return {"id": rid, "layer": "spec", "title": "t", "text": text, "authority": "guideline"}
+
+
+def _ruling_line(rid: str, **over: Any) -> dict[str, Any]:
+    return {"id": rid, "title": "t", "status": "active", "holding": "A", "rationale": "r", "prompt": "p?",
+            "response_a": "a", "response_b": "b", **over}
+
+
+def _case_line(**over: Any) -> dict[str, Any]:
+    return {"prompt": "How do I bake bread?", "entries": ["spec/be-clear"], **over}
+
+
+def _md_rule(title: str) -> str:
+    return f"---\nid: spec/x\ntitle: {title}\nauthority: guideline\n---\nBe clear.\n"
+
+
+def _write(tmp: Path, name: str, text: str) -> Path:
+    path = tmp / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8", errors="surrogatepass")
+    return path
+
+
+#: (command builder given a tmp dir, the file:line expected in the error (relative name, line), words expected)
+BAD_INPUTS: dict[str, tuple[Callable[[Path], list[str]], tuple[str, int | None], str]] = {
+    "run-lone-surrogate": (lambda t: ["run", str(_write(t, "p.jsonl", _lines(
+        _pair("p0"), json.dumps(_pair("p1", response_b="x" + LONE), ensure_ascii=True)))), "-o", str(t / "o.jsonl")],
+        ("p.jsonl", 2), "response_b"),
+    "eval-lone-surrogate": (lambda t: ["eval", str(_write(t, "p.jsonl", _lines(
+        json.dumps(_pair("p0", prompt="q" + LONE), ensure_ascii=True)))), "-r", str(_write(t, "r.jsonl", ""))],
+        ("p.jsonl", 1), "prompt"),
+    "ingest-lone-surrogate": (lambda t: ["rulebook", "ingest", str(_write(t, "r.jsonl", _lines(
+        json.dumps(_rule_line("spec/a", "x" + LONE), ensure_ascii=True))))], ("r.jsonl", 1), "text"),
+    "load-lone-surrogate-jsonl": (lambda t: ["rulebook", "load", str(_write(t, "rb/rulings/r.jsonl", _lines(
+        json.dumps(_ruling_line("ruling/r", prompt="p" + LONE), ensure_ascii=True))).parent.parent)],
+        ("rb/rulings/r.jsonl", 1), "prompt"),
+    "load-lone-surrogate-yaml": (lambda t: ["rulebook", "load", str(_write(
+        t, "rb/spec/x.md", _md_rule('"bad \\udc80"')).parent.parent)], ("rb/spec/x.md", 3), "title"),
+    "cases-add-lone-surrogate": (lambda t: ["cases", "add", str(_write(t, "c.jsonl", _lines(
+        json.dumps(_case_line(prompt="p" + LONE), ensure_ascii=True))))], ("c.jsonl", 1), "prompt"),
+    "run-deep": (lambda t: ["run", str(_write(t, "p.jsonl", _lines(
+        _pair("p0"), '{"id": "p1", "prompt": "q", "response_a": "a", "response_b": ' + _deep_json() + "}"))),
+        "-o", str(t / "o.jsonl")], ("p.jsonl", 2), "nested"),
+    "eval-deep": (lambda t: ["eval", str(_write(t, "p.jsonl", _lines('{"x": ' + _deep_json() + "}"))),
+                             "-r", str(_write(t, "r.jsonl", ""))], ("p.jsonl", 1), "nested"),
+    "ingest-deep": (lambda t: ["rulebook", "ingest", str(_write(t, "r.jsonl", _deep_json() + "\n"))],
+                    ("r.jsonl", 1), "nested"),
+    "load-deep-jsonl": (lambda t: ["rulebook", "load", str(_write(
+        t, "rb/rulings/r.jsonl", '{"id": "ruling/r", "tags": ' + _deep_json() + "}\n").parent.parent)],
+        ("rb/rulings/r.jsonl", 1), "nested"),
+    "load-deep-yaml": (lambda t: ["rulebook", "load", str(_write(
+        t, "rb/spec/x.md", _md_rule("[" * DEEP + "]" * DEEP)).parent.parent)], ("rb/spec/x.md", 2), "nested"),
+    "cases-add-deep": (lambda t: ["cases", "add", str(_write(t, "c.jsonl", '{"x": ' + _deep_json() + "}\n"))],
+                       ("c.jsonl", 1), "nested"),
+    "gate-policy-deep": (lambda t: ["gate", "-c", str(_write(t, "r.jsonl", "")), "--cases",
+                                    str(_write(t, "c.jsonl", "")), "--policy",
+                                    str(_write(t, "g.toml", "x = " + _deep_json() + "\n"))], ("g.toml", None),
+                         "nested"),
+    "gate-cases-deep": (lambda t: ["gate", "-c", str(_write(t, "r.jsonl", "")), "--cases",
+                                   str(_write(t, "c.json", "[" + _deep_json() + "]"))], ("c.json", None), "nested"),
+    "gate-calibration-deep": (lambda t: ["gate", "-c", str(_write(t, "r.jsonl", "")), "--cases",
+                                         str(_write(t, "c.jsonl", "")), "--calibration",
+                                         str(_write(t, "m.json", _deep_json()))], ("m.json", None), "nested"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_INPUTS))
+def test_bad_input_is_one_clear_error_naming_file_line_and_field(
+        name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        sqlite_url: str) -> None:
+    build, (file, line), words = BAD_INPUTS[name]
+    args = build(tmp_path)
+
+    def no_judge(*_a: Any, **_k: Any) -> None:
+        raise AssertionError("nothing may be judged for a file that does not validate")
+
+    monkeypatch.setattr("judge.cli.run_cmd._judge", no_judge)
+    code, _out, err = invoke(["--db", sqlite_url, "--embedding-model", "hash", *args], monkeypatch, capsys)
+    said = " ".join(err.split())
+    where = str(tmp_path / file) + (f":{line}:" if line is not None else ":")
+    assert code == 2 and "Traceback" not in err, err
+    assert where in "".join(err.split()) and words in said, said  # the console may wrap inside the path
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_a_pair_that_fails_only_at_judging_time_is_a_recorded_failure_and_the_run_goes_on(tmp_path: Path) -> None:
+    import asyncio
+
+    from judge.backends.fake import FakeBackend
+    from judge.judging.engine import Judge, bare_config
+    from judge.judging.pairs_io import PairRecord
+    from judge.judging.runner import read_results, run_pairs
+    from tests.test_robustness import by_content
+
+    fb = FakeBackend(by_content("yes"))
+    judge = Judge(fb, None, config=bare_config(fb))
+    # built in Python, not read from a file: nothing validated the text before the judge saw it
+    records = [PairRecord(Pair(id=f"p{i}", prompt="q?", response_a="yes" + (LONE if i == 1 else ""),
+                               response_b="no"), "A", None, i + 1) for i in range(3)]
+    out = tmp_path / "out.jsonl"
+    report = asyncio.run(run_pairs(judge, records, out=out, concurrency=1))
+    verdicts = {v.pair_id: v for v in read_results(out)}
+    assert report.judged == 3 and report.failed == 1
+    assert verdicts["p0"].winner == "A" and verdicts["p2"].winner == "A"
+    failure = verdicts["p1"].failure
+    assert failure is not None and failure.stage == "input" and "surrogate" in failure.reason
