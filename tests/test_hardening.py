@@ -259,3 +259,50 @@ def test_a_reply_echoing_the_api_key_never_reaches_results_or_the_store(
     for path in [out, *tmp_path.glob("judge.db*")]:
         assert SECRET.encode() not in path.read_bytes(), path
     assert SECRET not in caplog.text
+
+
+# ============================================================== no database made by mistake; exit codes
+def test_a_mistyped_database_is_refused_not_created(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    pairs = _write(tmp_path, "p.jsonl", _lines(_pair("p0")))
+    typo = tmp_path / "nested" / "jugde_typo.db"
+
+    def no_judge(*_a: Any, **_k: Any) -> None:
+        raise AssertionError("no judge may be built against a rulebook that does not exist")
+
+    for where in ("judge.api", "judge.cli.run_cmd", "judge.cli.rerun_cmd"):
+        monkeypatch.setattr(f"{where}.build_judge", no_judge)
+    for args in (["run", str(pairs), "-o", str(tmp_path / "o.jsonl")], ["compare", "--prompt", "q", "--a", "x",
+                                                                         "--b", "y"],
+                 ["eval", str(pairs)], ["rerun", "--since", "rb-000000000000", "-o", str(tmp_path / "o.jsonl")]):
+        code, _out, err = invoke(["--db", f"sqlite:///{typo}", "--embedding-model", "hash", *args], monkeypatch,
+                                capsys)
+        said = " ".join(err.split())
+        assert code == 2 and "Traceback" not in err, (args, err)
+        assert "does not exist" in said and "judge rulebook load rulebook/" in said and "--allow-empty" in said
+        assert not typo.parent.exists()  # neither the database nor its folder was created
+    # an existing database with no rules is refused the same way
+    code, _, _ = invoke(["--db", f"sqlite:///{tmp_path / 'empty.db'}", "--embedding-model", "hash", "cases",
+                         "list"], monkeypatch, capsys)
+    code, _out, err = invoke(["--db", f"sqlite:///{tmp_path / 'empty.db'}", "--embedding-model", "hash", "run",
+                             str(pairs), "-o", str(tmp_path / "o.jsonl")], monkeypatch, capsys)
+    assert code == 2 and "holds no rules" in " ".join(err.split())
+
+
+def test_run_exits_1_when_pairs_failed_and_says_how_many(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    import httpx2
+
+    from tests.test_robustness import QUICK, _openai_backend
+
+    pairs = _write(tmp_path, "p.jsonl", _lines(_pair("p0"), _pair("p1")))
+    backend = _openai_backend(lambda _r: httpx2.Response(500, json={"error": {"message": "down"}}), key="k")
+    backend.retry = QUICK
+    monkeypatch.setattr("judge.backends.registry.make_backend", lambda *_a, **_k: backend, raising=False)
+    code, _out, err = invoke(["--db", f"sqlite:///{tmp_path / 'x.db'}", "--embedding-model", "hash", "run",
+                             str(pairs), "-o", str(tmp_path / "o.jsonl"), "--no-rules", "--allow-empty"],
+                            monkeypatch, capsys)
+    assert code == 1, err
+    assert "2 of 2 pair(s) failed" in " ".join(err.split())
+    code, out, _ = invoke(["run", "--help"], monkeypatch, capsys)
+    assert "1 some pairs failed" in " ".join(out.split())

@@ -10,7 +10,16 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
-from judge.cli.common import console, emit_json, err_console, state
+from judge.cli.common import (
+    ALLOW_EMPTY_HELP,
+    EXIT_CODES,
+    console,
+    emit_json,
+    err_console,
+    exit_for_failures,
+    require_rulebook,
+    state,
+)
 from judge.cli.run_cmd import HOLDOUT_OPT, judge_file
 
 if TYPE_CHECKING:
@@ -102,8 +111,12 @@ def eval_(
     suspects: int = typer.Option(10, "--suspects", help="List this many labels the judge most confidently "
                                                         "contradicts (likely label errors); 0 for none."),
     as_json: bool = typer.Option(False, "--json", help="Print the full report as JSON instead of tables."),
+    allow_empty: bool = typer.Option(False, "--allow-empty", help=ALLOW_EMPTY_HELP),
 ) -> None:
-    """Evaluate the judge on labelled pairs: agreement, calibration (ECE, Brier, ...), raw vs recalibrated."""
+    """Evaluate the judge on labelled pairs: agreement, calibration (ECE, Brier, ...), raw vs recalibrated.
+
+    {exit_codes}
+    """
     from judge.calibration.workflow import evaluate_results
 
     if results is None:
@@ -112,6 +125,7 @@ def eval_(
 
         results = out or labelled.with_name(labelled.stem + ".results.jsonl")
         records = list(read_pairs(labelled))
+        require_rulebook(state(ctx).settings, allow_empty=allow_empty)
         err_console.print(f"judging {len(records)} pairs of {labelled} -> {results} (labels are not shown to the "
                           "judge)", highlight=False)
         judge_file(build_judge(backend, settings=state(ctx).settings, base_url=base_url, explain=False),
@@ -125,6 +139,7 @@ def eval_(
         emit_json(json.loads(ev.model_dump_json()))
     else:
         _print_evaluation(ev, suspects)
+    exit_for_failures(ev.raw.n_failed, ev.raw.n_labelled)
 
 
 def calibrate(
@@ -170,3 +185,6 @@ def calibrate(
             console.print(f"no confidence threshold certifies agreement >= {th['target']} at delta {th['delta']} "
                           "on this data: with --abstain every verdict would be escalated", highlight=False)
     console.print(f"written to {out}", highlight=False)
+
+
+eval_.__doc__ = (eval_.__doc__ or "").format(exit_codes=EXIT_CODES)
