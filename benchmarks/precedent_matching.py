@@ -7,8 +7,12 @@ With the default rulebook (Model Spec rulings) and the real MiniLM embedder:
   these responses), with the holding mapped to the swapped slots?
 * false binding - M pairs of a labelled set that shares no prompt with the rulebook (e.g. PandaLM): how many
   would a ruling bind?
+* false binding on the rulebook's own pairs (``--gold``) - every pair of the Model Spec gold set, leave-one-out
+  (the rulings decided on its own prompt held out, as ``judge run --holdout-same-prompt`` does): how many are
+  bound by a ruling decided on another prompt (target 0), and how many of those against the pair's label?
 
-    python benchmarks/precedent_matching.py --unrelated ../shared/data/pandalm/test.jsonl --n 60 --m 100
+    python benchmarks/precedent_matching.py --unrelated ../shared/data/dev/pandalm_test.jsonl --n 60 --m 100 \
+        --gold ../shared/data/model_spec/pairs.jsonl
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ def main() -> None:
     ap.add_argument("--m", type=int, default=100, help="unrelated pairs")
     ap.add_argument("--threshold", type=float, default=0.95)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--gold", type=Path, help="the rulebook's own labelled pairs, judged leave-one-out")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -71,11 +76,27 @@ def main() -> None:
                 print(f"  {rule.id} bound by {best.ruling_id} (same holding, similarity {best.similarity})")
         records = list(islice(read_pairs(args.unrelated), args.m))
         false_bound = sum(bool(rb.precedents(r.pair, threshold=args.threshold)) for r in records)
+        gold: list[str] = []
+        if args.gold is not None:
+            by_prompt = rb.rulings_by_prompt()
+            gold_records = list(read_pairs(args.gold))
+            other_prompt = against_label = 0
+            for record in gold_records:
+                held_out = by_prompt.get(" ".join(record.pair.prompt.split()), [])
+                found = rb.precedents(record.pair, exclude=held_out, threshold=args.threshold)
+                if found:
+                    other_prompt += 1
+                    against_label += found[0].holding != record.label
+                    print(f"  {record.pair.id} bound by {found[0].ruling_id} ({found[0].similarity})")
+            gold.append(f"{len(gold_records)} gold pairs ({args.gold.name}), leave-one-out: bound by a ruling on "
+                        f"another prompt {other_prompt} (against the label {against_label})")
     n = min(args.n, len(rulings))
     print(f"threshold {args.threshold}; {n} reworded, swapped rulings: bound by their own ruling {own}, by another "
           f"ruling with the same holding {sibling}, with a wrong holding {wrong_holding}, not bound {unbound}; "
           f"own-ruling similarity {min(sims, default=0):.3f}-{max(sims, default=0):.3f}")
     print(f"{len(records)} unrelated pairs ({args.unrelated.name}): bound by a ruling {false_bound}")
+    for line in gold:
+        print(line)
 
 
 if __name__ == "__main__":

@@ -1,15 +1,83 @@
-"""Reading JSONL files of objects, with errors that name the file and line."""
+"""Reading JSON and JSONL files of objects, with errors that name the file, line and field.
+
+Every JSON value read from a user's file passes `check_value`: text that cannot be encoded (a lone UTF-16
+surrogate such as ``"\\udc80"``, which JSON allows but UTF-8 cannot store or send) and nesting deeper than
+`MAX_DEPTH` are refused where they are read, naming the field, rather than failing later mid-run.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from judge.errors import InputError
 
-__all__ = ["iter_lines", "read_jsonl"]
+__all__ = ["MAX_DEPTH", "check_value", "iter_lines", "loads", "read_jsonl", "text_problem"]
+
+#: Deepest nesting of arrays / objects accepted in an input value (pairs, rulings, results, gate files).
+MAX_DEPTH = 64
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_BOM = "\ufeff"
+
+
+def text_problem(text: str) -> str | None:
+    """What makes ``text`` unusable as stored or sent text (a lone surrogate), or None."""
+    found = _SURROGATE.search(text)
+    if found is None:
+        return None
+    return f"holds a lone UTF-16 surrogate \\u{ord(found.group()):04x} at character {found.start()}: not valid text"
+
+
+def check_value(value: Any, *, max_depth: int = MAX_DEPTH) -> tuple[str, str] | None:
+    """The first ``(field path, problem)`` in a parsed JSON / YAML value, or None when it is usable.
+
+    Problems: a string (value or key) holding a lone surrogate, nesting deeper than ``max_depth``. Walked
+    without recursion, so a hostile depth cannot exhaust the stack here.
+    """
+    stack: list[tuple[Any, str, int]] = [(value, "", 0)]
+    while stack:
+        item, where, depth = stack.pop()
+        if isinstance(item, str):
+            problem = text_problem(item)
+            if problem is not None:
+                return where or "(value)", problem
+        elif isinstance(item, dict | list | tuple):
+            if depth >= max_depth:
+                return where or "(value)", f"nested more than {max_depth} levels deep"
+            if isinstance(item, dict):
+                for key, child in item.items():
+                    name = f"{where}.{key}" if where else str(key)
+                    if isinstance(key, str) and (problem := text_problem(key)) is not None:
+                        return where or "(value)", f"a key {problem}"
+                    stack.append((child, name, depth + 1))
+            else:
+                for i, child in enumerate(item):
+                    stack.append((child, f"{where}[{i}]", depth + 1))
+    return None
+
+
+def loads(text: str, *, path: str | Path | None = None, line: int | None = None,
+          object_pairs_hook: Callable[[list[tuple[str, Any]]], Any] | None = None) -> Any:
+    """Parse one JSON document from a user's file and `check_value` it.
+
+    Raises:
+        InputError: malformed JSON, nesting too deep, or text that is not valid (names path, line, field).
+    """
+    try:
+        obj = json.loads(text, object_pairs_hook=object_pairs_hook)
+    except json.JSONDecodeError as exc:
+        where = f"column {exc.colno}" if line is not None else f"line {exc.lineno}"
+        raise InputError(f"malformed JSON: {exc.msg} ({where})", path=path, line=line) from None
+    except RecursionError:
+        raise InputError(f"malformed JSON: nested more than {MAX_DEPTH} levels deep", path=path,
+                         line=line) from None
+    bad = check_value(obj)
+    if bad is not None:
+        raise InputError(f"field {bad[0]} {bad[1]}", path=path, line=line, field=bad[0])
+    return obj
 
 
 def iter_lines(path: str | Path) -> Iterator[tuple[int, str]]:
@@ -26,6 +94,8 @@ def iter_lines(path: str | Path) -> Iterator[tuple[int, str]]:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise InputError(f"invalid UTF-8 at byte {exc.start}", path=path, line=number) from None
+            if number == 1 and line.startswith(_BOM):  # a byte-order mark some editors write: not content
+                line = line[1:]
             if line.strip():
                 yield number, line
 
@@ -41,10 +111,7 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     if not path.is_file():
         raise InputError("no such file", path=path)
     for number, line in iter_lines(path):
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"malformed JSON: {exc.msg} (column {exc.colno})", path=path, line=number) from None
+        obj = loads(line, path=path, line=number)
         if not isinstance(obj, dict):
             raise InputError("expected a JSON object", path=path, line=number)
         yield number, obj

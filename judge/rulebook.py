@@ -33,6 +33,7 @@ import numpy as np
 
 from judge._iter import batched
 from judge.errors import (
+    IndexSchemaError,
     IndexStaleError,
     InputError,
     OverruleError,
@@ -41,6 +42,7 @@ from judge.errors import (
     RulingConflictError,
 )
 from judge.retrieval.embedder import Embedder, make_embedder
+from judge.retrieval.fusion import RetrievalConfig, reciprocal_rank_fusion
 from judge.retrieval.index import Hit, LayerTable, RuleIndex, make_client
 from judge.rules.conflicts import (
     DEFAULT_CONFLICT_THRESHOLD,
@@ -94,10 +96,16 @@ RULE_MEMO = 20_000
 
 @dataclass(frozen=True)
 class RetrievedRule:
-    """A rule retrieved for a pair, with its similarity score (cosine, higher is closer)."""
+    """A rule retrieved for a pair, with its relevance score (higher is more relevant).
+
+    ``score`` is the reciprocal-rank-fusion score of every ranking the rule appeared in (see
+    `judge.retrieval.fusion`), or, with a dense-only configuration, the cosine similarity. ``similarity`` is
+    the best cosine of the rule (whole text or passage) to any of the pair's queries, when it was measured.
+    """
 
     rule: Rule
     score: float
+    similarity: float | None = None
 
 
 @dataclass(frozen=True)
@@ -155,16 +163,19 @@ class Rulebook:
         auto_sync: bring a stale (but built) index up to date before retrieving instead of raising.
         conflict_threshold: embedding cosine of prompt + responses from which a new ruling's pair is a
             near-duplicate of an active ruling's (see `judge.rules.conflicts`).
+        retrieval: how `retrieve` searches (default: passages, dense + lexical, split queries, fused).
     """
 
     def __init__(self, store: RulebookStore, index: RuleIndex | None = None, *, auto_sync: bool = True,
-                 conflict_threshold: float = DEFAULT_CONFLICT_THRESHOLD) -> None:
+                 conflict_threshold: float = DEFAULT_CONFLICT_THRESHOLD,
+                 retrieval: RetrievalConfig | None = None) -> None:
         if not 0.0 <= conflict_threshold <= 1.0:
             raise RulebookError(f"conflict_threshold must lie in [0, 1], got {conflict_threshold}")
         self.store = store
         self.index = index
         self.auto_sync = auto_sync
         self.conflict_threshold = conflict_threshold
+        self.retrieval = retrieval or RetrievalConfig()
         # The rulebook version the index was last verified against, and its binding constitution size:
         # re-checked only when the version in SQL moves (any writer, any process, changes it).
         self._verified: tuple[str, int] | None = None
@@ -179,7 +190,8 @@ class Rulebook:
     @classmethod
     def open(cls, url: str | None = None, *, settings: Settings | None = None, with_index: bool = True,
              embedder: Embedder | None = None, auto_sync: bool = True,
-             conflict_threshold: float = DEFAULT_CONFLICT_THRESHOLD) -> Rulebook:
+             conflict_threshold: float = DEFAULT_CONFLICT_THRESHOLD,
+             retrieval: RetrievalConfig | None = None) -> Rulebook:
         """Open (creating and migrating if needed) the rulebook at `url` or the configured database."""
         settings = settings or Settings.from_env()
         engine = open_engine(url or settings.resolved_db_url)
@@ -188,7 +200,7 @@ class Rulebook:
         index = None
         if with_index:
             index = RuleIndex(make_client(settings), embedder or make_embedder(settings.embedding_model))
-        return cls(store, index, auto_sync=auto_sync, conflict_threshold=conflict_threshold)
+        return cls(store, index, auto_sync=auto_sync, conflict_threshold=conflict_threshold, retrieval=retrieval)
 
     # ----------------------------------------------------------------- reading
     @property
@@ -551,11 +563,14 @@ class Rulebook:
         return done
 
     def rebuild_index(self) -> int:
-        """Drop the index and rebuild it from SQL; returns the number of rules indexed."""
+        """Drop the index and rebuild it (and the lexical index) from SQL; returns the number of rules indexed."""
         index = self._require_index()
         head = self.store.head()
         version = head.rulebook_version if head else self.store.version
         index.rebuild(self.store.iter_current(), version, head.seq if head else 0)
+        self.store.rebuild_lexical()
+        self._tables.clear()
+        self._verified = None
         return index.count()
 
     def _fresh_index(self) -> RuleIndex:
@@ -565,6 +580,12 @@ class Rulebook:
         if self._verified is None or self._verified[0] != version:
             try:
                 index.check(version)
+            except IndexSchemaError:
+                # Built by a judge with another layout (e.g. before passages): rebuilt whole, never mixed.
+                if not self.auto_sync:
+                    raise
+                log.warning("the retrieval index has an older layout; rebuilding it from the rulebook")
+                self.rebuild_index()
             except IndexStaleError:
                 if not self.auto_sync or index.state().seq is None:
                     raise
@@ -582,14 +603,17 @@ class Rulebook:
         return cached[1]
 
     def _search(self, index: RuleIndex, version: str, vector: np.ndarray, layer: Layer, k: int,
-                exclude: Sequence[str], *, process_only: bool = False) -> list[Hit]:
+                exclude: Sequence[str], *, process_only: bool = False, use_passages: bool = False) -> list[Hit]:
         """The ``k`` binding rules of ``layer`` nearest ``vector``: scored exactly in memory for a small layer
-        (a dot product instead of an index query, ~1 ms less each), else by the index."""
+        (a dot product instead of an index query, ~1 ms less each), else by the index. ``use_passages``
+        scores a rule by its best passage too (retrieval); without, by its whole text (precedent matching)."""
         table = self._table(index, version, layer)
         if table is None:
             return index.query_vector(vector, layer=layer, k=k, exclude=exclude,
-                                      where_extra={"process": True} if process_only else None)
-        return table.search(vector, k, exclude=frozenset(exclude), process_only=process_only)
+                                      where_extra={"process": True} if process_only else None,
+                                      use_passages=use_passages)
+        return table.search(vector, k, exclude=frozenset(exclude), process_only=process_only,
+                            use_passages=use_passages)
 
     def _rules_at(self, version: str, ids: Sequence[str]) -> dict[str, Rule]:
         """`RulebookStore.get_many`, remembering what was read at ``version`` (every retrieval fetches the
@@ -638,31 +662,119 @@ class Rulebook:
         index = self._fresh_index()
         assert self._verified is not None  # set by _fresh_index
         version, n_const = self._verified
+        config = self.retrieval
         vector = self._query_vector(index, pair.query_text())
-        hits = []
         n_rulings = k if k_rulings is None else k_rulings
-        if n_const > 0:  # every binding constitution rule applies: all of them, scored
-            hits.extend(self._search(index, version, vector, Layer.CONSTITUTION, n_const, exclude))
-        if k > 0:
-            hits.extend(self._search(index, version, vector, Layer.SPEC, k, exclude))
         wanted = max(n_rulings, PRECEDENT_CANDIDATES) if precedent_threshold is not None else n_rulings
-        ruling_hits = self._search(index, version, vector, Layer.RULING, wanted, exclude) if wanted else []
-        hits.extend(ruling_hits[:n_rulings])
-        if pair.has_process() and k_process > 0:
-            process_vector = self._query_vector(index, _process_text(pair))
-            hits.extend(self._search(index, version, process_vector, Layer.SPEC, k_process, exclude,
-                                     process_only=True))
-        rules = self._rules_at(version, [h.rule_id for h in [*hits, *ruling_hits[n_rulings:]]])
+        # The nearest rulings by the whole pair: precedent candidates, and the dense-only ruling ranking.
+        ruling_hits = (self._search(index, version, vector, Layer.RULING, wanted, exclude,
+                                    use_passages=config.passages and not config.fused) if wanted else [])
+        if config.fused:
+            scores, similarity = self._fused(index, version, pair, vector, ruling_hits, k=k, n_rulings=n_rulings,
+                                             n_const=n_const, k_process=k_process, exclude=exclude)
+        else:
+            scores, similarity = self._dense(index, version, pair, vector, ruling_hits, k=k,
+                                             n_rulings=n_rulings, n_const=n_const, k_process=k_process,
+                                             exclude=exclude)
+        rules = self._rules_at(version, [*scores, *(h.rule_id for h in ruling_hits)])
         precedents: tuple[Precedent, ...] = ()
         if precedent_threshold is not None:
             nearest = [rules[h.rule_id] for h in ruling_hits[:PRECEDENT_CANDIDATES] if h.rule_id in rules]
             precedents = tuple(self._bound_by(index, pair, vector, nearest, precedent_threshold))
+        precedence = order_rules(r for rid, r in rules.items() if rid in scores)
+        ordered = tuple(RetrievedRule(r, scores[r.id], similarity.get(r.id)) for r in precedence.ordered)
+        return Retrieval(version, ordered, precedence, precedents)
+
+    def _dense(self, index: RuleIndex, version: str, pair: Pair, vector: np.ndarray, ruling_hits: list[Hit], *,
+               k: int, n_rulings: int, n_const: int, k_process: int, exclude: Sequence[str]
+               ) -> tuple[dict[str, float], dict[str, float]]:
+        """Scores by cosine to the joint query: every binding constitution rule, the top-k spec entries and
+        rulings, and process rules for a pair with a process."""
+        passages = self.retrieval.passages
+        hits = []
+        if n_const > 0:  # every binding constitution rule applies: all of them, scored
+            hits.extend(self._search(index, version, vector, Layer.CONSTITUTION, n_const, exclude,
+                                     use_passages=passages))
+        if k > 0:
+            hits.extend(self._search(index, version, vector, Layer.SPEC, k, exclude, use_passages=passages))
+        hits.extend(ruling_hits[:n_rulings])
+        if pair.has_process() and k_process > 0:
+            process_vector = self._query_vector(index, _process_text(pair))
+            hits.extend(self._search(index, version, process_vector, Layer.SPEC, k_process, exclude,
+                                     process_only=True, use_passages=passages))
         scores: dict[str, float] = {}
         for h in hits:
             scores[h.rule_id] = max(h.score, scores.get(h.rule_id, h.score))
-        precedence = order_rules(r for rid, r in rules.items() if rid in scores)
-        ordered = tuple(RetrievedRule(r, scores[r.id]) for r in precedence.ordered)
-        return Retrieval(version, ordered, precedence, precedents)
+        return scores, dict(scores)
+
+    def _fused(self, index: RuleIndex, version: str, pair: Pair, vector: np.ndarray, ruling_hits: list[Hit], *,
+               k: int, n_rulings: int, n_const: int, k_process: int, exclude: Sequence[str]
+               ) -> tuple[dict[str, float], dict[str, float]]:
+        """Scores by reciprocal rank fusion (see `judge.retrieval.fusion`).
+
+        Rankings: dense search with the joint query and, with ``split_queries``, with the prompt and each
+        response alone; lexical search with the same texts. Constitution rules and spec entries are ranked in
+        one pool (the constitution scores like any rule, rather than being shown whatever the pair); rulings
+        in another. Returns every binding constitution rule (scored, 0 when no ranking listed it), the top-k
+        spec entries and top rulings by fused score, and the fused and cosine scores.
+        """
+        config = self.retrieval
+        texts = [pair.query_text()]
+        if config.split_queries:
+            texts += [t for t in (pair.prompt, pair.response_a.text, pair.response_b.text) if t.strip()]
+        texts = list(dict.fromkeys(texts))
+        vectors = [vector, *self._embed_memo(index, texts[1:])] if len(texts) > 1 else [vector]
+        depth = max(config.depth, k, n_rulings)
+        pool: list[list[str]] = []
+        rulings: list[list[str]] = []
+        similarity: dict[str, float] = {}
+
+        def note(hits: list[Hit]) -> list[Hit]:
+            for h in hits:
+                similarity[h.rule_id] = max(h.score, similarity.get(h.rule_id, h.score))
+            return hits
+
+        for each in vectors:
+            found = note([hit for layer in (Layer.CONSTITUTION, Layer.SPEC) for hit in self._search(
+                index, version, each, layer, depth, exclude, use_passages=config.passages)])
+            pool.append([h.rule_id for h in sorted(found, key=lambda h: -h.score)[:depth]])
+            if n_rulings > 0:
+                rulings.append([h.rule_id for h in note(self._search(index, version, each, Layer.RULING, depth,
+                                                                       exclude, use_passages=config.passages))])
+        if config.lexical:
+            lexical_texts = texts[1:] if len(texts) > 1 else texts
+            for text in lexical_texts:
+                pool.append([rid for rid, _ in self.store.lexical_search(
+                    text, (Layer.CONSTITUTION, Layer.SPEC), depth, exclude=exclude)])
+                if n_rulings > 0:
+                    rulings.append([rid for rid, _ in self.store.lexical_search(text, (Layer.RULING,), depth,
+                                                                                exclude=exclude)])
+        if pair.has_process() and k_process > 0:
+            process_vector = self._query_vector(index, _process_text(pair))
+            pool.append([h.rule_id for h in note(self._search(index, version, process_vector, Layer.SPEC,
+                                                               k_process, exclude, process_only=True,
+                                                               use_passages=config.passages))])
+        pool_scores = reciprocal_rank_fusion(pool, k=config.rrf_k)
+        ruling_scores = reciprocal_rank_fusion(rulings, k=config.rrf_k)
+        scores: dict[str, float] = {}
+        if n_const > 0:
+            for h in self._search(index, version, vector, Layer.CONSTITUTION, n_const, exclude):
+                scores[h.rule_id] = pool_scores.get(h.rule_id, 0.0)
+        spec = sorted(((rid, v) for rid, v in pool_scores.items() if rid not in scores
+                       and rid.startswith(Layer.SPEC.value + "/")), key=lambda item: (-item[1], item[0]))
+        process_ids = set(pool[-1]) if pair.has_process() and k_process > 0 else set()
+        # Process rules judge a process: for a pair without one they are not candidates.
+        found = self._rules_at(version, [rid for rid, _ in spec])
+        taken = 0
+        for rid, value in spec:
+            if rid in process_ids:
+                scores[rid] = value
+            elif taken < k and rid in found and not found[rid].process_rule:
+                scores[rid] = value
+                taken += 1
+        for rid, value in sorted(ruling_scores.items(), key=lambda item: (-item[1], item[0]))[:n_rulings]:
+            scores[rid] = value
+        return scores, similarity
 
 def _ruling_refs(rule: Rule) -> tuple[str, ...]:
     return (*rule.case.cites, *rule.case.overrules) if rule.case is not None else ()

@@ -242,7 +242,7 @@ def test_binding_needs_each_response_to_match_not_just_the_pair_as_a_whole() -> 
     assert [p.holding for p in near_duplicates(other, loose)] == ["A"]  # alike enough to flag a conflict
     assert near_duplicates(other, loose, strict=True) == []  # ...not the same facts: it does not bind
     reworded = Pair(prompt="Quick question: Q?", response_a="beta.", response_b="alpha.")
-    close = [Candidate(ruling, 0.97, (1.9, 1.99), 0.98)]
+    close = [Candidate(ruling, 0.97, (1.9, 1.99), 0.98, 0.975)]
     bound = near_duplicates(reworded, close, strict=True)
     assert [(p.holding, p.similarity, p.swapped) for p in bound] == [("B", 0.97, True)]
     assert near_duplicates(reworded, [Candidate(ruling, 0.97, (1.9, 1.99), None)], strict=True) == []

@@ -188,7 +188,7 @@ def test_upsert_stores_metadata_and_counts(index: RuleIndex) -> None:
     metas = index.get_metadata(["spec/privacy", "constitution/no-harm", "spec/unknown"])
     assert set(metas) == {"spec/privacy", "constitution/no-harm"}
     assert metas["spec/privacy"] == {"layer": "spec", "status": "active", "authority": "user", "version": 1,
-                                     "process": True}
+                                     "process": True, "passages": 1}
     assert metas["constitution/no-harm"]["authority"] == ""
 
 
@@ -265,7 +265,7 @@ def test_never_built_index_is_stale(index: RuleIndex) -> None:
 def test_check_version_mismatch_names_rebuild(built: RuleIndex) -> None:
     state = built.check("rb-1")
     assert (state.rulebook_version, state.seq, state.count) == ("rb-1", 11, len(RULES))
-    assert (state.embedder, state.dim, state.schema_version) == ("hash:64", 64, 1)
+    assert (state.embedder, state.dim, state.schema_version) == ("hash:64", 64, 2)
     with pytest.raises(IndexStaleError, match="judge index rebuild") as err:
         built.check("rb-2")
     assert (err.value.index_version, err.value.rulebook_version) == ("rb-1", "rb-2")
@@ -304,8 +304,8 @@ def test_rebuild_replaces_contents(built: RuleIndex, client: Any) -> None:
     assert stale_handle.count() == 3
     assert len(stale_handle.query("bomb", layer=None, k=10)) == 3
     names = sorted(c.name for c in client.list_collections() if c.name.startswith(built.collection_name))
-    assert names == sorted([built.collection_name] + [f"{built.collection_name}-g2-{layer.value}"
-                                                        for layer in Layer])  # generation 1 is gone
+    assert names == sorted([built.collection_name] + [f"{built.collection_name}-g2-{layer.value}{suffix}"
+                                                        for layer in Layer for suffix in ("", "-p")])  # g1 is gone
 
 
 def test_index_survives_reopen(backend_settings: Settings) -> None:
@@ -552,8 +552,7 @@ def test_a_write_that_search_cannot_find_is_written_again(built: RuleIndex,
                                                           caplog: pytest.LogCaptureFixture) -> None:
     new = _ruling("essay", "rate my essay")
     cols, lossy = _layers_with(built, new.id, heal_after=2)
-    text = new.embedding_text()
-    built._write(cols, [new], [text], built.embedder.encode([text]))
+    built._write(cols, dict(built._writable().passages), built._embed_batch([new]))
     assert lossy.writes == 2
     assert "not found by search; writing them again (attempt 1)" in caplog.text
     assert built.query("rate my essay", layer=Layer.RULING, k=1)[0].rule_id == new.id
@@ -563,8 +562,7 @@ def test_a_write_search_never_finds_is_reported_not_raised(built: RuleIndex,
                                                            caplog: pytest.LogCaptureFixture) -> None:
     new = _ruling("essay", "rate my essay")
     cols, lossy = _layers_with(built, new.id, heal_after=99)
-    text = new.embedding_text()
-    built._write(cols, [new], [text], built.embedder.encode([text]))
+    built._write(cols, dict(built._writable().passages), built._embed_batch([new]))
     assert lossy.writes == 1 + retrieval.index.WRITE_REPAIRS
     assert "still not found by search in this process (e.g. ruling/essay)" in caplog.text
 

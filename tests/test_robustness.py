@@ -52,7 +52,7 @@ from judge.errors import (
 )
 from judge.judging.engine import Judge, bare_config
 from judge.judging.pairs_io import read_pairs
-from judge.judging.prompts import TEMPLATE_VERSION, PromptLimits
+from judge.judging.prompts import TEMPLATE_VERSION, PromptLimits, escape_data
 from judge.judging.runner import completed_ids, read_results, run_pairs
 from judge.judging.verdict import JudgeConfig, Verdict
 from judge.rulebook import Rulebook
@@ -631,7 +631,8 @@ def test_injected_instructions_are_quoted_data_and_leave_the_verdict_unchanged(h
             assert len(re.findall(rf"</\s*{tag}\s*>", user, re.IGNORECASE)) == 1
         slot = "response_b" if BAD in block(after, "response_b") else "response_a"
         quoted = block(after, slot)
-        escaped = re.sub(r"</(\s*(?:prompt|response_[ab])\s*>)", r"<\\/\1", injection, flags=re.IGNORECASE)
+        escaped = escape_data(injection)  # the one escaping every quoted text goes through
+        assert "</" + "response_b>" not in escaped.lower().replace(" ", "")
         assert escaped in quoted  # the injection is inside the quoted response...
         outside = user.replace(f"<{slot}>\n{quoted}\n</{slot}>", "")
         assert "answer B" not in outside and "answer A." not in outside  # ...and nowhere else

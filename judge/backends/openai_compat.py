@@ -11,6 +11,7 @@ endpoints echo the Authorization header back), so they never reach results or th
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import random
@@ -31,6 +32,7 @@ from tenacity import (
 
 from judge.backends.base import ChatReply, ChatRequest, StructuredReply
 from judge.backends.direct_http import DirectPoster, EndpointStatusError, EndpointTransportError
+from judge.backends.secrets import protect
 from judge.errors import BackendReplyError, BackendUnavailableError, StructuredOutputError
 
 __all__ = ["OpenAIProtocolBackend", "RetryPolicy"]
@@ -130,6 +132,7 @@ class OpenAIProtocolBackend:
         self._client_factory = client_factory
         self._loop: asyncio.AbstractEventLoop | None = None
         self._api_key: str | None = getattr(client, "api_key", None)
+        protect(self._api_key)  # what the client libraries log themselves is scrubbed too
         self.instructor_mode = instructor_mode
         self.retry = retry or RetryPolicy()
         self._on_close = on_close
@@ -197,16 +200,30 @@ class OpenAIProtocolBackend:
         except openai.APIResponseValidationError as exc:
             raise BackendReplyError(f"endpoint reply is not a chat completion: {self._scrub(exc)}") from exc
         except json.JSONDecodeError as exc:  # a JSON content-type with a body that is not JSON
-            raise BackendReplyError(f"endpoint reply is not JSON: {exc}") from exc
+            raise BackendReplyError(f"endpoint reply is not JSON: {self._scrub(exc)}") from exc
         except _STATUS_ERRORS + _TRANSPORT_ERRORS as exc:
             if _retryable(exc):
                 raise _unavailable(exc, attempts) from exc
             raise BackendReplyError(f"endpoint refused the request: {self._scrub(exc)}") from exc
         try:
             # parsed here, not into the SDK's ChatCompletion model: a fifth of the client's CPU per request
-            return _reply_from_json(raw_body, time.perf_counter() - start)
+            reply = _reply_from_json(raw_body, time.perf_counter() - start)
         except BackendReplyError as exc:
-            raise BackendReplyError(str(exc), raw=self._scrub(exc.raw) if exc.raw else None) from exc
+            raise BackendReplyError(self._scrub(exc), raw=self._scrub(exc.raw) if exc.raw else None) from None
+        return self._scrub_reply(reply)
+
+    def _scrub_reply(self, reply: ChatReply) -> ChatReply:
+        """A reply that echoes the API key (as text or as a logprob token) with the key blanked out: whatever
+        the engine keeps of it (a failure's reason and raw reply, the logprobs) is stored and printed."""
+        key = self._api_key
+        if not key:
+            return reply
+        tokens = reply.first_token_logprobs
+        if key not in reply.text and not any(key in t for t, _ in tokens or ()):
+            return reply
+        log.warning("%s: the endpoint's reply echoed the API key; blanked out", self.name)
+        scrubbed = tuple((self._scrub(t), p) for t, p in tokens) if tokens is not None else None
+        return dataclasses.replace(reply, text=self._scrub(reply.text), first_token_logprobs=scrubbed)
 
     async def _post(self, body: dict[str, Any]) -> Any:
         """POST a chat completion body once: the raw reply (bytes or parsed JSON) or the transport's error."""
@@ -246,6 +263,7 @@ class OpenAIProtocolBackend:
             import instructor
 
             self._instructor = instructor.from_openai(self.client, mode=instructor.Mode[self.instructor_mode])
+            protect(self._api_key)  # instructor's loggers exist once it is imported
         return self._instructor
 
     async def astructured(self, messages: Sequence[dict[str, str]], response_model: type[T], *,
@@ -288,7 +306,11 @@ class OpenAIProtocolBackend:
                 raise _unavailable(exc, self.retry.attempts) from exc
             raise BackendReplyError(f"endpoint refused the request: {self._scrub(exc)}") from exc
         usage = getattr(completion, "usage", None)
-        return StructuredReply(value=value, raw=_completion_text(completion),
+        raw_text = _completion_text(completion)
+        if self._api_key and (self._api_key in (raw_text or "") or self._api_key in value.model_dump_json()):
+            raise StructuredOutputError("structured reply echoed the endpoint's API key; not used",
+                                        raw=self._scrub(raw_text) if raw_text is not None else None, attempts=1)
+        return StructuredReply(value=value, raw=raw_text,
                                prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
                                completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
                                attempts=1, latency_s=time.perf_counter() - start)

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from judge.backends.base import Backend
 from judge.cases.model import TestCase
+from judge.judging.prompts import escape_data
 from judge.rules.model import Rule
 
 __all__ = ["SPREADS", "GeneratedBatch", "GeneratedCase", "Spread", "generate_cases", "generation_messages"]
@@ -65,7 +66,9 @@ SPREADS: tuple[Spread, ...] = (
 
 def generation_messages(rule: Rule, n: int, spread: Spread, avoid: Sequence[str] = ()) -> list[dict[str, str]]:
     """The chat messages asking for ``n`` cases testing ``rule`` with ``spread`` (pure)."""
-    avoid_text = "\n".join(f"- {' '.join(p.split())[:160]}" for p in avoid[-12:]) or "- (none yet)"
+    # earlier prompts were written by users or a model: quoted data, escaped like every text shown to a model
+    avoid_text = "\n".join(f"- <prompt>{escape_data(' '.join(p.split())[:160])}</prompt>"
+                            for p in avoid[-12:]) or "- (none yet)"
     system = ("You write test cases for evaluating AI assistants against a written rule. A test case is a "
               "single user message that makes the rule matter: a response that follows the rule and one that "
               "breaks it should clearly differ. Reply with JSON only.")

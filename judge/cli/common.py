@@ -7,6 +7,7 @@ import logging
 import re
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -44,6 +45,69 @@ class CliState:
         from judge.rulebook import Rulebook
 
         return Rulebook.open(settings=self.settings, with_index=with_index)
+
+
+ALLOW_EMPTY_HELP = ("Judge even when the database does not exist yet or holds no rules (it is then created; "
+                    "verdicts are made without any rule).")
+
+
+def require_rulebook(settings: Settings, *, allow_empty: bool, use_rules: bool = True) -> None:
+    """Refuse to judge against a database that does not exist or a rulebook with no rules.
+
+    A mistyped ``--db`` / ``JUDGE_DB`` would otherwise create an empty database and judge silently with no
+    rules. Only ``judge init`` and ``judge rulebook load`` create a rulebook.
+
+    Raises:
+        ConfigError: the SQLite file is missing, or (``use_rules``) the rulebook holds no rules; the message
+            says how to create it and names ``--allow-empty``.
+    """
+    from sqlalchemy.engine import make_url
+
+    from judge.errors import ConfigError
+
+    if allow_empty:
+        return
+    how = ("create it with `judge init` or `judge rulebook load rulebook/`, or pass --allow-empty to judge "
+           "without rules")
+    url = make_url(settings.db_url)
+    database = url.database or ""
+    where = url.render_as_string(hide_password=True)
+    on_disk = url.get_backend_name() == "sqlite" and database not in ("", ":memory:") \
+        and not database.startswith("file:")
+    if on_disk and not Path(database).expanduser().is_file():
+        raise ConfigError(f"no rulebook database at {where} (the file does not exist): {how}")
+    if not use_rules:
+        return
+    from judge.store import RulebookStore, open_engine
+
+    engine = open_engine(settings.db_url)
+    try:
+        empty = _count_rules(RulebookStore, engine) == 0
+    finally:
+        engine.dispose()
+    if empty:
+        raise ConfigError(f"the rulebook at {where} holds no rules: {how}")
+
+
+def _count_rules(store_cls: Any, engine: Any) -> int:
+    from sqlalchemy import inspect
+
+    if "rule_versions" not in inspect(engine).get_table_names():
+        return 0
+    return int(store_cls(engine).count())
+
+
+#: What the judging commands' exit codes mean (shown in their --help).
+EXIT_CODES = ("Exit codes: 0 every pair decided; 1 some pairs failed (the count is printed; their failures are "
+              "recorded with a reason); 2 bad input or usage.")
+
+
+def exit_for_failures(failed: int, total: int | None = None) -> None:
+    """Exit with code 1 when any pair failed (after the report was printed), so a script can tell."""
+    if failed:
+        of = f" of {total}" if total is not None else ""
+        err_console.print(f"{failed}{of} pair(s) failed: exit code 1", highlight=False, markup=False)
+        raise typer.Exit(1)
 
 
 def state(ctx: typer.Context) -> CliState:

@@ -11,7 +11,16 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from judge.cli.common import console, emit_json, err_console, state
+from judge.cli.common import (
+    ALLOW_EMPTY_HELP,
+    EXIT_CODES,
+    console,
+    emit_json,
+    err_console,
+    exit_for_failures,
+    require_rulebook,
+    state,
+)
 from judge.cli.run_cmd import HOLDOUT_OPT, judge_file
 
 if TYPE_CHECKING:
@@ -130,9 +139,13 @@ def eval_(
     calibrator: Path | None = typer.Option(None, "--calibrator",
                                            help="Also score this fitted calibrator on the pairs and run the shift "
                                                 "alarm: do they look like its calibration data?"),
+    allow_empty: bool = typer.Option(False, "--allow-empty", help=ALLOW_EMPTY_HELP),
 ) -> None:
     """Evaluate the judge on labelled pairs: agreement, calibration (ECE, Brier, ...), raw vs recalibrated;
-    with several sources, also leaving one source out."""
+    with several sources, also leaving one source out.
+
+    {exit_codes}
+    """
     from judge.calibration.recalibrate import load_calibrator
     from judge.calibration.workflow import evaluate_results, parse_signals
 
@@ -147,6 +160,7 @@ def eval_(
                                      "`judge run` and pass the results with --results")
         results = [out or labelled[0].with_name(labelled[0].stem + ".results.jsonl")]
         records = list(read_pairs(labelled[0]))
+        require_rulebook(state(ctx).settings, allow_empty=allow_empty)
         err_console.print(f"judging {len(records)} pairs of {labelled[0]} -> {results[0]} (labels are not shown to "
                           "the judge)", highlight=False)
         judge_file(build_judge(backend, settings=state(ctx).settings, base_url=base_url, explain=False),
@@ -161,6 +175,7 @@ def eval_(
         emit_json(json.loads(ev.model_dump_json()))
     else:
         _print_evaluation(ev, suspects)
+    exit_for_failures(ev.raw.n_failed, ev.raw.n_labelled)
 
 
 def calibrate(
@@ -225,3 +240,6 @@ def calibrate(
             console.print(f"no confidence threshold certifies agreement >= {th['target']} at delta {th['delta']} "
                           "on this data: with --abstain every verdict would be escalated", highlight=False)
     console.print(f"written to {out}", highlight=False)
+
+
+eval_.__doc__ = (eval_.__doc__ or "").format(exit_codes=EXIT_CODES)

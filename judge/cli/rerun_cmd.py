@@ -8,7 +8,16 @@ from pathlib import Path
 import typer
 
 from judge.api import build_judge, default_concurrency
-from judge.cli.common import console, emit_json, err_console, state
+from judge.cli.common import (
+    ALLOW_EMPTY_HELP,
+    EXIT_CODES,
+    console,
+    emit_json,
+    err_console,
+    exit_for_failures,
+    require_rulebook,
+    state,
+)
 from judge.cli.progress import RunProgress
 from judge.cli.run_cmd import BACKEND_OPT, BASE_URL_OPT, verdict_table
 
@@ -23,6 +32,7 @@ def rerun(
                                            help="Comparisons in flight (default: 1 embedded, 8 endpoints)."),
     table: bool = typer.Option(True, "--table/--no-table", help="Print the verdict table at the end."),
     as_json: bool = typer.Option(False, "--json", help="Print the run report as JSON."),
+    allow_empty: bool = typer.Option(False, "--allow-empty", help=ALLOW_EMPTY_HELP),
 ) -> None:
     """Re-judge exactly the judgments `judge rulebook impact --since VERSION` lists, writing results like
     `judge run`.
@@ -30,12 +40,15 @@ def rerun(
     Each is judged again on its stored pair with its stored settings (rules shown, both orders, explanation,
     ties) by --backend; the new verdicts are recorded at the current rulebook version (new cache keys).
     Judgments stored without their pair cannot be re-run and are reported.
+
+    {exit_codes}
     """
     from judge.judging.impact import rerun as rerun_affected
     from judge.judging.impact import rerun_plan
     from judge.judging.runner import read_results
 
     st = state(ctx)
+    require_rulebook(st.settings, allow_empty=allow_empty)
     report = st.rulebook().impact(since)
     for u in report.unknown:
         err_console.print(f"cannot re-run {u.cache_key[:12]} (pair {u.pair_id or '-'}): {u.reason}",
@@ -59,6 +72,7 @@ def rerun(
     if as_json:
         emit_json({**vars(run), "affected": len(report.affected), "unknown": len(report.unknown),
                    "rulebook_version": report.current_version, "out": str(out)})
+        exit_for_failures(run.failed, run.judged)
         return
     if table:
         console.print(verdict_table([v for v in read_results(out) if v.pair_id in ids],
@@ -66,3 +80,7 @@ def rerun(
     console.print(f"re-judged {run.judged} of {len(report.affected)} affected judgment(s) (skipped {run.skipped} "
                   f"already in {out}, failed {run.failed}); {len(report.unknown)} unknown; results in {out}",
                   highlight=False)
+    exit_for_failures(run.failed, run.judged)
+
+
+rerun.__doc__ = (rerun.__doc__ or "").format(exit_codes=EXIT_CODES)

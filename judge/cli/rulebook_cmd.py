@@ -14,7 +14,7 @@ from rich.table import Table
 from judge.cli.common import CHECK_HELP, console, emit_json, err_console, parse_checks, state
 from judge.cli.progress import RunProgress
 from judge.errors import InputError, first_validation_error
-from judge.jsonl import read_jsonl
+from judge.jsonl import loads, read_jsonl
 from judge.rules.model import Check, Layer, Rule
 
 app = typer.Typer(help="Manage the layered rulebook (constitution > spec entries > case rulings).",
@@ -279,9 +279,12 @@ def add_ruling(
     fields: dict[str, object] = {}
     if file is not None:
         try:
-            fields = json.loads(file.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InputError(f"not valid JSON: {exc}", path=file) from exc
+            fields = loads(file.read_text(encoding="utf-8-sig"), path=file)
+        except UnicodeDecodeError as exc:
+            raise InputError(f"not valid JSON: invalid UTF-8 at byte {exc.start}", path=file) from None
+        except InputError as exc:
+            raise InputError(f"not valid JSON: {str(exc).removeprefix(f'{file}: ')}", path=file,
+                             field=exc.field) from None
         if not isinstance(fields, dict):
             raise InputError("expected a JSON object", path=file)
     given = {"prompt": prompt, "response_a": response_a, "response_b": response_b, "holding": holding,

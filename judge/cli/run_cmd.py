@@ -12,7 +12,18 @@ from rich.markup import escape
 from rich.table import Table
 
 from judge.api import build_judge, default_concurrency
-from judge.cli.common import CliState, console, duration_s, emit_json, err_console, state
+from judge.cli.common import (
+    ALLOW_EMPTY_HELP,
+    EXIT_CODES,
+    CliState,
+    console,
+    duration_s,
+    emit_json,
+    err_console,
+    exit_for_failures,
+    require_rulebook,
+    state,
+)
 from judge.cli.progress import RunProgress
 from judge.judging.verdict import Verdict
 
@@ -51,8 +62,10 @@ def _judge(st: CliState, backend_spec: str, base_url: str | None, *, single_orde
            ties: bool = False, calibrator: Path | None = None, abstain: bool = False,
            escalate_below: float | None = None, allow_rulebook_change: bool = False,
            bind_precedent: bool = True, precedent_confidence: float | None = None, method: str = "checks",
-           holistic: str = "pointwise") -> Judge:
+           holistic: str = "pointwise", allow_empty: bool = False) -> Judge:
     from judge.calibration.recalibrate import load_calibrator
+
+    require_rulebook(st.settings, allow_empty=allow_empty, use_rules=not no_rules)
 
     cal = load_calibrator(calibrator) if calibrator is not None else None
     if abstain:
@@ -229,6 +242,7 @@ def run(
         None, "--precedent-confidence", min=0.5, max=1.0,
         help="Probability a precedent-bound verdict gives the ruling's holding (default 0.95)."),
     as_json: bool = typer.Option(False, "--json", help="Print the run report as JSON."),
+    allow_empty: bool = typer.Option(False, "--allow-empty", help=ALLOW_EMPTY_HELP),
     shared: bool = typer.Option(False, "--shared",
                                 help="Divide the batch with every other `judge run --shared` on the same pairs, "
                                      "judge and database: each pair is judged by one worker, a killed worker's "
@@ -245,6 +259,8 @@ def run(
 
     With --shared (or --batch) several processes, on one machine or many, divide the pairs through the
     database: start the same command in each; every one returns when the whole batch is decided.
+
+    {exit_codes}
     """
     from judge.judging.pairs_io import read_pairs
     from judge.judging.runner import read_results
@@ -257,7 +273,8 @@ def run(
                    k_rulings=k_rulings, n_constitution=n_constitution, cache=cache, ties=ties,
                    calibrator=calibrator, abstain=abstain, escalate_below=escalate_below,
                    allow_rulebook_change=allow_rulebook_change, bind_precedent=precedent,
-                   precedent_confidence=precedent_confidence, method=method, holistic=holistic)
+                   precedent_confidence=precedent_confidence, method=method, holistic=holistic,
+                   allow_empty=allow_empty)
     report: RunReport
     if shared or batch is not None:
         report = judge_shared(judge, records, out, batch=batch, worker_id=worker_id, lease_s=lease,
@@ -289,6 +306,7 @@ def run(
         extra = {"complete": report.complete} if isinstance(report, SharedRunReport) else {}
         emit_json({**vars(report), **extra, **shift_extra, "inconsistency_rate": report.inconsistency_rate,
                    "out": str(out)})
+        exit_for_failures(report.failed, report.judged)
         return
     title = f"verdicts ({pairs})"
     if slot_correction:
@@ -312,6 +330,7 @@ def run(
                   + f"; tokens {report.prompt_tokens + report.completion_tokens:,}"
                   + ("; STOPPED by budget" if report.stopped_by_budget else "") + f"; results in {out}",
                   highlight=False)
+    exit_for_failures(report.failed, report.judged)
 
 
 def compare(
@@ -326,12 +345,16 @@ def compare(
     holistic: str = HOLISTIC_OPT,
     explain: bool = typer.Option(True, "--explain/--no-explain"),
     as_json: bool = typer.Option(False, "--json"),
+    allow_empty: bool = typer.Option(False, "--allow-empty", help=ALLOW_EMPTY_HELP),
 ) -> None:
-    """Judge one pair and print the verdict (JSON with --json)."""
+    """Judge one pair and print the verdict (JSON with --json).
+
+    {exit_codes}
+    """
     from judge.rules.model import Pair, as_response
 
     judge = _judge(state(ctx), backend, base_url, single_order=single_order, no_rules=False, explain=explain,
-                   k=3, k_rulings=2, n_constitution=2, method=method, holistic=holistic)
+                   k=3, k_rulings=2, n_constitution=2, method=method, holistic=holistic, allow_empty=allow_empty)
     try:
         verdict = judge.compare(Pair(prompt=prompt, response_a=as_response(response_a),
                                      response_b=as_response(response_b), id="cli"))
@@ -343,3 +366,8 @@ def compare(
         console.print(verdict_table([verdict], "verdict"))
         if verdict.rationale:
             console.print(f"rationale: {verdict.rationale}", markup=False, highlight=False)
+    exit_for_failures(int(verdict.failure is not None), 1)
+
+
+run.__doc__ = (run.__doc__ or "").format(exit_codes=EXIT_CODES)
+compare.__doc__ = (compare.__doc__ or "").format(exit_codes=EXIT_CODES)

@@ -19,7 +19,6 @@ Conventions (documented in ``judge gate --help`` too):
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from typing import Any, Protocol
 from judge.cases.coverage import EntryCoverage
 from judge.errors import InputError
 from judge.gate.decide import CalibrationSummary, EntryOutcomes
-from judge.jsonl import read_jsonl
+from judge.jsonl import loads, read_jsonl
 
 __all__ = [
     "CaseIndex",
@@ -97,11 +96,12 @@ class Outcomes:
 def _read_json(path: Path) -> Any:
     """A whole JSON document; a missing file or malformed JSON is an `InputError` naming the file."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise InputError("no such file", path=path) from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"malformed JSON: {exc.msg} (line {exc.lineno})", path=path) from exc
+    except UnicodeDecodeError as exc:
+        raise InputError(f"invalid UTF-8 at byte {exc.start}", path=path) from None
+    return loads(text, path=path)
 
 
 def _jsonl(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
@@ -116,16 +116,13 @@ def _records(path: Path) -> Iterable[tuple[int | None, str, dict[str, Any]]]:
     """
     if not path.is_file():
         raise InputError("no such file", path=path)
-    with path.open(encoding="utf-8") as fh:
-        head = fh.read(1024).lstrip()
+    with path.open("rb") as fh:
+        head = fh.read(1024).decode("utf-8", errors="replace").removeprefix("\ufeff").lstrip()
     if not head.startswith("["):
         for line, obj in _jsonl(path):
             yield line, "", obj
         return
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InputError(f"malformed JSON: {exc.msg} (line {exc.lineno})", path=path) from exc
+    data = _read_json(path)
     for i, obj in enumerate(data):
         if not isinstance(obj, dict):
             raise InputError(f"item {i} is not a JSON object", path=path)

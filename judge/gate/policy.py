@@ -25,6 +25,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from judge.errors import InputError, first_validation_error
+from judge.jsonl import check_value
 
 __all__ = ["EntryOverride", "GatePolicy", "load_policy"]
 
@@ -122,13 +123,18 @@ def load_policy(path: str | Path) -> GatePolicy:
     """
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(path.read_text(encoding="utf-8-sig"))
+    except RecursionError:
+        raise InputError("not valid TOML: nested too deeply", path=path) from None
     except FileNotFoundError:
         raise InputError("no such gate policy file", path=path) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read gate policy: {exc}", path=path) from exc
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"not valid TOML: {exc}", path=path) from exc
+    bad = check_value(data)
+    if bad is not None:
+        raise InputError(f"field {bad[0]} {bad[1]}", path=path, field=bad[0])
     try:
         return GatePolicy.model_validate(data)
     except ValidationError as exc:

@@ -11,6 +11,7 @@ Several processes dividing one batch through the database: `judge.judging.shared
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import time
@@ -18,11 +19,12 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from judge.errors import ConfigError, InputError
-from judge.jsonl import iter_lines
+from judge.errors import ConfigError, InputError, JudgeError
+from judge.jsonl import iter_lines, text_problem
 from judge.judging.engine import Judge
 from judge.judging.pairs_io import PairRecord
-from judge.judging.verdict import JudgeConfig, Verdict
+from judge.judging.verdict import Failure, JudgeConfig, Verdict
+from judge.rules.model import Pair
 
 __all__ = ["RETRYABLE_STAGES", "RunReport", "completed_ids", "read_results", "run_pairs", "write_results"]
 
@@ -33,6 +35,47 @@ RETRYABLE_STAGES = frozenset({"backend", "budget"})
 
 #: Monotonic seconds for time budgets (a name of its own so tests can move time without touching asyncio's).
 _clock = time.monotonic
+
+
+def pair_problem(pair: Pair) -> str | None:
+    """What makes a pair impossible to judge before any model is asked (text that is not valid), or None."""
+    fields = [("prompt", pair.prompt)]
+    for slot, response in (("response_a", pair.response_a), ("response_b", pair.response_b)):
+        fields.append((slot, response.text))
+        if response.process is not None:
+            fields.append((f"{slot}.process", response.process.model_dump_json()))
+    for name, text in fields:
+        problem = text_problem(text)
+        if problem is not None:
+            return f"{name} {problem}"
+    return None
+
+
+def input_failure(judge: Judge, pair: Pair, reason: str) -> Verdict:
+    """A recorded failure (stage ``input``) for a pair that could not be judged; never a score."""
+    digest = hashlib.sha256(repr(pair.model_dump()).encode("utf-8", "backslashreplace")).hexdigest()
+    return Verdict(pair_id=pair.id, winner=None, probabilities=None, config=judge.config,
+                   cache_key=f"input-{digest}", failure=Failure(stage="input", reason=reason))
+
+
+async def judge_one(judge: Judge, pair: Pair, exclude: Sequence[str] = ()) -> Verdict:
+    """`Judge.acompare`, with a fault of this one pair (its text, an unexpected error) a recorded failure.
+
+    Faults of the whole run (configuration, store, index) still raise: they would fail every pair.
+    """
+    problem = pair_problem(pair)
+    if problem is not None:
+        return input_failure(judge, pair, problem)
+    try:
+        return await judge.acompare(pair, exclude=exclude)
+    except InputError as exc:
+        return input_failure(judge, pair, str(exc))
+    except JudgeError:
+        raise
+    except (UnicodeError, ValueError, TypeError, RecursionError) as exc:
+        # one pair's content broke something deeper (encoding, a parser); the other pairs are unaffected
+        log.warning("pair %s could not be judged: %s: %s", pair.id, type(exc).__name__, exc)
+        return input_failure(judge, pair, f"{type(exc).__name__}: {exc}")
 
 
 def deadline_after(max_seconds: float | None) -> float | None:
@@ -241,7 +284,7 @@ async def run_pairs(judge: Judge, records: Iterable[PairRecord], *, out: Path | 
                 budget_hit = True
                 return
             exclude = exclude_for(record) if exclude_for else ()
-            verdict = await judge.acompare(record.pair, exclude=exclude)
+            verdict = await judge_one(judge, record.pair, exclude)
             report.add(verdict)
             if sink is not None:
                 sink.write(verdict.model_dump_json() + "\n")

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from judge.errors import InputError, StoreError
 from judge.judging.engine import Judge
 from judge.judging.pairs_io import PairRecord
-from judge.judging.runner import RETRYABLE_STAGES, RunReport, deadline_after
+from judge.judging.runner import RETRYABLE_STAGES, RunReport, deadline_after, judge_one
 from judge.judging.verdict import Verdict
 from judge.store.claims import Claim, WorkClaims
 
@@ -155,7 +155,7 @@ async def run_shared(judge: Judge, records: Iterable[PairRecord], claims: WorkCl
 
     async def one(claim: Claim) -> None:
         record = by_id[claim.pair_id]
-        verdict = await judge.acompare(record.pair, exclude=exclude_for(record) if exclude_for else ())
+        verdict = await judge_one(judge, record.pair, exclude_for(record) if exclude_for else ())
         recorded = await asyncio.to_thread(claims.finish, claim.pair_id, verdict)
         holding.discard(claim.pair_id)
         if not recorded:

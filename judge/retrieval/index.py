@@ -8,8 +8,13 @@ Layout, under one base name (default ``rules``):
 * a *manifest* collection named ``rules``, holding no vectors; its metadata is the index state:
   ``judge_schema`` (`INDEX_SCHEMA_VERSION`), ``judge_embedder`` / ``judge_dim`` (the model that made every
   vector), ``judge_generation``, ``judge_rulebook_version`` / ``judge_seq`` (what the index reflects);
-* one cosine collection per layer and generation, ``rules-g<generation>-<layer>``; the rule id is the
-  Chroma id, so upserting a new version of a rule replaces the old one.
+* one cosine collection per layer and generation, ``rules-g<generation>-<layer>``, holding each rule's
+  whole text (`Rule.embedding_text`); the rule id is the Chroma id, so upserting a new version of a rule
+  replaces the old one. Its metadata ``passages`` says how many passages the rule has;
+* one cosine collection of *passages* per layer and generation, ``rules-g<generation>-<layer>-p``: the
+  paragraphs, bullet groups and examples of each rule (`judge.retrieval.passages`), ids ``<rule id>#<n>``
+  (n from 1), metadata ``rule`` naming the rule. A rule scores by the best of its whole text and its
+  passages, so a query can find what an entry says past the first ~256 word pieces the embedder reads.
 
 Why a collection per layer rather than one collection with a ``layer`` filter: Chroma's local metadata
 filters cost ~50-200 ms at 100k rules, an unfiltered HNSW query ~2 ms. Overruled rulings are dropped
@@ -36,20 +41,24 @@ import numpy as np
 from judge._iter import batched
 from judge.errors import ConfigError, IndexError_, IndexMismatchError, IndexSchemaError, IndexStaleError
 from judge.retrieval.embedder import Embedder
+from judge.retrieval.passages import passages as rule_passages
 from judge.rules.model import Layer, Rule, RuleStatus
 from judge.settings import Settings
 
 __all__ = ["INDEX_SCHEMA_VERSION", "Hit", "IndexState", "LayerTable", "RuleIndex", "make_client",
            "make_ephemeral_client"]
 
-#: Bump when the layout of ids, metadata or documents changes; older indexes must then be rebuilt.
-INDEX_SCHEMA_VERSION = 1
+#: Bump when the layout of ids, metadata or documents changes; older indexes must then be rebuilt
+#: (`judge.rulebook.Rulebook` rebuilds one it finds, rather than mixing layouts). 2: passages.
+INDEX_SCHEMA_VERSION = 2
 #: Documents are kept for inspection only (retrieval uses the vectors), so long ones are truncated.
 MAX_DOCUMENT_CHARS = 2000
 #: After a write, each written vector is searched for and must be among its own nearest this many.
 VERIFY_NEIGHBOURS = 4
 #: How often rules that a search cannot find right after a write are written again before giving up.
 WRITE_REPAIRS = 2
+#: A search of the passage collection fetches this many passages per rule wanted (several may be one rule's).
+PASSAGE_FANOUT = 3
 
 _K_SCHEMA = "judge_schema"
 _K_EMBEDDER = "judge_embedder"
@@ -74,20 +83,32 @@ class Hit(NamedTuple):
 
 @dataclass(frozen=True)
 class LayerTable:
-    """One layer held in memory: ids (sorted), their vectors (one row each) and the flags retrieval filters on."""
+    """One layer held in memory: ids (sorted), their whole-text vectors (one row each), the flags retrieval
+    filters on, and the passage vectors with the row of the rule each belongs to (``owners``)."""
 
     ids: list[str]
     matrix: np.ndarray
     active: np.ndarray
     process: np.ndarray
+    passages: np.ndarray | None = None
+    owners: np.ndarray | None = None
+
+    def scores(self, vector: np.ndarray, *, use_passages: bool = True) -> np.ndarray:
+        """Each rule's cosine to ``vector`` (vectors are unit length): the best of its whole text and, with
+        ``use_passages``, its passages."""
+        query = np.asarray(vector, dtype=np.float32)
+        scores = self.matrix @ query
+        if use_passages and self.passages is not None and self.owners is not None and len(self.owners):
+            np.maximum.at(scores, self.owners, self.passages @ query)
+        return scores
 
     def search(self, vector: np.ndarray, k: int, *, exclude: Collection[str] = (), active_only: bool = True,
-               process_only: bool = False) -> list[Hit]:
-        """The ``k`` rows closest to ``vector`` by cosine (vectors are unit length), best first; exact, so the
-        same rules an index search returns at its best, and ties broken by id."""
+               process_only: bool = False, use_passages: bool = True) -> list[Hit]:
+        """The ``k`` rules closest to ``vector`` (`scores`), best first; exact, so the same rules an index
+        search returns at its best, and ties broken by id."""
         if k <= 0 or not self.ids:
             return []
-        scores = self.matrix @ np.asarray(vector, dtype=np.float32)
+        scores = self.scores(vector, use_passages=use_passages)
         keep = np.ones(len(self.ids), dtype=bool)
         if active_only:
             keep &= self.active
@@ -180,17 +201,58 @@ def _unreachable(col: Any, ids: list[str], vectors: np.ndarray) -> set[str]:
     return lost
 
 
-def _upsert_rows(col: Any, rules: list[Rule], texts: list[str], vectors: np.ndarray, rows: list[int]) -> None:
-    """Upsert ``rules[rows]`` (vector, metadata, truncated document) into one layer's collection."""
-    col.upsert(ids=[rules[i].id for i in rows], embeddings=vectors[rows],
-               metadatas=[_metadata(rules[i]) for i in rows],
-               documents=[texts[i][:MAX_DOCUMENT_CHARS] for i in rows])
+@dataclass(frozen=True)
+class _Batch:
+    """One batch of rules to write: whole texts and vectors, and their passages with the rule each is of."""
+
+    rules: list[Rule]
+    texts: list[str]
+    vectors: np.ndarray
+    ptexts: list[str]
+    pvectors: np.ndarray
+    powners: list[int]
+    pnumbers: list[int]
 
 
-def _metadata(rule: Rule) -> dict[str, str | int | bool]:
+def _upsert_rows(col: Any, ids: list[str], vectors: np.ndarray, metadatas: list[dict[str, Any]],
+                 documents: list[str]) -> None:
+    col.upsert(ids=ids, embeddings=vectors, metadatas=metadatas,
+               documents=[doc[:MAX_DOCUMENT_CHARS] for doc in documents])
+
+
+def _metadata(rule: Rule, n_passages: int | None = None) -> dict[str, str | int | bool]:
     authority = rule.authority.value if rule.authority is not None else ""
-    return {"layer": rule.layer.value, "status": rule.status.value, "authority": authority,
-            "version": rule.version, "process": rule.process_rule}
+    meta: dict[str, str | int | bool] = {"layer": rule.layer.value, "status": rule.status.value,
+                                         "authority": authority, "version": rule.version,
+                                         "process": rule.process_rule}
+    if n_passages is not None:
+        meta["passages"] = n_passages
+    return meta
+
+
+def _passage_id(rule_id: str, number: int) -> str:
+    return f"{rule_id}#{number}"
+
+
+def _write_verified(col: Any, layer: Layer, ids: list[str], vectors: np.ndarray, metadatas: list[dict[str, Any]],
+                    documents: list[str]) -> None:
+    """Upsert records, then check each is found by a search with its own vector, writing lost ones again."""
+    _upsert_rows(col, ids, vectors, metadatas, documents)
+    for attempt in range(1, WRITE_REPAIRS + 2):
+        lost = _unreachable(col, ids, vectors)
+        if not lost:
+            break
+        if attempt > WRITE_REPAIRS:  # stored all the same: a new process or `judge index rebuild` finds them
+            log.error("index: %d record(s) written to %s are still not found by search in this process "
+                      "(e.g. %s); `judge index rebuild` rewrites the index", len(lost), layer.value, sorted(lost)[0])
+            break
+        # chromadb 1.5.9 (embedded) now and then stores a record (get() returns it) that its in-process
+        # vector search never returns, though a new process finds it; writing it again repairs that.
+        log.warning("index: %d of %d record(s) written to %s are not found by search; writing them "
+                    "again (attempt %d)", len(lost), len(ids), layer.value, attempt)
+        again = [i for i, record_id in enumerate(ids) if record_id in lost]
+        _upsert_rows(col, [ids[i] for i in again], vectors[again], [metadatas[i] for i in again],
+                     [documents[i] for i in again])
 
 
 def _layer_of(rule_id: str) -> Layer | None:
@@ -226,6 +288,7 @@ class _Layout:
     manifest: Any
     meta: dict[str, Any]
     layers: dict[Layer, Any]
+    passages: dict[Layer, Any]
 
 
 class RuleIndex:
@@ -254,14 +317,18 @@ class RuleIndex:
                 _K_GEN: generation, _K_VERSION: rulebook_version, _K_SEQ: seq}
         return {key: value for key, value in meta.items() if value is not None}  # Chroma stores no None
 
-    def _layer_name(self, generation: int, layer: Layer) -> str:
-        return f"{self.collection_name}-g{generation}-{layer.value}"
+    def _layer_name(self, generation: int, layer: Layer, *, passages: bool = False) -> str:
+        return f"{self.collection_name}-g{generation}-{layer.value}{'-p' if passages else ''}"
 
-    def _create_layers(self, generation: int) -> dict[Layer, Any]:
-        return {layer: self._client.get_or_create_collection(
-                    self._layer_name(generation, layer), embedding_function=None,
-                    configuration={"hnsw": {"space": "cosine", "ef_search": 100, "ef_construction": 200}})
-                for layer in Layer}
+    def _create_layers(self, generation: int) -> tuple[dict[Layer, Any], dict[Layer, Any]]:
+        """The whole-text and the passage collection of every layer of ``generation``."""
+
+        def create(layer: Layer, passages: bool) -> Any:
+            return self._client.get_or_create_collection(
+                self._layer_name(generation, layer, passages=passages), embedding_function=None,
+                configuration={"hnsw": {"space": "cosine", "ef_search": 100, "ef_construction": 200}})
+
+        return {layer: create(layer, False) for layer in Layer}, {layer: create(layer, True) for layer in Layer}
 
     def _layout(self, *, create: bool, refresh: bool = False) -> _Layout | None:
         """The manifest and layer collections (cached); None if never created and ``create`` is false."""
@@ -280,14 +347,18 @@ class RuleIndex:
                                                              metadata=self._stamp(1))
         meta = dict(manifest.metadata or {})
         layers: dict[Layer, Any] = {}
+        passages: dict[Layer, Any] = {}
         if meta.get(_K_SCHEMA) == INDEX_SCHEMA_VERSION and isinstance(meta.get(_K_GEN), int):
             try:
-                layers = {layer: self._client.get_collection(self._layer_name(meta[_K_GEN], layer),
-                                                             embedding_function=None) for layer in Layer}
+                for layer in Layer:
+                    layers[layer] = self._client.get_collection(self._layer_name(meta[_K_GEN], layer),
+                                                                embedding_function=None)
+                    passages[layer] = self._client.get_collection(
+                        self._layer_name(meta[_K_GEN], layer, passages=True), embedding_function=None)
             except (NotFoundError, ValueError) as exc:
                 raise IndexError_(f"retrieval index {self.collection_name!r} is incomplete ({exc}); "
                                   "run `judge index rebuild`") from exc
-        self._cached = _Layout(manifest, meta, layers)
+        self._cached = _Layout(manifest, meta, layers, passages)
         return self._cached
 
     def _check_embedder(self, meta: dict[str, Any]) -> None:
@@ -303,8 +374,9 @@ class RuleIndex:
         self._check_embedder(layout.meta)
         return layout
 
-    def _call(self, layer: Layer, method: str, *, checked: bool, **kwargs: Any) -> Any:
-        """Call a method of ``layer``'s collection; None if the index was never created.
+    def _call(self, layer: Layer, method: str, *, checked: bool, passages: bool = False, **kwargs: Any) -> Any:
+        """Call a method of ``layer``'s collection (its passage collection with ``passages``); None if the
+        index was never created.
 
         Refetches the layout once when another process's rebuild replaced the collection. With
         ``checked``, refuses an index built with another embedder (free: the metadata is cached).
@@ -318,7 +390,8 @@ class RuleIndex:
             if checked or not layout.layers:
                 self._check_embedder(layout.meta)
             try:
-                return getattr(layout.layers[layer], method)(**kwargs)
+                cols = layout.passages if passages else layout.layers
+                return getattr(cols[layer], method)(**kwargs)
             except NotFoundError:
                 if refresh:
                     raise
@@ -370,50 +443,75 @@ class RuleIndex:
         Raises:
             IndexMismatchError: the index was built with another embedder.
         """
-        return self._upsert_into(self._writable().layers, rules, batch_size=batch_size)
+        layout = self._writable()
+        return self._upsert_into(layout.layers, layout.passages, rules, batch_size=batch_size)
 
-    def _upsert_into(self, cols: dict[Layer, Any], rules: Iterable[Rule], *, batch_size: int) -> int:
+    def _embed_batch(self, rules: list[Rule]) -> _Batch:
+        """Whole texts and passages of ``rules``, embedded in one call."""
+        texts = [rule.embedding_text() for rule in rules]
+        ptexts: list[str] = []
+        owners: list[int] = []
+        numbers: list[int] = []
+        for row, rule in enumerate(rules):
+            for number, text in enumerate(rule_passages(rule), 1):
+                ptexts.append(text)
+                owners.append(row)
+                numbers.append(number)
+        vectors = self.embedder.encode([*texts, *ptexts])
+        if vectors.shape != (len(texts) + len(ptexts), self.embedder.dim):
+            raise IndexMismatchError(f"vectors of shape {vectors.shape}", self.embedder.name)
+        return _Batch(rules, texts, vectors[: len(texts)], ptexts, vectors[len(texts):], owners, numbers)
+
+    def _upsert_into(self, cols: dict[Layer, Any], pcols: dict[Layer, Any], rules: Iterable[Rule], *,
+                     batch_size: int) -> int:
         # Writing batch i overlaps embedding batch i+1: at most two batches are held in memory.
-        size = max(1, min(batch_size, self._client.get_max_batch_size()))
+        size = max(1, min(batch_size, self._client.get_max_batch_size() // 8))
         total = 0
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="judge-index") as pool:
             pending: Future[None] | None = None
             for batch in batched(rules, size):
                 latest = list({rule.id: rule for rule in batch}.values())  # Chroma rejects duplicate ids
-                texts = [rule.embedding_text() for rule in latest]
-                vectors = self.embedder.encode(texts)
-                if vectors.shape != (len(latest), self.embedder.dim):
-                    raise IndexMismatchError(f"vectors of shape {vectors.shape}", self.embedder.name)
+                embedded = self._embed_batch(latest)
                 if pending is not None:
                     pending.result()
-                pending = pool.submit(self._write, cols, latest, texts, vectors)
+                pending = pool.submit(self._write, cols, pcols, embedded)
                 total += len(latest)
             if pending is not None:
                 pending.result()
         return total
 
-    @staticmethod
-    def _write(cols: dict[Layer, Any], rules: list[Rule], texts: list[str], vectors: np.ndarray) -> None:
+    def _write(self, cols: dict[Layer, Any], pcols: dict[Layer, Any], batch: _Batch) -> None:
+        rules = batch.rules
+        counts = [0] * len(rules)
+        for owner in batch.powners:
+            counts[owner] += 1
         for layer in Layer:
             rows = [i for i, rule in enumerate(rules) if rule.layer is layer]
             if not rows:
                 continue
-            col, ids, layer_vectors = cols[layer], [rules[i].id for i in rows], vectors[rows]
-            _upsert_rows(col, rules, texts, vectors, rows)
-            for attempt in range(1, WRITE_REPAIRS + 2):
-                lost = _unreachable(col, ids, layer_vectors)
-                if not lost:
-                    break
-                if attempt > WRITE_REPAIRS:  # stored all the same: a new process or `judge index rebuild` finds them
-                    log.error("index: %d rule(s) written to %s are still not found by search in this process "
-                              "(e.g. %s); `judge index rebuild` rewrites the index", len(lost), layer.value,
-                              sorted(lost)[0])
-                    break
-                # chromadb 1.5.9 (embedded) now and then stores a record (get() returns it) that its in-process
-                # vector search never returns, though a new process finds it; writing it again repairs that.
-                log.warning("index: %d of %d rule(s) written to %s are not found by search; writing them "
-                            "again (attempt %d)", len(lost), len(ids), layer.value, attempt)
-                _upsert_rows(col, rules, texts, vectors, [i for i in rows if rules[i].id in lost])
+            ids = [rules[i].id for i in rows]
+            self._drop_surplus_passages(cols[layer], pcols[layer], ids, [counts[i] for i in rows])
+            _write_verified(cols[layer], layer, ids, batch.vectors[rows],
+                            [_metadata(rules[i], counts[i]) for i in rows], [batch.texts[i] for i in rows])
+            prows = [j for j, owner in enumerate(batch.powners) if rules[owner].layer is layer]
+            if prows:
+                _write_verified(pcols[layer], layer,
+                                [_passage_id(rules[batch.powners[j]].id, batch.pnumbers[j]) for j in prows],
+                                batch.pvectors[prows],
+                                [{"rule": rules[batch.powners[j]].id, "status": rules[batch.powners[j]].status.value,
+                                  "process": rules[batch.powners[j]].process_rule} for j in prows],
+                                [batch.ptexts[j] for j in prows])
+
+    @staticmethod
+    def _drop_surplus_passages(col: Any, pcol: Any, ids: list[str], counts: list[int]) -> None:
+        """Delete the passages an earlier version of a rule had beyond the ones it has now."""
+        old = col.get(ids=ids, include=["metadatas"])
+        before = {rule_id: int((meta or {}).get("passages", 0)) for rule_id, meta in
+                  zip(old["ids"], old["metadatas"], strict=True)}
+        surplus = [_passage_id(rule_id, number) for rule_id, now in zip(ids, counts, strict=True)
+                   for number in range(now + 1, before.get(rule_id, 0) + 1)]
+        if surplus:
+            pcol.delete(ids=surplus)
 
     @_server_errors
     def delete(self, ids: Iterable[str]) -> None:
@@ -423,10 +521,19 @@ class RuleIndex:
             layer = _layer_of(rule_id)
             if layer is not None:
                 by_layer.setdefault(layer, []).append(rule_id)
-        step = self._client.get_max_batch_size()
+        step = self._client.get_max_batch_size() // 8
         for layer, layer_ids in by_layer.items():
             for start in range(0, len(layer_ids), step):
-                self._call(layer, "delete", checked=False, ids=layer_ids[start : start + step])
+                chunk = layer_ids[start : start + step]
+                got = self._call(layer, "get", checked=False, ids=chunk, include=["metadatas"])
+                if got is None:
+                    return
+                passage_ids = [_passage_id(rule_id, n)
+                               for rule_id, meta in zip(got["ids"], got["metadatas"], strict=True)
+                               for n in range(1, int((meta or {}).get("passages", 0)) + 1)]
+                if passage_ids:
+                    self._call(layer, "delete", checked=False, passages=True, ids=passage_ids)
+                self._call(layer, "delete", checked=False, ids=chunk)
 
     @_server_errors
     def rebuild(self, rules: Iterable[Rule], rulebook_version: str, seq: int, *, batch_size: int = 512) -> int:
@@ -443,7 +550,7 @@ class RuleIndex:
         old_gen = (manifest.metadata or {}).get(_K_GEN) if manifest is not None else None
         generation = old_gen + 1 if isinstance(old_gen, int) else 1
         self._drop_generations(keep=None, only=generation)  # left over from a crashed rebuild
-        total = self._upsert_into(self._create_layers(generation), rules, batch_size=batch_size)
+        total = self._upsert_into(*self._create_layers(generation), rules, batch_size=batch_size)
         stamp = self._stamp(generation, rulebook_version, seq)
         if manifest is None:
             self._client.get_or_create_collection(self.collection_name, embedding_function=None, metadata=stamp)
@@ -454,7 +561,7 @@ class RuleIndex:
         return total
 
     def _drop_generations(self, *, keep: int | None, only: int | None = None) -> None:
-        pattern = re.compile(rf"^{re.escape(self.collection_name)}-g(\d+)-(?:constitution|spec|ruling)$")
+        pattern = re.compile(rf"^{re.escape(self.collection_name)}-g(\d+)-(?:constitution|spec|ruling)(?:-p)?$")
         for col in self._client.list_collections():
             name = col if isinstance(col, str) else col.name
             match = pattern.match(name)
@@ -503,15 +610,21 @@ class RuleIndex:
                               np.zeros(0, dtype=bool))
         order = sorted(range(len(result["ids"])), key=lambda i: result["ids"][i])
         metas = [result["metadatas"][i] for i in order]
-        return LayerTable([result["ids"][i] for i in order],
-                          np.asarray(result["embeddings"], dtype=np.float32)[order],
+        ids = [result["ids"][i] for i in order]
+        row_of = {rule_id: row for row, rule_id in enumerate(ids)}
+        found = self._call(layer, "get", checked=True, passages=True, include=["embeddings", "metadatas"])
+        keep = [i for i, meta in enumerate(found["metadatas"]) if (meta or {}).get("rule") in row_of]
+        passages = (np.asarray(found["embeddings"], dtype=np.float32)[keep] if keep
+                    else np.zeros((0, self.embedder.dim), dtype=np.float32))
+        owners = np.asarray([row_of[found["metadatas"][i]["rule"]] for i in keep], dtype=np.int64)
+        return LayerTable(ids, np.asarray(result["embeddings"], dtype=np.float32)[order],
                           np.asarray([m.get("status") == RuleStatus.ACTIVE for m in metas], dtype=bool),
-                          np.asarray([bool(m.get("process")) for m in metas], dtype=bool))
+                          np.asarray([bool(m.get("process")) for m in metas], dtype=bool), passages, owners)
 
     @_server_errors
     def query_vector(self, vector: Sequence[float] | np.ndarray, *, layer: Layer | None, k: int,
                      exclude: Collection[str] = (), active_only: bool = True,
-                     where_extra: dict[str, Any] | None = None) -> list[Hit]:
+                     where_extra: dict[str, Any] | None = None, use_passages: bool = True) -> list[Hit]:
         """The ``k`` rules closest to a precomputed query vector, best first.
 
         Args:
@@ -522,6 +635,8 @@ class RuleIndex:
             active_only: skip overruled and superseded rulings.
             where_extra: a Chroma ``where`` clause on the metadata (e.g. ``{"process": True}``); note that
                 Chroma metadata filters are slow on large indexes.
+            use_passages: score a rule by the best of its whole text and its passages (the default), not by
+                its whole text alone.
 
         The facade embeds a pair once and calls this per layer. An index that was never created returns
         no hits: call `check` first to tell "nothing relevant" from "not built".
@@ -534,10 +649,30 @@ class RuleIndex:
                                      f"{self.embedder.name} (dim {self.embedder.dim})")
         layers = list(Layer) if layer is None else [Layer(layer)]
         hits = [hit for each in layers
-                for hit in self._query_layer(query, each, k, set(exclude), active_only, where_extra)]
+                for hit in self._query_layer(query, each, k, set(exclude), active_only, where_extra, use_passages)]
         return sorted(hits, key=lambda hit: hit.distance)[:k] if len(layers) > 1 else hits
 
     def _query_layer(self, query: np.ndarray, layer: Layer, k: int, excluded: set[str], active_only: bool,
+                     where_extra: dict[str, Any] | None, use_passages: bool) -> list[Hit]:
+        whole = self._query_whole(query, layer, k, excluded, active_only, where_extra)
+        if not use_passages:
+            return whole
+        best = {hit.rule_id: hit.score for hit in whole}
+        result = self._call(layer, "query", checked=True, passages=True, query_embeddings=query,
+                            n_results=PASSAGE_FANOUT * (k + len(excluded)), where=where_extra or None,
+                            include=["distances", "metadatas"])
+        if result is not None:
+            for dist, meta in zip(result["distances"][0], result["metadatas"][0], strict=True):
+                rule_id = (meta or {}).get("rule")
+                if rule_id is None or rule_id in excluded:
+                    continue
+                if active_only and meta.get("status") != RuleStatus.ACTIVE:
+                    continue
+                best[rule_id] = max(best.get(rule_id, -1.0), 1.0 - float(dist))
+        ranked = sorted(best.items(), key=lambda item: (-item[1], item[0]))[:k]
+        return [Hit(rule_id, score, 1.0 - score) for rule_id, score in ranked]
+
+    def _query_whole(self, query: np.ndarray, layer: Layer, k: int, excluded: set[str], active_only: bool,
                      where_extra: dict[str, Any] | None) -> list[Hit]:
         # Only rulings can be inactive; they are dropped after the search, fetching more until k remain.
         post_filter = active_only and layer is Layer.RULING

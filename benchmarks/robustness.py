@@ -1,0 +1,87 @@
+"""Bad input through the real CLI, one subprocess per input: is every one a clear error?
+
+Each class of bad input (lone surrogates and 100,000-level nesting in pair files, labelled sets, rule and
+ruling files, YAML front matter, test cases and gate files; a missing database) is given to the command that
+reads it, in a fresh process on a fresh SQLite file with the hash embedder. Counted per class:
+
+* clear error - exit code 2, one message naming the file (and line) and no traceback;
+* traceback - a Python traceback on stderr (target 0);
+* silent accept - exit code 0 (target 0);
+* stored half-way - a results line written or a rule stored although the input was refused (target 0).
+
+    python benchmarks/robustness.py
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.test_hardening import BAD_INPUTS  # noqa: E402  (the table the regression tests pin down)
+
+
+def _stored(db: Path) -> int:
+    if not db.exists():
+        return 0
+    with sqlite3.connect(db) as conn:
+        tables = {r[0] for r in conn.execute("select name from sqlite_master where type='table'")}
+        return sum(conn.execute(f"select count(*) from {t}").fetchone()[0]
+                   for t in ("rule_versions", "judgments", "test_cases") if t in tables)
+
+
+def main() -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "ANONYMIZED_TELEMETRY": "False", "COLUMNS": "400"}
+    rows: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
+    cases = [(name, build, where) for name, (build, where, _) in BAD_INPUTS.items()]
+    cases.append(("missing-database", lambda t: ["run", str(_pairs(t)), "-o", str(t / "o.jsonl")], None))
+    for name, build, where in cases:
+        with tempfile.TemporaryDirectory() as tmp_dir:
+            tmp = Path(tmp_dir)
+            db = tmp / "judge.db"
+            args = build(tmp)
+            env["JUDGE_DATA_DIR"] = str(tmp / "data")
+            done = subprocess.run([sys.executable, "-m", "judge.cli.main", "--db", f"sqlite:///{db}",
+                                   "--embedding-model", "hash", *args], capture_output=True, text=True, env=env,
+                                  cwd=ROOT, timeout=300, check=False)
+            out = tmp / "o.jsonl"
+            half = (out.exists() and out.stat().st_size > 0) or _stored(db) > 0
+            named = str(tmp / where[0]) if where else str(db)
+            row = rows[_klass(name)]
+            row[0] += 1
+            row[1] += done.returncode == 2 and named in "".join(done.stderr.split()) and "Traceback" not in done.stderr
+            row[2] += "Traceback" in done.stderr
+            row[3] += done.returncode == 0
+            row[4] += half
+    print("| input class | inputs tried | clear errors | tracebacks | silent accepts | stored half-way |")
+    print("|---|---:|---:|---:|---:|---:|")
+    total = [0, 0, 0, 0, 0]
+    for klass, row in rows.items():
+        print(f"| {klass} | " + " | ".join(map(str, row)) + " |")
+        total = [a + b for a, b in zip(total, row, strict=True)]
+    print("| **all** | " + " | ".join(f"**{x}**" for x in total) + " |")
+
+
+def _klass(name: str) -> str:
+    if "surrogate" in name:
+        return "lone UTF-16 surrogate in a text field"
+    if "deep" in name:
+        return "100,000-level nesting (JSON / YAML / TOML)"
+    return "mistyped database (file does not exist)"
+
+
+def _pairs(tmp: Path) -> Path:
+    path = tmp / "p.jsonl"
+    path.write_text('{"id": "p0", "prompt": "q?", "response_a": "a", "response_b": "b"}\n', encoding="utf-8")
+    return path
+
+
+if __name__ == "__main__":
+    main()

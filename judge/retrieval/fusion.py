@@ -1,0 +1,79 @@
+"""How rankings are combined: the retrieval configuration and reciprocal rank fusion.
+
+A pair is searched several ways - dense (embedding) search with the prompt, with each response and with all
+three together; lexical (full-text) search with the prompt and with each response - and each search ranks
+rules. `reciprocal_rank_fusion` combines the rankings: a rule scores ``sum(1 / (k + rank))`` over the rankings
+it appears in, so a rule near the top of several rankings beats one at the top of one. RRF needs no score
+calibration between dense cosines and bm25, which live on unrelated scales.
+
+Pure: rankings in, scores out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = ["RRF_K", "RetrievalConfig", "reciprocal_rank_fusion"]
+
+#: The constant of reciprocal rank fusion (Cormack et al., 2009): damps the weight of the very top ranks.
+RRF_K = 60
+
+
+@dataclass(frozen=True)
+class RetrievalConfig:
+    """How `judge.rulebook.Rulebook.retrieve` searches.
+
+    Attributes:
+        passages: score a rule by the best of its whole text and its passages, not its whole text alone.
+        lexical: add full-text rankings from the SQL store (FTS5 bm25 / PostgreSQL ts_rank).
+        split_queries: search with the prompt and with each response on their own as well as together.
+        fused: rank by reciprocal rank fusion of every ranking, constitution and spec entries in one pool
+            (``RetrievedRule.score`` is then the fused score); False ranks by cosine of the joint query only,
+            as a dense-only retriever does.
+        depth: how many rules each ranking contributes to the fusion.
+        rrf_k: the RRF constant.
+    """
+
+    passages: bool = True
+    lexical: bool = True
+    split_queries: bool = True
+    fused: bool = True
+    depth: int = 30
+    rrf_k: int = RRF_K
+
+    @classmethod
+    def dense_whole(cls) -> RetrievalConfig:
+        """One dense search with prompt + responses against each rule's whole text (the first ~256 word
+        pieces the embedder reads), ranked by cosine: the configuration before passages and fusion."""
+        return cls(passages=False, lexical=False, split_queries=False, fused=False)
+
+    @property
+    def label(self) -> str:
+        """A short description, for reports."""
+        if not self.fused:
+            return "dense, " + ("passages" if self.passages else "whole texts") + ", joint query, by cosine"
+        parts = ["passages" if self.passages else "whole texts",
+                 "+ lexical" if self.lexical else "dense only",
+                 "split queries" if self.split_queries else "joint query"]
+        return "RRF: " + ", ".join(parts)
+
+
+def reciprocal_rank_fusion(rankings: Sequence[Sequence[str]], *, k: int = RRF_K,
+                           weights: Sequence[float] | None = None) -> dict[str, float]:
+    """Fuse rankings (ids best first) into one score per id: ``sum(weight / (k + rank))``, rank from 1.
+
+    An id repeated within one ranking counts at its best rank. Empty input gives an empty dict.
+    """
+    if weights is not None and len(weights) != len(rankings):
+        raise ValueError(f"{len(weights)} weights for {len(rankings)} rankings")
+    scores: dict[str, float] = {}
+    for i, ranking in enumerate(rankings):
+        weight = 1.0 if weights is None else weights[i]
+        seen: set[str] = set()
+        for rank, item in enumerate(ranking, 1):
+            if item in seen:
+                continue
+            seen.add(item)
+            scores[item] = scores.get(item, 0.0) + weight / (k + rank)
+    return scores
