@@ -118,7 +118,7 @@ def metrics(p_a: np.ndarray, y: np.ndarray) -> dict[str, float]:
 
 
 def run_set(name: str, labels: dict[str, str], results: Path, rules: dict[str, Rule],
-            weights_for: Callable[[str, str], CheckWeights]) -> tuple[list[tuple[str, dict[str, float]]],
+            weights_for: Callable[[str, str], CheckWeights], prior: CheckWeights) -> tuple[list[tuple[str, dict[str, float]]],
                                                                        dict[str, list[Labelled]]]:
     files = {m: results / f"{name}-{m}.jsonl" for m in ("bare", "rules", "checks")}
     verdicts = {m: {v.pair_id: v for v in read_results(f)} for m, f in files.items() if f.exists()}
@@ -156,7 +156,6 @@ def run_set(name: str, labels: dict[str, str], results: Path, rules: dict[str, R
     labelled: dict[str, list[Labelled]] = {"pointwise": [], "pairwise": []}
     if "checks" in verdicts:
         cv = verdicts["checks"]
-        prior = CheckWeights()
 
         def derived(holistic: str, weights: CheckWeights) -> list[float | None]:
             out: list[float | None] = []
@@ -207,7 +206,10 @@ def main() -> None:
     ap.add_argument("--rulebook", type=Path, default=ROOT / "rulebook")
     ap.add_argument("--set", action="append", default=[], help="NAME=labelled.jsonl (default: the three dev sets)")
     ap.add_argument("--fit-all", action="store_true", help="print the weights fitted on every set together")
+    ap.add_argument("--gap", type=float, default=CheckWeights().decisive_gap,
+                    help="compliance gap from which a check is decisive (default: the shipped weighting's)")
     args = ap.parse_args()
+    prior = CheckWeights(decisive_gap=args.gap)
     sets = dict(s.split("=", 1) for s in args.set) if args.set else DEFAULT_SETS
     rules = {r.id: r for r in read_rulebook(args.rulebook)}
     labels = {name: labels_of(path) for name, path in sets.items()}
@@ -215,17 +217,17 @@ def main() -> None:
     # features of every set under the prior, for leave-one-source-out fitting
     pooled: dict[str, dict[str, list[Labelled]]] = {}
     for name in sets:
-        _, pooled[name] = run_set(name, labels[name], args.results, rules, lambda _n, _m: CheckWeights())
+        _, pooled[name] = run_set(name, labels[name], args.results, rules, lambda _n, _m: prior, prior)
 
     def loso(name: str, mode: str) -> CheckWeights:
         rows = [r for other, rs in pooled.items() if other != name for r in rs.get(mode, [])]
-        return fit_check_weights(rows, source=f"{mode}, fitted without {name}")
+        return fit_check_weights(rows, prior=prior, source=f"{mode}, fitted without {name}")
 
     print("| set | method | n | accuracy (95% CI) | AUROC | ECE-15 raw / recal | Brier raw / recal | "
           "consistent | failures | s / comparison | prefilled tok |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name in sets:
-        rows, _ = run_set(name, labels[name], args.results, rules, loso)
+        rows, _ = run_set(name, labels[name], args.results, rules, loso, prior)
         for label, m in rows:
             if not m.get("n"):
                 continue
@@ -237,7 +239,7 @@ def main() -> None:
         for mode in ("pointwise", "pairwise"):
             every = [r for rs in pooled.values() for r in rs.get(mode, [])]
             print(f"\n{mode}: weights fitted on every set ({len(every)} pairs):",
-                  fit_check_weights(every, source=f"{mode}, all sets").model_dump_json())
+                  fit_check_weights(every, prior=prior, source=f"{mode}, all sets").model_dump_json())
 
 
 if __name__ == "__main__":

@@ -118,6 +118,10 @@ def test_plan_skips_process_checks_without_a_process_and_caps_rule_checks() -> N
                 checks=(Check(question="Does the reasoning repeat itself?", expect="no", target="process"),))
     planned = plan_checks([SAFETY, STYLE, proc], has_process=False, max_checks=2, holistic=True)
     assert [p.rule_id for p in planned] == ["constitution/no-methods", "spec/be-warm", HOLISTIC_ID]
+    # with a process, process rules go first; then the best-scoring rules fill the cap
+    planned = plan_checks([SAFETY, STYLE, proc], has_process=True, max_checks=3, holistic=False,
+                          scores={SAFETY.id: 0.1, STYLE.id: 0.9})
+    assert [p.rule_id for p in planned] == ["spec/proc", "spec/be-warm", "spec/be-warm"]
 
 
 # ---------------------------------------------------------------- precedence, executed (pure)

@@ -48,13 +48,13 @@ async def _pairwise_holistic(judge: Judge, pair: Pair) -> tuple[float, int, int]
     return signal, sum(o[2] for o in orders), sum(o[3] for o in orders)
 
 
-async def decide_by_checks(judge: Judge, pair: Pair, rules: list[Rule]) -> tuple[
+async def decide_by_checks(judge: Judge, pair: Pair, rules: list[Rule], scores: dict[str, float]) -> tuple[
         Decision | None, dict[str, object], Failure | None]:
     """Grade the rules' checks for ``pair`` and decide; (decision, verdict fields, failure)."""
     cfg = judge.config
     graded_rules = [r for r in rules if r.layer is not Layer.RULING or r.checks]
     planned = plan_checks(graded_rules, has_process=pair.has_process(), max_checks=cfg.max_checks,
-                          holistic=cfg.holistic == "pointwise")
+                          holistic=cfg.holistic == "pointwise", scores=scores)
     extra: dict[str, object] = {}
     try:
         graded = await grade_pair(judge.backend, pair, planned, sequential=not judge.concurrent_orders,

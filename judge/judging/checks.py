@@ -10,7 +10,7 @@ own few tokens.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -31,7 +31,7 @@ __all__ = [
     "plan_checks",
 ]
 
-CHECKS_TEMPLATE_VERSION = "checks-v1"
+CHECKS_TEMPLATE_VERSION = "checks-v2"
 
 #: The rule-free question every response is also asked when the holistic signal is pointwise.
 HOLISTIC_CHECK = Check(
@@ -167,18 +167,25 @@ class PlannedCheck:
     check: Check
 
 
-def plan_checks(rules: Sequence[Rule], *, has_process: bool, max_checks: int,
-                holistic: bool) -> list[PlannedCheck]:
-    """The checks to ask for a pair: every check of the given rules (in the order given, normally
-    precedence), process checks only when both responses carry a process, at most ``max_checks`` rule
-    checks, then the holistic question when asked for."""
+def plan_checks(rules: Sequence[Rule], *, has_process: bool, max_checks: int, holistic: bool,
+                scores: Mapping[str, float] | None = None) -> list[PlannedCheck]:
+    """The checks to ask for a pair, at most ``max_checks`` rule checks, then the holistic question when
+    asked for.
+
+    When the cap bites, the rules that apply most go first: process rules when both responses carry a process
+    (their checks are skipped otherwise), then by retrieval score (``scores``), then in the order given.
+    Which rule wins a conflict is not decided here: that is precedence's job, on the answers.
+    """
+    scores = scores or {}
+    order = sorted(range(len(rules)), key=lambda i: (not (has_process and rules[i].process_rule),
+                                                     -scores.get(rules[i].id, 0.0), i))
     planned: list[PlannedCheck] = []
-    for rule in rules:
-        for check in rule.checks:
+    for i in order:
+        for check in rules[i].checks:
             if check.target == "process" and not has_process:
                 continue
             if len(planned) < max_checks:
-                planned.append(PlannedCheck(rule.id, check))
+                planned.append(PlannedCheck(rules[i].id, check))
     if holistic:
         planned.append(PlannedCheck(HOLISTIC_ID, HOLISTIC_CHECK))
     return planned

@@ -304,7 +304,7 @@ class Judge:
     async def _decide_checks(self, pair: Pair, rules: list[Rule], scores: dict[str, float], version: str | None,
                              key: str, start: float) -> Verdict:
         """The rule-checks method: grade both responses alone, then apply precedence (`judge.judging.decide`)."""
-        decision, extra, failure = await decide_by_checks(self, pair, rules)
+        decision, extra, failure = await decide_by_checks(self, pair, rules, scores)
         base = self._base(pair, rules, scores, version, key)
         if failure is not None:
             return Verdict(**base, **extra, winner=None, probabilities=None,  # type: ignore[arg-type]
