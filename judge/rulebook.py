@@ -430,9 +430,9 @@ class Rulebook:
                                   threshold=self.conflict_threshold if threshold is None else threshold)
 
     def amend(self, rule_id: str, *, reason: str, author: str | None = None, title: str | None = None,
-              text: str | None = None, tags: Sequence[str] | None = None,
+              text: str | None = None, tags: Sequence[str] | None = None, checks: Sequence[Check] | None = None,
               allow_constitution: bool = False) -> Rule:
-        """Write a new version of a rule with changed title / text / tags.
+        """Write a new version of a rule with changed title / text / tags / checks.
 
         Amending the constitution requires ``allow_constitution=True``.
         """
@@ -447,6 +447,8 @@ class Rulebook:
             update["text"] = text
         if tags is not None:
             update["tags"] = tuple(tags)
+        if checks is not None:
+            update["checks"] = tuple(checks)
         amended = Rule.model_validate({**current.model_dump(), **update, "author": author})
         if amended.content_hash() == current.content_hash():
             raise RulebookError(f"amendment of {rule_id} changes nothing")

@@ -254,6 +254,74 @@ def _checks_from_json(value: object, file: Path | None) -> list[Check]:
         raise InputError(f"invalid checks.{where}: {err['msg']}", path=file, field="checks") from None
 
 
+@app.command("draft-checks")
+def draft_checks_cmd(
+    ctx: typer.Context,
+    ruling_ids: list[str] = typer.Argument(None, help="Rulings to draft checks for (default: every active "
+                                                      "ruling without checks, with --all)."),
+    all_missing: bool = typer.Option(False, "--all", help="Every active ruling that has no checks yet."),
+    backend: str = typer.Option("local", "--backend", "-b",
+                                help="local (embedded), local/<path.gguf>, or openai/<model>."),
+    base_url: str | None = typer.Option(None, "--base-url", help="Endpoint for openai/<model>."),
+    apply: bool = typer.Option(False, "--apply", help="Write the drafts as a new version of each ruling (author: "
+                                                      "the backend); without it they are only printed."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Draft yes/no checks for rulings from their holding and rationale, with a model.
+
+    Drafts are printed for review; --apply amends each ruling with them (versioned, revertible). A ruling
+    whose drafting fails is reported and the others go on; the exit code is then 1.
+    """
+    import asyncio
+
+    from judge.backends.base import release_connections
+    from judge.backends.registry import make_backend
+    from judge.errors import BackendError, StructuredOutputError
+    from judge.judging.draft_checks import draft_checks
+
+    rb = state(ctx).rulebook(with_index=False)
+    if all_missing:
+        targets = [r for r in rb.rules(Layer.RULING, active_only=True) if not r.checks]
+    else:
+        if not ruling_ids:
+            raise typer.BadParameter("name rulings or give --all", param_hint="RULING_IDS")
+        targets = [rb.get(rid) for rid in ruling_ids]
+    made = make_backend(backend, data_dir=state(ctx).settings.data_dir, base_url=base_url)
+    drafted: dict[str, list[Check]] = {}
+    failed: dict[str, str] = {}
+
+    async def draft_all() -> None:
+        try:
+            for rule in targets:
+                try:
+                    drafted[rule.id] = await draft_checks(made, rule)
+                except (InputError, StructuredOutputError, BackendError) as exc:
+                    failed[rule.id] = str(exc)
+        finally:
+            await release_connections(made)
+
+    try:
+        asyncio.run(draft_all())
+    finally:
+        made.close()
+    if apply:
+        for rid, checks in drafted.items():
+            rb.amend(rid, reason=f"checks drafted by {made.name}/{made.model}", author=f"draft:{made.name}",
+                     checks=checks)
+    if as_json:
+        emit_json({"drafted": {k: [c.model_dump(mode="json") for c in v] for k, v in drafted.items()},
+                   "failed": failed, "applied": apply})
+    else:
+        for rid, checks in drafted.items():
+            console.print(f"{rid}{' (applied)' if apply else ''}", highlight=False, markup=False)
+            for c in checks:
+                console.print(f"  - {c.question} -> {c.expect}", highlight=False, markup=False)
+        for rid, reason in failed.items():
+            err_console.print(f"{rid}: not drafted: {reason}", highlight=False, markup=False)
+    if failed:
+        raise typer.Exit(1)
+
+
 @app.command("add-ruling")
 def add_ruling(
     ctx: typer.Context,
