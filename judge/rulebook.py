@@ -766,12 +766,12 @@ class Rulebook:
                        and rid.startswith(Layer.SPEC.value + "/")), key=lambda item: (-item[1], item[0]))
         process_ids = set(pool[-1]) if pair.has_process() and k_process > 0 else set()
         # Process rules judge a process: for a pair without one they are not candidates.
-        found = self._rules_at(version, [rid for rid, _ in spec])
+        candidates = self._rules_at(version, [rid for rid, _ in spec])
         taken = 0
         for rid, value in spec:
             if rid in process_ids:
                 scores[rid] = value
-            elif taken < k and rid in found and not found[rid].process_rule:
+            elif taken < k and rid in candidates and not candidates[rid].process_rule:
                 scores[rid] = value
                 taken += 1
         for rid, value in sorted(ruling_scores.items(), key=lambda item: (-item[1], item[0]))[:n_rulings]:

@@ -13,6 +13,7 @@ from judge.errors import (
     RulebookParseError,
     UnknownCitationError,
 )
+from judge.retrieval.fusion import RetrievalConfig
 from judge.rulebook import Rulebook
 from judge.rules.model import Authority, Layer, Pair, Rule, RuleStatus
 
@@ -182,7 +183,9 @@ def test_constitution_scores_follow_every_change_and_honour_exclude(hash_ruleboo
     const = {r.rule.id: r.score for r in got.rules if r.rule.layer is Layer.CONSTITUTION}
     assert set(const) == {"constitution/no-harm", "constitution/honesty"}
     assert rb.index is not None
-    exact = rb.index.query(pair.query_text(), layer=Layer.CONSTITUTION, k=2)
+    dense = Rulebook(rb.store, rb.index, retrieval=RetrievalConfig.dense_whole())  # scores are cosines
+    const = {r.rule.id: r.score for r in dense.retrieve(pair, k=1).rules if r.rule.layer is Layer.CONSTITUTION}
+    exact = rb.index.query(pair.query_text(), layer=Layer.CONSTITUTION, k=2, use_passages=False)
     assert {h.rule_id: round(h.score, 4) for h in exact} == {k: round(v, 4) for k, v in const.items()}
     ids = [r.rule.id for r in rb.retrieve(pair, k=1, exclude=["constitution/honesty"]).rules]
     assert "constitution/honesty" not in ids and "constitution/no-harm" in ids

@@ -593,10 +593,11 @@ class RuleIndex:
         return self.embedder.encode([text])[0]
 
     def query(self, text: str, *, layer: Layer | None, k: int, exclude: Collection[str] = (),
-              active_only: bool = True, where_extra: dict[str, Any] | None = None) -> list[Hit]:
+              active_only: bool = True, where_extra: dict[str, Any] | None = None,
+              use_passages: bool = True) -> list[Hit]:
         """The ``k`` rules of ``layer`` closest to ``text``, best first. See `query_vector`."""
         return self.query_vector(self.embed_query(text), layer=layer, k=k, exclude=exclude,
-                                 active_only=active_only, where_extra=where_extra)
+                                 active_only=active_only, where_extra=where_extra, use_passages=use_passages)
 
     @_server_errors
     def layer_table(self, layer: Layer) -> LayerTable:

@@ -25,7 +25,8 @@ from sqlalchemy import Connection, text
 
 from judge.rules.model import Layer, Rule
 
-__all__ = ["MAX_TERMS", "fts_rowid", "lexical_body", "query_terms", "rebuild", "replace_rows", "search"]
+__all__ = ["MAX_TERMS", "fts_rowid", "lexical_body", "query_terms", "rebuild", "replace_rows", "search",
+           "table_exists"]
 
 #: At most this many words of a query text are searched for (bounds the cost of a long response).
 MAX_TERMS = 32
@@ -63,6 +64,13 @@ def query_terms(query: str, limit: int = MAX_TERMS) -> list[str]:
             if len(seen) >= limit:
                 break
     return list(seen)
+
+
+def table_exists(conn: Connection) -> bool:
+    """Whether ``rule_fts`` exists (a database migrated to ``0007_rule_fts`` or later)."""
+    from sqlalchemy import inspect
+
+    return bool(inspect(conn).has_table("rule_fts"))
 
 
 def replace_rows(conn: Connection, rules: Sequence[Rule]) -> None:

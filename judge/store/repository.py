@@ -12,6 +12,7 @@ keyset in short transactions, so memory stays flat and no read holds the databas
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -40,6 +41,8 @@ from judge.store.schema import (
 )
 
 __all__ = ["RulebookStore", "SyncReport"]
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -102,6 +105,7 @@ class RulebookStore:
 
     def __init__(self, engine: Engine, *, max_attempts: int = 20, retry_wait: float = 0.05) -> None:
         self.engine = engine
+        self._has_lexical = False
         self._write_engine = engine.execution_options(**{WRITE_OPTION: True})
         self._max_attempts = max_attempts
         self._retry_wait = retry_wait
@@ -228,7 +232,12 @@ class RulebookStore:
         # Core executemany, rule versions first (the change log references them).
         session.execute(insert(RULE_VERSIONS), [rule_values(p.rule, p.content_hash) for p in planned])
         # The lexical index of binding rules moves in the same transaction (latest version of each rule).
-        lexical.replace_rows(session.connection(), list({p.rule.id: p.rule for p in planned}.values()))
+        conn = session.connection()
+        if self._has_lexical or lexical.table_exists(conn):
+            self._has_lexical = True
+            lexical.replace_rows(conn, list({p.rule.id: p.rule for p in planned}.values()))
+        else:  # a database not yet migrated to 0006: that migration fills the table from the rule versions
+            log.warning("rule_fts is missing (schema before 0006_rule_fts); the migration will index these rules")
         values = [
             {"rule_id": p.rule.id, "version": p.rule.version, "kind": p.kind.value, "reason": p.reason,
              "author": p.author, "at": p.at, "rulebook_version": p.rulebook_version,
