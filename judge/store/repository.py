@@ -237,7 +237,7 @@ class RulebookStore:
             self._has_lexical = True
             lexical.replace_rows(conn, list({p.rule.id: p.rule for p in planned}.values()))
         else:  # a database not yet migrated to 0006: that migration fills the table from the rule versions
-            log.warning("rule_fts is missing (schema before 0006_rule_fts); the migration will index these rules")
+            log.warning("rule_fts is missing (schema before 0007_rule_fts); the migration will index these rules")
         values = [
             {"rule_id": p.rule.id, "version": p.rule.version, "kind": p.kind.value, "reason": p.reason,
              "author": p.author, "at": p.at, "rulebook_version": p.rulebook_version,
