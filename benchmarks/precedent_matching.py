@@ -8,21 +8,18 @@ With the default rulebook (Model Spec rulings) and the real MiniLM embedder:
 * false binding - M pairs of a labelled set that shares no prompt with the rulebook (e.g. PandaLM): how many
   would a ruling bind?
 
-    python benchmarks/precedent_matching.py --unrelated ../shared/data/pandalm/test.jsonl --n 60 --m 100
+    python benchmarks/precedent_matching.py --unrelated data/dev/pandalm_test.jsonl --n 60 --m 100
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import sys
 import tempfile
 from itertools import islice
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ["ANONYMIZED_TELEMETRY"] = "False"
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 

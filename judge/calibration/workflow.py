@@ -1,6 +1,6 @@
 """Evaluation and calibration from files: the I/O edge around the pure modules of this package.
 
-* :func:`load_labels` reads a labelled pair file (the format of ``../shared/data``).
+* :func:`load_labels` reads a labelled pair file (the format of the dev sets in ``data/``).
 * :func:`evaluate_results` joins a results file with its labels and reports raw and cross-fitted recalibrated
   metrics side by side (:class:`Evaluation`).
 * :func:`fit_from_results` fits a :class:`~judge.calibration.recalibrate.Calibrator` (with an abstention

@@ -77,7 +77,7 @@ def _case_row(case: Any) -> dict[str, Any]:
 @app.command("seed")
 def seed(
     ctx: typer.Context,
-    data_dir: Path = typer.Argument(Path("../shared/data/model_spec"), exists=True, file_okay=False,
+    data_dir: Path = typer.Argument(Path("data/model_spec"), exists=True, file_okay=False,
                                     help="Extracted Model Spec folder (examples.jsonl, eval_prompts.jsonl)."),
     as_json: bool = JSON_OPT,
 ) -> None:

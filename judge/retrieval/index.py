@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import re
 from collections.abc import Callable, Collection, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -118,7 +117,6 @@ class IndexState:
 
 
 def _telemetry_off() -> Any:
-    os.environ["ANONYMIZED_TELEMETRY"] = "False"
     from chromadb.config import Settings as ChromaSettings
 
     return ChromaSettings(anonymized_telemetry=False)
