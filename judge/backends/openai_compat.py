@@ -307,9 +307,10 @@ def _short(exc: object, limit: int = 300) -> str:
 
 def _completion_text(completion: Any) -> str | None:
     try:
-        return completion.choices[0].message.content
+        content = completion.choices[0].message.content
     except (AttributeError, IndexError, TypeError):
         return None
+    return content if isinstance(content, str) else None
 
 
 def _reply_from_json(raw: bytes, latency: float) -> ChatReply:

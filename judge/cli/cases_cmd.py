@@ -71,7 +71,8 @@ def _read_cases(path: Path) -> list[Any]:
 
 
 def _case_row(case: Any) -> dict[str, Any]:
-    return case.model_dump(mode="json")
+    row: dict[str, Any] = case.model_dump(mode="json")
+    return row
 
 
 @app.command("seed")
@@ -162,7 +163,7 @@ def review(
                              line=line, field="id")
         seen[case_id] = line
         decisions[case_id] = (status, reviewer)
-    report = open_store(ctx, embed=False).review(decisions, note=note)  # type: ignore[arg-type]
+    report = open_store(ctx, embed=False).review(decisions, note=note)
     if as_json:
         emit_json({"changed": list(report.changed), "unchanged": list(report.unchanged)})
     else:

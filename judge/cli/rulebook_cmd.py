@@ -292,7 +292,7 @@ def add_ruling(
     rb = state(ctx).rulebook()
     if conflict_threshold is not None:
         rb.conflict_threshold = conflict_threshold
-    rule = rb.add_ruling(author=author, **fields)  # type: ignore[arg-type]
+    rule = rb.add_ruling(author=author, **fields)
     if as_json:
         emit_json(_rule_json(rule))
     else:

@@ -128,7 +128,7 @@ class HashEmbedder:
 def _quiet_progress_bars() -> None:
     # Keep library progress bars off stderr (the CLI renders its own output). Models load with
     # local_files_only=True, so no model hub is ever reached.
-    from huggingface_hub.utils import disable_progress_bars
+    from huggingface_hub.utils.tqdm import disable_progress_bars
 
     disable_progress_bars()
 

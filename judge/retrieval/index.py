@@ -481,7 +481,8 @@ class RuleIndex:
 
     def embed_query(self, text: str) -> np.ndarray:
         """Embed one query text (e.g. ``pair.query_text()``) for `query_vector`."""
-        return self.embedder.encode([text])[0]
+        vector: np.ndarray = self.embedder.encode([text])[0]
+        return vector
 
     def query(self, text: str, *, layer: Layer | None, k: int, exclude: Collection[str] = (),
               active_only: bool = True, where_extra: dict[str, Any] | None = None) -> list[Hit]:
