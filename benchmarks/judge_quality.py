@@ -1,4 +1,4 @@
-"""Judge quality on labelled pairs, several configurations in one run (issue: the judge, "Measure and report").
+"""Judge quality on labelled pairs, several configurations in one run.
 
 Configurations:
   (a) bare   - "which response is better", one order

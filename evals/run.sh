@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Judges one dev set with the embedded default judge (rules, both orders, no explanation), in the seeded order
 # of evals/sample.py, appending to evals/results/SET-rules.jsonl. Resumable: pairs already in the results file
-# are skipped, so a run cut short (or stopped at the end of a session) goes on where it stopped.
+# are skipped, so a run cut short goes on where it stopped.
 #
 #   bash evals/run.sh pandalm|hh|modelspec [N]      # N: only the first N pairs of the shuffle (default: all)
-#   MAX_TIME=2h bash evals/run.sh pandalm            # start no new pair after 2 hours (a session's share)
+#   MAX_TIME=2h bash evals/run.sh pandalm            # start no new pair after 2 hours
 #
 # Sets up what it needs (`make setup-local`: the venv with the embedded model's runtime). The rulebook database
 # and index live in evals/.work (derived, not committed); the results are committed.
