@@ -1,6 +1,6 @@
 # Two commands on a fresh machine (see README):
 #   make demo   - set up, load the default rulebook, score examples/pairs.jsonl with the embedded judge
-#   make test   - set up, run the whole test suite
+#   make test   - set up, run ruff, mypy --strict on judge/ and the whole test suite
 # Each creates .venv and installs what it needs. torch is pinned to the CPU wheel first, otherwise
 # sentence-transformers pulls a multi-GB CUDA build.
 

@@ -1,4 +1,4 @@
-"""The README's calibration table: raw vs cross-fitted recalibrated metrics, one block per labelled set.
+"""The calibration table of docs/benchmarks.md: raw vs cross-fitted recalibrated metrics, one block per labelled set.
 
 Each SET is LABELLED.jsonl:RESULTS.jsonl (results from `judge run`/`judge eval` on those pairs; only pairs with
 a result are scored, so a partial run is reported with its own n). Prints a markdown table with 95% bootstrap
@@ -7,8 +7,8 @@ share a fold moves it by several hundredths); the ECE a perfectly calibrated jud
 would show by chance at that n (mean / 95th percentile over simulated labels) and the Monte Carlo p-value of
 "these confidences are calibrated" (the share of those simulated ECEs at least as large as the one measured); and
 the selective-judging coverage at the target agreement on held-out folds. Below the table, one line per set: the
-issue's ECE targets (cut by >= 50%, <= 0.05) met or missed, and where the recalibrated ECE sits against that
-chance floor.
+ECE targets (cut by >= 50%, <= 0.05) met or missed, and where the recalibrated ECE sits against that chance
+floor.
 
     python benchmarks/calibration_table.py pandalm.jsonl:pandalm-results.jsonl hh.jsonl:hh-results.jsonl
 """

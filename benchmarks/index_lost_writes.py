@@ -18,13 +18,9 @@ import io
 import json
 import logging
 import multiprocessing
-import os
 import sys
 import tempfile
 from pathlib import Path
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ["ANONYMIZED_TELEMETRY"] = "False"
 
 from judge.cli.main import main as judge_main
 from judge.retrieval import index as index_module
@@ -34,8 +30,9 @@ RULING = {"prompt": "Rate my essay", "response_a": "Perfect!", "response_b": "Ne
           "rationale": "honest", "cites": ["spec/avoid-sycophancy"]}
 
 
-def cli(db: str, *args: str) -> str:
-    sys.argv = ["judge", "--db", db, "--embedding-model", "hash", *args]
+def cli(tmp: Path, *args: str) -> str:
+    sys.argv = ["judge", "--db", f"sqlite:///{tmp / 'rulebook.db'}", "--index-path", str(tmp / "index"),
+                "--embedding-model", "hash", *args]
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
         judge_main()
@@ -75,18 +72,17 @@ def main() -> None:
     missed = 0
     try:
         for _ in range(args.cycles):
-            with tempfile.TemporaryDirectory() as tmp:
-                os.environ["JUDGE_DATA_DIR"] = str(Path(tmp) / "data")
-                db = f"sqlite:///{Path(tmp) / 'rulebook.db'}"
+            with tempfile.TemporaryDirectory() as tmp_name:
+                tmp = Path(tmp_name)
                 for step in (("rulebook", "load", str(ROOT / "rulebook"), "--json"),
                              ("rulebook", "load", str(ROOT / "rulebook"), "--json"),
                              ("rulebook", "list", "--layer", "constitution", "--json"),
                              ("rulebook", "show", "spec/avoid-sycophancy", "--json")):
-                    cli(db, *step)
-                ruling = Path(tmp) / "ruling.json"
+                    cli(tmp, *step)
+                ruling = tmp / "ruling.json"
                 ruling.write_text(json.dumps(RULING))
-                rid = json.loads(cli(db, "rulebook", "add-ruling", "--file", str(ruling), "--json"))["id"]
-                got = json.loads(cli(db, "retrieve", "--prompt", RULING["prompt"], "--a", RULING["response_a"],
+                rid = json.loads(cli(tmp, "rulebook", "add-ruling", "--file", str(ruling), "--json"))["id"]
+                got = json.loads(cli(tmp, "retrieve", "--prompt", RULING["prompt"], "--a", RULING["response_a"],
                                      "--b", RULING["response_b"], "--json"))
                 missed += rid not in [r["id"] for r in got["rules"]]
     finally:

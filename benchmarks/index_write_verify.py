@@ -13,11 +13,8 @@ embedding the texts costs far more than either).
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
-
-os.environ["ANONYMIZED_TELEMETRY"] = "False"
 
 import numpy as np
 

@@ -1,4 +1,4 @@
-"""Judge quality on labelled pairs, several configurations in one run (issue: the judge, "Measure and report").
+"""Judge quality on labelled pairs, several configurations in one run.
 
 Configurations:
   (a) bare   - "which response is better", one order
@@ -93,7 +93,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=40)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--backend", default="local")
-    ap.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[1] / "data",
+                    help="folder holding model_spec/ and dev/ (default: the checkout's data/)")
     ap.add_argument("--configs", default="bare2,rules2")
     ap.add_argument("--k", type=int, default=2)
     ap.add_argument("--k-rulings", type=int, default=2)
@@ -101,7 +102,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="write every verdict (JSONL) here")
     args = ap.parse_args()
 
-    records = [r for r in read_pairs(args.shared / SETS[args.set]) if r.label in ("A", "B")]
+    records = [r for r in read_pairs(args.data / SETS[args.set]) if r.label in ("A", "B")]
     random.Random(args.seed).shuffle(records)
     records = records[: args.n]
     labels = {r.pair.id or "": r.label or "" for r in records}

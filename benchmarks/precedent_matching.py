@@ -11,22 +11,19 @@ With the default rulebook (Model Spec rulings) and the real MiniLM embedder:
   (the rulings decided on its own prompt held out, as ``judge run --holdout-same-prompt`` does): how many are
   bound by a ruling decided on another prompt (target 0), and how many of those against the pair's label?
 
-    python benchmarks/precedent_matching.py --unrelated ../shared/data/dev/pandalm_test.jsonl --n 60 --m 100 \
-        --gold ../shared/data/model_spec/pairs.jsonl
+    python benchmarks/precedent_matching.py --unrelated data/dev/pandalm_test.jsonl --n 60 --m 100 \
+        --gold data/model_spec/pairs.jsonl
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import sys
 import tempfile
 from itertools import islice
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ["ANONYMIZED_TELEMETRY"] = "False"
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 

@@ -20,7 +20,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import resource
 import sys
@@ -29,10 +28,6 @@ import time
 from collections.abc import Callable, Iterator
 from itertools import islice
 from pathlib import Path
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ["ANONYMIZED_TELEMETRY"] = "False"
 
 from judge.retrieval import RuleIndex, SentenceTransformerEmbedder
 from judge.rules.model import Authority, Case, Layer, Response, Rule, RuleStatus

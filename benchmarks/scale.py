@@ -40,11 +40,6 @@ from itertools import islice
 from pathlib import Path
 
 import numpy as np
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ["ANONYMIZED_TELEMETRY"] = "False"
-
 from retrieval import OBJECTS, OPENERS, QUALIFIERS, VERBS, _dir_size, _paragraph, _percentile, _sentence
 
 from judge.retrieval import RuleIndex, SentenceTransformerEmbedder, make_client

@@ -1,5 +1,5 @@
 """Stare decisis on real data: does a ruling made from a judged failure bind the judge on a near-identical pair,
-and leave unrelated pairs alone? (issue: case law and release gates)
+and leave unrelated pairs alone?
 
 1. From a results file of the judge on labelled Model Spec gold pairs (run with --holdout-same-prompt), take
    N pairs it got wrong and M other pairs (different prompts).
@@ -11,7 +11,8 @@ and leave unrelated pairs alone? (issue: case law and release gates)
 4. Report how many near-identical verdicts now follow the ruling (and how many a precedent bound, with the
    similarities), and how many unrelated verdicts and retrieved rule sets are unchanged (none may be bound).
 
-    python benchmarks/stare_decisis.py --pairs modelspec-s100.jsonl --results modelspec-rules.jsonl --n 8 --m 8
+    python benchmarks/stare_decisis.py --pairs data/model_spec/pairs.jsonl \\
+        --results evals/results/modelspec-rules.jsonl --n 8 --m 8
 """
 
 from __future__ import annotations

@@ -53,8 +53,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-os.environ["ANONYMIZED_TELEMETRY"] = "False"
-
 import httpx
 import openai
 

@@ -18,14 +18,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 set_name=${1:?usage: bash evals/run.sh pandalm|hh|modelspec [N]}
 n=${2:-}
-shared=${JUDGE_SHARED:-../shared}
 case "$set_name" in
-  pandalm)   src=$shared/data/dev/pandalm_test.jsonl; extra=() ;;
-  hh)        src=$shared/data/dev/hh_rlhf_harmless_test.jsonl; extra=() ;;
-  modelspec) src=$shared/data/model_spec/pairs.jsonl; extra=(--holdout-same-prompt) ;;  # leave-one-out
+  pandalm)   src=data/dev/pandalm_test.jsonl; extra=() ;;
+  hh)        src=data/dev/hh_rlhf_harmless_test.jsonl; extra=() ;;
+  modelspec) src=data/model_spec/pairs.jsonl; extra=(--holdout-same-prompt) ;;  # leave-one-out
   *) echo "error: unknown set '$set_name' (pandalm, hh or modelspec)" >&2; exit 2 ;;
 esac
-[ -f "$src" ] || { echo "error: $src not found (set JUDGE_SHARED to the shared folder)" >&2; exit 2; }
+[ -f "$src" ] || { echo "error: $src not found" >&2; exit 2; }
 make -s setup-local
 work=evals/.work
 mkdir -p "$work" evals/results
@@ -33,7 +32,7 @@ export JUDGE_DB=sqlite:///$PWD/$work/judge.db JUDGE_INDEX_PATH=$PWD/$work/index 
 judge=${JUDGE_BIN:-.venv/bin/judge}
 .venv/bin/python evals/sample.py "$src" "$work/$set_name.jsonl" ${n:+--n "$n"}
 "$judge" rulebook load rulebook/ --constitution  # the derived evaluation database follows the text
-method=${METHOD:-rules}
+method=${METHOD:-checks}
 case "$method" in
   rules)  how=(--method pairwise --no-explain) ;;
   bare)   how=(--no-rules --no-explain); extra=() ;;

@@ -1,9 +1,9 @@
 """A seeded sample of a labelled pair file: the lines shuffled with ``random.Random(seed)``, the first N kept.
 
-The evaluation runs in this folder judge the dev sets in this order, so a run cut short (or resumed in a later
-session) always covers a prefix of the same shuffle: any prefix is itself a seeded random sample.
+The evaluation runs in this folder judge the dev sets in this order, so a run cut short (or resumed later)
+always covers a prefix of the same shuffle: any prefix is itself a seeded random sample.
 
-    python evals/sample.py ../shared/data/dev/pandalm_test.jsonl evals/.work/pandalm.jsonl [--seed 0] [--n 300]
+    python evals/sample.py data/dev/pandalm_test.jsonl evals/.work/pandalm.jsonl [--seed 0] [--n 300]
 """
 
 from __future__ import annotations

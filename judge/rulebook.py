@@ -630,7 +630,8 @@ class Rulebook:
         return {rule_id: seen[rule_id] for rule_id in ids if rule_id in seen}
 
     def _query_vector(self, index: RuleIndex, text: str) -> np.ndarray:
-        return self._embed_memo(index, [text])[0]
+        vector: np.ndarray = self._embed_memo(index, [text])[0]
+        return vector
 
     def _embed_memo(self, index: RuleIndex, texts: list[str]) -> np.ndarray:
         """Embed ``texts``, answering the recently embedded ones from the memo (exact text match)."""

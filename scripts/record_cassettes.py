@@ -62,7 +62,7 @@ def main() -> None:
             _check_no_key(path, server.api_key)
         if args.only == "judge":
             return
-        # case generation (issue: case law and gates): one small batch for one spec entry
+        # case generation: one small batch for one spec entry
         path = CASSETTES / "generate-cases.yaml"
         path.unlink(missing_ok=True)
         with vcr.use_cassette(str(path), record_mode="all", **VCR_OPTIONS):

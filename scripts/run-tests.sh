@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Runs the whole test suite with the given interpreter. pytest's exit code 5 (no tests collected) is a
-# failure here: the suite must always contain real tests. The store's integration tests also run against
-# PostgreSQL when a throwaway database can be made (scripts/pg-test-db.sh); set JUDGE_TEST_PG=0 to skip.
+# Runs the lint and type checks, then the whole test suite, with the given interpreter; any ruff or mypy
+# error fails the run before pytest starts. pytest's exit code 5 (no tests collected) is a failure here: the
+# suite must always contain real tests. The store's integration tests also run against PostgreSQL when a
+# throwaway database can be made (scripts/pg-test-db.sh); set JUDGE_TEST_PG=0 to skip.
 set -uo pipefail
 py=${1:-.venv/bin/python}
 here=$(cd "$(dirname "$0")" && pwd)
+cd "$here/.."
+"$py" -m ruff check . || { echo "error: ruff check failed" >&2; exit 1; }
+"$py" -m mypy || { echo "error: mypy (strict, on judge/) failed" >&2; exit 1; }
 if [ -z "${JUDGE_TEST_PG_URL:-}" ] && [ "${JUDGE_TEST_PG:-1}" != 0 ]; then
   url=$(bash "$here/pg-test-db.sh")
   if [ -n "$url" ]; then

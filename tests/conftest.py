@@ -18,7 +18,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+DATA = REPO_ROOT / "data"
 
 
 @pytest.fixture(autouse=True)
@@ -33,10 +33,8 @@ def _isolated_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def shared_data() -> Path:
-    """../shared/data beside the checkout; tests that need it are skipped loudly when it is absent."""
-    if not SHARED_DATA.is_dir():
-        pytest.fail(f"{SHARED_DATA} is missing: CI runs with ../shared beside the checkout")
-    return SHARED_DATA
+    """The checkout's data/ folder: the Model Spec extraction (model_spec/) and the labelled dev sets (dev/)."""
+    return DATA
 
 
 @pytest.fixture

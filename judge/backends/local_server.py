@@ -114,7 +114,7 @@ class LocalServer:
             if not self.model_path.is_file():
                 raise ConfigError(f"model file {self.model_path} does not exist")
             try:
-                import xllamacpp  # type: ignore[import-untyped]
+                import xllamacpp
             except ImportError as exc:  # pragma: no cover - depends on the environment
                 raise ConfigError(
                     "the local backend needs the xllamacpp package: pip install xllamacpp"

@@ -329,9 +329,10 @@ def _short(exc: object, limit: int = 300) -> str:
 
 def _completion_text(completion: Any) -> str | None:
     try:
-        return completion.choices[0].message.content
+        content = completion.choices[0].message.content
     except (AttributeError, IndexError, TypeError):
         return None
+    return content if isinstance(content, str) else None
 
 
 def _prefilled(data: dict[str, Any], usage: dict[str, Any], prompt_tokens: int) -> int | None:

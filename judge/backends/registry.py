@@ -12,12 +12,12 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 from judge.backends.base import Backend
 from judge.backends.openai_compat import OpenAIProtocolBackend, RetryPolicy
 from judge.errors import ConfigError
+from judge.settings import Settings
 
 __all__ = ["make_backend"]
 
@@ -27,8 +27,9 @@ log = logging.getLogger(__name__)
 def _openai(model: str, base_url: str | None, api_key: str | None, retry: RetryPolicy | None) -> Backend:
     import openai
 
-    base_url = base_url or os.environ.get("JUDGE_BASE_URL") or os.environ.get("OPENAI_BASE_URL")
-    key = api_key or os.environ.get("JUDGE_API_KEY") or os.environ.get("OPENAI_API_KEY")
+    env = Settings.from_env()
+    base_url = base_url or env.base_url
+    key = api_key or (env.api_key.get_secret_value() if env.api_key else None)
     if not key:
         if base_url is None:
             raise ConfigError("openai/<model> needs an API key (JUDGE_API_KEY or OPENAI_API_KEY) or a local "

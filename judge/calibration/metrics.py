@@ -17,21 +17,29 @@ Edge-case convention (the same in every function):
   named in the function's docstring.
 
 Nothing here does I/O, keeps state or draws unseeded random numbers; :func:`bootstrap_ci` takes its seed
-explicitly. Only numpy is needed at run time (scikit-learn is used by the tests as a reference).
+explicitly. The standard metrics (confusion matrix, Cohen's kappa, Brier score, log loss, AUROC) are
+scikit-learn's and the bootstrap is scipy's; written here are only what those libraries lack: ECE and its
+reliability table, the ECE a calibrated judge shows by chance, the risk-coverage curve and AURC, and the
+pairwise-judging shares.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from scipy.stats import DegenerateDataWarning, bootstrap
+from sklearn import metrics as skm
+from sklearn.exceptions import UndefinedMetricWarning
 
 OUTCOMES: tuple[str, str, str] = ("A", "tie", "B")
 _INDEX = {name: i for i, name in enumerate(OUTCOMES)}
+_LABELS = list(range(len(OUTCOMES)))
 _ROW_SUM_TOL = 1e-6
 
 Sized = Sequence[Any] | NDArray[Any]
@@ -221,8 +229,8 @@ def confusion_matrix(pred: Sequence[str], label: Sequence[str]) -> tuple[tuple[i
         ValueError: On empty input, different lengths or unknown outcomes.
     """
     _same_length("confusion_matrix", pred, label)
-    counts = np.zeros((3, 3), dtype=int)
-    np.add.at(counts, (_outcomes("confusion_matrix", label), _outcomes("confusion_matrix", pred)), 1)
+    counts = skm.confusion_matrix(_outcomes("confusion_matrix", label), _outcomes("confusion_matrix", pred),
+                                  labels=_LABELS)
     return tuple((int(r[0]), int(r[1]), int(r[2])) for r in counts)
 
 
@@ -235,13 +243,11 @@ def cohen_kappa(pred: Sequence[str], label: Sequence[str]) -> float:
     Raises:
         ValueError: On empty input, different lengths or unknown outcomes.
     """
-    counts = np.asarray(confusion_matrix(pred, label), dtype=float)
-    n = counts.sum()
-    p_o = np.trace(counts) / n
-    p_e = float(counts.sum(axis=1) @ counts.sum(axis=0)) / n**2
-    if math.isclose(p_e, 1.0):
-        return math.nan
-    return float((p_o - p_e) / (1.0 - p_e))
+    _same_length("cohen_kappa", pred, label)
+    y, p = _outcomes("cohen_kappa", label), _outcomes("cohen_kappa", pred)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)  # the undefined case is NaN by contract
+        return float(skm.cohen_kappa_score(y, p, labels=_LABELS, replace_undefined_by=math.nan))
 
 
 # --------------------------------------------------------------------------------------------- calibration
@@ -309,7 +315,7 @@ def brier_binary(p: ArrayLike, y: ArrayLike) -> float:
     """
     prob, truth = _probabilities("brier_binary", p), _binary("brier_binary", y)
     _same_length("brier_binary", prob, truth)
-    return float(np.mean((prob - truth) ** 2))
+    return float(skm.brier_score_loss(truth, prob, labels=[0, 1]))
 
 
 def brier_multiclass(probs: ArrayLike, labels: Outcomes) -> float:
@@ -329,8 +335,7 @@ def brier_multiclass(probs: ArrayLike, labels: Outcomes) -> float:
     rows = _prob_rows("brier_multiclass", probs)
     idx = _outcomes("brier_multiclass", labels)
     _same_length("brier_multiclass", rows, idx)
-    onehot = np.eye(len(OUTCOMES))[idx]
-    return float(np.mean(np.sum((rows - onehot) ** 2, axis=1)))
+    return float(skm.brier_score_loss(idx, rows, labels=_LABELS, scale_by_half=False))
 
 
 def log_loss_binary(p: ArrayLike, y: ArrayLike, eps: float = 1e-15) -> float:
@@ -345,14 +350,13 @@ def log_loss_binary(p: ArrayLike, y: ArrayLike, eps: float = 1e-15) -> float:
         raise ValueError(f"log_loss_binary: eps must lie in (0, 0.5), got {eps}")
     prob, truth = _probabilities("log_loss_binary", p), _binary("log_loss_binary", y)
     _same_length("log_loss_binary", prob, truth)
-    prob = np.clip(prob, eps, 1.0 - eps)
-    return float(-np.mean(truth * np.log(prob) + (1 - truth) * np.log1p(-prob)))
+    return float(skm.log_loss(truth, np.clip(prob, eps, 1.0 - eps), labels=[0, 1]))
 
 
 def log_loss_multiclass(probs: ArrayLike, labels: Outcomes, eps: float = 1e-15) -> float:
     """Mean negative log-probability of the true outcome, natural log.
 
-    The true outcome's probability is clipped to ``[eps, 1 - eps]``; rows are not renormalised.
+    Probabilities are clipped to ``[eps, 1 - eps]``; rows are not renormalised.
 
     Args:
         probs: Rows of ``(P(A), P(tie), P(B))`` each summing to 1, shape ``(n, 3)``.
@@ -367,8 +371,7 @@ def log_loss_multiclass(probs: ArrayLike, labels: Outcomes, eps: float = 1e-15) 
     rows = _prob_rows("log_loss_multiclass", probs)
     idx = _outcomes("log_loss_multiclass", labels)
     _same_length("log_loss_multiclass", rows, idx)
-    picked = np.clip(rows[np.arange(len(idx)), idx], eps, 1.0 - eps)
-    return float(-np.mean(np.log(picked)))
+    return float(skm.log_loss(idx, np.clip(rows, eps, 1.0 - eps), labels=_LABELS))
 
 
 # --------------------------------------------------------------------------------------------- selective
@@ -390,19 +393,10 @@ def wrong_at_high_confidence(confidence: ArrayLike, correct: ArrayLike, threshol
     return HighConfidenceErrors(n_wrong / n_conf if n_conf else math.nan, n_conf, n_wrong)
 
 
-def _average_ranks(values: NDArray[np.float64]) -> NDArray[np.float64]:
-    """1-based ranks, tied values sharing their mean rank (as ``scipy.stats.rankdata``)."""
-    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
-    upper = np.cumsum(counts)
-    mean_rank = upper - (counts - 1) / 2.0
-    return mean_rank[inverse]
-
-
 def auroc(confidence: ArrayLike, correct: ArrayLike) -> float:
     """Area under the ROC curve of confidence as a score for separating correct from wrong verdicts.
 
-    Computed from the Mann-Whitney statistic with average ranks for ties, which equals
-    ``sklearn.metrics.roc_auc_score(correct, confidence)``.
+    ``sklearn.metrics.roc_auc_score(correct, confidence)`` (tied confidences count half).
 
     Returns:
         AUROC in [0, 1]; NaN when ``correct`` is all 1 or all 0 (the curve is undefined).
@@ -411,12 +405,9 @@ def auroc(confidence: ArrayLike, correct: ArrayLike) -> float:
         ValueError: On empty or malformed input.
     """
     conf, corr = _conf_correct("auroc", confidence, correct)
-    n_pos = int(corr.sum())
-    n_neg = len(corr) - n_pos
-    if n_pos == 0 or n_neg == 0:
+    if corr.min() == corr.max():
         return math.nan
-    rank_sum = float(_average_ranks(conf)[corr == 1].sum())
-    return (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
+    return float(skm.roc_auc_score(corr, conf))
 
 
 def risk_coverage(confidence: ArrayLike, correct: ArrayLike) -> tuple[RiskCoveragePoint, ...]:
@@ -589,8 +580,10 @@ def bootstrap_ci(
 ) -> BootstrapCI:
     """Percentile bootstrap interval for ``metric_fn(*arrays)``, resampling rows of all arrays jointly.
 
-    Resampling uses ``numpy.random.default_rng(seed)``, so the result is deterministic for a seed. Replicates
-    where the metric is NaN (e.g. AUROC on a one-class resample) are dropped; if all are, the bounds are NaN.
+    ``scipy.stats.bootstrap`` resamples the row indices with ``numpy.random.default_rng(seed)``, so the result
+    is deterministic for a seed. Replicates where the metric is NaN (e.g. AUROC on a one-class resample) are
+    dropped; if all are, the bounds are NaN. A single row has only itself to resample: its interval is the
+    point.
 
     Args:
         metric_fn: Takes the arrays (as numpy arrays, rows resampled) and returns a number.
@@ -614,13 +607,22 @@ def bootstrap_ci(
     data = [np.asarray(a) for a in arrays]
     n = _same_length("bootstrap_ci", *data)
     point = float(metric_fn(*data))
-    rng = np.random.default_rng(seed)
-    replicates = np.empty(n_boot)
-    for b in range(n_boot):
-        idx = rng.integers(0, n, size=n)
-        replicates[b] = float(metric_fn(*(a[idx] for a in data)))
-    replicates = replicates[~np.isnan(replicates)]
-    if replicates.size == 0:
+    if n == 1:
+        return BootstrapCI(point, point, point)
+
+    def statistic(idx: NDArray[np.int_]) -> float:
+        return float(metric_fn(*(a[idx] for a in data)))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DegenerateDataWarning)  # NaN replicates: dropped below
+        result = bootstrap((np.arange(n),), statistic, n_resamples=n_boot, vectorized=False,
+                           confidence_level=1.0 - alpha, method="percentile", rng=np.random.default_rng(seed))
+    replicates = np.asarray(result.bootstrap_distribution, dtype=float)
+    finite = replicates[~np.isnan(replicates)]
+    if finite.size == 0:
         return BootstrapCI(point, math.nan, math.nan)
-    low, high = np.quantile(replicates, [alpha / 2.0, 1.0 - alpha / 2.0])
+    if finite.size < replicates.size:
+        low, high = np.quantile(finite, [alpha / 2.0, 1.0 - alpha / 2.0])
+    else:
+        low, high = result.confidence_interval
     return BootstrapCI(point, float(low), float(high))

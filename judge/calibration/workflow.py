@@ -1,6 +1,6 @@
 """Evaluation and calibration from files: the I/O edge around the pure modules of this package.
 
-* :func:`load_labels` reads labelled pair files (the format of ``../shared/data``), each pair with its source
+* :func:`load_labels` reads labelled pair files (the format of the dev sets in ``data/``), each pair with its source
   (its ``source`` field, the file it came from, or another field: ``group_by``).
 * :func:`evaluate_results` joins results files with their labels and reports raw and cross-fitted recalibrated
   metrics side by side (:class:`Evaluation`); with several sources, also leave-one-source-out figures; with a

@@ -4,7 +4,7 @@
 from judge.cases import CaseStore, Thresholds, seed_from_dir
 
 store = CaseStore(rulebook.store.engine, embedder)       # entry ids read from the rulebook
-store.add(seed_from_dir("../shared/data/model_spec", store.entry_ids()).cases)
+store.add(seed_from_dir("data/model_spec", store.entry_ids()).cases)
 store.review({"case-...": ("accepted", "alice")})
 for row in store.coverage(Thresholds(cos=0.92, ngram=0.6)):
     print(row.entry_id, row.distinct_accepted)

@@ -74,7 +74,7 @@ def _prompt_text(value: Any) -> str | None:
     if isinstance(value, list) and value and all(isinstance(m, dict) for m in value):
         contents = [m.get("content") for m in value]
         if all(isinstance(c, str) for c in contents):
-            return "\n".join(contents)  # type: ignore[arg-type]
+            return "\n".join(contents)
     return None
 
 

@@ -71,13 +71,14 @@ def _read_cases(path: Path) -> list[Any]:
 
 
 def _case_row(case: Any) -> dict[str, Any]:
-    return case.model_dump(mode="json")
+    row: dict[str, Any] = case.model_dump(mode="json")
+    return row
 
 
 @app.command("seed")
 def seed(
     ctx: typer.Context,
-    data_dir: Path = typer.Argument(Path("../shared/data/model_spec"), exists=True, file_okay=False,
+    data_dir: Path = typer.Argument(Path("data/model_spec"), exists=True, file_okay=False,
                                     help="Extracted Model Spec folder (examples.jsonl, eval_prompts.jsonl)."),
     as_json: bool = JSON_OPT,
 ) -> None:
@@ -162,7 +163,7 @@ def review(
                              line=line, field="id")
         seen[case_id] = line
         decisions[case_id] = (status, reviewer)
-    report = open_store(ctx, embed=False).review(decisions, note=note)  # type: ignore[arg-type]
+    report = open_store(ctx, embed=False).review(decisions, note=note)
     if as_json:
         emit_json({"changed": list(report.changed), "unchanged": list(report.unchanged)})
     else:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import typer
 
 from judge.cli import (
@@ -62,9 +60,6 @@ def _root(
 
 def main() -> None:
     """Console-script entry point: a `JudgeError` is one line on stderr and exit code 2."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
     try:
         rv = app(standalone_mode=False)
     except JudgeError as exc:

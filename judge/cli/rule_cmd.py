@@ -39,7 +39,7 @@ def rule(
     rb = state(ctx).rulebook()
     if conflict_threshold is not None:
         rb.conflict_threshold = conflict_threshold
-    ruling = rb.add_ruling_from(result_id, holding=holding, rationale=rationale,  # type: ignore[arg-type]
+    ruling = rb.add_ruling_from(result_id, holding=holding, rationale=rationale,
                                 cites=cites, overrules=overrules, author=author, title=title, checks=parsed)
     if as_json:
         emit_json({**ruling.model_dump(mode="json"), "rulebook_version": rb.version})

@@ -32,7 +32,7 @@ def _rule_json(rule: Rule) -> dict[str, object]:
 
 @app.command("import-model-spec")
 def import_model_spec(
-    source: Path = typer.Option(Path("../shared/data/model_spec"), "--source", exists=True, file_okay=False,
+    source: Path = typer.Option(Path("data/model_spec"), "--source", exists=True, file_okay=False,
                                 help="Directory with the extracted Model Spec (entries/examples/pairs JSONL)."),
     out: Path = typer.Option(Path("rulebook"), "--out", help="Rulebook text directory to (re)write."),
     as_json: bool = JSON_OPT,
@@ -379,7 +379,7 @@ def add_ruling(
     rb = state(ctx).rulebook()
     if conflict_threshold is not None:
         rb.conflict_threshold = conflict_threshold
-    rule = rb.add_ruling(author=author, **fields)  # type: ignore[arg-type]
+    rule = rb.add_ruling(author=author, **fields)
     if as_json:
         emit_json(_rule_json(rule))
     else:

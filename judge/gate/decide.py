@@ -170,7 +170,11 @@ def _z(confidence: float) -> float:
 
 
 def wilson_interval(successes: float, n: float, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval of a proportion (closed form; ``successes`` may be fractional: half ties).
+    """Wilson score interval of a proportion.
+
+    Closed form, because ``successes`` may be fractional (a tie counts half) while
+    ``scipy.stats.binomtest(k, n).proportion_ci(method="wilson")`` takes whole counts only; on whole counts the
+    two agree (the tests check it).
 
     Raises:
         ValueError: ``n`` is not positive or ``successes`` is outside ``[0, n]``.
@@ -190,19 +194,22 @@ def wilson_interval(successes: float, n: float, confidence: float = 0.95) -> tup
 
 def bootstrap_lower_bound(scores: Sequence[float], *, confidence: float = 0.95, n_boot: int = 2000,
                           seed: int | Sequence[int] = 0) -> float:
-    """Lower end of the two-sided percentile bootstrap interval of a mean.
+    """Lower end of the two-sided percentile bootstrap interval of a mean (``scipy.stats.bootstrap``).
 
     Raises:
         ValueError: ``scores`` is empty.
     """
-    import numpy as np  # only this interval needs it; the gate module itself stays light
+    import numpy as np  # only this interval needs them; the gate module itself stays light
+    from scipy.stats import bootstrap
 
     if not scores:
         raise ValueError("the bootstrap needs at least one score")
     arr = np.asarray(scores, dtype=float)
-    rng = np.random.default_rng(seed)
-    means = arr[rng.integers(0, arr.size, size=(n_boot, arr.size))].mean(axis=1)
-    return float(np.quantile(means, (1 - confidence) / 2))
+    if arr.size == 1:  # one score has only itself to resample
+        return float(arr[0])
+    result = bootstrap((arr,), np.mean, n_resamples=n_boot, vectorized=True, confidence_level=confidence,
+                       method="percentile", rng=np.random.default_rng(seed))
+    return float(result.confidence_interval.low)
 
 
 def win_rate(outcomes: EntryOutcomes, policy: GatePolicy) -> tuple[float, int]:

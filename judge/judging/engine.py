@@ -234,7 +234,7 @@ class Judge:
             note=f"binding precedent on the same facts (similarity {ref.similarity:.3f}{slots})",
             score=ref.similarity)
         log.info("pair %s bound by precedent %s (similarity %.3f)", pair.id, ruling.id, ref.similarity)
-        return Verdict(**self._base(pair, rules, scores, version, key), winner=ref.holding,  # type: ignore[arg-type]
+        return Verdict(**self._base(pair, rules, scores, version, key), winner=ref.holding,
                        probabilities=dist, citations=[citation], deciding_rule=ruling.id, precedent=ref,
                        decided_by="precedent",
                        rationale=f"Bound by {ruling.id}: {ruling.text}"[:400],
@@ -252,8 +252,8 @@ class Judge:
         base = self._base(pair, rules, scores, version, key)
 
         def failed(stage: str, reason: str, raw: str | None = None, **extra: object) -> Verdict:
-            return Verdict(**base, **extra, winner=None, probabilities=None,  # type: ignore[arg-type]
-                           failure=Failure(stage=stage, reason=reason, raw=raw),  # type: ignore[arg-type]
+            return Verdict(**base, **extra, winner=None, probabilities=None,
+                           failure=Failure(stage=stage, reason=reason, raw=raw),
                            latency_s=time.perf_counter() - start)
 
         orders_wanted: list[Literal["A", "B"]] = ["A", "B"] if cfg.both_orders else ["A"]
@@ -288,7 +288,7 @@ class Judge:
                 return failed("backend", str(exc), getattr(exc, "raw", None), **extra)
             extra["prompt_tokens"] = tokens_in + used_in
             extra["completion_tokens"] = tokens_out + used_out
-        verdict = Verdict(**base, **extra, winner=dist.winner, probabilities=dist,  # type: ignore[arg-type]
+        verdict = Verdict(**base, **extra, winner=dist.winner, probabilities=dist,
                           decided_by="model", latency_s=time.perf_counter() - start)
         if explanation is not None:
             verdict = self._with_explanation(verdict, explanation, rules, scores)

@@ -236,6 +236,6 @@ def explanation_model(retrieved_ids: list[str]) -> type[Explanation]:
         description="A rule id from the RULEBOOK.", json_schema_extra=enum)))
     return create_model(
         "Explanation", __base__=Explanation,
-        rules_applied=(list[applied], Field(min_length=1, max_length=3)),  # type: ignore[valid-type]
+        rules_applied=(list[applied], Field(min_length=1, max_length=3)),
         deciding_rule=(str, Field(description="The highest-precedence rule that decided the verdict.",
                                   json_schema_extra=enum)))

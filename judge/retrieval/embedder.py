@@ -15,7 +15,6 @@ import functools
 import hashlib
 import itertools
 import json
-import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -126,11 +125,12 @@ class HashEmbedder:
         return f"HashEmbedder(dim={self._dim})"
 
 
-def _set_offline_env() -> None:
-    # Never reach a model hub, and keep library progress bars off stderr (the CLI renders its own output).
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["TRANSFORMERS_OFFLINE"] = "1"
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+def _quiet_progress_bars() -> None:
+    # Keep library progress bars off stderr (the CLI renders its own output). Models load with
+    # local_files_only=True, so no model hub is ever reached.
+    from huggingface_hub.utils.tqdm import disable_progress_bars
+
+    disable_progress_bars()
 
 
 def _resolve_model_path(model: str) -> Path:
@@ -155,7 +155,7 @@ def _resolve_model_path(model: str) -> Path:
 @functools.lru_cache(maxsize=4)
 def _load_model(path: str, device: str) -> Any:
     """Load a sentence-transformers model once per process and device."""
-    _set_offline_env()
+    _quiet_progress_bars()
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError as exc:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import re
 from collections.abc import Callable, Collection, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -139,7 +138,6 @@ class IndexState:
 
 
 def _telemetry_off() -> Any:
-    os.environ["ANONYMIZED_TELEMETRY"] = "False"
     from chromadb.config import Settings as ChromaSettings
 
     return ChromaSettings(anonymized_telemetry=False)
@@ -590,7 +588,8 @@ class RuleIndex:
 
     def embed_query(self, text: str) -> np.ndarray:
         """Embed one query text (e.g. ``pair.query_text()``) for `query_vector`."""
-        return self.embedder.encode([text])[0]
+        vector: np.ndarray = self.embedder.encode([text])[0]
+        return vector
 
     def query(self, text: str, *, layer: Layer | None, k: int, exclude: Collection[str] = (),
               active_only: bool = True, where_extra: dict[str, Any] | None = None,
