@@ -117,9 +117,12 @@ def metrics(p_a: np.ndarray, y: np.ndarray) -> dict[str, float]:
             "ece_r": ece(rconf, rcorrect, n_bins=15).ece, "brier_r": brier_binary(rconf, rcorrect)}
 
 
+Rows = list[tuple[str, dict[str, float]]]
+
+
 def run_set(name: str, labels: dict[str, str], results: Path, rules: dict[str, Rule],
-            weights_for: Callable[[str, str], CheckWeights], prior: CheckWeights) -> tuple[list[tuple[str, dict[str, float]]],
-                                                                       dict[str, list[Labelled]]]:
+            weights_for: Callable[[str, str], CheckWeights], prior: CheckWeights) -> tuple[Rows,
+                                                                                          dict[str, list[Labelled]]]:
     files = {m: results / f"{name}-{m}.jsonl" for m in ("bare", "rules", "checks")}
     verdicts = {m: {v.pair_id: v for v in read_results(f)} for m, f in files.items() if f.exists()}
     if not verdicts:
@@ -127,7 +130,7 @@ def run_set(name: str, labels: dict[str, str], results: Path, rules: dict[str, R
     ids = set.intersection(*(set(v) for v in verdicts.values()))
     ids = sorted(i for i in ids if i in labels and labels[i] in ("A", "B"))
     y = np.array([1 if labels[i] == "A" else 0 for i in ids])
-    rows: list[tuple[str, dict[str, float]]] = []
+    rows: Rows = []
     extra: dict[str, dict[str, float]] = {}
 
     def add(label: str, values: list[float | None], source: dict[str, Verdict] | None) -> None:

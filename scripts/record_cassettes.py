@@ -27,13 +27,16 @@ from judge.backends.local_model import ensure_default_model  # noqa: E402
 from judge.backends.local_server import LocalServer  # noqa: E402
 from judge.backends.openai_compat import OpenAIProtocolBackend  # noqa: E402
 from judge.cases.generate import generate_cases  # noqa: E402
+from judge.judging.checks import CHECKS_TEMPLATE_VERSION  # noqa: E402
 from judge.judging.engine import Judge  # noqa: E402
 from judge.judging.pairs_io import read_pairs  # noqa: E402
+from judge.judging.verdict import JudgeConfig  # noqa: E402
 from judge.settings import Settings  # noqa: E402
 from judge.testing import hash_rulebook  # noqa: E402
 
 CASSETTES = ROOT / "cassettes"
-RECORDED_PAIRS = ("ex-factual", "ex-process")
+RECORDED_PAIRS = ("ex-factual", "ex-process")  # the pairwise method (rules in the prompt)
+CHECKED_PAIRS = ("ex-self-harm", "ex-process")  # the rule-checks method
 GENERATED_ENTRY = "spec/avoid-sycophancy"
 VCR_OPTIONS = {"filter_headers": ["authorization", "x-api-key"], "match_on": ["method", "path", "body"],
                "decode_compressed_response": True}
@@ -42,7 +45,7 @@ VCR_OPTIONS = {"filter_headers": ["authorization", "x-api-key"], "match_on": ["m
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--only", choices=("judge", "generation"), default=None,
+    ap.add_argument("--only", choices=("judge", "checks", "generation"), default=None,
                     help="Re-record one kind of cassette only (default: all).")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO)
@@ -53,6 +56,14 @@ def main() -> None:
         client = openai.AsyncOpenAI(base_url=server.base_url, api_key=server.api_key)
         backend = OpenAIProtocolBackend(name="local", model=server.model_name, client=client)
         judge = Judge(backend, rulebook, concurrent_orders=False)
+        checks = Judge(backend, rulebook, concurrent_orders=False, config=checks_config(backend))
+        for pair_id in CHECKED_PAIRS if args.only in (None, "checks") else ():
+            path = CASSETTES / f"checks-{pair_id}.yaml"
+            path.unlink(missing_ok=True)
+            with vcr.use_cassette(str(path), record_mode="all", **VCR_OPTIONS):
+                verdict = checks.compare(pairs[pair_id])
+            print(pair_id, verdict.winner, verdict.probabilities, verdict.decided_by, verdict.failure)
+            _check_no_key(path, server.api_key)
         for pair_id in RECORDED_PAIRS if args.only in (None, "judge") else ():
             path = CASSETTES / f"judge-{pair_id}.yaml"
             path.unlink(missing_ok=True)
@@ -60,7 +71,7 @@ def main() -> None:
                 verdict = judge.compare(pairs[pair_id])
             print(pair_id, verdict.winner, verdict.probabilities, verdict.failure)
             _check_no_key(path, server.api_key)
-        if args.only == "judge":
+        if args.only in ("judge", "checks"):
             return
         # case generation: one small batch for one spec entry
         path = CASSETTES / "generate-cases.yaml"
@@ -70,6 +81,12 @@ def main() -> None:
         for case in cases:
             print("generated:", case.tags, case.prompt[:100])
         _check_no_key(path, server.api_key)
+
+
+def checks_config(backend: OpenAIProtocolBackend) -> JudgeConfig:
+    """The rule-checks method as `judge run` uses it by default."""
+    return JudgeConfig(backend=backend.name, model=backend.model, template_version=CHECKS_TEMPLATE_VERSION,
+                       method="checks", explain=False)
 
 
 def _check_no_key(path: Path, key: str) -> None:

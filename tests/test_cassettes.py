@@ -24,6 +24,7 @@ MODEL = "qwen2.5-coder-1.5b-instruct-q4_k_m"
 VCR_OPTIONS = {"filter_headers": ["authorization", "x-api-key"], "match_on": ["method", "path", "body"],
                "decode_compressed_response": True}
 RECORDED = sorted(p.stem.removeprefix("judge-") for p in CASSETTES.glob("judge-*.yaml"))
+CHECKED = sorted(p.stem.removeprefix("checks-") for p in CASSETTES.glob("checks-*.yaml"))
 GENERATION = CASSETTES / "generate-cases.yaml"
 
 
@@ -56,6 +57,31 @@ def test_replayed_judgment_is_a_real_verdict(pair_id: str, direct_http: bool, sq
     retrieved = {r["id"] for r in verdict.retrieved}
     assert verdict.citations and all(c.rule_id in retrieved for c in verdict.citations)
     assert verdict.deciding_rule in retrieved
+
+
+@pytest.mark.parametrize("pair_id", CHECKED)
+def test_replayed_rule_checks_decide_with_citations_that_agree(pair_id: str, sqlite_url: str) -> None:
+    """The rule-checks method against the real model: every check answered yes or no (or a recorded failure),
+    both responses graded alone, citations that favour the winner, prefix reuse measured."""
+    from judge.judging.checks import CHECKS_TEMPLATE_VERSION
+    from judge.judging.verdict import JudgeConfig
+
+    pairs = {r.pair.id: r.pair for r in read_pairs(ROOT / "examples" / "pairs.jsonl")}
+    rulebook = hash_rulebook(sqlite_url, ROOT / "rulebook")
+    client = openai.AsyncOpenAI(base_url="http://127.0.0.1:8080/v1", api_key="sk-replay-only")
+    backend = OpenAIProtocolBackend(name="local", model=MODEL, client=client)
+    config = JudgeConfig(backend=backend.name, model=backend.model, template_version=CHECKS_TEMPLATE_VERSION,
+                         method="checks", explain=False)
+    judge = Judge(backend, rulebook, concurrent_orders=False, config=config)
+    with vcr.use_cassette(str(CASSETTES / f"checks-{pair_id}.yaml"), record_mode="none", **VCR_OPTIONS) as tape:
+        verdict = judge.compare(pairs[pair_id])
+    assert tape.play_count == len(tape)
+    assert verdict.failure is None and verdict.winner in ("A", "B")
+    assert verdict.checks and len(tape) == 2 * len(verdict.checks)
+    assert all(c.answered or c.failure for c in verdict.checks)
+    assert all(c.favours == verdict.winner for c in verdict.citations)
+    assert verdict.decided_by in ("rules", "holistic")
+    assert verdict.prefilled_tokens is not None and verdict.prefilled_tokens < verdict.prompt_tokens / 2
 
 
 def test_cassettes_hold_no_api_key() -> None:

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Engine, Select, exists, func, insert, select
+from sqlalchemy import text as sa_text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, aliased
 from tenacity import RetryError, Retrying, retry_if_exception, stop_after_attempt, wait_random
@@ -387,7 +388,7 @@ class RulebookStore:
     def rebuild_lexical(self) -> int:
         """Recreate the lexical index from the current rule versions; returns the binding rules indexed."""
         with self.engine.begin() as conn:
-            conn.execute(lexical.text("DELETE FROM rule_fts"))
+            conn.execute(sa_text("DELETE FROM rule_fts"))
         total = 0
         for page in batched(self.iter_current(), 1000):
             with self.engine.begin() as conn:
