@@ -95,7 +95,8 @@ def verdict_table(verdicts: list[Verdict], title: str) -> Table:
     line, and the deciding rule is marked in that list rather than repeated in a column of its own.
     """
     table = Table(title=title, show_lines=True,
-                  caption="(A) / (B): the response a cited rule favours, as the judge explained it")
+                  caption="(A) / (B): the response a cited rule favours; rule checks decide by precedence, the "
+                          "pairwise method by the judge's explanation")
     table.add_column("pair", overflow="fold")
     table.add_column("winner", overflow="fold")
     table.add_column("P(winner)", no_wrap=True, justify="right")
@@ -122,6 +123,8 @@ def _rules_cell(v: Verdict) -> str:
         lines.append(f"(binding precedent, similarity {v.precedent.similarity:.3f}: no model asked)")
     if v.explanation_agrees is False:
         lines.append("(explanation contradicts the verdict)")
+    if v.decided_by == "holistic":
+        lines.append("(no rule's checks separated the responses: decided by the general question)")
     return escape("\n".join(lines)) if lines else "-"
 
 
