@@ -306,3 +306,14 @@ def test_run_exits_1_when_pairs_failed_and_says_how_many(tmp_path: Path, monkeyp
     assert "2 of 2 pair(s) failed" in " ".join(err.split())
     code, out, _ = invoke(["run", "--help"], monkeypatch, capsys)
     assert "1 some pairs failed" in " ".join(out.split())
+
+
+def test_the_default_database_location_is_checked_too(tmp_path: Path) -> None:
+    """No --db and no JUDGE_DB: the default SQLite file in the data dir is the one required."""
+    from judge.cli.common import require_rulebook
+    from judge.errors import ConfigError
+    from judge.settings import Settings
+
+    with pytest.raises(ConfigError, match="does not exist"):
+        require_rulebook(Settings(data_dir=tmp_path), allow_empty=False)
+    assert not (tmp_path / "judge.db").exists()

@@ -69,7 +69,7 @@ def require_rulebook(settings: Settings, *, allow_empty: bool, use_rules: bool =
         return
     how = ("create it with `judge init` or `judge rulebook load rulebook/`, or pass --allow-empty to judge "
            "without rules")
-    url = make_url(settings.db_url)
+    url = make_url(settings.resolved_db_url)
     database = url.database or ""
     where = url.render_as_string(hide_password=True)
     on_disk = url.get_backend_name() == "sqlite" and database not in ("", ":memory:") \
@@ -80,7 +80,7 @@ def require_rulebook(settings: Settings, *, allow_empty: bool, use_rules: bool =
         return
     from judge.store import RulebookStore, open_engine
 
-    engine = open_engine(settings.db_url)
+    engine = open_engine(settings.resolved_db_url)
     try:
         empty = _count_rules(RulebookStore, engine) == 0
     finally:
@@ -166,7 +166,7 @@ def parse_checks(values: list[str], option: str = "--check") -> list[Any]:
         if not sep or expect.strip().lower() not in ("yes", "no"):
             raise typer.BadParameter(f"{value!r}: write QUESTION?=yes or QUESTION?=no", param_hint=option)
         try:
-            checks.append(Check(question=question, expect=expect.strip().lower()))  # type: ignore[arg-type]
+            checks.append(Check.model_validate({"question": question, "expect": expect.strip().lower()}))
         except ValidationError as exc:
             message = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
             raise typer.BadParameter(f"{value!r}: {message}", param_hint=option) from None

@@ -307,11 +307,11 @@ class Judge:
         decision, extra, failure = await decide_by_checks(self, pair, rules, scores)
         base = self._base(pair, rules, scores, version, key)
         if failure is not None:
-            return Verdict(**base, **extra, winner=None, probabilities=None,  # type: ignore[arg-type]
+            return Verdict(**base, **extra, winner=None, probabilities=None,
                            failure=failure, latency_s=time.perf_counter() - start)
         assert decision is not None
         dist = Distribution(a=decision.p_a, tie=0.0, b=1.0 - decision.p_a)
-        verdict = Verdict(**base, **extra, winner=dist.winner, probabilities=dist,  # type: ignore[arg-type]
+        verdict = Verdict(**base, **extra, winner=dist.winner, probabilities=dist,
                           citations=check_citations(decision, dist.winner, scores),
                           deciding_rule=decision.cited[0].rule.id if decision.cited else None,
                           rationale=check_rationale(decision, dist.winner),
