@@ -532,6 +532,9 @@ class _HidesAfterWrite:
     def count(self) -> int:
         return int(self._col.count())
 
+    def get(self, **kwargs: Any) -> Any:
+        return self._col.get(**kwargs)  # get() finds every record
+
     def query(self, **kwargs: Any) -> dict[str, Any]:
         found = self._col.query(**kwargs)
         if self.writes >= self.heal_after:
