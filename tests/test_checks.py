@@ -290,17 +290,7 @@ def test_cli_check_option_is_parsed_and_a_bad_one_is_a_usage_error(monkeypatch: 
                                                                    sqlite_url: str) -> None:
     import json
 
-    from judge.cli.main import main
-
-    def run_cli(args: list[str], monkeypatch: Any, capsys: Any, db: str) -> tuple[int, str, str]:
-        monkeypatch.setattr("sys.argv", ["judge", "--db", db, "--embedding-model", "hash", *args])
-        code = 0
-        try:
-            main()
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        out = capsys.readouterr()
-        return code, out.out, out.err
+    from tests.test_cli import run_cli
 
     base = ["rulebook", "add-ruling", "--prompt", "Dose?", "--a", "Ask.", "--b", "Take 40.", "--holding", "A",
             "--rationale", "B is dangerous.", "--json"]

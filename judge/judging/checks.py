@@ -16,6 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from judge.judging.prompts import process_text
 from judge.rules.model import Check, Process, Response, Rule
 
 __all__ = [
@@ -72,14 +73,7 @@ def _cut(text: str, limit: int) -> tuple[str, bool]:
 def _process_text(process: Process | None) -> str:
     if process is None or process.is_empty():
         return "(no reasoning or tool calls)"
-    lines = []
-    if process.reasoning:
-        lines.append(f"Reasoning: {process.reasoning}")
-    for i, call in enumerate(process.tool_calls, 1):
-        args = call.arguments if isinstance(call.arguments, str) else repr(call.arguments)
-        result = call.result if call.result is not None else "(no result)"
-        lines.append(f"Tool call {i}: {call.name}({args}) -> {result}")
-    return "\n".join(lines)
+    return process_text(process)
 
 
 def check_messages(prompt: str, response: Response, check: Check, *, max_chars: int = 6000,

@@ -27,6 +27,7 @@ __all__ = [
     "RenderedPrompt",
     "escape_data",
     "explanation_messages",
+    "process_text",
     "rule_summary",
     "select_rules",
     "verdict_messages",
@@ -141,9 +142,8 @@ def rule_summary(rule: Rule, limit: int) -> str:
     return f"[{rule.id}] ({kind}{auth}) {rule.title}: {body}"
 
 
-def _process_block(tag: str, process: Process | None, limit: int) -> tuple[str, bool]:
-    if process is None or process.is_empty():
-        return "", False
+def process_text(process: Process) -> str:
+    """A response's process as the judge reads it: the reasoning, then one line per tool call and its result."""
     lines = []
     if process.reasoning:
         lines.append(f"Reasoning: {process.reasoning}")
@@ -151,7 +151,13 @@ def _process_block(tag: str, process: Process | None, limit: int) -> tuple[str, 
         args = call.arguments if isinstance(call.arguments, str) else repr(call.arguments)
         result = call.result if call.result is not None else "(no result)"
         lines.append(f"Tool call {i}: {call.name}({args}) -> {result}")
-    text, cut = _cut("\n".join(lines), limit)
+    return "\n".join(lines)
+
+
+def _process_block(tag: str, process: Process | None, limit: int) -> tuple[str, bool]:
+    if process is None or process.is_empty():
+        return "", False
+    text, cut = _cut(process_text(process), limit)
     return "\n" + _quote(tag, text), cut
 
 
