@@ -5,6 +5,6 @@ set -euo pipefail
 venv=${1:-.venv}
 judge="$venv/bin/judge"
 out=${JUDGE_DEMO_OUT:-out/example-results.jsonl}
-"$judge" rulebook load rulebook/
+"$judge" rulebook load rulebook/ --constitution   # the shipped text, constitution included, is the reference
 rm -f "$out"   # score afresh each time (identical requests are still answered from the judgment store)
 "$judge" run examples/pairs.jsonl --out "$out" --backend local
