@@ -8,17 +8,15 @@ contradict the verdict.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
-from judge.backends.base import ChatRequest
 from judge.errors import BackendError
 from judge.judging.checks import CheckResult, plan_checks
 from judge.judging.decide import Decision, RuleOutcome, decide
 from judge.judging.grading import grade_pair
-from judge.judging.pairwise import Distribution, VerdictTokenError, combine, distribution_from_top_logprobs, swap
-from judge.judging.prompts import verdict_messages
+from judge.judging.pairwise import VerdictTokenError, combine
 from judge.judging.verdict import Citation, Failure
-from judge.rules.model import Layer, Pair, Rule
+from judge.rules.model import Pair, Rule
 
 if TYPE_CHECKING:
     from judge.judging.engine import Judge
@@ -31,29 +29,19 @@ _HOLISTIC_CAP = 4.0
 
 async def _pairwise_holistic(judge: Judge, pair: Pair) -> tuple[float, int, int]:
     """log(P(A) / P(B)) of the bare pairwise question, both orders combined; tokens in and out."""
-    cfg = judge.config
-
-    async def one(first: Literal["A", "B"]) -> tuple[float, float, int, int]:
-        rendered = verdict_messages(pair, [], shown_first=first, limits=judge.limits, bare=True)
-        reply = await judge.backend.achat(ChatRequest(messages=rendered.messages, max_tokens=1, temperature=0.0,
-                                                      top_logprobs=cfg.top_logprobs))
-        dist, _ = distribution_from_top_logprobs(reply.first_token_logprobs or (), allow_tie=False)
-        dist = dist if first == "A" else swap(dist)
-        return dist.a, dist.b, reply.prompt_tokens, reply.completion_tokens
-
-    orders = [await one("B"), await one("A")]
-    combined = combine(*(Distribution(a=a, tie=0.0, b=b) for a, b, _, _ in orders)).distribution
-    p_a = min(max(combined.a, 1e-6), 1 - 1e-6)
+    # the swapped order first, as the pairwise method asks on a one-slot server
+    orders = [(await judge.ask_order(pair, [], first, bare=True))[1] for first in ("B", "A")]
+    combined = combine(orders[0].distribution, orders[1].distribution).distribution
+    p_a = min(max(combined.a / max(combined.a + combined.b, 1e-12), 1e-6), 1 - 1e-6)
     signal = max(-_HOLISTIC_CAP, min(_HOLISTIC_CAP, math.log(p_a / (1 - p_a))))
-    return signal, sum(o[2] for o in orders), sum(o[3] for o in orders)
+    return signal, sum(o.prompt_tokens for o in orders), sum(o.completion_tokens for o in orders)
 
 
 async def decide_by_checks(judge: Judge, pair: Pair, rules: list[Rule], scores: dict[str, float]) -> tuple[
         Decision | None, dict[str, object], Failure | None]:
     """Grade the rules' checks for ``pair`` and decide; (decision, verdict fields, failure)."""
     cfg = judge.config
-    graded_rules = [r for r in rules if r.layer is not Layer.RULING or r.checks]
-    planned = plan_checks(graded_rules, has_process=pair.has_process(), max_checks=cfg.max_checks,
+    planned = plan_checks(rules, has_process=pair.has_process(), max_checks=cfg.max_checks,
                           holistic=cfg.holistic == "pointwise", scores=scores)
     extra: dict[str, object] = {}
     try:
@@ -75,7 +63,7 @@ async def decide_by_checks(judge: Judge, pair: Pair, rules: list[Rule], scores: 
     if not answered and holistic is None:
         reasons = "; ".join(sorted({r.failure or "" for r in graded.results}))[:400]
         return None, extra, Failure(stage="checks", reason=f"no check was answered: {reasons or 'no checks'}")
-    decision = decide(graded_rules, graded.results, cfg.check_weights, holistic=holistic)
+    decision = decide(rules, graded.results, cfg.check_weights, holistic=holistic)
     extra["check_features"] = decision.features
     return decision, extra, None
 

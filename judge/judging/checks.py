@@ -16,7 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from judge.judging.prompts import process_text
+from judge.judging.prompts import cut_middle, escape_data, process_text
 from judge.rules.model import Check, Process, Response, Rule
 
 __all__ = [
@@ -59,15 +59,9 @@ class CheckAnswerError(ValueError):
 
 
 def _quote(text: str) -> str:
-    # A text must not be able to close its quotes and then speak as the reviewer's instructions.
-    return '"""\n' + text.replace('"""', '" " "') + '\n"""'
-
-
-def _cut(text: str, limit: int) -> tuple[str, bool]:
-    if len(text) <= limit:
-        return text, False
-    head = limit * 2 // 3
-    return f"{text[:head]}\n[... {len(text) - limit} characters cut ...]\n{text[-(limit - head):]}", True
+    # A text must not be able to close its quotes (nor open or close a data tag, as `escape_data` sees to for
+    # every quoted text) and then speak as the reviewer's instructions.
+    return '"""\n' + escape_data(text).replace('"""', '" " "') + '\n"""'
 
 
 def _process_text(process: Process | None) -> str:
@@ -83,13 +77,13 @@ def check_messages(prompt: str, response: Response, check: Check, *, max_chars: 
     Everything before the question is the same for every check of this response (the cacheable prefix);
     a ``process`` check also shows the response's reasoning and tool calls.
     """
-    user_text, cut_p = _cut(prompt, max_chars)
-    answer, cut_r = _cut(response.text or "(empty response)", max_chars)
+    user_text, cut_p = cut_middle(prompt, max_chars)
+    answer, cut_r = cut_middle(response.text or "(empty response)", max_chars)
     parts = [f"A user asked an AI assistant:\n{_quote(user_text)}",
              f"The assistant answered:\n{_quote(answer)}"]
     cut_x = False
     if check.target == "process":
-        process, cut_x = _cut(_process_text(response.process), max_process_chars)
+        process, cut_x = cut_middle(_process_text(response.process), max_process_chars)
         parts.append(f"How the assistant worked (its reasoning and tool calls):\n{_quote(process)}")
     parts.append(f"Question: {check.question} Answer yes or no.")
     return ({"role": "system", "content": SYSTEM}, {"role": "user", "content": "\n\n".join(parts)}), \

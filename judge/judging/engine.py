@@ -163,10 +163,17 @@ class Judge:
         return shown_rules(self.rulebook, pair, self.config, exclude)
 
     # ------------------------------------------------------------------ one order
-    async def _order(self, pair: Pair, rules: list[Rule], shown_first: Literal["A", "B"]) -> tuple[
-            RenderedPrompt, OrderResult]:
+    async def ask_order(self, pair: Pair, rules: list[Rule], shown_first: Literal["A", "B"], *,
+                        bare: bool | None = None) -> tuple[RenderedPrompt, OrderResult]:
+        """Ask the pairwise question in one order (``bare``: without rules; default: as configured).
+
+        Raises:
+            VerdictTokenError: the reply's first token is no answer (carries the reply text as ``raw``).
+            BackendError: the endpoint failed or returned no logprobs.
+        """
+        bare = not self.config.use_rules if bare is None else bare
         rendered = verdict_messages(pair, rules, shown_first=shown_first, limits=self.limits,
-                                    bare=not self.config.use_rules, allow_tie=self.config.allow_tie)
+                                    bare=bare, allow_tie=self.config.allow_tie)
         reply: ChatReply = await self.backend.achat(ChatRequest(
             messages=rendered.messages, max_tokens=1, temperature=self.config.temperature,
             top_logprobs=self.config.top_logprobs))
@@ -259,9 +266,9 @@ class Judge:
         orders_wanted: list[Literal["A", "B"]] = ["A", "B"] if cfg.both_orders else ["A"]
         try:
             if self.concurrent_orders:
-                results = list(await asyncio.gather(*(self._order(pair, rules, o) for o in orders_wanted)))
+                results = list(await asyncio.gather(*(self.ask_order(pair, rules, o) for o in orders_wanted)))
             else:
-                results = [await self._order(pair, rules, o) for o in reversed(orders_wanted)][::-1]
+                results = [await self.ask_order(pair, rules, o) for o in reversed(orders_wanted)][::-1]
         except _VerdictParseError as exc:
             return failed("verdict", f"reply is not a verdict: {exc}", exc.raw)
         except BackendError as exc:
@@ -379,7 +386,7 @@ def _point_mass(holding: Literal["A", "B", "tie"], confidence: float, *, allow_t
                                                                                               b=confidence)
 
 
-class _VerdictParseError(Exception):
+class _VerdictParseError(VerdictTokenError):
     def __init__(self, message: str, raw: str | None) -> None:
         super().__init__(message)
         self.raw = raw

@@ -92,8 +92,8 @@ async def grade_pair(backend: Backend, pair: Pair, planned: Sequence[PlannedChec
                                    failure="; ".join(failures) or None))
     replies = [x.reply for x in answers if x.reply is not None]
     prefilled = [r.prefilled_tokens for r in replies]
+    known = bool(prefilled) and None not in prefilled  # a total only when every reply said
     return Graded(results=results, prompt_tokens=sum(r.prompt_tokens for r in replies),
                   completion_tokens=sum(r.completion_tokens for r in replies),
-                  prefilled_tokens=sum(x for x in prefilled if x is not None) if all(
-                      x is not None for x in prefilled) and prefilled else None,
+                  prefilled_tokens=sum(x or 0 for x in prefilled) if known else None,
                   truncated=any(x.truncated for x in answers))

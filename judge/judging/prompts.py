@@ -25,6 +25,7 @@ __all__ = [
     "TEMPLATE_VERSION",
     "PromptLimits",
     "RenderedPrompt",
+    "cut_middle",
     "escape_data",
     "explanation_messages",
     "process_text",
@@ -91,7 +92,8 @@ class RenderedPrompt:
     truncated: bool
 
 
-def _cut(text: str, limit: int) -> tuple[str, bool]:
+def cut_middle(text: str, limit: int) -> tuple[str, bool]:
+    """``text`` cut in the middle to ``limit`` characters with a visible marker, and whether it was cut."""
     if len(text) <= limit:
         return text, False
     head = limit * 2 // 3
@@ -157,15 +159,15 @@ def process_text(process: Process) -> str:
 def _process_block(tag: str, process: Process | None, limit: int) -> tuple[str, bool]:
     if process is None or process.is_empty():
         return "", False
-    text, cut = _cut(process_text(process), limit)
+    text, cut = cut_middle(process_text(process), limit)
     return "\n" + _quote(tag, text), cut
 
 
 def _user_message(pair: Pair, first: Response, second: Response, limits: PromptLimits,
                   question: str) -> tuple[str, bool]:
-    prompt, cut_p = _cut(pair.prompt, limits.max_response_chars)
-    a_text, cut_a = _cut(first.text, limits.max_response_chars)
-    b_text, cut_b = _cut(second.text, limits.max_response_chars)
+    prompt, cut_p = cut_middle(pair.prompt, limits.max_response_chars)
+    a_text, cut_a = cut_middle(first.text, limits.max_response_chars)
+    b_text, cut_b = cut_middle(second.text, limits.max_response_chars)
     a_proc, cut_ap = _process_block("process_a", first.process, limits.max_process_chars)
     b_proc, cut_bp = _process_block("process_b", second.process, limits.max_process_chars)
     parts = [_quote("prompt", prompt), _quote("response_a", a_text or "(empty response)") + a_proc,

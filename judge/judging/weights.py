@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from judge.judging.checks import HOLISTIC_ID, CheckResult
+from judge.judging.checks import CheckResult
 from judge.judging.decide import CheckWeights, Decision, decide
 from judge.rules.model import Rule
 
@@ -46,14 +46,12 @@ def redecide(checks: Sequence[CheckResult], rules: Mapping[str, Rule], weights: 
         holistic: drop the pointwise holistic answer (``none``), keep it, or replace it with ``pairwise_signal``.
         pairwise_signal: log-odds of A from the bare pairwise question (``holistic="pairwise"``).
     """
-    kept = [c for c in checks if c.rule_id != HOLISTIC_ID or holistic == "pointwise"]
-    graded = [rules[c.rule_id] for c in kept if c.rule_id in rules]
-    unique = list({r.id: r for r in graded}.values())
-    signal = pairwise_signal if holistic == "pairwise" else None
-    if holistic == "pairwise" and signal is None:
+    if holistic == "pairwise" and pairwise_signal is None:
         raise ValueError("holistic='pairwise' needs pairwise_signal")
-    return decide(unique, [c for c in kept if c.rule_id in rules or c.rule_id == HOLISTIC_ID], weights,
-                  holistic=signal if holistic == "pairwise" else (None if holistic == "pointwise" else 0.0))
+    # decide() reads the pointwise answer when no signal is given, and ignores it when one is
+    signal = {"pointwise": None, "none": 0.0, "pairwise": pairwise_signal}[holistic]
+    graded = {c.rule_id: rules[c.rule_id] for c in checks if c.rule_id in rules}
+    return decide(list(graded.values()), checks, weights, holistic=signal)
 
 
 def _fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float] | None:
