@@ -26,8 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from judge.calibration.evaluate import EvalReport  # noqa: E402
 from judge.calibration.workflow import Evaluation, evaluate_results  # noqa: E402
-from judge.judging.pairs_io import read_pairs  # noqa: E402
-from judge.judging.runner import read_results  # noqa: E402
+from judge.records import read_pairs, read_results  # noqa: E402
 
 METRICS = ("accuracy_without_ties", "ece_uniform_15", "ece_quantile_15", "brier_binary", "log_loss_binary",
            "log_loss_multiclass", "auroc", "position_consistency")

@@ -36,12 +36,11 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from judge.calibration.metrics import auroc, brier_binary, ece
-from judge.judging.decide import CheckWeights
-from judge.judging.runner import read_results
-from judge.judging.verdict import Verdict
 from judge.judging.weights import Labelled, fit_check_weights, redecide
+from judge.records import read_results
 from judge.rules.model import Rule
 from judge.rules.textio import read_rulebook
+from judge.verdicts import CheckWeights, Verdict
 
 ROOT = Path(__file__).resolve().parents[1]
 

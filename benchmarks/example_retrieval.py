@@ -17,13 +17,13 @@ from pathlib import Path
 
 from retrieval_quality import CONFIGS, _layered_shown
 
-from judge.judging.engine import shown_rules
-from judge.judging.pairs_io import read_pairs
-from judge.judging.verdict import JudgeConfig
+from judge.records import read_pairs
 from judge.retrieval import RuleIndex, make_client, make_embedder
+from judge.retrieval.shown import shown_rules
 from judge.rulebook import Rulebook
 from judge.settings import Settings
 from judge.store import RulebookStore, migrate, open_engine
+from judge.verdicts import JudgeConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -25,13 +25,13 @@ from pathlib import Path
 
 from judge.backends.registry import make_backend
 from judge.judging.engine import Judge, bare_config
-from judge.judging.pairs_io import read_pairs
 from judge.judging.prompts import TEMPLATE_VERSION
 from judge.judging.slot import correct_batch
-from judge.judging.verdict import JudgeConfig, Verdict
+from judge.records import read_pairs
 from judge.rulebook import Rulebook
 from judge.rules.model import Layer, slugify
 from judge.settings import Settings
+from judge.verdicts import JudgeConfig, Verdict
 
 SETS = {"model_spec": "model_spec/pairs.jsonl", "pandalm": "dev/pandalm_test.jsonl",
         "hh": "dev/hh_rlhf_harmless_test.jsonl"}

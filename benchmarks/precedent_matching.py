@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from judge.judging.pairs_io import read_pairs  # noqa: E402
+from judge.records import read_pairs  # noqa: E402
 from judge.rulebook import Rulebook  # noqa: E402
 from judge.rules.conflicts import in_slots  # noqa: E402
 from judge.rules.model import Layer, Pair  # noqa: E402

@@ -19,9 +19,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from judge.calibration.workflow import load_labels  # noqa: E402
-from judge.judging.runner import read_results  # noqa: E402
 from judge.judging.slot import correct_batch  # noqa: E402
-from judge.judging.verdict import Verdict  # noqa: E402
+from judge.records import read_results  # noqa: E402
+from judge.verdicts import Verdict  # noqa: E402
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:

@@ -29,15 +29,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from judge.judging.prompts import select_rules
-from judge.judging.verdict import JudgeConfig
 from judge.retrieval import RuleIndex, make_client, make_embedder
 from judge.retrieval.fusion import RetrievalConfig
 from judge.retrieval.quality import QualityCase, QualityReport, measure_retrieval
+from judge.retrieval.shown import select_rules
 from judge.rulebook import Rulebook
 from judge.rules.model import Layer, Pair
 from judge.settings import Settings
 from judge.store import RulebookStore, migrate, open_engine
+from judge.verdicts import JudgeConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA_DIRS = (ROOT / "data" / "model_spec",)

@@ -63,8 +63,8 @@ def worker(args: argparse.Namespace) -> None:
 
     from judge.backends.openai_compat import OpenAIProtocolBackend, RetryPolicy
     from judge.judging.engine import Judge, bare_config
-    from judge.judging.pairs_io import read_pairs
     from judge.judging.shared import run_shared
+    from judge.records import read_pairs
     from judge.store import migrate, open_engine
     from judge.store.claims import WorkClaims
     from judge.store.judgments import JudgmentStore

@@ -27,11 +27,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from judge.api import build_judge  # noqa: E402
-from judge.judging.pairs_io import read_pairs  # noqa: E402
-from judge.judging.runner import read_results  # noqa: E402
+from judge.records import read_pairs, read_results  # noqa: E402
 from judge.rulebook import Rulebook  # noqa: E402
 from judge.rules.model import Pair, Response  # noqa: E402
+from judge.runs import build_judge  # noqa: E402
 from judge.settings import Settings  # noqa: E402
 
 REWORD = "Quick question: "

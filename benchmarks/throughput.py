@@ -58,11 +58,11 @@ import openai
 
 from judge.backends.openai_compat import OpenAIProtocolBackend
 from judge.judging.engine import Judge, bare_config
-from judge.judging.pairs_io import PairRecord
 from judge.judging.prompts import TEMPLATE_VERSION
-from judge.judging.runner import completed_ids, run_pairs
-from judge.judging.verdict import JudgeConfig, Verdict
+from judge.judging.runner import run_pairs
+from judge.records import PairRecord, completed_ids
 from judge.rules.model import Pair
+from judge.verdicts import JudgeConfig, Verdict
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "bench-judge"

@@ -28,10 +28,14 @@ def __getattr__(name: str) -> object:
         from judge import api
 
         return getattr(api, name)
-    if name in ("Judge", "Verdict", "JudgeConfig"):
-        from judge.judging import engine, verdict
+    if name == "Judge":
+        from judge.judging.engine import Judge
 
-        return getattr(engine if name == "Judge" else verdict, name)
+        return Judge
+    if name in ("Verdict", "JudgeConfig"):
+        from judge import verdicts
+
+        return getattr(verdicts, name)
     raise AttributeError(f"module 'judge' has no attribute {name!r}")
 
 

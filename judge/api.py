@@ -12,82 +12,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from judge.errors import InputError
-from judge.judging.pairs_io import PairRecord, pair_id
-from judge.judging.verdict import JudgeConfig, Verdict
+from judge.records import PairRecord, pair_id
 from judge.rules.model import Pair, Response, as_response
 from judge.settings import Settings
+from judge.verdicts import JudgeConfig, Verdict
 
 if TYPE_CHECKING:
-    from judge.backends.base import Backend
-    from judge.calibration.recalibrate import Calibrator
     from judge.calibration.workflow import Evaluation
-    from judge.judging.engine import Judge
 
-__all__ = ["build_judge", "compare", "compare_many", "default_concurrency", "evaluate", "is_local"]
-
-
-def build_judge(backend: str = "local", *, settings: Settings | None = None, base_url: str | None = None,
-                use_cache: bool = True, calibrator: Calibrator | None = None, escalate_below: float | None = None,
-                allow_rulebook_change: bool = False, **config_fields: Any) -> Judge:
-    """A ready `Judge`: the configured rulebook, its judgment store (cache + audit) and a started backend.
-
-    The embedded server has one slot, so for ``local`` backends the two orders run one after the other
-    (the shared prompt prefix stays cached) and cost is zero. Call ``judge.backend.close()`` when done.
-
-    Args:
-        backend: ``local``, ``local/<path.gguf>`` or ``openai/<model>``.
-        settings: where the rulebook lives (default: ``JUDGE_*`` environment, then defaults).
-        base_url: endpoint for ``openai/<model>``.
-        use_cache: answer identical requests from the judgment store (every verdict is recorded anyway).
-        calibrator: a fitted calibrator for this judge configuration (refused when fitted for another);
-            default: the settings' ``calibrator`` file (``JUDGE_CALIBRATOR``), if any.
-        escalate_below: escalate verdicts whose (calibrated) confidence is below this.
-        allow_rulebook_change: accept a calibrator fitted under another rulebook version.
-        **config_fields: `JudgeConfig` fields; backend and model come from the started backend. The method
-            defaults to ``checks`` (the rules' yes/no checks, applied by precedence) when rules are used, and
-            the template version to the one of the method (``bare`` without rules).
-    """
-    from judge.backends.registry import make_backend
-    from judge.judging.checks import CHECKS_TEMPLATE_VERSION
-    from judge.judging.engine import Judge
-    from judge.judging.prompts import BARE_TEMPLATE_VERSION, TEMPLATE_VERSION
-    from judge.rulebook import Rulebook
-    from judge.store.judgments import JudgmentStore
-
-    settings = settings or Settings.from_env()
-    if calibrator is None and settings.calibrator is not None:
-        from judge.calibration.recalibrate import load_calibrator
-
-        calibrator = load_calibrator(settings.calibrator)
-    use_rules = config_fields.get("use_rules", True)
-    config_fields.setdefault("method", "checks" if use_rules else "pairwise")
-    if config_fields["method"] == "checks" and use_rules:
-        config_fields.setdefault("template_version", CHECKS_TEMPLATE_VERSION)
-        config_fields.setdefault("explain", False)
-    config_fields.setdefault("template_version", TEMPLATE_VERSION if use_rules else BARE_TEMPLATE_VERSION)
-    rulebook = Rulebook.open(settings=settings, with_index=use_rules)
-    made = make_backend(backend, data_dir=settings.data_dir, base_url=base_url)
-    local = is_local(made)
-    try:
-        config = JudgeConfig(backend=made.name, model=made.model, **config_fields)
-        return Judge(made, rulebook if use_rules else None, config=config,
-                     store=JudgmentStore(rulebook.store.engine), concurrent_orders=not local, use_cache=use_cache,
-                     price_per_mtok=(0.0, 0.0) if local else None,
-                     calibrator=calibrator, escalate_below=escalate_below,
-                     allow_rulebook_change=allow_rulebook_change)
-    except BaseException:
-        made.close()  # a refused configuration must not leave the embedded server running
-        raise
+__all__ = ["compare", "compare_many", "evaluate"]
 
 
-def is_local(backend: Backend) -> bool:
-    """Whether a backend is the embedded one-slot server (judge one comparison at a time)."""
-    return backend.name.startswith("local")
+def __getattr__(name: str) -> Any:
+    # build_judge, default_concurrency and is_local live in `judge.runs` (loaded on first use, like the rest).
+    if name in ("build_judge", "default_concurrency", "is_local"):
+        from judge import runs
 
-
-def default_concurrency(backend: Backend) -> int:
-    """Comparisons in flight by default: 1 on the embedded one-slot server, 8 on endpoints."""
-    return 1 if is_local(backend) else 8
+        return getattr(runs, name)
+    raise AttributeError(f"module 'judge.api' has no attribute {name!r}")
 
 
 def _fields(config: JudgeConfig | None) -> dict[str, Any]:
@@ -108,6 +50,8 @@ def compare(prompt: str, response_a: str | Response, response_b: str | Response,
         config: judge configuration (defaults: both orders, rules retrieved, explanation).
         base_url: endpoint for ``openai/<model>``.
     """
+    from judge.runs import build_judge
+
     judge = build_judge(backend, settings=settings, base_url=base_url, **_fields(config))
     try:
         return judge.compare(Pair(prompt=prompt, response_a=as_response(response_a),
@@ -120,7 +64,9 @@ def compare_many(pairs: Iterable[Pair], *, backend: str = "local", settings: Set
                  config: JudgeConfig | None = None, base_url: str | None = None, concurrency: int | None = None,
                  out: str | Path | None = None) -> list[Verdict]:
     """Judge many pairs (bounded concurrency; streamed to `out` as JSONL and resumable when given)."""
-    from judge.judging.runner import read_results, run_pairs
+    from judge.judging.runner import run_pairs
+    from judge.records import read_results
+    from judge.runs import build_judge, default_concurrency
 
     judge = build_judge(backend, settings=settings, base_url=base_url, **_fields(config))
     records = [PairRecord(pair=p if p.id else p.model_copy(update={"id": pair_id(p)}), label=None, source=None,
@@ -142,18 +88,21 @@ def compare_many(pairs: Iterable[Pair], *, backend: str = "local", settings: Set
 def evaluate(labelled: str | Path | Sequence[str | Path], *,
              results: str | Path | Sequence[str | Path] | None = None, out: str | Path | None = None,
              backend: str = "local", settings: Settings | None = None, config: JudgeConfig | None = None,
-             base_url: str | None = None, recalibrate: str | None = "auto", **options: Any) -> Evaluation:
+             base_url: str | None = None, recalibrate: str | None = "auto", holdout_same_prompt: bool = False,
+             **options: Any) -> Evaluation:
     """Evaluate the judge on labelled pairs: agreement and calibration, raw and cross-fitted recalibrated.
 
-    Without ``results`` the judge first runs on the pairs (labels and ``meta`` are never shown to it), writing
-    to ``out`` (default ``<labelled>.results.jsonl``; resumable). ``options`` go to
-    :func:`judge.calibration.workflow.evaluate_results` (n_folds, seed, n_boot, target, delta, split_repeats,
-    group_by, features, calibrator). Several labelled files (with their ``results``) are read as one set; with
-    pairs from several sources the report includes leave-one-source-out figures (``source_validation``).
+    What ``judge eval`` does. Without ``results`` the judge first runs on the pairs (labels and ``meta`` are
+    never shown to it), writing to ``out`` (default ``<labelled>.results.jsonl``; resumable); with
+    ``holdout_same_prompt`` a pair never retrieves a ruling decided on its own prompt (leave-one-out on pairs
+    the rulebook was seeded from). ``options`` go to :func:`judge.calibration.workflow.evaluate_results`
+    (n_folds, seed, n_boot, target, delta, split_repeats, group_by, features, calibrator). Several labelled
+    files (with their ``results``) are read as one set; with pairs from several sources the report includes
+    leave-one-source-out figures (``source_validation``).
     """
     from judge.calibration.workflow import evaluate_results
-    from judge.judging.pairs_io import read_pairs
-    from judge.judging.runner import run_pairs
+    from judge.records import read_pairs
+    from judge.runs import RunOptions, build_judge, judge_file
 
     if results is None:
         if not isinstance(labelled, str | Path):
@@ -164,9 +113,6 @@ def evaluate(labelled: str | Path | Sequence[str | Path], *,
         fields = _fields(config)
         fields.setdefault("explain", False)  # the probability comes from the verdict token, not the explanation
         judge = build_judge(backend, settings=settings, base_url=base_url, **fields)
-        try:
-            asyncio.run(run_pairs(judge, list(read_pairs(labelled)), out=Path(results),
-                                  concurrency=default_concurrency(judge.backend)))
-        finally:
-            judge.backend.close()
+        judge_file(judge, list(read_pairs(labelled)), Path(results),
+                   RunOptions(holdout_same_prompt=holdout_same_prompt))
     return evaluate_results(labelled, results, recalibrate=recalibrate, **options)

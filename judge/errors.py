@@ -16,7 +16,7 @@ JudgeError                      base: the CLI prints it as one line and exits 2
  ├── StoreError                 the SQL system of record failed
  │    ├── SchemaVersionError    DB written by an unknown / newer schema version
  │    └── ConcurrentWriteError  a write lost a race too many times
- ├── IndexError_                the derived retrieval index cannot be used
+ ├── RetrievalIndexError        the derived retrieval index cannot be used
  │    ├── IndexStaleError       built from an older rulebook version
  │    ├── IndexMismatchError    built with another embedding model
  │    └── IndexSchemaError      built by a judge with another index layout
@@ -56,6 +56,7 @@ __all__ = [
     "InputError",
     "JudgeError",
     "OverruleError",
+    "RetrievalIndexError",
     "RuleNotFoundError",
     "RulebookError",
     "RulebookParseError",
@@ -172,11 +173,15 @@ class ConcurrentWriteError(StoreError):
     """A write kept losing races with other writers and gave up."""
 
 
-class IndexError_(JudgeError):
+class RetrievalIndexError(JudgeError):
     """The derived retrieval index cannot be used as it is."""
 
 
-class IndexStaleError(IndexError_):
+#: The former name of `RetrievalIndexError`, kept for code that catches it.
+IndexError_ = RetrievalIndexError
+
+
+class IndexStaleError(RetrievalIndexError):
     """The index was built from another rulebook version than the one in SQL."""
 
     def __init__(self, index_version: str | None, rulebook_version: str) -> None:
@@ -188,7 +193,7 @@ class IndexStaleError(IndexError_):
         )
 
 
-class IndexMismatchError(IndexError_):
+class IndexMismatchError(RetrievalIndexError):
     """The index was built with another embedding model than the one configured."""
 
     def __init__(self, index_model: str | None, configured_model: str) -> None:
@@ -200,7 +205,7 @@ class IndexMismatchError(IndexError_):
         )
 
 
-class IndexSchemaError(IndexError_):
+class IndexSchemaError(RetrievalIndexError):
     """The index was written with another index layout (schema version) than this judge uses."""
 
     def __init__(self, found: object, expected: int) -> None:

@@ -14,133 +14,43 @@ rb.history("spec/avoid-sycophancy")
 Every write goes through the store's single transactional write path, then brings the index up to date
 incrementally (the index is derived: `rebuild_index()` recreates it from SQL at any time).
 
-A new ruling is checked against the active rulings on near-duplicate pairs (`judge.rules.conflicts`): a
-contradicting holding raises `RulingConflictError` and writes nothing, until the ruling names the one it
-``overrules`` (both changes then land in one transaction).
+A small facade: the store keeps rules and their history, a `judge.retrieval.retriever.Retriever` keeps the
+index and retrieves, `judge.caselaw` prepares rulings (conflicts with near-duplicate pairs raise
+`RulingConflictError` and write nothing, until the ruling names the one it ``overrules``; both changes then
+land in one transaction) and measures the impact of changes on stored judgments.
 """
+
 
 from __future__ import annotations
 
-import hashlib
 import logging
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import numpy as np
+from typing import Any
 
 from judge._iter import batched
-from judge.errors import (
-    IndexSchemaError,
-    IndexStaleError,
-    InputError,
-    OverruleError,
-    RulebookError,
-    RuleNotFoundError,
-    RulingConflictError,
-)
+from judge.caselaw.impact import ImpactReport, impact
+from judge.caselaw.rulings import CaseLaw
+from judge.errors import OverruleError, RulebookError, RuleNotFoundError
 from judge.retrieval.embedder import Embedder, make_embedder
-from judge.retrieval.fusion import RetrievalConfig, reciprocal_rank_fusion
-from judge.retrieval.index import Hit, LayerTable, RuleIndex, make_client
-from judge.rules.conflicts import (
-    DEFAULT_CONFLICT_THRESHOLD,
-    Candidate,
-    Precedent,
-    RulingConflict,
-    find_conflicts,
-    measure_candidates,
-    near_duplicates,
-)
-from judge.rules.model import (
-    Case,
-    Change,
-    ChangeKind,
-    Check,
-    Holding,
-    Layer,
-    Pair,
-    Response,
-    Rule,
-    RuleStatus,
-    as_response,
-    slugify,
-)
-from judge.rules.precedence import PrecedenceResult, order_rules
-from judge.rules.textio import WriteReport, read_rulebook, ruling_text, write_rulebook
+from judge.retrieval.fusion import RetrievalConfig
+from judge.retrieval.index import RuleIndex, make_client
+from judge.retrieval.retriever import Retrieval, RetrievedRule, Retriever
+from judge.rules.conflicts import DEFAULT_CONFLICT_THRESHOLD, Precedent, RulingConflict
+from judge.rules.model import Change, ChangeKind, Check, Holding, Layer, Pair, Response, Rule, RuleStatus
+from judge.rules.textio import WriteReport, read_rulebook, write_rulebook
 from judge.settings import Settings
-from judge.store import PendingChange, RulebookStore, SyncReport, migrate, open_engine
+from judge.store import PendingChange, RulebookStore, SyncReport, open_database
+from judge.store.judgments import JudgmentStore
+from judge.verdicts import Verdict
 
-if TYPE_CHECKING:
-    from judge.judging.impact import ImpactReport
-    from judge.judging.verdict import Verdict
-    from judge.store.judgments import JudgmentStore
-
-__all__ = ["Retrieval", "RetrievedRule", "Rulebook"]
+__all__ = ["IngestReport", "Retrieval", "RetrievedRule", "Rulebook"]
 
 log = logging.getLogger(__name__)
 
-#: Nearest active rulings examined for a contradiction when a ruling is added.
-CONFLICT_CANDIDATES = 20
-#: Nearest active rulings examined for a binding precedent: a near-duplicate is among the very nearest.
-PRECEDENT_CANDIDATES = 3
-#: Embeddings remembered per Rulebook (queries and the cases of nearby rulings), least recently used dropped.
-EMBED_MEMO = 2048
-#: Layers of at most this many rules are searched exactly in memory (read once per rulebook version); larger
-#: ones by the index. 5,000 unit vectors of 384 floats: 7.7 MB, a search well under a millisecond.
-EXACT_LAYER_MAX = 5_000
-#: Rules remembered per rulebook version by `Rulebook.retrieve` (cleared when the version moves or it fills).
-RULE_MEMO = 20_000
-
-
-@dataclass(frozen=True)
-class RetrievedRule:
-    """A rule retrieved for a pair, with its relevance score (higher is more relevant).
-
-    ``score`` is the reciprocal-rank-fusion score of every ranking the rule appeared in (see
-    `judge.retrieval.fusion`), or, with a dense-only configuration, the cosine similarity. ``similarity`` is
-    the best cosine of the rule (whole text or passage) to any of the pair's queries, when it was measured.
-    """
-
-    rule: Rule
-    score: float
-    similarity: float | None = None
-
-
-@dataclass(frozen=True)
-class Retrieval:
-    """The rules that apply to one pair, ordered by precedence, and the rulebook version they came from."""
-
-    rulebook_version: str
-    rules: tuple[RetrievedRule, ...]
-    precedence: PrecedenceResult
-    precedents: tuple[Precedent, ...] = ()
-
-    @property
-    def ids(self) -> list[str]:
-        """Retrieved rule ids in precedence order."""
-        return [r.rule.id for r in self.rules]
-
-    def score(self, rule_id: str) -> float:
-        """Similarity score of a retrieved rule."""
-        for r in self.rules:
-            if r.rule.id == rule_id:
-                return r.score
-        raise KeyError(rule_id)
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-serialisable view (ids, layers, authority, scores, precedence exclusions)."""
-        return {
-            "rulebook_version": self.rulebook_version,
-            "rules": [
-                {"id": r.rule.id, "layer": r.rule.layer.value,
-                 "authority": r.rule.authority.value if r.rule.authority else None,
-                 "title": r.rule.title, "score": round(r.score, 4), "version": r.rule.version}
-                for r in self.rules
-            ],
-            "excluded": [{"id": e.rule_id, "reason": e.reason} for e in self.precedence.excluded],
-        }
+#: The verb of a status change, for messages.
+_VERB = {RuleStatus.OVERRULED: "overrule", RuleStatus.SUPERSEDED: "supersede"}
 
 
 @dataclass(frozen=True)
@@ -154,6 +64,8 @@ class IngestReport:
     rulebook_version: str
 
 
+
+
 class Rulebook:
     """A layered, versioned rulebook stored in SQL and retrieved per pair through a derived index.
 
@@ -164,28 +76,16 @@ class Rulebook:
         conflict_threshold: embedding cosine of prompt + responses from which a new ruling's pair is a
             near-duplicate of an active ruling's (see `judge.rules.conflicts`).
         retrieval: how `retrieve` searches (default: passages, dense + lexical, split queries, fused).
+        judgments: the judgment store rulings are made from (default: the one in the store's database).
     """
 
     def __init__(self, store: RulebookStore, index: RuleIndex | None = None, *, auto_sync: bool = True,
                  conflict_threshold: float = DEFAULT_CONFLICT_THRESHOLD,
-                 retrieval: RetrievalConfig | None = None) -> None:
-        if not 0.0 <= conflict_threshold <= 1.0:
-            raise RulebookError(f"conflict_threshold must lie in [0, 1], got {conflict_threshold}")
+                 retrieval: RetrievalConfig | None = None, judgments: JudgmentStore | None = None) -> None:
         self.store = store
-        self.index = index
-        self.auto_sync = auto_sync
-        self.conflict_threshold = conflict_threshold
-        self.retrieval = retrieval or RetrievalConfig()
-        # The rulebook version the index was last verified against, and its binding constitution size:
-        # re-checked only when the version in SQL moves (any writer, any process, changes it).
-        self._verified: tuple[str, int] | None = None
-        # Recent embeddings by text: a pair's query is embedded once for retrieval and the precedent check,
-        # and the rulings nearest many pairs of a batch have their cases embedded once.
-        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
-        # Rules read at one rulebook version (contents cannot change without the version changing).
-        self._rules_seen: tuple[str, dict[str, Rule]] = ("", {})
-        # Small layers held in memory at one rulebook version (None: the layer is searched in the index).
-        self._tables: dict[Layer, tuple[str, LayerTable | None]] = {}
+        self.retriever = Retriever(store, index, auto_sync=auto_sync, config=retrieval)
+        self.caselaw = CaseLaw(store, self.retriever, conflict_threshold=conflict_threshold)
+        self.judgments = judgments or JudgmentStore.beside(store)
 
     @classmethod
     def open(cls, url: str | None = None, *, settings: Settings | None = None, with_index: bool = True,
@@ -194,13 +94,25 @@ class Rulebook:
              retrieval: RetrievalConfig | None = None) -> Rulebook:
         """Open (creating and migrating if needed) the rulebook at `url` or the configured database."""
         settings = settings or Settings.from_env()
-        engine = open_engine(url or settings.resolved_db_url)
-        migrate(engine)
-        store = RulebookStore(engine)
+        store = RulebookStore(open_database(url or settings.resolved_db_url))
         index = None
         if with_index:
             index = RuleIndex(make_client(settings), embedder or make_embedder(settings.embedding_model))
         return cls(store, index, auto_sync=auto_sync, conflict_threshold=conflict_threshold, retrieval=retrieval)
+
+    @property
+    def index(self) -> RuleIndex | None:
+        """The derived retrieval index (None: this rulebook is never retrieved from)."""
+        return self.retriever.index
+
+    @property
+    def conflict_threshold(self) -> float:
+        """Embedding cosine from which two rulings' pairs are near-duplicates (see `CaseLaw`)."""
+        return self.caselaw.conflict_threshold
+
+    @conflict_threshold.setter
+    def conflict_threshold(self, value: float) -> None:
+        self.caselaw = CaseLaw(self.store, self.retriever, conflict_threshold=value)
 
     # ----------------------------------------------------------------- reading
     @property
@@ -294,25 +206,15 @@ class Rulebook:
                 ``overrules`` does not name; nothing is written.
             UnknownCitationError: ``cites`` or ``overrules`` name rules that do not exist.
         """
-        if holding not in ("A", "B", "tie"):
-            raise InputError(f"holding must be A, B or tie, not {holding!r}", field="holding")
-        case = Case(prompt=prompt, response_a=as_response(response_a), response_b=as_response(response_b),
-                    holding=holding, rationale=rationale, cites=tuple(cites), overrules=tuple(overrules))
-        title = title or _title_from(prompt)
-        rid = rule_id or f"ruling/{slugify(title, max_len=60)}-{_case_digest(case)}"
-        conflicts = self.conflicts(case.as_pair(), holding, ignore=overrules)
-        if conflicts:
-            raise RulingConflictError(rid, [(c.ruling_id, c.holding, c.similarity) for c in conflicts])
-        # Unknown citations are refused inside the store's transaction; here they just add no depth.
-        specificity = 1 + max((r.specificity for r in self.store.get_many(cites).values()), default=0)
-        ruling = Rule(id=rid, layer=Layer.RULING, title=title, text=ruling_text(holding, rationale),
-                      specificity=specificity, tags=tuple(tags), source=source, case=case, author=author,
-                      checks=tuple(checks))
+        ruling = self.caselaw.new_ruling(prompt=prompt, response_a=response_a, response_b=response_b,
+                                         holding=holding, rationale=rationale, cites=cites, overrules=overrules,
+                                         rule_id=rule_id, title=title, source=source, author=author, tags=tags,
+                                         checks=checks)
         items = [PendingChange(ruling, ChangeKind.ADD, None)]
         for target in overrules:
-            items.append(self._status_change(target, RuleStatus.OVERRULED, f"overruled by {rid}"))
+            items.append(self._status_change(target, RuleStatus.OVERRULED, f"overruled by {ruling.id}"))
         self._commit(items, author)
-        return self.store.get(rid)
+        return self.store.get(ruling.id)
 
     def add_ruling_from(self, result: Verdict | str, *, holding: Holding, rationale: str,
                         pair: Pair | None = None, cites: Sequence[str] = (), overrules: Sequence[str] = (),
@@ -336,7 +238,7 @@ class Rulebook:
             author: recorded on the change.
             title: default: from the prompt.
             tags: tags of the ruling.
-            store: where judgments are stored (default: the judgment store on this rulebook's database).
+            store: where judgments are stored (default: `judgments`).
             checks: the ruling's yes/no checks (see `add_ruling`).
 
         Raises:
@@ -344,90 +246,20 @@ class Rulebook:
                 pairs (pass ``pair``), or ``pair`` is not the pair the verdict judged.
             RulingConflictError, UnknownCitationError: as in `add_ruling`; nothing is written.
         """
-        from judge.judging.engine import cache_key
-        from judge.store.judgments import JudgmentStore
-
-        if isinstance(result, str) or pair is None:
-            found = (store or JudgmentStore(self.store.engine)).find(
-                result if isinstance(result, str) else result.cache_key)
-            verdict = found.verdict
-            if pair is None:
-                if found.pair is None:
-                    raise InputError(f"judgment {verdict.cache_key[:12]} (pair {verdict.pair_id or '-'}) predates "
-                                     "stored pairs: judgments recorded before schema revision 0004 kept no pair; "
-                                     "add the ruling with `judge rulebook add-ruling` (or pass pair=...)",
-                                     field="result_id")
-                pair = found.pair
-        else:
-            verdict = result
-        shown = [str(r["id"]) for r in verdict.retrieved]
-        if cache_key(pair, verdict.rulebook_version, shown, verdict.config) != verdict.cache_key:
-            raise InputError(f"the pair given is not the pair judgment {verdict.cache_key[:12]} judged",
-                             field="pair")
+        verdict, pair = self.caselaw.judged_pair(result, pair, store or self.judgments)
         return self.add_ruling(prompt=pair.prompt, response_a=pair.response_a, response_b=pair.response_b,
                                holding=holding, rationale=rationale, cites=cites, overrules=overrules,
                                title=title, source=f"judgment:{verdict.cache_key}", author=author, tags=tags,
                                checks=checks)
 
     def conflicts(self, pair: Pair, holding: Holding, *, ignore: Sequence[str] = ()) -> list[RulingConflict]:
-        """Active rulings on near-duplicate pairs whose holding contradicts ``holding`` on ``pair``.
-
-        With an index, the `CONFLICT_CANDIDATES` nearest active rulings are examined and the pairs compared
-        by embedding (threshold ``conflict_threshold``); without one, every active ruling is scanned and only
-        the same pair (normalised texts, either order) counts.
-
-        Args:
-            pair: the pair a new ruling decides.
-            holding: its holding, in ``pair``'s slots.
-            ignore: ruling ids not to report (the ones the new ruling overrules).
-        """
-        return find_conflicts(pair, holding, self._candidates(pair, ignore), threshold=self.conflict_threshold)
+        """Active rulings on near-duplicate pairs contradicting ``holding`` (see `CaseLaw.conflicts`)."""
+        return self.caselaw.conflicts(pair, holding, ignore=ignore)
 
     def precedents(self, pair: Pair, *, exclude: Sequence[str] = (), threshold: float | None = None
                    ) -> list[Precedent]:
-        """Active rulings decided on the same facts as ``pair``, most similar first.
-
-        What binds a later judgment (stare decisis): their holdings are given in ``pair``'s slots. Found as
-        for `conflicts`, and stricter: the pairs as wholes *and* each response must match at ``threshold``
-        (default ``conflict_threshold``); the reported similarity is the lower of the two.
-
-        Args:
-            pair: the pair being judged.
-            exclude: ruling ids to leave out (leave-one-out evaluation).
-            threshold: embedding cosine of prompt + responses from which a ruling's pair counts as the same.
-        """
-        threshold = self.conflict_threshold if threshold is None else threshold
-        return near_duplicates(pair, self._candidates(pair, exclude, threshold, PRECEDENT_CANDIDATES),
-                               threshold=threshold, strict=True)
-
-    def _bound_by(self, index: RuleIndex, pair: Pair, query: np.ndarray, rulings: Sequence[Rule],
-                  threshold: float) -> list[Precedent]:
-        """`precedents` among ``rulings`` already found nearest to ``query`` (``pair`` embedded)."""
-        with_case = [r for r in rulings if r.case is not None]
-        if not with_case:
-            return []
-        candidates = measure_candidates(lambda texts: self._embed_memo(index, texts), pair, query, with_case,
-                                        threshold=threshold)
-        return near_duplicates(pair, candidates, threshold=threshold, strict=True)
-
-    def _candidates(self, pair: Pair, exclude: Sequence[str], threshold: float | None = None,
-                    n: int = CONFLICT_CANDIDATES) -> list[Candidate]:
-        """The active rulings nearest ``pair``, measured for near-duplication (see `conflicts`)."""
-        if self.store.count(Layer.RULING, active_only=True) == 0:
-            return []  # nothing to compare with (and no need for an index that may never have been built)
-        if self.index is None:
-            excluded = set(exclude)
-            return [Candidate(r, None) for r in self.rules(Layer.RULING, active_only=True) if r.id not in excluded]
-        index = self._fresh_index()
-        assert self._verified is not None  # set by _fresh_index
-        query = self._query_vector(index, pair.query_text())
-        hits = self._search(index, self._verified[0], query, Layer.RULING, n, exclude)
-        found = self.store.get_many(h.rule_id for h in hits)
-        rulings = [found[h.rule_id] for h in hits if h.rule_id in found and found[h.rule_id].case is not None]
-        if not rulings:
-            return []
-        return measure_candidates(lambda texts: self._embed_memo(index, texts), pair, query, rulings,
-                                  threshold=self.conflict_threshold if threshold is None else threshold)
+        """Active rulings decided on the same facts as ``pair`` (see `CaseLaw.precedents`)."""
+        return self.caselaw.precedents(pair, exclude=exclude, threshold=threshold)
 
     def amend(self, rule_id: str, *, reason: str, author: str | None = None, title: str | None = None,
               text: str | None = None, tags: Sequence[str] | None = None, checks: Sequence[Check] | None = None,
@@ -469,9 +301,9 @@ class Rulebook:
         try:
             current = self.store.get(ruling_id)
         except RuleNotFoundError as exc:
-            raise OverruleError(f"cannot {status.value[:-2]}e {ruling_id!r}: no such ruling") from exc
+            raise OverruleError(f"cannot {_VERB[status]} {ruling_id!r}: no such ruling") from exc
         if current.layer is not Layer.RULING:
-            raise OverruleError(f"cannot {status.value[:-2]}e {ruling_id!r}: only rulings can be; amend "
+            raise OverruleError(f"cannot {_VERB[status]} {ruling_id!r}: only rulings can be; amend "
                                 "constitution and spec entries instead")
         if not current.binds:
             raise OverruleError(f"{ruling_id!r} is already {current.status.value}")
@@ -529,275 +361,25 @@ class Rulebook:
 
     def impact(self, since_version: str, *, store: JudgmentStore | None = None) -> ImpactReport:
         """Stored judgments whose shown rules would differ now, among those recorded at ``since_version``
-        or any later version before the current one (see `judge.judging.impact.impact`)."""
-        from judge.judging.impact import impact
-        from judge.store.judgments import JudgmentStore
+        or any later version before the current one (see `judge.caselaw.impact.impact`)."""
+        return impact(self, store or self.judgments, since_version)
 
-        return impact(self, store or JudgmentStore(self.store.engine), since_version)
-
-    # ----------------------------------------------------------------- retrieval
-    def _require_index(self) -> RuleIndex:
-        if self.index is None:
-            raise RulebookError("this Rulebook was opened without a retrieval index")
-        return self.index
-
+    # ----------------------------------------------------------------- retrieval (see `Retriever`)
     def sync_index(self, *, page_size: int = 1000) -> int:
-        """Apply every change the index has not seen yet; returns how many rules were re-indexed.
-
-        Streams the change log a page at a time (memory bounded by ``page_size``, whatever the rulebook's
-        size); a rule changed in two pages is re-indexed twice and counted twice.
-        """
-        if self.index is None:
-            return 0
-        index = self.index
-        state = index.state()
-        head = self.store.head()
-        if head is None:
-            return 0
-        if state.seq is not None and state.seq >= head.seq:
-            return 0
-        done = 0
-        for changes in batched(self.store.changes_since(state.seq or 0, batch_size=page_size), page_size):
-            ids = sorted({c.rule_id for c in changes})
-            done += index.upsert(self.store.get_many(ids).values())
-        index.mark(head.rulebook_version, head.seq)
-        log.info("index synced: %d rule(s) re-indexed up to %s", done, head.rulebook_version)
-        return done
+        """Apply every change the index has not seen yet; returns how many rules were re-indexed."""
+        return self.retriever.sync_index(page_size=page_size)
 
     def rebuild_index(self) -> int:
-        """Drop the index and rebuild it (and the lexical index) from SQL; returns the number of rules indexed."""
-        index = self._require_index()
-        head = self.store.head()
-        version = head.rulebook_version if head else self.store.version
-        index.rebuild(self.store.iter_current(), version, head.seq if head else 0)
-        self.store.rebuild_lexical()
-        self._tables.clear()
-        self._verified = None
-        return index.count()
-
-    def _fresh_index(self) -> RuleIndex:
-        """The index, checked (or synced) against the current rulebook version."""
-        index = self._require_index()
-        version = self.store.version
-        if self._verified is None or self._verified[0] != version:
-            try:
-                index.check(version)
-            except IndexSchemaError:
-                # Built by a judge with another layout (e.g. before passages): rebuilt whole, never mixed.
-                if not self.auto_sync:
-                    raise
-                log.warning("the retrieval index has an older layout; rebuilding it from the rulebook")
-                self.rebuild_index()
-            except IndexStaleError:
-                if not self.auto_sync or index.state().seq is None:
-                    raise
-                self.sync_index()
-            self._verified = (version, self.store.count(Layer.CONSTITUTION, active_only=True))
-        return index
-
-    def _table(self, index: RuleIndex, version: str, layer: Layer) -> LayerTable | None:
-        """``layer`` in memory at ``version`` if it holds at most `EXACT_LAYER_MAX` rules (the constitution
-        always), read once per rulebook version; None for a larger layer."""
-        cached = self._tables.get(layer)
-        if cached is None or cached[0] != version:
-            small = layer is Layer.CONSTITUTION or index.count(layer) <= EXACT_LAYER_MAX
-            cached = self._tables[layer] = (version, index.layer_table(layer) if small else None)
-        return cached[1]
-
-    def _search(self, index: RuleIndex, version: str, vector: np.ndarray, layer: Layer, k: int,
-                exclude: Sequence[str], *, process_only: bool = False, use_passages: bool = False) -> list[Hit]:
-        """The ``k`` binding rules of ``layer`` nearest ``vector``: scored exactly in memory for a small layer
-        (a dot product instead of an index query, ~1 ms less each), else by the index. ``use_passages``
-        scores a rule by its best passage too (retrieval); without, by its whole text (precedent matching)."""
-        table = self._table(index, version, layer)
-        if table is None:
-            return index.query_vector(vector, layer=layer, k=k, exclude=exclude,
-                                      where_extra={"process": True} if process_only else None,
-                                      use_passages=use_passages)
-        return table.search(vector, k, exclude=frozenset(exclude), process_only=process_only,
-                            use_passages=use_passages)
-
-    def _rules_at(self, version: str, ids: Sequence[str]) -> dict[str, Rule]:
-        """`RulebookStore.get_many`, remembering what was read at ``version`` (every retrieval fetches the
-        same constitution; a batch keeps meeting the same entries)."""
-        seen_version, seen = self._rules_seen
-        if seen_version != version or len(seen) > RULE_MEMO:
-            seen = {}
-            self._rules_seen = (version, seen)
-        missing = [rule_id for rule_id in ids if rule_id not in seen]
-        if missing:
-            seen.update(self.store.get_many(missing))
-        return {rule_id: seen[rule_id] for rule_id in ids if rule_id in seen}
-
-    def _query_vector(self, index: RuleIndex, text: str) -> np.ndarray:
-        vector: np.ndarray = self._embed_memo(index, [text])[0]
-        return vector
-
-    def _embed_memo(self, index: RuleIndex, texts: list[str]) -> np.ndarray:
-        """Embed ``texts``, answering the recently embedded ones from the memo (exact text match)."""
-        memo = self._vectors
-        missing = list(dict.fromkeys(t for t in texts if t not in memo))
-        if missing:
-            for text, vector in zip(missing, index.embedder.encode(missing), strict=True):
-                memo[text] = vector
-        out = np.stack([memo[t] for t in texts])
-        for text in texts:
-            memo.move_to_end(text)
-        while len(memo) > EMBED_MEMO:
-            memo.popitem(last=False)
-        return out
+        """Drop the index and rebuild it from SQL; returns the number of rules indexed."""
+        return self.retriever.rebuild_index()
 
     def retrieve(self, pair: Pair, *, k: int = 5, k_rulings: int | None = None, k_process: int = 3,
                  exclude: Sequence[str] = (), precedent_threshold: float | None = None) -> Retrieval:
-        """The rules that apply to a pair: every binding constitution rule, the top-k spec entries and the
-        top-k active rulings by similarity, ordered by precedence. When either response carries a process
-        (reasoning, tool calls), the top `k_process` process rules are retrieved as well.
+        """The rules that apply to a pair, ordered by precedence (see `Retriever.retrieve`)."""
+        return self.retriever.retrieve(pair, k=k, k_rulings=k_rulings, k_process=k_process, exclude=exclude,
+                                       precedent_threshold=precedent_threshold)
 
-        Args:
-            pair: the prompt and two responses.
-            k: how many spec entries to retrieve.
-            k_rulings: how many rulings (default: k).
-            k_process: how many process rules to add for a pair with a process.
-            exclude: rule ids never to return (leave-one-out when evaluating on a ruling).
-            precedent_threshold: also find the binding precedents (see `precedents`) from the same ruling
-                search, into ``Retrieval.precedents``.
-        """
-        index = self._fresh_index()
-        assert self._verified is not None  # set by _fresh_index
-        version, n_const = self._verified
-        config = self.retrieval
-        vector = self._query_vector(index, pair.query_text())
-        n_rulings = k if k_rulings is None else k_rulings
-        wanted = max(n_rulings, PRECEDENT_CANDIDATES) if precedent_threshold is not None else n_rulings
-        # The nearest rulings by the whole pair: precedent candidates, and the dense-only ruling ranking.
-        ruling_hits = (self._search(index, version, vector, Layer.RULING, wanted, exclude,
-                                    use_passages=config.passages and not config.fused) if wanted else [])
-        if config.fused:
-            scores, similarity = self._fused(index, version, pair, vector, ruling_hits, k=k, n_rulings=n_rulings,
-                                             n_const=n_const, k_process=k_process, exclude=exclude)
-        else:
-            scores, similarity = self._dense(index, version, pair, vector, ruling_hits, k=k,
-                                             n_rulings=n_rulings, n_const=n_const, k_process=k_process,
-                                             exclude=exclude)
-        rules = self._rules_at(version, [*scores, *(h.rule_id for h in ruling_hits)])
-        precedents: tuple[Precedent, ...] = ()
-        if precedent_threshold is not None:
-            nearest = [rules[h.rule_id] for h in ruling_hits[:PRECEDENT_CANDIDATES] if h.rule_id in rules]
-            precedents = tuple(self._bound_by(index, pair, vector, nearest, precedent_threshold))
-        precedence = order_rules(r for rid, r in rules.items() if rid in scores)
-        ordered = tuple(RetrievedRule(r, scores[r.id], similarity.get(r.id)) for r in precedence.ordered)
-        return Retrieval(version, ordered, precedence, precedents)
 
-    def _dense(self, index: RuleIndex, version: str, pair: Pair, vector: np.ndarray, ruling_hits: list[Hit], *,
-               k: int, n_rulings: int, n_const: int, k_process: int, exclude: Sequence[str]
-               ) -> tuple[dict[str, float], dict[str, float]]:
-        """Scores by cosine to the joint query: every binding constitution rule, the top-k spec entries and
-        rulings, and process rules for a pair with a process."""
-        passages = self.retrieval.passages
-        hits = []
-        if n_const > 0:  # every binding constitution rule applies: all of them, scored
-            hits.extend(self._search(index, version, vector, Layer.CONSTITUTION, n_const, exclude,
-                                     use_passages=passages))
-        if k > 0:
-            hits.extend(self._search(index, version, vector, Layer.SPEC, k, exclude, use_passages=passages))
-        hits.extend(ruling_hits[:n_rulings])
-        if pair.has_process() and k_process > 0:
-            process_vector = self._query_vector(index, _process_text(pair))
-            hits.extend(self._search(index, version, process_vector, Layer.SPEC, k_process, exclude,
-                                     process_only=True, use_passages=passages))
-        scores: dict[str, float] = {}
-        for h in hits:
-            scores[h.rule_id] = max(h.score, scores.get(h.rule_id, h.score))
-        return scores, dict(scores)
-
-    def _fused(self, index: RuleIndex, version: str, pair: Pair, vector: np.ndarray, ruling_hits: list[Hit], *,
-               k: int, n_rulings: int, n_const: int, k_process: int, exclude: Sequence[str]
-               ) -> tuple[dict[str, float], dict[str, float]]:
-        """Scores by reciprocal rank fusion (see `judge.retrieval.fusion`).
-
-        Rankings: dense search with the joint query and, with ``split_queries``, with the prompt and each
-        response alone; lexical search with the same texts. Constitution rules and spec entries are ranked in
-        one pool (the constitution scores like any rule, rather than being shown whatever the pair); rulings
-        in another. Returns every binding constitution rule (scored, 0 when no ranking listed it), the top-k
-        spec entries and top rulings by fused score, and the fused and cosine scores.
-        """
-        config = self.retrieval
-        texts = [pair.query_text()]
-        if config.split_queries:
-            texts += [t for t in (pair.prompt, pair.response_a.text, pair.response_b.text) if t.strip()]
-        texts = list(dict.fromkeys(texts))
-        vectors = [vector, *self._embed_memo(index, texts[1:])] if len(texts) > 1 else [vector]
-        depth = max(config.depth, k, n_rulings)
-        pool: list[list[str]] = []
-        rulings: list[list[str]] = []
-        similarity: dict[str, float] = {}
-
-        def note(hits: list[Hit]) -> list[Hit]:
-            for h in hits:
-                similarity[h.rule_id] = max(h.score, similarity.get(h.rule_id, h.score))
-            return hits
-
-        for each in vectors:
-            found = note([hit for layer in (Layer.CONSTITUTION, Layer.SPEC) for hit in self._search(
-                index, version, each, layer, depth, exclude, use_passages=config.passages)])
-            pool.append([h.rule_id for h in sorted(found, key=lambda h: -h.score)[:depth]])
-            if n_rulings > 0:
-                rulings.append([h.rule_id for h in note(self._search(index, version, each, Layer.RULING, depth,
-                                                                       exclude, use_passages=config.passages))])
-        if config.lexical:
-            lexical_texts = texts[1:] if len(texts) > 1 else texts
-            for text in lexical_texts:
-                pool.append([rid for rid, _ in self.store.lexical_search(
-                    text, (Layer.CONSTITUTION, Layer.SPEC), depth, exclude=exclude)])
-                if n_rulings > 0:
-                    rulings.append([rid for rid, _ in self.store.lexical_search(text, (Layer.RULING,), depth,
-                                                                                exclude=exclude)])
-        if pair.has_process() and k_process > 0:
-            process_vector = self._query_vector(index, _process_text(pair))
-            pool.append([h.rule_id for h in note(self._search(index, version, process_vector, Layer.SPEC,
-                                                               k_process, exclude, process_only=True,
-                                                               use_passages=config.passages))])
-        pool_scores = reciprocal_rank_fusion(pool, k=config.rrf_k)
-        ruling_scores = reciprocal_rank_fusion(rulings, k=config.rrf_k)
-        scores: dict[str, float] = {}
-        if n_const > 0:
-            for h in self._search(index, version, vector, Layer.CONSTITUTION, n_const, exclude):
-                scores[h.rule_id] = pool_scores.get(h.rule_id, 0.0)
-        spec = sorted(((rid, v) for rid, v in pool_scores.items() if rid not in scores
-                       and rid.startswith(Layer.SPEC.value + "/")), key=lambda item: (-item[1], item[0]))
-        process_ids = set(pool[-1]) if pair.has_process() and k_process > 0 else set()
-        # Process rules judge a process: for a pair without one they are not candidates.
-        candidates = self._rules_at(version, [rid for rid, _ in spec])
-        taken = 0
-        for rid, value in spec:
-            if rid in process_ids:
-                scores[rid] = value
-            elif taken < k and rid in candidates and not candidates[rid].process_rule:
-                scores[rid] = value
-                taken += 1
-        for rid, value in sorted(ruling_scores.items(), key=lambda item: (-item[1], item[0]))[:n_rulings]:
-            scores[rid] = value
-        return scores, similarity
 
 def _ruling_refs(rule: Rule) -> tuple[str, ...]:
     return (*rule.case.cites, *rule.case.overrules) if rule.case is not None else ()
-
-
-def _process_text(pair: Pair) -> str:
-    parts = []
-    for response in (pair.response_a, pair.response_b):
-        process = response.process
-        if process is None:
-            continue
-        parts.append(process.reasoning or "")
-        parts.extend(f"{c.name} {c.arguments} {c.result or ''}" for c in process.tool_calls)
-    return "\n".join(parts)
-
-
-def _title_from(prompt: str) -> str:
-    words = " ".join(prompt.split())
-    return (words[:60].rsplit(" ", 1)[0] if len(words) > 60 else words) or "ruling"
-
-
-def _case_digest(case: Case) -> str:
-    return hashlib.sha256(case.model_dump_json().encode()).hexdigest()[:8]

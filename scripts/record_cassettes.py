@@ -29,10 +29,10 @@ from judge.backends.openai_compat import OpenAIProtocolBackend  # noqa: E402
 from judge.cases.generate import generate_cases  # noqa: E402
 from judge.judging.checks import CHECKS_TEMPLATE_VERSION  # noqa: E402
 from judge.judging.engine import Judge  # noqa: E402
-from judge.judging.pairs_io import read_pairs  # noqa: E402
-from judge.judging.verdict import JudgeConfig  # noqa: E402
+from judge.records import read_pairs  # noqa: E402
 from judge.settings import Settings  # noqa: E402
 from judge.testing import hash_rulebook  # noqa: E402
+from judge.verdicts import JudgeConfig  # noqa: E402
 
 CASSETTES = ROOT / "cassettes"
 RECORDED_PAIRS = ("ex-factual", "ex-process")  # the pairwise method (rules in the prompt)

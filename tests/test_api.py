@@ -66,7 +66,7 @@ def test_every_command_has_help(command: list[str]) -> None:
 def test_compare_and_compare_many_one_call(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     from judge.backends import registry
     from judge.backends.fake import FakeBackend, FakeReply
-    from judge.judging.verdict import JudgeConfig
+    from judge.verdicts import JudgeConfig
 
     def reply(body: dict) -> FakeReply:
         return FakeReply("A", top_logprobs=[("A", -0.2), ("B", -1.7)])

@@ -17,11 +17,10 @@ from judge.calibration.workflow import evaluate_results, fit_from_results, load_
 from judge.cli.main import app
 from judge.errors import CalibratorMismatchError, InputError
 from judge.judging.engine import Judge
-from judge.judging.pairwise import Distribution
 from judge.judging.prompts import TEMPLATE_VERSION
-from judge.judging.verdict import Failure, JudgeConfig, Verdict
 from judge.rulebook import Rulebook
 from judge.rules.model import Layer, Pair, Rule
+from judge.verdicts import Distribution, Failure, JudgeConfig, Verdict
 from tests.test_engine import PAIR, router, verdict
 
 CONFIG = JudgeConfig(backend="fake", model="m", template_version="t", explain=False)
@@ -290,8 +289,7 @@ def test_help_of_new_commands() -> None:
 
 def test_holdout_same_prompt_hides_the_precedent_decided_on_that_prompt(rb: Rulebook, tmp_path: Path) -> None:
     from judge.cli.run_cmd import judge_file
-    from judge.judging.pairs_io import PairRecord
-    from judge.judging.runner import read_results
+    from judge.records import PairRecord, read_results
 
     ruling = rb.add_ruling(prompt="At what   temperature does water boil?", response_a=PAIR.response_a,
                            response_b=PAIR.response_b, holding="A", rationale="Facts.", cites=["spec/honesty"])
@@ -366,8 +364,8 @@ def test_suspect_labels_are_the_confidently_contradicted_ones_most_confident_fir
 
 def test_settings_calibrator_is_applied_by_every_built_judge(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                                             sqlite_url: str) -> None:
-    from judge.api import build_judge
     from judge.backends import registry
+    from judge.runs import build_judge
     from judge.settings import Settings
 
     monkeypatch.setattr(registry, "make_backend", lambda *a, **k: FakeBackend(lambda body: "A"))

@@ -34,8 +34,7 @@ from judge.calibration.recalibrate import (
 )
 from judge.calibration.signals import SIGNAL_NAMES, SignalTable, binary_p_a, signals_from_verdicts
 from judge.errors import CalibratorMismatchError, ConfigError, InputError
-from judge.judging.pairwise import Distribution
-from judge.judging.verdict import Failure, JudgeConfig, Verdict
+from judge.verdicts import Distribution, Failure, JudgeConfig, Verdict
 
 RETRIEVED = [{"id": "spec/x", "layer": "spec", "score": 0.4}, {"id": "constitution/y", "layer": "constitution",
                                                                 "score": 0.9}]

@@ -14,9 +14,8 @@ from judge.calibration.apply import batch_shift, escalate_uncalibrated
 from judge.calibration.recalibrate import Calibrator, calibration_key, load_calibrator
 from judge.calibration.shift import MIN_BATCH, ReferenceSample, reference_from_table, shift_test, shift_test_columns
 from judge.calibration.signals import SHIFT_COLUMNS, raw_view
-from judge.judging.pairwise import Distribution
 from judge.judging.prompts import TEMPLATE_VERSION
-from judge.judging.verdict import JudgeConfig, Verdict
+from judge.verdicts import Distribution, JudgeConfig, Verdict
 from tests.test_calibration_recalibrate import _config, _rich_table, _table
 from tests.test_engine import PAIR, router, verdict
 

@@ -10,16 +10,17 @@ from typing import Any
 import pytest
 
 from judge.backends.fake import FakeBackend
+from judge.caselaw.impact import ImpactEntry, RuleDiff, diff_shown, impact
 from judge.errors import InputError, RulebookError, RulingConflictError
 from judge.judging.engine import Judge
-from judge.judging.impact import ImpactEntry, RuleDiff, diff_shown, impact, rerun, rerun_plan
+from judge.judging.impact import rerun, rerun_plan
 from judge.judging.prompts import TEMPLATE_VERSION
-from judge.judging.verdict import JudgeConfig, Verdict
 from judge.rulebook import Rulebook
 from judge.rules.conflicts import Candidate, find_conflicts, near_duplicates, swapped_slots
 from judge.rules.model import Authority, Case, Layer, Pair, Rule, RuleStatus
 from judge.settings import Settings
 from judge.store.judgments import JudgmentStore
+from judge.verdicts import JudgeConfig, Verdict
 from tests.test_cli import REPO, run_cli
 from tests.test_engine import verdict
 
@@ -412,7 +413,6 @@ def test_migration_0004_keeps_judgments_stored_before_it(tmp_path: Path) -> None
     from alembic import command
     from sqlalchemy import insert
 
-    from judge.judging.pairwise import Distribution
     from judge.store import (
         alembic_config,
         known_revisions,
@@ -422,6 +422,7 @@ def test_migration_0004_keeps_judgments_stored_before_it(tmp_path: Path) -> None
     )
     from judge.store.schema import JudgmentRow
     from judge.testing import hash_rulebook
+    from judge.verdicts import Distribution
 
     url = f"sqlite:///{tmp_path / 'old.db'}"
     engine = open_engine(url)
@@ -463,7 +464,7 @@ def test_migration_0004_keeps_judgments_stored_before_it(tmp_path: Path) -> None
 def test_rulings_as_labelled_pairs_round_trip_into_evaluation(monkeypatch: pytest.MonkeyPatch,
                                                               capsys: pytest.CaptureFixture[str], sqlite_url: str,
                                                               tmp_path: Path) -> None:
-    from judge.judging.pairs_io import read_pairs
+    from judge.records import read_pairs
 
     assert run_cli(["rulebook", "load", str(REPO / "rulebook")], monkeypatch, capsys, sqlite_url)[0] == 0
     out = tmp_path / "rulings.jsonl"

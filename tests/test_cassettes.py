@@ -15,7 +15,7 @@ import vcr
 
 from judge.backends.openai_compat import OpenAIProtocolBackend
 from judge.judging.engine import Judge
-from judge.judging.pairs_io import read_pairs
+from judge.records import read_pairs
 from judge.testing import hash_rulebook
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,7 +64,7 @@ def test_replayed_rule_checks_decide_with_citations_that_agree(pair_id: str, sql
     """The rule-checks method against the real model: every check answered yes or no (or a recorded failure),
     both responses graded alone, citations that favour the winner, prefix reuse measured."""
     from judge.judging.checks import CHECKS_TEMPLATE_VERSION
-    from judge.judging.verdict import JudgeConfig
+    from judge.verdicts import JudgeConfig
 
     pairs = {r.pair.id: r.pair for r in read_pairs(ROOT / "examples" / "pairs.jsonl")}
     rulebook = hash_rulebook(sqlite_url, ROOT / "rulebook")

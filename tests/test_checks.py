@@ -10,20 +10,12 @@ import pytest
 from pydantic import ValidationError
 
 from judge.backends.fake import FakeBackend, FakeReply
-from judge.judging.checks import (
-    HOLISTIC_ID,
-    CheckAnswerError,
-    CheckResult,
-    check_messages,
-    compliance,
-    p_yes_from_top_logprobs,
-    plan_checks,
-)
-from judge.judging.decide import CheckWeights, decide
+from judge.judging.checks import HOLISTIC_ID, CheckAnswerError, check_messages, p_yes_from_top_logprobs, plan_checks
+from judge.judging.decide import decide
 from judge.judging.engine import Judge
-from judge.judging.verdict import JudgeConfig
 from judge.rules.model import Authority, Check, Layer, Pair, Process, Response, Rule, ToolCall
 from judge.rules.textio import read_rulebook, render_rule
+from judge.verdicts import CheckResult, CheckWeights, JudgeConfig, compliance
 
 SAFETY = Rule(id="constitution/no-methods", layer=Layer.CONSTITUTION, title="No self-harm methods",
               text="Never give methods of self-harm.", authority=Authority.ROOT,

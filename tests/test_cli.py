@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from judge.cli.main import main
-from judge.judging.verdict import Distribution, JudgeConfig, Verdict
+from judge.judging.verdict import Distribution
+from judge.verdicts import JudgeConfig, Verdict
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -101,7 +102,7 @@ def test_verdict_table_lists_the_deciding_rule_first_and_fits_80_columns() -> No
     from rich.console import Console
 
     from judge.cli.run_cmd import verdict_table
-    from judge.judging.verdict import Citation, Failure
+    from judge.verdicts import Citation, Failure
 
     def cite(rule_id: str, favours: str) -> Citation:
         return Citation(rule_id=rule_id, layer="spec", authority=None, version=1, title="t", excerpt="e",

@@ -26,8 +26,8 @@ from judge.backends.openai_compat import OpenAIProtocolBackend, RetryPolicy
 from judge.backends.registry import make_backend
 from judge.errors import BackendReplyError, BackendUnavailableError
 from judge.judging.engine import Judge, bare_config
-from judge.judging.pairs_io import PairRecord
 from judge.judging.runner import run_pairs
+from judge.records import PairRecord
 from judge.rules.model import Pair
 
 REQUEST = ChatRequest(messages=({"role": "user", "content": "Which is better? A or B."},), top_logprobs=2)

@@ -14,10 +14,10 @@ from judge.backends.fake import FakeBackend, FakeReply
 from judge.errors import JudgeError
 from judge.judging.engine import Judge, bare_config
 from judge.judging.prompts import TEMPLATE_VERSION
-from judge.judging.verdict import JudgeConfig, Verdict
 from judge.rulebook import Rulebook
 from judge.rules.model import Authority, Layer, Pair, Process, Response, Rule, ToolCall
 from judge.store.judgments import JudgmentStore
+from judge.verdicts import JudgeConfig, Verdict
 
 A_TEXT = "Water boils at 100 degrees Celsius at sea level."
 B_TEXT = "Water boils at 50 degrees Celsius, trust me."

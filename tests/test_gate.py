@@ -25,8 +25,7 @@ from judge.gate.inputs import (
 from judge.gate.policy import GatePolicy, load_policy
 from judge.gate.pytest_plugin import make_runner
 from judge.gate.render import decision_json, decision_text
-from judge.judging.pairwise import Distribution
-from judge.judging.verdict import Failure, JudgeConfig, Verdict
+from judge.verdicts import Distribution, Failure, JudgeConfig, Verdict
 
 pytest_plugins = ["pytester"]
 

@@ -161,8 +161,8 @@ def test_a_pair_that_fails_only_at_judging_time_is_a_recorded_failure_and_the_ru
 
     from judge.backends.fake import FakeBackend
     from judge.judging.engine import Judge, bare_config
-    from judge.judging.pairs_io import PairRecord
-    from judge.judging.runner import read_results, run_pairs
+    from judge.judging.runner import run_pairs
+    from judge.records import PairRecord, read_results
     from tests.test_robustness import by_content
 
     fb = FakeBackend(by_content("yes"))
@@ -223,8 +223,8 @@ def test_a_reply_echoing_the_api_key_never_reaches_results_or_the_store(
     import httpx2
 
     from judge.judging.engine import Judge, bare_config
-    from judge.judging.pairs_io import read_pairs
     from judge.judging.runner import run_pairs
+    from judge.records import read_pairs
     from judge.store import migrate, open_engine
     from judge.store.judgments import JudgmentStore
     from tests.test_robustness import SECRET, _completion, _labelled_pairs, _openai_backend

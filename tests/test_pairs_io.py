@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from judge.errors import InputError
-from judge.judging.pairs_io import MAX_FIELD_CHARS, read_pairs
+from judge.records import MAX_FIELD_CHARS, read_pairs
 
 GOOD = {"id": "p1", "prompt": "q", "response_a": "a", "response_b": "b", "label": "A",
         "meta": {"original_label": "B"}}

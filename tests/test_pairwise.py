@@ -7,7 +7,6 @@ import math
 import pytest
 
 from judge.judging.pairwise import (
-    Distribution,
     VerdictTokenError,
     combine,
     correct_slot_bias,
@@ -15,6 +14,7 @@ from judge.judging.pairwise import (
     slot_bias,
     swap,
 )
+from judge.verdicts import Distribution
 
 
 def lp(p: float) -> float:
@@ -84,7 +84,7 @@ def test_distribution_validates() -> None:
 def test_correct_batch_removes_a_constant_slot_preference() -> None:
     from judge.judging.prompts import TEMPLATE_VERSION
     from judge.judging.slot import correct_batch
-    from judge.judging.verdict import JudgeConfig, OrderResult, Verdict
+    from judge.verdicts import JudgeConfig, OrderResult, Verdict
 
     config = JudgeConfig(backend="fake", model="m", template_version=TEMPLATE_VERSION)
 

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-from judge.judging.prompts import (
-    PromptLimits,
-    explanation_messages,
-    rule_summary,
-    select_rules,
-    verdict_messages,
-)
+from judge.judging.prompts import PromptLimits, explanation_messages, rule_summary, verdict_messages
+from judge.retrieval.shown import select_rules
 from judge.rules.model import Authority, Case, Layer, Pair, Process, Response, Rule, ToolCall
 
 

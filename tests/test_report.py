@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 from judge.calibration.workflow import evaluate_results
-from judge.judging.pairs_io import read_pairs
-from judge.judging.runner import read_results
+from judge.records import read_pairs, read_results
 from judge.reporting import write_report
 from tests.test_calibration_evaluate import make
 

@@ -23,10 +23,10 @@ from judge import retrieval
 from judge.errors import (
     ConfigError,
     EmbedderError,
-    IndexError_,
     IndexMismatchError,
     IndexSchemaError,
     IndexStaleError,
+    RetrievalIndexError,
 )
 from judge.retrieval import (
     HashEmbedder,
@@ -334,7 +334,7 @@ def test_make_client_rejects_bad_chroma_url() -> None:
 
 
 def test_make_client_names_an_unreachable_server() -> None:
-    with pytest.raises(IndexError_, match="127.0.0.1:9"):
+    with pytest.raises(RetrievalIndexError, match="127.0.0.1:9"):
         make_client(Settings(chroma_url="http://127.0.0.1:9"))
 
 
@@ -369,7 +369,7 @@ def test_unreachable_or_malformed_chroma_url_is_one_line_in_the_cli(
 
 def test_rulebook_open_names_an_unreachable_server(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{_unused_port()}"
-    with pytest.raises(IndexError_, match=f"cannot reach the Chroma server at {url}"):
+    with pytest.raises(RetrievalIndexError, match=f"cannot reach the Chroma server at {url}"):
         Rulebook.open(settings=Settings(data_dir=tmp_path / "data", chroma_url=url), embedder=HashEmbedder(64))
 
 
@@ -389,9 +389,9 @@ def test_a_server_that_stops_answering_is_an_index_error_and_sync_catches_up(
         raise httpx.ConnectError("[Errno 111] Connection refused")
 
     monkeypatch.setattr(httpx.Client, "send", refused)  # the server goes away after the client connected
-    with pytest.raises(IndexError_, match=f"Chroma server at {chroma_server.removeprefix('http://')} stopped"):
+    with pytest.raises(RetrievalIndexError, match=f"Chroma server at {chroma_server.removeprefix('http://')} stopped"):
         rb.index.state()
-    with pytest.raises(IndexError_, match="stopped answering"):
+    with pytest.raises(RetrievalIndexError, match="stopped answering"):
         rb.add_rule(RULES[2])  # written to SQL, the system of record; only the index is behind
     monkeypatch.undo()  # ...and comes back
     assert set(rb.retrieve(pair, k=3).ids) == {"spec/weapons", "spec/self-harm"}
@@ -476,7 +476,7 @@ def test_rebuild_ignores_leftovers_of_a_crashed_rebuild(built: RuleIndex, client
 
 def test_rebuild_repairs_an_incomplete_index(built: RuleIndex, client: Any) -> None:
     client.delete_collection(f"{built.collection_name}-g1-spec")
-    with pytest.raises(IndexError_, match="judge index rebuild"):
+    with pytest.raises(RetrievalIndexError, match="judge index rebuild"):
         RuleIndex(client, HashEmbedder(64), collection=built.collection_name).check("rb-1")
     built.rebuild(iter(RULES), "rb-1", 11)
     assert built.check("rb-1").count == len(RULES)
@@ -614,10 +614,10 @@ def test_large_layers_are_searched_in_the_index_small_ones_in_memory(monkeypatch
     pair = Pair(prompt="Rate my essay honestly", response_a="Perfect!", response_b="It needs work.",
                 id="essay")
     in_memory = rb.retrieve(pair, k=5)
-    assert rb._tables[Layer.SPEC][1] is not None and rb._tables[Layer.RULING][1] is not None
+    assert rb.retriever._tables[Layer.SPEC][1] is not None and rb._tables[Layer.RULING][1] is not None
     monkeypatch.setattr(rulebook_module, "EXACT_LAYER_MAX", 0)
     fresh = hash_rulebook(sqlite_url)  # same SQL, its own index: rebuilt from SQL
     fresh.rebuild_index()
     by_index = fresh.retrieve(pair, k=5)
-    assert fresh._tables[Layer.SPEC][1] is None and fresh._tables[Layer.RULING][1] is None
+    assert fresh.retriever._tables[Layer.SPEC][1] is None and fresh._tables[Layer.RULING][1] is None
     assert by_index.ids == in_memory.ids

@@ -14,11 +14,11 @@ import pytest
 from sqlalchemy import text
 
 from judge.errors import IndexSchemaError
-from judge.judging.prompts import select_rules
 from judge.retrieval import HashEmbedder, RuleIndex, make_ephemeral_client
 from judge.retrieval.fusion import RetrievalConfig, reciprocal_rank_fusion
 from judge.retrieval.passages import MAX_PASSAGES, passages, split_text
 from judge.retrieval.quality import QualityCase, gold_rank, measure_retrieval, summarise
+from judge.retrieval.shown import select_rules
 from judge.rulebook import Rulebook
 from judge.rules.model import Authority, Case, Layer, Pair, Response, Rule
 from judge.store import RulebookStore, migrate, open_engine

@@ -51,14 +51,14 @@ from judge.errors import (
     UnknownCitationError,
 )
 from judge.judging.engine import Judge, bare_config
-from judge.judging.pairs_io import read_pairs
 from judge.judging.prompts import TEMPLATE_VERSION, PromptLimits, escape_data
-from judge.judging.runner import completed_ids, read_results, run_pairs
-from judge.judging.verdict import JudgeConfig, Verdict
+from judge.judging.runner import run_pairs
+from judge.records import completed_ids, read_pairs, read_results
 from judge.rulebook import Rulebook
 from judge.rules.model import Authority, ChangeKind, Layer, Pair, Response, Rule
 from judge.store import PendingChange, RulebookStore, migrate, open_engine
 from judge.store.judgments import JudgmentStore
+from judge.verdicts import JudgeConfig, Verdict
 
 ROOT = Path(__file__).resolve().parent.parent
 GOOD = "Water boils at 100 degrees Celsius at sea level."

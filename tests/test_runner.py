@@ -14,10 +14,10 @@ import pytest
 from judge.backends.fake import FakeBackend, FakeReply
 from judge.errors import ConfigError, InputError
 from judge.judging.engine import Judge, bare_config
-from judge.judging.pairs_io import PairRecord
-from judge.judging.runner import RunReport, completed_ids, read_results, run_pairs
-from judge.judging.verdict import Verdict
+from judge.judging.runner import RunReport, run_pairs
+from judge.records import PairRecord, completed_ids, read_results
 from judge.rules.model import Pair
+from judge.verdicts import Verdict
 
 N = 10
 SLOT_BIASED = {"p0", "p1", "p2"}  # the fake judge always picks slot A for these: the orders disagree

@@ -28,15 +28,14 @@ from sqlalchemy import Engine, select
 from judge.backends.fake import FakeBackend, FakeReply
 from judge.errors import InputError
 from judge.judging.engine import Judge, bare_config
-from judge.judging.pairs_io import PairRecord, read_pairs
-from judge.judging.pairwise import Distribution
 from judge.judging.shared import SharedRunReport, batch_fingerprint, batch_id_for, run_shared
-from judge.judging.verdict import Failure, JudgeConfig, Verdict
+from judge.records import PairRecord, read_pairs
 from judge.rules.model import Pair
 from judge.store import migrate, open_engine
 from judge.store.claims import WorkClaims
 from judge.store.judgments import JudgmentStore
 from judge.store.schema import WorkClaimRow
+from judge.verdicts import Distribution, Failure, JudgeConfig, Verdict
 from tests.test_store import BACKENDS, backend_url
 
 ROOT = Path(__file__).resolve().parent.parent

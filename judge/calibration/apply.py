@@ -8,9 +8,8 @@ from collections.abc import Mapping, Sequence
 from judge.calibration.recalibrate import Calibrator
 from judge.calibration.shift import DEFAULT_ALPHA, ShiftReport, shift_test
 from judge.calibration.signals import raw_view, signals_from_verdicts
-from judge.judging.pairwise import Distribution
-from judge.judging.verdict import Verdict
 from judge.rules.model import Pair
+from judge.verdicts import Distribution, Verdict
 
 __all__ = ["batch_shift", "calibrate_verdict", "escalate_uncalibrated", "mark_escalated"]
 

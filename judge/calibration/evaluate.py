@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 from judge.calibration import metrics as m
 from judge.calibration.selective import SelectiveResult, Threshold, clopper_pearson_interval, cross_fitted_selective
 from judge.calibration.signals import SignalTable, signals_from_verdicts
-from judge.judging.verdict import Verdict
+from judge.verdicts import Verdict
 
 __all__ = ["Estimate", "EvalReport", "GroupMetrics", "LabelledRow", "PairLabel", "Suspect", "evaluate", "join",
            "point_metrics"]

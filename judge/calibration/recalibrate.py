@@ -48,7 +48,7 @@ from judge.calibration.selective import SelectiveResult, Threshold, choose_thres
 from judge.calibration.shift import ReferenceSample, reference_from_table
 from judge.calibration.signals import CANDIDATE_FEATURES, FEATURES, SignalTable, feature_matrix
 from judge.errors import CalibratorMismatchError, ConfigError, InputError, first_validation_error
-from judge.judging.verdict import JudgeConfig
+from judge.verdicts import JudgeConfig
 
 __all__ = [
     "CALIBRATOR_FORMAT",

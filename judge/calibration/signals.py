@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from judge.judging.verdict import Verdict
+from judge.verdicts import Verdict
 
 __all__ = ["CANDIDATE_FEATURES", "FEATURES", "RISKY_FEATURES", "SHIFT_COLUMNS", "SIGNAL_NAMES", "SignalTable",
            "binary_p_a", "feature_matrix", "raw_view", "shift_columns", "signals_from_verdicts"]

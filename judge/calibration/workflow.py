@@ -37,9 +37,8 @@ from judge.calibration.shift import ShiftReport, shift_test
 from judge.calibration.signals import SignalTable, raw_view, signals_from_verdicts
 from judge.calibration.sources import SourceValidation, leave_one_source_out
 from judge.errors import InputError
-from judge.judging.pairs_io import read_pairs
-from judge.judging.runner import read_results
-from judge.judging.verdict import JudgeConfig, Verdict
+from judge.records import read_pairs, read_results
+from judge.verdicts import JudgeConfig, Verdict
 
 __all__ = ["Evaluation", "Recalibration", "evaluate_results", "fit_from_results", "load_labels", "parse_signals"]
 

@@ -1,9 +1,9 @@
 """Test cases per spec entry: the model, the store, near-duplicate merging, contamination, seeding.
 
 ```python
-from judge.cases import CaseStore, Thresholds, seed_from_dir
+from judge.cases import Thresholds, seed_from_dir
 
-store = CaseStore(rulebook.store.engine, embedder)       # entry ids read from the rulebook
+store = workspace.cases(embedder)                      # entry ids read from the rulebook
 store.add(seed_from_dir("data/model_spec", store.entry_ids()).cases)
 store.review({"case-...": ("accepted", "alice")})
 for row in store.coverage(Thresholds(cos=0.92, ngram=0.6)):

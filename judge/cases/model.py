@@ -18,9 +18,9 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from judge.rules.model import Process
+from judge.rules.model import FrozenModel, Process
 
 __all__ = ["CASE_ID_RE", "CaseStatus", "Role", "TestCase", "Turn", "case_id"]
 
@@ -41,11 +41,7 @@ class CaseStatus(StrEnum):
     REJECTED = "rejected"
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Turn(_Frozen):
+class Turn(FrozenModel):
     """One message of the conversation before the prompt.
 
     Attributes:
@@ -59,7 +55,7 @@ class Turn(_Frozen):
     recipient: str | None = None
 
 
-class TestCase(_Frozen):
+class TestCase(FrozenModel):
     """One test case for one or more spec entries.
 
     Attributes:

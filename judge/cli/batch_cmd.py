@@ -20,15 +20,10 @@ BATCH_ARG = typer.Argument(..., help="The batch name (`judge run --shared` print
 
 
 def _claims(st: CliState, batch: str) -> WorkClaims:
-    from judge.store import migrate, open_engine
-    from judge.store.claims import WorkClaims
-
-    engine = open_engine(st.settings.resolved_db_url)
-    migrate(engine)
-    claims = WorkClaims(engine, batch, worker_id="cli")
+    workspace = st.workspace()
+    claims: WorkClaims = workspace.claims(batch, worker_id="cli")
     if not claims.exists():
-        raise InputError(f"no shared batch named {batch!r} in {engine.url.render_as_string(hide_password=True)}",
-                         field="batch")
+        raise InputError(f"no shared batch named {batch!r} in {workspace.where}", field="batch")
     return claims
 
 
@@ -51,7 +46,7 @@ def status(ctx: typer.Context, batch: str = BATCH_ARG,
 def export(ctx: typer.Context, batch: str = BATCH_ARG,
            out: Path = typer.Option(..., "--out", "-o", help="Results JSONL to write (replaced).")) -> None:
     """Write the batch's verdicts decided so far, one per pair in input order (as `judge run -o` does)."""
-    from judge.judging.runner import write_results
+    from judge.records import write_results
 
     claims = _claims(state(ctx), batch)
     n = write_results(out, claims.results())

@@ -13,8 +13,8 @@ from rich.table import Table
 if TYPE_CHECKING:
     from judge.calibration.shift import ShiftReport
     from judge.judging.engine import Judge
-    from judge.judging.pairs_io import PairRecord
-    from judge.judging.verdict import Verdict
+    from judge.records import PairRecord
+    from judge.verdicts import Verdict
 
 __all__ = ["check_batch", "source_table"]
 

@@ -26,7 +26,6 @@ NGRAM_OPT = typer.Option(0.6, "--ngram-threshold", help="Word 3-gram Jaccard at 
 
 def open_store(ctx: typer.Context, *, embed: bool = True) -> Any:
     """A `CaseStore` on the configured rulebook's database, checked against its current spec entries."""
-    from judge.cases.store import CaseStore
     from judge.errors import RulebookError
     from judge.retrieval.embedder import make_embedder
     from judge.rules.model import Layer
@@ -38,7 +37,7 @@ def open_store(ctx: typer.Context, *, embed: bool = True) -> Any:
         raise RulebookError("the rulebook has no spec entries for cases to test; load one first "
                             "(`judge rulebook load rulebook/`)")
     embedder = make_embedder(cli.settings.embedding_model) if embed else None
-    return CaseStore(rulebook.store.engine, embedder, entry_ids=entry_ids)
+    return cli.workspace().cases(embedder, entry_ids=entry_ids)
 
 
 @contextmanager

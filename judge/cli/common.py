@@ -30,6 +30,7 @@ class CliState:
     chroma_url: str | None = None
     embedding_model: str | None = None
     _settings: Settings | None = field(default=None, repr=False)
+    _workspace: Any = field(default=None, repr=False)
 
     @property
     def settings(self) -> Settings:
@@ -40,11 +41,17 @@ class CliState:
                                                embedding_model=self.embedding_model)
         return self._settings
 
-    def rulebook(self, *, with_index: bool = True) -> Any:
-        """Open the configured rulebook (imported lazily: `--help` must stay fast)."""
-        from judge.rulebook import Rulebook
+    def workspace(self) -> Any:
+        """The configured database, opened once per command (imported lazily: `--help` must stay fast)."""
+        if self._workspace is None:
+            from judge.workspace import Workspace
 
-        return Rulebook.open(settings=self.settings, with_index=with_index)
+            self._workspace = Workspace.open(self.settings)
+        return self._workspace
+
+    def rulebook(self, *, with_index: bool = True) -> Any:
+        """Open the configured rulebook."""
+        return self.workspace().rulebook(with_index=with_index)
 
 
 ALLOW_EMPTY_HELP = ("Judge even when the database does not exist yet or holds no rules (it is then created; "

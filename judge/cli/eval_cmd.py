@@ -152,8 +152,8 @@ def eval_(
     features = parse_signals(signals)
     cal = load_calibrator(calibrator) if calibrator is not None else None
     if not results:
-        from judge.api import build_judge
-        from judge.judging.pairs_io import read_pairs
+        from judge.records import read_pairs
+        from judge.runs import JudgeOptions, RunOptions, open_judge
 
         if len(labelled) != 1:
             raise typer.BadParameter("judging several labelled files at once is not supported: judge each with "
@@ -163,8 +163,9 @@ def eval_(
         require_rulebook(state(ctx).settings, allow_empty=allow_empty)
         err_console.print(f"judging {len(records)} pairs of {labelled[0]} -> {results[0]} (labels are not shown to "
                           "the judge)", highlight=False)
-        judge_file(build_judge(backend, settings=state(ctx).settings, base_url=base_url, explain=False),
-                   records, results[0], holdout_same_prompt=holdout_same_prompt)
+        judge_file(open_judge(JudgeOptions(backend=backend, base_url=base_url, explain=False),
+                              workspace=state(ctx).workspace()),
+                   records, results[0], RunOptions(holdout_same_prompt=holdout_same_prompt))
     ev = evaluate_results(labelled, results, recalibrate=recalibrate, n_folds=folds, seed=seed, n_boot=n_boot,
                           target=target, delta=delta, split_repeats=split_repeats, group_by=group_by,
                           features=features, calibrator=cal)

@@ -26,8 +26,7 @@ def report(
     """
     from judge.calibration.workflow import evaluate_results
     from judge.cli.eval_cmd import headline_table
-    from judge.judging.pairs_io import read_pairs
-    from judge.judging.runner import read_results
+    from judge.records import read_pairs, read_results
     from judge.reporting import write_report
 
     ev = evaluate_results(labels, results, recalibrate=recalibrate, seed=seed, n_boot=bootstrap)

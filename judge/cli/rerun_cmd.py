@@ -7,7 +7,6 @@ from pathlib import Path
 
 import typer
 
-from judge.api import build_judge, default_concurrency
 from judge.cli.common import (
     ALLOW_EMPTY_HELP,
     EXIT_CODES,
@@ -20,6 +19,7 @@ from judge.cli.common import (
 )
 from judge.cli.progress import RunProgress
 from judge.cli.run_cmd import BACKEND_OPT, BASE_URL_OPT, verdict_table
+from judge.runs import build_judge, default_concurrency
 
 
 def rerun(
@@ -45,7 +45,7 @@ def rerun(
     """
     from judge.judging.impact import rerun as rerun_affected
     from judge.judging.impact import rerun_plan
-    from judge.judging.runner import read_results
+    from judge.records import read_results
 
     st = state(ctx)
     require_rulebook(st.settings, allow_empty=allow_empty)

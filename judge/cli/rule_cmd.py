@@ -6,6 +6,7 @@ import typer
 
 from judge.cli.common import CHECK_HELP, console, emit_json, parse_checks, state
 from judge.cli.rulebook_cmd import CONFLICT_OPT
+from judge.rules.model import HOLDINGS
 
 
 def rule(
@@ -33,7 +34,7 @@ def rule(
     contradicts an active ruling on a near-duplicate pair is refused (nothing is written) until --overrules
     names that ruling.
     """
-    if holding not in ("A", "B", "tie"):
+    if holding not in HOLDINGS:
         raise typer.BadParameter(f"must be A, B or tie, not {holding!r}", param_hint="--holding")
     parsed = parse_checks(checks)
     rb = state(ctx).rulebook()

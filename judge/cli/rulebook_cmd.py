@@ -15,7 +15,7 @@ from judge.cli.common import CHECK_HELP, console, emit_json, err_console, parse_
 from judge.cli.progress import RunProgress
 from judge.errors import InputError, first_validation_error
 from judge.jsonl import loads, read_jsonl
-from judge.rules.model import Check, Layer, Rule
+from judge.rules.model import Check, Layer, Rule, check_holding
 
 app = typer.Typer(help="Manage the layered rulebook (constitution > spec entries > case rulings).",
                   no_args_is_help=True)
@@ -367,8 +367,7 @@ def add_ruling(
     missing = [k for k in ("prompt", "response_a", "response_b", "holding", "rationale") if not fields.get(k)]
     if missing:
         raise InputError(f"missing field(s): {', '.join(missing)}", path=file, field=missing[0])
-    if fields["holding"] not in ("A", "B", "tie"):
-        raise InputError(f"holding must be A, B or tie, not {fields['holding']!r}", path=file, field="holding")
+    check_holding(fields["holding"], path=file)
     allowed = {"prompt", "response_a", "response_b", "holding", "rationale", "cites", "overrules", "title",
                "rule_id", "source", "tags", "checks"}
     unknown = sorted(set(fields) - allowed)

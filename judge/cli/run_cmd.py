@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,7 +10,6 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from judge.api import build_judge, default_concurrency
 from judge.cli.common import (
     ALLOW_EMPTY_HELP,
     EXIT_CODES,
@@ -25,13 +23,15 @@ from judge.cli.common import (
     state,
 )
 from judge.cli.progress import RunProgress
-from judge.judging.verdict import Verdict
+from judge.verdicts import Verdict
 
 if TYPE_CHECKING:
     from judge.judging.engine import Judge
-    from judge.judging.pairs_io import PairRecord
     from judge.judging.runner import RunReport
     from judge.judging.shared import SharedRunReport
+    from judge.records import PairRecord
+    from judge.runs import JudgeOptions, RunOptions
+    from judge.store.claims import WorkClaims
 
 BACKEND_OPT = typer.Option("local", "--backend", "-b",
                            help="local (embedded, offline), local/<path.gguf>, or openai/<model>.")
@@ -57,35 +57,12 @@ TRUST_SHIFTED_OPT = typer.Option(False, "--trust-shifted",
                                       "such a batch is escalated by the judge's own, uncalibrated confidence).")
 
 
-def _judge(st: CliState, backend_spec: str, base_url: str | None, *, single_order: bool, no_rules: bool,
-           explain: bool, k: int, k_rulings: int, n_constitution: int, cache: bool = True,
-           ties: bool = False, calibrator: Path | None = None, abstain: bool = False,
-           escalate_below: float | None = None, allow_rulebook_change: bool = False,
-           bind_precedent: bool = True, precedent_confidence: float | None = None, method: str = "checks",
-           holistic: str = "pointwise", allow_empty: bool = False) -> Judge:
-    from judge.calibration.recalibrate import load_calibrator
+def _judge(st: CliState, options: JudgeOptions, *, allow_empty: bool = False) -> Judge:
+    """The judge for ``options`` on the configured database (refused on a missing or empty rulebook)."""
+    from judge.runs import open_judge
 
-    require_rulebook(st.settings, allow_empty=allow_empty, use_rules=not no_rules)
-
-    cal = load_calibrator(calibrator) if calibrator is not None else None
-    if abstain:
-        if cal is None:
-            raise typer.BadParameter("--abstain needs --calibrator")
-        if escalate_below is None:
-            escalate_below = cal.abstain_threshold()
-    if method not in ("checks", "pairwise"):
-        raise typer.BadParameter(f"--method must be checks or pairwise, got {method!r}")
-    if holistic not in ("none", "pointwise", "pairwise"):
-        raise typer.BadParameter(f"--holistic must be none, pointwise or pairwise, got {holistic!r}")
-    checks = method == "checks" and not no_rules
-    return build_judge(backend_spec, settings=st.settings, base_url=base_url, use_cache=cache,
-                       method="checks" if checks else "pairwise", holistic=holistic,
-                       both_orders=not single_order, explain=explain and not no_rules and not checks,
-                       use_rules=not no_rules,
-                       k_spec=k, k_rulings=k_rulings, n_constitution=n_constitution,
-                       allow_tie=ties and not no_rules, calibrator=cal, escalate_below=escalate_below,
-                       allow_rulebook_change=allow_rulebook_change, bind_precedent=bind_precedent and not no_rules,
-                       **({} if precedent_confidence is None else {"precedent_confidence": precedent_confidence}))
+    require_rulebook(st.settings, allow_empty=allow_empty, use_rules=not options.no_rules)
+    return open_judge(options, workspace=st.workspace())
 
 
 def verdict_table(verdicts: list[Verdict], title: str) -> Table:
@@ -128,74 +105,30 @@ def _rules_cell(v: Verdict) -> str:
     return escape("\n".join(lines)) if lines else "-"
 
 
-def _holdout(judge: Judge, holdout_same_prompt: bool) -> Callable[[PairRecord], list[str]] | None:
-    """Leave-one-out: a pair never retrieves a ruling decided on its own prompt."""
-    if not holdout_same_prompt or judge.rulebook is None:
-        return None
-    by_prompt = judge.rulebook.rulings_by_prompt()
+def judge_file(judge: Judge, records: list[PairRecord], out: Path, run: RunOptions) -> RunReport:
+    """`judge.runs.judge_file` with a progress bar on stderr; closes the backend."""
+    from judge.runs import judge_file as run_file
 
-    def exclude_for(record: PairRecord) -> list[str]:
-        return by_prompt.get(" ".join(record.pair.prompt.split()), [])
-
-    return exclude_for
+    with RunProgress("judging", len(records), console=err_console) as bar:
+        return run_file(judge, records, out, run, on_result=lambda _v: bar.advance(), on_skip=lambda _r: bar.skip())
 
 
-def judge_file(judge: Judge, records: list[PairRecord], out: Path, *, concurrency: int | None = None,
-               max_tokens: int | None = None, max_cost: float | None = None, max_seconds: float | None = None,
-               holdout_same_prompt: bool = False) -> RunReport:
-    """Judge records into ``out`` (resumable) with a progress bar; closes the backend.
+def judge_shared(st: CliState, judge: Judge, records: list[PairRecord], out: Path, run: RunOptions
+                 ) -> SharedRunReport:
+    """`judge.runs.judge_shared` with a progress bar on stderr; closes the backend."""
+    from judge.runs import judge_shared as run_shared
 
-    With ``holdout_same_prompt`` a pair never retrieves a ruling decided on its own prompt (leave-one-out
-    evaluation on pairs the rulebook was seeded from).
-    """
-    from judge.judging.runner import run_pairs
+    with ExitStack() as stack:
+        bars: list[RunProgress] = []
 
-    exclude_for = _holdout(judge, holdout_same_prompt)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with RunProgress("judging", len(records), console=err_console) as bar:
-            return asyncio.run(run_pairs(judge, records, out=out,
-                                         concurrency=concurrency or default_concurrency(judge.backend),
-                                         max_tokens=max_tokens, max_cost_usd=max_cost, max_seconds=max_seconds,
-                                         exclude_for=exclude_for,
-                                         on_result=lambda _v: bar.advance(), on_skip=lambda _r: bar.skip()))
-    finally:
-        judge.backend.close()
+        def start(claims: WorkClaims) -> None:
+            bars.append(stack.enter_context(RunProgress(
+                f"judging (worker {claims.worker_id}, batch {claims.batch_id})", len(records), console=err_console)))
 
-
-def judge_shared(judge: Judge, records: list[PairRecord], out: Path, *, batch: str | None = None,
-                 worker_id: str | None = None, lease_s: float | None = None, concurrency: int | None = None,
-                 max_tokens: int | None = None, max_cost: float | None = None, max_seconds: float | None = None,
-                 holdout_same_prompt: bool = False) -> SharedRunReport:
-    """Judge records as one worker of a shared batch, then write the batch's verdicts to ``out``.
-
-    The batch lives in the judge's database (`judge.judging.shared`): other workers running the same pairs
-    with the same judge and database divide the work. ``out`` is replaced by the batch's verdicts in input
-    order (complete unless a budget stopped this worker); closes the backend.
-    """
-    from judge.errors import ConfigError
-    from judge.judging.runner import write_results
-    from judge.judging.shared import batch_fingerprint, batch_id_for, run_shared
-    from judge.store.claims import DEFAULT_LEASE_S, WorkClaims
-
-    if judge.store is None:
-        raise ConfigError("a shared run needs the judge's database (the batch is divided through it)")
-    fingerprint = batch_fingerprint(judge, records, options={"holdout_same_prompt": holdout_same_prompt})
-    claims = WorkClaims(judge.store.engine, batch or batch_id_for(fingerprint), worker_id=worker_id,
-                        lease_s=lease_s or DEFAULT_LEASE_S)
-    try:
-        with RunProgress(f"judging (worker {claims.worker_id}, batch {claims.batch_id})", len(records),
-                         console=err_console) as bar:
-            report = asyncio.run(run_shared(judge, records, claims, fingerprint=fingerprint,
-                                            concurrency=concurrency or default_concurrency(judge.backend),
-                                            max_tokens=max_tokens, max_cost_usd=max_cost,
-                                            max_seconds=max_seconds,
-                                            exclude_for=_holdout(judge, holdout_same_prompt),
-                                            on_result=lambda _v: bar.advance()))
-            bar.update(report.batch_done)
-    finally:
-        judge.backend.close()
-    write_results(out, claims.results())
+        report = run_shared(judge, records, out, run, workspace=st.workspace(), on_start=start,
+                            on_result=lambda _v: bars[0].advance())
+        if bars:
+            bars[0].update(report.batch_done)
     return report
 
 
@@ -214,7 +147,7 @@ def run(
     holistic: str = HOLISTIC_OPT,
     explain: bool = typer.Option(True, "--explain/--no-explain",
                                  help="With --method pairwise: ask for cited rules and a rationale."),
-    k: int = typer.Option(3, "--k", help="Spec entries shown to the judge."),
+    k_spec: int = typer.Option(3, "--k-spec", "--k", help="Spec entries shown to the judge."),
     k_rulings: int = typer.Option(2, "--k-rulings", help="Precedent rulings shown to the judge."),
     n_constitution: int = typer.Option(2, "--n-constitution", help="Constitution rules shown to the judge."),
     max_tokens: int | None = typer.Option(None, "--max-tokens", help="Token budget: stop cleanly when reached."),
@@ -265,27 +198,28 @@ def run(
 
     {exit_codes}
     """
-    from judge.judging.pairs_io import read_pairs
-    from judge.judging.runner import read_results
     from judge.judging.shared import SharedRunReport
+    from judge.records import read_pairs, read_results
+    from judge.runs import JudgeOptions, RunOptions
 
     st = state(ctx)
     max_seconds = duration_s(max_time, "--max-time") if max_time is not None else None
     records = list(read_pairs(pairs))  # validate the whole file before spending anything
-    judge = _judge(st, backend, base_url, single_order=single_order, no_rules=no_rules, explain=explain, k=k,
-                   k_rulings=k_rulings, n_constitution=n_constitution, cache=cache, ties=ties,
-                   calibrator=calibrator, abstain=abstain, escalate_below=escalate_below,
-                   allow_rulebook_change=allow_rulebook_change, bind_precedent=precedent,
-                   precedent_confidence=precedent_confidence, method=method, holistic=holistic,
-                   allow_empty=allow_empty)
+    options = JudgeOptions(backend=backend, base_url=base_url, single_order=single_order, no_rules=no_rules,
+                           method=method, holistic=holistic, explain=explain, k_spec=k_spec, k_rulings=k_rulings,
+                           n_constitution=n_constitution, cache=cache, ties=ties, calibrator=calibrator,
+                           abstain=abstain, escalate_below=escalate_below,
+                           allow_rulebook_change=allow_rulebook_change, bind_precedent=precedent,
+                           precedent_confidence=precedent_confidence)
+    judge = _judge(st, options, allow_empty=allow_empty)
+    run_options = RunOptions(concurrency=concurrency, max_tokens=max_tokens, max_cost=max_cost,
+                             max_seconds=max_seconds, holdout_same_prompt=holdout_same_prompt, shared=shared,
+                             batch=batch, worker_id=worker_id, lease_s=lease)
     report: RunReport
     if shared or batch is not None:
-        report = judge_shared(judge, records, out, batch=batch, worker_id=worker_id, lease_s=lease,
-                              concurrency=concurrency, max_tokens=max_tokens, max_cost=max_cost,
-                              max_seconds=max_seconds, holdout_same_prompt=holdout_same_prompt)
+        report = judge_shared(st, judge, records, out, run_options)
     else:
-        report = judge_file(judge, records, out, concurrency=concurrency, max_tokens=max_tokens,
-                            max_cost=max_cost, max_seconds=max_seconds, holdout_same_prompt=holdout_same_prompt)
+        report = judge_file(judge, records, out, run_options)
     ids = {r.pair.id for r in records}
     shown = [v for v in read_results(out) if v.pair_id in ids]
     shift_extra: dict[str, object] = {}
@@ -355,9 +289,11 @@ def compare(
     {exit_codes}
     """
     from judge.rules.model import Pair, as_response
+    from judge.runs import JudgeOptions
 
-    judge = _judge(state(ctx), backend, base_url, single_order=single_order, no_rules=False, explain=explain,
-                   k=3, k_rulings=2, n_constitution=2, method=method, holistic=holistic, allow_empty=allow_empty)
+    judge = _judge(state(ctx), JudgeOptions(backend=backend, base_url=base_url, single_order=single_order,
+                                            method=method, holistic=holistic, explain=explain),
+                   allow_empty=allow_empty)
     try:
         verdict = judge.compare(Pair(prompt=prompt, response_a=as_response(response_a),
                                      response_b=as_response(response_b), id="cli"))

@@ -64,7 +64,7 @@ def run_gate(policy: GatePolicy | str | Path | None, candidate: str | Path, *, b
     Raises:
         InputError: A file is missing or malformed, or there is no way to map results to entries.
     """
-    from judge.judging.runner import read_results  # pulls in the judging engine: only when gating files
+    from judge.records import read_results
 
     if not isinstance(policy, GatePolicy):
         policy = load_policy(policy) if policy is not None else GatePolicy()

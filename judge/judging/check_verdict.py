@@ -8,26 +8,38 @@ contradict the verdict.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import Literal, Protocol
 
+from judge.backends.base import Backend
 from judge.errors import BackendError
-from judge.judging.checks import CheckResult, plan_checks
+from judge.judging.checks import plan_checks
 from judge.judging.decide import Decision, RuleOutcome, decide
 from judge.judging.grading import grade_pair
 from judge.judging.pairwise import VerdictTokenError, combine
-from judge.judging.verdict import Citation, Failure
+from judge.judging.prompts import PromptLimits, RenderedPrompt
 from judge.rules.model import Pair, Rule
-
-if TYPE_CHECKING:
-    from judge.judging.engine import Judge
+from judge.verdicts import CheckResult, Citation, Failure, JudgeConfig, OrderResult
 
 __all__ = ["check_citations", "check_rationale", "decide_by_checks"]
+
+class CheckingJudge(Protocol):
+    """What the rule-checks method uses of a `judge.Judge`: its backend, configuration and pairwise question."""
+
+    backend: Backend
+    config: JudgeConfig
+    limits: PromptLimits
+    concurrent_orders: bool
+
+    async def ask_order(self, pair: Pair, rules: list[Rule], shown_first: Literal["A", "B"], *,
+                        bare: bool | None = None) -> tuple[RenderedPrompt, OrderResult]:
+        """Ask the pairwise question in one order."""
+
 
 #: Log-odds cap of the pairwise holistic signal (one order's 0.999 must not outweigh every rule).
 _HOLISTIC_CAP = 4.0
 
 
-async def _pairwise_holistic(judge: Judge, pair: Pair) -> tuple[float, int, int]:
+async def _pairwise_holistic(judge: CheckingJudge, pair: Pair) -> tuple[float, int, int]:
     """log(P(A) / P(B)) of the bare pairwise question, both orders combined; tokens in and out."""
     # the swapped order first, as the pairwise method asks on a one-slot server
     orders = [(await judge.ask_order(pair, [], first, bare=True))[1] for first in ("B", "A")]
@@ -37,7 +49,7 @@ async def _pairwise_holistic(judge: Judge, pair: Pair) -> tuple[float, int, int]
     return signal, sum(o.prompt_tokens for o in orders), sum(o.completion_tokens for o in orders)
 
 
-async def decide_by_checks(judge: Judge, pair: Pair, rules: list[Rule], scores: dict[str, float]) -> tuple[
+async def decide_by_checks(judge: CheckingJudge, pair: Pair, rules: list[Rule], scores: dict[str, float]) -> tuple[
         Decision | None, dict[str, object], Failure | None]:
     """Grade the rules' checks for ``pair`` and decide; (decision, verdict fields, failure)."""
     cfg = judge.config

@@ -12,12 +12,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field
 
 from judge.judging.prompts import cut_middle, escape_data, process_text
 from judge.rules.model import Check, Process, Response, Rule
+from judge.verdicts import CheckResult, compliance
 
 __all__ = [
     "CHECKS_TEMPLATE_VERSION",
@@ -49,9 +47,6 @@ _YES = frozenset({"yes", "y"})
 _NO = frozenset({"no", "n"})
 #: Below this share of probability on yes/no tokens the reply is not an answer (recorded as a failure).
 MIN_ANSWER_MASS = 0.5
-#: Probabilities are clipped to this distance from 0 and 1 before taking logits (a check is one noisy
-#: reading; an exact 0 or 1 would let it outweigh every other signal).
-P_CLIP = 0.02
 
 
 class CheckAnswerError(ValueError):
@@ -103,48 +98,6 @@ def p_yes_from_top_logprobs(top: Sequence[tuple[str, float]]) -> tuple[float, fl
         shown = ", ".join(f"{tok!r}: {math.exp(lp):.2f}" for tok, lp in list(top)[:5])
         raise CheckAnswerError(f"the reply is not yes or no (yes/no mass {mass:.2f}; top tokens {shown})")
     return yes / mass, mass
-
-
-def compliance(p_yes: float, expect: Literal["yes", "no"]) -> float:
-    """Probability that the answer is the compliant one, clipped to [P_CLIP, 1 - P_CLIP]."""
-    p = p_yes if expect == "yes" else 1.0 - p_yes
-    return min(1.0 - P_CLIP, max(P_CLIP, p))
-
-
-def logit(p: float) -> float:
-    """log(p / (1 - p))."""
-    return math.log(p / (1.0 - p))
-
-
-class CheckResult(BaseModel):
-    """One check asked of both responses: the answers' P(yes), or why a response's answer failed."""
-
-    model_config = ConfigDict(frozen=True)
-
-    rule_id: str = Field(description="The rule the check belongs to (`holistic` for the rule-free question).")
-    question: str
-    expect: Literal["yes", "no"]
-    target: Literal["response", "process"] = "response"
-    p_yes_a: float | None = None
-    p_yes_b: float | None = None
-    failure: str | None = Field(default=None, description="Why an answer is missing: never guessed.")
-
-    @property
-    def answered(self) -> bool:
-        """Both responses answered."""
-        return self.p_yes_a is not None and self.p_yes_b is not None
-
-    def difference(self) -> float:
-        """Compliance logit of A minus that of B (positive: the check favours A); 0 if unanswered."""
-        if self.p_yes_a is None or self.p_yes_b is None:
-            return 0.0
-        return logit(compliance(self.p_yes_a, self.expect)) - logit(compliance(self.p_yes_b, self.expect))
-
-    def gap(self) -> float:
-        """Compliance probability of A minus that of B."""
-        if self.p_yes_a is None or self.p_yes_b is None:
-            return 0.0
-        return compliance(self.p_yes_a, self.expect) - compliance(self.p_yes_b, self.expect)
 
 
 @dataclass(frozen=True)

@@ -17,33 +17,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from judge.judging.checks import HOLISTIC_ID, CheckResult
+from judge.judging.checks import HOLISTIC_ID
 from judge.rules.model import AUTHORITY_RANK, LAYER_RANK, Rule
 from judge.rules.precedence import conflict_trace, order_rules
+from judge.verdicts import CheckResult, CheckWeights
 
 __all__ = ["CheckWeights", "Decision", "RuleOutcome", "decide"]
 
 Side = Literal["A", "B"]
-
-
-class CheckWeights(BaseModel):
-    """How graded checks become a probability: logistic weights (no intercept: swapping A and B negates
-    every feature) for the two regimes, and the gap that makes a check decisive.
-
-    ``source`` names the data and command the weights were fitted with ("default" for the prior below).
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    rules: float = Field(default=1.0, description="Weight of the deciding level's mean check difference.")
-    holistic_decided: float = Field(default=0.5, description="Weight of the holistic signal when rules decide.")
-    lower: float = Field(default=0.5, description="Weight of the other rules' mean difference when none decides.")
-    holistic_open: float = Field(default=1.0, description="Weight of the holistic signal when no rule decides.")
-    decisive_gap: float = Field(default=0.4, gt=0.0, lt=1.0,
-                                description="Compliance-probability gap from which one check decides.")
-    source: str = "default"
 
 
 @dataclass(frozen=True)

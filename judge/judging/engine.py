@@ -7,52 +7,42 @@ never validates, or an endpoint that keeps failing gives a `Verdict` with ``fail
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from judge.backends.base import Backend, ChatReply, ChatRequest, release_connections
 from judge.calibration.apply import calibrate_verdict, mark_escalated
 from judge.calibration.recalibrate import Calibrator, check_compatible
 from judge.errors import BackendError, BackendReplyError, JudgeError, StructuredOutputError
 from judge.judging.check_verdict import check_citations, check_rationale, decide_by_checks
-from judge.judging.pairwise import (
-    Distribution,
-    VerdictTokenError,
-    combine,
-    distribution_from_top_logprobs,
-    swap,
-)
+from judge.judging.pairwise import VerdictTokenError, combine, distribution_from_top_logprobs, swap
 from judge.judging.prompts import (
     BARE_TEMPLATE_VERSION,
     TEMPLATE_VERSION,
     PromptLimits,
     RenderedPrompt,
     explanation_messages,
-    select_rules,
     verdict_messages,
 )
-from judge.judging.verdict import (
+from judge.judging.verdict import Explanation, explanation_model
+from judge.retrieval.shown import Shown, shown_rules
+from judge.rulebook import Rulebook
+from judge.rules.model import Pair, Rule
+from judge.rules.precedence import conflict_trace, order_rules
+from judge.store.judgments import JudgmentStore
+from judge.verdicts import (
     Citation,
-    Explanation,
+    Distribution,
     Failure,
     JudgeConfig,
     OrderResult,
     PrecedentRef,
     TraceEntry,
     Verdict,
-    explanation_model,
+    cache_key,
 )
-from judge.rules.model import Pair, Rule
-from judge.rules.precedence import conflict_trace, order_rules
-
-if TYPE_CHECKING:
-    from judge.rulebook import Rulebook
-    from judge.store.judgments import JudgmentStore
 
 __all__ = ["EXPLANATION_MAX_TOKENS", "Judge", "Shown", "cache_key", "shown_rules"]
 
@@ -61,58 +51,6 @@ __all__ = ["EXPLANATION_MAX_TOKENS", "Judge", "Shown", "cache_key", "shown_rules
 EXPLANATION_MAX_TOKENS = 800
 
 log = logging.getLogger(__name__)
-
-
-def cache_key(pair: Pair, rulebook_version: str | None, rule_ids: Sequence[str], config: JudgeConfig) -> str:
-    """Hash of everything that determines a verdict: the pair (with processes), the rulebook version, the
-    rules shown, the backend, model, template and parameters."""
-    blob = json.dumps({
-        "pair": pair.model_dump(mode="json", exclude={"id"}),
-        "rulebook": rulebook_version,
-        "rules": list(rule_ids),
-        "config": config.model_dump(mode="json"),
-    }, sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
-
-
-@dataclass(frozen=True)
-class Shown:
-    """What a judge retrieves for one pair.
-
-    Attributes:
-        rules: the rules listed in the verdict as retrieved, precedence order: the ones shown to the model,
-            plus a binding precedent that was not among them.
-        scores: similarity of every retrieved rule (a precedent's: its same-facts similarity).
-        version: the rulebook version, or None without rules.
-        precedent: the ruling on the same facts that binds the pair, with its holding in the pair's slots.
-    """
-
-    rules: list[Rule]
-    scores: dict[str, float]
-    version: str | None
-    precedent: tuple[Rule, PrecedentRef] | None = None
-
-
-def shown_rules(rulebook: Rulebook, pair: Pair, config: JudgeConfig, exclude: Sequence[str] = ()) -> Shown:
-    """What a judge with ``config`` retrieves for ``pair``: the rules shown to the model and, when binding
-    is on, the binding precedent. Impact analysis re-runs exactly this for stored judgments."""
-    bind = config.bind_precedent and config.use_rules
-    retrieval = rulebook.retrieve(pair, k=config.k_spec, k_rulings=config.k_rulings, exclude=exclude,
-                                  precedent_threshold=config.precedent_threshold if bind else None)
-    scored = [(r.rule, r.score) for r in retrieval.rules]
-    shown = select_rules(scored, n_constitution=config.n_constitution, n_spec=config.k_spec,
-                         n_rulings=config.k_rulings)
-    scores = {r.id: s for r, s in scored}
-    if not retrieval.precedents:
-        return Shown(shown, scores, retrieval.rulebook_version)
-    best = retrieval.precedents[0]
-    ruling = rulebook.get(best.ruling_id)
-    ref = PrecedentRef(ruling_id=best.ruling_id, holding=best.holding, similarity=best.similarity,
-                       swapped=best.swapped)
-    if all(r.id != ruling.id for r in shown):
-        shown = [*shown, ruling]
-        scores[ruling.id] = best.similarity
-    return Shown(shown, scores, retrieval.rulebook_version, (ruling, ref))
 
 
 class Judge:

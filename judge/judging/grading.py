@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 from judge.backends.base import Backend, ChatReply, ChatRequest
 from judge.errors import BackendReplyError
-from judge.judging.checks import CheckAnswerError, CheckResult, PlannedCheck, check_messages, p_yes_from_top_logprobs
+from judge.judging.checks import CheckAnswerError, PlannedCheck, check_messages, p_yes_from_top_logprobs
 from judge.rules.model import Pair, Response
+from judge.verdicts import CheckResult
 
 __all__ = ["Graded", "grade_pair"]
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from judge.verdicts import Distribution, Winner
 
 __all__ = [
     "Combined",
@@ -27,52 +27,12 @@ __all__ = [
     "swap",
 ]
 
-Winner = Literal["A", "B", "tie"]
-
 #: Tokens that count as each answer when reading the first generated token's top logprobs.
 ANSWER_TOKENS: Mapping[Winner, tuple[str, ...]] = {
     "A": ("A",),
     "B": ("B",),
     "tie": ("T", "TIE", "Tie", "tie"),
 }
-
-
-class Distribution(BaseModel):
-    """A 3-way verdict distribution. Sums to 1."""
-
-    model_config = ConfigDict(frozen=True)
-
-    a: float
-    tie: float
-    b: float
-
-    @model_validator(mode="after")
-    def _check(self) -> Distribution:
-        for v in (self.a, self.tie, self.b):
-            if not (0.0 <= v <= 1.0) or math.isnan(v):
-                raise ValueError(f"probabilities must be in [0, 1], got {self}")
-        if abs(self.a + self.tie + self.b - 1.0) > 1e-6:
-            raise ValueError(f"probabilities must sum to 1, got {self.a + self.tie + self.b}")
-        return self
-
-    @property
-    def winner(self) -> Winner:
-        """The most probable outcome (ties between outcomes resolve to "tie")."""
-        best = max(self.a, self.tie, self.b)
-        if self.a == best and self.b < best:
-            return "A"
-        if self.b == best and self.a < best:
-            return "B"
-        return "tie"
-
-    @property
-    def confidence(self) -> float:
-        """Probability of the winner."""
-        return {"A": self.a, "B": self.b, "tie": self.tie}[self.winner]
-
-    def p(self, outcome: Winner) -> float:
-        """Probability of one outcome."""
-        return {"A": self.a, "B": self.b, "tie": self.tie}[outcome]
 
 
 class VerdictTokenError(ValueError):

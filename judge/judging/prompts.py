@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from judge.rules.model import Layer, Pair, Process, Response, Rule
+from judge.rules.model import Pair, Process, Response, Rule
 
 __all__ = [
     "BARE_TEMPLATE_VERSION",
@@ -30,7 +30,6 @@ __all__ = [
     "explanation_messages",
     "process_text",
     "rule_summary",
-    "select_rules",
     "verdict_messages",
 ]
 
@@ -205,26 +204,3 @@ def verdict_messages(pair: Pair, rules: Sequence[Rule], *, shown_first: Literal[
 def explanation_messages(verdict: RenderedPrompt, answer: Literal["A", "B", "T"]) -> list[dict[str, str]]:
     """The verdict conversation continued: the judge's answer, then a request for the structured reasons."""
     return [*verdict.messages, {"role": "assistant", "content": answer}, {"role": "user", "content": EXPLAIN}]
-
-
-def select_rules(rules: Sequence[tuple[Rule, float]], *, n_constitution: int, n_spec: int,
-                 n_rulings: int, pooled: bool = True) -> list[Rule]:
-    """Pick the rules to show from retrieval results (in precedence order), keeping precedence order.
-
-    Constitution rules and spec entries are ranked together by score and the best ``n_constitution +
-    n_spec`` of them shown, so a pair is shown the constitution rules that apply to it rather than a fixed
-    number whatever it is about; ``pooled=False`` takes the best ``n_constitution`` and ``n_spec`` of each
-    layer separately. The best ``n_rulings`` rulings are shown. Pooled, every retrieved process rule is shown
-    besides (retrieval returns them only for a pair with a process); per layer, they compete as spec entries."""
-    if pooled:
-        pool = sorted((x for x in rules if x[0].layer in (Layer.CONSTITUTION, Layer.SPEC) and not x[0].process_rule),
-                      key=lambda x: -x[1])
-        rulings = sorted((x for x in rules if x[0].layer is Layer.RULING), key=lambda x: -x[1])
-        best = {r.id for r, _ in pool[: n_constitution + n_spec]} | {r.id for r, _ in rulings[:n_rulings]}
-        return [r for r, _ in rules if r.id in best or r.process_rule]
-    quota = {Layer.CONSTITUTION: n_constitution, Layer.SPEC: n_spec, Layer.RULING: n_rulings}
-    by_layer: dict[Layer, set[str]] = {}
-    for layer, n in quota.items():
-        in_layer = sorted((x for x in rules if x[0].layer is layer), key=lambda x: -x[1])
-        by_layer[layer] = {r.id for r, _ in in_layer[:n]}
-    return [r for r, _ in rules if r.id in by_layer[r.layer]]

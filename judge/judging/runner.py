@@ -13,25 +13,31 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from judge.errors import ConfigError, InputError, JudgeError
-from judge.jsonl import iter_lines, text_problem
+from judge.jsonl import text_problem
 from judge.judging.engine import Judge
-from judge.judging.pairs_io import PairRecord
-from judge.judging.verdict import Failure, JudgeConfig, Verdict
+
+# read_results, write_results and completed_ids are re-exported: they lived here before `judge.records`.
+from judge.records import (
+    RETRYABLE_STAGES,
+    PairRecord,
+    completed_ids,
+    read_results,
+    same_setup,
+    scan_results,
+    write_results,
+)
 from judge.rules.model import Pair
+from judge.verdicts import Failure, Verdict
 
 __all__ = ["RETRYABLE_STAGES", "RunReport", "completed_ids", "read_results", "run_pairs", "write_results"]
 
 log = logging.getLogger(__name__)
-
-#: Failure stages worth retrying on resume (the others are deterministic for the same inputs).
-RETRYABLE_STAGES = frozenset({"backend", "budget"})
 
 #: Monotonic seconds for time budgets (a name of its own so tests can move time without touching asyncio's).
 _clock = time.monotonic
@@ -126,100 +132,12 @@ class RunReport:
         return self.position_inconsistent / ok if ok else None
 
 
-def _repair_tail(path: Path) -> None:
-    """Cut a half-written last line (a run killed mid-write) so appending stays valid JSONL."""
-    with path.open("rb+") as fh:
-        fh.seek(0, os.SEEK_END)
-        size = fh.tell()
-        if size == 0:
-            return
-        fh.seek(size - 1)
-        if fh.read(1) == b"\n":
-            return
-        data = path.read_bytes()
-        cut = data.rfind(b"\n") + 1
-        log.warning("%s: dropping a half-written last line (%d bytes)", path, size - cut)
-        fh.truncate(cut)
-
-
-def _iter_results(path: Path) -> Iterator[tuple[int, Verdict]]:
-    """Stream (line number, verdict) from a results file; a bad line raises `InputError` naming it."""
-    for line_no, line in iter_lines(path):
-        try:
-            verdict = Verdict.model_validate_json(line)
-        except ValueError as exc:
-            raise InputError(f"not a judge result: {str(exc).splitlines()[0]}", path=path, line=line_no) from exc
-        yield line_no, verdict
-
-
-def read_results(path: str | Path) -> list[Verdict]:
-    """All verdicts in a results file, last line per pair id winning."""
-    latest: dict[str, Verdict] = {}
-    for line_no, verdict in _iter_results(Path(path)):
-        latest[verdict.pair_id or f"line-{line_no}"] = verdict
-    return list(latest.values())
-
-
-def write_results(path: str | Path, verdicts: Iterable[Verdict]) -> int:
-    """Replace ``path`` with these verdicts, one JSONL line each; returns how many.
-
-    Written to a temporary file beside it and renamed into place, so a reader (or another worker writing
-    the same file) never sees a half-written file.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    n = 0
-    try:
-        with tmp.open("w", encoding="utf-8") as fh:
-            for verdict in verdicts:
-                fh.write(verdict.model_dump_json() + "\n")
-                n += 1
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return n
-
-
-def completed_ids(path: Path) -> set[str]:
-    """Pair ids in an existing results file whose result need not be redone."""
-    return _scan(path)[0]
-
-
-def _scan(path: Path) -> tuple[set[str], list[tuple[int, Verdict]]]:
-    """The ids ``completed_ids`` gives, and the first line and verdict of each judge setup (configuration and
-    calibrator) in the file."""
-    if not path.exists():
-        return set(), []
-    _repair_tail(path)
-    done: set[str] = set()
-    setups: list[tuple[int, Verdict]] = []  # one in a file written by one judge: a comparison per line
-    # Streamed, keeping only ids: resuming a large run must not hold every earlier verdict in memory.
-    # Lines are applied in file order, so the last line per pair id wins, as in `read_results`.
-    for line_no, verdict in _iter_results(path):
-        if not any(_same_setup(v, verdict.config, verdict.calibrator) for _, v in setups):
-            setups.append((line_no, verdict))
-        if verdict.pair_id is None:
-            continue
-        if verdict.failure is None or verdict.failure.stage not in RETRYABLE_STAGES:
-            done.add(verdict.pair_id)
-        else:
-            done.discard(verdict.pair_id)
-    return done, setups
-
-
-def _same_setup(verdict: Verdict, config: JudgeConfig, calibrator: str | None) -> bool:
-    return verdict.config == config and verdict.calibrator == calibrator
-
-
 def _check_same_judge(path: Path, judge: Judge, setups: list[tuple[int, Verdict]]) -> None:
     """Refuse to resume ``path`` when a verdict in it came from a differently configured judge."""
     calibrator = judge.calibrator.id if judge.calibrator is not None else None
     mine = judge.config.model_dump()
     for line_no, verdict in setups:
-        if _same_setup(verdict, judge.config, calibrator):
+        if same_setup(verdict, judge.config, calibrator):
             continue
         theirs = verdict.config.model_dump()
         diff = [f"{k} {theirs.get(k)!r} (this run: {mine.get(k)!r})"
@@ -262,7 +180,7 @@ async def run_pairs(judge: Judge, records: Iterable[PairRecord], *, out: Path | 
     deadline = deadline_after(max_seconds)
     done: set[str] = set()
     if out is not None:
-        done, setups = _scan(out)
+        done, setups = scan_results(out)
         if not mixed_configs:
             _check_same_judge(out, judge, setups)
     sink = out.open("a", encoding="utf-8") if out is not None else None

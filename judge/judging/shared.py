@@ -27,10 +27,10 @@ from dataclasses import dataclass
 
 from judge.errors import InputError, StoreError
 from judge.judging.engine import Judge
-from judge.judging.pairs_io import PairRecord
-from judge.judging.runner import RETRYABLE_STAGES, RunReport, deadline_after, judge_one
-from judge.judging.verdict import Verdict
+from judge.judging.runner import RunReport, deadline_after, judge_one
+from judge.records import RETRYABLE_STAGES, PairRecord
 from judge.store.claims import Claim, WorkClaims
+from judge.verdicts import Verdict
 
 __all__ = ["SharedRunReport", "batch_fingerprint", "batch_id_for", "run_shared"]
 

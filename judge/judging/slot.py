@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from judge.judging.pairwise import Distribution, combine, correct_slot_bias, slot_bias
-from judge.judging.verdict import Verdict
+from judge.judging.pairwise import combine, correct_slot_bias, slot_bias
+from judge.verdicts import Distribution, Verdict
 
 __all__ = ["batch_slot_bias", "correct_batch"]
 

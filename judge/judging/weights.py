@@ -16,9 +16,9 @@ from typing import Literal
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from judge.judging.checks import CheckResult
-from judge.judging.decide import CheckWeights, Decision, decide
+from judge.judging.decide import Decision, decide
 from judge.rules.model import Rule
+from judge.verdicts import CheckResult, CheckWeights
 
 __all__ = ["Labelled", "fit_check_weights", "redecide"]
 

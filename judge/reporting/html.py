@@ -31,8 +31,8 @@ from matplotlib.figure import Figure
 if TYPE_CHECKING:
     from judge.calibration.evaluate import EvalReport, GroupMetrics
     from judge.calibration.workflow import Evaluation
-    from judge.judging.pairs_io import PairRecord
-    from judge.judging.verdict import Verdict
+    from judge.records import PairRecord
+    from judge.verdicts import Verdict
 
 __all__ = ["MAX_TEXT_CHARS", "write_report"]
 

@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from judge._iter import batched
-from judge.errors import ConfigError, IndexError_, IndexMismatchError, IndexSchemaError, IndexStaleError
+from judge.errors import ConfigError, IndexMismatchError, IndexSchemaError, IndexStaleError, RetrievalIndexError
 from judge.retrieval.embedder import Embedder
 from judge.retrieval.passages import passages as rule_passages
 from judge.rules.model import Layer, Rule, RuleStatus
@@ -148,7 +148,7 @@ def make_client(settings: Settings) -> Any:
 
     Raises:
         ConfigError: ``chroma_url`` is not an ``http(s)://host[:port]`` URL.
-        IndexError_: the Chroma server or directory cannot be opened.
+        RetrievalIndexError: the Chroma server or directory cannot be opened.
     """
     import chromadb
 
@@ -162,13 +162,13 @@ def make_client(settings: Settings) -> Any:
         try:
             return chromadb.HttpClient(host=url.hostname, port=port, ssl=ssl, settings=chroma_settings)
         except Exception as exc:  # connection errors come in many types depending on the transport
-            raise IndexError_(f"cannot reach the Chroma server at {settings.chroma_url}: {exc}") from exc
+            raise RetrievalIndexError(f"cannot reach the Chroma server at {settings.chroma_url}: {exc}") from exc
     path = Path(settings.resolved_index_path)
     try:
         path.mkdir(parents=True, exist_ok=True)
         return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
     except Exception as exc:
-        raise IndexError_(f"cannot open the retrieval index at {path}: {exc}") from exc
+        raise RetrievalIndexError(f"cannot open the retrieval index at {path}: {exc}") from exc
 
 
 def make_ephemeral_client() -> Any:
@@ -259,7 +259,7 @@ def _layer_of(rule_id: str) -> Layer | None:
 
 
 def _server_errors(method: Callable[Concatenate[RuleIndex, _P], _R]) -> Callable[Concatenate[RuleIndex, _P], _R]:
-    """Report a Chroma server that stops answering as an `IndexError_` rather than an httpx traceback.
+    """Report a Chroma server that stops answering as an `RetrievalIndexError` rather than an httpx traceback.
 
     `make_client` checks the server once; one stopped or restarted afterwards would otherwise surface as a
     transport error from deep inside chromadb (the embedded client has no such failure).
@@ -276,7 +276,8 @@ def _server_errors(method: Callable[Concatenate[RuleIndex, _P], _R]) -> Callable
                 raise
             chroma = self._client.get_settings()
             where = f"{chroma.chroma_server_host}:{chroma.chroma_server_http_port}"
-            raise IndexError_(f"the Chroma server at {where} stopped answering ({exc}); is it running?") from exc
+            raise RetrievalIndexError(
+                f"the Chroma server at {where} stopped answering ({exc}); is it running?") from exc
 
     return wrapper
 
@@ -298,7 +299,7 @@ class RuleIndex:
         collection: base name of the collections (3-50 characters of ``[a-zA-Z0-9._-]``).
 
     Not safe for two concurrent `rebuild` calls on the same index; reads during a rebuild are fine.
-    With a Chroma server, every public method raises `IndexError_` when the server stops answering.
+    With a Chroma server, every public method raises `RetrievalIndexError` when the server stops answering.
     """
 
     def __init__(self, client: Any, embedder: Embedder, collection: str = "rules") -> None:
@@ -354,7 +355,7 @@ class RuleIndex:
                     passages[layer] = self._client.get_collection(
                         self._layer_name(meta[_K_GEN], layer, passages=True), embedding_function=None)
             except (NotFoundError, ValueError) as exc:
-                raise IndexError_(f"retrieval index {self.collection_name!r} is incomplete ({exc}); "
+                raise RetrievalIndexError(f"retrieval index {self.collection_name!r} is incomplete ({exc}); "
                                   "run `judge index rebuild`") from exc
         self._cached = _Layout(manifest, meta, layers, passages)
         return self._cached

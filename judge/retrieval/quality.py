@@ -5,7 +5,7 @@ for), measure where the gold rule lands:
 
 * per layer (constitution, spec): rank of the gold rule among that layer's retrieved rules;
 * ``spec+constitution``: rank among spec entries and constitution rules ranked together by score;
-* ``shown``: whether the gold rule is among the rules a judge is shown (`judge.judging.prompts.select_rules`
+* ``shown``: whether the gold rule is among the rules a judge is shown (`judge.retrieval.shown.select_rules`
   with the judge's default quotas).
 
 Reported as recall@k (share of cases whose gold rule is in the top k) and mean reciprocal rank (MRR; a gold
@@ -24,12 +24,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
+from judge.retrieval.retriever import Retrieval
+from judge.retrieval.shown import RuleSource, shown_rules
 from judge.rules.model import Layer, Pair, Rule
-
-if TYPE_CHECKING:
-    from judge.rulebook import Retrieval, Rulebook
+from judge.verdicts import JudgeConfig
 
 __all__ = ["DEFAULT_KS", "QualityCase", "QualityReport", "RecallRow", "gold_rank", "measure_retrieval",
            "summarise"]
@@ -109,7 +108,7 @@ def _ranked(retrieval: Retrieval, layers: set[Layer]) -> list[str]:
     return [rule_id for rule_id, _ in sorted(scored, key=lambda item: -item[1])]
 
 
-def measure_retrieval(rulebook: Rulebook, cases: Iterable[QualityCase], *, ks: Sequence[int] = DEFAULT_KS,
+def measure_retrieval(rulebook: RuleSource, cases: Iterable[QualityCase], *, ks: Sequence[int] = DEFAULT_KS,
                       shown: ShownSelector | None = None, depth: int = RANK_DEPTH) -> QualityReport:
     """Retrieve for every case and report where its gold rule lands (see the module docstring).
 
@@ -117,14 +116,11 @@ def measure_retrieval(rulebook: Rulebook, cases: Iterable[QualityCase], *, ks: S
         rulebook: the rulebook to measure (its index built).
         cases: pairs with their gold rule ids.
         ks: recall cut-offs.
-        shown: the rules shown to the judge for a pair; default: what `judge.judging.engine.shown_rules`
+        shown: the rules shown to the judge for a pair; default: what `judge.retrieval.shown.shown_rules`
             shows with the default judge configuration.
         depth: spec entries retrieved per case (ranks beyond it count as not retrieved).
     """
     if shown is None:
-        from judge.judging.engine import shown_rules
-        from judge.judging.verdict import JudgeConfig
-
         config = JudgeConfig(backend="none", model="none", template_version="none")
 
         def shown(pair: Pair, exclude: Sequence[str]) -> Sequence[Rule]:

@@ -19,13 +19,17 @@ import json
 import re
 from datetime import UTC, datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from judge.errors import InputError
+
 __all__ = [
     "AUTHORITY_RANK",
     "EMPTY_RULEBOOK_VERSION",
+    "HOLDINGS",
     "LAYER_RANK",
     "Authority",
     "Case",
@@ -41,12 +45,15 @@ __all__ = [
     "RuleStatus",
     "ToolCall",
     "as_response",
+    "check_holding",
     "content_hash",
     "next_rulebook_version",
     "slugify",
 ]
 
 Holding = Literal["A", "B", "tie"]
+#: Every holding a ruling (or a pair's label) can have.
+HOLDINGS: tuple[Holding, ...] = ("A", "B", "tie")
 
 RULE_ID_RE = re.compile(r"^(constitution|spec|ruling)/[a-z0-9][a-z0-9._-]{0,199}$")
 EMPTY_RULEBOOK_VERSION = "rb-000000000000"
@@ -108,11 +115,13 @@ def slugify(text: str, *, max_len: int = 80) -> str:
     return slug[:max_len].rstrip("-") or "rule"
 
 
-class _Frozen(BaseModel):
+class FrozenModel(BaseModel):
+    """An immutable model that refuses unknown fields: the base of every value the rulebook and cases hold."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class ToolCall(_Frozen):
+class ToolCall(FrozenModel):
     """One tool call made while producing a response."""
 
     name: str
@@ -120,7 +129,7 @@ class ToolCall(_Frozen):
     result: str | None = None
 
 
-class Process(_Frozen):
+class Process(FrozenModel):
     """How a response was produced: reasoning text and tool calls. Judged by process rules."""
 
     reasoning: str | None = None
@@ -131,7 +140,7 @@ class Process(_Frozen):
         return not (self.reasoning and self.reasoning.strip()) and not self.tool_calls
 
 
-class Response(_Frozen):
+class Response(FrozenModel):
     """A response to judge: its final text and, optionally, its process."""
 
     text: str
@@ -143,7 +152,7 @@ def as_response(value: str | Response) -> Response:
     return Response(text=value) if isinstance(value, str) else value
 
 
-class Pair(_Frozen):
+class Pair(FrozenModel):
     """A prompt and two responses to compare. ``id`` is the caller's, if any."""
 
     prompt: str
@@ -165,7 +174,7 @@ class Pair(_Frozen):
         return any(r.process is not None and not r.process.is_empty() for r in (self.response_a, self.response_b))
 
 
-class Case(_Frozen):
+class Case(FrozenModel):
     """The decided pair inside a case ruling."""
 
     prompt: str
@@ -186,7 +195,7 @@ class Case(_Frozen):
         return Pair(prompt=self.prompt, response_a=self.response_a, response_b=self.response_b)
 
 
-class Check(_Frozen):
+class Check(FrozenModel):
     """A yes/no question asked of one response alone, and the answer that complies with its rule.
 
     Checks make a rule gradable by a small judge: "Does the response give methods for self-harm?" -> no.
@@ -214,7 +223,7 @@ class Check(_Frozen):
         return value.strip().lower() if isinstance(value, str) else value
 
 
-class Rule(_Frozen):
+class Rule(FrozenModel):
     """One version of one rule, in any layer.
 
     ``specificity`` is the rule's depth in its layer's hierarchy (0 = a top-level principle); deeper rules
@@ -307,7 +316,7 @@ def next_rulebook_version(previous: str, rule_id: str, version: int, rule_hash: 
     return "rb-" + hashlib.sha256(blob).hexdigest()[:12]
 
 
-class Change(_Frozen):
+class Change(FrozenModel):
     """One entry of the append-only change log."""
 
     seq: int
@@ -319,3 +328,16 @@ class Change(_Frozen):
     at: datetime
     rulebook_version: str
     previous_rulebook_version: str
+
+
+def check_holding(value: object, *, field: str = "holding", path: str | Path | None = None,
+                  line: int | None = None) -> Holding:
+    """``value`` as a holding (A, B or tie).
+
+    Raises:
+        InputError: anything else, naming ``field`` (and the file and line when given).
+    """
+    for holding in HOLDINGS:
+        if value == holding:
+            return holding
+    raise InputError(f"{field} must be A, B or tie, not {value!r}", path=path, line=line, field=field)

@@ -10,7 +10,14 @@ store.commit([PendingChange(rule, ChangeKind.ADD, "initial")])
 ```
 """
 
-from judge.store.engine import alembic_config, known_revisions, migrate, open_engine, schema_revision
+from judge.store.engine import (
+    alembic_config,
+    known_revisions,
+    migrate,
+    open_database,
+    open_engine,
+    schema_revision,
+)
 from judge.store.plan import PendingChange, PlannedChange, plan_batch
 from judge.store.repository import RulebookStore, SyncReport
 
@@ -22,6 +29,7 @@ __all__ = [
     "alembic_config",
     "known_revisions",
     "migrate",
+    "open_database",
     "open_engine",
     "plan_batch",
     "schema_revision",

@@ -31,9 +31,9 @@ from sqlalchemy.exc import IntegrityError
 
 from judge._iter import batched
 from judge.errors import InputError, StoreError
-from judge.judging.verdict import Verdict
 from judge.store.engine import WRITE_OPTION
 from judge.store.schema import WorkBatchRow, WorkClaimRow, _utc
+from judge.verdicts import Verdict
 
 __all__ = ["DEFAULT_LEASE_S", "BatchProgress", "Claim", "WorkClaims", "default_worker_id"]
 

@@ -211,3 +211,10 @@ def _upgrade(engine: Engine, config: Config, known: list[str], head: str | None)
             return
         config.attributes["connection"] = conn
         command.upgrade(config, "head")
+
+
+def open_database(url: str, **kwargs: Any) -> Engine:
+    """`open_engine` for ``url``, migrated to the newest schema revision: ready for every store."""
+    engine = open_engine(url, **kwargs)
+    migrate(engine)
+    return engine

@@ -18,9 +18,10 @@ from typing import Any
 from sqlalchemy import ColumnElement, Engine, Select, func, insert, select
 
 from judge.errors import InputError, StoreError
-from judge.judging.verdict import Verdict
 from judge.rules.model import Pair
+from judge.store.repository import RulebookStore
 from judge.store.schema import CHANGES, JudgmentRow
+from judge.verdicts import Verdict
 
 __all__ = ["MIN_KEY_PREFIX", "JudgmentStore", "StoredJudgment"]
 
@@ -73,6 +74,11 @@ class JudgmentStore:
         self.engine = engine
         self.write_attempts = write_attempts
         self.write_wait_s = write_wait_s
+
+    @classmethod
+    def beside(cls, rules: RulebookStore) -> JudgmentStore:
+        """The judgment store in the same database as a rulebook store."""
+        return cls(rules.engine)
 
     def put(self, verdict: Verdict, pair: Pair | None = None, *, exclude: Sequence[str] = ()) -> None:
         """Record a verdict or failure (one transaction, one row), with the pair it judged when given.

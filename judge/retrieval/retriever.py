@@ -1,0 +1,400 @@
+"""The `Retriever`: which rules apply to a pair, from the derived index kept in step with the SQL store.
+
+It owns everything about the index a rulebook needs: bringing it up to date from the change log
+(`sync_index`), rebuilding it (`rebuild_index`), checking it against the rulebook version before a search,
+and the caches that make a batch cheap (recent embeddings, small layers held in memory, rules read at one
+rulebook version). `retrieve` returns every binding constitution rule, the nearest spec entries and rulings
+and, for a pair with a process, process rules, ordered by precedence; `nearest_rulings` gives the case law
+the active rulings nearest a pair.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from judge._iter import batched
+from judge.errors import IndexSchemaError, IndexStaleError, RulebookError
+from judge.retrieval.fusion import RetrievalConfig, reciprocal_rank_fusion
+from judge.retrieval.index import Hit, LayerTable, RuleIndex
+from judge.rules.conflicts import Precedent, measure_candidates, near_duplicates
+from judge.rules.model import Layer, Pair, Rule
+from judge.rules.precedence import PrecedenceResult, order_rules
+from judge.store import RulebookStore
+
+__all__ = ["PRECEDENT_CANDIDATES", "Retrieval", "RetrievedRule", "Retriever"]
+
+log = logging.getLogger(__name__)
+
+#: Nearest active rulings examined for a binding precedent: a near-duplicate is among the very nearest.
+PRECEDENT_CANDIDATES = 3
+#: Embeddings remembered per Retriever (queries and the cases of nearby rulings), least recently used dropped.
+EMBED_MEMO = 2048
+#: Layers of at most this many rules are searched exactly in memory (read once per rulebook version); larger
+#: ones by the index. 5,000 unit vectors of 384 floats: 7.7 MB, a search well under a millisecond.
+EXACT_LAYER_MAX = 5_000
+#: Rules remembered per rulebook version by `Retriever.retrieve` (cleared when the version moves or it fills).
+RULE_MEMO = 20_000
+
+
+@dataclass(frozen=True)
+class RetrievedRule:
+    """A rule retrieved for a pair, with its relevance score (higher is more relevant).
+
+    ``score`` is the reciprocal-rank-fusion score of every ranking the rule appeared in (see
+    `judge.retrieval.fusion`), or, with a dense-only configuration, the cosine similarity. ``similarity`` is
+    the best cosine of the rule (whole text or passage) to any of the pair's queries, when it was measured.
+    """
+
+    rule: Rule
+    score: float
+    similarity: float | None = None
+
+
+@dataclass(frozen=True)
+class Retrieval:
+    """The rules that apply to one pair, ordered by precedence, and the rulebook version they came from."""
+
+    rulebook_version: str
+    rules: tuple[RetrievedRule, ...]
+    precedence: PrecedenceResult
+    precedents: tuple[Precedent, ...] = ()
+
+    @property
+    def ids(self) -> list[str]:
+        """Retrieved rule ids in precedence order."""
+        return [r.rule.id for r in self.rules]
+
+    def score(self, rule_id: str) -> float:
+        """Similarity score of a retrieved rule."""
+        for r in self.rules:
+            if r.rule.id == rule_id:
+                return r.score
+        raise KeyError(rule_id)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-serialisable view (ids, layers, authority, scores, precedence exclusions)."""
+        return {
+            "rulebook_version": self.rulebook_version,
+            "rules": [
+                {"id": r.rule.id, "layer": r.rule.layer.value,
+                 "authority": r.rule.authority.value if r.rule.authority else None,
+                 "title": r.rule.title, "score": round(r.score, 4), "version": r.rule.version}
+                for r in self.rules
+            ],
+            "excluded": [{"id": e.rule_id, "reason": e.reason} for e in self.precedence.excluded],
+        }
+
+
+class Retriever:
+    """Retrieval for one rulebook: the SQL store it reads and the derived index it searches.
+
+    Args:
+        store: the SQL system of record.
+        index: the derived retrieval index, or None for a rulebook that is never retrieved from.
+        auto_sync: bring a stale (but built) index up to date before retrieving instead of raising.
+        config: how `retrieve` searches (default: passages, dense + lexical, split queries, fused).
+    """
+
+    def __init__(self, store: RulebookStore, index: RuleIndex | None = None, *, auto_sync: bool = True,
+                 config: RetrievalConfig | None = None) -> None:
+        self.store = store
+        self.index = index
+        self.auto_sync = auto_sync
+        self.config = config or RetrievalConfig()
+        # The rulebook version the index was last verified against, and its binding constitution size:
+        # re-checked only when the version in SQL moves (any writer, any process, changes it).
+        self._verified: tuple[str, int] | None = None
+        # Recent embeddings by text: a pair's query is embedded once for retrieval and the precedent check,
+        # and the rulings nearest many pairs of a batch have their cases embedded once.
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        # Rules read at one rulebook version (contents cannot change without the version changing).
+        self._rules_seen: tuple[str, dict[str, Rule]] = ("", {})
+        # Small layers held in memory at one rulebook version (None: the layer is searched in the index).
+        self._tables: dict[Layer, tuple[str, LayerTable | None]] = {}
+
+    def get(self, rule_id: str, version: int | None = None) -> Rule:
+        """A rule's latest (or given) version, from the store."""
+        return self.store.get(rule_id, version)
+
+    def nearest_rulings(self, pair: Pair, exclude: Sequence[str], n: int) -> tuple[np.ndarray, list[Rule]]:
+        """The embedded query of ``pair`` and the ``n`` active rulings with a case nearest it (by whole text)."""
+        index = self._fresh_index()
+        assert self._verified is not None  # set by _fresh_index
+        query = self._query_vector(index, pair.query_text())
+        hits = self._search(index, self._verified[0], query, Layer.RULING, n, exclude)
+        found = self.store.get_many(h.rule_id for h in hits)
+        return query, [found[h.rule_id] for h in hits if h.rule_id in found and found[h.rule_id].case is not None]
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Embed ``texts`` with the index's embedder, answering recently embedded ones from memory."""
+        return self._embed_memo(self._require_index(), texts)
+
+    def _require_index(self) -> RuleIndex:
+        if self.index is None:
+            raise RulebookError("this Rulebook was opened without a retrieval index")
+        return self.index
+
+    def sync_index(self, *, page_size: int = 1000) -> int:
+        """Apply every change the index has not seen yet; returns how many rules were re-indexed.
+
+        Streams the change log a page at a time (memory bounded by ``page_size``, whatever the rulebook's
+        size); a rule changed in two pages is re-indexed twice and counted twice.
+        """
+        if self.index is None:
+            return 0
+        index = self.index
+        state = index.state()
+        head = self.store.head()
+        if head is None:
+            return 0
+        if state.seq is not None and state.seq >= head.seq:
+            return 0
+        done = 0
+        for changes in batched(self.store.changes_since(state.seq or 0, batch_size=page_size), page_size):
+            ids = sorted({c.rule_id for c in changes})
+            done += index.upsert(self.store.get_many(ids).values())
+        index.mark(head.rulebook_version, head.seq)
+        log.info("index synced: %d rule(s) re-indexed up to %s", done, head.rulebook_version)
+        return done
+
+    def rebuild_index(self) -> int:
+        """Drop the index and rebuild it (and the lexical index) from SQL; returns the number of rules indexed."""
+        index = self._require_index()
+        head = self.store.head()
+        version = head.rulebook_version if head else self.store.version
+        index.rebuild(self.store.iter_current(), version, head.seq if head else 0)
+        self.store.rebuild_lexical()
+        self._tables.clear()
+        self._verified = None
+        return index.count()
+
+    def _fresh_index(self) -> RuleIndex:
+        """The index, checked (or synced) against the current rulebook version."""
+        index = self._require_index()
+        version = self.store.version
+        if self._verified is None or self._verified[0] != version:
+            try:
+                index.check(version)
+            except IndexSchemaError:
+                # Built by a judge with another layout (e.g. before passages): rebuilt whole, never mixed.
+                if not self.auto_sync:
+                    raise
+                log.warning("the retrieval index has an older layout; rebuilding it from the rulebook")
+                self.rebuild_index()
+            except IndexStaleError:
+                if not self.auto_sync or index.state().seq is None:
+                    raise
+                self.sync_index()
+            self._verified = (version, self.store.count(Layer.CONSTITUTION, active_only=True))
+        return index
+
+    def _table(self, index: RuleIndex, version: str, layer: Layer) -> LayerTable | None:
+        """``layer`` in memory at ``version`` if it holds at most `EXACT_LAYER_MAX` rules (the constitution
+        always), read once per rulebook version; None for a larger layer."""
+        cached = self._tables.get(layer)
+        if cached is None or cached[0] != version:
+            small = layer is Layer.CONSTITUTION or index.count(layer) <= EXACT_LAYER_MAX
+            cached = self._tables[layer] = (version, index.layer_table(layer) if small else None)
+        return cached[1]
+
+    def _search(self, index: RuleIndex, version: str, vector: np.ndarray, layer: Layer, k: int,
+                exclude: Sequence[str], *, process_only: bool = False, use_passages: bool = False) -> list[Hit]:
+        """The ``k`` binding rules of ``layer`` nearest ``vector``: scored exactly in memory for a small layer
+        (a dot product instead of an index query, ~1 ms less each), else by the index. ``use_passages``
+        scores a rule by its best passage too (retrieval); without, by its whole text (precedent matching)."""
+        table = self._table(index, version, layer)
+        if table is None:
+            return index.query_vector(vector, layer=layer, k=k, exclude=exclude,
+                                      where_extra={"process": True} if process_only else None,
+                                      use_passages=use_passages)
+        return table.search(vector, k, exclude=frozenset(exclude), process_only=process_only,
+                            use_passages=use_passages)
+
+    def _rules_at(self, version: str, ids: Sequence[str]) -> dict[str, Rule]:
+        """`RulebookStore.get_many`, remembering what was read at ``version`` (every retrieval fetches the
+        same constitution; a batch keeps meeting the same entries)."""
+        seen_version, seen = self._rules_seen
+        if seen_version != version or len(seen) > RULE_MEMO:
+            seen = {}
+            self._rules_seen = (version, seen)
+        missing = [rule_id for rule_id in ids if rule_id not in seen]
+        if missing:
+            seen.update(self.store.get_many(missing))
+        return {rule_id: seen[rule_id] for rule_id in ids if rule_id in seen}
+
+    def _query_vector(self, index: RuleIndex, text: str) -> np.ndarray:
+        vector: np.ndarray = self._embed_memo(index, [text])[0]
+        return vector
+
+    def _embed_memo(self, index: RuleIndex, texts: list[str]) -> np.ndarray:
+        """Embed ``texts``, answering the recently embedded ones from the memo (exact text match)."""
+        memo = self._vectors
+        missing = list(dict.fromkeys(t for t in texts if t not in memo))
+        if missing:
+            for text, vector in zip(missing, index.embedder.encode(missing), strict=True):
+                memo[text] = vector
+        out = np.stack([memo[t] for t in texts])
+        for text in texts:
+            memo.move_to_end(text)
+        while len(memo) > EMBED_MEMO:
+            memo.popitem(last=False)
+        return out
+
+    def retrieve(self, pair: Pair, *, k: int = 5, k_rulings: int | None = None, k_process: int = 3,
+                 exclude: Sequence[str] = (), precedent_threshold: float | None = None) -> Retrieval:
+        """The rules that apply to a pair: every binding constitution rule, the top-k spec entries and the
+        top-k active rulings by similarity, ordered by precedence. When either response carries a process
+        (reasoning, tool calls), the top `k_process` process rules are retrieved as well.
+
+        Args:
+            pair: the prompt and two responses.
+            k: how many spec entries to retrieve.
+            k_rulings: how many rulings (default: k).
+            k_process: how many process rules to add for a pair with a process.
+            exclude: rule ids never to return (leave-one-out when evaluating on a ruling).
+            precedent_threshold: also find the binding precedents (see `precedents`) from the same ruling
+                search, into ``Retrieval.precedents``.
+        """
+        index = self._fresh_index()
+        assert self._verified is not None  # set by _fresh_index
+        version, n_const = self._verified
+        config = self.config
+        vector = self._query_vector(index, pair.query_text())
+        n_rulings = k if k_rulings is None else k_rulings
+        wanted = max(n_rulings, PRECEDENT_CANDIDATES) if precedent_threshold is not None else n_rulings
+        # The nearest rulings by the whole pair: precedent candidates, and the dense-only ruling ranking.
+        ruling_hits = (self._search(index, version, vector, Layer.RULING, wanted, exclude,
+                                    use_passages=config.passages and not config.fused) if wanted else [])
+        if config.fused:
+            scores, similarity = self._fused(index, version, pair, vector, ruling_hits, k=k, n_rulings=n_rulings,
+                                             n_const=n_const, k_process=k_process, exclude=exclude)
+        else:
+            scores, similarity = self._dense(index, version, pair, vector, ruling_hits, k=k,
+                                             n_rulings=n_rulings, n_const=n_const, k_process=k_process,
+                                             exclude=exclude)
+        rules = self._rules_at(version, [*scores, *(h.rule_id for h in ruling_hits)])
+        precedents: tuple[Precedent, ...] = ()
+        if precedent_threshold is not None:
+            nearest = [rules[h.rule_id] for h in ruling_hits[:PRECEDENT_CANDIDATES] if h.rule_id in rules]
+            precedents = tuple(self._bound_by(index, pair, vector, nearest, precedent_threshold))
+        precedence = order_rules(r for rid, r in rules.items() if rid in scores)
+        ordered = tuple(RetrievedRule(r, scores[r.id], similarity.get(r.id)) for r in precedence.ordered)
+        return Retrieval(version, ordered, precedence, precedents)
+
+    def _dense(self, index: RuleIndex, version: str, pair: Pair, vector: np.ndarray, ruling_hits: list[Hit], *,
+               k: int, n_rulings: int, n_const: int, k_process: int, exclude: Sequence[str]
+               ) -> tuple[dict[str, float], dict[str, float]]:
+        """Scores by cosine to the joint query: every binding constitution rule, the top-k spec entries and
+        rulings, and process rules for a pair with a process."""
+        passages = self.config.passages
+        hits = []
+        if n_const > 0:  # every binding constitution rule applies: all of them, scored
+            hits.extend(self._search(index, version, vector, Layer.CONSTITUTION, n_const, exclude,
+                                     use_passages=passages))
+        if k > 0:
+            hits.extend(self._search(index, version, vector, Layer.SPEC, k, exclude, use_passages=passages))
+        hits.extend(ruling_hits[:n_rulings])
+        if pair.has_process() and k_process > 0:
+            process_vector = self._query_vector(index, _process_text(pair))
+            hits.extend(self._search(index, version, process_vector, Layer.SPEC, k_process, exclude,
+                                     process_only=True, use_passages=passages))
+        scores: dict[str, float] = {}
+        for h in hits:
+            scores[h.rule_id] = max(h.score, scores.get(h.rule_id, h.score))
+        return scores, dict(scores)
+
+    def _fused(self, index: RuleIndex, version: str, pair: Pair, vector: np.ndarray, ruling_hits: list[Hit], *,
+               k: int, n_rulings: int, n_const: int, k_process: int, exclude: Sequence[str]
+               ) -> tuple[dict[str, float], dict[str, float]]:
+        """Scores by reciprocal rank fusion (see `judge.retrieval.fusion`).
+
+        Rankings: dense search with the joint query and, with ``split_queries``, with the prompt and each
+        response alone; lexical search with the same texts. Constitution rules and spec entries are ranked in
+        one pool (the constitution scores like any rule, rather than being shown whatever the pair); rulings
+        in another. Returns every binding constitution rule (scored, 0 when no ranking listed it), the top-k
+        spec entries and top rulings by fused score, and the fused and cosine scores.
+        """
+        config = self.config
+        texts = [pair.query_text()]
+        if config.split_queries:
+            texts += [t for t in (pair.prompt, pair.response_a.text, pair.response_b.text) if t.strip()]
+        texts = list(dict.fromkeys(texts))
+        vectors = [vector, *self._embed_memo(index, texts[1:])] if len(texts) > 1 else [vector]
+        depth = max(config.depth, k, n_rulings)
+        pool: list[list[str]] = []
+        rulings: list[list[str]] = []
+        similarity: dict[str, float] = {}
+
+        def note(hits: list[Hit]) -> list[Hit]:
+            for h in hits:
+                similarity[h.rule_id] = max(h.score, similarity.get(h.rule_id, h.score))
+            return hits
+
+        for each in vectors:
+            found = note([hit for layer in (Layer.CONSTITUTION, Layer.SPEC) for hit in self._search(
+                index, version, each, layer, depth, exclude, use_passages=config.passages)])
+            pool.append([h.rule_id for h in sorted(found, key=lambda h: -h.score)[:depth]])
+            if n_rulings > 0:
+                rulings.append([h.rule_id for h in note(self._search(index, version, each, Layer.RULING, depth,
+                                                                       exclude, use_passages=config.passages))])
+        if config.lexical:
+            lexical_texts = texts[1:] if len(texts) > 1 else texts
+            for text in lexical_texts:
+                pool.append([rid for rid, _ in self.store.lexical_search(
+                    text, (Layer.CONSTITUTION, Layer.SPEC), depth, exclude=exclude)])
+                if n_rulings > 0:
+                    rulings.append([rid for rid, _ in self.store.lexical_search(text, (Layer.RULING,), depth,
+                                                                                exclude=exclude)])
+        if pair.has_process() and k_process > 0:
+            process_vector = self._query_vector(index, _process_text(pair))
+            pool.append([h.rule_id for h in note(self._search(index, version, process_vector, Layer.SPEC,
+                                                               k_process, exclude, process_only=True,
+                                                               use_passages=config.passages))])
+        pool_scores = reciprocal_rank_fusion(pool, k=config.rrf_k)
+        ruling_scores = reciprocal_rank_fusion(rulings, k=config.rrf_k)
+        scores: dict[str, float] = {}
+        if n_const > 0:
+            for h in self._search(index, version, vector, Layer.CONSTITUTION, n_const, exclude):
+                scores[h.rule_id] = pool_scores.get(h.rule_id, 0.0)
+        spec = sorted(((rid, v) for rid, v in pool_scores.items() if rid not in scores
+                       and rid.startswith(Layer.SPEC.value + "/")), key=lambda item: (-item[1], item[0]))
+        process_ids = set(pool[-1]) if pair.has_process() and k_process > 0 else set()
+        # Process rules judge a process: for a pair without one they are not candidates.
+        candidates = self._rules_at(version, [rid for rid, _ in spec])
+        taken = 0
+        for rid, value in spec:
+            if rid in process_ids:
+                scores[rid] = value
+            elif taken < k and rid in candidates and not candidates[rid].process_rule:
+                scores[rid] = value
+                taken += 1
+        for rid, value in sorted(ruling_scores.items(), key=lambda item: (-item[1], item[0]))[:n_rulings]:
+            scores[rid] = value
+        return scores, similarity
+
+    def _bound_by(self, index: RuleIndex, pair: Pair, query: np.ndarray, rulings: Sequence[Rule],
+                  threshold: float) -> list[Precedent]:
+        """`precedents` among ``rulings`` already found nearest to ``query`` (``pair`` embedded)."""
+        with_case = [r for r in rulings if r.case is not None]
+        if not with_case:
+            return []
+        candidates = measure_candidates(lambda texts: self._embed_memo(index, texts), pair, query, with_case,
+                                        threshold=threshold)
+        return near_duplicates(pair, candidates, threshold=threshold, strict=True)
+
+
+def _process_text(pair: Pair) -> str:
+    parts = []
+    for response in (pair.response_a, pair.response_b):
+        process = response.process
+        if process is None:
+            continue
+        parts.append(process.reasoning or "")
+        parts.extend(f"{c.name} {c.arguments} {c.result or ''}" for c in process.tool_calls)
+    return "\n".join(parts)
