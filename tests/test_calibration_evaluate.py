@@ -288,8 +288,8 @@ def test_help_of_new_commands() -> None:
 
 
 def test_holdout_same_prompt_hides_the_precedent_decided_on_that_prompt(rb: Rulebook, tmp_path: Path) -> None:
-    from judge.cli.run_cmd import judge_file
     from judge.records import PairRecord, read_results
+    from judge.runs import RunOptions, judge_file
 
     ruling = rb.add_ruling(prompt="At what   temperature does water boil?", response_a=PAIR.response_a,
                            response_b=PAIR.response_b, holding="A", rationale="Facts.", cites=["spec/honesty"])
@@ -302,7 +302,7 @@ def test_holdout_same_prompt_hides_the_precedent_decided_on_that_prompt(rb: Rule
     records = [PairRecord(pair=PAIR, label="A", source=None, line=1)]
     for holdout, name in ((False, "seen.jsonl"), (True, "held.jsonl")):
         judge_file(Judge(fb, rb, config=config, use_cache=False), records, tmp_path / name,
-                   holdout_same_prompt=holdout)
+                   RunOptions(holdout_same_prompt=holdout))
     seen = {r["id"] for r in read_results(tmp_path / "seen.jsonl")[0].retrieved}
     held = {r["id"] for r in read_results(tmp_path / "held.jsonl")[0].retrieved}
     assert ruling.id in seen and ruling.id not in held and other.id in held

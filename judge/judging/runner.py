@@ -35,7 +35,7 @@ from judge.records import (
 from judge.rules.model import Pair
 from judge.verdicts import Failure, Verdict
 
-__all__ = ["RETRYABLE_STAGES", "RunReport", "completed_ids", "read_results", "run_pairs", "write_results"]
+__all__ = ["RETRYABLE_STAGES", "RunControl", "RunReport", "completed_ids", "read_results", "run_pairs", "write_results"]
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +149,59 @@ def _check_same_judge(path: Path, judge: Judge, setups: list[tuple[int, Verdict]
                           "write to a new file, or re-run with the same settings")
 
 
+class RunControl:
+    """What every run loop shares: the budget (sticky once reached), the exclusions and the callbacks.
+
+    `run_pairs` (records from an iterator into a results file) and `judge.judging.shared.run_shared` (records
+    claimed from a shared batch) differ only in where the next record comes from and where its verdict goes.
+
+    Args:
+        judge: the configured judge.
+        report: the run's report (counted into by `finish`).
+        max_tokens: stop starting comparisons once this many tokens were used.
+        max_cost_usd: stop starting comparisons once the estimated cost reaches this.
+        max_seconds: stop starting comparisons once this many seconds have passed.
+        exclude_for: rule ids a record must not retrieve (leave-one-out evaluation).
+        on_result: called with every verdict the run records.
+    """
+
+    def __init__(self, judge: Judge, report: RunReport, *, max_tokens: int | None = None,
+                 max_cost_usd: float | None = None, max_seconds: float | None = None,
+                 exclude_for: Callable[[PairRecord], Sequence[str]] | None = None,
+                 on_result: Callable[[Verdict], None] | None = None) -> None:
+        self.judge = judge
+        self.report = report
+        self.max_tokens = max_tokens
+        self.max_cost_usd = max_cost_usd
+        self.deadline = deadline_after(max_seconds)
+        self.exclude_for = exclude_for
+        self.on_result = on_result
+        self.budget_hit = False
+
+    def over_budget(self) -> bool:
+        """Whether a budget was reached (once reached, it stays reached for this run)."""
+        self.budget_hit = self.budget_hit or self.report.over_budget(self.max_tokens, self.max_cost_usd,
+                                                                     self.deadline)
+        return self.budget_hit
+
+    async def judge_record(self, record: PairRecord) -> Verdict:
+        """`judge_one` for a record, with its exclusions."""
+        return await judge_one(self.judge, record.pair, self.exclude_for(record) if self.exclude_for else ())
+
+    def finish(self, verdict: Verdict, write: Callable[[Verdict], None] | None = None) -> None:
+        """Count a recorded verdict, ``write`` it, then tell ``on_result``."""
+        self.report.add(verdict)
+        if write is not None:
+            write(verdict)
+        if self.on_result is not None:
+            self.on_result(verdict)
+
+    async def close(self) -> None:
+        """Stop the run: the report says whether a budget stopped it; the judge's connections are released."""
+        self.report.stopped_by_budget = self.budget_hit
+        await self.judge.release()
+
+
 async def run_pairs(judge: Judge, records: Iterable[PairRecord], *, out: Path | None = None,
                     concurrency: int = 4, max_tokens: int | None = None, max_cost_usd: float | None = None,
                     max_seconds: float | None = None,
@@ -177,7 +230,8 @@ async def run_pairs(judge: Judge, records: Iterable[PairRecord], *, out: Path | 
             (nothing is judged or written).
     """
     report = RunReport()
-    deadline = deadline_after(max_seconds)
+    control = RunControl(judge, report, max_tokens=max_tokens, max_cost_usd=max_cost_usd, max_seconds=max_seconds,
+                         exclude_for=exclude_for, on_result=on_result)
     done: set[str] = set()
     if out is not None:
         done, setups = scan_results(out)
@@ -185,12 +239,15 @@ async def run_pairs(judge: Judge, records: Iterable[PairRecord], *, out: Path | 
             _check_same_judge(out, judge, setups)
     sink = out.open("a", encoding="utf-8") if out is not None else None
     pending = iter(records)
-    budget_hit = False
+
+    def write(verdict: Verdict) -> None:
+        if sink is not None:
+            sink.write(verdict.model_dump_json() + "\n")
+            sink.flush()
 
     async def worker() -> None:
         # `concurrency` workers take the next record from one shared iterator as they become free: no task
         # per pair, no waiting set to scan on every completion (records stay lazily streamed).
-        nonlocal budget_hit
         for record in pending:
             report.total += 1
             if record.pair.id in done:
@@ -198,17 +255,9 @@ async def run_pairs(judge: Judge, records: Iterable[PairRecord], *, out: Path | 
                 if on_skip is not None:
                     on_skip(record)
                 continue
-            if budget_hit or report.over_budget(max_tokens, max_cost_usd, deadline):
-                budget_hit = True
+            if control.over_budget():
                 return
-            exclude = exclude_for(record) if exclude_for else ()
-            verdict = await judge_one(judge, record.pair, exclude)
-            report.add(verdict)
-            if sink is not None:
-                sink.write(verdict.model_dump_json() + "\n")
-                sink.flush()
-            if on_result is not None:
-                on_result(verdict)
+            control.finish(await control.judge_record(record), write)
 
     workers = [asyncio.create_task(worker()) for _ in range(max(1, concurrency))]
     try:
@@ -218,8 +267,7 @@ async def run_pairs(judge: Judge, records: Iterable[PairRecord], *, out: Path | 
             task.cancel()
         if sink is not None:
             sink.close()
-        await judge.release()
-    report.stopped_by_budget = budget_hit
+        await control.close()
     if report.stopped_by_budget:
         log.warning("budget reached: stopped after %d comparisons; re-run to continue", report.judged)
     return report

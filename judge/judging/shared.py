@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from judge.errors import InputError, StoreError
 from judge.judging.engine import Judge
-from judge.judging.runner import RunReport, deadline_after, judge_one
+from judge.judging.runner import RunControl, RunReport
 from judge.records import RETRYABLE_STAGES, PairRecord
 from judge.store.claims import Claim, WorkClaims
 from judge.verdicts import Verdict
@@ -142,20 +142,19 @@ async def run_shared(judge: Judge, records: Iterable[PairRecord], claims: WorkCl
     Returns:
         This worker's report; ``complete`` unless a budget stopped it.
     """
-    deadline = deadline_after(max_seconds)
     by_id = _by_id(records)
     fingerprint = fingerprint or batch_fingerprint(judge, list(by_id.values()))
     report = SharedRunReport(batch_id=claims.batch_id, worker_id=claims.worker_id, total=len(by_id))
+    control = RunControl(judge, report, max_tokens=max_tokens, max_cost_usd=max_cost_usd, max_seconds=max_seconds,
+                         exclude_for=exclude_for, on_result=on_result)
     report.reopened = await asyncio.to_thread(claims.open, list(by_id), fingerprint, reopen_stages=RETRYABLE_STAGES)
     poll = poll_s if poll_s is not None else min(1.0, claims.lease_s / 10)
     slots = max(1, concurrency)
     in_flight: set[asyncio.Task[None]] = set()
     holding: set[str] = set()  # claimed by this worker, verdict not recorded yet
-    budget_hit = False
 
     async def one(claim: Claim) -> None:
-        record = by_id[claim.pair_id]
-        verdict = await judge_one(judge, record.pair, exclude_for(record) if exclude_for else ())
+        verdict = await control.judge_record(by_id[claim.pair_id])
         recorded = await asyncio.to_thread(claims.finish, claim.pair_id, verdict)
         holding.discard(claim.pair_id)
         if not recorded:
@@ -163,15 +162,13 @@ async def run_shared(judge: Judge, records: Iterable[PairRecord], claims: WorkCl
             log.warning("pair %s: this worker's claim ran out and another worker took it over; its verdict "
                         "is the batch's", claim.pair_id)
             return
-        report.add(verdict)
         report.rejudged += claim.taken_over and not verdict.cached
-        if on_result is not None:
-            on_result(verdict)
+        control.finish(verdict)
 
     heartbeat = asyncio.create_task(_heartbeat(claims, lambda: set(holding), claims.lease_s / 3))
     try:
         while True:
-            budget_hit = budget_hit or report.over_budget(max_tokens, max_cost_usd, deadline)
+            budget_hit = control.over_budget()
             free = slots - len(in_flight)
             if free > 0 and not budget_hit:
                 taken = await asyncio.to_thread(claims.claim, free, skip=set(holding))
@@ -210,12 +207,11 @@ async def run_shared(judge: Judge, records: Iterable[PairRecord], claims: WorkCl
             except StoreError as exc:
                 log.warning("could not release the claims of worker %s (they expire instead): %s",
                             claims.worker_id, exc)
-        await judge.release()
+        await control.close()
     progress = await asyncio.to_thread(claims.progress)
     report.batch_done = progress.done
     report.skipped = progress.done - report.judged
-    report.stopped_by_budget = budget_hit
-    if budget_hit:
+    if report.stopped_by_budget:
         log.warning("budget reached: worker %s stopped after %d comparisons; %d of %d pairs of batch %s are "
                     "decided", claims.worker_id, report.judged, progress.done, progress.total, claims.batch_id)
     return report
