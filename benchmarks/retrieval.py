@@ -30,7 +30,7 @@ from itertools import islice
 from pathlib import Path
 
 from judge.retrieval import RuleIndex, SentenceTransformerEmbedder
-from judge.rules.model import Authority, Case, Layer, Response, Rule, RuleStatus
+from judge.rules.model import Authority, Layer, Response, Rule, RuleStatus, RulingCase
 from judge.settings import Settings
 
 SUBJECTS = ["the assistant", "the model", "a response", "the answer", "the reply", "an agent", "the system",
@@ -82,7 +82,7 @@ def synthetic_rules(n: int, seed: int) -> Iterator[Rule]:
                        authority=rng.choice(authorities), tags=("process",) if rng.random() < 0.1 else ())
         else:
             topic = rng.choice(OBJECTS)
-            case = Case(prompt=f"{rng.choice(OPENERS)} {rng.choice(VERBS)} {topic} {rng.choice(QUALIFIERS)}?",
+            case = RulingCase(prompt=f"{rng.choice(OPENERS)} {rng.choice(VERBS)} {topic} {rng.choice(QUALIFIERS)}?",
                         response_a=Response(text=_paragraph(rng, 1, 2)),
                         response_b=Response(text=_paragraph(rng, 1, 2)),
                         holding=rng.choice(["A", "B", "tie"]), rationale=_paragraph(rng, 1, 2))

@@ -44,7 +44,7 @@ from retrieval import OBJECTS, OPENERS, QUALIFIERS, VERBS, _dir_size, _paragraph
 
 from judge.retrieval import RuleIndex, SentenceTransformerEmbedder, make_client
 from judge.rulebook import IngestReport, Rulebook
-from judge.rules.model import Authority, Case, Layer, Pair, Response, Rule, RuleStatus
+from judge.rules.model import Authority, Layer, Pair, Response, Rule, RuleStatus, RulingCase
 from judge.settings import Settings
 from judge.store import RulebookStore, migrate, open_engine
 
@@ -131,7 +131,7 @@ def synthetic_rulebook(pool: Pool, start: int, stop: int, seed: int) -> Iterator
                        authority=rng.choice(authorities), tags=("process",) if rng.random() < 0.1 else ())
         else:
             rationale = pool.text(rng, 1, 2)
-            case = Case(prompt=rng.choice(pool.prompts), response_a=Response(text=pool.text(rng, 1, 2)),
+            case = RulingCase(prompt=rng.choice(pool.prompts), response_a=Response(text=pool.text(rng, 1, 2)),
                         response_b=Response(text=pool.text(rng, 1, 2)), holding=rng.choice(["A", "B", "tie"]),
                         rationale=rationale)
             status = RuleStatus.OVERRULED if rng.random() < 0.05 else RuleStatus.ACTIVE

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from judge.backends import registry
 from judge.backends.base import Backend
-from judge.backends.registry import make_backend
 from judge.calibration.recalibrate import Calibrator, load_calibrator
 from judge.errors import ConfigError, InputError
 from judge.judging.checks import CHECKS_TEMPLATE_VERSION
@@ -74,7 +74,7 @@ def build_judge(backend: str = "local", *, settings: Settings | None = None, bas
     config_fields.setdefault("template_version", TEMPLATE_VERSION if use_rules else BARE_TEMPLATE_VERSION)
     workspace = workspace or Workspace.open(settings)
     rulebook = workspace.rulebook(with_index=use_rules)
-    made = make_backend(backend, data_dir=settings.data_dir, base_url=base_url)
+    made = registry.make_backend(backend, data_dir=settings.data_dir, base_url=base_url)
     local = is_local(made)
     try:
         config = JudgeConfig(backend=made.name, model=made.model, **config_fields)

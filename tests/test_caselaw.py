@@ -17,7 +17,7 @@ from judge.judging.impact import rerun, rerun_plan
 from judge.judging.prompts import TEMPLATE_VERSION
 from judge.rulebook import Rulebook
 from judge.rules.conflicts import Candidate, find_conflicts, near_duplicates, swapped_slots
-from judge.rules.model import Authority, Case, Layer, Pair, Rule, RuleStatus
+from judge.rules.model import Authority, Layer, Pair, Rule, RuleStatus, RulingCase
 from judge.settings import Settings
 from judge.store.judgments import JudgmentStore
 from judge.verdicts import JudgeConfig, Verdict
@@ -217,7 +217,7 @@ def test_contradicting_near_duplicate_is_refused_until_it_overrules(law: Ruleboo
 
 
 def test_conflicts_compare_response_texts_not_slot_letters() -> None:
-    case = Case(prompt="Q?", response_a="alpha", response_b="beta", holding="A", rationale="r")
+    case = RulingCase(prompt="Q?", response_a="alpha", response_b="beta", holding="A", rationale="r")
     ruling = Rule(id="ruling/q", layer=Layer.RULING, title="q", text="held A", case=case)
     straight = Pair(prompt="q?", response_a="Alpha", response_b="beta")
     crossed = Pair(prompt="Q?", response_a="beta", response_b="alpha ")
@@ -236,7 +236,7 @@ def test_conflicts_compare_response_texts_not_slot_letters() -> None:
 
 
 def test_binding_needs_each_response_to_match_not_just_the_pair_as_a_whole() -> None:
-    case = Case(prompt="Q?", response_a="alpha", response_b="beta", holding="A", rationale="r")
+    case = RulingCase(prompt="Q?", response_a="alpha", response_b="beta", holding="A", rationale="r")
     ruling = Rule(id="ruling/q", layer=Layer.RULING, title="q", text="held A", case=case)
     other = Pair(prompt="Q?", response_a="alpha", response_b="gamma")  # shares the prompt and one response
     loose = [Candidate(ruling, 0.99, (1.7, 0.9), 0.7)]

@@ -10,7 +10,7 @@ import pytest
 
 from judge.errors import UnknownCitationError
 from judge.rulebook import IngestReport, Rulebook
-from judge.rules.model import Case, Layer, Pair, Response, Rule
+from judge.rules.model import Layer, Pair, Response, Rule, RulingCase
 from tests.test_cli import run_cli
 
 
@@ -18,7 +18,7 @@ def _rules(n: int) -> list[Rule]:
     rules = [Rule(id=f"spec/rule-{i:04d}", layer=Layer.SPEC, title=f"Rule {i}",
                   text=f"Rule number {i} says responses about topic {i % 7} must be accurate.") for i in range(n)]
     rules.append(Rule(id="ruling/late", layer=Layer.RULING, title="A ruling", text="B is accurate.",
-                      case=Case(prompt="topic 3?", response_a=Response(text="wrong"),
+                      case=RulingCase(prompt="topic 3?", response_a=Response(text="wrong"),
                                 response_b=Response(text="right"), holding="B", rationale="B is accurate.",
                                 cites=("spec/rule-0003",))))
     return rules
@@ -74,7 +74,7 @@ def test_ingest_stops_at_a_bad_batch_and_keeps_the_ones_before(hash_rulebook: Ru
     rb = hash_rulebook
     rules = _rules(6)
     bad = Rule(id="ruling/cites-nothing", layer=Layer.RULING, title="bad", text="x",
-               case=Case(prompt="p", response_a=Response(text="a"), response_b=Response(text="b"), holding="A",
+               case=RulingCase(prompt="p", response_a=Response(text="a"), response_b=Response(text="b"), holding="A",
                          rationale="x", cites=("spec/does-not-exist",)))
     with pytest.raises(UnknownCitationError, match="spec/does-not-exist"):
         rb.ingest([*rules[:4], bad, *rules[4:]], batch_size=4)

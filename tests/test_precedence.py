@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from judge.rules.model import Authority, Case, Layer, Rule, RuleStatus
+from judge.rules.model import Authority, Layer, Rule, RuleStatus, RulingCase
 from judge.rules.precedence import conflict_trace, order_rules, prevails
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -17,7 +17,7 @@ def rule(rid: str, *, authority: Authority | None = None, specificity: int = 0, 
     layer = Layer(rid.split("/")[0])
     case = None
     if layer is Layer.RULING:
-        case = Case(prompt="p", response_a="a", response_b="b", holding="A", rationale="r", overrules=overrules)
+        case = RulingCase(prompt="p", response_a="a", response_b="b", holding="A", rationale="r", overrules=overrules)
     return Rule(id=rid, layer=layer, title=rid, text=f"text of {rid}", authority=authority,
                 specificity=specificity, created_at=T0 + timedelta(days=days), status=status, case=case,
                 version=version)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from judge.judging.prompts import PromptLimits, explanation_messages, rule_summary, verdict_messages
 from judge.retrieval.shown import select_rules
-from judge.rules.model import Authority, Case, Layer, Pair, Process, Response, Rule, ToolCall
+from judge.rules.model import Authority, Layer, Pair, Process, Response, Rule, RulingCase, ToolCall
 
 
 def _rule(rid: str, authority: Authority | None = None, tags: tuple[str, ...] = ()) -> Rule:
     layer = Layer(rid.split("/")[0])
-    case = Case(prompt="old prompt", response_a="x", response_b="y", holding="B", rationale="B was honest") \
+    case = RulingCase(prompt="old prompt", response_a="x", response_b="y", holding="B", rationale="B was honest") \
         if layer is Layer.RULING else None
     return Rule(id=rid, layer=layer, title=rid.split("/")[1], text="Do the right thing. " * 40,
                 authority=authority, tags=tags, case=case)

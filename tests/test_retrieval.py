@@ -38,7 +38,7 @@ from judge.retrieval import (
 )
 from judge.retrieval.embedder import _load_model
 from judge.rulebook import Rulebook
-from judge.rules.model import Authority, Case, Layer, Pair, Response, Rule, RuleStatus
+from judge.rules.model import Authority, Layer, Pair, Response, Rule, RuleStatus, RulingCase
 from judge.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -106,7 +106,7 @@ def _constitution(slug: str, text: str) -> Rule:
 
 
 def _ruling(slug: str, prompt: str, *, status: RuleStatus = RuleStatus.ACTIVE, version: int = 1) -> Rule:
-    case = Case(prompt=prompt, response_a=Response(text="Sure, here it is."),
+    case = RulingCase(prompt=prompt, response_a=Response(text="Sure, here it is."),
                 response_b=Response(text="I can't help with that."),
                 holding="B", rationale=f"the safer answer about {prompt}")
     return Rule(id=f"ruling/{slug}", layer=Layer.RULING, title=slug, text=case.rationale, case=case,

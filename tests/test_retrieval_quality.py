@@ -20,7 +20,7 @@ from judge.retrieval.passages import MAX_PASSAGES, passages, split_text
 from judge.retrieval.quality import QualityCase, gold_rank, measure_retrieval, summarise
 from judge.retrieval.shown import select_rules
 from judge.rulebook import Rulebook
-from judge.rules.model import Authority, Case, Layer, Pair, Response, Rule
+from judge.rules.model import Authority, Layer, Pair, Response, Rule, RulingCase
 from judge.store import RulebookStore, migrate, open_engine
 from judge.store.lexical import query_terms
 
@@ -65,7 +65,7 @@ def constitution(slug: str, title: str, body: str) -> Rule:
 
 
 def ruling(slug: str, prompt: str, rationale: str) -> Rule:
-    case = Case(prompt=prompt, response_a=Response(text="yes"), response_b=Response(text="no"), holding="A",
+    case = RulingCase(prompt=prompt, response_a=Response(text="yes"), response_b=Response(text="no"), holding="A",
                 rationale=rationale)
     return Rule(id=f"ruling/{slug}", layer=Layer.RULING, title=f"Ruling {slug}", text="decided", case=case,
                 source="test")
@@ -244,7 +244,7 @@ def test_an_index_of_the_old_layout_is_rebuilt_not_mixed(sqlite_url: str, caplog
     manifest = rb.index._client.get_collection(name)  # type: ignore[union-attr]
     manifest.modify(metadata={**manifest.metadata, "judge_schema": 1})
     reopened = Rulebook(rb.store, rb.index)
-    with caplog.at_level(logging.WARNING, logger="judge.rulebook"):
+    with caplog.at_level(logging.WARNING, logger="judge.retrieval.retriever"):
         got = reopened.retrieve(Pair(prompt="water boils", response_a="212F", response_b="100F"), k=1)
     assert "older layout" in caplog.text
     assert rb.index.state().schema_version == 2 and "spec/boiling" in got.ids  # type: ignore[union-attr]

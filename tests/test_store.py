@@ -33,13 +33,13 @@ from judge.errors import (
 from judge.rules.model import (
     EMPTY_RULEBOOK_VERSION,
     Authority,
-    Case,
     ChangeKind,
     Layer,
     Process,
     Response,
     Rule,
     RuleStatus,
+    RulingCase,
     ToolCall,
     next_rulebook_version,
 )
@@ -82,7 +82,7 @@ def ruling(slug: str, *, cites: tuple[str, ...] = (), overrules: tuple[str, ...]
         ToolCall(name="weather", arguments={"city": "Paris", "units": ["C"]}, result="12C, rain"),
         ToolCall(name="echo", arguments="raw string args"),
     ))
-    case = Case(prompt=f"prompt {slug}", response_a=Response(text="It rains.", process=process),
+    case = RulingCase(prompt=f"prompt {slug}", response_a=Response(text="It rains.", process=process),
                 response_b=Response(text="Sunny!"), holding="A", rationale="A checked; B guessed.", cites=cites,
                 overrules=overrules)
     return Rule(id=f"ruling/{slug}", layer=Layer.RULING, title=f"Ruling {slug}", text=f"Decided {slug}.",

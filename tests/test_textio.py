@@ -9,14 +9,14 @@ from typing import Any
 import pytest
 
 from judge.errors import DuplicateRuleError, RulebookError, RulebookParseError
-from judge.rules.model import Authority, Case, Holding, Layer, Process, Response, Rule, RuleStatus, ToolCall
+from judge.rules.model import Authority, Holding, Layer, Process, Response, Rule, RuleStatus, RulingCase, ToolCall
 from judge.rules.textio import read_rulebook, render_rule, rule_path, ruling_text, write_rulebook
 
 
 def _ruling(rule_id: str, holding: Holding = "A", *, response_a: str | Response = "first",
             response_b: str | Response = "second", rationale: str = "Because.", cites: tuple[str, ...] = (),
             overrules: tuple[str, ...] = (), text: str | None = None, **kw: Any) -> Rule:
-    case = Case(prompt=f"prompt of {rule_id}", response_a=Response(text=response_a)
+    case = RulingCase(prompt=f"prompt of {rule_id}", response_a=Response(text=response_a)
                 if isinstance(response_a, str) else response_a, response_b=Response(text=response_b)
                 if isinstance(response_b, str) else response_b, holding=holding, rationale=rationale,
                 cites=cites, overrules=overrules)

@@ -22,7 +22,18 @@ from judge.rules.conflicts import (
     measure_candidates,
     near_duplicates,
 )
-from judge.rules.model import Case, Check, Holding, Layer, Pair, Response, Rule, as_response, check_holding, slugify
+from judge.rules.model import (
+    Check,
+    Holding,
+    Layer,
+    Pair,
+    Response,
+    Rule,
+    RulingCase,
+    as_response,
+    check_holding,
+    slugify,
+)
 from judge.rules.textio import ruling_text
 from judge.store import RulebookStore
 from judge.store.judgments import JudgmentStore
@@ -111,7 +122,7 @@ class CaseLaw:
                 ``overrules`` does not name.
         """
         check_holding(holding)
-        case = Case(prompt=prompt, response_a=as_response(response_a), response_b=as_response(response_b),
+        case = RulingCase(prompt=prompt, response_a=as_response(response_a), response_b=as_response(response_b),
                     holding=holding, rationale=rationale, cites=tuple(cites), overrules=tuple(overrules))
         title = title or _title_from(prompt)
         rid = rule_id or f"ruling/{slugify(title, max_len=60)}-{_case_digest(case)}"
@@ -156,5 +167,5 @@ def _title_from(prompt: str) -> str:
     return (words[:60].rsplit(" ", 1)[0] if len(words) > 60 else words) or "ruling"
 
 
-def _case_digest(case: Case) -> str:
+def _case_digest(case: RulingCase) -> str:
     return hashlib.sha256(case.model_dump_json().encode()).hexdigest()[:8]

@@ -14,6 +14,7 @@ from judge.rules.model import (
     Response,
     Rule,
     RuleStatus,
+    RulingCase,
     ToolCall,
 )
 
@@ -31,5 +32,6 @@ __all__ = [
     "Response",
     "Rule",
     "RuleStatus",
+    "RulingCase",
     "ToolCall",
 ]

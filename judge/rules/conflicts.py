@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from judge.rules.model import Case, Holding, Pair, Rule
+from judge.rules.model import Holding, Pair, Rule, RulingCase
 
 __all__ = [
     "DEFAULT_CONFLICT_THRESHOLD",
@@ -45,7 +45,7 @@ def normalise(text: str) -> str:
     return " ".join(text.split()).casefold()
 
 
-def same_pair(pair: Pair, case: Case) -> bool:
+def same_pair(pair: Pair, case: RulingCase) -> bool:
     """The same prompt and the same two responses, in either order (normalised texts)."""
     if normalise(pair.prompt) != normalise(case.prompt):
         return False
@@ -54,7 +54,7 @@ def same_pair(pair: Pair, case: Case) -> bool:
     return new == old
 
 
-def swapped_slots(pair: Pair, case: Case, response_similarity: tuple[float, float] | None = None) -> bool:
+def swapped_slots(pair: Pair, case: RulingCase, response_similarity: tuple[float, float] | None = None) -> bool:
     """Whether ``pair`` shows ``case``'s responses in the other slots (its A is the case's B).
 
     Exact (normalised) text decides first; otherwise ``response_similarity`` = (A~A + B~B, A~B + B~A)
@@ -152,7 +152,7 @@ def near_duplicates(pair: Pair, candidates: Sequence[Candidate], *,
     return sorted(found, key=lambda p: -p.similarity)
 
 
-def _same_facts(pair: Pair, case: Case, similarity: float, candidate: Candidate) -> float | None:
+def _same_facts(pair: Pair, case: RulingCase, similarity: float, candidate: Candidate) -> float | None:
     """The lowest of the whole-pair, each-response and prompt similarities; None when one was not measured."""
     if candidate.response_min is None:
         return None
@@ -181,7 +181,7 @@ def measure_candidates(encode: Callable[[list[str]], np.ndarray], pair: Pair, qu
     the same.
     """
     texts: list[str] = []
-    cases: list[Case] = []
+    cases: list[RulingCase] = []
     for rule in rulings:
         if rule.case is None:
             raise ValueError(f"{rule.id} carries no case")

@@ -43,6 +43,7 @@ __all__ = [
     "Response",
     "Rule",
     "RuleStatus",
+    "RulingCase",
     "ToolCall",
     "as_response",
     "check_holding",
@@ -174,7 +175,7 @@ class Pair(FrozenModel):
         return any(r.process is not None and not r.process.is_empty() for r in (self.response_a, self.response_b))
 
 
-class Case(FrozenModel):
+class RulingCase(FrozenModel):
     """The decided pair inside a case ruling."""
 
     prompt: str
@@ -193,6 +194,10 @@ class Case(FrozenModel):
     def as_pair(self) -> Pair:
         """The case's prompt and responses as a `Pair`."""
         return Pair(prompt=self.prompt, response_a=self.response_a, response_b=self.response_b)
+
+
+#: The former name of `RulingCase`, kept for code that imports it.
+Case = RulingCase
 
 
 class Check(FrozenModel):
@@ -240,7 +245,7 @@ class Rule(FrozenModel):
     tags: tuple[str, ...] = ()
     source: str = "user"
     status: RuleStatus = RuleStatus.ACTIVE
-    case: Case | None = None
+    case: RulingCase | None = None
     checks: tuple[Check, ...] = Field(default=(), max_length=8,
                                       description="Yes/no questions that grade one response against the rule.")
     version: int = 1

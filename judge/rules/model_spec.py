@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict
 
 from judge.errors import InputError
 from judge.jsonl import read_jsonl
-from judge.rules.model import Authority, Case, Layer, Rule, slugify
+from judge.rules.model import Authority, Layer, Rule, RulingCase, slugify
 from judge.rules.textio import read_rulebook, ruling_text, write_rulebook
 
 __all__ = ["EXAMPLE_SOURCE", "EXAMPLE_TAG", "SPEC_SOURCE", "ImportReport", "import_model_spec",
@@ -162,7 +162,7 @@ def _ruling(pair: dict[str, Any], examples: dict[str, dict[str, Any]], rules: di
         f"{_verdict_clause(good, 'GOOD', titles, ids)} and response {other} "
         f"{_verdict_clause(bad, 'BAD', titles, ids)}, so response {holding} is better."
     )
-    case = Case(prompt=pair["prompt"], response_a=pair["response_a"], response_b=pair["response_b"],
+    case = RulingCase(prompt=pair["prompt"], response_a=pair["response_a"], response_b=pair["response_b"],
                 holding=holding, rationale=rationale, cites=(cited,))
     return Rule(id=f"ruling/{slugify(pair['id'])}", layer=Layer.RULING, title=_short(description),
                 text=ruling_text(holding, rationale), specificity=rules[cited].specificity + 1,

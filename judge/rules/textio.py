@@ -25,7 +25,7 @@ from pydantic import BaseModel, ValidationError
 
 from judge.errors import DuplicateRuleError, InputError, RulebookError, RulebookParseError
 from judge.jsonl import check_value, loads
-from judge.rules.model import RULE_ID_RE, Case, Check, Layer, Response, Rule, slugify
+from judge.rules.model import RULE_ID_RE, Check, Layer, Response, Rule, RulingCase, slugify
 
 __all__ = ["WriteReport", "read_rulebook", "render_files", "render_rule", "render_ruling", "rule_path",
            "ruling_text", "write_rulebook"]
@@ -302,7 +302,7 @@ def _parse_ruling_line(raw: str, path: Path, line: int) -> _Located:
     if _layer_of(obj["id"], path, line) is not Layer.RULING:
         raise _fail(path, line, f"id {obj['id']!r} is not a ruling: JSONL files hold ruling/<slug> ids only; "
                     "write constitution and spec rules as Markdown", "id")
-    case = _validate(Case, {k: obj[k] for k in _CASE_KEYS if k in obj}, path, {}, line)
+    case = _validate(RulingCase, {k: obj[k] for k in _CASE_KEYS if k in obj}, path, {}, line)
     text = obj.get("text", ruling_text(case.holding, case.rationale))
     data = {**{k: obj[k] for k in _RULE_KEYS if k in obj}, "layer": Layer.RULING, "case": case, "text": text}
     return _Located(_validate(Rule, data, path, {}, line), path, line, {})

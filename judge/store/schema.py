@@ -36,7 +36,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from judge.rules.model import Authority, Case, Change, ChangeKind, Check, Layer, Rule, RuleStatus
+from judge.rules.model import Authority, Change, ChangeKind, Check, Layer, Rule, RuleStatus, RulingCase
 
 __all__ = [
     "CHANGES",
@@ -170,7 +170,7 @@ def rule_from_row(row: RuleVersionRow | Row[Any]) -> Rule:
         tags=tuple(row.tags or ()),
         source=row.source,
         status=RuleStatus(row.status),
-        case=Case.model_validate(row.case) if row.case is not None else None,
+        case=RulingCase.model_validate(row.case) if row.case is not None else None,
         checks=tuple(Check.model_validate(c) for c in row.checks or ()),
         version=row.version,
         created_at=_utc(row.created_at),
