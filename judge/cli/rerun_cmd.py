@@ -19,7 +19,6 @@ from judge.cli.common import (
 )
 from judge.cli.progress import RunProgress
 from judge.cli.run_cmd import BACKEND_OPT, BASE_URL_OPT, verdict_table
-from judge.runs import build_judge, default_concurrency
 
 
 def rerun(
@@ -46,6 +45,7 @@ def rerun(
     from judge.judging.impact import rerun as rerun_affected
     from judge.judging.impact import rerun_plan
     from judge.records import read_results
+    from judge.runs import build_judge, default_concurrency
 
     st = state(ctx)
     require_rulebook(st.settings, allow_empty=allow_empty)
@@ -59,7 +59,7 @@ def rerun(
         else:
             console.print(f"nothing to re-run: no judgment since {since} is affected", highlight=False)
         return
-    judge = build_judge(backend, settings=st.settings, base_url=base_url)
+    judge = build_judge(backend, base_url=base_url, workspace=st.workspace())
     ids = {r.pair.id for group in rerun_plan(report.affected) for r in group.records}
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
