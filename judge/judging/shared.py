@@ -142,11 +142,12 @@ async def run_shared(judge: Judge, records: Iterable[PairRecord], claims: WorkCl
     Returns:
         This worker's report; ``complete`` unless a budget stopped it.
     """
-    by_id = _by_id(records)
-    fingerprint = fingerprint or batch_fingerprint(judge, list(by_id.values()))
-    report = SharedRunReport(batch_id=claims.batch_id, worker_id=claims.worker_id, total=len(by_id))
+    report = SharedRunReport(batch_id=claims.batch_id, worker_id=claims.worker_id)
     control = RunControl(judge, report, max_tokens=max_tokens, max_cost_usd=max_cost_usd, max_seconds=max_seconds,
                          exclude_for=exclude_for, on_result=on_result)
+    by_id = _by_id(records)
+    fingerprint = fingerprint or batch_fingerprint(judge, list(by_id.values()))
+    report.total = len(by_id)
     report.reopened = await asyncio.to_thread(claims.open, list(by_id), fingerprint, reopen_stages=RETRYABLE_STAGES)
     poll = poll_s if poll_s is not None else min(1.0, claims.lease_s / 10)
     slots = max(1, concurrency)
