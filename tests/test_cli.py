@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 
 from judge.cli.main import main
-from judge.judging.verdict import Distribution
-from judge.verdicts import JudgeConfig, Verdict
+from judge.verdicts import Distribution, JudgeConfig, Verdict
 
 REPO = Path(__file__).resolve().parent.parent
 

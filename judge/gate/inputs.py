@@ -227,7 +227,7 @@ def outcomes_from_verdicts(verdicts: Iterable[Any], entries_of: Callable[[str], 
     """Count each verdict (candidate = response A) under every entry of its case.
 
     Args:
-        verdicts: `judge.judging.verdict.Verdict` objects (anything with ``pair_id``, ``winner``, ``failure``).
+        verdicts: `judge.verdicts.Verdict` objects (anything with ``pair_id``, ``winner``, ``failure``).
         entries_of: Case id -> entries (a callable, e.g. ``CaseSource.entries_of``, or a mapping).
         pair_case_ids: Pair id -> case id where they differ (``meta.case_id``); otherwise the pair id is the
             case id.

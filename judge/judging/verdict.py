@@ -12,11 +12,25 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 # Re-exported: the result types lived here before they moved to the leaf module.
-from judge.verdicts import Citation, Failure, JudgeConfig, OrderResult, PrecedentRef, TraceEntry, Verdict
+from judge.verdicts import (
+    CheckResult,
+    CheckWeights,
+    Citation,
+    Distribution,
+    Failure,
+    JudgeConfig,
+    OrderResult,
+    PrecedentRef,
+    TraceEntry,
+    Verdict,
+)
 
 __all__ = [
     "AppliedRule",
+    "CheckResult",
+    "CheckWeights",
     "Citation",
+    "Distribution",
     "Explanation",
     "Failure",
     "JudgeConfig",
