@@ -607,17 +607,17 @@ def test_a_layer_table_filters_like_the_index(built: RuleIndex) -> None:
 
 def test_large_layers_are_searched_in_the_index_small_ones_in_memory(monkeypatch: pytest.MonkeyPatch,
                                                                      sqlite_url: str) -> None:
-    from judge import rulebook as rulebook_module
+    from judge.retrieval import retriever as retriever_module
     from judge.testing import hash_rulebook
 
     rb = hash_rulebook(sqlite_url, Path(__file__).resolve().parent.parent / "rulebook")
     pair = Pair(prompt="Rate my essay honestly", response_a="Perfect!", response_b="It needs work.",
                 id="essay")
     in_memory = rb.retrieve(pair, k=5)
-    assert rb.retriever._tables[Layer.SPEC][1] is not None and rb._tables[Layer.RULING][1] is not None
-    monkeypatch.setattr(rulebook_module, "EXACT_LAYER_MAX", 0)
+    assert rb.retriever._tables[Layer.SPEC][1] is not None and rb.retriever._tables[Layer.RULING][1] is not None
+    monkeypatch.setattr(retriever_module, "EXACT_LAYER_MAX", 0)
     fresh = hash_rulebook(sqlite_url)  # same SQL, its own index: rebuilt from SQL
     fresh.rebuild_index()
     by_index = fresh.retrieve(pair, k=5)
-    assert fresh.retriever._tables[Layer.SPEC][1] is None and fresh._tables[Layer.RULING][1] is None
+    assert fresh.retriever._tables[Layer.SPEC][1] is None and fresh.retriever._tables[Layer.RULING][1] is None
     assert by_index.ids == in_memory.ids

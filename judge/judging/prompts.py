@@ -30,6 +30,7 @@ __all__ = [
     "explanation_messages",
     "process_text",
     "rule_summary",
+    "select_rules",
     "verdict_messages",
 ]
 
