@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+# select_rules is re-exported: it lived here before `judge.retrieval.shown`.
+from judge.retrieval.shown import select_rules
 from judge.rules.model import Pair, Process, Response, Rule
 
 __all__ = [
