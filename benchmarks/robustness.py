@@ -1,10 +1,13 @@
 """Bad input through the real CLI, one subprocess per input: is every one a clear error?
 
 Each class of bad input (lone surrogates and 100,000-level nesting in pair files, labelled sets, rule and
-ruling files, YAML front matter, test cases and gate files; a missing database) is given to the command that
-reads it, in a fresh process on a fresh SQLite file with the hash embedder. Counted per class:
+ruling files, YAML front matter, test cases and gate files; rule ids with a newline, a control character or
+a JSON object; `rulebook ingest` input that `rulebook load` refuses; results and cases files the gate cannot
+use; bad command options; a missing database) is given to the command that reads it, in a fresh process on
+a fresh SQLite file with the hash embedder. Counted per class:
 
-* clear error - exit code 2, one message naming the file (and line) and no traceback;
+* clear error - exit code 2, one message naming the file (and line; for an option, the option) and no
+  traceback;
 * traceback - a Python traceback on stderr (target 0);
 * silent accept - exit code 0 (target 0);
 * stored half-way - a results line written or a rule stored although the input was refused (target 0).
@@ -20,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,8 +44,10 @@ def _stored(db: Path) -> int:
 def main() -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "ANONYMIZED_TELEMETRY": "False", "COLUMNS": "400"}
     rows: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
-    cases = [(name, build, where) for name, (build, where, _) in BAD_INPUTS.items()]
+    cases: list[tuple[str, Callable[[Path], list[str]], str | None]] = [
+        (name, build, where[0]) for name, (build, where, _) in BAD_INPUTS.items()]
     cases.append(("missing-database", lambda t: ["run", str(_pairs(t)), "-o", str(t / "o.jsonl")], None))
+    cases += [(f"option {option}", build, option) for option, build in OPTIONS.items()]
     for name, build, where in cases:
         with tempfile.TemporaryDirectory() as tmp_dir:
             tmp = Path(tmp_dir)
@@ -53,7 +59,7 @@ def main() -> None:
                                   cwd=ROOT, timeout=300, check=False)
             out = tmp / "o.jsonl"
             half = (out.exists() and out.stat().st_size > 0) or _stored(db) > 0
-            named = str(tmp / where[0]) if where else str(db)
+            named = where if where and where.startswith("--") else str(tmp / where) if where else str(db)
             row = rows[_klass(name)]
             row[0] += 1
             row[1] += done.returncode == 2 and named in "".join(done.stderr.split()) and "Traceback" not in done.stderr
@@ -74,7 +80,24 @@ def _klass(name: str) -> str:
         return "lone UTF-16 surrogate in a text field"
     if "deep" in name:
         return "100,000-level nesting (JSON / YAML / TOML)"
+    if "-id-" in name or "front-matter" in name:
+        return "rule id with a newline / control character / JSON object; no front matter"
+    if name.startswith("ingest-"):
+        return "rulebook ingest: duplicate id, unknown parent"
+    if name.startswith(("eval-results", "gate-")):
+        return "results / cases files: bad field, unknown status, two judges"
+    if name.startswith("option"):
+        return "bad option: --base-url, -o a directory, -c below 1"
     return "mistyped database (file does not exist)"
+
+
+#: Bad options of `judge run` (the option the error must name -> the command).
+OPTIONS: dict[str, Callable[[Path], list[str]]] = {
+    "--base-url": lambda t: ["run", str(_pairs(t)), "-o", str(t / "o.jsonl"), "--backend", "openai/m",
+                             "--base-url", "not a url", "--allow-empty"],
+    "--out": lambda t: ["run", str(_pairs(t)), "-o", str(t), "--allow-empty"],
+    "--concurrency": lambda t: ["run", str(_pairs(t)), "-o", str(t / "o.jsonl"), "-c", "-3", "--allow-empty"],
+}
 
 
 def _pairs(tmp: Path) -> Path:

@@ -25,6 +25,7 @@ import hashlib
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -269,6 +270,10 @@ class Rulebook:
         return grouped
 
     # ----------------------------------------------------------------- writing
+    def _writing(self) -> AbstractContextManager[None]:
+        """One writer at a time on a local index, across processes (`RuleIndex.writing`)."""
+        return self.index.writing() if self.index is not None else nullcontext()
+
     def _commit(self, items: Sequence[PendingChange], author: str | None) -> list[Change]:
         changes = self.store.commit(items, author=author)
         self.sync_index()
@@ -300,18 +305,19 @@ class Rulebook:
                     holding=holding, rationale=rationale, cites=tuple(cites), overrules=tuple(overrules))
         title = title or _title_from(prompt)
         rid = rule_id or f"ruling/{slugify(title, max_len=60)}-{_case_digest(case)}"
-        conflicts = self.conflicts(case.as_pair(), holding, ignore=overrules)
-        if conflicts:
-            raise RulingConflictError(rid, [(c.ruling_id, c.holding, c.similarity) for c in conflicts])
-        # Unknown citations are refused inside the store's transaction; here they just add no depth.
-        specificity = 1 + max((r.specificity for r in self.store.get_many(cites).values()), default=0)
-        ruling = Rule(id=rid, layer=Layer.RULING, title=title, text=ruling_text(holding, rationale),
-                      specificity=specificity, tags=tuple(tags), source=source, case=case, author=author,
-                      checks=tuple(checks))
-        items = [PendingChange(ruling, ChangeKind.ADD, None)]
-        for target in overrules:
-            items.append(self._status_change(target, RuleStatus.OVERRULED, f"overruled by {rid}"))
-        self._commit(items, author)
+        with self._writing():  # the conflict check sees every ruling written before, none half-written
+            conflicts = self.conflicts(case.as_pair(), holding, ignore=overrules)
+            if conflicts:
+                raise RulingConflictError(rid, [(c.ruling_id, c.holding, c.similarity) for c in conflicts])
+            # Unknown citations are refused inside the store's transaction; here they just add no depth.
+            specificity = 1 + max((r.specificity for r in self.store.get_many(cites).values()), default=0)
+            ruling = Rule(id=rid, layer=Layer.RULING, title=title, text=ruling_text(holding, rationale),
+                          specificity=specificity, tags=tuple(tags), source=source, case=case, author=author,
+                          checks=tuple(checks))
+            items = [PendingChange(ruling, ChangeKind.ADD, None)]
+            for target in overrules:
+                items.append(self._status_change(target, RuleStatus.OVERRULED, f"overruled by {rid}"))
+            self._commit(items, author)
         return self.store.get(rid)
 
     def add_ruling_from(self, result: Verdict | str, *, holding: Holding, rationale: str,
@@ -549,7 +555,10 @@ class Rulebook:
         """
         if self.index is None:
             return 0
-        index = self.index
+        with self._writing():
+            return self._sync_index(self.index, page_size)
+
+    def _sync_index(self, index: RuleIndex, page_size: int) -> int:
         state = index.state()
         head = self.store.head()
         if head is None:
@@ -567,9 +576,10 @@ class Rulebook:
     def rebuild_index(self) -> int:
         """Drop the index and rebuild it (and the lexical index) from SQL; returns the number of rules indexed."""
         index = self._require_index()
-        head = self.store.head()
-        version = head.rulebook_version if head else self.store.version
-        index.rebuild(self.store.iter_current(), version, head.seq if head else 0)
+        with self._writing():
+            head = self.store.head()
+            version = head.rulebook_version if head else self.store.version
+            index.rebuild(self.store.iter_current(), version, head.seq if head else 0)
         self.store.rebuild_lexical()
         self._tables.clear()
         self._verified = None
