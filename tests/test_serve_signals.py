@@ -83,6 +83,7 @@ def test_serve_stops_on_a_signal_with_status_0_and_frees_the_port(signum: int, b
            "JUDGE_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "200"}
     proc = subprocess.Popen([sys.executable, "-c", SERVE, str(port_file)], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    client: socket.socket | None = None
     try:
         deadline = time.monotonic() + 300
         while not port_file.exists() or not port_file.read_text():
@@ -99,6 +100,8 @@ def test_serve_stops_on_a_signal_with_status_0_and_frees_the_port(signum: int, b
         out, err = proc.communicate(timeout=60)
         took = time.monotonic() - sent
     finally:
+        if client is not None:
+            client.close()
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
