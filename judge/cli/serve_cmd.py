@@ -36,6 +36,9 @@ def serve(
     from judge.backends.local_model import ensure_default_model, verify_gguf
     from judge.backends.local_server import LocalServer
 
+    if sha256 is not None and model is None:
+        raise typer.BadParameter("--sha256 checks the file given with --model (the embedded model is always "
+                                 "checked against its pinned sha256)", param_hint="--sha256")
     path = verify_gguf(model, sha256) if model is not None else ensure_default_model(state(ctx).settings.data_dir)
     server = LocalServer(path, n_ctx=n_ctx, threads=threads, port=port or None, api_key=api_key)
     stop = threading.Event()
