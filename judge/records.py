@@ -135,8 +135,10 @@ def _iter_results(path: Path) -> Iterator[tuple[int, Verdict]]:
     for line_no, line in iter_lines(path):
         try:
             verdict = Verdict.model_validate_json(line)
-        except ValueError as exc:
-            raise InputError(f"not a judge result: {str(exc).splitlines()[0]}", path=path, line=line_no) from exc
+        except ValidationError as exc:
+            where, msg = first_validation_error(exc, "(line)")
+            raise InputError(f"not a judge result: field {where}: {msg}", path=path, line=line_no,
+                             field=where) from None
         yield line_no, verdict
 
 

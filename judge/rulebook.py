@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -181,6 +182,10 @@ class Rulebook:
         return grouped
 
     # ----------------------------------------------------------------- writing
+    def _writing(self) -> AbstractContextManager[None]:
+        """One writer at a time on a local index, across processes (`RuleIndex.writing`)."""
+        return self.index.writing() if self.index is not None else nullcontext()
+
     def _commit(self, items: Sequence[PendingChange], author: str | None) -> list[Change]:
         changes = self.store.commit(items, author=author)
         self.sync_index()
@@ -206,14 +211,15 @@ class Rulebook:
                 ``overrules`` does not name; nothing is written.
             UnknownCitationError: ``cites`` or ``overrules`` name rules that do not exist.
         """
-        ruling = self.caselaw.new_ruling(prompt=prompt, response_a=response_a, response_b=response_b,
-                                         holding=holding, rationale=rationale, cites=cites, overrules=overrules,
-                                         rule_id=rule_id, title=title, source=source, author=author, tags=tags,
-                                         checks=checks)
-        items = [PendingChange(ruling, ChangeKind.ADD, None)]
-        for target in overrules:
-            items.append(self._status_change(target, RuleStatus.OVERRULED, f"overruled by {ruling.id}"))
-        self._commit(items, author)
+        with self._writing():  # the conflict check sees every ruling written before, none half-written
+            ruling = self.caselaw.new_ruling(prompt=prompt, response_a=response_a, response_b=response_b,
+                                             holding=holding, rationale=rationale, cites=cites,
+                                             overrules=overrules, rule_id=rule_id, title=title, source=source,
+                                             author=author, tags=tags, checks=checks)
+            items = [PendingChange(ruling, ChangeKind.ADD, None)]
+            for target in overrules:
+                items.append(self._status_change(target, RuleStatus.OVERRULED, f"overruled by {ruling.id}"))
+            self._commit(items, author)
         return self.store.get(ruling.id)
 
     def add_ruling_from(self, result: Verdict | str, *, holding: Holding, rationale: str,

@@ -68,8 +68,9 @@ class Distribution(BaseModel):
 
     @property
     def confidence(self) -> float:
-        """Probability of the winner."""
-        return {"A": self.a, "B": self.b, "tie": self.tie}[self.winner]
+        """Probability of the winner. When A and B are level above the tie mass (two orders that cancel
+        exactly, ties off), the winner is "tie" and this is the probability each has, not the tie mass."""
+        return max(self.a, self.tie, self.b)
 
     def p(self, outcome: Winner) -> float:
         """Probability of one outcome."""

@@ -94,6 +94,20 @@ def _write(tmp: Path, name: str, text: str) -> Path:
     return path
 
 
+def _result_line(pid: str = "p0", **over: Any) -> dict[str, Any]:
+    from judge.judging.verdict import Distribution, JudgeConfig, Verdict
+
+    config = JudgeConfig(backend="fake", model="m", template_version="t", **over.pop("config", {}))
+    verdict = Verdict(pair_id=pid, winner="A", probabilities=Distribution(a=0.9, tie=0.0, b=0.1), config=config,
+                      cache_key=pid)
+    return {**json.loads(verdict.model_dump_json()), **over}
+
+
+def _ruling_file(t: Path, obj: dict[str, Any]) -> str:
+    return str(_write(t, "rb/rulings/r.jsonl", _lines({**_ruling_line("ruling/r"), "source": "user", **obj})
+                      ).parent.parent)
+
+
 #: (command builder given a tmp dir, the file:line expected in the error (relative name, line), words expected)
 BAD_INPUTS: dict[str, tuple[Callable[[Path], list[str]], tuple[str, int | None], str]] = {
     "run-lone-surrogate": (lambda t: ["run", str(_write(t, "p.jsonl", _lines(
@@ -134,6 +148,38 @@ BAD_INPUTS: dict[str, tuple[Callable[[Path], list[str]], tuple[str, int | None],
     "gate-calibration-deep": (lambda t: ["gate", "-c", str(_write(t, "r.jsonl", "")), "--cases",
                                          str(_write(t, "c.jsonl", "")), "--calibration",
                                          str(_write(t, "m.json", _deep_json()))], ("m.json", None), "nested"),
+    # rule ids: a trailing newline, a control character, a JSON object
+    "ingest-id-newline": (lambda t: ["rulebook", "ingest", str(_write(t, "r.jsonl", _lines(
+        _rule_line("spec/a\n"))))], ("r.jsonl", 1), "id"),
+    "load-id-newline-md": (lambda t: ["rulebook", "load", str(_write(
+        t, "rb/spec/a.md", '---\nid: "spec/a\\n"\ntitle: t\nsource: user\n---\nBe clear.\n').parent.parent)],
+        ("rb/spec/a.md", 2), "id"),
+    "load-id-control-jsonl": (lambda t: ["rulebook", "load", _ruling_file(t, {"id": "ruling/r\u0000"})],
+                              ("rb/rulings/r.jsonl", 1), "id"),
+    "load-id-object": (lambda t: ["rulebook", "load", _ruling_file(t, {"id": {"x": 1}})],
+                       ("rb/rulings/r.jsonl", 1), "must be a string"),
+    "load-no-front-matter": (lambda t: ["rulebook", "load", str(_write(
+        t, "rb/spec/a.md", "# Be clear\n\nSay what you mean.\n").parent.parent)], ("rb/spec/a.md", 1),
+        "missing front matter"),
+    # ingest checks what load checks, before anything is written
+    "ingest-duplicate-id": (lambda t: ["rulebook", "ingest", "--batch-size", "1", str(_write(t, "r.jsonl", _lines(
+        _rule_line("spec/a"), _rule_line("spec/a", "Other."))))], ("r.jsonl", 2), "duplicate id"),
+    "ingest-unknown-parent": (lambda t: ["rulebook", "ingest", str(_write(t, "r.jsonl", _lines(
+        {**_rule_line("spec/a"), "parent": "spec/nowhere"})))], ("r.jsonl", 1), "parent"),
+    # results and cases read by eval and the gate
+    "eval-results-bad-field": (lambda t: ["eval", str(_write(t, "p.jsonl", _lines(_pair("p0")))), "-r",
+                                          str(_write(t, "r.jsonl", _lines(_result_line(winner="C"))))],
+                               ("r.jsonl", 1), "winner"),
+    "gate-results-bad-field": (lambda t: ["gate", "-c", str(_write(t, "r.jsonl", _lines(_result_line(winner="C")))),
+                                          "--cases", str(_write(t, "c.jsonl", _lines(_case_line(id="p0"))))],
+                               ("r.jsonl", 1), "winner"),
+    "gate-unknown-status": (lambda t: ["gate", "-c", str(_write(t, "r.jsonl", _lines(_result_line()))), "--cases",
+                                       str(_write(t, "c.jsonl", _lines(_case_line(id="p0", status="bogus"))))],
+                            ("c.jsonl", 1), "status"),
+    "gate-mixed-judges": (lambda t: ["gate", "-c", str(_write(t, "r.jsonl", _lines(
+        _result_line("p0"), _result_line("p1", config={"both_orders": False})))), "--cases",
+        str(_write(t, "c.jsonl", _lines(_case_line(id="p0"), _case_line(id="p1"))))], ("r.jsonl", None),
+        "two judge configurations"),
 }
 
 

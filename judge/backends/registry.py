@@ -2,7 +2,8 @@
 
 * ``local`` - the embedded default: Qwen2.5-Coder-1.5B-Instruct Q4_K_M assembled from pinned PyPI data
   packages, sha256-verified, served on 127.0.0.1 by llama.cpp (xllamacpp). No network, no key.
-* ``local/<path.gguf>`` - any GGUF file you have, same runtime.
+* ``local/<path.gguf>`` - any GGUF file you have, same runtime. ``local/<path.gguf>@sha256:<hex>`` also
+  checks the file's sha256 before serving it (a mismatch is a `ModelIntegrityError`).
 * ``openai/<model>`` - any OpenAI-compatible endpoint: OpenAI, vLLM, Ollama, llama.cpp server. The base URL
   comes from ``--base-url`` / ``JUDGE_BASE_URL`` / ``OPENAI_BASE_URL``, the key from ``JUDGE_API_KEY`` /
   ``OPENAI_API_KEY`` (a local server needs none).
@@ -12,6 +13,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 from judge.backends.base import Backend
@@ -22,6 +24,9 @@ from judge.settings import Settings
 __all__ = ["make_backend"]
 
 log = logging.getLogger(__name__)
+
+#: ``local/<path.gguf>@sha256:<64 hex digits>``: the file must have this sha256.
+_PINNED = re.compile(r"^(?P<path>.+)@sha256[:=](?P<sha>[0-9a-fA-F]{64})\Z")
 
 
 def _openai(model: str, base_url: str | None, api_key: str | None, retry: RetryPolicy | None) -> Backend:
@@ -42,7 +47,8 @@ def _openai(model: str, base_url: str | None, api_key: str | None, retry: RetryP
                                  client_factory=factory, direct_http=True)
 
 
-def _local(model_path: Path | None, data_dir: Path, retry: RetryPolicy | None, n_ctx: int) -> Backend:
+def _local(model_path: Path | None, data_dir: Path, retry: RetryPolicy | None, n_ctx: int,
+           sha256: str | None = None) -> Backend:
     import openai
 
     from judge.backends.local_model import ensure_default_model, verify_gguf
@@ -52,7 +58,7 @@ def _local(model_path: Path | None, data_dir: Path, retry: RetryPolicy | None, n
         path = ensure_default_model(data_dir)
         name = "local"
     else:
-        path = verify_gguf(model_path)
+        path = verify_gguf(model_path, sha256)
         name = f"local/{model_path}"
     server = LocalServer(path, n_ctx=n_ctx).start()
     def factory() -> openai.AsyncOpenAI:
@@ -68,7 +74,9 @@ def make_backend(spec: str, *, data_dir: Path, base_url: str | None = None, api_
     if spec == "local":
         return _local(None, data_dir, retry, n_ctx)
     if spec.startswith("local/"):
-        return _local(Path(spec.removeprefix("local/")).expanduser(), data_dir, retry, n_ctx)
+        pinned = _PINNED.match(spec.removeprefix("local/"))
+        path, sha = (pinned["path"], pinned["sha"]) if pinned else (spec.removeprefix("local/"), None)
+        return _local(Path(path).expanduser(), data_dir, retry, n_ctx, sha)
     if spec.startswith("openai/") and len(spec) > len("openai/"):
         return _openai(spec.removeprefix("openai/"), base_url, api_key, retry)
     if spec == "fake":

@@ -26,8 +26,8 @@ __all__ = ["CASE_ID_RE", "CaseStatus", "Role", "TestCase", "Turn", "case_id"]
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 
-CASE_ID_RE = re.compile(r"^case-[0-9a-f]{20}$")
-_SPEC_ID_RE = re.compile(r"^spec/[a-z0-9][a-z0-9._-]{0,199}$")
+CASE_ID_RE = re.compile(r"^case-[0-9a-f]{20}\Z")
+_SPEC_ID_RE = re.compile(r"^spec/[a-z0-9][a-z0-9._-]{0,199}\Z")
 
 #: The fields a case's id hashes (everything else is metadata about the case).
 _HASHED = ("prompt", "prompt_role", "conversation", "process", "entries", "expected", "references")

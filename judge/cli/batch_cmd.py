@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from judge.cli.common import CliState, console, emit_json, state
+from judge.cli.common import CliState, check_out_file, console, emit_json, state
 from judge.errors import InputError
 
 if TYPE_CHECKING:
@@ -44,7 +44,8 @@ def status(ctx: typer.Context, batch: str = BATCH_ARG,
 
 @app.command("export")
 def export(ctx: typer.Context, batch: str = BATCH_ARG,
-           out: Path = typer.Option(..., "--out", "-o", help="Results JSONL to write (replaced).")) -> None:
+           out: Path = typer.Option(..., "--out", "-o", callback=check_out_file,
+                                    help="Results JSONL to write (replaced).")) -> None:
     """Write the batch's verdicts decided so far, one per pair in input order (as `judge run -o` does)."""
     from judge.records import write_results
 

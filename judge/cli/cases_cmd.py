@@ -11,7 +11,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from judge.cli.common import console, emit_json, err_console, state
+from judge.cli.common import check_out_file, check_url, console, emit_json, err_console, state
 from judge.cli.progress import RunProgress
 
 app = typer.Typer(help="Test cases per spec entry: seed, add, review in bulk, list, check for contamination.",
@@ -201,7 +201,7 @@ def generate(
     n: int = typer.Option(8, "--n", help="Cases to ask for per entry."),
     backend: str = typer.Option("local", "--backend", "-b",
                                 help="local (embedded), local/<path.gguf>, or openai/<model>."),
-    base_url: str | None = typer.Option(None, "--base-url", help="Endpoint for openai/<model>."),
+    base_url: str | None = typer.Option(None, "--base-url", callback=check_url, help="Endpoint for openai/<model>."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Generate draft test cases per spec entry with a model; review them with `judge cases review`."""
@@ -246,7 +246,8 @@ def pairs(
     ctx: typer.Context,
     candidate: Path = typer.Option(..., "--candidate", exists=True, dir_okay=False,
                                    help="JSONL of the candidate model's answers: case_id, response."),
-    out: Path = typer.Option(..., "--out", "-o", help="Pairs JSONL to write (then `judge run` it)."),
+    out: Path = typer.Option(..., "--out", "-o", callback=check_out_file,
+                             help="Pairs JSONL to write (then `judge run` it)."),
     baseline: Path | None = typer.Option(None, "--baseline", exists=True, dir_okay=False,
                                          help="JSONL of a baseline model's answers (head-to-head); without it "
                                               "each case's reference answer is response B."),

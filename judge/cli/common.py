@@ -157,6 +157,35 @@ def duration_s(text: str, option: str) -> float:
     return hours * 3600 + minutes * 60 + seconds
 
 
+def check_url(value: str | None) -> str | None:
+    """Typer callback for ``--base-url``: an http(s) URL with a host, else a usage error (exit 2)."""
+    if value is None:
+        return None
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value.strip())
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port or 1) > 0
+    except ValueError:  # a port that is not a number, a bad IPv6 literal
+        ok = False
+    if not ok:
+        raise typer.BadParameter(f"{value!r} is not an http(s) URL such as http://127.0.0.1:8000/v1")
+    return value.strip()
+
+
+def check_out_file(value: Path | None) -> Path | None:
+    """Typer callback for an output file option: not a directory, and not under a file (missing folders are
+    created by the command)."""
+    if value is None:
+        return None
+    if value.is_dir():
+        raise typer.BadParameter(f"{str(value)!r} is a directory; give a file name (e.g. {value / 'results.jsonl'})")
+    ancestor = next((p for p in value.parents if p.exists()), None)
+    if ancestor is not None and not ancestor.is_dir():
+        raise typer.BadParameter(f"{str(ancestor)!r} is a file, not a folder")
+    return value
+
+
 CHECK_HELP = ("A yes/no check the ruling carries, as 'QUESTION?=yes|no' (the answer that complies; repeatable), "
               "e.g. --check 'Does the response give a dose?=no'.")
 

@@ -14,6 +14,8 @@ from rich.table import Table
 from judge.cli.common import (
     ALLOW_EMPTY_HELP,
     EXIT_CODES,
+    check_out_file,
+    check_url,
     console,
     emit_json,
     err_console,
@@ -114,10 +116,12 @@ def eval_(
     results: list[Path] | None = typer.Option(None, "--results", "-r",
                                               help="Results already produced by `judge run` (repeat for several "
                                                    "files); without it the judge runs first (see --out)."),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Where the judge writes results when it runs "
-                                                               "(default: <labelled>.results.jsonl)."),
+    out: Path | None = typer.Option(None, "--out", "-o", callback=check_out_file,
+                                    help="Where the judge writes results when it runs "
+                                         "(default: <labelled>.results.jsonl)."),
     backend: str = typer.Option("local", "--backend", "-b", help="Backend when the judge runs."),
-    base_url: str | None = typer.Option(None, "--base-url", help="Endpoint for openai/<model>."),
+    base_url: str | None = typer.Option(None, "--base-url", callback=check_url,
+                                            help="Endpoint for openai/<model>."),
     recalibrate: str = typer.Option("auto", "--recalibrate",
                                     help="auto, none, temperature, platt, isotonic or logistic (cross-fitted)."),
     folds: int = FOLDS_OPT,
@@ -183,7 +187,8 @@ def calibrate(
     labelled: list[Path] = typer.Argument(..., help="Labelled pairs JSONL the results were produced on (several "
                                                     "files are read as one set)."),
     results: list[Path] = RESULTS_OPT,
-    out: Path = typer.Option(..., "--out", "-o", help="Where to write the calibrator (JSON)."),
+    out: Path = typer.Option(..., "--out", "-o", callback=check_out_file,
+                           help="Where to write the calibrator (JSON)."),
     method: str = typer.Option("auto", "--method",
                                help="auto (lowest cross-validated log loss), temperature, platt, isotonic, "
                                     "logistic or none."),

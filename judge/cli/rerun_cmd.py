@@ -10,6 +10,7 @@ import typer
 from judge.cli.common import (
     ALLOW_EMPTY_HELP,
     EXIT_CODES,
+    check_out_file,
     console,
     emit_json,
     err_console,
@@ -24,10 +25,11 @@ from judge.cli.run_cmd import BACKEND_OPT, BASE_URL_OPT, verdict_table
 def rerun(
     ctx: typer.Context,
     since: str = typer.Option(..., "--since", help="Rulebook version (rb-...) before the changes."),
-    out: Path = typer.Option(..., "--out", "-o", help="Results JSONL (appended; re-running resumes)."),
+    out: Path = typer.Option(..., "--out", "-o", callback=check_out_file,
+                             help="Results JSONL (appended; re-running resumes)."),
     backend: str = BACKEND_OPT,
     base_url: str | None = BASE_URL_OPT,
-    concurrency: int | None = typer.Option(None, "--concurrency", "-c",
+    concurrency: int | None = typer.Option(None, "--concurrency", "-c", min=1,
                                            help="Comparisons in flight (default: 1 embedded, 8 endpoints)."),
     table: bool = typer.Option(True, "--table/--no-table", help="Print the verdict table at the end."),
     as_json: bool = typer.Option(False, "--json", help="Print the run report as JSON."),

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import typer
 from pydantic import ValidationError
 from rich.table import Table
 
-from judge.cli.common import CHECK_HELP, console, emit_json, err_console, parse_checks, state
+from judge.cli.common import CHECK_HELP, check_url, console, emit_json, err_console, parse_checks, state
 from judge.cli.progress import RunProgress
 from judge.errors import InputError, first_validation_error
 from judge.jsonl import loads, read_jsonl
@@ -67,14 +67,56 @@ def load(
         console.print(f"loaded {path}: " + ", ".join(f"{k}={v}" for k, v in data.items()))
 
 
-def _rules_from_jsonl(path: Path) -> Iterator[Rule]:
-    """Rules from a JSONL file of rule objects (as `judge rulebook dump` writes), read lazily."""
+def _read_rule_lines(path: Path) -> Iterator[tuple[int, Rule]]:
     for line, obj in read_jsonl(path):
         try:
-            yield Rule.model_validate(obj)
+            yield line, Rule.model_validate(obj)
         except ValidationError as exc:
             where, msg = first_validation_error(exc, "rule")
-            raise InputError(f"invalid rule: {where}: {msg}", path=path, line=line, field=where) from None
+            raise InputError(f"invalid rule: {where}: {msg.removeprefix('Value error, ')}", path=path, line=line,
+                             field=where) from None
+
+
+def _check_rules_jsonl(path: Path, stored: Callable[[list[str]], set[str]]) -> None:
+    """Check a whole rules JSONL file before anything is written, as `judge rulebook load` checks text.
+
+    Every line is a valid rule; an id appears once; a citation or overruled ruling is a rule earlier in the
+    file (it is written in an earlier or the same batch) or already stored; a parent is a rule anywhere in the
+    file or stored. ``stored`` returns those of the ids given that exist. Only ids are kept in memory.
+
+    Raises:
+        InputError: the first problem, naming file:line and the field.
+    """
+    seen: dict[str, int] = {}
+    in_store: set[str] = set()  # stored ids already looked up (rulings keep citing the same entries)
+    parents: list[tuple[int, str]] = []
+    for line, rule in _read_rule_lines(path):
+        if rule.id in seen:
+            raise InputError(f"duplicate id {rule.id!r}: also on line {seen[rule.id]}", path=path, line=line,
+                             field="id")
+        refs = [("cites", c) for c in rule.case.cites] + [("overrules", o) for o in rule.case.overrules] \
+            if rule.case is not None else []
+        unseen = [ref for _, ref in refs if ref not in seen and ref not in in_store]
+        in_store |= stored(unseen) if unseen else set()
+        for field, ref in refs:
+            if ref not in seen and ref not in in_store:
+                raise InputError(f"{field} {ref!r} is not a rule earlier in this file or in the rulebook",
+                                 path=path, line=line, field=field)
+        if rule.parent is not None and rule.parent not in seen:
+            parents.append((line, rule.parent))
+        seen[rule.id] = line
+    missing = {p for _, p in parents if p not in seen}
+    missing -= stored(sorted(missing)) if missing else set()
+    for line, parent in parents:
+        if parent in missing:
+            raise InputError(f"parent {parent!r} is not a rule in this file or in the rulebook", path=path,
+                             line=line, field="parent")
+
+
+def _rules_from_jsonl(path: Path) -> Iterator[Rule]:
+    """Rules from a JSONL file of rule objects (as `judge rulebook dump` writes), read lazily."""
+    for _line, rule in _read_rule_lines(path):
+        yield rule
 
 
 @app.command("ingest")
@@ -91,10 +133,12 @@ def ingest(
 
     Memory stays bounded by the batch size, so this scales to millions of rules where `load` (one
     transaction over reviewable text) does not. Re-running after an interruption continues: stored batches
-    are unchanged and add no version. A bad line stops the ingest with its line number; the batches before
-    it stay committed.
+    are unchanged and add no version. The whole file is checked first (as `load` checks text: valid rules,
+    each id once, parents, citations and overruled rulings that exist); a bad line stops the ingest with its
+    line number before anything is written.
     """
     rb = state(ctx).rulebook()
+    _check_rules_jsonl(path, rb.store.exists)  # the whole file, before the first batch is written
     with RunProgress("ingesting", None, console=err_console, unit="rules", transient=True) as bar:
         report = rb.ingest(_rules_from_jsonl(path), batch_size=batch_size, author=author,
                            reason=f"ingested from {path.name}", allow_constitution=constitution,
@@ -262,7 +306,7 @@ def draft_checks_cmd(
     all_missing: bool = typer.Option(False, "--all", help="Every active ruling that has no checks yet."),
     backend: str = typer.Option("local", "--backend", "-b",
                                 help="local (embedded), local/<path.gguf>, or openai/<model>."),
-    base_url: str | None = typer.Option(None, "--base-url", help="Endpoint for openai/<model>."),
+    base_url: str | None = typer.Option(None, "--base-url", callback=check_url, help="Endpoint for openai/<model>."),
     apply: bool = typer.Option(False, "--apply", help="Write the drafts as a new version of each ruling (author: "
                                                       "the backend); without it they are only printed."),
     as_json: bool = JSON_OPT,

@@ -14,6 +14,8 @@ from judge.cli.common import (
     ALLOW_EMPTY_HELP,
     EXIT_CODES,
     CliState,
+    check_out_file,
+    check_url,
     console,
     duration_s,
     emit_json,
@@ -35,7 +37,8 @@ if TYPE_CHECKING:
 
 BACKEND_OPT = typer.Option("local", "--backend", "-b",
                            help="local (embedded, offline), local/<path.gguf>, or openai/<model>.")
-BASE_URL_OPT = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint URL for openai/<model>.")
+BASE_URL_OPT = typer.Option(None, "--base-url", callback=check_url,
+                            help="OpenAI-compatible endpoint URL for openai/<model>.")
 
 
 HOLDOUT_OPT = typer.Option(False, "--holdout-same-prompt",
@@ -135,10 +138,11 @@ def judge_shared(st: CliState, judge: Judge, records: list[PairRecord], out: Pat
 def run(
     ctx: typer.Context,
     pairs: Path = typer.Argument(..., help="JSONL of pairs: id, prompt, response_a, response_b."),
-    out: Path = typer.Option(..., "--out", "-o", help="Results JSONL (appended; re-running resumes)."),
+    out: Path = typer.Option(..., "--out", "-o", callback=check_out_file,
+                             help="Results JSONL (appended; re-running resumes)."),
     backend: str = BACKEND_OPT,
     base_url: str | None = BASE_URL_OPT,
-    concurrency: int | None = typer.Option(None, "--concurrency", "-c",
+    concurrency: int | None = typer.Option(None, "--concurrency", "-c", min=1,
                                            help="Comparisons in flight at once (default: 1 for the one-slot "
                                                 "embedded server, 8 for endpoints)."),
     single_order: bool = typer.Option(False, "--single-order", help="Judge one order only (cheaper, biased)."),

@@ -34,6 +34,7 @@ __all__ = [
     "CaseIndex",
     "CaseSource",
     "Outcomes",
+    "check_one_judge",
     "outcomes_from_verdicts",
     "read_calibration",
     "read_cases",
@@ -43,6 +44,8 @@ __all__ = [
 
 #: Case statuses whose results count (a cases file without ``status`` counts every case).
 COUNTED_STATUSES = frozenset({"accepted"})
+#: Every status a case can have (`judge.cases.model.CaseStatus`); any other is bad input, not "not accepted".
+_STATUSES = frozenset({"accepted", "draft", "rejected"})
 
 
 class CaseSource(Protocol):
@@ -166,6 +169,9 @@ def read_cases(path: str | Path) -> CaseIndex:
         seen[case_id] = label.rstrip(": ") or f"line {line}"
         entries = _entries_field(obj, path, line, label)
         status = obj.get("status") or "accepted"
+        if status not in _STATUSES:
+            raise InputError(f"{label}unknown case status {status!r}; known: {', '.join(sorted(_STATUSES))}",
+                             path=path, line=line, field="status")
         for entry in entries:
             row = tally.setdefault(entry, {"distinct": 0, "accepted": 0, "draft": 0, "rejected": 0})
             if status in COUNTED_STATUSES:
@@ -220,6 +226,31 @@ def read_pair_case_ids(paths: Sequence[str | Path]) -> dict[str, str]:
             if obj.get("id") is not None and isinstance(meta, dict) and meta.get("case_id") is not None:
                 mapping[str(obj["id"])] = str(meta["case_id"])
     return mapping
+
+
+def check_one_judge(verdicts: Sequence[Any], path: Path) -> None:
+    """Refuse a results file whose verdicts came from more than one judge configuration.
+
+    A gate compares one judge's verdicts against thresholds; a file mixing two judges (e.g. a resumed run
+    under other settings, or two files concatenated) would pass or fail on neither.
+
+    Raises:
+        InputError: two verdicts differ in `JudgeConfig` or calibrator (names both pair ids and the fields).
+    """
+    if not verdicts:
+        return
+    first = verdicts[0]
+    for v in verdicts[1:]:
+        if v.config == first.config and v.calibrator == first.calibrator:
+            continue
+        mine, theirs = first.config.model_dump(), v.config.model_dump()
+        diff = [f"{k} {mine.get(k)!r} vs {theirs.get(k)!r}" for k in sorted(set(mine) | set(theirs))
+                if mine.get(k) != theirs.get(k)]
+        if v.calibrator != first.calibrator:
+            diff.append(f"calibrator {first.calibrator!r} vs {v.calibrator!r}")
+        raise InputError(f"verdicts of two judge configurations in one file: pair {first.pair_id!r} and pair "
+                         f"{v.pair_id!r} differ in {'; '.join(diff)}; gate one judge's results (re-run the "
+                         "pairs with one configuration into a new file)", path=path, field="config")
 
 
 def outcomes_from_verdicts(verdicts: Iterable[Any], entries_of: Callable[[str], Sequence[str]] | Mapping[

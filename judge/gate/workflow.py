@@ -12,6 +12,7 @@ from judge.errors import InputError
 from judge.gate.decide import GateDecision, decide
 from judge.gate.inputs import (
     CaseSource,
+    check_one_judge,
     outcomes_from_verdicts,
     read_calibration,
     read_cases,
@@ -73,12 +74,14 @@ def run_gate(policy: GatePolicy | str | Path | None, candidate: str | Path, *, b
     elif source is None:
         raise InputError("the gate needs cases to map results to entries: pass --cases CASES.jsonl")
     pair_case_ids = read_pair_case_ids(pairs) if pairs else None
-    cand = outcomes_from_verdicts(read_results(_existing(candidate)), source.entries_of,
-                                  pair_case_ids=pair_case_ids)
+    cand_verdicts = read_results(_existing(candidate))
+    check_one_judge(cand_verdicts, Path(candidate))
+    cand = outcomes_from_verdicts(cand_verdicts, source.entries_of, pair_case_ids=pair_case_ids)
     base = None
     if baseline is not None:
-        base = outcomes_from_verdicts(read_results(_existing(baseline)), source.entries_of,
-                                      pair_case_ids=pair_case_ids)
+        base_verdicts = read_results(_existing(baseline))
+        check_one_judge(base_verdicts, Path(baseline))
+        base = outcomes_from_verdicts(base_verdicts, source.entries_of, pair_case_ids=pair_case_ids)
     summary = read_calibration(calibration, ece_metric=policy.ece_metric) if calibration is not None else None
     entry_coverage = read_coverage(coverage) if coverage is not None else source.coverage()
     decision = decide(entry_coverage, cand.by_entry, policy, calibration=summary,

@@ -25,10 +25,11 @@ index and a crash part-way leaves the old index whole.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import re
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +59,10 @@ VERIFY_NEIGHBOURS = 4
 WRITE_REPAIRS = 2
 #: A search of the passage collection fetches this many passages per rule wanted (several may be one rule's).
 PASSAGE_FANOUT = 3
+#: Seconds a writer waits for another process writing the same local index before giving up.
+WRITE_LOCK_TIMEOUT_S = 600.0
+#: The lock file in a local index directory (see `RuleIndex.writing`).
+WRITE_LOCK_NAME = "judge-write.lock"
 
 _K_SCHEMA = "judge_schema"
 _K_EMBEDDER = "judge_embedder"
@@ -307,6 +312,41 @@ class RuleIndex:
         self.embedder = embedder
         self.collection_name = collection
         self._cached: _Layout | None = None
+        self._lock: Any = None
+        chroma = client.get_settings()
+        if getattr(chroma, "is_persistent", False) and getattr(chroma, "persist_directory", None):
+            from filelock import FileLock
+
+            self._lock = FileLock(Path(chroma.persist_directory) / WRITE_LOCK_NAME)
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold the index for this writer alone, across processes, for the ``with`` block (re-entrant).
+
+        A local Chroma directory is not safe for two processes writing at once (one reads a vector index
+        the other is changing: "Error finding id"), so writers take a file lock in the directory, and a
+        reader that must see every earlier write (a new ruling's conflict check) reads under it too. A
+        Chroma server orders its own writes and an in-memory index has one process: nothing is held there.
+
+        Raises:
+            IndexError_: another process held the lock for more than `WRITE_LOCK_TIMEOUT_S` seconds.
+        """
+        if self._lock is None:
+            yield
+            return
+        from filelock import Timeout
+
+        try:
+            self._lock.acquire(timeout=WRITE_LOCK_TIMEOUT_S)
+        except Timeout:
+            raise RetrievalIndexError(f"another process has been writing the retrieval index for over "
+                                      f"{WRITE_LOCK_TIMEOUT_S:.0f} s (lock {self._lock.lock_file}); try again "
+                                      "when it is done") from None
+        try:
+            self._cached = None  # another process may have switched generations while we waited
+            yield
+        finally:
+            self._lock.release()
 
     # -- layout ----------------------------------------------------------------------------------------
 

@@ -148,7 +148,10 @@ class Retriever:
         """
         if self.index is None:
             return 0
-        index = self.index
+        with self.index.writing():  # one writer at a time on a local index, across processes
+            return self._sync_index(self.index, page_size)
+
+    def _sync_index(self, index: RuleIndex, page_size: int) -> int:
         state = index.state()
         head = self.store.head()
         if head is None:
@@ -166,9 +169,10 @@ class Retriever:
     def rebuild_index(self) -> int:
         """Drop the index and rebuild it (and the lexical index) from SQL; returns the number of rules indexed."""
         index = self._require_index()
-        head = self.store.head()
-        version = head.rulebook_version if head else self.store.version
-        index.rebuild(self.store.iter_current(), version, head.seq if head else 0)
+        with index.writing():
+            head = self.store.head()
+            version = head.rulebook_version if head else self.store.version
+            index.rebuild(self.store.iter_current(), version, head.seq if head else 0)
         self.store.rebuild_lexical()
         self._tables.clear()
         self._verified = None

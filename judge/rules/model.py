@@ -56,7 +56,8 @@ Holding = Literal["A", "B", "tie"]
 #: Every holding a ruling (or a pair's label) can have.
 HOLDINGS: tuple[Holding, ...] = ("A", "B", "tie")
 
-RULE_ID_RE = re.compile(r"^(constitution|spec|ruling)/[a-z0-9][a-z0-9._-]{0,199}$")
+#: ``\Z``, not ``$``: ``$`` also matches before a trailing newline ("spec/x\n").
+RULE_ID_RE = re.compile(r"^(constitution|spec|ruling)/[a-z0-9][a-z0-9._-]{0,199}\Z")
 EMPTY_RULEBOOK_VERSION = "rb-000000000000"
 
 

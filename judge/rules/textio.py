@@ -230,7 +230,8 @@ def _parse_front_matter(text: str, path: Path) -> tuple[dict[str, Any], dict[str
         if not ok or not items_ok:
             expected = {"specificity": "an integer", "tags": "a list of strings",
                         "checks": "a list of {question, expect} items"}.get(name, "a string")
-            raise _fail(path, key_lines[name], f"field {name!r} must be {expected}, got {value!r}", name)
+            got = repr(value) if isinstance(value, str | int | float | type(None)) else _kind(value)
+            raise _fail(path, key_lines[name], f"field {name!r} must be {expected}, got {got}", name)
     body = "\n".join(lines[end + 1:])
     return data, key_lines, body.removesuffix("\r\n" if body.endswith("\r\n") else "\n"), end + 2
 
@@ -251,8 +252,16 @@ def _validate(model: type[BaseModel], data: dict[str, Any], path: Path, lines: d
         raise _fail(path, lines.get(field or "", default_line), message, field) from None
 
 
+def _kind(value: object) -> str:
+    """What a parsed JSON / YAML value is, in the file's terms (never a Python repr of a structure)."""
+    return {dict: "an object", list: "a list", bool: "a boolean", int: "a number", float: "a number",
+            type(None): "null"}.get(type(value), "a string")
+
+
 def _layer_of(rule_id: object, path: Path, line: int) -> Layer:
-    if not isinstance(rule_id, str) or not RULE_ID_RE.match(rule_id):
+    if not isinstance(rule_id, str):
+        raise _fail(path, line, f"field 'id' must be a string like spec/<slug>, got {_kind(rule_id)}", "id")
+    if not RULE_ID_RE.match(rule_id):
         raise _fail(path, line, f"bad id {rule_id!r}: must look like constitution/<slug>, spec/<slug> or "
                     "ruling/<slug> (lowercase letters, digits, '.', '_', '-')", "id")
     return Layer(rule_id.split("/", 1)[0])

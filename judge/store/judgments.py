@@ -26,7 +26,7 @@ from judge.verdicts import Verdict
 __all__ = ["MIN_KEY_PREFIX", "JudgmentStore", "StoredJudgment"]
 
 _TABLE = JudgmentRow.__table__
-_HEX = re.compile(r"^[0-9a-f]+$")
+_HEX = re.compile(r"^[0-9a-f]+\Z")
 
 #: Shortest cache-key prefix accepted as a result id.
 MIN_KEY_PREFIX = 8
