@@ -69,7 +69,7 @@ def run_gate(policy: GatePolicy | str | Path | None, candidate: str | Path, *, b
     if not isinstance(policy, GatePolicy):
         policy = load_policy(policy) if policy is not None else GatePolicy()
     if cases is not None:
-        source = read_cases(cases)
+        source = read_cases(cases, review_methods=policy.review_methods)
     elif source is None:
         raise InputError("the gate needs cases to map results to entries: pass --cases CASES.jsonl")
     pair_case_ids = read_pair_case_ids(pairs) if pairs else None
@@ -80,7 +80,8 @@ def run_gate(policy: GatePolicy | str | Path | None, candidate: str | Path, *, b
         base = outcomes_from_verdicts(read_results(_existing(baseline)), source.entries_of,
                                       pair_case_ids=pair_case_ids)
     summary = read_calibration(calibration, ece_metric=policy.ece_metric) if calibration is not None else None
-    entry_coverage = read_coverage(coverage) if coverage is not None else source.coverage()
+    entry_coverage = (read_coverage(coverage, review_methods=policy.review_methods) if coverage is not None
+                      else source.coverage())
     decision = decide(entry_coverage, cand.by_entry, policy, calibration=summary,
                       baseline=base.by_entry if base is not None else None, required_entries=required_entries)
     inputs = {"candidate": str(candidate), "baseline": _opt(baseline), "cases": _opt(cases),
