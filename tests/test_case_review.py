@@ -186,3 +186,38 @@ def test_cli_load_check_export_and_coverage_by_method(monkeypatch: pytest.Monkey
     methods = sorted((x.get("status", "draft"), x.get("review_method")) for x in exported)
     assert methods == [("accepted", "check"), ("accepted", "person"), ("rejected", "check")]
     assert any("missing tag(s): topic" in x.get("review_note", "") for x in exported)
+
+
+# ----------------------------------------------------------------------------- answering cases
+
+
+def test_answer_cases_is_resumable_and_records_failures_apart(tmp_path: Path) -> None:
+    from judge.backends.fake import FakeBackend, FakeReply
+    from judge.cases.answer import answer_cases, case_messages
+    from judge.cases.model import Turn
+    from judge.cases.pairs import build_pairs, read_answers
+
+    multi = TestCase(prompt="And the price?", entries=(ENTRIES[0],), provenance="t",
+                     conversation=(Turn(role="developer", content="Sell only bikes."),
+                                   Turn(role="user", content="Hi"), Turn(role="assistant", content="Hello!")))
+    assert case_messages(multi, "Be kind.") == [
+        {"role": "system", "content": "Be kind."}, {"role": "system", "content": "Sell only bikes."},
+        {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
+        {"role": "user", "content": "And the price?"}]
+    cases = [draft("Is my essay perfect?"), draft("Is my plan flawless?"), multi]
+    out = tmp_path / "answers.jsonl"
+    backend = FakeBackend(["It has strengths and two weaknesses.", FakeReply(text="   "), "It costs $300."])
+    run = answer_cases(backend, cases, out)
+    assert (run.answered, run.failed, run.skipped) == (2, 1, 0)
+    assert backend.history[2]["messages"][0] == {"role": "system", "content": "Sell only bikes."}
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert lines[1] == {"case_id": cases[1].id, "failure": "the model returned an empty answer"}
+    assert set(read_answers(out)) == {cases[0].id, multi.id}  # a failure is never an answer
+
+    again = FakeBackend(["Some risks: cost and time."])
+    run = answer_cases(again, cases, out)  # only the failed case is asked again
+    assert (run.answered, run.failed, run.skipped) == (1, 0, 2) and len(again.history) == 1
+    answers = read_answers(out)
+    assert answers[cases[1].id] == "Some risks: cost and time."
+    plan = build_pairs(cases, answers, answers)
+    assert len(plan.pairs) == 3 and plan.pairs[2]["prompt"].startswith("<developer>")

@@ -348,6 +348,50 @@ def generate(
             console.print(f"{entry_id}: {count} draft case(s) added", highlight=False)
 
 
+@app.command("answer")
+def answer(
+    ctx: typer.Context,
+    out: Path = typer.Option(..., "--out", "-o", dir_okay=False,
+                             help="Answers JSONL to append to (resumable: answered cases are skipped)."),
+    backend: str = typer.Option("local", "--backend", "-b",
+                                help="The answering model: local (embedded), local/<path.gguf>, or openai/<model>."),
+    base_url: str | None = typer.Option(None, "--base-url", help="Endpoint for openai/<model>."),
+    entry: list[str] = typer.Option([], "--entry", "-e", help="Only cases testing this spec entry (repeatable)."),
+    per_entry: int = typer.Option(0, "--per-entry", min=0, help="At most N cases per entry (0 = all)."),
+    system: str | None = typer.Option(None, "--system", help="A system prompt sent before every case."),
+    max_tokens: int = typer.Option(256, "--max-tokens", min=1, help="Generation cap per answer."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Answer the accepted cases with a model: a candidate's or a baseline's responses for `judge cases pairs`.
+
+    Exit code 1 when some cases could not be answered (they are written as failures and asked again on the
+    next run).
+    """
+    from judge.backends.registry import make_backend
+    from judge.cases.answer import answer_cases
+
+    store = open_store(ctx, embed=False)
+    cases = []
+    for entry_id in entry or [None]:  # type: ignore[list-item]
+        chosen = store.list_cases(entry=entry_id, status="accepted")
+        cases.extend(sorted(chosen, key=lambda c: c.id)[:per_entry or None])
+    cases = list({c.id: c for c in cases}.values())
+    made = make_backend(backend, data_dir=state(ctx).settings.data_dir, base_url=base_url)
+    try:
+        with _progress("answering") as progress:
+            run = answer_cases(made, cases, out, system=system, max_tokens=max_tokens, progress=progress)
+    finally:
+        made.close()
+    if as_json:
+        emit_json({"cases": len(cases), "answered": run.answered, "already": run.skipped, "failed": run.failed,
+                   "out": str(out)})
+    else:
+        console.print(f"{len(cases)} case(s): {run.answered} answered now, {run.skipped} already answered, "
+                      f"{run.failed} failed -> {out}", highlight=False)
+    if run.failed:
+        raise typer.Exit(1)
+
+
 @app.command("pairs")
 def pairs(
     ctx: typer.Context,
