@@ -87,6 +87,14 @@ def test_review_method_is_recorded_and_coverage_can_require_a_person(store: Case
     with pytest.raises(InputError, match="review method"):
         store.review({a.id: Decision("accepted", "alice", "robot")})  # type: ignore[arg-type]
 
+    from judge.gate.workflow import _ReviewedBy  # the gate's view of the store under a policy
+
+    view = _ReviewedBy(store, ["person"])
+    assert view.entries_of(a.id) == (ENTRIES[0],) and view.entries_of(b.id) == ()
+    assert {r.entry_id: r for r in view.coverage()}[ENTRIES[0]].distinct_accepted == 1
+    with pytest.raises(InputError, match="cannot tell how"):
+        _ReviewedBy(object(), ["person"])
+
 
 # ----------------------------------------------------------------------------- case files
 
