@@ -22,9 +22,14 @@ from pydantic import Field, field_validator, model_validator
 
 from judge.rules.model import FrozenModel, Process
 
-__all__ = ["CASE_ID_RE", "CaseStatus", "Role", "TestCase", "Turn", "case_id"]
+__all__ = ["CASE_ID_RE", "REVIEW_METHODS", "CaseStatus", "ReviewMethod", "Role", "TestCase", "Turn", "case_id"]
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
+
+#: How a case's status was decided: by a ``person``, by an automated ``check`` (`judge cases check`), or taken
+#: from an authoritative ``source`` (the Model Spec's own worked examples).
+ReviewMethod = Literal["person", "check", "source"]
+REVIEW_METHODS: tuple[ReviewMethod, ...] = ("person", "check", "source")
 
 CASE_ID_RE = re.compile(r"^case-[0-9a-f]{20}\Z")
 _SPEC_ID_RE = re.compile(r"^spec/[a-z0-9][a-z0-9._-]{0,199}\Z")
@@ -70,7 +75,9 @@ class TestCase(FrozenModel):
         provenance: where the case came from (a dataset, a generator, a person).
         tags: free-form labels, e.g. ``topic``, ``language``, ``difficulty``, ``adversarial``.
         status: review status.
-        reviewer: who last set the status (None for an unreviewed draft).
+        reviewer: who last set the status (None for an unreviewed draft): a person's name or a check's name.
+        review_method: how the status was decided (``person``, ``check`` or ``source``); None for a draft.
+        review_note: why (e.g. the check that rejected the case); kept in the review log, not hashed.
         created_at: when the case was written.
     """
 
@@ -88,6 +95,8 @@ class TestCase(FrozenModel):
     tags: dict[str, str | int | float | bool] = Field(default_factory=dict)
     status: CaseStatus = CaseStatus.DRAFT
     reviewer: str | None = None
+    review_method: ReviewMethod | None = None
+    review_note: str | None = None
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
     @field_validator("prompt")
@@ -121,6 +130,8 @@ class TestCase(FrozenModel):
         elif self.id != computed:
             raise ValueError(f"id {self.id!r} does not match the case's content (expected {computed!r}); "
                              "omit the id to have it computed")
+        if self.status is not CaseStatus.DRAFT and self.reviewer is not None and self.review_method is None:
+            object.__setattr__(self, "review_method", "person")  # a named reviewer is a person unless said
         if self.created_at.tzinfo is None:
             object.__setattr__(self, "created_at", self.created_at.replace(tzinfo=UTC))
         return self

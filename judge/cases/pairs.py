@@ -58,6 +58,9 @@ def build_pairs(cases: Iterable[TestCase], candidate: Mapping[str, str],
 def read_answers(path: str | Path, *, field: str = "response") -> dict[str, str]:
     """Answers by case id from JSONL lines ``{"case_id" (or "id"), "<field>"}``.
 
+    Lines ``{"case_id", "failure"}`` (a case the model could not answer, as `judge cases answer` writes them)
+    are skipped: the case has no answer unless a later line gives one.
+
     Raises:
         InputError: a line lacks the case id or the answer, or a case is answered twice.
     """
@@ -67,6 +70,8 @@ def read_answers(path: str | Path, *, field: str = "response") -> dict[str, str]
         text = obj.get(field)
         if not isinstance(cid, str) or not cid:
             raise InputError("missing case_id (or id)", path=path, line=line, field="case_id")
+        if text is None and isinstance(obj.get("failure"), str):
+            continue
         if not isinstance(text, str):
             raise InputError(f"missing {field!r} text", path=path, line=line, field=field)
         if cid in answers:

@@ -168,7 +168,7 @@ def _example_cases(example: dict[str, Any], entry: str, now: datetime) -> list[T
             references=tuple(r["content"] for r in responses
                              if r.get("verdict") == "GOOD" and isinstance(r.get("content"), str)),
             provenance=EXAMPLE_PROVENANCE, tags=tags, status=CaseStatus.ACCEPTED, reviewer=SEED_REVIEWER,
-            created_at=now))
+            review_method="source", created_at=now))
     return cases
 
 

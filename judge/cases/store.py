@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from sqlalchemy import Engine, Table, func, insert, select, update
@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 
 from judge.cases.coverage import EntryCoverage
 from judge.cases.distinct import Thresholds, near_duplicate_groups
-from judge.cases.model import CaseStatus, TestCase
+from judge.cases.model import REVIEW_METHODS, CaseStatus, ReviewMethod, TestCase
 from judge.errors import ConcurrentWriteError, InputError
 from judge.retrieval.embedder import Embedder
 from judge.rules.model import Layer
@@ -70,6 +70,16 @@ class ReviewEvent:
     reviewer: str | None
     at: datetime
     note: str | None
+    review_method: str | None = None
+
+
+class Decision(NamedTuple):
+    """One review decision: the new status, who decided, how (``person``, ``check`` or ``source``) and why."""
+
+    status: CaseStatus | str
+    reviewer: str | None
+    method: ReviewMethod = "person"
+    note: str | None = None
 
 
 def _utc(value: datetime) -> datetime:
@@ -88,7 +98,7 @@ def _case_values(case: TestCase, now: datetime) -> dict[str, Any]:
         "process": case.process.model_dump(mode="json") if case.process is not None else None,
         "expected": case.expected, "reference_answers": list(case.references), "provenance": case.provenance,
         "tags": dict(case.tags), "status": case.status.value, "reviewer": case.reviewer,
-        "created_at": _utc(case.created_at), "status_at": now,
+        "review_method": case.review_method, "created_at": _utc(case.created_at), "status_at": now,
     }
 
 
@@ -98,7 +108,8 @@ def _case_from_row(row: Any, entries: Sequence[str]) -> TestCase:
         "id": row.id, "prompt": row.prompt, "prompt_role": row.prompt_role, "conversation": row.conversation,
         "process": row.process, "entries": tuple(entries), "expected": row.expected,
         "references": tuple(row.reference_answers or ()), "provenance": row.provenance, "tags": row.tags or {},
-        "status": row.status, "reviewer": row.reviewer, "created_at": _utc(row.created_at),
+        "status": row.status, "reviewer": row.reviewer, "review_method": row.review_method,
+        "created_at": _utc(row.created_at),
     })
 
 
@@ -192,7 +203,9 @@ class CaseStore:
                 conn.execute(insert(_ENTRIES), [{"case_id": i, "entry_id": e} for i in new
                                                 for e in batch[i].entries])
                 conn.execute(insert(_REVIEWS), [{"case_id": i, "status": batch[i].status.value,
-                                                 "reviewer": batch[i].reviewer, "at": now, "note": note}
+                                                 "reviewer": batch[i].reviewer,
+                                                 "review_method": batch[i].review_method, "at": now,
+                                                 "note": batch[i].review_note or note}
                                                 for i in new])
                 if vectors is not None and self.embedder is not None:
                     row = {i: n for n, i in enumerate(embedded)}
@@ -201,45 +214,55 @@ class CaseStore:
                         for i in new if i in row])
         return AddReport(added=tuple(new), existing=tuple(i for i in ids if i in existing))
 
-    def review(self, decisions: Mapping[str, tuple[CaseStatus | str, str | None]], *,
+    def review(self, decisions: Mapping[str, Decision | tuple[Any, ...]], *,
                note: str | None = None) -> ReviewReport:
         """Set the review status of many cases in one transaction: all of them or none.
 
         Args:
-            decisions: ``{case id: (status, reviewer)}``; accepting or rejecting needs a reviewer.
-            note: recorded on every review-log entry written.
+            decisions: ``{case id: Decision}`` (or a plain ``(status, reviewer[, method[, note]])`` tuple);
+                accepting or rejecting needs a reviewer; the method defaults to ``person``.
+            note: recorded on every review-log entry written that has no note of its own.
 
         Raises:
-            InputError: an unknown case id (names every one), an invalid status, or no reviewer for an
-                accept / reject; nothing is changed.
+            InputError: an unknown case id (names every one), an invalid status or method, or no reviewer
+                for an accept / reject; nothing is changed.
         """
-        parsed: dict[str, tuple[CaseStatus, str | None]] = {}
-        for case_id, (status, reviewer) in decisions.items():
-            value = _parse_status(status, case_id)
+        parsed: dict[str, tuple[CaseStatus, str | None, ReviewMethod | None]] = {}
+        notes: dict[str, str | None] = {}
+        for case_id, raw in decisions.items():
+            decision = raw if isinstance(raw, Decision) else Decision(*raw)
+            value = _parse_status(decision.status, case_id)
+            reviewer = decision.reviewer
             reviewer = reviewer.strip() if isinstance(reviewer, str) and reviewer.strip() else None
             if value is not CaseStatus.DRAFT and reviewer is None:
                 raise InputError(f"case {case_id}: {value.value} needs a reviewer", field="reviewer")
-            parsed[case_id] = (value, reviewer)
+            if decision.method not in REVIEW_METHODS:
+                raise InputError(f"case {case_id}: review method must be one of {', '.join(REVIEW_METHODS)}, "
+                                 f"not {decision.method!r}", field="review_method")
+            method = decision.method if value is not CaseStatus.DRAFT else None
+            parsed[case_id] = (value, reviewer, method)
+            notes[case_id] = decision.note or note
         ids = list(parsed)
         now = datetime.now(UTC)
         with self._write_engine.begin() as conn:
-            current: dict[str, tuple[str, str | None]] = {}
+            current: dict[str, tuple[str, str | None, str | None]] = {}
             for chunk in _chunks(ids):
-                rows = conn.execute(select(TestCaseRow.id, TestCaseRow.status, TestCaseRow.reviewer)
-                                    .where(TestCaseRow.id.in_(chunk)))
-                current.update({r.id: (r.status, r.reviewer) for r in rows})
+                rows = conn.execute(select(TestCaseRow.id, TestCaseRow.status, TestCaseRow.reviewer,
+                                           TestCaseRow.review_method).where(TestCaseRow.id.in_(chunk)))
+                current.update({r.id: (r.status, r.reviewer, r.review_method) for r in rows})
             missing = sorted(set(ids) - set(current))
             if missing:
                 shown = ", ".join(missing[:10]) + (f" (and {len(missing) - 10} more)" if len(missing) > 10 else "")
                 raise InputError(f"unknown case id(s): {shown}; nothing was changed", field="id")
-            changed = [i for i in ids if current[i] != (parsed[i][0].value, parsed[i][1])]
+            changed = [i for i in ids if current[i] != (parsed[i][0].value, parsed[i][1], parsed[i][2])]
             for case_id in changed:
-                status, reviewer = parsed[case_id]
+                status, reviewer, method = parsed[case_id]
                 conn.execute(update(_CASES).where(_CASES.c.id == case_id)
-                             .values(status=status.value, reviewer=reviewer, status_at=now))
+                             .values(status=status.value, reviewer=reviewer, review_method=method, status_at=now))
             if changed:
                 conn.execute(insert(_REVIEWS), [{"case_id": i, "status": parsed[i][0].value,
-                                                 "reviewer": parsed[i][1], "at": now, "note": note}
+                                                 "reviewer": parsed[i][1], "review_method": parsed[i][2],
+                                                 "at": now, "note": notes[i]}
                                                 for i in changed])
         done = set(changed)
         return ReviewReport(changed=tuple(changed), unchanged=tuple(i for i in ids if i not in done))
@@ -317,7 +340,21 @@ class CaseStore:
         query = select(_REVIEWS).where(_REVIEWS.c.case_id == case_id).order_by(_REVIEWS.c.seq)
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
-        return [ReviewEvent(CaseStatus(r.status), r.reviewer, _utc(r.at), r.note) for r in rows]
+        return [ReviewEvent(CaseStatus(r.status), r.reviewer, _utc(r.at), r.note, r.review_method) for r in rows]
+
+    def latest_notes(self, ids: Sequence[str]) -> dict[str, str]:
+        """The note of each case's latest review-log entry, for the cases that have one."""
+        notes: dict[str, str] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(list(ids)):
+                rows = conn.execute(select(_REVIEWS.c.case_id, _REVIEWS.c.note)
+                                    .where(_REVIEWS.c.case_id.in_(chunk)).order_by(_REVIEWS.c.seq))
+                for r in rows:
+                    if r.note:
+                        notes[r.case_id] = r.note
+                    else:
+                        notes.pop(r.case_id, None)
+        return notes
 
     # ----------------------------------------------------------------- embeddings
     def _embed(self, cases: Sequence[TestCase], progress: Progress | None) -> np.ndarray:
@@ -374,14 +411,21 @@ class CaseStore:
                                                                          thresholds)]
 
     def coverage(self, thresholds: Thresholds = _DEFAULT_THRESHOLDS, *,
-                 progress: Progress | None = None) -> list[EntryCoverage]:
+                 progress: Progress | None = None,
+                 methods: Sequence[ReviewMethod] | None = None) -> list[EntryCoverage]:
         """Cases per spec entry - every current spec entry, those with no case included - sorted by id.
 
         ``distinct_accepted`` counts the entry's accepted cases after merging near-duplicates (groups are
         formed within each entry). Links to entry ids that are no longer spec entries are not counted.
+        With ``methods``, only cases accepted by one of those review methods count as accepted (e.g.
+        ``("person",)`` for a gate that requires a person's review).
         """
         entries = self.entry_ids()
         cases = self.list_cases()
+        if methods is not None:
+            allowed = set(methods)
+            cases = [c for c in cases
+                     if c.status is not CaseStatus.ACCEPTED or c.review_method in allowed]
         vectors = self.vectors([c for c in cases if c.status is CaseStatus.ACCEPTED], progress=progress)
         accepted_row = {c.id: n for n, c in enumerate(c for c in cases if c.status is CaseStatus.ACCEPTED)}
         by_entry: dict[str, list[TestCase]] = {e: [] for e in entries}

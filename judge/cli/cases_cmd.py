@@ -14,7 +14,8 @@ from rich.table import Table
 from judge.cli.common import check_out_file, check_url, console, emit_json, err_console, state
 from judge.cli.progress import RunProgress
 
-app = typer.Typer(help="Test cases per spec entry: seed, add, review in bulk, list, check for contamination.",
+app = typer.Typer(help="Test cases per spec entry: seed, load, add, review (by a person or a check), list, export, "
+                       "check for contamination.",
                   no_args_is_help=True)
 
 JSON_OPT = typer.Option(False, "--json", help="Print JSON instead of a table.")
@@ -136,19 +137,120 @@ def add(
         console.print(f"{len(report.added)} case(s) added, {len(report.existing)} already stored", highlight=False)
 
 
+@app.command("load")
+def load(
+    ctx: typer.Context,
+    path: Path = typer.Argument(Path("cases"), exists=True,
+                                help="A case file or a folder of them (one JSONL per entry, e.g. the shipped "
+                                     "cases/ set)."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Load a reviewable case set: drafts and reviewed cases, keeping each case's reviewer and review method.
+
+    One transaction; cases already stored are left as they are (their review moves only through
+    `judge cases review` / `judge cases check`).
+    """
+    from judge.cases.files import read_case_files
+
+    cases = read_case_files(path)
+    store = open_store(ctx)
+    with _progress("embedding cases") as progress:
+        report = store.add(cases, note=f"loaded from {path}", progress=progress)
+    by_status: dict[str, int] = {}
+    for c in cases:
+        key = c.status.value if c.review_method is None else f"{c.status.value} ({c.review_method})"
+        by_status[key] = by_status.get(key, 0) + 1
+    if as_json:
+        emit_json({"added": len(report.added), "existing": len(report.existing), "by_status": by_status})
+        return
+    shown = ", ".join(f"{n} {k}" for k, n in sorted(by_status.items()))
+    console.print(f"loaded {path}: {len(report.added)} case(s) added, {len(report.existing)} already stored "
+                  f"({shown})", highlight=False)
+
+
+@app.command("check")
+def check(
+    ctx: typer.Context,
+    entry: str | None = typer.Option(None, "--entry", help="Only the drafts testing this spec entry."),
+    top_k: int = typer.Option(10, "--top-k", min=1,
+                              help="The case's entry must be among this many most similar spec entries."),
+    min_expected_words: int = typer.Option(5, "--min-expected-words", min=0,
+                                           help="The expected behaviour must have at least this many words."),
+    require_tag: list[str] = typer.Option([], "--require-tag", help="A tag every case must carry (repeatable)."),
+    benchmark: list[Path] = typer.Option([], "--benchmark", exists=True, dir_okay=False,
+                                         help="JSONL of benchmark prompts the cases must not overlap "
+                                              "(repeatable)."),
+    apply: bool = typer.Option(False, "--apply", help="Record the decisions (reviewer "
+                                                       "judge-cases-check-v1, method check)."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Review draft cases with automated checks: on topic for their entry, no benchmark overlap, specific.
+
+    Without --apply it only reports. Rejected drafts stay stored as rejected, with the reasons in their
+    review log; a gate can require a person's review instead (policy `review_methods`).
+    """
+    from judge.cases.autoreview import CheckPolicy
+    from judge.cases.review_run import review_drafts
+    from judge.rules.model import Layer
+
+    cli = state(ctx)
+    store = open_store(ctx)
+    rules = list(cli.rulebook(with_index=False).rules(Layer.SPEC))
+    policy = CheckPolicy(top_k=top_k, min_expected_words=min_expected_words, required_tags=tuple(require_tag))
+    with _progress("embedding cases and entries") as progress:
+        run = review_drafts(store, rules, store.embedder, benchmarks=benchmark, policy=policy, entry=entry,
+                            apply=apply, progress=progress)
+    rejected = [d for d in run.decisions if d.status.value == "rejected"]
+    if as_json:
+        emit_json({"checked": len(run.decisions), "accepted": run.accepted, "rejected": run.rejected,
+                   "applied": run.applied,
+                   "decisions": [{"id": d.case_id, "status": d.status.value, "entry_rank": d.entry_rank,
+                                  "reasons": list(d.reasons)} for d in run.decisions]})
+        return
+    verb = "recorded" if apply else "not recorded (add --apply)"
+    console.print(f"{len(run.decisions)} draft(s) checked: {run.accepted} pass, {run.rejected} fail; {verb}",
+                  highlight=False)
+    for d in rejected[:20]:
+        console.print(f"  {d.case_id}: {'; '.join(d.reasons)}", highlight=False, markup=False)
+    if len(rejected) > 20:
+        console.print(f"  ... and {len(rejected) - 20} more (--json lists all)", highlight=False)
+
+
+@app.command("export")
+def export(
+    ctx: typer.Context,
+    folder: Path = typer.Argument(..., file_okay=False, help="Folder to write one JSONL per entry into."),
+    status: str | None = typer.Option(None, "--status", help="Only cases with this status."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Write the stored cases as a reviewable case set (one JSONL per entry, with each case's review)."""
+    from judge.cases.files import write_case_files
+
+    store = open_store(ctx, embed=False)
+    cases = store.list_cases(status=status)
+    written = write_case_files(cases, folder, notes=store.latest_notes([c.id for c in cases]))
+    if as_json:
+        emit_json({"files": {str(k): v for k, v in written.items()}, "cases": len(cases)})
+        return
+    console.print(f"{len(cases)} case(s) written to {len(written)} file(s) in {folder}", highlight=False)
+
+
 @app.command("review")
 def review(
     ctx: typer.Context,
     file: Path = typer.Argument(..., exists=True, dir_okay=False,
-                                help='JSONL of decisions: {"id": ..., "status": "accepted", "reviewer": ...}.'),
+                                help='JSONL of decisions: {"id": ..., "status": "accepted", "reviewer": ..., '
+                                     '"review_method": "person"}.'),
     note: str | None = typer.Option(None, "--note", help="Recorded in the review log of every case changed."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Accept / reject (or reopen as draft) cases in bulk: all decisions in one transaction, or none."""
+    from judge.cases.model import REVIEW_METHODS
+    from judge.cases.store import Decision
     from judge.errors import InputError
     from judge.jsonl import read_jsonl
 
-    decisions: dict[str, tuple[str, str | None]] = {}
+    decisions: dict[str, Decision] = {}
     seen: dict[str, int] = {}
     for line, obj in read_jsonl(file):
         case_id, status, reviewer = obj.get("id"), obj.get("status"), obj.get("reviewer")
@@ -157,11 +259,15 @@ def review(
                              field="id" if not isinstance(case_id, str) else "status")
         if reviewer is not None and not isinstance(reviewer, str):
             raise InputError("reviewer must be a string", path=file, line=line, field="reviewer")
+        method = obj.get("review_method", "person")
+        if method not in REVIEW_METHODS:
+            raise InputError(f"review_method must be one of {', '.join(REVIEW_METHODS)}", path=file, line=line,
+                             field="review_method")
         if case_id in seen:
             raise InputError(f"case {case_id} is decided twice (lines {seen[case_id]} and {line})", path=file,
                              line=line, field="id")
         seen[case_id] = line
-        decisions[case_id] = (status, reviewer)
+        decisions[case_id] = Decision(status, reviewer, method)
     report = open_store(ctx, embed=False).review(decisions, note=note)
     if as_json:
         emit_json({"changed": list(report.changed), "unchanged": list(report.unchanged)})
@@ -241,6 +347,50 @@ def generate(
             console.print(f"{entry_id}: {count} draft case(s) added", highlight=False)
 
 
+@app.command("answer")
+def answer(
+    ctx: typer.Context,
+    out: Path = typer.Option(..., "--out", "-o", dir_okay=False,
+                             help="Answers JSONL to append to (resumable: answered cases are skipped)."),
+    backend: str = typer.Option("local", "--backend", "-b",
+                                help="The answering model: local (embedded), local/<path.gguf>, or openai/<model>."),
+    base_url: str | None = typer.Option(None, "--base-url", help="Endpoint for openai/<model>."),
+    entry: list[str] = typer.Option([], "--entry", "-e", help="Only cases testing this spec entry (repeatable)."),
+    per_entry: int = typer.Option(0, "--per-entry", min=0, help="At most N cases per entry (0 = all)."),
+    system: str | None = typer.Option(None, "--system", help="A system prompt sent before every case."),
+    max_tokens: int = typer.Option(256, "--max-tokens", min=1, help="Generation cap per answer."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Answer the accepted cases with a model: a candidate's or a baseline's responses for `judge cases pairs`.
+
+    Exit code 1 when some cases could not be answered (they are written as failures and asked again on the
+    next run).
+    """
+    from judge.backends.registry import make_backend
+    from judge.cases.answer import answer_cases
+
+    store = open_store(ctx, embed=False)
+    cases = []
+    for entry_id in entry or [None]:  # type: ignore[list-item]
+        chosen = store.list_cases(entry=entry_id, status="accepted")
+        cases.extend(sorted(chosen, key=lambda c: c.id)[:per_entry or None])
+    cases = list({c.id: c for c in cases}.values())
+    made = make_backend(backend, data_dir=state(ctx).settings.data_dir, base_url=base_url)
+    try:
+        with _progress("answering") as progress:
+            run = answer_cases(made, cases, out, system=system, max_tokens=max_tokens, progress=progress)
+    finally:
+        made.close()
+    if as_json:
+        emit_json({"cases": len(cases), "answered": run.answered, "already": run.skipped, "failed": run.failed,
+                   "out": str(out)})
+    else:
+        console.print(f"{len(cases)} case(s): {run.answered} answered now, {run.skipped} already answered, "
+                      f"{run.failed} failed -> {out}", highlight=False)
+    if run.failed:
+        raise typer.Exit(1)
+
+
 @app.command("pairs")
 def pairs(
     ctx: typer.Context,
@@ -311,19 +461,30 @@ def coverage(
     minimum: int = typer.Option(100, "--min", help="Distinct accepted cases every entry should have."),
     cos_threshold: float = COS_OPT,
     ngram_threshold: float = NGRAM_OPT,
+    review_method: list[str] = typer.Option([], "--review-method",
+                                            help="Count only cases accepted by this method: person, check or "
+                                                 "source (repeatable; default all)."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Test cases per spec entry: distinct accepted (near-duplicates merged), accepted, draft, rejected."""
     from judge.cases.distinct import Thresholds
+    from judge.cases.model import REVIEW_METHODS
+    from judge.errors import InputError
 
+    bad = [m for m in review_method if m not in REVIEW_METHODS]
+    if bad:
+        raise InputError(f"--review-method must be one of {', '.join(REVIEW_METHODS)}, not {bad[0]!r}",
+                         field="review_method")
+    methods: Any = tuple(review_method) or None
     thresholds = Thresholds(cos=cos_threshold, ngram=ngram_threshold)
     store = open_store(ctx)
     with _progress("embedding cases") as progress:
-        rows = store.coverage(thresholds, progress=progress)
+        rows = store.coverage(thresholds, progress=progress, methods=methods)
     reached = sum(r.distinct_accepted >= minimum for r in rows)
     merged = sum(r.accepted - r.distinct_accepted for r in rows)
     if as_json:
         emit_json({"min": minimum, "thresholds": {"cos": thresholds.cos, "ngram": thresholds.ngram},
+                   "review_methods": list(methods or REVIEW_METHODS),
                    "entries": [{**vars(r), "needs": max(0, minimum - r.distinct_accepted)} for r in rows],
                    "summary": {"entries": len(rows), "at_min": reached, "below_min": len(rows) - reached,
                                "merged_near_duplicates": merged}})

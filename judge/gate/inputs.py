@@ -144,12 +144,21 @@ def _entries_field(obj: dict[str, Any], path: Path, line: int | None, label: str
                      field="entries")
 
 
-def read_cases(path: str | Path) -> CaseIndex:
+def _counts_review(obj: Mapping[str, Any], methods: Sequence[str] | None) -> bool:
+    if methods is None:
+        return True
+    method = obj.get("review_method") or ("person" if obj.get("reviewer") else None)
+    return method in methods
+
+
+def read_cases(path: str | Path, *, review_methods: Sequence[str] | None = None) -> CaseIndex:
     """Read cases: ``id``, ``entries`` (or ``entry``), optional ``status`` and ``duplicate_of``; one object per
     line (JSONL), or a JSON array (``judge cases list --json > cases.json``).
 
     Only cases whose status is ``accepted`` (or that have no status) count, for results and coverage alike;
-    a case with a non-empty ``duplicate_of`` counts for its results but not as a *distinct* case.
+    a case with a non-empty ``duplicate_of`` counts for its results but not as a *distinct* case. With
+    ``review_methods``, an accepted case counts only if its ``review_method`` is one of them (a case with a
+    ``reviewer`` and no method was reviewed by a person).
 
     Raises:
         InputError: A line is not JSON, lacks ``id`` or ``entries``, or repeats an id (file:line, field).
@@ -172,6 +181,8 @@ def read_cases(path: str | Path) -> CaseIndex:
         if status not in _STATUSES:
             raise InputError(f"{label}unknown case status {status!r}; known: {', '.join(sorted(_STATUSES))}",
                              path=path, line=line, field="status")
+        if status in COUNTED_STATUSES and not _counts_review(obj, review_methods):
+            status = "not counted"
         for entry in entries:
             row = tally.setdefault(entry, {"distinct": 0, "accepted": 0, "draft": 0, "rejected": 0})
             if status in COUNTED_STATUSES:
@@ -186,15 +197,26 @@ def read_cases(path: str | Path) -> CaseIndex:
     return index
 
 
-def read_coverage(path: str | Path) -> list[EntryCoverage]:
+def read_coverage(path: str | Path, *, review_methods: Sequence[str] | None = None) -> list[EntryCoverage]:
     """Read coverage JSON (as printed by ``judge coverage --json``): a list of entry objects, or an object
     holding that list under ``entries`` or ``coverage``.
 
+    With ``review_methods``, the coverage must say it counted only cases reviewed by those methods (its
+    ``review_methods`` field, as ``judge coverage --review-method ... --json`` writes it).
+
     Raises:
-        InputError: Not JSON, or an entry lacks ``entry_id`` / ``distinct_accepted`` (field named).
+        InputError: Not JSON, an entry lacks ``entry_id`` / ``distinct_accepted`` (field named), or the
+            coverage counted reviews the policy does not accept.
     """
     path = Path(path)
     data = _read_json(path)
+    if review_methods is not None:
+        counted = data.get("review_methods") if isinstance(data, dict) else None
+        if not isinstance(counted, list) or not set(counted) <= set(review_methods):
+            flags = " ".join(f"--review-method {m}" for m in review_methods)
+            raise InputError(f"the coverage counted cases reviewed by {counted or 'any method'}, but the policy "
+                             f"accepts only {', '.join(review_methods)}: make it with `judge coverage {flags} "
+                             "--json`", path=path, field="review_methods")
     if isinstance(data, dict):
         data = data.get("entries", data.get("coverage"))
     if not isinstance(data, list):

@@ -66,6 +66,8 @@ class GatePolicy(BaseModel):
             gate passes only when the data show calibration within bound; ``point`` gates the estimate.
         ece_metric: Which headline ECE of the evaluation to gate (``judge eval`` reports several binnings).
         bootstrap_samples: Replicates when ``interval = "bootstrap"``.
+        review_methods: Which reviews make a case count (``person``, ``check``, ``source``); None counts every
+            accepted case. ``["person"]`` gates only on cases a person accepted.
         seed: Seed of the bootstrap (the gate is reproducible).
     """
 
@@ -85,6 +87,7 @@ class GatePolicy(BaseModel):
     ece_metric: str = "ece_uniform_15"
     bootstrap_samples: int = Field(default=2000, ge=100)
     seed: int = 0
+    review_methods: list[Literal["person", "check", "source"]] | None = None
 
     @field_validator("scope")
     @classmethod

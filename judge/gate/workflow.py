@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from judge.cases.coverage import EntryCoverage
 from judge.errors import InputError
 from judge.gate.decide import GateDecision, decide
 from judge.gate.inputs import (
@@ -70,9 +71,11 @@ def run_gate(policy: GatePolicy | str | Path | None, candidate: str | Path, *, b
     if not isinstance(policy, GatePolicy):
         policy = load_policy(policy) if policy is not None else GatePolicy()
     if cases is not None:
-        source = read_cases(cases)
+        source = read_cases(cases, review_methods=policy.review_methods)
     elif source is None:
         raise InputError("the gate needs cases to map results to entries: pass --cases CASES.jsonl")
+    elif policy.review_methods is not None:
+        source = _ReviewedBy(source, policy.review_methods)
     pair_case_ids = read_pair_case_ids(pairs) if pairs else None
     cand_verdicts = read_results(_existing(candidate))
     check_one_judge(cand_verdicts, Path(candidate))
@@ -83,7 +86,8 @@ def run_gate(policy: GatePolicy | str | Path | None, candidate: str | Path, *, b
         check_one_judge(base_verdicts, Path(baseline))
         base = outcomes_from_verdicts(base_verdicts, source.entries_of, pair_case_ids=pair_case_ids)
     summary = read_calibration(calibration, ece_metric=policy.ece_metric) if calibration is not None else None
-    entry_coverage = read_coverage(coverage) if coverage is not None else source.coverage()
+    entry_coverage = (read_coverage(coverage, review_methods=policy.review_methods) if coverage is not None
+                      else source.coverage())
     decision = decide(entry_coverage, cand.by_entry, policy, calibration=summary,
                       baseline=base.by_entry if base is not None else None, required_entries=required_entries)
     inputs = {"candidate": str(candidate), "baseline": _opt(baseline), "cases": _opt(cases),
@@ -91,6 +95,31 @@ def run_gate(policy: GatePolicy | str | Path | None, candidate: str | Path, *, b
     return GateRun(decision=decision, inputs=inputs, results=cand.results, unmatched=cand.unmatched,
                    baseline_results=base.results if base is not None else None,
                    baseline_unmatched=base.unmatched if base is not None else [])
+
+
+class _ReviewedBy:
+    """A case store seen through a policy's review methods: only cases accepted by one of them count."""
+
+    def __init__(self, store: Any, methods: Sequence[str]) -> None:
+        if not hasattr(store, "list_cases"):
+            raise InputError("the policy counts only some review methods, but this case source cannot tell how "
+                             "its cases were reviewed: pass --cases from `judge cases list --json`",
+                             field="review_methods")
+        self._store = store
+        self._methods = tuple(methods)
+        self._entries: dict[str, tuple[str, ...]] | None = None
+
+    def coverage(self) -> Sequence[EntryCoverage]:
+        """The store's coverage counting only the accepted reviews."""
+        rows: Sequence[EntryCoverage] = self._store.coverage(methods=self._methods)
+        return rows
+
+    def entries_of(self, case_id: str) -> Sequence[str]:
+        """The entries of a case accepted by one of the methods; empty otherwise."""
+        if self._entries is None:
+            self._entries = {c.id: tuple(c.entries) for c in self._store.list_cases(status="accepted")
+                             if c.review_method in self._methods}
+        return self._entries.get(case_id, ())
 
 
 def _existing(path: str | Path) -> Path:

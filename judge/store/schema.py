@@ -244,6 +244,7 @@ class TestCaseRow(Base):
     tags: Mapped[dict[str, Any]] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(16))
     reviewer: Mapped[str | None] = mapped_column(Text)
+    review_method: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     status_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
@@ -276,6 +277,7 @@ class TestCaseReviewRow(Base):
     case_id: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16))
     reviewer: Mapped[str | None] = mapped_column(Text)
+    review_method: Mapped[str | None] = mapped_column(String(16))
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     note: Mapped[str | None] = mapped_column(Text)
 
