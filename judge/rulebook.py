@@ -54,6 +54,7 @@ from judge.rules.conflicts import (
     near_duplicates,
 )
 from judge.rules.model import (
+    EMPTY_RULEBOOK_VERSION,
     Case,
     Change,
     ChangeKind,
@@ -589,9 +590,13 @@ class Rulebook:
                 log.warning("the retrieval index has an older layout; rebuilding it from the rulebook")
                 self.rebuild_index()
             except IndexStaleError:
-                if not self.auto_sync or index.state().seq is None:
+                never_built = index.state().seq is None
+                if never_built and version == EMPTY_RULEBOOK_VERSION:
+                    self.rebuild_index()  # nothing to index: an empty index is current (judging with no rules)
+                elif not self.auto_sync or never_built:
                     raise
-                self.sync_index()
+                else:
+                    self.sync_index()
             self._verified = (version, self.store.count(Layer.CONSTITUTION, active_only=True))
         return index
 

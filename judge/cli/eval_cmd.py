@@ -116,7 +116,9 @@ def eval_(
                                                    "files); without it the judge runs first (see --out)."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Where the judge writes results when it runs "
                                                                "(default: <labelled>.results.jsonl)."),
-    backend: str = typer.Option("local", "--backend", "-b", help="Backend when the judge runs."),
+    backend: str | None = typer.Option(None, "--backend", "-b",
+                                       help="Backend when the judge runs (default: JUDGE_BACKEND, judge.toml, "
+                                            "else local)."),
     base_url: str | None = typer.Option(None, "--base-url", help="Endpoint for openai/<model>."),
     recalibrate: str = typer.Option("auto", "--recalibrate",
                                     help="auto, none, temperature, platt, isotonic or logistic (cross-fitted)."),

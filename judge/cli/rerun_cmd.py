@@ -26,7 +26,7 @@ def rerun(
     ctx: typer.Context,
     since: str = typer.Option(..., "--since", help="Rulebook version (rb-...) before the changes."),
     out: Path = typer.Option(..., "--out", "-o", help="Results JSONL (appended; re-running resumes)."),
-    backend: str = BACKEND_OPT,
+    backend: str | None = BACKEND_OPT,
     base_url: str | None = BASE_URL_OPT,
     concurrency: int | None = typer.Option(None, "--concurrency", "-c",
                                            help="Comparisons in flight (default: 1 embedded, 8 endpoints)."),
