@@ -23,10 +23,10 @@ if TYPE_CHECKING:
     from judge.calibration.workflow import Evaluation
     from judge.judging.engine import Judge
 
-__all__ = ["build_judge", "compare", "compare_many", "default_concurrency", "evaluate", "is_local"]
+__all__ = ["build_judge", "compare", "compare_many", "default_concurrency", "endpoint_of", "evaluate", "is_local"]
 
 
-def build_judge(backend: str = "local", *, settings: Settings | None = None, base_url: str | None = None,
+def build_judge(backend: str | None = None, *, settings: Settings | None = None, base_url: str | None = None,
                 use_cache: bool = True, calibrator: Calibrator | None = None, escalate_below: float | None = None,
                 allow_rulebook_change: bool = False, **config_fields: Any) -> Judge:
     """A ready `Judge`: the configured rulebook, its judgment store (cache + audit) and a started backend.
@@ -35,9 +35,11 @@ def build_judge(backend: str = "local", *, settings: Settings | None = None, bas
     (the shared prompt prefix stays cached) and cost is zero. Call ``judge.backend.close()`` when done.
 
     Args:
-        backend: ``local``, ``local/<path.gguf>`` or ``openai/<model>``.
-        settings: where the rulebook lives (default: ``JUDGE_*`` environment, then defaults).
-        base_url: endpoint for ``openai/<model>``.
+        backend: ``local``, ``local/<path.gguf>`` or ``openai/<model>``; default: the settings' ``backend``
+            (``JUDGE_BACKEND``, ``judge.toml``, else ``local``).
+        settings: where the rulebook lives (default: ``JUDGE_*`` environment, ``judge.toml``, then defaults).
+        base_url: endpoint for ``openai/<model>`` (default: the settings' ``base_url``). It is part of every
+            cache key, so a verdict made by one server is never answered for another.
         use_cache: answer identical requests from the judgment store (every verdict is recorded anyway).
         calibrator: a fitted calibrator for this judge configuration (refused when fitted for another);
             default: the settings' ``calibrator`` file (``JUDGE_CALIBRATOR``), if any.
@@ -65,19 +67,37 @@ def build_judge(backend: str = "local", *, settings: Settings | None = None, bas
         config_fields.setdefault("template_version", CHECKS_TEMPLATE_VERSION)
         config_fields.setdefault("explain", False)
     config_fields.setdefault("template_version", TEMPLATE_VERSION if use_rules else BARE_TEMPLATE_VERSION)
+    backend = backend or settings.backend
     rulebook = Rulebook.open(settings=settings, with_index=use_rules)
-    made = make_backend(backend, data_dir=settings.data_dir, base_url=base_url)
+    made = make_backend(backend, data_dir=settings.data_dir, base_url=base_url or settings.base_url)
     local = is_local(made)
     try:
+        if not local:
+            config_fields.setdefault("endpoint", endpoint_of(made))
         config = JudgeConfig(backend=made.name, model=made.model, **config_fields)
+        price = settings.price_for(made.name, made.model)
         return Judge(made, rulebook if use_rules else None, config=config,
                      store=JudgmentStore(rulebook.store.engine), concurrent_orders=not local, use_cache=use_cache,
-                     price_per_mtok=(0.0, 0.0) if local else None,
+                     price_per_mtok=(0.0, 0.0) if local else (price.per_mtok if price else None),
                      calibrator=calibrator, escalate_below=escalate_below,
                      allow_rulebook_change=allow_rulebook_change)
     except BaseException:
         made.close()  # a refused configuration must not leave the embedded server running
         raise
+
+
+def endpoint_of(backend: Backend) -> str | None:
+    """The endpoint a backend sends to (scheme, host, port and path; never a password or query), if it has one."""
+    from urllib.parse import urlsplit
+
+    client = getattr(backend, "client", None)
+    url = str(getattr(client, "base_url", "") or "")
+    if not url:
+        return None
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path.rstrip('/')}"
 
 
 def is_local(backend: Backend) -> bool:
@@ -94,7 +114,7 @@ def _fields(config: JudgeConfig | None) -> dict[str, Any]:
     return config.model_dump(exclude={"backend", "model"}) if config is not None else {}
 
 
-def compare(prompt: str, response_a: str | Response, response_b: str | Response, *, backend: str = "local",
+def compare(prompt: str, response_a: str | Response, response_b: str | Response, *, backend: str | None = None,
             settings: Settings | None = None, config: JudgeConfig | None = None,
             base_url: str | None = None) -> Verdict:
     """Judge one pair under the configured rulebook and return the full `Verdict`.
@@ -103,7 +123,8 @@ def compare(prompt: str, response_a: str | Response, response_b: str | Response,
         prompt: the user prompt (or rendered conversation).
         response_a: response A (text, or a `Response` with a process).
         response_b: response B.
-        backend: ``local`` (embedded, offline), ``local/<path.gguf>`` or ``openai/<model>``.
+        backend: ``local`` (embedded, offline), ``local/<path.gguf>`` or ``openai/<model>`` (default: the
+            settings' ``backend``).
         settings: where the rulebook lives (default: ``JUDGE_*`` environment, then defaults).
         config: judge configuration (defaults: both orders, rules retrieved, explanation).
         base_url: endpoint for ``openai/<model>``.
@@ -116,7 +137,7 @@ def compare(prompt: str, response_a: str | Response, response_b: str | Response,
         judge.backend.close()
 
 
-def compare_many(pairs: Iterable[Pair], *, backend: str = "local", settings: Settings | None = None,
+def compare_many(pairs: Iterable[Pair], *, backend: str | None = None, settings: Settings | None = None,
                  config: JudgeConfig | None = None, base_url: str | None = None, concurrency: int | None = None,
                  out: str | Path | None = None) -> list[Verdict]:
     """Judge many pairs (bounded concurrency; streamed to `out` as JSONL and resumable when given)."""
@@ -141,7 +162,7 @@ def compare_many(pairs: Iterable[Pair], *, backend: str = "local", settings: Set
 
 def evaluate(labelled: str | Path | Sequence[str | Path], *,
              results: str | Path | Sequence[str | Path] | None = None, out: str | Path | None = None,
-             backend: str = "local", settings: Settings | None = None, config: JudgeConfig | None = None,
+             backend: str | None = None, settings: Settings | None = None, config: JudgeConfig | None = None,
              base_url: str | None = None, recalibrate: str | None = "auto", **options: Any) -> Evaluation:
     """Evaluate the judge on labelled pairs: agreement and calibration, raw and cross-fitted recalibrated.
 

@@ -33,9 +33,11 @@ if TYPE_CHECKING:
     from judge.judging.runner import RunReport
     from judge.judging.shared import SharedRunReport
 
-BACKEND_OPT = typer.Option("local", "--backend", "-b",
-                           help="local (embedded, offline), local/<path.gguf>, or openai/<model>.")
-BASE_URL_OPT = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint URL for openai/<model>.")
+BACKEND_OPT = typer.Option(None, "--backend", "-b",
+                           help="local (embedded, offline), local/<path.gguf>, or openai/<model> (default: "
+                                "JUDGE_BACKEND, judge.toml, else local).")
+BASE_URL_OPT = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint URL for openai/<model> "
+                                                     "(default: JUDGE_BASE_URL, judge.toml).")
 
 
 HOLDOUT_OPT = typer.Option(False, "--holdout-same-prompt",
@@ -57,7 +59,7 @@ TRUST_SHIFTED_OPT = typer.Option(False, "--trust-shifted",
                                       "such a batch is escalated by the judge's own, uncalibrated confidence).")
 
 
-def _judge(st: CliState, backend_spec: str, base_url: str | None, *, single_order: bool, no_rules: bool,
+def _judge(st: CliState, backend_spec: str | None, base_url: str | None, *, single_order: bool, no_rules: bool,
            explain: bool, k: int, k_rulings: int, n_constitution: int, cache: bool = True,
            ties: bool = False, calibrator: Path | None = None, abstain: bool = False,
            escalate_below: float | None = None, allow_rulebook_change: bool = False,
@@ -86,6 +88,12 @@ def _judge(st: CliState, backend_spec: str, base_url: str | None, *, single_orde
                        allow_tie=ties and not no_rules, calibrator=cal, escalate_below=escalate_below,
                        allow_rulebook_change=allow_rulebook_change, bind_precedent=bind_precedent and not no_rules,
                        **({} if precedent_confidence is None else {"precedent_confidence": precedent_confidence}))
+
+
+def cost_text(cost_usd: float | None) -> str:
+    """A cost as shown to a user: ``unknown`` without a price, never a made-up zero."""
+    return "unknown (no price for the model: see docs/configuration.md)" if cost_usd is None \
+        else f"${cost_usd:.4f}"
 
 
 def verdict_table(verdicts: list[Verdict], title: str) -> Table:
@@ -203,7 +211,7 @@ def run(
     ctx: typer.Context,
     pairs: Path = typer.Argument(..., help="JSONL of pairs: id, prompt, response_a, response_b."),
     out: Path = typer.Option(..., "--out", "-o", help="Results JSONL (appended; re-running resumes)."),
-    backend: str = BACKEND_OPT,
+    backend: str | None = BACKEND_OPT,
     base_url: str | None = BASE_URL_OPT,
     concurrency: int | None = typer.Option(None, "--concurrency", "-c",
                                            help="Comparisons in flight at once (default: 1 for the one-slot "
@@ -331,6 +339,9 @@ def run(
                   + (f" ({rate:.0%})" if rate is not None else "")
                   + (f"; bound by precedent {report.bound_by_precedent}" if report.bound_by_precedent else "")
                   + f"; tokens {report.prompt_tokens + report.completion_tokens:,}"
+                  + (f" (+{report.cached_tokens:,} answered from the cache for {report.cached} pair(s), not "
+                     "counted)" if report.cached else "")
+                  + f"; cost {cost_text(report.cost_usd)}"
                   + ("; STOPPED by budget" if report.stopped_by_budget else "") + f"; results in {out}",
                   highlight=False)
     exit_for_failures(report.failed, report.judged)
@@ -341,7 +352,7 @@ def compare(
     prompt: str = typer.Option(..., "--prompt"),
     response_a: str = typer.Option(..., "--a", help="Response A."),
     response_b: str = typer.Option(..., "--b", help="Response B."),
-    backend: str = BACKEND_OPT,
+    backend: str | None = BACKEND_OPT,
     base_url: str | None = BASE_URL_OPT,
     single_order: bool = typer.Option(False, "--single-order"),
     method: str = METHOD_OPT,

@@ -65,12 +65,13 @@ log = logging.getLogger(__name__)
 
 def cache_key(pair: Pair, rulebook_version: str | None, rule_ids: Sequence[str], config: JudgeConfig) -> str:
     """Hash of everything that determines a verdict: the pair (with processes), the rulebook version, the
-    rules shown, the backend, model, template and parameters."""
+    rules shown, the backend, its endpoint, model, template and parameters."""
     blob = json.dumps({
         "pair": pair.model_dump(mode="json", exclude={"id"}),
         "rulebook": rulebook_version,
         "rules": list(rule_ids),
-        "config": config.model_dump(mode="json"),
+        # Without an endpoint (the embedded model) the key stays what it was before endpoints were keyed.
+        "config": config.model_dump(mode="json", exclude={"endpoint"} if config.endpoint is None else None),
     }, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 

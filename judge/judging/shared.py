@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from judge.errors import InputError, StoreError
 from judge.judging.engine import Judge
 from judge.judging.pairs_io import PairRecord
-from judge.judging.runner import RETRYABLE_STAGES, RunReport, deadline_after, judge_one
+from judge.judging.runner import RETRYABLE_STAGES, RunReport, deadline_after, judge_one, refuse_unpriced_budget
 from judge.judging.verdict import Verdict
 from judge.store.claims import Claim, WorkClaims
 
@@ -142,6 +142,7 @@ async def run_shared(judge: Judge, records: Iterable[PairRecord], claims: WorkCl
     Returns:
         This worker's report; ``complete`` unless a budget stopped it.
     """
+    refuse_unpriced_budget(judge, max_cost_usd)
     deadline = deadline_after(max_seconds)
     by_id = _by_id(records)
     fingerprint = fingerprint or batch_fingerprint(judge, list(by_id.values()))

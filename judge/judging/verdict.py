@@ -124,6 +124,9 @@ class JudgeConfig(BaseModel):
     backend: str
     model: str
     template_version: str
+    endpoint: str | None = Field(
+        default=None, description="The OpenAI-compatible endpoint's base URL (None for the embedded model): a "
+                                  "verdict made by one server is never answered from the cache for another.")
     both_orders: bool = True
     explain: bool = True
     use_rules: bool = True
