@@ -25,7 +25,7 @@ __all__ = ["compare", "compare_many", "evaluate"]
 
 def __getattr__(name: str) -> Any:
     # build_judge, default_concurrency and is_local live in `judge.runs` (loaded on first use, like the rest).
-    if name in ("build_judge", "default_concurrency", "is_local"):
+    if name in ("build_judge", "default_concurrency", "endpoint_of", "is_local"):
         from judge import runs
 
         return getattr(runs, name)
@@ -36,7 +36,7 @@ def _fields(config: JudgeConfig | None) -> dict[str, Any]:
     return config.model_dump(exclude={"backend", "model"}) if config is not None else {}
 
 
-def compare(prompt: str, response_a: str | Response, response_b: str | Response, *, backend: str = "local",
+def compare(prompt: str, response_a: str | Response, response_b: str | Response, *, backend: str | None = None,
             settings: Settings | None = None, config: JudgeConfig | None = None,
             base_url: str | None = None) -> Verdict:
     """Judge one pair under the configured rulebook and return the full `Verdict`.
@@ -60,7 +60,7 @@ def compare(prompt: str, response_a: str | Response, response_b: str | Response,
         judge.backend.close()
 
 
-def compare_many(pairs: Iterable[Pair], *, backend: str = "local", settings: Settings | None = None,
+def compare_many(pairs: Iterable[Pair], *, backend: str | None = None, settings: Settings | None = None,
                  config: JudgeConfig | None = None, base_url: str | None = None, concurrency: int | None = None,
                  out: str | Path | None = None) -> list[Verdict]:
     """Judge many pairs (bounded concurrency; streamed to `out` as JSONL and resumable when given)."""
@@ -87,7 +87,7 @@ def compare_many(pairs: Iterable[Pair], *, backend: str = "local", settings: Set
 
 def evaluate(labelled: str | Path | Sequence[str | Path], *,
              results: str | Path | Sequence[str | Path] | None = None, out: str | Path | None = None,
-             backend: str = "local", settings: Settings | None = None, config: JudgeConfig | None = None,
+             backend: str | None = None, settings: Settings | None = None, config: JudgeConfig | None = None,
              base_url: str | None = None, recalibrate: str | None = "auto", holdout_same_prompt: bool = False,
              **options: Any) -> Evaluation:
     """Evaluate the judge on labelled pairs: agreement and calibration, raw and cross-fitted recalibrated.

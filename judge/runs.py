@@ -40,7 +40,21 @@ __all__ = ["JudgeOptions", "RunOptions", "build_judge", "default_concurrency", "
            "judge_pairs", "judge_shared", "open_judge"]
 
 
-def build_judge(backend: str = "local", *, settings: Settings | None = None, base_url: str | None = None,
+def endpoint_of(backend: Backend) -> str | None:
+    """The endpoint a backend sends to (scheme, host, port and path; never a password or query), if it has one."""
+    from urllib.parse import urlsplit
+
+    client = getattr(backend, "client", None)
+    url = str(getattr(client, "base_url", "") or "")
+    if not url:
+        return None
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path.rstrip('/')}"
+
+
+def build_judge(backend: str | None = None, *, settings: Settings | None = None, base_url: str | None = None,
                 use_cache: bool = True, calibrator: Calibrator | None = None, escalate_below: float | None = None,
                 allow_rulebook_change: bool = False, workspace: Workspace | None = None,
                 **config_fields: Any) -> Judge:
@@ -50,9 +64,11 @@ def build_judge(backend: str = "local", *, settings: Settings | None = None, bas
     (the shared prompt prefix stays cached) and cost is zero. Call ``judge.backend.close()`` when done.
 
     Args:
-        backend: ``local``, ``local/<path.gguf>`` or ``openai/<model>``.
-        settings: where the rulebook lives (default: ``JUDGE_*`` environment, then defaults).
-        base_url: endpoint for ``openai/<model>``.
+        backend: ``local``, ``local/<path.gguf>`` or ``openai/<model>``; default: the settings' ``backend``
+            (``JUDGE_BACKEND``, ``judge.toml``, else ``local``).
+        settings: where the rulebook lives (default: ``JUDGE_*`` environment, ``judge.toml``, then defaults).
+        base_url: endpoint for ``openai/<model>`` (default: the settings' ``base_url``). It is part of every
+            cache key, so a verdict made by one server is never answered for another.
         use_cache: answer identical requests from the judgment store (every verdict is recorded anyway).
         calibrator: a fitted calibrator for this judge configuration (refused when fitted for another);
             default: the settings' ``calibrator`` file (``JUDGE_CALIBRATOR``), if any.
@@ -74,13 +90,17 @@ def build_judge(backend: str = "local", *, settings: Settings | None = None, bas
     config_fields.setdefault("template_version", TEMPLATE_VERSION if use_rules else BARE_TEMPLATE_VERSION)
     workspace = workspace or Workspace.open(settings)
     rulebook = workspace.rulebook(with_index=use_rules)
-    made = registry.make_backend(backend, data_dir=settings.data_dir, base_url=base_url)
+    backend = backend or settings.backend
+    made = registry.make_backend(backend, data_dir=settings.data_dir, base_url=base_url or settings.base_url)
     local = is_local(made)
     try:
+        if not local:
+            config_fields.setdefault("endpoint", endpoint_of(made))
+        price = settings.price_for(made.name, made.model)
         config = JudgeConfig(backend=made.name, model=made.model, **config_fields)
         return Judge(made, rulebook if use_rules else None, config=config,
                      store=workspace.judgments(), concurrent_orders=not local, use_cache=use_cache,
-                     price_per_mtok=(0.0, 0.0) if local else None,
+                     price_per_mtok=(0.0, 0.0) if local else (price.per_mtok if price else None),
                      calibrator=calibrator, escalate_below=escalate_below,
                      allow_rulebook_change=allow_rulebook_change)
     except BaseException:
@@ -121,7 +141,7 @@ class JudgeOptions:
         precedent_confidence: probability a precedent-bound verdict gives the ruling's holding.
     """
 
-    backend: str = "local"
+    backend: str | None = None
     base_url: str | None = None
     single_order: bool = False
     no_rules: bool = False

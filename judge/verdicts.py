@@ -206,6 +206,9 @@ class JudgeConfig(BaseModel):
     backend: str
     model: str
     template_version: str
+    endpoint: str | None = Field(
+        default=None, description="The OpenAI-compatible endpoint's base URL (None for the embedded model): a "
+                                  "verdict made by one server is never answered from the cache for another.")
     both_orders: bool = True
     explain: bool = True
     use_rules: bool = True
@@ -305,11 +308,12 @@ class Verdict(BaseModel):
 
 def cache_key(pair: Pair, rulebook_version: str | None, rule_ids: Sequence[str], config: JudgeConfig) -> str:
     """Hash of everything that determines a verdict: the pair (with processes), the rulebook version, the
-    rules shown, the backend, model, template and parameters."""
+    rules shown, the backend, its endpoint, model, template and parameters."""
     blob = json.dumps({
         "pair": pair.model_dump(mode="json", exclude={"id"}),
         "rulebook": rulebook_version,
         "rules": list(rule_ids),
-        "config": config.model_dump(mode="json"),
+        # Without an endpoint (the embedded model) the key stays what it was before endpoints were keyed.
+        "config": config.model_dump(mode="json", exclude={"endpoint"} if config.endpoint is None else None),
     }, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()

@@ -305,9 +305,11 @@ def generate(
     ctx: typer.Context,
     entry: list[str] = typer.Option(..., "--entry", "-e", help="Spec entry to write cases for (repeatable)."),
     n: int = typer.Option(8, "--n", help="Cases to ask for per entry."),
-    backend: str = typer.Option("local", "--backend", "-b",
-                                help="local (embedded), local/<path.gguf>, or openai/<model>."),
-    base_url: str | None = typer.Option(None, "--base-url", callback=check_url, help="Endpoint for openai/<model>."),
+    backend: str | None = typer.Option(None, "--backend", "-b",
+                                       help="local (embedded), local/<path.gguf>, or openai/<model> (default: "
+                                            "JUDGE_BACKEND, judge.toml, else local)."),
+    base_url: str | None = typer.Option(None, "--base-url", callback=check_url,
+                                            help="Endpoint for openai/<model>."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Generate draft test cases per spec entry with a model; review them with `judge cases review`."""
@@ -323,7 +325,8 @@ def generate(
     unknown = [e for e in entry if e not in store.entry_ids()]
     if unknown:
         raise InputError(f"not spec entries of the rulebook: {', '.join(unknown)}", field="entry")
-    made = make_backend(backend, data_dir=state(ctx).settings.data_dir, base_url=base_url)
+    settings = state(ctx).settings
+    made = make_backend(backend or settings.backend, data_dir=settings.data_dir, base_url=base_url or settings.base_url)
     added: dict[str, int] = {}
     async def generate_all(progress: Any) -> None:  # one event loop for every entry: connections stay valid
         try:

@@ -58,7 +58,8 @@ ALLOW_EMPTY_HELP = ("Judge even when the database does not exist yet or holds no
                     "verdicts are made without any rule).")
 
 
-def require_rulebook(settings: Settings, *, allow_empty: bool, use_rules: bool = True) -> None:
+def require_rulebook(settings: Settings, *, allow_empty: bool, use_rules: bool = True,
+                     offer_allow_empty: bool = True) -> None:
     """Refuse to judge against a database that does not exist or a rulebook with no rules.
 
     A mistyped ``--db`` / ``JUDGE_DB`` would otherwise create an empty database and judge silently with no
@@ -66,7 +67,7 @@ def require_rulebook(settings: Settings, *, allow_empty: bool, use_rules: bool =
 
     Raises:
         ConfigError: the SQLite file is missing, or (``use_rules``) the rulebook holds no rules; the message
-            says how to create it and names ``--allow-empty``.
+            says how to create it and (``offer_allow_empty``) names ``--allow-empty``.
     """
     from sqlalchemy.engine import make_url
 
@@ -74,8 +75,8 @@ def require_rulebook(settings: Settings, *, allow_empty: bool, use_rules: bool =
 
     if allow_empty:
         return
-    how = ("create it with `judge init` or `judge rulebook load rulebook/`, or pass --allow-empty to judge "
-           "without rules")
+    how = "create it with `judge init` or `judge rulebook load rulebook/`" + (
+        ", or pass --allow-empty to judge without rules" if offer_allow_empty else "")
     url = make_url(settings.resolved_db_url)
     database = url.database or ""
     where = url.render_as_string(hide_password=True)

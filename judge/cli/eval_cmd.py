@@ -118,8 +118,10 @@ def eval_(
                                                    "files); without it the judge runs first (see --out)."),
     out: Path | None = typer.Option(None, "--out", "-o", callback=check_out_file,
                                     help="Where the judge writes results when it runs "
-                                         "(default: <labelled>.results.jsonl)."),
-    backend: str = typer.Option("local", "--backend", "-b", help="Backend when the judge runs."),
+                                                               "(default: <labelled>.results.jsonl)."),
+    backend: str | None = typer.Option(None, "--backend", "-b",
+                                       help="Backend when the judge runs (default: JUDGE_BACKEND, judge.toml, "
+                                            "else local)."),
     base_url: str | None = typer.Option(None, "--base-url", callback=check_url,
                                             help="Endpoint for openai/<model>."),
     recalibrate: str = typer.Option("auto", "--recalibrate",

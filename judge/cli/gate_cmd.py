@@ -54,8 +54,8 @@ def gate(
 ) -> None:
     """Gate a candidate: coverage per spec entry, win rate lower bound, judge calibration.
 
-    Exit code 0 when the gate passes, 1 when it fails (with a table of every failing entry and why),
-    2 on bad input.
+    Exit codes: 0 the gate passed; 1 it failed (a table lists every failing entry and why); 2 bad input or
+    usage.
     """
     from judge.cli.cases_cmd import open_store
     from judge.gate.render import decision_json, decision_lines, decision_table

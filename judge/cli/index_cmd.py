@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from judge.cli.common import console, emit_json, state
+from judge.cli.common import console, emit_json, require_rulebook, state
 
 app = typer.Typer(help="The derived retrieval index (rebuildable from the SQL rulebook).", no_args_is_help=True)
 
@@ -12,6 +12,8 @@ app = typer.Typer(help="The derived retrieval index (rebuildable from the SQL ru
 @app.command("rebuild")
 def rebuild(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
     """Drop the index and rebuild it from the SQL rulebook."""
+    # An empty rulebook gives an empty index that retrieves nothing: say how to load rules instead.
+    require_rulebook(state(ctx).settings, allow_empty=False, offer_allow_empty=False)
     rb = state(ctx).rulebook()
     n = rb.rebuild_index()
     if as_json:

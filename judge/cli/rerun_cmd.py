@@ -27,7 +27,7 @@ def rerun(
     since: str = typer.Option(..., "--since", help="Rulebook version (rb-...) before the changes."),
     out: Path = typer.Option(..., "--out", "-o", callback=check_out_file,
                              help="Results JSONL (appended; re-running resumes)."),
-    backend: str = BACKEND_OPT,
+    backend: str | None = BACKEND_OPT,
     base_url: str | None = BASE_URL_OPT,
     concurrency: int | None = typer.Option(None, "--concurrency", "-c", min=1,
                                            help="Comparisons in flight (default: 1 embedded, 8 endpoints)."),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from judge.cli.common import console, emit_json, state
+from judge.cli.common import console, emit_json, require_rulebook, state
 from judge.rules.model import Pair, as_response
 
 
@@ -20,6 +20,7 @@ def retrieve(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Retrieve the constitution, top-k spec entries and top-k rulings for a pair, by precedence."""
+    require_rulebook(state(ctx).settings, allow_empty=False, offer_allow_empty=False)
     rb = state(ctx).rulebook()
     pair = Pair(prompt=prompt, response_a=as_response(response_a), response_b=as_response(response_b))
     result = rb.retrieve(pair, k=k, k_rulings=k_rulings, exclude=exclude)

@@ -304,9 +304,11 @@ def draft_checks_cmd(
     ruling_ids: list[str] = typer.Argument(None, help="Rulings to draft checks for (default: every active "
                                                       "ruling without checks, with --all)."),
     all_missing: bool = typer.Option(False, "--all", help="Every active ruling that has no checks yet."),
-    backend: str = typer.Option("local", "--backend", "-b",
-                                help="local (embedded), local/<path.gguf>, or openai/<model>."),
-    base_url: str | None = typer.Option(None, "--base-url", callback=check_url, help="Endpoint for openai/<model>."),
+    backend: str | None = typer.Option(None, "--backend", "-b",
+                                       help="local (embedded), local/<path.gguf>, or openai/<model> (default: "
+                                            "JUDGE_BACKEND, judge.toml, else local)."),
+    base_url: str | None = typer.Option(None, "--base-url", callback=check_url,
+                                            help="Endpoint for openai/<model>."),
     apply: bool = typer.Option(False, "--apply", help="Write the drafts as a new version of each ruling (author: "
                                                       "the backend); without it they are only printed."),
     as_json: bool = JSON_OPT,
@@ -330,7 +332,8 @@ def draft_checks_cmd(
         if not ruling_ids:
             raise typer.BadParameter("name rulings or give --all", param_hint="RULING_IDS")
         targets = [rb.get(rid) for rid in ruling_ids]
-    made = make_backend(backend, data_dir=state(ctx).settings.data_dir, base_url=base_url)
+    settings = state(ctx).settings
+    made = make_backend(backend or settings.backend, data_dir=settings.data_dir, base_url=base_url or settings.base_url)
     drafted: dict[str, list[Check]] = {}
     failed: dict[str, str] = {}
 

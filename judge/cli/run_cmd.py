@@ -35,10 +35,12 @@ if TYPE_CHECKING:
     from judge.runs import JudgeOptions, RunOptions
     from judge.store.claims import WorkClaims
 
-BACKEND_OPT = typer.Option("local", "--backend", "-b",
-                           help="local (embedded, offline), local/<path.gguf>, or openai/<model>.")
+BACKEND_OPT = typer.Option(None, "--backend", "-b",
+                           help="local (embedded, offline), local/<path.gguf>, or openai/<model> (default: "
+                                "JUDGE_BACKEND, judge.toml, else local).")
 BASE_URL_OPT = typer.Option(None, "--base-url", callback=check_url,
-                            help="OpenAI-compatible endpoint URL for openai/<model>.")
+                            help="OpenAI-compatible endpoint URL for openai/<model> (default: JUDGE_BASE_URL, "
+                                 "judge.toml).")
 
 
 HOLDOUT_OPT = typer.Option(False, "--holdout-same-prompt",
@@ -66,6 +68,12 @@ def _judge(st: CliState, options: JudgeOptions, *, allow_empty: bool = False) ->
 
     require_rulebook(st.settings, allow_empty=allow_empty, use_rules=not options.no_rules)
     return open_judge(options, workspace=st.workspace())
+
+
+def cost_text(cost_usd: float | None) -> str:
+    """A cost as shown to a user: ``unknown`` without a price, never a made-up zero."""
+    return "unknown (no price for the model: see docs/configuration.md)" if cost_usd is None \
+        else f"${cost_usd:.4f}"
 
 
 def verdict_table(verdicts: list[Verdict], title: str) -> Table:
@@ -140,7 +148,7 @@ def run(
     pairs: Path = typer.Argument(..., help="JSONL of pairs: id, prompt, response_a, response_b."),
     out: Path = typer.Option(..., "--out", "-o", callback=check_out_file,
                              help="Results JSONL (appended; re-running resumes)."),
-    backend: str = BACKEND_OPT,
+    backend: str | None = BACKEND_OPT,
     base_url: str | None = BASE_URL_OPT,
     concurrency: int | None = typer.Option(None, "--concurrency", "-c", min=1,
                                            help="Comparisons in flight at once (default: 1 for the one-slot "
@@ -269,6 +277,9 @@ def run(
                   + (f" ({rate:.0%})" if rate is not None else "")
                   + (f"; bound by precedent {report.bound_by_precedent}" if report.bound_by_precedent else "")
                   + f"; tokens {report.prompt_tokens + report.completion_tokens:,}"
+                  + (f" (+{report.cached_tokens:,} answered from the cache for {report.cached} pair(s), not "
+                     "counted)" if report.cached else "")
+                  + f"; cost {cost_text(report.cost_usd)}"
                   + ("; STOPPED by budget" if report.stopped_by_budget else "") + f"; results in {out}",
                   highlight=False)
     exit_for_failures(report.failed, report.judged)
@@ -279,7 +290,7 @@ def compare(
     prompt: str = typer.Option(..., "--prompt"),
     response_a: str = typer.Option(..., "--a", help="Response A."),
     response_b: str = typer.Option(..., "--b", help="Response B."),
-    backend: str = BACKEND_OPT,
+    backend: str | None = BACKEND_OPT,
     base_url: str | None = BASE_URL_OPT,
     single_order: bool = typer.Option(False, "--single-order"),
     method: str = METHOD_OPT,

@@ -33,7 +33,7 @@ __all__ = ["ImpactEntry", "ImpactReport", "RerunGroup", "RuleDiff", "UnknownImpa
 
 #: Configuration fields a re-run takes from the stored judgment; backend and model come from the judge
 #: re-running, the template version from the code (it names the prompt the code renders).
-_KEPT = tuple(f for f in JudgeConfig.model_fields if f not in ("backend", "model", "template_version"))
+_KEPT = tuple(f for f in JudgeConfig.model_fields if f not in ("backend", "model", "endpoint", "template_version"))
 
 
 @dataclass(frozen=True)
@@ -85,9 +85,11 @@ def _excluder(exclude: dict[str, tuple[str, ...]]) -> Callable[[PairRecord], Seq
 
 def _add(total: RunReport, part: RunReport) -> None:
     for f in fields(RunReport):
-        value = getattr(part, f.name)
-        setattr(total, f.name, (getattr(total, f.name) or value) if isinstance(value, bool)
-                else getattr(total, f.name) + value)
+        value, so_far = getattr(part, f.name), getattr(total, f.name)
+        if f.name == "cost_usd":  # an unknown cost (None) makes the total unknown
+            setattr(total, f.name, None if value is None or so_far is None else so_far + value)
+            continue
+        setattr(total, f.name, (so_far or value) if isinstance(value, bool) else so_far + value)
 
 
 async def rerun(judge: Judge, entries: Sequence[ImpactEntry], *, out: Path | None = None, concurrency: int = 4,
@@ -102,7 +104,7 @@ async def rerun(judge: Judge, entries: Sequence[ImpactEntry], *, out: Path | Non
     total = RunReport()
     for group in rerun_plan(entries):
         use_rules = bool(group.config_fields.get("use_rules", True))
-        config = JudgeConfig(backend=judge.config.backend, model=judge.config.model,
+        config = JudgeConfig(backend=judge.config.backend, model=judge.config.model, endpoint=judge.config.endpoint,
                              template_version=TEMPLATE_VERSION if use_rules else BARE_TEMPLATE_VERSION,
                              **group.config_fields)
         runner = Judge(judge.backend, judge.rulebook, config=config, limits=judge.limits,

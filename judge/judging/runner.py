@@ -103,18 +103,31 @@ class RunReport:
     bound_by_precedent: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    cost_usd: float = 0.0
+    cost_usd: float | None = 0.0
+    cached: int = 0
+    cached_tokens: int = 0
     stopped_by_budget: bool = False
 
     def add(self, verdict: Verdict) -> None:
-        """Count one verdict this run produced."""
+        """Count one verdict this run produced.
+
+        A verdict answered from the judgment store spent nothing now: its tokens count as ``cached_tokens``,
+        never against a budget. The cost is None (unknown) once any verdict that used tokens had no price.
+        """
         self.judged += 1
         self.failed += verdict.failure is not None
         self.position_inconsistent += verdict.failure is None and bool(verdict.position_inconsistent)
         self.bound_by_precedent += verdict.precedent is not None
+        if verdict.cached:
+            self.cached += 1
+            self.cached_tokens += verdict.prompt_tokens + verdict.completion_tokens
+            return
         self.prompt_tokens += verdict.prompt_tokens
         self.completion_tokens += verdict.completion_tokens
-        self.cost_usd += verdict.cost_usd or 0.0
+        if verdict.cost_usd is None and verdict.prompt_tokens + verdict.completion_tokens > 0:
+            self.cost_usd = None
+        elif self.cost_usd is not None:
+            self.cost_usd += verdict.cost_usd or 0.0
 
     def over_budget(self, max_tokens: int | None, max_cost_usd: float | None,
                     deadline: float | None = None) -> bool:
@@ -122,7 +135,7 @@ class RunReport:
         (a `deadline_after` reading) ran out."""
         used = self.prompt_tokens + self.completion_tokens
         return ((max_tokens is not None and used >= max_tokens)
-                or (max_cost_usd is not None and self.cost_usd >= max_cost_usd)
+                or (max_cost_usd is not None and self.cost_usd is not None and self.cost_usd >= max_cost_usd)
                 or (deadline is not None and _clock() >= deadline))
 
     @property
@@ -169,6 +182,7 @@ class RunControl:
                  max_cost_usd: float | None = None, max_seconds: float | None = None,
                  exclude_for: Callable[[PairRecord], Sequence[str]] | None = None,
                  on_result: Callable[[Verdict], None] | None = None) -> None:
+        refuse_unpriced_budget(judge, max_cost_usd)
         self.judge = judge
         self.report = report
         self.max_tokens = max_tokens
@@ -200,6 +214,18 @@ class RunControl:
         """Stop the run: the report says whether a budget stopped it; the judge's connections are released."""
         self.report.stopped_by_budget = self.budget_hit
         await self.judge.release()
+
+
+def refuse_unpriced_budget(judge: Judge, max_cost_usd: float | None) -> None:
+    """A cost budget needs a price: without one every cost is unknown and the budget could never stop a run.
+
+    Raises:
+        ConfigError: ``max_cost_usd`` is set and the judge has no price.
+    """
+    if max_cost_usd is not None and judge.price_per_mtok is None:
+        raise ConfigError(f"--max-cost needs a price for {judge.config.model!r}, and none is known: set one in "
+                          f"judge.toml ([prices.\"{judge.config.model}\"] input = ..., output = ..., USD per 1M "
+                          "tokens) or leave out --max-cost")
 
 
 async def run_pairs(judge: Judge, records: Iterable[PairRecord], *, out: Path | None = None,

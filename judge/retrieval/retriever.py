@@ -23,7 +23,7 @@ from judge.errors import IndexSchemaError, IndexStaleError, RulebookError
 from judge.retrieval.fusion import RetrievalConfig, reciprocal_rank_fusion
 from judge.retrieval.index import Hit, LayerTable, RuleIndex
 from judge.rules.conflicts import Precedent, measure_candidates, near_duplicates
-from judge.rules.model import Layer, Pair, Rule
+from judge.rules.model import EMPTY_RULEBOOK_VERSION, Layer, Pair, Rule
 from judge.rules.precedence import PrecedenceResult, order_rules
 from judge.store import RulebookStore
 
@@ -192,9 +192,13 @@ class Retriever:
                 log.warning("the retrieval index has an older layout; rebuilding it from the rulebook")
                 self.rebuild_index()
             except IndexStaleError:
-                if not self.auto_sync or index.state().seq is None:
+                never_built = index.state().seq is None
+                if never_built and version == EMPTY_RULEBOOK_VERSION:
+                    self.rebuild_index()  # nothing to index: an empty index is current (judging with no rules)
+                elif not self.auto_sync or never_built:
                     raise
-                self.sync_index()
+                else:
+                    self.sync_index()
             self._verified = (version, self.store.count(Layer.CONSTITUTION, active_only=True))
         return index
 

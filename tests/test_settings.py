@@ -1,0 +1,163 @@
+"""Settings: flags > environment > judge.toml / [tool.judge] > defaults, with the source of every value."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from judge.errors import ConfigError
+from judge.settings import Price, Settings
+from tests.test_cli import invoke
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _toml(directory: Path, text: str, name: str = "judge.toml") -> Path:
+    path = directory / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_flag_beats_environment_beats_file_beats_default(tmp_path: Path) -> None:
+    config = _toml(tmp_path, 'backend = "openai/from-file"\nembedding_model = "hash:8"\ndata_dir = "data"\n'
+                             'chroma_url = "http://file:1"\n')
+    env = {"JUDGE_BACKEND": "openai/from-env", "JUDGE_CHROMA_URL": "http://env:2"}
+    s = Settings.from_env(env, cwd=tmp_path, chroma_url="http://flag:3")
+    assert s.chroma_url == "http://flag:3" and s.source("chroma_url") == "flag"
+    assert s.backend == "openai/from-env" and s.source("backend") == "env JUDGE_BACKEND"
+    assert s.embedding_model == "hash:8" and s.source("embedding_model") == str(config)
+    assert s.data_dir == (tmp_path / "data").resolve()  # relative to the file
+    assert s.index_path is None and s.source("index_path") == "default"
+    assert s.config_file == config
+    assert Settings.from_env({}, cwd=tmp_path / "elsewhere").backend == "local"
+
+
+def test_pyproject_tool_table_and_judge_config_variable(tmp_path: Path) -> None:
+    _toml(tmp_path, '[project]\nname = "x"\n[tool.judge]\nbackend = "openai/pp"\n', "pyproject.toml")
+    assert Settings.from_env({}, cwd=tmp_path).backend == "openai/pp"
+    _toml(tmp_path, '[project]\nname = "x"\n', "pyproject.toml")
+    s = Settings.from_env({}, cwd=tmp_path)
+    assert s.backend == "local" and s.config_file is None
+    explicit = _toml(tmp_path, 'backend = "openai/named"\n', "other.toml")
+    assert Settings.from_env({"JUDGE_CONFIG": str(explicit)}, cwd=tmp_path).backend == "openai/named"
+    with pytest.raises(ConfigError, match="not a file"):
+        Settings.from_env({"JUDGE_CONFIG": str(tmp_path / "missing.toml")}, cwd=tmp_path)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("backend = [\n", "not valid TOML"),
+    ("bakend = 'local'\n", "unknown setting 'bakend'"),
+    ("api_key = 'sk-x'\n", "not read from a file"),
+    ("[prices.m]\ninput = -1\noutput = 1\n", "prices"),
+    ("[prices.m]\ninput = 1\n", "prices"),
+])
+def test_a_bad_config_file_is_one_error_naming_the_file(tmp_path: Path, text: str, message: str) -> None:
+    path = _toml(tmp_path, text)
+    with pytest.raises(ConfigError, match=message) as info:
+        Settings.from_env({}, cwd=tmp_path)
+    assert str(path) in str(info.value)
+
+
+def test_prices_and_masking(tmp_path: Path) -> None:
+    _toml(tmp_path, '[prices."gpt-x"]\ninput = 0.5\noutput = 2\n[prices."openai/other"]\ninput = 1\noutput = 1\n')
+    s = Settings.from_env({"JUDGE_API_KEY": "sk-very-secret", "JUDGE_DB": "postgresql://me:hunter2@db/judge"},
+                          cwd=tmp_path)
+    assert s.price_for("openai/gpt-x", "gpt-x") == Price(input=0.5, output=2)
+    assert s.price_for("openai/other", "other") == Price(input=1, output=1)
+    assert s.price_for("openai/unpriced", "unpriced") is None
+    shown = json.dumps(s.shown())
+    assert "sk-very-secret" not in shown and "hunter2" not in shown and "me:***@db" in shown
+
+
+def test_config_show_init_and_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("JUDGE_API_KEY", "sk-never-printed")
+    _toml(tmp_path, 'backend = "openai/m"\n')
+    code, out, _ = invoke(["--embedding-model", "hash", "config", "show", "--json"], monkeypatch, capsys)
+    shown = json.loads(out)
+    assert code == 0 and shown["config_file"] == str(tmp_path / "judge.toml")
+    assert shown["settings"]["backend"] == {"value": "openai/m", "source": str(tmp_path / "judge.toml")}
+    assert shown["settings"]["embedding_model"]["source"] == "flag"
+    assert shown["settings"]["data_dir"]["source"] == "env JUDGE_DATA_DIR"
+    assert shown["settings"]["api_key"] == {"value": "**** (set)", "source": "env JUDGE_API_KEY"}
+    code, out, _ = invoke(["config", "show"], monkeypatch, capsys)
+    assert code == 0 and "sk-never-printed" not in out and "openai/m" in out
+
+    (tmp_path / "judge.toml").unlink()
+    code, out, err = invoke(["--embedding-model", "hash", "init", "--json"], monkeypatch, capsys)
+    assert code == 0, err
+    done = json.loads(out)
+    assert done["config_written"] and done["added"] > 250 and Path(done["data_dir"]).is_dir()
+    written = (tmp_path / "judge.toml").read_text(encoding="utf-8")
+    assert Settings.from_env({}, cwd=tmp_path).backend == "local"  # every line is commented out, and valid
+    for name in Settings.model_fields:
+        assert name in written, name
+    code, out, _ = invoke(["--embedding-model", "hash", "init", "--json"], monkeypatch, capsys)
+    again = json.loads(out)
+    assert code == 0 and not again["config_written"] and again["added"] == 0  # idempotent, file kept
+    code, out, _ = invoke(["--embedding-model", "hash", "rulebook", "list", "--layer", "constitution", "--json"],
+                          monkeypatch, capsys)
+    assert code == 0 and len(json.loads(out)["rules"]) == 22
+
+    code, out, _ = invoke(["--version"], monkeypatch, capsys)
+    assert code == 0 and out.startswith("judge ")
+
+
+def test_an_empty_rulebook_says_to_load_rules_instead_of_indexing_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    db = f"sqlite:///{tmp_path / 'empty.db'}"
+    invoke(["--db", db, "--embedding-model", "hash", "rulebook", "list"], monkeypatch, capsys)  # creates it
+    for args in (["index", "rebuild"], ["retrieve", "--prompt", "p", "--a", "a", "--b", "b"]):
+        code, out, err = invoke(["--db", db, "--embedding-model", "hash", *args], monkeypatch, capsys)
+        said = " ".join(err.split())
+        assert code == 2 and "holds no rules" in said and "judge init" in said, (args, err)
+        assert "judge rulebook load" in said and "--allow-empty" not in said and "indexed" not in out
+
+
+def test_judge_backend_variable_picks_the_default_backend(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """`build_judge` without a backend takes the settings' one (JUDGE_BACKEND)."""
+    from judge.api import build_judge
+
+    asked: list[str] = []
+
+    def make_backend(spec: str, **_kw: object) -> None:
+        asked.append(spec)
+        raise ConfigError("stop here")
+
+    monkeypatch.setattr("judge.backends.registry.make_backend", make_backend)
+    monkeypatch.setenv("JUDGE_BACKEND", "openai/from-env")
+    with pytest.raises(ConfigError, match="stop here"):
+        build_judge(settings=Settings.from_env(db_url=f"sqlite:///{tmp_path / 'x.db'}", embedding_model="hash"),
+                    use_rules=False)
+    assert asked == ["openai/from-env"]
+
+
+_HEAVY_AFTER = """
+import sys
+import judge.cli.main
+for argv in {argvs!r}:
+    sys.argv = ['judge', *argv]
+    try:
+        judge.cli.main.main()
+    except SystemExit:
+        pass
+heavy = [m for m in ('torch', 'sentence_transformers', 'transformers', 'chromadb', 'onnxruntime', 'sklearn')
+         if m in sys.modules]
+print('HEAVY', heavy)
+"""
+
+
+@pytest.mark.parametrize("argvs", [[], [["--help"]], [["rulebook", "list"], ["config", "show"]]],
+                         ids=["import", "help", "rulebook-list"])
+def test_commands_that_do_not_embed_never_import_torch(argvs: list[list[str]]) -> None:
+    """Importing the CLI, `judge --help` and `judge rulebook list` load no embedding, index or scikit-learn
+    library (fast start): the embedder loads at its first use."""
+    done = subprocess.run([sys.executable, "-c", _HEAVY_AFTER.format(argvs=argvs)], capture_output=True,
+                          text=True, cwd=REPO, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "HEAVY []" in done.stdout, done.stdout[-800:]
