@@ -28,7 +28,7 @@ __all__ = ["build_judge", "compare", "compare_many", "default_concurrency", "eva
 
 def build_judge(backend: str = "local", *, settings: Settings | None = None, base_url: str | None = None,
                 use_cache: bool = True, calibrator: Calibrator | None = None, escalate_below: float | None = None,
-                allow_rulebook_change: bool = False, **config_fields: Any) -> Judge:
+                allow_rulebook_change: bool = False, prior_weights: bool = False, **config_fields: Any) -> Judge:
     """A ready `Judge`: the configured rulebook, its judgment store (cache + audit) and a started backend.
 
     The embedded server has one slot, so for ``local`` backends the two orders run one after the other
@@ -43,6 +43,9 @@ def build_judge(backend: str = "local", *, settings: Settings | None = None, bas
             default: the settings' ``calibrator`` file (``JUDGE_CALIBRATOR``), if any.
         escalate_below: escalate verdicts whose (calibrated) confidence is below this.
         allow_rulebook_change: accept a calibrator fitted under another rulebook version.
+        prior_weights: with the rule-checks method, combine the checks with the prior weights `CheckWeights()`
+            instead of the fitted weighting that ships for this judge configuration (applied by default when
+            one matches; a ``check_weights`` field given here always wins).
         **config_fields: `JudgeConfig` fields; backend and model come from the started backend. The method
             defaults to ``checks`` (the rules' yes/no checks, applied by precedence) when rules are used, and
             the template version to the one of the method (``bare`` without rules).
@@ -52,6 +55,7 @@ def build_judge(backend: str = "local", *, settings: Settings | None = None, bas
     from judge.judging.engine import Judge
     from judge.judging.prompts import BARE_TEMPLATE_VERSION, TEMPLATE_VERSION
     from judge.rulebook import Rulebook
+    from judge.store.check_answers import CheckAnswerStore
     from judge.store.judgments import JudgmentStore
 
     settings = settings or Settings.from_env()
@@ -70,11 +74,16 @@ def build_judge(backend: str = "local", *, settings: Settings | None = None, bas
     local = is_local(made)
     try:
         config = JudgeConfig(backend=made.name, model=made.model, **config_fields)
+        if "check_weights" not in config_fields and not prior_weights:
+            from judge.judging.weights import with_shipped_weights
+
+            config = with_shipped_weights(config)
         return Judge(made, rulebook if use_rules else None, config=config,
                      store=JudgmentStore(rulebook.store.engine), concurrent_orders=not local, use_cache=use_cache,
                      price_per_mtok=(0.0, 0.0) if local else None,
                      calibrator=calibrator, escalate_below=escalate_below,
-                     allow_rulebook_change=allow_rulebook_change)
+                     allow_rulebook_change=allow_rulebook_change,
+                     check_cache=CheckAnswerStore(rulebook.store.engine))
     except BaseException:
         made.close()  # a refused configuration must not leave the embedded server running
         raise

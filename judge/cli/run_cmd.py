@@ -52,6 +52,9 @@ METHOD_OPT = typer.Option("checks", "--method",
 HOLISTIC_OPT = typer.Option("pointwise", "--holistic",
                             help="With --method checks, the rule-free signal: none, pointwise (one general "
                                  "question per response) or pairwise (the bare A-or-B question, both orders).")
+PRIOR_WEIGHTS_OPT = typer.Option(False, "--prior-weights",
+                                 help="With --method checks, combine the checks with the prior weights instead of "
+                                      "the fitted weighting that ships for this judge configuration.")
 TRUST_SHIFTED_OPT = typer.Option(False, "--trust-shifted",
                                  help="Keep the calibrated abstention on a batch the shift alarm flags (by default "
                                       "such a batch is escalated by the judge's own, uncalibrated confidence).")
@@ -62,7 +65,7 @@ def _judge(st: CliState, backend_spec: str, base_url: str | None, *, single_orde
            ties: bool = False, calibrator: Path | None = None, abstain: bool = False,
            escalate_below: float | None = None, allow_rulebook_change: bool = False,
            bind_precedent: bool = True, precedent_confidence: float | None = None, method: str = "checks",
-           holistic: str = "pointwise", allow_empty: bool = False) -> Judge:
+           holistic: str = "pointwise", allow_empty: bool = False, prior_weights: bool = False) -> Judge:
     from judge.calibration.recalibrate import load_calibrator
 
     require_rulebook(st.settings, allow_empty=allow_empty, use_rules=not no_rules)
@@ -85,6 +88,7 @@ def _judge(st: CliState, backend_spec: str, base_url: str | None, *, single_orde
                        k_spec=k, k_rulings=k_rulings, n_constitution=n_constitution,
                        allow_tie=ties and not no_rules, calibrator=cal, escalate_below=escalate_below,
                        allow_rulebook_change=allow_rulebook_change, bind_precedent=bind_precedent and not no_rules,
+                       prior_weights=prior_weights,
                        **({} if precedent_confidence is None else {"precedent_confidence": precedent_confidence}))
 
 
@@ -212,6 +216,7 @@ def run(
     no_rules: bool = typer.Option(False, "--no-rules", help="Bare 'which is better' baseline without rules."),
     method: str = METHOD_OPT,
     holistic: str = HOLISTIC_OPT,
+    prior_weights: bool = PRIOR_WEIGHTS_OPT,
     explain: bool = typer.Option(True, "--explain/--no-explain",
                                  help="With --method pairwise: ask for cited rules and a rationale."),
     k: int = typer.Option(3, "--k", help="Spec entries shown to the judge."),
@@ -277,6 +282,7 @@ def run(
                    calibrator=calibrator, abstain=abstain, escalate_below=escalate_below,
                    allow_rulebook_change=allow_rulebook_change, bind_precedent=precedent,
                    precedent_confidence=precedent_confidence, method=method, holistic=holistic,
+                   prior_weights=prior_weights,
                    allow_empty=allow_empty)
     report: RunReport
     if shared or batch is not None:
@@ -330,6 +336,8 @@ def run(
                   f"orders disagreed on {report.position_inconsistent}"
                   + (f" ({rate:.0%})" if rate is not None else "")
                   + (f"; bound by precedent {report.bound_by_precedent}" if report.bound_by_precedent else "")
+                  + (f"; rule checks asked {report.checks_asked:,}, from cache {report.checks_cached:,}"
+                     if report.checks_asked or report.checks_cached else "")
                   + f"; tokens {report.prompt_tokens + report.completion_tokens:,}"
                   + ("; STOPPED by budget" if report.stopped_by_budget else "") + f"; results in {out}",
                   highlight=False)
@@ -346,6 +354,7 @@ def compare(
     single_order: bool = typer.Option(False, "--single-order"),
     method: str = METHOD_OPT,
     holistic: str = HOLISTIC_OPT,
+    prior_weights: bool = PRIOR_WEIGHTS_OPT,
     explain: bool = typer.Option(True, "--explain/--no-explain"),
     as_json: bool = typer.Option(False, "--json"),
     allow_empty: bool = typer.Option(False, "--allow-empty", help=ALLOW_EMPTY_HELP),
@@ -357,7 +366,8 @@ def compare(
     from judge.rules.model import Pair, as_response
 
     judge = _judge(state(ctx), backend, base_url, single_order=single_order, no_rules=False, explain=explain,
-                   k=3, k_rulings=2, n_constitution=2, method=method, holistic=holistic, allow_empty=allow_empty)
+                   k=3, k_rulings=2, n_constitution=2, method=method, holistic=holistic, allow_empty=allow_empty,
+                   prior_weights=prior_weights)
     try:
         verdict = judge.compare(Pair(prompt=prompt, response_a=as_response(response_a),
                                      response_b=as_response(response_b), id="cli"))

@@ -99,6 +99,8 @@ class RunReport:
     completion_tokens: int = 0
     cost_usd: float = 0.0
     stopped_by_budget: bool = False
+    checks_asked: int = 0
+    checks_cached: int = 0
 
     def add(self, verdict: Verdict) -> None:
         """Count one verdict this run produced."""
@@ -109,6 +111,9 @@ class RunReport:
         self.prompt_tokens += verdict.prompt_tokens
         self.completion_tokens += verdict.completion_tokens
         self.cost_usd += verdict.cost_usd or 0.0
+        if not verdict.cached:  # a verdict from the judgment store asked nothing, and took no check from cache
+            self.checks_asked += verdict.checks_asked
+            self.checks_cached += verdict.checks_cached
 
     def over_budget(self, max_tokens: int | None, max_cost_usd: float | None,
                     deadline: float | None = None) -> bool:

@@ -187,6 +187,8 @@ class Verdict(BaseModel):
                                              description="The inputs of the check weighting (for fitting it).")
     prefilled_tokens: int | None = Field(default=None, description="Prompt tokens the endpoint actually "
                                                                    "processed (not served from its prompt cache).")
+    checks_asked: int = Field(default=0, description="Rule-check requests sent to the backend for this verdict.")
+    checks_cached: int = Field(default=0, description="Rule-check answers taken from the check cache (not asked).")
     retrieved: list[dict[str, Any]] = Field(default_factory=list)
     rulebook_version: str | None = None
     config: JudgeConfig
