@@ -9,8 +9,9 @@ rule checks with the general pointwise question) and derives the others from the
   checks           rule checks only (the general question dropped), prior weights
   checks+point     rule checks and the general pointwise question, prior weights
   checks+pair      rule checks and the bare pairwise signal (from SET-bare), prior weights
-  checks+point*    checks+point with weights fitted on the OTHER sets (leave one source out)
-  checks+pair*     checks+pair with weights fitted on the OTHER sets (leave one source out)
+  checks+point*    checks+point with weights fitted on the OTHER sets (leave one source out: the pull toward
+                   the prior chosen and the weights fitted without this set)
+  checks+pair*     checks+pair with weights fitted on the OTHER sets (likewise)
 
 Every row is computed on the pairs all available files share (non-tie labels). Metrics: accuracy with its
 Wilson 95% interval, AUROC of the confidence for being right, ECE-15 and Brier raw and recalibrated
@@ -18,9 +19,15 @@ Wilson 95% interval, AUROC of the confidence for being right, ECE-15 and Brier r
 prefilled prompt tokens per comparison.
 
     python benchmarks/checks_quality.py [--results evals/results] [--rulebook rulebook] \\
-        [--set modelspec=data/model_spec/pairs.jsonl --set hh=... --set pandalm=...] [--fit-all]
+        [--set modelspec=data/model_spec/pairs.jsonl --set hh=... --set pandalm=...] [--fit-all [--write DIR]] \\
+        [--max-checks K]
 
---fit-all also prints the weights fitted on every set together (the shipped default's numbers).
+--fit-all also fits the weighting on every set together for each holistic signal (pointwise, pairwise), the
+pull toward the prior chosen by leave-one-source-out, and prints the prior's and the fitted weighting's
+accuracy / AUROC / log loss on each set left out (the fitting procedure run without that set). --write DIR
+writes the fitted weightings as DIR/embedded-checks-<signal>.json; the package's default weighting is
+
+    python benchmarks/checks_quality.py --fit-all --write judge/judging/check_weights
 """
 
 from __future__ import annotations
@@ -36,11 +43,18 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from judge.calibration.metrics import auroc, brier_binary, ece
-from judge.judging.weights import Labelled, fit_check_weights, redecide
+from judge.judging.checks import HOLISTIC_ID
+from judge.judging.weights import (
+    Labelled,
+    fit_weights,
+    redecide,
+    validate_by_source,
+    weights_key,
+)
 from judge.records import read_results
 from judge.rules.model import Rule
 from judge.rules.textio import read_rulebook
-from judge.verdicts import CheckWeights, Verdict
+from judge.verdicts import CheckResult, CheckWeights, JudgeConfig, Verdict
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -119,8 +133,9 @@ Rows = list[tuple[str, dict[str, float]]]
 
 
 def run_set(name: str, labels: dict[str, str], results: Path, rules: dict[str, Rule],
-            weights_for: Callable[[str, str], CheckWeights], prior: CheckWeights) -> tuple[Rows,
-                                                                                          dict[str, list[Labelled]]]:
+            weights_for: Callable[[str, str], CheckWeights], prior: CheckWeights,
+            judged_by: list[tuple[JudgeConfig, str | None]] | None = None,
+            max_checks: int | None = None) -> tuple[Rows, dict[str, list[Labelled]]]:
     files = {m: results / f"{name}-{m}.jsonl" for m in ("bare", "rules", "checks")}
     verdicts = {m: {v.pair_id: v for v in read_results(f)} for m, f in files.items() if f.exists()}
     if not verdicts:
@@ -157,6 +172,8 @@ def run_set(name: str, labels: dict[str, str], results: Path, rules: dict[str, R
     labelled: dict[str, list[Labelled]] = {"pointwise": [], "pairwise": []}
     if "checks" in verdicts:
         cv = verdicts["checks"]
+        if judged_by is not None:
+            judged_by.extend((cv[i].config, cv[i].rulebook_version) for i in ids)
 
         def derived(holistic: str, weights: CheckWeights) -> list[float | None]:
             out: list[float | None] = []
@@ -174,7 +191,8 @@ def run_set(name: str, labels: dict[str, str], results: Path, rules: dict[str, R
                             out.append(None)
                             continue
                         signal = log_odds(p)
-                    out.append(redecide(v.checks, rules, weights, holistic=holistic,  # type: ignore[arg-type]
+                    out.append(redecide(first_checks(v.checks, max_checks), rules, weights,
+                                        holistic=holistic,  # type: ignore[arg-type]
                                         pairwise_signal=signal).p_a)
             return out
 
@@ -197,6 +215,15 @@ def run_set(name: str, labels: dict[str, str], results: Path, rules: dict[str, R
     return rows, labelled
 
 
+def first_checks(checks: list[CheckResult], max_checks: int | None) -> list[CheckResult]:
+    """The rule checks a judge with a lower ``max_checks`` would have asked (the first ones of the stored plan
+    order), and the holistic question."""
+    if max_checks is None:
+        return checks
+    rule_checks = [c for c in checks if c.rule_id != HOLISTIC_ID]
+    return rule_checks[:max_checks] + [c for c in checks if c.rule_id == HOLISTIC_ID]
+
+
 def fmt(x: float, nd: int = 3) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{nd}f}"
 
@@ -206,9 +233,17 @@ def main() -> None:
     ap.add_argument("--results", type=Path, default=ROOT / "evals" / "results")
     ap.add_argument("--rulebook", type=Path, default=ROOT / "rulebook")
     ap.add_argument("--set", action="append", default=[], help="NAME=labelled.jsonl (default: the three dev sets)")
-    ap.add_argument("--fit-all", action="store_true", help="print the weights fitted on every set together")
+    ap.add_argument("--fit-all", action="store_true",
+                    help="fit the weighting on every set together and print its leave-one-source-out validation")
+    ap.add_argument("--write", type=Path, default=None,
+                    help="with --fit-all: write DIR/embedded-checks-<signal>.json (the package default: "
+                         "judge/judging/check_weights)")
     ap.add_argument("--gap", type=float, default=CheckWeights().decisive_gap,
                     help="compliance gap from which a check is decisive (default: the shipped weighting's)")
+    ap.add_argument("--max-checks", type=int, default=None,
+                    help="re-decide the checks rows from only the first K rule checks of each stored plan (what a "
+                         "judge with max_checks=K asks: 2 x (K + 1) questions per comparison); the seconds and "
+                         "prefilled tokens shown stay those measured with the full plan")
     args = ap.parse_args()
     prior = CheckWeights(decisive_gap=args.gap)
     sets = dict(s.split("=", 1) for s in args.set) if args.set else DEFAULT_SETS
@@ -217,18 +252,20 @@ def main() -> None:
 
     # features of every set under the prior, for leave-one-source-out fitting
     pooled: dict[str, dict[str, list[Labelled]]] = {}
+    judged_by: list[tuple[JudgeConfig, str | None]] = []
     for name in sets:
-        _, pooled[name] = run_set(name, labels[name], args.results, rules, lambda _n, _m: prior, prior)
+        _, pooled[name] = run_set(name, labels[name], args.results, rules, lambda _n, _m: prior, prior, judged_by)
+    held_out = {mode: validate_by_source({n: rs.get(mode, []) for n, rs in pooled.items()}, prior)
+                for mode in ("pointwise", "pairwise")}
 
     def loso(name: str, mode: str) -> CheckWeights:
-        rows = [r for other, rs in pooled.items() if other != name for r in rs.get(mode, [])]
-        return fit_check_weights(rows, prior=prior, source=f"{mode}, fitted without {name}")
+        return held_out[mode][name]["weights"]  # type: ignore[no-any-return]
 
     print("| set | method | n | accuracy (95% CI) | AUROC | ECE-15 raw / recal | Brier raw / recal | "
           "consistent | failures | s / comparison | prefilled tok |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name in sets:
-        rows, _ = run_set(name, labels[name], args.results, rules, loso, prior)
+        rows, _ = run_set(name, labels[name], args.results, rules, loso, prior, max_checks=args.max_checks)
         for label, m in rows:
             if not m.get("n"):
                 continue
@@ -237,10 +274,42 @@ def main() -> None:
                   f"{fmt(m['brier_r'])} | {fmt(m['consistent'], 2)} | {m['failures']} | {fmt(m['sec'], 1)} | "
                   f"{fmt(m['prefilled'], 0)} |")
     if args.fit_all:
-        for mode in ("pointwise", "pairwise"):
-            every = [r for rs in pooled.values() for r in rs.get(mode, [])]
-            print(f"\n{mode}: weights fitted on every set ({len(every)} pairs):",
-                  fit_check_weights(every, prior=prior, source=f"{mode}, all sets").model_dump_json())
+        fit_all(pooled, judged_by, prior, args.write)
+
+
+def fit_all(pooled: dict[str, dict[str, list[Labelled]]], judged_by: list[tuple[JudgeConfig, str | None]],
+            prior: CheckWeights, write: Path | None) -> None:
+    """Fit on every set, print the leave-one-source-out validation, and write the weightings when asked."""
+    keys = {json.dumps(weights_key(c), sort_keys=True) for c, _ in judged_by}
+    if len(keys) != 1:
+        raise SystemExit(f"the checks results were written by {len(keys)} judge configurations; fit one at a time")
+    versions = sorted({v for _, v in judged_by if v})
+    key = json.loads(keys.pop())
+    command = "python benchmarks/checks_quality.py --fit-all --write judge/judging/check_weights"
+    for mode in ("pointwise", "pairwise"):
+        by_source = {n: rs.get(mode, []) for n, rs in pooled.items() if rs.get(mode)}
+        fitted = fit_weights(by_source, judge={**key, "holistic": mode}, command=command, prior=prior,
+                             rulebook_version=", ".join(versions) or None)
+        print(f"\n{mode}: {fitted.id}, pull toward the prior {fitted.strength or 'inf (the prior)'}, fitted on "
+              f"{sum(fitted.sources.values())} pairs: {fitted.weights.model_dump_json(exclude={'source'})}")
+        print("| left-out set | n | accuracy prior / fitted | AUROC prior / fitted | log loss prior / fitted |")
+        print("|---|---|---|---|---|")
+        totals = {"prior": [0.0, 0.0], "fitted": [0.0, 0.0]}
+        for name, scores in fitted.validation.items():
+            p, f = scores["prior"], scores["fitted"]
+            print(f"| {name} | {p.n} | {p.accuracy:.3f} / {f.accuracy:.3f} | {fmt(p.auroc, 2)} / {fmt(f.auroc, 2)} | "
+                  f"{p.log_loss:.3f} / {f.log_loss:.3f} |")
+            for which, s in (("prior", p), ("fitted", f)):
+                totals[which][0] += s.accuracy * s.n
+                totals[which][1] += s.log_loss * s.n
+        n = sum(fitted.sources.values())
+        print(f"| all (pooled) | {n} | {totals['prior'][0] / n:.3f} / {totals['fitted'][0] / n:.3f} | - | "
+              f"{totals['prior'][1] / n:.3f} / {totals['fitted'][1] / n:.3f} |")
+        if write is not None:
+            write.mkdir(parents=True, exist_ok=True)
+            path = write / f"embedded-checks-{mode}.json"
+            path.write_text(fitted.model_dump_json(indent=2) + "\n", encoding="utf-8")
+            print(f"written {path}")
 
 
 if __name__ == "__main__":

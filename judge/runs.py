@@ -30,6 +30,7 @@ from judge.judging.engine import Judge
 from judge.judging.prompts import BARE_TEMPLATE_VERSION, TEMPLATE_VERSION
 from judge.judging.runner import RunReport, run_pairs
 from judge.judging.shared import SharedRunReport, batch_fingerprint, batch_id_for, run_shared
+from judge.judging.weights import with_shipped_weights
 from judge.records import PairRecord, write_results
 from judge.settings import Settings
 from judge.store.claims import DEFAULT_LEASE_S, WorkClaims
@@ -57,7 +58,7 @@ def endpoint_of(backend: Backend) -> str | None:
 def build_judge(backend: str | None = None, *, settings: Settings | None = None, base_url: str | None = None,
                 use_cache: bool = True, calibrator: Calibrator | None = None, escalate_below: float | None = None,
                 allow_rulebook_change: bool = False, workspace: Workspace | None = None,
-                **config_fields: Any) -> Judge:
+                prior_weights: bool = False, **config_fields: Any) -> Judge:
     """A ready `Judge`: the configured rulebook, its judgment store (cache + audit) and a started backend.
 
     The embedded server has one slot, so for ``local`` backends the two orders run one after the other
@@ -75,6 +76,9 @@ def build_judge(backend: str | None = None, *, settings: Settings | None = None,
         escalate_below: escalate verdicts whose (calibrated) confidence is below this.
         allow_rulebook_change: accept a calibrator fitted under another rulebook version.
         workspace: the database to judge against (default: opened from ``settings``).
+        prior_weights: with the rule-checks method, combine the checks with the prior weights `CheckWeights()`
+            instead of the fitted weighting that ships for this judge configuration (applied by default when
+            one matches; a ``check_weights`` field given here always wins).
         **config_fields: `JudgeConfig` fields; backend and model come from the started backend. The method
             defaults to ``checks`` (the rules' yes/no checks, applied by precedence) when rules are used, and
             the template version to the one of the method (``bare`` without rules).
@@ -98,11 +102,14 @@ def build_judge(backend: str | None = None, *, settings: Settings | None = None,
             config_fields.setdefault("endpoint", endpoint_of(made))
         price = settings.price_for(made.name, made.model)
         config = JudgeConfig(backend=made.name, model=made.model, **config_fields)
+        if "check_weights" not in config_fields and not prior_weights:
+            config = with_shipped_weights(config)
         return Judge(made, rulebook if use_rules else None, config=config,
                      store=workspace.judgments(), concurrent_orders=not local, use_cache=use_cache,
                      price_per_mtok=(0.0, 0.0) if local else (price.per_mtok if price else None),
                      calibrator=calibrator, escalate_below=escalate_below,
-                     allow_rulebook_change=allow_rulebook_change)
+                     allow_rulebook_change=allow_rulebook_change,
+                     check_cache=workspace.check_answers())
     except BaseException:
         made.close()  # a refused configuration must not leave the embedded server running
         raise
@@ -139,6 +146,7 @@ class JudgeOptions:
         allow_rulebook_change: keep a calibrator fitted under another rulebook version.
         bind_precedent: an active ruling on the same facts decides the verdict.
         precedent_confidence: probability a precedent-bound verdict gives the ruling's holding.
+        prior_weights: combine rule checks with the prior weights, not the fitted weighting that ships.
     """
 
     backend: str | None = None
@@ -159,6 +167,7 @@ class JudgeOptions:
     allow_rulebook_change: bool = False
     bind_precedent: bool = True
     precedent_confidence: float | None = None
+    prior_weights: bool = False
 
     def config_fields(self) -> dict[str, Any]:
         """The `judge.verdicts.JudgeConfig` fields these options give (backend and model come from the
@@ -228,7 +237,7 @@ def open_judge(options: JudgeOptions, *, settings: Settings | None = None,
     return build_judge(options.backend, settings=settings, base_url=options.base_url, use_cache=options.cache,
                        calibrator=cal, escalate_below=escalate_below,
                        allow_rulebook_change=options.allow_rulebook_change, workspace=workspace,
-                       **options.config_fields())
+                       prior_weights=options.prior_weights, **options.config_fields())
 
 
 def holdout(judge: Judge, holdout_same_prompt: bool) -> Callable[[PairRecord], list[str]] | None:

@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -19,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from judge.rules.model import Pair
 
 __all__ = [
+    "CheckRecord",
     "CheckResult",
     "CheckWeights",
     "Citation",
@@ -125,6 +127,29 @@ class CheckResult(BaseModel):
             return 0.0
         return compliance(self.p_yes_a, self.expect) - compliance(self.p_yes_b, self.expect)
 
+
+
+@dataclass(frozen=True)
+class CheckRecord:
+    """One check asked of one response, as recorded in the check-answer store (answer or failure).
+
+    Attributes:
+        cache_key: `check_cache_key` of the request.
+        endpoint: where it was asked (base URL, or the embedded backend's name).
+        model: the model asked.
+        template_version: the checks template version.
+        p_yes: P(yes) read from the reply; None when the reply was no answer.
+        failure: why the reply was no answer.
+        reply: the first token's alternatives and the reply text, as the endpoint gave them.
+    """
+
+    cache_key: str
+    endpoint: str
+    model: str
+    template_version: str
+    p_yes: float | None
+    failure: str | None
+    reply: dict[str, Any]
 
 
 class CheckWeights(BaseModel):
@@ -272,6 +297,8 @@ class Verdict(BaseModel):
                                              description="The inputs of the check weighting (for fitting it).")
     prefilled_tokens: int | None = Field(default=None, description="Prompt tokens the endpoint actually "
                                                                    "processed (not served from its prompt cache).")
+    checks_asked: int = Field(default=0, description="Rule-check requests sent to the backend for this verdict.")
+    checks_cached: int = Field(default=0, description="Rule-check answers taken from the check cache (not asked).")
     retrieved: list[dict[str, Any]] = Field(default_factory=list)
     rulebook_version: str | None = None
     config: JudgeConfig

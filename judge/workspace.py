@@ -29,6 +29,7 @@ from judge.rulebook import Rulebook
 from judge.rules.conflicts import DEFAULT_CONFLICT_THRESHOLD
 from judge.settings import Settings
 from judge.store import RulebookStore, open_database
+from judge.store.check_answers import CheckAnswerStore
 from judge.store.claims import DEFAULT_LEASE_S, WorkClaims
 from judge.store.judgments import JudgmentStore
 
@@ -67,6 +68,10 @@ class Workspace:
     def judgments(self) -> JudgmentStore:
         """Every verdict recorded (the audit trail), and the cache identical requests are answered from."""
         return self._judgments
+
+    def check_answers(self) -> CheckAnswerStore:
+        """Every rule-check answer asked (the audit trail), and the cache a check is answered from."""
+        return CheckAnswerStore(self._engine)
 
     def rulebook(self, *, with_index: bool = True, embedder: Embedder | None = None, auto_sync: bool = True,
                  conflict_threshold: float = DEFAULT_CONFLICT_THRESHOLD,

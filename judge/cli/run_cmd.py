@@ -57,6 +57,9 @@ METHOD_OPT = typer.Option("checks", "--method",
 HOLISTIC_OPT = typer.Option("pointwise", "--holistic",
                             help="With --method checks, the rule-free signal: none, pointwise (one general "
                                  "question per response) or pairwise (the bare A-or-B question, both orders).")
+PRIOR_WEIGHTS_OPT = typer.Option(False, "--prior-weights",
+                                 help="With --method checks, combine the checks with the prior weights instead of "
+                                      "the fitted weighting that ships for this judge configuration.")
 TRUST_SHIFTED_OPT = typer.Option(False, "--trust-shifted",
                                  help="Keep the calibrated abstention on a batch the shift alarm flags (by default "
                                       "such a batch is escalated by the judge's own, uncalibrated confidence).")
@@ -157,6 +160,7 @@ def run(
     no_rules: bool = typer.Option(False, "--no-rules", help="Bare 'which is better' baseline without rules."),
     method: str = METHOD_OPT,
     holistic: str = HOLISTIC_OPT,
+    prior_weights: bool = PRIOR_WEIGHTS_OPT,
     explain: bool = typer.Option(True, "--explain/--no-explain",
                                  help="With --method pairwise: ask for cited rules and a rationale."),
     k_spec: int = typer.Option(3, "--k-spec", "--k", help="Spec entries shown to the judge."),
@@ -222,7 +226,7 @@ def run(
                            n_constitution=n_constitution, cache=cache, ties=ties, calibrator=calibrator,
                            abstain=abstain, escalate_below=escalate_below,
                            allow_rulebook_change=allow_rulebook_change, bind_precedent=precedent,
-                           precedent_confidence=precedent_confidence)
+                           precedent_confidence=precedent_confidence, prior_weights=prior_weights)
     judge = _judge(st, options, allow_empty=allow_empty)
     run_options = RunOptions(concurrency=concurrency, max_tokens=max_tokens, max_cost=max_cost,
                              max_seconds=max_seconds, holdout_same_prompt=holdout_same_prompt, shared=shared,
@@ -276,6 +280,8 @@ def run(
                   f"orders disagreed on {report.position_inconsistent}"
                   + (f" ({rate:.0%})" if rate is not None else "")
                   + (f"; bound by precedent {report.bound_by_precedent}" if report.bound_by_precedent else "")
+                  + (f"; rule checks asked {report.checks_asked:,}, from cache {report.checks_cached:,}"
+                     if report.checks_asked or report.checks_cached else "")
                   + f"; tokens {report.prompt_tokens + report.completion_tokens:,}"
                   + (f" (+{report.cached_tokens:,} answered from the cache for {report.cached} pair(s), not "
                      "counted)" if report.cached else "")
@@ -295,6 +301,7 @@ def compare(
     single_order: bool = typer.Option(False, "--single-order"),
     method: str = METHOD_OPT,
     holistic: str = HOLISTIC_OPT,
+    prior_weights: bool = PRIOR_WEIGHTS_OPT,
     explain: bool = typer.Option(True, "--explain/--no-explain"),
     as_json: bool = typer.Option(False, "--json"),
     allow_empty: bool = typer.Option(False, "--allow-empty", help=ALLOW_EMPTY_HELP),
@@ -307,7 +314,8 @@ def compare(
     from judge.runs import JudgeOptions
 
     judge = _judge(state(ctx), JudgeOptions(backend=backend, base_url=base_url, single_order=single_order,
-                                            method=method, holistic=holistic, explain=explain),
+                                            method=method, holistic=holistic, explain=explain,
+                                            prior_weights=prior_weights),
                    allow_empty=allow_empty)
     try:
         verdict = judge.compare(Pair(prompt=prompt, response_a=as_response(response_a),

@@ -14,7 +14,7 @@ from judge.backends.base import Backend
 from judge.errors import BackendError
 from judge.judging.checks import plan_checks
 from judge.judging.decide import Decision, RuleOutcome, decide
-from judge.judging.grading import grade_pair
+from judge.judging.grading import CheckCache, endpoint_of, grade_pair
 from judge.judging.pairwise import VerdictTokenError, combine
 from judge.judging.prompts import PromptLimits, RenderedPrompt
 from judge.rules.model import Pair, Rule
@@ -29,6 +29,8 @@ class CheckingJudge(Protocol):
     config: JudgeConfig
     limits: PromptLimits
     concurrent_orders: bool
+    use_cache: bool
+    check_cache: CheckCache | None
 
     async def ask_order(self, pair: Pair, rules: list[Rule], shown_first: Literal["A", "B"], *,
                         bare: bool | None = None) -> tuple[RenderedPrompt, OrderResult]:
@@ -58,10 +60,12 @@ async def decide_by_checks(judge: CheckingJudge, pair: Pair, rules: list[Rule], 
     extra: dict[str, object] = {}
     try:
         graded = await grade_pair(judge.backend, pair, planned, sequential=not judge.concurrent_orders,
-                                  top_logprobs=cfg.top_logprobs, max_chars=judge.limits.max_response_chars)
+                                  top_logprobs=cfg.top_logprobs, max_chars=judge.limits.max_response_chars,
+                                  cache=judge.check_cache, use_cached=judge.use_cache,
+                                  endpoint=endpoint_of(judge.backend), template_version=cfg.template_version)
         extra.update(checks=graded.results, prompt_tokens=graded.prompt_tokens,
                      completion_tokens=graded.completion_tokens, prefilled_tokens=graded.prefilled_tokens,
-                     truncated=graded.truncated)
+                     truncated=graded.truncated, checks_asked=graded.asked, checks_cached=graded.cached)
         holistic: float | None = None
         if cfg.holistic == "pairwise":
             holistic, used_in, used_out = await _pairwise_holistic(judge, pair)

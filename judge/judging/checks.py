@@ -9,21 +9,25 @@ own few tokens.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from judge.judging.prompts import cut_middle, escape_data, process_text
 from judge.rules.model import Check, Process, Response, Rule
-from judge.verdicts import CheckResult, compliance
+from judge.verdicts import CheckRecord, CheckResult, compliance
 
 __all__ = [
     "CHECKS_TEMPLATE_VERSION",
     "HOLISTIC_CHECK",
     "HOLISTIC_ID",
     "CheckAnswerError",
+    "CheckRecord",
     "CheckResult",
     "PlannedCheck",
+    "check_cache_key",
     "check_messages",
     "compliance",
     "p_yes_from_top_logprobs",
@@ -83,6 +87,21 @@ def check_messages(prompt: str, response: Response, check: Check, *, max_chars: 
     parts.append(f"Question: {check.question} Answer yes or no.")
     return ({"role": "system", "content": SYSTEM}, {"role": "user", "content": "\n\n".join(parts)}), \
         cut_p or cut_r or cut_x
+
+
+def check_cache_key(endpoint: str, model: str, template_version: str, messages: Sequence[Mapping[str, str]], *,
+                    top_logprobs: int) -> str:
+    """Hash of everything that determines one check's answer: where it is asked (the endpoint's base URL, or
+    the embedded backend's name), the model, the checks template version and the exact messages - the
+    instruction, the user's prompt, the response (or its process, for a process check) and the question.
+
+    The answer a check complies with is not part of it: P(yes) does not depend on it, so two rules asking
+    the same question share the answer.
+    """
+    blob = json.dumps({"endpoint": endpoint, "model": model, "template": template_version,
+                       "messages": [dict(m) for m in messages], "top_logprobs": top_logprobs,
+                       "max_tokens": 1, "temperature": 0.0}, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
 def p_yes_from_top_logprobs(top: Sequence[tuple[str, float]]) -> tuple[float, float]:

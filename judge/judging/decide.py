@@ -13,7 +13,7 @@ so.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -22,7 +22,7 @@ from judge.rules.model import AUTHORITY_RANK, LAYER_RANK, Rule
 from judge.rules.precedence import conflict_trace, order_rules
 from judge.verdicts import CheckResult, CheckWeights
 
-__all__ = ["CheckWeights", "Decision", "RuleOutcome", "decide"]
+__all__ = ["CheckWeights", "Decision", "RuleOutcome", "decide", "p_a_from_features"]
 
 Side = Literal["A", "B"]
 
@@ -128,17 +128,28 @@ def decide(rules: Sequence[Rule], results: Sequence[CheckResult], weights: Check
         if f_rules == 0:
             f_rules = sum(o.difference for o in decisive if _level(o.rule) == level)
         side: Side = "A" if f_rules > 0 else "B"
-        sign = 1.0 if side == "A" else -1.0
-        # the holistic signal may weaken a rule-decided verdict, never flip it (the rules decided)
-        margin = max(0.0, w.rules * abs(f_rules) + w.holistic_decided * f_h * sign)
-        p_win = _sigmoid(margin)
         cited = tuple(o for o in in_level if o.favours == side)
         first = decisive[0].rule
-        return Decision(p_a=p_win if side == "A" else 1.0 - p_win, decided_by="rules",
+        features = {"rules": f_rules, "holistic": f_h, "lower": 0.0, "decisive": 1.0}
+        return Decision(p_a=p_a_from_features(features, w), decided_by="rules",
                         level=(first.layer.value, first.authority.value if first.authority else "none"),
-                        cited=cited, outcomes=tuple(outcomes),
-                        features={"rules": f_rules, "holistic": f_h, "lower": 0.0, "decisive": 1.0}, trace=trace)
-    f_lower = sum(o.difference for o in outcomes)
-    p_a = _sigmoid(w.lower * f_lower + w.holistic_open * f_h)
-    return Decision(p_a=p_a, decided_by="holistic", level=None, cited=(), outcomes=tuple(outcomes),
-                    features={"rules": 0.0, "holistic": f_h, "lower": f_lower, "decisive": 0.0}, trace=trace)
+                        cited=cited, outcomes=tuple(outcomes), features=features, trace=trace)
+    features = {"rules": 0.0, "holistic": f_h, "lower": sum(o.difference for o in outcomes), "decisive": 0.0}
+    return Decision(p_a=p_a_from_features(features, w), decided_by="holistic", level=None, cited=(),
+                    outcomes=tuple(outcomes), features=features, trace=trace)
+
+
+def p_a_from_features(features: Mapping[str, float], weights: CheckWeights) -> float:
+    """P(A) from a decision's features (`Decision.features`) under ``weights``: what `decide` returns.
+
+    When a rule level decided (``decisive`` > 0), the side its checks favour wins: the holistic signal may
+    weaken that verdict, never flip it. Otherwise the other rules' difference and the holistic signal decide.
+    """
+    f_h = features.get("holistic", 0.0)
+    if features.get("decisive", 0.0) > 0:
+        f_rules = features.get("rules", 0.0)
+        sign = 1.0 if f_rules > 0 else -1.0
+        margin = max(0.0, weights.rules * abs(f_rules) + weights.holistic_decided * f_h * sign)
+        p_win = _sigmoid(margin)
+        return p_win if sign > 0 else 1.0 - p_win
+    return _sigmoid(weights.lower * features.get("lower", 0.0) + weights.holistic_open * f_h)

@@ -17,6 +17,7 @@ from judge.calibration.apply import calibrate_verdict, mark_escalated
 from judge.calibration.recalibrate import Calibrator, check_compatible
 from judge.errors import BackendError, BackendReplyError, JudgeError, StructuredOutputError
 from judge.judging.check_verdict import check_citations, check_rationale, decide_by_checks
+from judge.judging.grading import CheckCache
 from judge.judging.pairwise import VerdictTokenError, combine, distribution_from_top_logprobs, swap
 from judge.judging.prompts import (
     BARE_TEMPLATE_VERSION,
@@ -66,14 +67,18 @@ class Judge:
         concurrent_orders: send both orders at once (remote endpoints). False sends the swapped order first
             and then the original one, whose prompt the explanation continues: on a one-slot local server
             the shared prefix (instructions + rules) stays cached.
-        use_cache: answer from the store when an identical request was judged before.
+        use_cache: answer from the store when an identical request was judged before (and, with
+            ``check_cache``, each rule check from there).
+        check_cache: where the rule-checks method records every check answer and looks answers up, so a
+            re-run or the same response against another one asks only the checks not answered before.
     """
 
     def __init__(self, backend: Backend, rulebook: Rulebook | None = None, *, config: JudgeConfig | None = None,
                  limits: PromptLimits | None = None,
                  price_per_mtok: tuple[float, float] | None = None, store: JudgmentStore | None = None,
                  concurrent_orders: bool = True, use_cache: bool = True, calibrator: Calibrator | None = None,
-                 escalate_below: float | None = None, allow_rulebook_change: bool = False) -> None:
+                 escalate_below: float | None = None, allow_rulebook_change: bool = False,
+                 check_cache: CheckCache | None = None) -> None:
         self.backend = backend
         self.rulebook = rulebook
         self.config = config or JudgeConfig(backend=backend.name, model=backend.model,
@@ -85,6 +90,7 @@ class Judge:
         self.store = store
         self.concurrent_orders = concurrent_orders
         self.use_cache = use_cache
+        self.check_cache = check_cache
         if calibrator is not None:
             check_compatible(calibrator, self.config, rulebook.version if rulebook is not None else None,
                              allow_rulebook_change=allow_rulebook_change)

@@ -109,7 +109,8 @@ async def rerun(judge: Judge, entries: Sequence[ImpactEntry], *, out: Path | Non
                              **group.config_fields)
         runner = Judge(judge.backend, judge.rulebook, config=config, limits=judge.limits,
                        price_per_mtok=judge.price_per_mtok, store=judge.store,
-                       concurrent_orders=judge.concurrent_orders, use_cache=judge.use_cache)
+                       concurrent_orders=judge.concurrent_orders, use_cache=judge.use_cache,
+                       check_cache=judge.check_cache)
         part = await run_pairs(runner, group.records, out=out, concurrency=concurrency,
                                exclude_for=_excluder(group.exclude), on_result=on_result, on_skip=on_skip,
                                mixed_configs=True)

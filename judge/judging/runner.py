@@ -107,6 +107,8 @@ class RunReport:
     cached: int = 0
     cached_tokens: int = 0
     stopped_by_budget: bool = False
+    checks_asked: int = 0
+    checks_cached: int = 0
 
     def add(self, verdict: Verdict) -> None:
         """Count one verdict this run produced.
@@ -128,6 +130,9 @@ class RunReport:
             self.cost_usd = None
         elif self.cost_usd is not None:
             self.cost_usd += verdict.cost_usd or 0.0
+        if not verdict.cached:  # a verdict from the judgment store asked nothing, and took no check from cache
+            self.checks_asked += verdict.checks_asked
+            self.checks_cached += verdict.checks_cached
 
     def over_budget(self, max_tokens: int | None, max_cost_usd: float | None,
                     deadline: float | None = None) -> bool:

@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     DateTime,
+    Float,
     ForeignKeyConstraint,
     Index,
     Integer,
@@ -43,6 +44,7 @@ __all__ = [
     "RULE_VERSIONS",
     "Base",
     "ChangeRow",
+    "CheckAnswerRow",
     "RuleVersionRow",
     "WorkBatchRow",
     "WorkClaimRow",
@@ -218,6 +220,26 @@ class JudgmentRow(Base):
     # ruling or a re-run can be made from the stored judgment alone. NULL on rows written before 0004.
     pair: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     exclude: Mapped[list[str] | None] = mapped_column(JSON)
+
+
+class CheckAnswerRow(Base):
+    """One rule check asked of one response (or its recorded failure), kept forever: the audit trail and the
+    per-check cache. Keyed by `judge.judging.checks.check_cache_key` (endpoint, model, template version and
+    the exact messages: instruction, prompt, response or process, question)."""
+
+    __tablename__ = "check_answers"
+    __table_args__ = (Index("ix_check_answers_cache_key", "cache_key", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    cache_key: Mapped[str] = mapped_column(String(HASH_LEN))
+    endpoint: Mapped[str] = mapped_column(String(255))
+    model: Mapped[str] = mapped_column(String(255))
+    template_version: Mapped[str] = mapped_column(String(32))
+    p_yes: Mapped[float | None] = mapped_column(Float)
+    failure: Mapped[str | None] = mapped_column(Text)
+    # The first token's alternatives and the reply text, as the endpoint gave them.
+    reply: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 # ----------------------------------------------------------------------------- test cases (judge.cases)
