@@ -19,7 +19,9 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from judge.errors import ConfigError, InputError, JudgeError
+from pydantic import ValidationError
+
+from judge.errors import ConfigError, InputError, JudgeError, first_validation_error
 from judge.jsonl import iter_lines, text_problem
 from judge.judging.engine import Judge
 from judge.judging.pairs_io import PairRecord
@@ -147,8 +149,10 @@ def _iter_results(path: Path) -> Iterator[tuple[int, Verdict]]:
     for line_no, line in iter_lines(path):
         try:
             verdict = Verdict.model_validate_json(line)
-        except ValueError as exc:
-            raise InputError(f"not a judge result: {str(exc).splitlines()[0]}", path=path, line=line_no) from exc
+        except ValidationError as exc:
+            loc, msg = first_validation_error(exc, "(record)")
+            raise InputError(f"not a judge result: field {loc}: {msg}", path=path, line=line_no,
+                             field=loc) from None
         yield line_no, verdict
 
 
