@@ -43,7 +43,8 @@ def verdicts() -> list[Verdict]:
     verdict with a citation and trace, and a failure."""
     checks_cfg = JudgeConfig(backend="fake", model="m", template_version="t", method="checks")
     return [
-        Verdict(pair_id="p-agree", winner="A", probabilities=Distribution(a=0.9, tie=0.0, b=0.1), config=CFG, cache_key="k1",
+        Verdict(pair_id="p-agree", winner="A", probabilities=Distribution(a=0.9, tie=0.0, b=0.1), config=CFG,
+                cache_key="k1",
                 orders=[_order("A", 0.92), _order("B", 0.88)], position_inconsistent=False),
         Verdict(pair_id="p-disagree", winner="B", probabilities=Distribution(a=0.45, tie=0.0, b=0.55), config=CFG,
                 cache_key="k2", orders=[_order("A", 0.7), _order("B", 0.2)], position_inconsistent=True,
@@ -170,7 +171,9 @@ def test_labels_add_accuracy_and_the_calibration_plots(tmp_path: Path) -> None:
     metrics = re.search(r'<table id="metrics">(.*?)</table>', page, re.S)
     assert metrics is not None
     accuracy = re.search(r"<td>accuracy</td><td class=\"num\">([0-9.]+)</td>", metrics.group(1))
-    assert accuracy is not None and float(accuracy.group(1)) == pytest.approx(2 / 3, abs=1e-3)
+    # Scored: p-agree and p-checks, both right; the wrong p-disagree is escalated (counted, never scored).
+    assert accuracy is not None and float(accuracy.group(1)) == pytest.approx(1.0)
+    assert "1 escalated" in page and "1 failed" in page
     assert page.count("data:image/png;base64,") == 3
     assert 'id="f-wrong"' in page
     assert 'id="f-wrong"' not in render_view(verdicts())  # no labels: no "wrong" filter
@@ -200,12 +203,12 @@ def _results(tmp_path: Path) -> Path:
 def test_cli_writes_the_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                              capsys: pytest.CaptureFixture[str]) -> None:
     results = _results(tmp_path)
-    code, out, err = invoke(["view", str(results), "--labels", str(pairs_file(tmp_path)),
-                             "-o", str(tmp_path / "out" / "page.html")], monkeypatch, capsys)
+    code, _, err = invoke(["view", str(results), "--labels", str(pairs_file(tmp_path)),
+                           "-o", str(tmp_path / "out" / "page.html")], monkeypatch, capsys)
     assert code == 0, err
     page = (tmp_path / "out" / "page.html").read_text()
     assert len(parse(page).rows) == 4 and 'id="metrics"' in page
-    code, out, err = invoke(["view", str(results)], monkeypatch, capsys)
+    code, _out, err = invoke(["view", str(results)], monkeypatch, capsys)
     assert code == 0 and (tmp_path / "results.html").exists()
 
 
@@ -217,7 +220,7 @@ def test_cli_bad_result_line_exits_2_naming_file_line_and_field(tmp_path: Path, 
     bad["winner"] = "C"
     lines[1] = json.dumps(bad)
     results.write_text("\n".join(lines) + "\n")
-    code, out, err = invoke(["view", str(results)], monkeypatch, capsys)
+    code, _out, err = invoke(["view", str(results)], monkeypatch, capsys)
     assert code == 2
     assert f"{results}:2" in err and "winner" in err and "Traceback" not in err
     assert not (tmp_path / "results.html").exists()
