@@ -28,6 +28,10 @@ def __getattr__(name: str) -> object:
         from judge import api
 
         return getattr(api, name)
+    if name == "render_view":
+        from judge.view import render_view
+
+        return render_view
     if name == "Judge":
         from judge.judging.engine import Judge
 
@@ -62,4 +66,5 @@ __all__ = [
     "compare",
     "compare_many",
     "evaluate",
+    "render_view",
 ]

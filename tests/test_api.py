@@ -16,7 +16,7 @@ from judge.cli.main import app
 EXPORTED = {
     "Authority", "Case", "Change", "Judge", "JudgeConfig", "JudgeError", "Layer", "Pair", "Process", "Response",
     "Retrieval", "RetrievedRule", "Rule", "RuleStatus", "Rulebook", "Settings", "ToolCall", "Verdict",
-    "__version__", "compare", "compare_many", "evaluate",
+    "__version__", "compare", "compare_many", "evaluate", "render_view",
 }
 
 

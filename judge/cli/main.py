@@ -18,6 +18,7 @@ from judge.cli import (
     rulebook_cmd,
     run_cmd,
     serve_cmd,
+    view_cmd,
 )
 from judge.cli.common import CliState, configure_logging, err_console
 from judge.errors import JudgeError
@@ -45,6 +46,7 @@ app.command("eval")(eval_cmd.eval_)
 app.command("calibrate")(eval_cmd.calibrate)
 app.command("report")(report_cmd.report)
 app.command("gate")(gate_cmd.gate)
+app.command("view")(view_cmd.view)
 
 
 def _print_version(value: bool) -> None:

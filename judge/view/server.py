@@ -1,0 +1,87 @@
+"""Serve one rendered page on the local machine (stdlib `http.server`), until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import FrameType
+
+__all__ = ["PageServer", "serve_page"]
+
+log = logging.getLogger(__name__)
+
+
+class PageServer(ThreadingHTTPServer):
+    """An HTTP server that answers ``GET /`` (and ``/index.html``) with one page and anything else with 404."""
+
+    daemon_threads = True
+
+    def __init__(self, page: str, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.page = page.encode("utf-8")
+        super().__init__((host, port), _Handler)
+
+    @property
+    def url(self) -> str:
+        """The page's address (with the port actually bound, when 0 asked for any free one)."""
+        host, port = self.server_address[:2]
+        return f"http://{host!s}:{port}/"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: PageServer
+
+    def do_GET(self) -> None:
+        if self.path.split("?", 1)[0] not in ("/", "/index.html"):
+            self.send_error(404)
+            return
+        body = self.server.page
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        log.info("%s - %s", self.address_string(), format % args)
+
+
+class _Stop(Exception):
+    """Raised in the serving thread by the SIGTERM handler."""
+
+
+def serve_page(page: str, *, host: str = "127.0.0.1", port: int = 0,
+               on_ready: Callable[[str], None] | None = None) -> None:
+    """Serve ``page`` until Ctrl-C (KeyboardInterrupt) or SIGTERM, then close the socket and return.
+
+    Args:
+        page: The HTML document to serve.
+        host: The address to bind (the local machine by default).
+        port: The port (0: any free port; ``on_ready`` receives the address).
+        on_ready: Called with the page's URL once the socket listens.
+
+    Raises:
+        OSError: The address cannot be bound (e.g. the port is in use).
+    """
+    server = PageServer(page, host, port)
+    previous = None
+    in_main = threading.current_thread() is threading.main_thread()
+    if in_main:
+        def _on_term(signum: int, frame: FrameType | None) -> None:
+            raise _Stop
+
+        previous = signal.signal(signal.SIGTERM, _on_term)
+    try:
+        if on_ready is not None:
+            on_ready(server.url)
+        server.serve_forever()
+    except (KeyboardInterrupt, _Stop):
+        log.info("stopped serving %s", server.url)
+    finally:
+        server.server_close()
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
