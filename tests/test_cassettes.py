@@ -75,7 +75,8 @@ def test_replayed_rule_checks_decide_with_citations_that_agree(pair_id: str, sql
     judge = Judge(backend, rulebook, concurrent_orders=False, config=config)
     with vcr.use_cassette(str(CASSETTES / f"checks-{pair_id}.yaml"), record_mode="none", **VCR_OPTIONS) as tape:
         verdict = judge.compare(pairs[pair_id])
-    assert tape.play_count == len(tape)
+    # every distinct recorded exchange was used (a question asked twice in one comparison is asked once now)
+    assert tape.play_count == len({(r.method, r.uri, r.body) for r in tape.requests})
     assert verdict.failure is None and verdict.winner in ("A", "B")
     assert verdict.checks and len(tape) == 2 * len(verdict.checks)
     assert all(c.answered or c.failure for c in verdict.checks)

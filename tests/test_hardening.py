@@ -316,8 +316,7 @@ def test_a_mistyped_database_is_refused_not_created(tmp_path: Path, monkeypatch:
     def no_judge(*_a: Any, **_k: Any) -> None:
         raise AssertionError("no judge may be built against a rulebook that does not exist")
 
-    for where in ("judge.api", "judge.cli.run_cmd", "judge.cli.rerun_cmd"):
-        monkeypatch.setattr(f"{where}.build_judge", no_judge)
+    monkeypatch.setattr("judge.runs.build_judge", no_judge)  # every command builds its judge there
     for args in (["run", str(pairs), "-o", str(tmp_path / "o.jsonl")], ["compare", "--prompt", "q", "--a", "x",
                                                                          "--b", "y"],
                  ["eval", str(pairs)], ["rerun", "--since", "rb-000000000000", "-o", str(tmp_path / "o.jsonl")]):

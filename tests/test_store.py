@@ -434,7 +434,7 @@ def test_unknown_schema_revision_is_a_clear_error(sqlite_url: str) -> None:
 def test_public_api_is_frozen() -> None:
     assert judge.store.__all__ == [
         "PendingChange", "PlannedChange", "RulebookStore", "SyncReport", "alembic_config", "known_revisions",
-        "migrate", "open_engine", "plan_batch", "schema_revision",
+        "migrate", "open_database", "open_engine", "plan_batch", "schema_revision",
     ]
 
 

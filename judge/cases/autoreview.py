@@ -4,7 +4,10 @@ A draft case is accepted by the check when all of these hold, and rejected (neve
 otherwise:
 
 * **on topic** - the entry the case says it tests is among the ``top_k`` spec entries most similar to the
-  case (its conversation, prompt and expected behaviour), scoring an entry by its best passage;
+  case, scoring an entry by its best passage (its title, its text cut into passages, its checks' questions)
+  and the case both as a whole (conversation, prompt, expected behaviour) and by its expected behaviour
+  alone (what the case asks of a compliant answer is what names the entry; the prompt's topic often does
+  not), the better of the two ranks counting;
 * **clean** - its text shares no word 8-gram with a benchmark prompt (`judge.cases.contamination`);
 * **specific** - it states the expected behaviour in at least ``min_expected_words`` words;
 * **tagged** - it carries every tag in ``required_tags``.
@@ -25,10 +28,10 @@ import numpy as np
 from judge.cases.model import CaseStatus, TestCase
 
 __all__ = ["CHECK_REVIEWER", "DEFAULT_POLICY", "CaseCheck", "CheckPolicy", "check_cases", "entry_ranks",
-           "relevance_text"]
+           "relevance_texts"]
 
 #: The reviewer name recorded on cases this check decides (its version changes when the checks do).
-CHECK_REVIEWER = "judge-cases-check-v1"
+CHECK_REVIEWER = "judge-cases-check-v2"
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,7 @@ class CheckPolicy:
         required_tags: tags every case must carry (e.g. ``("topic", "difficulty", "adversarial", "language")``).
     """
 
-    top_k: int = 10
+    top_k: int = 20
     min_expected_words: int = 5
     required_tags: tuple[str, ...] = ()
 
@@ -73,9 +76,11 @@ class CaseCheck:
         return f"{CHECK_REVIEWER}: " + "; ".join(self.reasons)
 
 
-def relevance_text(case: TestCase) -> str:
-    """What the on-topic check embeds: the conversation, the prompt and the expected behaviour."""
-    return "\n".join(part for part in (case.text(), case.expected or "") if part)
+def relevance_texts(case: TestCase) -> tuple[str, str]:
+    """What the on-topic check embeds: the whole case (conversation, prompt, expected behaviour), and the
+    expected behaviour alone (the prompt when there is none)."""
+    whole = "\n".join(part for part in (case.text(), case.expected or "") if part)
+    return whole, case.expected or case.prompt
 
 
 def entry_ranks(case_vectors: np.ndarray, passage_vectors: np.ndarray, passage_entries: Sequence[str],

@@ -21,7 +21,7 @@ from judge.cases.autoreview import (
     CheckPolicy,
     check_cases,
     entry_ranks,
-    relevance_text,
+    relevance_texts,
 )
 from judge.cases.contamination import BenchmarkPrompt, find_contamination, read_benchmark
 from judge.cases.model import CaseStatus, TestCase
@@ -58,9 +58,11 @@ class CaseCheckRun:
 def _passages(rules: Sequence[Rule]) -> tuple[list[str], list[str]]:
     texts, owners = [], []
     for rule in rules:
-        for passage in [rule.title, *split_text(rule.text)]:
-            texts.append(f"{rule.title}\n\n{passage}" if passage != rule.title else passage)
+        for passage in [*split_text(rule.text), *(c.question for c in rule.checks)]:
+            texts.append(f"{rule.title}\n\n{passage}")
             owners.append(rule.id)
+        texts.append(rule.title)
+        owners.append(rule.id)
     return texts, owners
 
 
@@ -93,15 +95,18 @@ def review_drafts(store: CaseStore, entries: Sequence[Rule], embedder: Embedder,
     passage_vectors = embedder.encode(texts)
     if progress is not None:
         progress(len(texts), total)
-    case_vectors = np.zeros((0, embedder.dim), dtype=np.float32)
-    chunks = []
+    whole, expected = [], []
     for start in range(0, len(drafts), 256):
         chunk = drafts[start:start + 256]
-        chunks.append(embedder.encode([relevance_text(c) for c in chunk]))
+        pairs = [relevance_texts(c) for c in chunk]
+        whole.append(embedder.encode([p[0] for p in pairs]))
+        expected.append(embedder.encode([p[1] for p in pairs]))
         if progress is not None:
             progress(len(texts) + start + len(chunk), total)
-    case_vectors = np.vstack(chunks) if chunks else case_vectors
-    ranks = entry_ranks(case_vectors, passage_vectors, owners, [c.entries for c in drafts])
+    tested = [c.entries for c in drafts]
+    ranks = [min(a, b) for a, b in zip(entry_ranks(np.vstack(whole), passage_vectors, owners, tested),
+                                       entry_ranks(np.vstack(expected), passage_vectors, owners, tested),
+                                       strict=True)]
     decisions = check_cases(drafts, ranks, contaminated, policy)
     if apply:
         store.review({d.case_id: Decision(d.status, CHECK_REVIEWER, "check", d.note) for d in decisions})

@@ -172,7 +172,7 @@ def load(
 def check(
     ctx: typer.Context,
     entry: str | None = typer.Option(None, "--entry", help="Only the drafts testing this spec entry."),
-    top_k: int = typer.Option(10, "--top-k", min=1,
+    top_k: int = typer.Option(20, "--top-k", min=1,
                               help="The case's entry must be among this many most similar spec entries."),
     min_expected_words: int = typer.Option(5, "--min-expected-words", min=0,
                                            help="The expected behaviour must have at least this many words."),
@@ -181,7 +181,7 @@ def check(
                                          help="JSONL of benchmark prompts the cases must not overlap "
                                               "(repeatable)."),
     apply: bool = typer.Option(False, "--apply", help="Record the decisions (reviewer "
-                                                       "judge-cases-check-v1, method check)."),
+                                                       "judge-cases-check-v2, method check)."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Review draft cases with automated checks: on topic for their entry, no benchmark overlap, specific.
