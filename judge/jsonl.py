@@ -11,11 +11,15 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from judge.errors import InputError
+from pydantic import BaseModel, ValidationError
 
-__all__ = ["MAX_DEPTH", "check_value", "iter_lines", "loads", "read_jsonl", "text_problem"]
+from judge.errors import InputError, first_validation_error
+
+__all__ = ["MAX_DEPTH", "check_value", "iter_lines", "loads", "read_json_model", "read_jsonl", "text_problem"]
+
+M = TypeVar("M", bound=BaseModel)
 
 #: Deepest nesting of arrays / objects accepted in an input value (pairs, rulings, results, gate files).
 MAX_DEPTH = 64
@@ -115,3 +119,20 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
         if not isinstance(obj, dict):
             raise InputError("expected a JSON object", path=path, line=number)
         yield number, obj
+
+
+def read_json_model(path: str | Path, model: type[M], what: str) -> M:
+    """Read a JSON file holding one ``model`` (a calibrator, a fitted weighting ...).
+
+    Raises:
+        InputError: the file cannot be read, or is not a valid ``what`` (naming the first bad field).
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read the {what}: {exc}", path=path) from exc
+    try:
+        return model.model_validate_json(text)
+    except ValidationError as exc:
+        where, msg = first_validation_error(exc, "(document)")
+        raise InputError(f"not a {what} ({where}: {msg})", path=path, field=where) from exc

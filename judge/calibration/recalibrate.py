@@ -42,12 +42,13 @@ from typing import Any, Literal, cast
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from judge.calibration.selective import SelectiveResult, Threshold, choose_threshold
 from judge.calibration.shift import ReferenceSample, reference_from_table
 from judge.calibration.signals import CANDIDATE_FEATURES, FEATURES, SignalTable, feature_matrix
-from judge.errors import CalibratorMismatchError, ConfigError, InputError, first_validation_error
+from judge.errors import CalibratorMismatchError, ConfigError
+from judge.jsonl import read_json_model
 from judge.verdicts import JudgeConfig
 
 __all__ = [
@@ -658,12 +659,4 @@ def load_calibrator(path: str | Path) -> Calibrator:
     Raises:
         InputError: when the file is missing or is not a calibrator.
     """
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read the calibrator: {exc}", path=path) from exc
-    try:
-        return Calibrator.model_validate_json(text)
-    except ValidationError as exc:
-        where, msg = first_validation_error(exc, "(document)")
-        raise InputError(f"not a judge calibrator ({where}: {msg})", path=path, field=where) from exc
+    return read_json_model(path, Calibrator, "judge calibrator")

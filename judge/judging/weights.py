@@ -26,10 +26,10 @@ from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from scipy.optimize import minimize
 
-from judge.errors import InputError, first_validation_error
+from judge.jsonl import read_json_model
 from judge.judging.decide import Decision, decide, p_a_from_features
 from judge.rules.model import Rule
 from judge.verdicts import CheckResult, CheckWeights, JudgeConfig
@@ -268,15 +268,7 @@ def load_weights(path: str | Path) -> FittedWeights:
     Raises:
         InputError: the file is missing or is not a fitted weighting.
     """
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read the check weights: {exc}", path=path) from exc
-    try:
-        return FittedWeights.model_validate_json(text)
-    except ValidationError as exc:
-        where, msg = first_validation_error(exc, "(document)")
-        raise InputError(f"not a check weighting ({where}: {msg})", path=path, field=where) from exc
+    return read_json_model(path, FittedWeights, "check weighting")
 
 
 def shipped_weights(config: JudgeConfig) -> FittedWeights | None:
