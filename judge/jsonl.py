@@ -121,8 +121,9 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
         yield number, obj
 
 
-def read_json_model(path: str | Path, model: type[M], what: str) -> M:
-    """Read a JSON file holding one ``model`` (a calibrator, a fitted weighting ...).
+def read_json_model(path: str | Path, model: type[M], what: str, kind: str) -> M:
+    """Read a JSON file holding one ``model`` (a calibrator, a fitted weighting ...): ``what`` names the file
+    in a read error ("the calibrator"), ``kind`` the content it must hold ("a judge calibrator").
 
     Raises:
         InputError: the file cannot be read, or is not a valid ``what`` (naming the first bad field).
@@ -130,9 +131,9 @@ def read_json_model(path: str | Path, model: type[M], what: str) -> M:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read the {what}: {exc}", path=path) from exc
+        raise InputError(f"cannot read {what}: {exc}", path=path) from exc
     try:
         return model.model_validate_json(text)
     except ValidationError as exc:
         where, msg = first_validation_error(exc, "(document)")
-        raise InputError(f"not a {what} ({where}: {msg})", path=path, field=where) from exc
+        raise InputError(f"not {kind} ({where}: {msg})", path=path, field=where) from exc

@@ -659,4 +659,4 @@ def load_calibrator(path: str | Path) -> Calibrator:
     Raises:
         InputError: when the file is missing or is not a calibrator.
     """
-    return read_json_model(path, Calibrator, "judge calibrator")
+    return read_json_model(path, Calibrator, "the calibrator", "a judge calibrator")

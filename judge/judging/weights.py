@@ -268,7 +268,7 @@ def load_weights(path: str | Path) -> FittedWeights:
     Raises:
         InputError: the file is missing or is not a fitted weighting.
     """
-    return read_json_model(path, FittedWeights, "check weighting")
+    return read_json_model(path, FittedWeights, "the check weights", "a check weighting")
 
 
 def shipped_weights(config: JudgeConfig) -> FittedWeights | None:
