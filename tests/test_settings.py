@@ -161,3 +161,19 @@ def test_commands_that_do_not_embed_never_import_torch(argvs: list[list[str]]) -
                           text=True, cwd=REPO, timeout=600, check=False)
     assert done.returncode == 0, done.stderr
     assert "HEAVY []" in done.stdout, done.stdout[-800:]
+
+
+def test_retrieval_setting_picks_the_workspace_rulebooks_search(tmp_path: Path) -> None:
+    from judge.retrieval.fusion import RetrievalConfig
+    from judge.workspace import Workspace
+
+    _toml(tmp_path, 'retrieval = "dense"\n')
+    s = Settings.from_env({"JUDGE_DATA_DIR": str(tmp_path / "d"), "JUDGE_EMBEDDING_MODEL": "hash"}, cwd=tmp_path)
+    assert s.retrieval == "dense" and s.source("retrieval") == str(tmp_path / "judge.toml")
+    with Workspace.open(s) as ws:
+        assert ws.rulebook(with_index=False).retriever.config == RetrievalConfig.dense_whole()
+        fused = RetrievalConfig(lexical=False)
+        assert ws.rulebook(with_index=False, retrieval=fused).retriever.config == fused
+    assert Settings.from_env({"JUDGE_RETRIEVAL": "fused"}, cwd=tmp_path).retrieval == "fused"
+    with pytest.raises(ConfigError, match="retrieval"):
+        Settings.from_env({"JUDGE_RETRIEVAL": "sparse"}, cwd=tmp_path)

@@ -45,6 +45,9 @@ CONFIG_TEMPLATE = """\
 # Calibrator (from `judge calibrate`) every judge applies.                       env JUDGE_CALIBRATOR
 # calibrator = "calibrator.json"
 
+# Retrieval: fused (passages, dense + full-text; default) or dense (whole texts).  env JUDGE_RETRIEVAL
+# retrieval = "fused"
+
 # Prices in USD per 1M tokens, per model (the <model> of openai/<model>, or the whole backend string).
 # Without a price a cost is shown as unknown and --max-cost is refused. Copy the current figures from
 # your provider's price page; none are shipped.
