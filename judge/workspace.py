@@ -86,6 +86,10 @@ class Workspace:
                         retrieval=retrieval or RetrievalConfig.named(self.settings.retrieval),
                         judgments=self._judgments)
 
+    def embedder(self) -> Embedder:
+        """The embedder the settings name (loaded on first use of the model)."""
+        return make_embedder(self.settings.embedding_model)
+
     def cases(self, embedder: Embedder | None = None, *, entry_ids: Iterable[str] | None = None) -> CaseStore:
         """The test cases per spec entry (see `judge.cases.store.CaseStore`)."""
         return CaseStore(self._engine, embedder, entry_ids=entry_ids)
