@@ -8,12 +8,13 @@ from typing import TYPE_CHECKING
 import typer
 
 from judge.cli.common import CliState, check_out_file, console, emit_json, state
+from judge.cli.helpfmt import App
 from judge.errors import InputError
 
 if TYPE_CHECKING:
     from judge.store.claims import WorkClaims
 
-app = typer.Typer(help="Shared batches: several `judge run --shared` workers dividing one set of pairs.",
+app = App(help="Shared batches: several `judge run --shared` workers dividing one set of pairs.",
                   no_args_is_help=True)
 
 BATCH_ARG = typer.Argument(..., help="The batch name (`judge run --shared` prints it; or your --batch).")

@@ -9,9 +9,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from judge.cli.common import console, emit_json, state
+from judge.cli.helpfmt import App
 from judge.settings import CONFIG_FILE, FIELD_HELP
 
-app = typer.Typer(help="The settings in effect and where each comes from.", no_args_is_help=True)
+app = App(help="The settings in effect and where each comes from.", no_args_is_help=True)
 
 #: The commented config file `judge init` writes: every setting, commented out at its default.
 CONFIG_TEMPLATE = """\
