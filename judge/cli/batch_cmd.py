@@ -46,11 +46,15 @@ def status(ctx: typer.Context, batch: str = BATCH_ARG,
 @app.command("export")
 def export(ctx: typer.Context, batch: str = BATCH_ARG,
            out: Path = typer.Option(..., "--out", "-o", callback=check_out_file,
-                                    help="Results JSONL to write (replaced).")) -> None:
+                                    help="Results JSONL to write (replaced)."),
+           as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON.")) -> None:
     """Write the batch's verdicts decided so far, one per pair in input order (as `judge run -o` does)."""
     from judge.records import write_results
 
     claims = _claims(state(ctx), batch)
     n = write_results(out, claims.results())
     total = claims.progress().total
+    if as_json:
+        emit_json({"batch": batch, "written": n, "total": total, "out": str(out)})
+        return
     console.print(f"wrote {n} of {total} verdicts of batch {batch} to {out}", highlight=False, markup=False)

@@ -11,9 +11,19 @@ import typer
 from rich.markup import escape
 
 from judge.cli import cases_model_cmd
-from judge.cli.cases_common import COS_OPT, JSON_OPT, NGRAM_OPT, case_row, open_store, progress_bar, read_cases
+from judge.cli.cases_common import (
+    COS_OPT,
+    JSON_OPT,
+    NGRAM_OPT,
+    case_row,
+    duplicate_heads,
+    open_store,
+    progress_bar,
+    read_cases,
+)
 from judge.cli.common import console, emit_json, state, table
 from judge.cli.helpfmt import App
+from judge.errors import InputError
 
 app = App(help="Test cases per spec entry: seed, load, add, review (by a person or a check), list, export, "
                "check for contamination.",
@@ -191,7 +201,6 @@ def review(
     """Accept / reject (or reopen as draft) cases in bulk: all decisions in one transaction, or none."""
     from judge.cases.model import REVIEW_METHODS
     from judge.cases.store import Decision
-    from judge.errors import InputError
     from judge.jsonl import read_jsonl
 
     decisions: dict[str, Decision] = {}
@@ -226,14 +235,28 @@ def list_cases(
     status: str | None = typer.Option(None, "--status", help="Only draft, accepted or rejected cases."),
     provenance: str | None = typer.Option(None, "--provenance", help="Only cases whose provenance starts so."),
     limit: int = typer.Option(0, "--limit", help="Show at most N cases (0 = all)."),
-    as_json: bool = JSON_OPT,
+    cos_threshold: float = COS_OPT,
+    ngram_threshold: float = NGRAM_OPT,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (with duplicate_of, as `judge coverage` "
+                                                       "merges near-duplicates) instead of a table."),
 ) -> None:
-    """List test cases, oldest first."""
+    """List test cases, oldest first.
+
+    With --json each accepted case carries ``duplicate_of``: the oldest case of its near-duplicate group in
+    every entry it tests (null when it is distinct), so `judge gate --cases` counts it once, as `judge coverage`
+    does.
+    """
+    if as_json:
+        from judge.cases.distinct import Thresholds
+
+        store = open_store(ctx)
+        cases = store.list_cases(entry=entry, status=status, provenance=provenance, limit=limit or None)
+        with progress_bar("embedding cases") as report:
+            heads = duplicate_heads(store, cases, Thresholds(cos=cos_threshold, ngram=ngram_threshold), report)
+        emit_json([{**case_row(c), "duplicate_of": heads.get(c.id)} for c in cases])
+        return
     cases = open_store(ctx, embed=False).list_cases(entry=entry, status=status, provenance=provenance,
                                                 limit=limit or None)
-    if as_json:
-        emit_json([case_row(c) for c in cases])
-        return
     out = table(f"{len(cases)} test case(s)", "id", "status", "entries", "provenance", "prompt",
                 narrow=("status",))
     for c in cases:
@@ -296,7 +319,6 @@ def coverage(
     """Test cases per spec entry: distinct accepted (near-duplicates merged), accepted, draft, rejected."""
     from judge.cases.distinct import Thresholds
     from judge.cases.model import REVIEW_METHODS
-    from judge.errors import InputError
 
     bad = [m for m in review_method if m not in REVIEW_METHODS]
     if bad:

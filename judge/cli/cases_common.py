@@ -12,7 +12,8 @@ import typer
 from judge.cli.common import err_console, state
 from judge.cli.progress import RunProgress
 
-__all__ = ["COS_OPT", "JSON_OPT", "NGRAM_OPT", "case_row", "open_store", "progress_bar", "read_cases"]
+__all__ = ["COS_OPT", "JSON_OPT", "NGRAM_OPT", "case_row", "duplicate_heads", "open_store", "progress_bar",
+           "read_cases"]
 
 JSON_OPT = typer.Option(False, "--json", help="Print JSON instead of a table.")
 COS_OPT = typer.Option(0.92, "--cos-threshold", help="Embedding cosine at or above which two cases are "
@@ -69,3 +70,25 @@ def read_cases(path: Path) -> list[Any]:
 def case_row(case: Any) -> dict[str, Any]:
     row: dict[str, Any] = case.model_dump(mode="json")
     return row
+
+
+def duplicate_heads(store: Any, cases: list[Any], thresholds: Any, progress: Any = None) -> dict[str, str]:
+    """For each accepted case of ``cases`` that is a near-duplicate, the oldest case of its group.
+
+    Groups are formed within each spec entry, as `judge coverage` forms them; a case testing several entries
+    is a duplicate only when it is one in every entry it tests (the one id it can name is the group head of
+    its first entry).
+    """
+    accepted = [c for c in cases if c.status.value == "accepted"]
+    entries = sorted({e for c in accepted for e in c.entries})
+    head_in: dict[str, dict[str, str]] = {}  # case id -> entry -> head of its group there
+    for entry in entries:
+        for group in store.groups(entry, thresholds=thresholds, progress=progress):
+            for member in group:
+                head_in.setdefault(member, {})[entry] = group[0]
+    heads = {}
+    for case in accepted:
+        there = head_in.get(case.id, {})
+        if case.entries and all(there.get(e, case.id) != case.id for e in case.entries):
+            heads[case.id] = there[case.entries[0]]
+    return heads

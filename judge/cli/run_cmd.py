@@ -261,8 +261,12 @@ def run(
             elif shift.shifted and abstain:
                 err_console.print("--trust-shifted: the calibrated abstention is kept on a shifted batch; its "
                                   "guarantee does not apply", highlight=False)
+    # with --abstain / --escalate-below: how many of the batch's verdicts went to a person (after any re-decision)
+    escalated = sum(v.escalated for v in shown if v.failure is None) if judge.escalate_below is not None else None
     if as_json:
-        extra = {"complete": report.complete} if isinstance(report, SharedRunReport) else {}
+        extra: dict[str, object] = {"complete": report.complete} if isinstance(report, SharedRunReport) else {}
+        if escalated is not None:
+            extra.update(escalated=escalated, escalate_below=judge.escalate_below)
         emit_json({**vars(report), **extra, **shift_extra, "inconsistency_rate": report.inconsistency_rate,
                    "out": str(out)})
         exit_for_failures(report.failed, report.judged)
@@ -286,6 +290,8 @@ def run(
                   f"orders disagreed on {report.position_inconsistent}"
                   + (f" ({rate:.0%})" if rate is not None else "")
                   + (f"; bound by precedent {report.bound_by_precedent}" if report.bound_by_precedent else "")
+                  + (f"; escalated {escalated} of {len(shown)} (confidence below {judge.escalate_below:.3f})"
+                     if escalated is not None else "")
                   + (f"; rule checks asked {report.checks_asked:,}, from cache {report.checks_cached:,}"
                      if report.checks_asked or report.checks_cached else "")
                   + f"; tokens {report.prompt_tokens + report.completion_tokens:,}"
