@@ -207,7 +207,7 @@ class App(typer.Typer):
         kwargs.setdefault("cls", HelpGroup)
         super().__init__(**kwargs)
 
-    def command(self, name: str | None = None, **kwargs: Any) -> Callable[[Any], Any]:  # type: ignore[override]
+    def command(self, name: str | None = None, **kwargs: Any) -> Callable[[Any], Any]:
         """`typer.Typer.command` with `HelpCommand` as the default class."""
         kwargs.setdefault("cls", HelpCommand)
         return super().command(name, **kwargs)
