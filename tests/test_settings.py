@@ -97,9 +97,16 @@ def test_config_show_init_and_version(tmp_path: Path, monkeypatch: pytest.Monkey
     assert Settings.from_env({}, cwd=tmp_path).backend == "local"  # every line is commented out, and valid
     for name in Settings.model_fields:
         assert name in written, name
+    shipped = sum(1 for f in (REPO / "cases").glob("*.jsonl")
+                  for line in f.read_text(encoding="utf-8").splitlines() if line.strip())
+    assert done["cases_added"] == shipped > 6000  # the default case set comes with the default rulebook
     code, out, _ = invoke(["--embedding-model", "hash", "init", "--json"], monkeypatch, capsys)
     again = json.loads(out)
     assert code == 0 and not again["config_written"] and again["added"] == 0  # idempotent, file kept
+    assert again["cases_added"] == 0 and again["cases_existing"] == shipped
+    code, out, _ = invoke(["--embedding-model", "hash", "coverage", "--json"], monkeypatch, capsys)
+    entries = json.loads(out)["entries"]
+    assert code == 0 and len(entries) == 61 and min(e["distinct_accepted"] for e in entries) >= 100
     code, out, _ = invoke(["--embedding-model", "hash", "rulebook", "list", "--layer", "constitution", "--json"],
                           monkeypatch, capsys)
     assert code == 0 and len(json.loads(out)["rules"]) == 22
@@ -161,3 +168,19 @@ def test_commands_that_do_not_embed_never_import_torch(argvs: list[list[str]]) -
                           text=True, cwd=REPO, timeout=600, check=False)
     assert done.returncode == 0, done.stderr
     assert "HEAVY []" in done.stdout, done.stdout[-800:]
+
+
+def test_retrieval_setting_picks_the_workspace_rulebooks_search(tmp_path: Path) -> None:
+    from judge.retrieval.fusion import RetrievalConfig
+    from judge.workspace import Workspace
+
+    _toml(tmp_path, 'retrieval = "dense"\n')
+    s = Settings.from_env({"JUDGE_DATA_DIR": str(tmp_path / "d"), "JUDGE_EMBEDDING_MODEL": "hash"}, cwd=tmp_path)
+    assert s.retrieval == "dense" and s.source("retrieval") == str(tmp_path / "judge.toml")
+    with Workspace.open(s) as ws:
+        assert ws.rulebook(with_index=False).retriever.config == RetrievalConfig.dense_whole()
+        fused = RetrievalConfig(lexical=False)
+        assert ws.rulebook(with_index=False, retrieval=fused).retriever.config == fused
+    assert Settings.from_env({"JUDGE_RETRIEVAL": "fused"}, cwd=tmp_path).retrieval == "fused"
+    with pytest.raises(ConfigError, match="retrieval"):
+        Settings.from_env({"JUDGE_RETRIEVAL": "sparse"}, cwd=tmp_path)

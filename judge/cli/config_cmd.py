@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from judge.cli.common import console, emit_json, state
+from judge.cases.files import read_case_files
+from judge.cli.common import console, emit_json, err_console, state
 from judge.cli.helpfmt import App
+from judge.cli.progress import RunProgress
 from judge.settings import CONFIG_FILE, FIELD_HELP
 
 app = App(help="The settings in effect and where each comes from.", no_args_is_help=True)
@@ -46,6 +49,9 @@ CONFIG_TEMPLATE = """\
 # Calibrator (from `judge calibrate`) every judge applies.                       env JUDGE_CALIBRATOR
 # calibrator = "calibrator.json"
 
+# Retrieval: fused (passages, dense + full-text; default) or dense (whole texts).  env JUDGE_RETRIEVAL
+# retrieval = "fused"
+
 # Prices in USD per 1M tokens, per model (the <model> of openai/<model>, or the whole backend string).
 # Without a price a cost is shown as unknown and --max-cost is refused. Copy the current figures from
 # your provider's price page; none are shipped.
@@ -63,6 +69,14 @@ def default_rulebook_dir() -> Path | None:
     return candidate if (candidate / "constitution").is_dir() else None
 
 
+def default_cases_dir() -> Path | None:
+    """The default case set that comes with judge (the checkout's ``cases/``), if it is there."""
+    import judge
+
+    candidate = Path(judge.__file__).resolve().parent.parent / "cases"
+    return candidate if candidate.is_dir() and any(candidate.glob("*.jsonl")) else None
+
+
 def init(
     ctx: typer.Context,
     rulebook: Path | None = typer.Option(None, "--rulebook", exists=True, file_okay=False,
@@ -71,10 +85,14 @@ def init(
     config: Path = typer.Option(Path(CONFIG_FILE), "--config", dir_okay=False,
                                 help="Where to write the commented config file."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing config file."),
+    cases: bool = typer.Option(True, "--cases/--no-cases",
+                               help="Load the default case set (cases/, embedded for near-duplicates: a minute "
+                                    "or two) when the default rulebook is loaded."),
     as_json: bool = typer.Option(False, "--json", help="Print what was done as JSON."),
 ) -> None:
     """Set judge up: create the data directory, load the default rulebook (constitution, spec, rulings)
-    and write a commented judge.toml.
+    and its case set (>= 100 reviewed cases per spec entry, for `judge coverage` and `judge gate`), and
+    write a commented judge.toml.
 
     Safe to run again: unchanged rule files add no version, and an existing config file is kept unless
     --force is given.
@@ -97,6 +115,9 @@ def init(
     data = {"data_dir": str(settings.data_dir), "config": str(config), "config_written": wrote,
             "rulebook": str(source), "added": report.added, "amended": report.amended,
             "unchanged": report.unchanged, "rulebook_version": report.rulebook_version}
+    case_dir = default_cases_dir() if cases and rulebook is None else None
+    if case_dir is not None:
+        data.update(_load_cases(st, case_dir))
     if as_json:
         emit_json(data)
         return
@@ -105,6 +126,19 @@ def init(
                   + ("(written)" if wrote else "(kept; --force rewrites it)"), highlight=False)
     console.print(f"rulebook {escape(str(source))}: added {report.added}, amended {report.amended}, unchanged "
                   f"{report.unchanged}; version {report.rulebook_version}", highlight=False)
+    if case_dir is not None:
+        console.print(f"cases {escape(str(case_dir))}: added {data['cases_added']}, already stored "
+                      f"{data['cases_existing']}", highlight=False)
+
+
+def _load_cases(st: Any, case_dir: Path) -> dict[str, Any]:
+    """Load a case folder into the workspace's case store, with a progress bar while it embeds."""
+    workspace = st.workspace()
+    store = workspace.cases(workspace.embedder())
+    with RunProgress("embedding cases", None, console=err_console, transient=True) as bar:
+        added = store.add(read_case_files(case_dir), note=f"loaded from {case_dir} by judge init",
+                          progress=lambda done, total: bar.update(done, total))
+    return {"cases": str(case_dir), "cases_added": len(added.added), "cases_existing": len(added.existing)}
 
 
 @app.command("show")

@@ -48,6 +48,15 @@ class RetrievalConfig:
         pieces the embedder reads), ranked by cosine: the configuration before passages and fusion."""
         return cls(passages=False, lexical=False, split_queries=False, fused=False)
 
+    @classmethod
+    def named(cls, name: str) -> RetrievalConfig:
+        """The configuration a setting names: ``fused`` (the default) or ``dense`` (`dense_whole`)."""
+        if name == "fused":
+            return cls()
+        if name == "dense":
+            return cls.dense_whole()
+        raise ValueError(f"unknown retrieval {name!r} (fused or dense)")
+
     @property
     def label(self) -> str:
         """A short description, for reports."""
