@@ -219,7 +219,10 @@ class Rulebook:
                                              author=author, tags=tags, checks=checks)
             items = [PendingChange(ruling, ChangeKind.ADD, None)]
             for target in overrules:
-                items.append(self._status_change(target, RuleStatus.OVERRULED, f"overruled by {ruling.id}"))
+                change = self._status_change(target, RuleStatus.OVERRULED, f"overruled by {ruling.id}")
+                # the overrule is the new ruling's author's act, never recorded under the old ruling's author
+                items.append(PendingChange(change.rule.model_copy(update={"author": ruling.author}), change.kind,
+                                           change.reason))
             self._commit(items, author)
         return self.store.get(ruling.id)
 

@@ -228,9 +228,11 @@ class JudgeConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    backend: str
-    model: str
-    template_version: str
+    # Defaults: the embedded judge (kept equal to judge.backends.local_model.DEFAULT_MODEL_NAME and
+    # judge.judging.prompts.TEMPLATE_VERSION by a test: this module imports neither)
+    backend: str = "local"
+    model: str = "qwen2.5-coder-1.5b-instruct-q4_k_m"
+    template_version: str = "rules-v3"
     endpoint: str | None = Field(
         default=None, description="The OpenAI-compatible endpoint's base URL (None for the embedded model): a "
                                   "verdict made by one server is never answered from the cache for another.")

@@ -124,3 +124,9 @@ def test_report_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys:
     assert "accuracy" in printed and "report written to" in printed and "index.html" in printed
     page = _check_report(out)
     assert "&lt;script&gt;" in page
+    assert "ECE (10 bins)" in page  # the breakdowns' bin count, beside the headline's 15
+    monkeypatch.setattr("sys.argv", ["judge", "report", str(results), "-l", str(pairs), "-o", str(out),
+                                     "--bootstrap", "10", "--recalibrate", "none", "--json"])
+    main()
+    data = json.loads(capsys.readouterr().out)
+    assert data["index"] == str(out / "index.html") and "ece_uniform_15" in data["headline"]["raw"]

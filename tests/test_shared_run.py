@@ -526,5 +526,8 @@ def test_two_judge_run_processes_share_a_batch(tmp_path: Path, sqlite_url: str, 
     code, out = cli("batch", "export", batch, "-o", str(tmp_path / "export.jsonl"))
     assert code == 0 and f"wrote {n} of {n}" in out
     assert (tmp_path / "export.jsonl").read_text(encoding="utf-8").splitlines() == files[0]
+    code, out = cli("batch", "export", batch, "-o", str(tmp_path / "export2.jsonl"), "--json")
+    assert code == 0 and json.loads(out) == {"batch": batch, "written": n, "total": n,
+                                             "out": str(tmp_path / "export2.jsonl")}
     code, out = cli("batch", "status", "nope")
     assert code == 2 and "no shared batch named 'nope'" in out

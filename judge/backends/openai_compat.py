@@ -107,6 +107,15 @@ def _unavailable(exc: BaseException, attempts: int) -> BackendUnavailableError:
                                    status=status, attempts=attempts)
 
 
+def failure_text(exc: BaseException | None) -> str:
+    """A transient failure as logged before a retry: its kind and, for an HTTP error, the status
+    (``EndpointStatusError HTTP 503``)."""
+    if exc is None:
+        return "?"
+    status = getattr(exc, "status_code", None)
+    return type(exc).__name__ + (f" HTTP {status}" if isinstance(status, int) else "")
+
+
 class OpenAIProtocolBackend:
     """A backend over any OpenAI-compatible chat endpoint.
 
@@ -167,7 +176,7 @@ class OpenAIProtocolBackend:
                              retry=retry_if_exception(_retryable), reraise=True,
                              before_sleep=lambda s: log.warning(
                                  "%s: transient failure (%s); retry %d", self.name,
-                                 type(s.outcome.exception()).__name__ if s.outcome else "?", s.attempt_number))
+                                 failure_text(s.outcome.exception()) if s.outcome else "?", s.attempt_number))
 
     async def achat(self, request: ChatRequest) -> ChatReply:
         """One chat completion with retries; raises `BackendUnavailableError` / `BackendReplyError`."""

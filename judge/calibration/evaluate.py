@@ -27,6 +27,9 @@ __all__ = ["Estimate", "EvalReport", "GroupMetrics", "LabelledRow", "PairLabel",
            "point_metrics"]
 
 _OUT = {0: "A", 1: "tie", 2: "B"}
+#: Uniform bins of a breakdown group's ECE: fewer than the headline's 15, as a group holds few verdicts (the
+#: report labels the column with this count).
+GROUP_ECE_BINS = 10
 
 
 @dataclass(frozen=True)
@@ -204,7 +207,7 @@ def _group(key: str, conf: NDArray[np.float64], correct: NDArray[np.int_], p_a: 
            y: NDArray[np.int_], decided: NDArray[np.bool_]) -> GroupMetrics:
     brier = m.brier_binary(p_a[decided], y[decided]) if decided.any() else math.nan
     return GroupMetrics(key=key, n=len(conf), accuracy=float(correct.mean()), mean_confidence=float(conf.mean()),
-                        ece=m.ece(conf, correct, n_bins=10).ece, brier=brier)
+                        ece=m.ece(conf, correct, n_bins=GROUP_ECE_BINS).ece, brier=brier)
 
 
 def _top_spec(v: Verdict) -> str:

@@ -560,12 +560,14 @@ class Calibrator(BaseModel):
 
     @property
     def id(self) -> str:
-        """A content hash of the method, parameters and judge key (stable across saves)."""
+        """A content hash of the method, parameters, judge key and abstention threshold (stable across saves)."""
         fields: dict[str, Any] = {"method": self.method, "params": self.params, "judge": self.judge,
                                   "rulebook_version": self.rulebook_version, "tie_rate": self.tie_rate}
         if self.tie_model is not None:  # absent from calibrators fitted before it existed: their ids stay
             fields["tie_model"] = list(self.tie_model)
-        body = json.dumps(fields, sort_keys=True)
+        if self.abstain is not None:  # two thresholds on one fit are two calibrators (ids without one stay)
+            fields["abstain"] = self.abstain
+        body = json.dumps(fields, sort_keys=True, default=str)
         return "cal-" + hashlib.sha256(body.encode()).hexdigest()[:12]
 
     def predict_p_a(self, t: SignalTable) -> NDArray[np.float64]:
@@ -647,7 +649,8 @@ def check_compatible(cal: Calibrator, config: JudgeConfig, rulebook_version: str
     if not allow_rulebook_change and cal.rulebook_version is not None and rulebook_version is not None \
             and cal.rulebook_version != rulebook_version:
         diffs.append(f"rulebook_version: calibrator {cal.rulebook_version} != judge {rulebook_version} "
-                     "(refit, or accept the change explicitly)")
+                     "(refit, or accept the change with --allow-rulebook-change; allow_rulebook_change=True in "
+                     "Python)")
     if diffs:
         raise CalibratorMismatchError(f"calibrator {cal.id} was fitted for another judge configuration: "
                                       + "; ".join(diffs))

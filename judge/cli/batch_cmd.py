@@ -8,12 +8,13 @@ from typing import TYPE_CHECKING
 import typer
 
 from judge.cli.common import CliState, check_out_file, console, emit_json, state
+from judge.cli.helpfmt import App
 from judge.errors import InputError
 
 if TYPE_CHECKING:
     from judge.store.claims import WorkClaims
 
-app = typer.Typer(help="Shared batches: several `judge run --shared` workers dividing one set of pairs.",
+app = App(help="Shared batches: several `judge run --shared` workers dividing one set of pairs.",
                   no_args_is_help=True)
 
 BATCH_ARG = typer.Argument(..., help="The batch name (`judge run --shared` prints it; or your --batch).")
@@ -45,11 +46,15 @@ def status(ctx: typer.Context, batch: str = BATCH_ARG,
 @app.command("export")
 def export(ctx: typer.Context, batch: str = BATCH_ARG,
            out: Path = typer.Option(..., "--out", "-o", callback=check_out_file,
-                                    help="Results JSONL to write (replaced).")) -> None:
+                                    help="Results JSONL to write (replaced)."),
+           as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON.")) -> None:
     """Write the batch's verdicts decided so far, one per pair in input order (as `judge run -o` does)."""
     from judge.records import write_results
 
     claims = _claims(state(ctx), batch)
     n = write_results(out, claims.results())
     total = claims.progress().total
+    if as_json:
+        emit_json({"batch": batch, "written": n, "total": total, "out": str(out)})
+        return
     console.print(f"wrote {n} of {total} verdicts of batch {batch} to {out}", highlight=False, markup=False)

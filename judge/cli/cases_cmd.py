@@ -1,78 +1,33 @@
-"""`judge cases ...` (seed, add, review, list, contamination) and `judge coverage`: test cases per spec entry."""
+"""`judge cases ...` (seed, add, review, list, contamination) and `judge coverage`: test cases per spec entry.
+
+The commands that ask a model (generate, answer, pairs) are in `judge.cli.cases_model_cmd`."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import typer
-from rich.table import Table
+from rich.markup import escape
 
-from judge.cli.common import check_out_file, check_url, console, emit_json, err_console, state
-from judge.cli.progress import RunProgress
+from judge.cli import cases_model_cmd
+from judge.cli.cases_common import (
+    COS_OPT,
+    JSON_OPT,
+    NGRAM_OPT,
+    case_row,
+    duplicate_heads,
+    open_store,
+    progress_bar,
+    read_cases,
+)
+from judge.cli.common import console, emit_json, state, table
+from judge.cli.helpfmt import App
+from judge.errors import InputError
 
-app = typer.Typer(help="Test cases per spec entry: seed, load, add, review (by a person or a check), list, export, "
-                       "check for contamination.",
-                  no_args_is_help=True)
-
-JSON_OPT = typer.Option(False, "--json", help="Print JSON instead of a table.")
-COS_OPT = typer.Option(0.92, "--cos-threshold", help="Embedding cosine at or above which two cases are "
-                                                      "near-duplicates (above 1 turns it off).")
-NGRAM_OPT = typer.Option(0.6, "--ngram-threshold", help="Word 3-gram Jaccard at or above which two cases are "
-                                                         "near-duplicates (above 1 turns it off).")
-
-
-def open_store(ctx: typer.Context, *, embed: bool = True) -> Any:
-    """A `CaseStore` on the configured rulebook's database, checked against its current spec entries."""
-    from judge.errors import RulebookError
-    from judge.retrieval.embedder import make_embedder
-    from judge.rules.model import Layer
-
-    cli = state(ctx)
-    rulebook = cli.rulebook(with_index=False)
-    entry_ids = [r.id for r in rulebook.rules(Layer.SPEC)]
-    if not entry_ids:
-        raise RulebookError("the rulebook has no spec entries for cases to test; load one first "
-                            "(`judge rulebook load rulebook/`)")
-    embedder = make_embedder(cli.settings.embedding_model) if embed else None
-    return cli.workspace().cases(embedder, entry_ids=entry_ids)
-
-
-@contextmanager
-def _progress(description: str) -> Iterator[Any]:
-    """A ``progress(done, total)`` callback drawing progress on stderr (the total comes with the first call)."""
-    with RunProgress(description, None, console=err_console, transient=True) as bar:
-        yield lambda done, total: bar.update(done, total)
-
-
-def _read_cases(path: Path) -> list[Any]:
-    from pydantic import ValidationError
-
-    from judge.cases.model import CaseStatus, TestCase
-    from judge.errors import InputError, first_validation_error
-    from judge.jsonl import read_jsonl
-
-    cases = []
-    for line, obj in read_jsonl(path):
-        try:
-            case = TestCase.model_validate(obj)
-        except ValidationError as exc:
-            where, msg = first_validation_error(exc, "")
-            raise InputError(f"invalid test case: {where + ': ' if where else ''}{msg}", path=path,
-                             line=line, field=where or None) from None
-        if case.status is not CaseStatus.DRAFT:
-            raise InputError(f"cases enter as draft, not {case.status.value}; accept them with "
-                             "`judge cases review`", path=path, line=line, field="status")
-        cases.append(case)
-    return cases
-
-
-def _case_row(case: Any) -> dict[str, Any]:
-    row: dict[str, Any] = case.model_dump(mode="json")
-    return row
+app = App(help="Test cases per spec entry: seed, load, add, review (by a person or a check), list, export, "
+               "check for contamination.",
+          no_args_is_help=True)
 
 
 @app.command("seed")
@@ -90,7 +45,7 @@ def seed(
 
     store = open_store(ctx)
     result = seed_from_dir(data_dir, store.entry_ids())
-    with _progress("embedding cases") as progress:
+    with progress_bar("embedding cases") as progress:
         report = store.add(result.cases, note=f"seeded from {data_dir}", progress=progress)
     per_entry = result.entries()
     data = {
@@ -109,12 +64,11 @@ def seed(
                   f"({data['accepted']} accepted examples, {data['draft']} draft eval prompts); "
                   f"{data['entries_with_cases']} of {data['spec_entries']} spec entries have cases", highlight=False)
     if result.unmapped:
-        table = Table(title=f"{len(result.unmapped)} section(s) with no spec entry: not seeded")
-        for col in ("section", "maps to", "examples", "eval prompts", "reason"):
-            table.add_column(col)
+        out = table(f"{len(result.unmapped)} section(s) with no spec entry: not seeded", "section", "maps to",
+                    "examples", "eval prompts", "reason", right=("examples", "eval prompts"))
         for u in result.unmapped:
-            table.add_row(u.section, u.rule_id, str(u.examples), str(u.eval_prompts), u.reason)
-        console.print(table)
+            out.add_row(escape(u.section), u.rule_id, str(u.examples), str(u.eval_prompts), escape(u.reason))
+        console.print(out)
     for record_id, reason in result.skipped:
         console.print(f"skipped {record_id}: {reason}", highlight=False, markup=False)
 
@@ -127,9 +81,9 @@ def add(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Add draft cases from a JSONL file (one transaction; cases already stored are left as they are)."""
-    cases = _read_cases(file)
+    cases = read_cases(file)
     store = open_store(ctx)
-    with _progress("embedding cases") as progress:
+    with progress_bar("embedding cases") as progress:
         report = store.add(cases, note=f"added from {file}", progress=progress)
     if as_json:
         emit_json({"added": list(report.added), "existing": list(report.existing)})
@@ -154,7 +108,7 @@ def load(
 
     cases = read_case_files(path)
     store = open_store(ctx)
-    with _progress("embedding cases") as progress:
+    with progress_bar("embedding cases") as progress:
         report = store.add(cases, note=f"loaded from {path}", progress=progress)
     by_status: dict[str, int] = {}
     for c in cases:
@@ -197,7 +151,7 @@ def check(
     store = open_store(ctx)
     rules = list(cli.rulebook(with_index=False).rules(Layer.SPEC))
     policy = CheckPolicy(top_k=top_k, min_expected_words=min_expected_words, required_tags=tuple(require_tag))
-    with _progress("embedding cases and entries") as progress:
+    with progress_bar("embedding cases and entries") as progress:
         run = review_drafts(store, rules, store.embedder, benchmarks=benchmark, policy=policy, entry=entry,
                             apply=apply, progress=progress)
     rejected = [d for d in run.decisions if d.status.value == "rejected"]
@@ -247,7 +201,6 @@ def review(
     """Accept / reject (or reopen as draft) cases in bulk: all decisions in one transaction, or none."""
     from judge.cases.model import REVIEW_METHODS
     from judge.cases.store import Decision
-    from judge.errors import InputError
     from judge.jsonl import read_jsonl
 
     decisions: dict[str, Decision] = {}
@@ -282,146 +235,40 @@ def list_cases(
     status: str | None = typer.Option(None, "--status", help="Only draft, accepted or rejected cases."),
     provenance: str | None = typer.Option(None, "--provenance", help="Only cases whose provenance starts so."),
     limit: int = typer.Option(0, "--limit", help="Show at most N cases (0 = all)."),
-    as_json: bool = JSON_OPT,
+    cos_threshold: float = COS_OPT,
+    ngram_threshold: float = NGRAM_OPT,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (with duplicate_of, as `judge coverage` "
+                                                       "merges near-duplicates) instead of a table."),
 ) -> None:
-    """List test cases, oldest first."""
+    """List test cases, oldest first.
+
+    With --json each accepted case carries ``duplicate_of``: the oldest case of its near-duplicate group in
+    every entry it tests (null when it is distinct), so `judge gate --cases` counts it once, as `judge coverage`
+    does.
+    """
+    if as_json:
+        from judge.cases.distinct import Thresholds
+
+        store = open_store(ctx)
+        cases = store.list_cases(entry=entry, status=status, provenance=provenance, limit=limit or None)
+        with progress_bar("embedding cases") as report:
+            heads = duplicate_heads(store, cases, Thresholds(cos=cos_threshold, ngram=ngram_threshold), report)
+        emit_json([{**case_row(c), "duplicate_of": heads.get(c.id)} for c in cases])
+        return
     cases = open_store(ctx, embed=False).list_cases(entry=entry, status=status, provenance=provenance,
                                                 limit=limit or None)
-    if as_json:
-        emit_json([_case_row(c) for c in cases])
-        return
-    table = Table(title=f"{len(cases)} test case(s)")
-    for col in ("id", "status", "entries", "provenance", "prompt"):
-        table.add_column(col)
+    out = table(f"{len(cases)} test case(s)", "id", "status", "entries", "provenance", "prompt",
+                narrow=("status",))
     for c in cases:
         prompt = " ".join(c.prompt.split())
-        table.add_row(c.id, c.status.value, ", ".join(c.entries), c.provenance,
-                      prompt[:60] + ("…" if len(prompt) > 60 else ""))
-    console.print(table)
+        out.add_row(c.id, c.status.value, ", ".join(c.entries), escape(c.provenance),
+                    escape(prompt[:60] + (" ..." if len(prompt) > 60 else "")))
+    console.print(out)
 
 
-@app.command("generate")
-def generate(
-    ctx: typer.Context,
-    entry: list[str] = typer.Option(..., "--entry", "-e", help="Spec entry to write cases for (repeatable)."),
-    n: int = typer.Option(8, "--n", help="Cases to ask for per entry."),
-    backend: str | None = typer.Option(None, "--backend", "-b",
-                                       help="local (embedded), local/<path.gguf>, or openai/<model> (default: "
-                                            "JUDGE_BACKEND, judge.toml, else local)."),
-    base_url: str | None = typer.Option(None, "--base-url", callback=check_url,
-                                            help="Endpoint for openai/<model>."),
-    as_json: bool = JSON_OPT,
-) -> None:
-    """Generate draft test cases per spec entry with a model; review them with `judge cases review`."""
-    import asyncio
-
-    from judge.backends.base import release_connections
-    from judge.backends.registry import make_backend
-    from judge.cases.generate import generate_cases
-    from judge.errors import InputError
-
-    store = open_store(ctx)
-    rulebook = state(ctx).rulebook(with_index=False)
-    unknown = [e for e in entry if e not in store.entry_ids()]
-    if unknown:
-        raise InputError(f"not spec entries of the rulebook: {', '.join(unknown)}", field="entry")
-    settings = state(ctx).settings
-    made = make_backend(backend or settings.backend, data_dir=settings.data_dir, base_url=base_url or settings.base_url)
-    added: dict[str, int] = {}
-    async def generate_all(progress: Any) -> None:  # one event loop for every entry: connections stay valid
-        try:
-            for i, entry_id in enumerate(entry):
-                existing = [c.prompt for c in store.list_cases(entry=entry_id)]
-                cases = await generate_cases(made, rulebook.get(entry_id), n, avoid=existing)
-                added[entry_id] = len(store.add(cases).added)
-                progress(i + 1, len(entry))
-        finally:
-            await release_connections(made)
-
-    try:
-        with _progress("generating") as progress:
-            asyncio.run(generate_all(progress))
-    finally:
-        made.close()
-    if as_json:
-        emit_json({"added": added})
-    else:
-        for entry_id, count in added.items():
-            console.print(f"{entry_id}: {count} draft case(s) added", highlight=False)
-
-
-@app.command("answer")
-def answer(
-    ctx: typer.Context,
-    out: Path = typer.Option(..., "--out", "-o", dir_okay=False,
-                             help="Answers JSONL to append to (resumable: answered cases are skipped)."),
-    backend: str = typer.Option("local", "--backend", "-b",
-                                help="The answering model: local (embedded), local/<path.gguf>, or openai/<model>."),
-    base_url: str | None = typer.Option(None, "--base-url", help="Endpoint for openai/<model>."),
-    entry: list[str] = typer.Option([], "--entry", "-e", help="Only cases testing this spec entry (repeatable)."),
-    per_entry: int = typer.Option(0, "--per-entry", min=0, help="At most N cases per entry (0 = all)."),
-    system: str | None = typer.Option(None, "--system", help="A system prompt sent before every case."),
-    max_tokens: int = typer.Option(256, "--max-tokens", min=1, help="Generation cap per answer."),
-    as_json: bool = JSON_OPT,
-) -> None:
-    """Answer the accepted cases with a model: a candidate's or a baseline's responses for `judge cases pairs`.
-
-    Exit code 1 when some cases could not be answered (they are written as failures and asked again on the
-    next run).
-    """
-    from judge.backends.registry import make_backend
-    from judge.cases.answer import answer_cases
-
-    store = open_store(ctx, embed=False)
-    cases = []
-    for entry_id in entry or [None]:  # type: ignore[list-item]
-        chosen = store.list_cases(entry=entry_id, status="accepted")
-        cases.extend(sorted(chosen, key=lambda c: c.id)[:per_entry or None])
-    cases = list({c.id: c for c in cases}.values())
-    made = make_backend(backend, data_dir=state(ctx).settings.data_dir, base_url=base_url)
-    try:
-        with _progress("answering") as progress:
-            run = answer_cases(made, cases, out, system=system, max_tokens=max_tokens, progress=progress)
-    finally:
-        made.close()
-    if as_json:
-        emit_json({"cases": len(cases), "answered": run.answered, "already": run.skipped, "failed": run.failed,
-                   "out": str(out)})
-    else:
-        console.print(f"{len(cases)} case(s): {run.answered} answered now, {run.skipped} already answered, "
-                      f"{run.failed} failed -> {out}", highlight=False)
-    if run.failed:
-        raise typer.Exit(1)
-
-
-@app.command("pairs")
-def pairs(
-    ctx: typer.Context,
-    candidate: Path = typer.Option(..., "--candidate", exists=True, dir_okay=False,
-                                   help="JSONL of the candidate model's answers: case_id, response."),
-    out: Path = typer.Option(..., "--out", "-o", callback=check_out_file,
-                             help="Pairs JSONL to write (then `judge run` it)."),
-    baseline: Path | None = typer.Option(None, "--baseline", exists=True, dir_okay=False,
-                                         help="JSONL of a baseline model's answers (head-to-head); without it "
-                                              "each case's reference answer is response B."),
-    entry: str | None = typer.Option(None, "--entry", help="Only cases testing this spec entry."),
-    as_json: bool = JSON_OPT,
-) -> None:
-    """Write release pairs: candidate (A) vs baseline or reference (B), one per accepted case."""
-    from judge.cases.pairs import build_pairs, read_answers
-
-    cases = open_store(ctx, embed=False).list_cases(entry=entry, status="accepted")
-    plan = build_pairs(cases, read_answers(candidate), read_answers(baseline) if baseline else None)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in plan.pairs), encoding="utf-8")
-    if as_json:
-        emit_json({"pairs": len(plan.pairs), "out": str(out),
-                   "skipped": [{"case_id": c, "reason": r} for c, r in plan.skipped]})
-        return
-    console.print(f"{len(plan.pairs)} pair(s) written to {out} from {len(cases)} accepted case(s); "
-                  f"{len(plan.skipped)} skipped", highlight=False)
-    for cid, reason in plan.skipped[:20]:
-        console.print(f"  skipped {cid}: {reason}", highlight=False)
+app.command("generate")(cases_model_cmd.generate)
+app.command("answer")(cases_model_cmd.answer)
+app.command("pairs")(cases_model_cmd.pairs)
 
 
 @app.command("contamination")
@@ -451,12 +298,12 @@ def contamination(
     console.print(f"{flagged} of {len(cases)} case(s) overlap {len(prompts)} prompt(s) of {benchmark}",
                   highlight=False)
     if hits:
-        table = Table()
-        for col in ("case", "source", "line", "shared", "fraction", "overlapping text"):
-            table.add_column(col)
+        out = table(None, "case", "source", "line", "shared", "fraction", "overlapping text",
+                    narrow=("line", "shared", "fraction"), right=("line", "shared", "fraction"))
         for h in hits:
-            table.add_row(h.case_id, h.source, str(h.line), str(h.shared), f"{h.fraction:.2f}", h.snippet)
-        console.print(table)
+            out.add_row(h.case_id, escape(h.source), str(h.line), str(h.shared), f"{h.fraction:.2f}",
+                        escape(h.snippet))
+        console.print(out)
 
 
 def coverage(
@@ -472,7 +319,6 @@ def coverage(
     """Test cases per spec entry: distinct accepted (near-duplicates merged), accepted, draft, rejected."""
     from judge.cases.distinct import Thresholds
     from judge.cases.model import REVIEW_METHODS
-    from judge.errors import InputError
 
     bad = [m for m in review_method if m not in REVIEW_METHODS]
     if bad:
@@ -481,7 +327,7 @@ def coverage(
     methods: Any = tuple(review_method) or None
     thresholds = Thresholds(cos=cos_threshold, ngram=ngram_threshold)
     store = open_store(ctx)
-    with _progress("embedding cases") as progress:
+    with progress_bar("embedding cases") as progress:
         rows = store.coverage(thresholds, progress=progress, methods=methods)
     reached = sum(r.distinct_accepted >= minimum for r in rows)
     merged = sum(r.accepted - r.distinct_accepted for r in rows)
@@ -492,14 +338,13 @@ def coverage(
                    "summary": {"entries": len(rows), "at_min": reached, "below_min": len(rows) - reached,
                                "merged_near_duplicates": merged}})
         return
-    table = Table(title=f"test cases per spec entry: {reached} of {len(rows)} entries have {minimum}+ distinct "
-                        "accepted cases")
-    for col in ("entry", "distinct accepted", "accepted", "draft", "rejected", f"needs (to {minimum})"):
-        table.add_column(col, justify="left" if col == "entry" else "right")
+    counts = ("distinct accepted", "accepted", "draft", "rejected", f"needs (to {minimum})")
+    out = table(f"test cases per spec entry: {reached} of {len(rows)} entries have {minimum}+ distinct accepted "
+                "cases", "entry", *counts, right=counts)
     for r in rows:
         need = max(0, minimum - r.distinct_accepted)
-        table.add_row(r.entry_id, str(r.distinct_accepted), str(r.accepted), str(r.draft), str(r.rejected),
-                      f"needs {need} more" if need else "ok")
-    console.print(table)
+        out.add_row(r.entry_id, str(r.distinct_accepted), str(r.accepted), str(r.draft), str(r.rejected),
+                    f"needs {need} more" if need else "ok")
+    console.print(out)
     console.print(f"{len(rows) - reached} of {len(rows)} entries are below {minimum} distinct accepted cases; "
                   f"{merged} accepted near-duplicate(s) merged", highlight=False)

@@ -12,10 +12,11 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from judge.settings import Settings
 
-__all__ = ["CliState", "console", "duration_s", "emit_json", "err_console", "state"]
+__all__ = ["CliState", "console", "duration_s", "emit_json", "err_console", "state", "table"]
 
 console = Console()
 err_console = Console(stderr=True)
@@ -54,8 +55,24 @@ class CliState:
         return self.workspace().rulebook(with_index=with_index)
 
 
-ALLOW_EMPTY_HELP = ("Judge even when the database does not exist yet or holds no rules (it is then created; "
-                    "verdicts are made without any rule).")
+ALLOW_EMPTY_HELP = "Judge even on a missing or empty rulebook (verdicts then cite no rule)."
+
+
+def response_option(side: str, *, required: bool = True) -> Any:
+    """``--response-a`` / ``--response-b`` (``--a`` / ``--b`` still accepted): a response's text."""
+    return typer.Option(... if required else None, f"--response-{side.lower()}", f"--{side.lower()}",
+                        help=f"Response {side.upper()}'s text.")
+
+
+def _refuse_short_b(value: str | None) -> None:
+    if value is not None:
+        raise typer.BadParameter("-b is ambiguous here: write --backend for the judge's backend or --response-b "
+                                 "(--b) for response B", param_hint="-b")
+
+
+#: A hidden ``-b`` for commands that take both responses: it is refused with a message rather than taken as
+#: ``--backend`` (``-b y`` was easily meant as response B).
+SHORT_B_REFUSED = typer.Option(None, "-b", hidden=True, is_eager=True, callback=_refuse_short_b)
 
 
 def require_rulebook(settings: Settings, *, allow_empty: bool, use_rules: bool = True,
@@ -116,6 +133,20 @@ def exit_for_failures(failed: int, total: int | None = None) -> None:
         of = f" of {total}" if total is not None else ""
         err_console.print(f"{failed}{of} pair(s) failed: exit code 1", highlight=False, markup=False)
         raise typer.Exit(1)
+
+
+def table(title: str | None, *columns: str, narrow: tuple[str, ...] = (), right: tuple[str, ...] = ()) -> Table:
+    """A table that reads in an 80-column terminal: no cell is ever cut.
+
+    Every column wraps at spaces and folds a longer word (an id stays whole and copyable, over two lines if need
+    be); ``narrow`` columns (short values such as a layer or a score) never wrap, so no column collapses to
+    nothing; ``right`` columns are right-aligned.
+    """
+    out = Table(title=title)
+    for name in columns:
+        out.add_column(name, overflow="fold", no_wrap=name in narrow,
+                       justify="right" if name in right else "left")
+    return out
 
 
 def state(ctx: typer.Context) -> CliState:

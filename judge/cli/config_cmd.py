@@ -11,10 +11,11 @@ from rich.table import Table
 
 from judge.cases.files import read_case_files
 from judge.cli.common import console, emit_json, err_console, state
+from judge.cli.helpfmt import App
 from judge.cli.progress import RunProgress
 from judge.settings import CONFIG_FILE, FIELD_HELP
 
-app = typer.Typer(help="The settings in effect and where each comes from.", no_args_is_help=True)
+app = App(help="The settings in effect and where each comes from.", no_args_is_help=True)
 
 #: The commented config file `judge init` writes: every setting, commented out at its default.
 CONFIG_TEMPLATE = """\

@@ -57,7 +57,7 @@ def gate(
     Exit codes: 0 the gate passed; 1 it failed (a table lists every failing entry and why); 2 bad input or
     usage.
     """
-    from judge.cli.cases_cmd import open_store
+    from judge.cli.cases_common import open_store
     from judge.gate.render import decision_json, decision_lines, decision_table
     from judge.gate.workflow import run_gate
 

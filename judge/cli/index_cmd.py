@@ -5,8 +5,9 @@ from __future__ import annotations
 import typer
 
 from judge.cli.common import console, emit_json, require_rulebook, state
+from judge.cli.helpfmt import App
 
-app = typer.Typer(help="The derived retrieval index (rebuildable from the SQL rulebook).", no_args_is_help=True)
+app = App(help="The derived retrieval index (rebuildable from the SQL rulebook).", no_args_is_help=True)
 
 
 @app.command("rebuild")

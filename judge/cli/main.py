@@ -21,9 +21,10 @@ from judge.cli import (
     view_cmd,
 )
 from judge.cli.common import CliState, configure_logging, err_console
+from judge.cli.helpfmt import App
 from judge.errors import JudgeError
 
-app = typer.Typer(
+app = App(
     help="Judge which of two AI responses is better under a written, layered rulebook.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,

@@ -52,7 +52,8 @@ class RunProgress:
         total: Number of steps, or None when unknown (then no percentage or time left is shown).
         console: Where to draw (stderr in the CLI).
         unit: Named after the count in plain lines ("rules").
-        transient: Remove the bar when done (terminal only).
+        transient: A step inside a command, not its result: the bar is removed when done and, off a terminal,
+            no closing line is printed (the periodic lines of a long step still are).
         every_s: Seconds between plain lines when the console is not a terminal.
         window_s: Seconds of past lines the time left is estimated from (at least the previous line).
         clock: Monotonic seconds (tests pass a fake one).
@@ -87,7 +88,7 @@ class RunProgress:
                  tb: TracebackType | None) -> None:
         if self._bar is not None:
             self._bar.stop()
-        elif self._printed_done != self.done:
+        elif not self._transient and self._printed_done != self.done:
             self._print(self._clock(), final=True)
 
     def advance(self, steps: int = 1) -> None:

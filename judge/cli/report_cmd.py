@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from judge.cli.common import console
+from judge.cli.common import console, emit_json
 
 
 def report(
@@ -18,6 +18,7 @@ def report(
                                     help="auto, none, temperature, platt, isotonic or logistic (cross-fitted)."),
     bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap replicates for every interval."),
     seed: int = typer.Option(0, "--seed", help="Seed for folds and bootstrap."),
+    as_json: bool = typer.Option(False, "--json", help="Print where the report went and its headline as JSON."),
 ) -> None:
     """Write an HTML report of RESULTS against labelled pairs: calibration plots, breakdowns, confident errors.
 
@@ -33,6 +34,11 @@ def report(
     pairs = {rec.pair.id or "": rec for rec in read_pairs(labels)}
     index = write_report(ev, out, verdicts=read_results(results), pairs=pairs)
     reports = [ev.raw] + ([ev.recalibrated] if ev.recalibrated is not None else [])
+    if as_json:
+        emit_json({"index": str(index), "metrics": str(Path(index).parent / "metrics.json"),
+                   "recalibration": ev.recalibration.describe(),
+                   "headline": {rep.variant: {k: v.point for k, v in rep.headline.items()} for rep in reports}})
+        return
     console.print(headline_table(reports, f"{ev.results} vs {ev.labelled}"))
     if ev.recalibration.skipped:
         console.print(f"recalibration {ev.recalibration.describe()}", highlight=False)

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import typer
-from rich.table import Table
+from rich.markup import escape
 
-from judge.cli.common import console, emit_json, require_rulebook, state
+from judge.cli.common import console, emit_json, require_rulebook, response_option, state, table
 from judge.rules.model import Pair, as_response
 
 
 def retrieve(
     ctx: typer.Context,
     prompt: str = typer.Option(..., "--prompt", help="The user prompt (or conversation)."),
-    response_a: str = typer.Option(..., "--a", help="Response A."),
-    response_b: str = typer.Option(..., "--b", help="Response B."),
+    response_a: str = response_option("a"),
+    response_b: str = response_option("b"),
     k: int = typer.Option(5, "--k", help="Spec entries to retrieve."),
     k_rulings: int | None = typer.Option(None, "--k-rulings", help="Rulings to retrieve (default: k)."),
     exclude: list[str] = typer.Option([], "--exclude", help="Rule id never to return (repeatable)."),
@@ -27,14 +27,9 @@ def retrieve(
     if as_json:
         emit_json(result.to_json())
         return
-    table = Table(title=f"rules for this pair (rulebook {result.rulebook_version})")
-    table.add_column("#", justify="right")
-    table.add_column("id", no_wrap=True)
-    table.add_column("layer")
-    table.add_column("authority")
-    table.add_column("score", justify="right")
-    table.add_column("title", no_wrap=True, max_width=40)
+    out = table(f"rules for this pair (rulebook {result.rulebook_version})", "#", "id", "layer", "authority",
+                "score", "title", narrow=("#", "layer", "authority", "score"), right=("#", "score"))
     for i, r in enumerate(result.rules, 1):
-        table.add_row(str(i), r.rule.id, r.rule.layer.value, r.rule.authority.value if r.rule.authority else "-",
-                      f"{r.score:.3f}", r.rule.title)
-    console.print(table)
+        out.add_row(str(i), r.rule.id, r.rule.layer.value, r.rule.authority.value if r.rule.authority else "-",
+                    f"{r.score:.3f}", escape(r.rule.title))
+    console.print(out)

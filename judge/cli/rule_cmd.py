@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from judge.cli.common import CHECK_HELP, console, emit_json, parse_checks, state
-from judge.cli.rulebook_cmd import CONFLICT_OPT
+from judge.cli.rulings_cmd import CONFLICT_OPT
 from judge.rules.model import HOLDINGS
 
 

@@ -1,4 +1,7 @@
-"""`judge rulebook ...`: import, load, ingest, dump, export, list, show, history, add-ruling, amend, overrule."""
+"""`judge rulebook ...`: import, load, ingest, dump, export, list, show, history, impact.
+
+The commands that write rulings and new versions (draft-checks, add-ruling, amend, overrule) are in
+`judge.cli.rulings_cmd`."""
 
 from __future__ import annotations
 
@@ -9,25 +12,21 @@ from pathlib import Path
 
 import typer
 from pydantic import ValidationError
+from rich.markup import escape
 from rich.table import Table
 
-from judge.cli.common import CHECK_HELP, check_url, console, emit_json, err_console, parse_checks, state
+from judge.cli import rulings_cmd
+from judge.cli.common import console, emit_json, err_console, state, table
+from judge.cli.helpfmt import App
 from judge.cli.progress import RunProgress
+from judge.cli.rulings_cmd import JSON_OPT, rule_json
 from judge.errors import InputError, first_validation_error
-from judge.jsonl import loads, read_jsonl
-from judge.rules.model import Check, Layer, Rule, check_holding
+from judge.jsonl import read_jsonl
+from judge.rules.model import Layer, Rule
 
-app = typer.Typer(help="Manage the layered rulebook (constitution > spec entries > case rulings).",
-                  no_args_is_help=True)
+app = App(help="Manage the layered rulebook (constitution > spec entries > case rulings).",
+          no_args_is_help=True)
 
-JSON_OPT = typer.Option(False, "--json", help="Print JSON instead of a table.")
-CONFLICT_OPT = typer.Option(None, "--conflict-threshold", min=0.0, max=1.0,
-                            help="Embedding cosine of prompt + responses from which an active ruling's pair is a "
-                                 "near-duplicate (default 0.95); a contradicting holding must overrule it.")
-
-
-def _rule_json(rule: Rule) -> dict[str, object]:
-    return rule.model_dump(mode="json")
 
 
 @app.command("import-model-spec")
@@ -236,13 +235,12 @@ def list_rules(
             {"id": r.id, "layer": r.layer.value, "authority": r.authority.value if r.authority else None,
              "title": r.title, "version": r.version, "status": r.status.value} for r in rules]})
         return
-    table = Table(title=f"rulebook {rb.version}")
-    for col in ("id", "layer", "authority", "v", "status", "title"):
-        table.add_column(col)
+    out = table(f"rulebook {rb.version}", "id", "layer", "authority", "v", "status", "title",
+                narrow=("layer", "authority", "v", "status"), right=("v",))
     for r in rules:
-        table.add_row(r.id, r.layer.value, r.authority.value if r.authority else "-", str(r.version),
-                      r.status.value, r.title[:60])
-    console.print(table)
+        out.add_row(r.id, r.layer.value, r.authority.value if r.authority else "-", str(r.version),
+                    r.status.value, escape(r.title))
+    console.print(out)
 
 
 @app.command("show")
@@ -255,7 +253,7 @@ def show(
     """Show one rule (latest or a given version)."""
     rule = state(ctx).rulebook(with_index=False).get(rule_id, version)
     if as_json:
-        emit_json(_rule_json(rule))
+        emit_json(rule_json(rule))
         return
     auth = rule.authority.value if rule.authority else "-"
     console.print(f"[bold]{rule.id}[/] v{rule.version} ({rule.layer.value}, authority {auth}, "
@@ -278,190 +276,18 @@ def history(
         emit_json([{"version": r.version, "status": r.status.value, "content_hash": r.content_hash(),
                     "change": c.model_dump(mode="json")} for r, c in entries])
         return
-    table = Table(title=f"history of {rule_id}")
-    for col in ("v", "kind", "status", "at", "author", "rulebook version", "reason"):
-        table.add_column(col)
+    out = table(f"history of {rule_id}", "v", "kind", "status", "at", "author", "rulebook version", "reason",
+                narrow=("v",), right=("v",))
     for r, c in entries:
-        table.add_row(str(r.version), c.kind.value, r.status.value, c.at.isoformat(timespec="seconds"),
-                      c.author or "-", c.rulebook_version, c.reason or "")
-    console.print(table)
+        out.add_row(str(r.version), c.kind.value, r.status.value, c.at.isoformat(timespec="seconds"),
+                    escape(c.author or "-"), c.rulebook_version, escape(c.reason or ""))
+    console.print(out)
 
 
-def _checks_from_json(value: object, file: Path | None) -> list[Check]:
-    from pydantic import TypeAdapter
-
-    try:
-        return TypeAdapter(list[Check]).validate_python(value)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise InputError(f"invalid checks.{where}: {err['msg']}", path=file, field="checks") from None
-
-
-@app.command("draft-checks")
-def draft_checks_cmd(
-    ctx: typer.Context,
-    ruling_ids: list[str] = typer.Argument(None, help="Rulings to draft checks for (default: every active "
-                                                      "ruling without checks, with --all)."),
-    all_missing: bool = typer.Option(False, "--all", help="Every active ruling that has no checks yet."),
-    backend: str | None = typer.Option(None, "--backend", "-b",
-                                       help="local (embedded), local/<path.gguf>, or openai/<model> (default: "
-                                            "JUDGE_BACKEND, judge.toml, else local)."),
-    base_url: str | None = typer.Option(None, "--base-url", callback=check_url,
-                                            help="Endpoint for openai/<model>."),
-    apply: bool = typer.Option(False, "--apply", help="Write the drafts as a new version of each ruling (author: "
-                                                      "the backend); without it they are only printed."),
-    as_json: bool = JSON_OPT,
-) -> None:
-    """Draft yes/no checks for rulings from their holding and rationale, with a model.
-
-    Drafts are printed for review; --apply amends each ruling with them (versioned, revertible). A ruling
-    whose drafting fails is reported and the others go on; the exit code is then 1.
-    """
-    import asyncio
-
-    from judge.backends.base import release_connections
-    from judge.backends.registry import make_backend
-    from judge.errors import BackendError, StructuredOutputError
-    from judge.judging.draft_checks import draft_checks
-
-    rb = state(ctx).rulebook(with_index=False)
-    if all_missing:
-        targets = [r for r in rb.rules(Layer.RULING, active_only=True) if not r.checks]
-    else:
-        if not ruling_ids:
-            raise typer.BadParameter("name rulings or give --all", param_hint="RULING_IDS")
-        targets = [rb.get(rid) for rid in ruling_ids]
-    settings = state(ctx).settings
-    made = make_backend(backend or settings.backend, data_dir=settings.data_dir, base_url=base_url or settings.base_url)
-    drafted: dict[str, list[Check]] = {}
-    failed: dict[str, str] = {}
-
-    async def draft_all() -> None:
-        try:
-            for rule in targets:
-                try:
-                    drafted[rule.id] = await draft_checks(made, rule)
-                except (InputError, StructuredOutputError, BackendError) as exc:
-                    failed[rule.id] = str(exc)
-        finally:
-            await release_connections(made)
-
-    try:
-        asyncio.run(draft_all())
-    finally:
-        made.close()
-    if apply:
-        for rid, checks in drafted.items():
-            rb.amend(rid, reason=f"checks drafted by {made.name}/{made.model}", author=f"draft:{made.name}",
-                     checks=checks)
-    if as_json:
-        emit_json({"drafted": {k: [c.model_dump(mode="json") for c in v] for k, v in drafted.items()},
-                   "failed": failed, "applied": apply})
-    else:
-        for rid, checks in drafted.items():
-            console.print(f"{rid}{' (applied)' if apply else ''}", highlight=False, markup=False)
-            for c in checks:
-                console.print(f"  - {c.question} -> {c.expect}", highlight=False, markup=False)
-        for rid, reason in failed.items():
-            err_console.print(f"{rid}: not drafted: {reason}", highlight=False, markup=False)
-    if failed:
-        raise typer.Exit(1)
-
-
-@app.command("add-ruling")
-def add_ruling(
-    ctx: typer.Context,
-    file: Path | None = typer.Option(None, "--file", "-f", exists=True,
-                                     help="JSON file with prompt, response_a, response_b, holding, rationale, "
-                                          "cites, overrules (or give the fields as options)."),
-    prompt: str | None = typer.Option(None, "--prompt"),
-    response_a: str | None = typer.Option(None, "--a", help="Response A text."),
-    response_b: str | None = typer.Option(None, "--b", help="Response B text."),
-    holding: str | None = typer.Option(None, "--holding", help="A, B or tie."),
-    rationale: str | None = typer.Option(None, "--rationale"),
-    cites: list[str] = typer.Option([], "--cite", help="Cited rule id (repeatable); must exist."),
-    overrules: list[str] = typer.Option([], "--overrules", help="Ruling id this one overrules (repeatable)."),
-    checks: list[str] = typer.Option([], "--check", help=CHECK_HELP),
-    author: str | None = typer.Option(None, "--author"),
-    conflict_threshold: float | None = CONFLICT_OPT,
-    as_json: bool = JSON_OPT,
-) -> None:
-    """Add a case ruling (one transaction: stored whole or not at all).
-
-    A holding that contradicts an active ruling on a near-duplicate pair is refused until --overrules names it.
-    """
-    fields: dict[str, object] = {}
-    if file is not None:
-        try:
-            fields = loads(file.read_text(encoding="utf-8-sig"), path=file)
-        except UnicodeDecodeError as exc:
-            raise InputError(f"not valid JSON: invalid UTF-8 at byte {exc.start}", path=file) from None
-        except InputError as exc:
-            raise InputError(f"not valid JSON: {str(exc).removeprefix(f'{file}: ')}", path=file,
-                             field=exc.field) from None
-        if not isinstance(fields, dict):
-            raise InputError("expected a JSON object", path=file)
-    given = {"prompt": prompt, "response_a": response_a, "response_b": response_b, "holding": holding,
-             "rationale": rationale}
-    fields.update({k: v for k, v in given.items() if v is not None})
-    if cites:
-        fields["cites"] = cites
-    if overrules:
-        fields["overrules"] = overrules
-    if checks:
-        fields["checks"] = parse_checks(checks)
-    missing = [k for k in ("prompt", "response_a", "response_b", "holding", "rationale") if not fields.get(k)]
-    if missing:
-        raise InputError(f"missing field(s): {', '.join(missing)}", path=file, field=missing[0])
-    check_holding(fields["holding"], path=file)
-    allowed = {"prompt", "response_a", "response_b", "holding", "rationale", "cites", "overrules", "title",
-               "rule_id", "source", "tags", "checks"}
-    unknown = sorted(set(fields) - allowed)
-    if unknown:
-        raise InputError(f"unknown field(s): {', '.join(unknown)}", path=file, field=unknown[0])
-    if "checks" in fields and not checks:
-        fields["checks"] = _checks_from_json(fields["checks"], file)
-    rb = state(ctx).rulebook()
-    if conflict_threshold is not None:
-        rb.conflict_threshold = conflict_threshold
-    rule = rb.add_ruling(author=author, **fields)
-    if as_json:
-        emit_json(_rule_json(rule))
-    else:
-        console.print(f"added {rule.id} (holding {rule.case.holding if rule.case else '?'})", highlight=False)
-
-
-@app.command("amend")
-def amend(
-    ctx: typer.Context,
-    rule_id: str = typer.Argument(...),
-    reason: str = typer.Option(..., "--reason", help="Why (recorded in history)."),
-    text_file: Path | None = typer.Option(None, "--text-file", exists=True, help="New text (Markdown)."),
-    title: str | None = typer.Option(None, "--title"),
-    constitution: bool = typer.Option(False, "--constitution", help="Required to amend a constitution rule."),
-    author: str | None = typer.Option(None, "--author"),
-) -> None:
-    """Amend a rule: writes a new version; the old one stays in history."""
-    text = text_file.read_text(encoding="utf-8") if text_file else None
-    rule = state(ctx).rulebook().amend(rule_id, reason=reason, author=author, title=title, text=text,
-                                       allow_constitution=constitution)
-    console.print(f"{rule.id} is now v{rule.version}", highlight=False)
-
-
-@app.command("overrule")
-def overrule(
-    ctx: typer.Context,
-    ruling_id: str = typer.Argument(...),
-    reason: str = typer.Option(..., "--reason"),
-    supersede: bool = typer.Option(False, "--supersede", help="Mark superseded instead of overruled."),
-    author: str | None = typer.Option(None, "--author"),
-) -> None:
-    """Overrule (or supersede) a ruling: it stops binding and is no longer retrieved."""
-    rb = state(ctx).rulebook()
-    fn = rb.supersede if supersede else rb.overrule
-    rule = fn(ruling_id, reason=reason, author=author)
-    console.print(f"{rule.id} is now {rule.status.value} (v{rule.version})", highlight=False)
+app.command("draft-checks")(rulings_cmd.draft_checks_cmd)
+app.command("add-ruling")(rulings_cmd.add_ruling)
+app.command("amend")(rulings_cmd.amend)
+app.command("overrule")(rulings_cmd.overrule)
 
 
 @app.command("impact")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,6 +14,7 @@ from rich.table import Table
 from judge.cli.common import (
     ALLOW_EMPTY_HELP,
     EXIT_CODES,
+    SHORT_B_REFUSED,
     CliState,
     check_out_file,
     check_url,
@@ -22,6 +24,7 @@ from judge.cli.common import (
     err_console,
     exit_for_failures,
     require_rulebook,
+    response_option,
     state,
 )
 from judge.cli.progress import RunProgress
@@ -35,34 +38,36 @@ if TYPE_CHECKING:
     from judge.runs import JudgeOptions, RunOptions
     from judge.store.claims import WorkClaims
 
-BACKEND_OPT = typer.Option(None, "--backend", "-b",
-                           help="local (embedded, offline), local/<path.gguf>, or openai/<model> (default: "
-                                "JUDGE_BACKEND, judge.toml, else local).")
-BASE_URL_OPT = typer.Option(None, "--base-url", callback=check_url,
-                            help="OpenAI-compatible endpoint URL for openai/<model> (default: JUDGE_BASE_URL, "
-                                 "judge.toml).")
+JUDGE_PANEL = "Judge"
+RETRIEVAL_PANEL = "Retrieval"
+BUDGET_PANEL = "Budgets"
+CALIBRATION_PANEL = "Calibration and abstention"
+SHARED_PANEL = "Shared batches (several workers)"
+
+BACKEND_OPT = typer.Option(None, "--backend", "-b", rich_help_panel=JUDGE_PANEL,
+                           help="local, local/<path.gguf> or openai/<model> (default: JUDGE_BACKEND, "
+                                "judge.toml, else local).")
+BASE_URL_OPT = typer.Option(None, "--base-url", callback=check_url, rich_help_panel=JUDGE_PANEL,
+                            help="Endpoint for openai/<model> (default: JUDGE_BASE_URL, judge.toml).")
 
 
-HOLDOUT_OPT = typer.Option(False, "--holdout-same-prompt",
-                           help="Never retrieve a ruling decided on the pair's own prompt (leave-one-out "
-                                "evaluation on pairs the rulebook was seeded from).")
-CALIBRATOR_OPT = typer.Option(None, "--calibrator", help="Calibrator JSON from `judge calibrate`: verdicts carry "
-                                                           "calibrated and raw probabilities.")
-ABSTAIN_OPT = typer.Option(False, "--abstain", help="Escalate verdicts below the calibrator's certified "
-                                                    "abstention threshold (needs --calibrator).")
-ESCALATE_OPT = typer.Option(None, "--escalate-below", help="Escalate verdicts whose confidence is below this.")
-METHOD_OPT = typer.Option("checks", "--method",
-                          help="checks: ask the retrieved rules' yes/no checks of each response and apply them by "
-                               "precedence; pairwise: one A-or-B question per order with the rules in the prompt.")
-HOLISTIC_OPT = typer.Option("pointwise", "--holistic",
-                            help="With --method checks, the rule-free signal: none, pointwise (one general "
-                                 "question per response) or pairwise (the bare A-or-B question, both orders).")
-PRIOR_WEIGHTS_OPT = typer.Option(False, "--prior-weights",
-                                 help="With --method checks, combine the checks with the prior weights instead of "
-                                      "the fitted weighting that ships for this judge configuration.")
-TRUST_SHIFTED_OPT = typer.Option(False, "--trust-shifted",
-                                 help="Keep the calibrated abstention on a batch the shift alarm flags (by default "
-                                      "such a batch is escalated by the judge's own, uncalibrated confidence).")
+HOLDOUT_OPT = typer.Option(False, "--holdout-same-prompt", rich_help_panel=RETRIEVAL_PANEL,
+                           help="Never retrieve a ruling decided on the pair's own prompt (leave-one-out).")
+CALIBRATOR_OPT = typer.Option(None, "--calibrator", rich_help_panel=CALIBRATION_PANEL,
+                              help="Calibrator JSON from `judge calibrate`.")
+ABSTAIN_OPT = typer.Option(False, "--abstain", rich_help_panel=CALIBRATION_PANEL,
+                           help="Escalate verdicts below the calibrator's certified threshold.")
+ESCALATE_OPT = typer.Option(None, "--escalate-below", rich_help_panel=CALIBRATION_PANEL,
+                            help="Escalate verdicts whose confidence is below this.")
+METHOD_OPT = typer.Option("checks", "--method", rich_help_panel=JUDGE_PANEL,
+                          help="checks (rules' yes/no checks, by precedence) or pairwise (one A-or-B question "
+                               "per order).")
+HOLISTIC_OPT = typer.Option("pointwise", "--holistic", rich_help_panel=JUDGE_PANEL,
+                            help="With --method checks, the rule-free signal: none, pointwise or pairwise.")
+PRIOR_WEIGHTS_OPT = typer.Option(False, "--prior-weights", rich_help_panel=JUDGE_PANEL,
+                                 help="With --method checks, use the prior weights, not the fitted ones.")
+TRUST_SHIFTED_OPT = typer.Option(False, "--trust-shifted", rich_help_panel=CALIBRATION_PANEL,
+                                 help="Keep the calibrated abstention on a batch the shift alarm flags.")
 
 
 def _judge(st: CliState, options: JudgeOptions, *, allow_empty: bool = False) -> Judge:
@@ -153,59 +158,60 @@ def run(
                              help="Results JSONL (appended; re-running resumes)."),
     backend: str | None = BACKEND_OPT,
     base_url: str | None = BASE_URL_OPT,
-    concurrency: int | None = typer.Option(None, "--concurrency", "-c", min=1,
-                                           help="Comparisons in flight at once (default: 1 for the one-slot "
-                                                "embedded server, 8 for endpoints)."),
-    single_order: bool = typer.Option(False, "--single-order", help="Judge one order only (cheaper, biased)."),
-    no_rules: bool = typer.Option(False, "--no-rules", help="Bare 'which is better' baseline without rules."),
+    concurrency: int | None = typer.Option(None, "--concurrency", "-c", min=1, rich_help_panel=JUDGE_PANEL,
+                                           help="Comparisons in flight (default: 1 embedded, 8 endpoints)."),
+    single_order: bool = typer.Option(False, "--single-order", rich_help_panel=JUDGE_PANEL,
+                                      help="Judge one order only (cheaper, biased)."),
+    no_rules: bool = typer.Option(False, "--no-rules", rich_help_panel=JUDGE_PANEL,
+                                  help="Bare 'which is better' baseline without rules."),
     method: str = METHOD_OPT,
     holistic: str = HOLISTIC_OPT,
     prior_weights: bool = PRIOR_WEIGHTS_OPT,
-    explain: bool = typer.Option(True, "--explain/--no-explain",
+    explain: bool = typer.Option(True, "--explain/--no-explain", rich_help_panel=JUDGE_PANEL,
                                  help="With --method pairwise: ask for cited rules and a rationale."),
-    k_spec: int = typer.Option(3, "--k-spec", "--k", help="Spec entries shown to the judge."),
-    k_rulings: int = typer.Option(2, "--k-rulings", help="Precedent rulings shown to the judge."),
-    n_constitution: int = typer.Option(2, "--n-constitution", help="Constitution rules shown to the judge."),
-    max_tokens: int | None = typer.Option(None, "--max-tokens", help="Token budget: stop cleanly when reached."),
-    max_cost: float | None = typer.Option(None, "--max-cost", help="Cost budget in USD (needs prices)."),
-    max_time: str | None = typer.Option(None, "--max-time",
-                                        help="Time budget: start no new comparison after this long (3600, 90m, "
-                                             "2h, 1h30m); those in flight finish; re-running goes on."),
+    k_spec: int = typer.Option(3, "--k-spec", "--k", rich_help_panel=RETRIEVAL_PANEL,
+                               help="Spec entries shown to the judge."),
+    k_rulings: int = typer.Option(2, "--k-rulings", rich_help_panel=RETRIEVAL_PANEL,
+                                  help="Precedent rulings shown to the judge."),
+    n_constitution: int = typer.Option(2, "--n-constitution", rich_help_panel=RETRIEVAL_PANEL,
+                                       help="Constitution rules shown to the judge."),
+    max_tokens: int | None = typer.Option(None, "--max-tokens", rich_help_panel=BUDGET_PANEL,
+                                          help="Token budget: stop cleanly when reached."),
+    max_cost: float | None = typer.Option(None, "--max-cost", rich_help_panel=BUDGET_PANEL,
+                                          help="Cost budget in USD (needs a price for the model)."),
+    max_time: str | None = typer.Option(None, "--max-time", rich_help_panel=BUDGET_PANEL,
+                                        help="Start no new comparison after this long (3600, 90m, 2h, 1h30m)."),
     table: bool = typer.Option(True, "--table/--no-table", help="Print the verdict table at the end."),
-    ties: bool = typer.Option(False, "--ties", help="Offer a tie answer (T); useful with strong models."),
-    slot_correction: bool = typer.Option(False, "--slot-correction",
-                                         help="Also write <out>.slot-corrected.jsonl: the batch's mean slot "
-                                              "preference (estimated without labels) removed."),
-    cache: bool = typer.Option(True, "--cache/--no-cache",
-                               help="Answer identical requests from the judgment store (every verdict is "
-                                    "recorded either way)."),
+    ties: bool = typer.Option(False, "--ties", rich_help_panel=JUDGE_PANEL,
+                              help="Offer a tie answer (T); useful with strong models."),
+    slot_correction: bool = typer.Option(False, "--slot-correction", rich_help_panel=CALIBRATION_PANEL,
+                                         help="Also write <out>.slot-corrected.jsonl (the batch's slot bias "
+                                              "removed)."),
+    cache: bool = typer.Option(True, "--cache/--no-cache", rich_help_panel=JUDGE_PANEL,
+                               help="Answer identical requests from the judgment store."),
     holdout_same_prompt: bool = HOLDOUT_OPT,
     calibrator: Path | None = CALIBRATOR_OPT,
     abstain: bool = ABSTAIN_OPT,
     escalate_below: float | None = ESCALATE_OPT,
     trust_shifted: bool = TRUST_SHIFTED_OPT,
-    allow_rulebook_change: bool = typer.Option(False, "--allow-rulebook-change",
-                                               help="Keep using a calibrator fitted under another rulebook "
-                                                    "version (it is refused otherwise)."),
-    precedent: bool = typer.Option(True, "--precedent/--no-precedent",
-                                   help="An active ruling on a near-duplicate pair (the same facts) decides the "
-                                        "verdict without asking the model (stare decisis)."),
+    allow_rulebook_change: bool = typer.Option(False, "--allow-rulebook-change", rich_help_panel=CALIBRATION_PANEL,
+                                               help="Use a calibrator fitted under another rulebook version."),
+    precedent: bool = typer.Option(True, "--precedent/--no-precedent", rich_help_panel=JUDGE_PANEL,
+                                   help="A ruling on a near-duplicate pair decides without the model."),
     precedent_confidence: float | None = typer.Option(
-        None, "--precedent-confidence", min=0.5, max=1.0,
-        help="Probability a precedent-bound verdict gives the ruling's holding (default 0.95)."),
+        None, "--precedent-confidence", min=0.5, max=1.0, rich_help_panel=JUDGE_PANEL,
+        help="P(winner) of a precedent-bound verdict (default 0.95)."),
     as_json: bool = typer.Option(False, "--json", help="Print the run report as JSON."),
     allow_empty: bool = typer.Option(False, "--allow-empty", help=ALLOW_EMPTY_HELP),
-    shared: bool = typer.Option(False, "--shared",
-                                help="Divide the batch with every other `judge run --shared` on the same pairs, "
-                                     "judge and database: each pair is judged by one worker, a killed worker's "
-                                     "pairs are taken over. --out is replaced by the whole batch at the end."),
-    batch: str | None = typer.Option(None, "--batch", help="Name of the shared batch (implies --shared; "
-                                                           "default: derived from the pairs and the judge)."),
-    worker_id: str | None = typer.Option(None, "--worker-id", help="This worker's id in a shared batch "
-                                                                    "(default: host:pid:random)."),
-    lease: float | None = typer.Option(None, "--lease", min=0.001,
-                                       help="Seconds a shared-batch claim lasts unless renewed (default 120): how "
-                                            "long a killed worker's pairs wait before another worker takes them."),
+    shared: bool = typer.Option(False, "--shared", rich_help_panel=SHARED_PANEL,
+                                help="Divide the batch with every other `judge run --shared` on the same pairs "
+                                     "and database (see docs/cli.md)."),
+    batch: str | None = typer.Option(None, "--batch", rich_help_panel=SHARED_PANEL,
+                                     help="Name of the shared batch (implies --shared)."),
+    worker_id: str | None = typer.Option(None, "--worker-id", rich_help_panel=SHARED_PANEL,
+                                         help="This worker's id (default: host:pid:random)."),
+    lease: float | None = typer.Option(None, "--lease", min=0.001, rich_help_panel=SHARED_PANEL,
+                                       help="Seconds a claim lasts unless renewed (default 120)."),
 ) -> None:
     """Judge every pair in a JSONL file, both orders, streaming results to --out (resumable).
 
@@ -255,8 +261,12 @@ def run(
             elif shift.shifted and abstain:
                 err_console.print("--trust-shifted: the calibrated abstention is kept on a shifted batch; its "
                                   "guarantee does not apply", highlight=False)
+    # with --abstain / --escalate-below: how many of the batch's verdicts went to a person (after any re-decision)
+    escalated = sum(v.escalated for v in shown if v.failure is None) if judge.escalate_below is not None else None
     if as_json:
-        extra = {"complete": report.complete} if isinstance(report, SharedRunReport) else {}
+        extra: dict[str, object] = {"complete": report.complete} if isinstance(report, SharedRunReport) else {}
+        if escalated is not None:
+            extra.update(escalated=escalated, escalate_below=judge.escalate_below)
         emit_json({**vars(report), **extra, **shift_extra, "inconsistency_rate": report.inconsistency_rate,
                    "out": str(out)})
         exit_for_failures(report.failed, report.judged)
@@ -280,6 +290,8 @@ def run(
                   f"orders disagreed on {report.position_inconsistent}"
                   + (f" ({rate:.0%})" if rate is not None else "")
                   + (f"; bound by precedent {report.bound_by_precedent}" if report.bound_by_precedent else "")
+                  + (f"; escalated {escalated} of {len(shown)} (confidence below {judge.escalate_below:.3f})"
+                     if escalated is not None else "")
                   + (f"; rule checks asked {report.checks_asked:,}, from cache {report.checks_cached:,}"
                      if report.checks_asked or report.checks_cached else "")
                   + f"; tokens {report.prompt_tokens + report.completion_tokens:,}"
@@ -291,20 +303,36 @@ def run(
     exit_for_failures(report.failed, report.judged)
 
 
+def compare_pair_id(prompt: str, response_a: str, response_b: str) -> str:
+    """The pair id `judge compare` stores a comparison under: ``cli-`` and a hash of the texts (the same texts,
+    the same id; any other comparison, another id)."""
+    import hashlib
+
+    digest = hashlib.sha256(json.dumps([prompt, response_a, response_b]).encode("utf-8")).hexdigest()
+    return f"cli-{digest[:12]}"
+
+
 def compare(
     ctx: typer.Context,
-    prompt: str = typer.Option(..., "--prompt"),
-    response_a: str = typer.Option(..., "--a", help="Response A."),
-    response_b: str = typer.Option(..., "--b", help="Response B."),
-    backend: str | None = BACKEND_OPT,
+    prompt: str = typer.Option(..., "--prompt", help="The user prompt."),
+    response_a: str = response_option("a"),
+    response_b: str = response_option("b"),
+    backend: str | None = typer.Option(None, "--backend", rich_help_panel=JUDGE_PANEL,
+                                       help="local, local/<path.gguf> or openai/<model> (default: JUDGE_BACKEND, "
+                                            "judge.toml, else local)."),
     base_url: str | None = BASE_URL_OPT,
-    single_order: bool = typer.Option(False, "--single-order"),
+    single_order: bool = typer.Option(False, "--single-order", rich_help_panel=JUDGE_PANEL,
+                                      help="Judge one order only (cheaper, biased)."),
     method: str = METHOD_OPT,
     holistic: str = HOLISTIC_OPT,
     prior_weights: bool = PRIOR_WEIGHTS_OPT,
-    explain: bool = typer.Option(True, "--explain/--no-explain"),
-    as_json: bool = typer.Option(False, "--json"),
+    explain: bool = typer.Option(True, "--explain/--no-explain", rich_help_panel=JUDGE_PANEL,
+                                 help="With --method pairwise: ask for cited rules and a rationale."),
+    pair_id: str | None = typer.Option(None, "--id", help="Id to store the pair under (default: derived from "
+                                                          "its text, printed)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the verdict as JSON."),
     allow_empty: bool = typer.Option(False, "--allow-empty", help=ALLOW_EMPTY_HELP),
+    _short_b: str | None = SHORT_B_REFUSED,
 ) -> None:
     """Judge one pair and print the verdict (JSON with --json).
 
@@ -317,9 +345,10 @@ def compare(
                                             method=method, holistic=holistic, explain=explain,
                                             prior_weights=prior_weights),
                    allow_empty=allow_empty)
+    pair_id = pair_id or compare_pair_id(prompt, response_a, response_b)
     try:
         verdict = judge.compare(Pair(prompt=prompt, response_a=as_response(response_a),
-                                     response_b=as_response(response_b), id="cli"))
+                                     response_b=as_response(response_b), id=pair_id))
     finally:
         judge.backend.close()
     if as_json:
@@ -328,6 +357,8 @@ def compare(
         console.print(verdict_table([verdict], "verdict"))
         if verdict.rationale:
             console.print(f"rationale: {verdict.rationale}", markup=False, highlight=False)
+        console.print(f"stored as pair {pair_id}: `judge rule {pair_id} ...` makes a ruling from it",
+                      markup=False, highlight=False)
     exit_for_failures(int(verdict.failure is not None), 1)
 
 

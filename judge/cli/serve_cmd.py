@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -27,6 +28,8 @@ def serve(
     threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: all cores)."),
     sha256: str | None = typer.Option(None, "--sha256", help="With --model: the file's expected sha256 "
                                                              "(checked before serving)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON lines: one when ready (with the URL), one "
+                                                       "when stopped."),
 ) -> None:
     """Serve the embedded model over the OpenAI protocol until interrupted (binds 127.0.0.1 only).
 
@@ -54,17 +57,34 @@ def serve(
         # with those the process ignored both signals.
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, on_signal)
-        console.print(f"serving {server.model_name} at {server.base_url}", highlight=False)
-        console.print(f"api key: {server.api_key}", highlight=False)
-        console.print("Ctrl-C or SIGTERM to stop", highlight=False)
+        if as_json:
+            _json_line({"event": "ready", "url": server.base_url, "model": server.model_name,
+                        "api_key": server.api_key})
+        else:
+            console.print(f"serving {server.model_name} at {server.base_url}", highlight=False)
+            console.print(f"api key: {server.api_key}", highlight=False)
+            console.print("Ctrl-C or SIGTERM to stop", highlight=False)
         while not stop.wait(0.5):
             pass
     finally:
-        _stop_within(server, STOP_GRACE_S)
-    console.print("stopped", highlight=False)
+        _stop_within(server, STOP_GRACE_S, as_json=as_json)
+    _stopped(as_json)
 
 
-def _stop_within(server: Any, seconds: float) -> None:
+def _json_line(data: dict[str, Any]) -> None:
+    """One JSON document on one line of stdout, flushed (a script reads it as soon as it is written)."""
+    sys.stdout.write(json.dumps(data) + "\n")
+    sys.stdout.flush()
+
+
+def _stopped(as_json: bool) -> None:
+    if as_json:
+        _json_line({"event": "stopped"})
+    else:
+        console.print("stopped", highlight=False)
+
+
+def _stop_within(server: Any, seconds: float, *, as_json: bool = False) -> None:
     """Stop the server, letting a request in flight finish for up to ``seconds``, then exit regardless.
 
     The server's threads are native: one generating a long reply cannot be interrupted, and stopping waits
@@ -77,7 +97,7 @@ def _stop_within(server: Any, seconds: float) -> None:
     if stopper.is_alive():
         err_console.print(f"the request in flight did not finish within {seconds:.0f} s; stopping without it",
                           highlight=False)
-        console.print("stopped", highlight=False)
+        _stopped(as_json)
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 from jinja2 import Environment, StrictUndefined
 from matplotlib.figure import Figure
 
+from judge.calibration.evaluate import GROUP_ECE_BINS
+
 if TYPE_CHECKING:
     from judge.calibration.evaluate import EvalReport, GroupMetrics
     from judge.calibration.workflow import Evaluation
@@ -375,7 +377,8 @@ counted, never scored.</p>
 <table>
 <tr><th rowspan="2">key</th><th rowspan="2">n</th>
 {% for r in reports %}<th colspan="4">{{ r.variant }}</th>{% endfor %}</tr>
-<tr>{% for r in reports %}<th>accuracy</th><th>mean confidence</th><th>ECE</th><th>Brier</th>{% endfor %}</tr>
+<tr>{% for r in reports %}<th>accuracy</th><th>mean confidence</th><th>ECE ({{ group_ece_bins }} bins)</th>
+<th>Brier</th>{% endfor %}</tr>
 {% for row in t.rows %}<tr><td>{{ row.key }}</td><td class="num">{{ row.n }}</td>
 {% for c in row.cells %}<td class="num">{{ c }}</td>{% endfor %}</tr>
 {% endfor %}
@@ -468,7 +471,7 @@ def write_report(
         images=images,
         signals=_signal_rows(reports),
         notes=notes,
-        breakdowns=_breakdown_tables(reports),
+        breakdowns=_breakdown_tables(reports), group_ece_bins=GROUP_ECE_BINS,
         have_pairs=bool(verdicts) and pairs is not None,
         examples=_confident_wrong(verdicts, pairs, max_examples),
         max_examples=max_examples,

@@ -1,0 +1,94 @@
+"""What the `judge cases` commands share: the case store on the configured rulebook, progress, options."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from judge.cli.common import err_console, state
+from judge.cli.progress import RunProgress
+
+__all__ = ["COS_OPT", "JSON_OPT", "NGRAM_OPT", "case_row", "duplicate_heads", "open_store", "progress_bar",
+           "read_cases"]
+
+JSON_OPT = typer.Option(False, "--json", help="Print JSON instead of a table.")
+COS_OPT = typer.Option(0.92, "--cos-threshold", help="Embedding cosine at or above which two cases are "
+                                                      "near-duplicates (above 1 turns it off).")
+NGRAM_OPT = typer.Option(0.6, "--ngram-threshold", help="Word 3-gram Jaccard at or above which two cases are "
+                                                         "near-duplicates (above 1 turns it off).")
+
+
+def open_store(ctx: typer.Context, *, embed: bool = True) -> Any:
+    """A `CaseStore` on the configured rulebook's database, checked against its current spec entries."""
+    from judge.errors import RulebookError
+    from judge.retrieval.embedder import make_embedder
+    from judge.rules.model import Layer
+
+    cli = state(ctx)
+    rulebook = cli.rulebook(with_index=False)
+    entry_ids = [r.id for r in rulebook.rules(Layer.SPEC)]
+    if not entry_ids:
+        raise RulebookError("the rulebook has no spec entries for cases to test; load one first "
+                            "(`judge rulebook load rulebook/`)")
+    embedder = make_embedder(cli.settings.embedding_model) if embed else None
+    return cli.workspace().cases(embedder, entry_ids=entry_ids)
+
+
+@contextmanager
+def progress_bar(description: str) -> Iterator[Any]:
+    """A ``progress(done, total)`` callback drawing progress on stderr (the total comes with the first call)."""
+    with RunProgress(description, None, console=err_console, transient=True) as bar:
+        yield lambda done, total: bar.update(done, total)
+
+
+def read_cases(path: Path) -> list[Any]:
+    from pydantic import ValidationError
+
+    from judge.cases.model import CaseStatus, TestCase
+    from judge.errors import InputError, first_validation_error
+    from judge.jsonl import read_jsonl
+
+    cases = []
+    for line, obj in read_jsonl(path):
+        try:
+            case = TestCase.model_validate(obj)
+        except ValidationError as exc:
+            where, msg = first_validation_error(exc, "")
+            raise InputError(f"invalid test case: {where + ': ' if where else ''}{msg}", path=path,
+                             line=line, field=where or None) from None
+        if case.status is not CaseStatus.DRAFT:
+            raise InputError(f"cases enter as draft, not {case.status.value}; accept them with "
+                             "`judge cases review`", path=path, line=line, field="status")
+        cases.append(case)
+    return cases
+
+
+def case_row(case: Any) -> dict[str, Any]:
+    row: dict[str, Any] = case.model_dump(mode="json")
+    return row
+
+
+def duplicate_heads(store: Any, cases: list[Any], thresholds: Any, progress: Any = None) -> dict[str, str]:
+    """For each accepted case of ``cases`` that is a near-duplicate, the oldest case of its group.
+
+    Groups are formed within each spec entry, as `judge coverage` forms them; a case testing several entries
+    is a duplicate only when it is one in every entry it tests (the one id it can name is the group head of
+    its first entry).
+    """
+    accepted = [c for c in cases if c.status.value == "accepted"]
+    entries = sorted({e for c in accepted for e in c.entries})
+    head_in: dict[str, dict[str, str]] = {}  # case id -> entry -> head of its group there
+    for entry in entries:
+        for group in store.groups(entry, thresholds=thresholds, progress=progress):
+            for member in group:
+                head_in.setdefault(member, {})[entry] = group[0]
+    heads = {}
+    for case in accepted:
+        there = head_in.get(case.id, {})
+        if case.entries and all(there.get(e, case.id) != case.id for e in case.entries):
+            heads[case.id] = there[case.entries[0]]
+    return heads
