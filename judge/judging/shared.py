@@ -84,8 +84,9 @@ def batch_fingerprint(judge: Judge, records: Sequence[PairRecord], *,
     digest = hashlib.sha256(json.dumps(head, sort_keys=True).encode("utf-8"))
     for record in records:
         digest.update(b"\n")
+        # surrogatepass: a pair whose text is not valid is still part of the batch (judged as a recorded failure)
         digest.update(json.dumps(record.pair.model_dump(mode="json"), sort_keys=True,
-                                 ensure_ascii=False).encode("utf-8"))
+                                 ensure_ascii=False).encode("utf-8", "surrogatepass"))
     return digest.hexdigest()
 
 
