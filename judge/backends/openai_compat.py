@@ -247,9 +247,13 @@ class OpenAIProtocolBackend:
         if self._client_factory is None:
             return
         old, self.client = self.client, self._client_factory().with_options(max_retries=0)
+        used_here = self._loop is None or self._loop is asyncio.get_running_loop()
         self._instructor = None
         self._loop = None
-        await old.close()
+        if used_here:
+            await old.close()
+        else:  # its connections belong to an event loop that has ended: they cannot be closed from this one
+            log.debug("%s: the previous event loop ended without release(); its connections are dropped", self.name)
 
     def _instructor_client(self) -> Any:
         if self._instructor is None:
