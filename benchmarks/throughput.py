@@ -8,8 +8,8 @@ Everything runs in one invocation and prints one markdown table:
   latency. Every comparison costs at least one latency (its two orders are in flight together), so with
   ``C`` comparisons in flight the latency-bound limit is ``C / latency`` comparisons/s (32 / 0.2 s = 160/s);
   the ratio measured / limit is reported (target >= 0.95). The backend is built as the registry builds it
-  (verdict calls on the direct HTTP path); the same run through the openai client's own transport, and a
-  *transport floor* (a bare aiohttp client sending the same request pattern, no engine) are reported beside
+  (the openai client over httpx, with the registry's connection pool); a *transport floor* (a bare aiohttp
+  client, the leanest Python HTTP client, sending the same request pattern, no engine) is reported beside
   it, so the ratio can be read against what this server and machine allow at all.
 * **engine overhead** - `Judge.acompare` run sequentially with a client whose `httpx.MockTransport` answers
   instantly, so every millisecond is the engine plus the openai client's request building and reply
@@ -57,6 +57,7 @@ import httpx
 import openai
 
 from judge.backends.openai_compat import OpenAIProtocolBackend
+from judge.backends.registry import make_backend
 from judge.judging.engine import Judge, bare_config
 from judge.judging.prompts import TEMPLATE_VERSION
 from judge.judging.runner import run_pairs
@@ -186,11 +187,12 @@ def synthetic_records(n: int, seed: int = 0, prefix: str = "p") -> Iterator[Pair
         yield PairRecord(pair=pair, label=None, source="bench", line=i + 1)
 
 
-def http_backend(base_url: str, direct_http: bool = True) -> OpenAIProtocolBackend:
-    """The production setup, as the backend registry builds it: a default `openai.AsyncOpenAI`, verdict calls
-    on the direct HTTP path (``direct_http=False`` measures the openai client's own transport instead)."""
-    client = openai.AsyncOpenAI(base_url=base_url, api_key="sk-bench")
-    return OpenAIProtocolBackend(name="openai/" + MODEL, model=MODEL, client=client, direct_http=direct_http)
+def http_backend(base_url: str) -> OpenAIProtocolBackend:
+    """The production setup, as the backend registry builds it for ``openai/<model>``."""
+    backend = make_backend("openai/" + MODEL, data_dir=Path(tempfile.gettempdir()), base_url=base_url,
+                           api_key="sk-bench")
+    assert isinstance(backend, OpenAIProtocolBackend)
+    return backend
 
 
 def instant_backend() -> OpenAIProtocolBackend:
@@ -277,10 +279,9 @@ class Throughput:
     load_after: str
 
 
-async def throughput(server: FakeServer, n: int, concurrency: int, workdir: Path,
-                     direct_http: bool = True) -> Throughput:
-    backend = http_backend(server.base_url, direct_http)
-    tag = "direct" if direct_http else "openai-client"
+async def throughput(server: FakeServer, n: int, concurrency: int, workdir: Path) -> Throughput:
+    backend = http_backend(server.base_url)
+    tag = "http"
     judge = Judge(backend, config=bare_config(backend), concurrent_orders=True)
     try:
         # Warm up: open the keep-alive connections and build pydantic/openai lazy state, not timed.
@@ -296,7 +297,7 @@ async def throughput(server: FakeServer, n: int, concurrency: int, workdir: Path
         seconds = time.perf_counter() - start
         cpu1, srv1 = cpu_s(), server.cpu_s()
     finally:
-        await backend.client.close()
+        await backend.release()
     with out.open(encoding="utf-8") as fh:
         lines = sum(1 for _ in fh)
     return Throughput(n=report.judged, seconds=seconds, failed=report.failed, lines=lines,
@@ -352,7 +353,7 @@ async def memory_phase(base_url: str, n: int, concurrency: int, out: Path) -> di
         report = await run_pairs(judge, synthetic_records(n, seed=3, prefix="m"), out=out, concurrency=concurrency,
                                  on_result=on_result)
     finally:
-        await backend.client.close()
+        await backend.release()
     seconds = time.perf_counter() - start
     peak, hwm = peak_rss_mb(), hwm_mb()
     # Resuming: run_pairs first scans the results file for pair ids already decided.
@@ -427,8 +428,6 @@ def main(argv: list[str] | None = None) -> None:
             log(f"throughput: {args.n} comparisons, concurrency {args.concurrency}, {args.latency_ms:g} ms "
                 f"(load {load()})")
             tp = asyncio.run(throughput(server, args.n, args.concurrency, workdir))
-            log(f"throughput, verdict calls through the openai client (load {load()})")
-            tp_sdk = asyncio.run(throughput(server, args.n, args.concurrency, workdir, direct_http=False))
             log(f"transport floor: bare aiohttp client (load {load()})")
             floor = asyncio.run(transport_floor(server, args.n, args.concurrency))
 
@@ -453,20 +452,20 @@ def main(argv: list[str] | None = None) -> None:
         overhead_load0 = load()
         bare_ms, rules_ms = asyncio.run(overheads())
 
-        # The same on the production transport: the direct HTTP path to a loopback server answering at once.
+        # The same on the production transport: HTTP to a loopback server answering at once.
         with fake_server(0) as zero:
-            direct = http_backend(zero.base_url)
-            direct_bare = Judge(direct, config=bare_config(direct), concurrent_orders=True)
-            direct_rules = Judge(direct, rulebook, concurrent_orders=True, config=rules_judge.config)
+            loopback = http_backend(zero.base_url)
+            loopback_bare = Judge(loopback, config=bare_config(loopback), concurrent_orders=True)
+            loopback_rules = Judge(loopback, rulebook, concurrent_orders=True, config=rules_judge.config)
 
-            async def direct_overheads() -> tuple[list[float], list[float]]:
+            async def loopback_overheads() -> tuple[list[float], list[float]]:
                 try:
-                    return (await engine_overhead(direct_bare, args.overhead_n),
-                            await engine_overhead(direct_rules, args.overhead_n))
+                    return (await engine_overhead(loopback_bare, args.overhead_n),
+                            await engine_overhead(loopback_rules, args.overhead_n))
                 finally:
-                    await direct.release()
+                    await loopback.release()
 
-            direct_bare_ms, direct_rules_ms = asyncio.run(direct_overheads())
+            loopback_bare_ms, loopback_rules_ms = asyncio.run(loopback_overheads())
         retrieval_ms = retrieval_times(rules_judge, args.overhead_n)
         rules_judge.config = rules_judge.config.model_copy(update={"bind_precedent": False})
         no_precedent_ms = retrieval_times(rules_judge, args.overhead_n, seed=3)
@@ -486,8 +485,7 @@ def main(argv: list[str] | None = None) -> None:
     print(fmt_row(["measure", "value", "target", "notes"]))
     print(fmt_row(["---"] * 4))
     for label, t in ((f"throughput (bare, 2 orders concurrent, c={args.concurrency}, {args.latency_ms:g} ms server; "
-                      "direct HTTP path, as the registry builds backends)", tp),
-                     ("  the same, verdict calls through the openai client (direct_http=False)", tp_sdk)):
+                      "openai client over httpx, as the registry builds backends)", tp),):
         t_rate = t.n / t.seconds
         print(fmt_row([
             label, f"{t_rate:.1f} cmp/s = {t_rate / limit:.3f} x limit = {t_rate / floor:.3f} x floor",
@@ -506,9 +504,9 @@ def main(argv: list[str] | None = None) -> None:
             ("engine overhead, with rules (rules-v2, explain=False; incl. retrieval)", rules_ms,
              "as bare + retrieval (hash embed + exact in-memory search of the rulebook's small layers + SQLite "
              "reads) + longer prompts"),
-            ("  bare, direct HTTP path to a loopback server answering at once", direct_bare_ms,
+            ("  bare, HTTP to a loopback server answering at once", loopback_bare_ms,
              "the transport the registry uses; includes a loopback round trip per order"),
-            ("  with rules, direct HTTP path to a loopback server answering at once", direct_rules_ms,
+            ("  with rules, HTTP to a loopback server answering at once", loopback_rules_ms,
              "the same with rules"),
             ("  of which retrieval alone (Judge.rules_for)", retrieval_ms,
              "hash_rulebook over rulebook/, fresh pairs; includes the binding-precedent check"),

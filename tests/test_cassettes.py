@@ -32,15 +32,13 @@ def test_cassettes_exist() -> None:
     assert RECORDED, "no cassettes in cassettes/: run scripts/record_cassettes.py"
 
 
-@pytest.mark.parametrize("direct_http", [True, False], ids=["direct-http", "openai-client"])
 @pytest.mark.parametrize("pair_id", RECORDED)
-def test_replayed_judgment_is_a_real_verdict(pair_id: str, direct_http: bool, sqlite_url: str) -> None:
-    """Both transports of the verdict call (the registry's direct HTTP path, the openai client) replay the
-    same recording: they send the same requests."""
+def test_replayed_judgment_is_a_real_verdict(pair_id: str, sqlite_url: str) -> None:
+    """A recorded judgment replays: the verdict call sends the recorded requests."""
     pairs = {r.pair.id: r.pair for r in read_pairs(ROOT / "examples" / "pairs.jsonl")}
     rulebook = hash_rulebook(sqlite_url, ROOT / "rulebook")
     client = openai.AsyncOpenAI(base_url="http://127.0.0.1:8080/v1", api_key="sk-replay-only")
-    backend = OpenAIProtocolBackend(name="local", model=MODEL, client=client, direct_http=direct_http)
+    backend = OpenAIProtocolBackend(name="local", model=MODEL, client=client)
     judge = Judge(backend, rulebook, concurrent_orders=False)
     with vcr.use_cassette(str(CASSETTES / f"judge-{pair_id}.yaml"), record_mode="none", **VCR_OPTIONS) as tape:
         verdict = judge.compare(pairs[pair_id])

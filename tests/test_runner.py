@@ -273,10 +273,10 @@ def test_resuming_uncalibrated_verdicts_with_a_calibrator_is_refused(tmp_path: P
 
 def test_time_budget_stops_starting_comparisons_and_a_rerun_goes_on(tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    from judge.judging import runner
+    from judge.judging import runloop
 
     now = [100.0]
-    monkeypatch.setattr(runner, "_clock", lambda: now[0])
+    monkeypatch.setattr(runloop, "_clock", lambda: now[0])
     out = tmp_path / "results.jsonl"
     judge, _ = make_judge(judge_script())
 

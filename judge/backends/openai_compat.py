@@ -16,6 +16,7 @@ import json
 import logging
 import random
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -31,7 +32,6 @@ from tenacity import (
 )
 
 from judge.backends.base import ChatReply, ChatRequest, StructuredReply
-from judge.backends.direct_http import DirectPoster, EndpointStatusError, EndpointTransportError
 from judge.backends.secrets import protect
 from judge.errors import BackendReplyError, BackendUnavailableError, StructuredOutputError
 
@@ -60,9 +60,9 @@ def _request_options(timeout_s: float) -> Any:
         return make_request_options(timeout=timeout_s)
 
 
-#: Failures of a request, from the openai client or the direct path.
-_STATUS_ERRORS = (openai.APIStatusError, EndpointStatusError)
-_TRANSPORT_ERRORS = (openai.APITimeoutError, openai.APIConnectionError, EndpointTransportError)
+#: Failures of a request, as the openai client reports them (httpx's errors mapped by the client).
+_STATUS_ERRORS = (openai.APIStatusError,)
+_TRANSPORT_ERRORS = (openai.APITimeoutError, openai.APIConnectionError)
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -72,8 +72,7 @@ def _retryable(exc: BaseException) -> bool:
 
 
 def _retry_after(exc: BaseException | None) -> float | None:
-    headers = exc.response.headers if isinstance(exc, openai.APIStatusError) else \
-        exc.headers if isinstance(exc, EndpointStatusError) else None
+    headers = exc.response.headers if isinstance(exc, openai.APIStatusError) else None
     if headers is not None:
         value = headers.get("retry-after")
         if value:
@@ -102,7 +101,8 @@ def _waiter(policy: RetryPolicy) -> Callable[[RetryCallState], float]:
 def _unavailable(exc: BaseException, attempts: int) -> BackendUnavailableError:
     status = exc.status_code if isinstance(exc, _STATUS_ERRORS) else None
     kind = type(exc).__name__
-    why = f" ({_short(exc, 200)})" if isinstance(exc, EndpointTransportError) else ""  # e.g. the refused address
+    cause = exc.__cause__ if isinstance(exc, _TRANSPORT_ERRORS) else None  # httpx's error, e.g. the refused address
+    why = f" ({type(cause).__name__}: {_short(cause, 200)})" if cause is not None else ""
     return BackendUnavailableError(f"model endpoint failed: {kind}" + (f" {status}" if status else "") + why,
                                    status=status, attempts=attempts)
 
@@ -127,14 +127,17 @@ class OpenAIProtocolBackend:
         retry: retry policy for transient failures.
         on_close: called by `close()` (e.g. stop an embedded server).
         client_factory: makes a fresh client (used when called from a new event loop, and by `release`).
-        direct_http: send the plain chat (verdict) call through a lean aiohttp path to the client's base URL
-            with the client's headers (a third of the client CPU per request; see `judge.backends.direct_http`)
-            instead of through the openai client. Structured output always uses the openai client.
+        direct_http: deprecated and ignored (every call goes through ``client``); passing it warns.
     """
 
     def __init__(self, *, name: str, model: str, client: openai.AsyncOpenAI, instructor_mode: str = "JSON_SCHEMA",
                  retry: RetryPolicy | None = None, on_close: Callable[[], None] | None = None,
-                 client_factory: Callable[[], openai.AsyncOpenAI] | None = None, direct_http: bool = False) -> None:
+                 client_factory: Callable[[], openai.AsyncOpenAI] | None = None,
+                 direct_http: bool | None = None) -> None:
+        if direct_http is not None:
+            warnings.warn("OpenAIProtocolBackend(direct_http=...) is deprecated and has no effect: every request "
+                          "goes through the openai client (its httpx connection pool, proxy and TLS settings); "
+                          "leave the argument out", DeprecationWarning, stacklevel=2)
         self.name = name
         self.model = model
         self.client = client.with_options(max_retries=0)
@@ -146,12 +149,6 @@ class OpenAIProtocolBackend:
         self.retry = retry or RetryPolicy()
         self._on_close = on_close
         self._instructor: Any = None
-        self._direct: DirectPoster | None = None
-        if direct_http:
-            headers = {k: v for k, v in client.default_headers.items() if isinstance(v, str)}
-            if self._api_key:
-                headers["Authorization"] = f"Bearer {self._api_key}"
-            self._direct = DirectPoster(str(client.base_url), headers, timeout_s=self.retry.timeout_s)
 
     def _bind_loop(self) -> None:
         """Use a fresh client when called from another event loop than before.
@@ -236,8 +233,6 @@ class OpenAIProtocolBackend:
 
     async def _post(self, body: dict[str, Any]) -> Any:
         """POST a chat completion body once: the raw reply (bytes or parsed JSON) or the transport's error."""
-        if self._direct is not None:
-            return await self._direct.post_json("/chat/completions", body)
         return await self.client.post("/chat/completions", body=body, cast_to=bytes,
                                       options=_request_options(self.retry.timeout_s))
 
@@ -255,17 +250,19 @@ class OpenAIProtocolBackend:
     async def release(self) -> None:
         """Close the client's pooled connections (call before the event loop ends); the next call reconnects.
 
-        The direct HTTP path's session is always closed. The openai client only with a ``client_factory``: a
-        client handed in without one (e.g. the fake's in-process transport) is the caller's to close.
+        Only with a ``client_factory``: a client handed in without one (e.g. the fake's in-process transport)
+        is the caller's to close.
         """
-        if self._direct is not None:
-            await self._direct.aclose()
         if self._client_factory is None:
             return
         old, self.client = self.client, self._client_factory().with_options(max_retries=0)
+        used_here = self._loop is None or self._loop is asyncio.get_running_loop()
         self._instructor = None
         self._loop = None
-        await old.close()
+        if used_here:
+            await old.close()
+        else:  # its connections belong to an event loop that has ended: they cannot be closed from this one
+            log.debug("%s: the previous event loop ended without release(); its connections are dropped", self.name)
 
     def _instructor_client(self) -> Any:
         if self._instructor is None:

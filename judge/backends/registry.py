@@ -16,6 +16,9 @@ import logging
 import re
 from pathlib import Path
 
+import httpx2
+import openai
+
 from judge.backends.base import Backend
 from judge.backends.openai_compat import OpenAIProtocolBackend, RetryPolicy
 from judge.errors import ConfigError
@@ -28,10 +31,21 @@ log = logging.getLogger(__name__)
 #: ``local/<path.gguf>@sha256:<64 hex digits>``: the file must have this sha256.
 _PINNED = re.compile(r"^(?P<path>.+)@sha256[:=](?P<sha>[0-9a-fA-F]{64})\Z")
 
+#: Connections the client keeps: every connection a run opens stays alive between requests (the openai
+#: client's default keeps 100 idle, fewer than a run at ``--concurrency 64`` holds with both orders in flight,
+#: and a connection closed after each request costs a new TCP/TLS handshake).
+POOL_CONNECTIONS = 1000
+
+
+def _client(base_url: str | None, api_key: str) -> openai.AsyncOpenAI:
+    """An async openai client with the pool above; proxy, NO_PROXY and the CA bundle come from the environment
+    as httpx reads them."""
+    limits = httpx2.Limits(max_connections=POOL_CONNECTIONS, max_keepalive_connections=POOL_CONNECTIONS)
+    return openai.AsyncOpenAI(base_url=base_url, api_key=api_key,
+                              http_client=openai.DefaultAsyncHttpxClient(limits=limits))
+
 
 def _openai(model: str, base_url: str | None, api_key: str | None, retry: RetryPolicy | None) -> Backend:
-    import openai
-
     env = Settings.from_env()
     base_url = base_url or env.base_url
     key = api_key or (env.api_key.get_secret_value() if env.api_key else None)
@@ -41,16 +55,14 @@ def _openai(model: str, base_url: str | None, api_key: str | None, retry: RetryP
                               "--base-url")
         key = "sk-no-key"  # local servers accept any key
     def factory() -> openai.AsyncOpenAI:
-        return openai.AsyncOpenAI(base_url=base_url, api_key=key)
+        return _client(base_url, key)
 
     return OpenAIProtocolBackend(name=f"openai/{model}", model=model, client=factory(), retry=retry,
-                                 client_factory=factory, direct_http=True)
+                                 client_factory=factory)
 
 
 def _local(model_path: Path | None, data_dir: Path, retry: RetryPolicy | None, n_ctx: int,
            sha256: str | None = None) -> Backend:
-    import openai
-
     from judge.backends.local_model import ensure_default_model, verify_gguf
     from judge.backends.local_server import LocalServer
 
@@ -62,10 +74,10 @@ def _local(model_path: Path | None, data_dir: Path, retry: RetryPolicy | None, n
         name = f"local/{model_path}"
     server = LocalServer(path, n_ctx=n_ctx).start()
     def factory() -> openai.AsyncOpenAI:
-        return openai.AsyncOpenAI(base_url=server.base_url, api_key=server.api_key)
+        return _client(server.base_url, server.api_key)
 
     return OpenAIProtocolBackend(name=name, model=server.model_name, client=factory(), retry=retry,
-                                 on_close=server.stop, client_factory=factory, direct_http=True)
+                                 on_close=server.stop, client_factory=factory)
 
 
 def make_backend(spec: str, *, data_dir: Path, base_url: str | None = None, api_key: str | None = None,

@@ -27,12 +27,12 @@ from dataclasses import dataclass
 
 from judge.errors import InputError, StoreError
 from judge.judging.engine import Judge
-from judge.judging.runner import RunControl, RunReport
+from judge.judging.runloop import RunControl, RunReport, run_loop
 from judge.records import RETRYABLE_STAGES, PairRecord
 from judge.store.claims import Claim, WorkClaims
 from judge.verdicts import Verdict
 
-__all__ = ["SharedRunReport", "batch_fingerprint", "batch_id_for", "run_shared"]
+__all__ = ["SharedBatchSink", "SharedRunReport", "batch_fingerprint", "batch_id_for", "run_shared"]
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +84,9 @@ def batch_fingerprint(judge: Judge, records: Sequence[PairRecord], *,
     digest = hashlib.sha256(json.dumps(head, sort_keys=True).encode("utf-8"))
     for record in records:
         digest.update(b"\n")
+        # surrogatepass: a pair whose text is not valid is still part of the batch (judged as a recorded failure)
         digest.update(json.dumps(record.pair.model_dump(mode="json"), sort_keys=True,
-                                 ensure_ascii=False).encode("utf-8"))
+                                 ensure_ascii=False).encode("utf-8", "surrogatepass"))
     return digest.hexdigest()
 
 
@@ -115,6 +116,80 @@ async def _heartbeat(claims: WorkClaims, judging: Callable[[], set[str]], every_
             await asyncio.to_thread(claims.renew, judging())
         except StoreError as exc:  # the next beat tries again; the lease outlasts two missed beats
             log.warning("could not renew the leases of worker %s: %s", claims.worker_id, exc)
+
+
+class SharedBatchSink:
+    """A `judge.judging.runloop.RunSink` over this worker's claims on a shared batch.
+
+    `take` claims open pairs (including those whose lease ran out); `record` records a verdict in the batch
+    unless this worker's claim was taken over meanwhile; `settle` waits while other workers hold every open
+    pair, until the batch is complete. A heartbeat renews the leases of the pairs this worker holds, from
+    `start` until `close`, which hands unfinished pairs back.
+
+    Args:
+        claims: this worker's handle on the batch.
+        by_id: the batch's records by pair id.
+        report: this worker's report (``reclaimed``, ``rejudged`` and ``lost`` are counted here).
+        poll_s: how often to look for pairs to take over, or for the batch to be complete.
+    """
+
+    def __init__(self, claims: WorkClaims, by_id: Mapping[str, PairRecord], report: SharedRunReport, *,
+                 poll_s: float) -> None:
+        self.claims = claims
+        self.poll_s: float | None = poll_s
+        self._by_id = by_id
+        self._report = report
+        self._holding: dict[str, Claim] = {}  # claimed by this worker, verdict not recorded yet
+        self._heartbeat: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start renewing the leases this worker holds (call from the run's event loop)."""
+        self._heartbeat = asyncio.create_task(_heartbeat(self.claims, lambda: set(self._holding),
+                                                         self.claims.lease_s / 3))
+
+    async def take(self, n: int) -> Sequence[PairRecord]:
+        """Claim up to ``n`` open pairs (none while other workers hold every open pair)."""
+        taken = await asyncio.to_thread(self.claims.claim, n, skip=set(self._holding))
+        for claim in taken:
+            self._report.reclaimed += claim.taken_over
+            self._holding[claim.pair_id] = claim
+        return [self._by_id[claim.pair_id] for claim in taken]
+
+    async def record(self, record: PairRecord, verdict: Verdict) -> bool:
+        """Record the verdict in the batch; False when this worker's claim ran out and was taken over."""
+        pair_id = str(record.pair.id)  # every pair of a shared batch has an id (checked when it opens)
+        recorded = await asyncio.to_thread(self.claims.finish, pair_id, verdict)
+        claim = self._holding.pop(pair_id)
+        if not recorded:
+            self._report.lost += 1
+            log.warning("pair %s: this worker's claim ran out and another worker took it over; its verdict "
+                        "is the batch's", pair_id)
+            return False
+        self._report.rejudged += claim.taken_over and not verdict.cached
+        return True
+
+    async def settle(self) -> bool:
+        """Wait while other workers hold every open pair (they finish, or their leases run out); False once
+        the batch is complete."""
+        progress = await asyncio.to_thread(self.claims.progress)
+        if progress.done >= progress.total:
+            return False
+        wait = self.poll_s or 0.0
+        if progress.next_expiry is not None:
+            wait = min(wait, max(0.0, (progress.next_expiry - progress.now).total_seconds()) + 0.01)
+        await asyncio.sleep(wait)
+        return True
+
+    async def close(self) -> None:
+        """Stop the heartbeat and hand unfinished pairs back now rather than when their leases run out."""
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+        if self._holding:
+            try:
+                self.claims.release(set(self._holding))
+            except StoreError as exc:
+                log.warning("could not release the claims of worker %s (they expire instead): %s",
+                            self.claims.worker_id, exc)
 
 
 async def run_shared(judge: Judge, records: Iterable[PairRecord], claims: WorkClaims, *,
@@ -149,66 +224,10 @@ async def run_shared(judge: Judge, records: Iterable[PairRecord], claims: WorkCl
     fingerprint = fingerprint or batch_fingerprint(judge, list(by_id.values()))
     report.total = len(by_id)
     report.reopened = await asyncio.to_thread(claims.open, list(by_id), fingerprint, reopen_stages=RETRYABLE_STAGES)
-    poll = poll_s if poll_s is not None else min(1.0, claims.lease_s / 10)
-    slots = max(1, concurrency)
-    in_flight: set[asyncio.Task[None]] = set()
-    holding: set[str] = set()  # claimed by this worker, verdict not recorded yet
-
-    async def one(claim: Claim) -> None:
-        verdict = await control.judge_record(by_id[claim.pair_id])
-        recorded = await asyncio.to_thread(claims.finish, claim.pair_id, verdict)
-        holding.discard(claim.pair_id)
-        if not recorded:
-            report.lost += 1
-            log.warning("pair %s: this worker's claim ran out and another worker took it over; its verdict "
-                        "is the batch's", claim.pair_id)
-            return
-        report.rejudged += claim.taken_over and not verdict.cached
-        control.finish(verdict)
-
-    heartbeat = asyncio.create_task(_heartbeat(claims, lambda: set(holding), claims.lease_s / 3))
-    try:
-        while True:
-            budget_hit = control.over_budget()
-            free = slots - len(in_flight)
-            if free > 0 and not budget_hit:
-                taken = await asyncio.to_thread(claims.claim, free, skip=set(holding))
-                for claim in taken:
-                    report.reclaimed += claim.taken_over
-                    holding.add(claim.pair_id)
-                    in_flight.add(asyncio.create_task(one(claim)))
-                free -= len(taken)
-            if in_flight:
-                # With a slot free nothing was claimable: look again every poll, for leases that ran out.
-                finished, _ = await asyncio.wait(in_flight, timeout=poll if free > 0 and not budget_hit else None,
-                                                 return_when=asyncio.FIRST_COMPLETED)
-                in_flight -= finished
-                for task in finished:
-                    task.result()  # a comparison that raised stops the worker (its claim is released below)
-                continue
-            if budget_hit:
-                break
-            progress = await asyncio.to_thread(claims.progress)
-            if progress.done >= progress.total:
-                break
-            # Everything open is held by other workers: they finish it, or their leases run out.
-            wait = poll
-            if progress.next_expiry is not None:
-                wait = min(poll, max(0.0, (progress.next_expiry - progress.now).total_seconds()) + 0.01)
-            await asyncio.sleep(wait)
-    finally:
-        heartbeat.cancel()
-        for task in in_flight:
-            task.cancel()
-        if in_flight:
-            await asyncio.gather(*in_flight, return_exceptions=True)
-        if holding:
-            try:  # hand unfinished pairs back now rather than when the lease runs out
-                claims.release(holding)
-            except StoreError as exc:
-                log.warning("could not release the claims of worker %s (they expire instead): %s",
-                            claims.worker_id, exc)
-        await control.close()
+    sink = SharedBatchSink(claims, by_id, report,
+                           poll_s=poll_s if poll_s is not None else min(1.0, claims.lease_s / 10))
+    sink.start()
+    await run_loop(control, sink, concurrency)
     progress = await asyncio.to_thread(claims.progress)
     report.batch_done = progress.done
     report.skipped = progress.done - report.judged

@@ -1,8 +1,8 @@
-"""The direct HTTP path of the verdict call, against a real loopback HTTP server (no network, no model).
+"""The verdict call over HTTP, against a real loopback HTTP server (no network, no model).
 
-The registry builds every real backend with it, so it must behave like the openai client path: same request,
-same reply parsing, retries on 429 / 5xx / timeouts / refused connections honouring Retry-After, clear
-errors, no leaked key, and connections released before each event loop ends.
+Backends as the registry builds them: the request the openai client sends, the reply parsed, retries on
+429 / 5xx / timeouts / refused connections honouring Retry-After, clear errors, no leaked key, the proxy
+settings of the environment, and connections that never outlive their event loop.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from judge.rules.model import Pair
 
 REQUEST = ChatRequest(messages=({"role": "user", "content": "Which is better? A or B."},), top_logprobs=2)
 PATIENT = RetryPolicy(attempts=3, initial_wait_s=0, max_wait_s=5, jitter_s=0, timeout_s=5)
-SECRET = "sk-direct-SECRET"
+SECRET = "sk-endpoint-SECRET"
 
 
 def completion(text: str = "A", lp_a: float = -0.1, lp_b: float = -2.4) -> bytes:
@@ -95,14 +95,16 @@ def endpoint() -> Iterator[Endpoint]:
         server.server_close()
 
 
-def direct(base_url: str, retry: RetryPolicy = PATIENT) -> OpenAIProtocolBackend:
-    client = openai.AsyncOpenAI(base_url=base_url, api_key=SECRET)
-    return OpenAIProtocolBackend(name="openai/m", model="m", client=client, retry=retry, direct_http=True)
+def backend_for(base_url: str, retry: RetryPolicy = PATIENT) -> OpenAIProtocolBackend:
+    """A backend as the registry builds it (data_dir is only read by local backends)."""
+    made = make_backend("openai/m", data_dir=Path("."), base_url=base_url, api_key=SECRET, retry=retry)
+    assert isinstance(made, OpenAIProtocolBackend)
+    return made
 
 
 def test_sends_what_the_openai_client_sends_and_parses_the_reply(endpoint: Endpoint) -> None:
     endpoint.script = [Reply()]
-    reply = direct(endpoint.base_url).chat(REQUEST)
+    reply = backend_for(endpoint.base_url).chat(REQUEST)
     assert reply.text == "A" and reply.prompt_tokens == 12 and reply.finish_reason == "length"
     assert reply.first_token_logprobs == (("A", -0.1), ("B", -2.4))
     (path, headers, body), = endpoint.seen
@@ -117,7 +119,7 @@ def test_rate_limit_honours_retry_after_then_succeeds(endpoint: Endpoint) -> Non
     endpoint.script = [Reply(429, b'{"error": "slow down"}', {"Retry-After": "0"}), Reply()]
     slow = RetryPolicy(attempts=3, initial_wait_s=30, max_wait_s=60, jitter_s=0, timeout_s=5)
     start = time.perf_counter()
-    assert direct(endpoint.base_url, slow).chat(REQUEST).text == "A"
+    assert backend_for(endpoint.base_url, slow).chat(REQUEST).text == "A"
     assert len(endpoint.seen) == 2
     assert time.perf_counter() - start < 10  # Retry-After: 0 was used, not the 30 s backoff
 
@@ -126,14 +128,14 @@ def test_rate_limit_honours_retry_after_then_succeeds(endpoint: Endpoint) -> Non
 def test_transient_statuses_exhaust_into_unavailable(endpoint: Endpoint, status: int) -> None:
     endpoint.script = [Reply(status, b'{"error": "busy"}')]
     with pytest.raises(BackendUnavailableError) as info:
-        direct(endpoint.base_url).chat(REQUEST)
+        backend_for(endpoint.base_url).chat(REQUEST)
     assert info.value.status == status and len(endpoint.seen) == PATIENT.attempts
 
 
 def test_refused_request_is_a_reply_error_without_the_key(endpoint: Endpoint) -> None:
     endpoint.script = [Reply(400, f'{{"error": "bad request from Bearer {SECRET}"}}'.encode())]
     with pytest.raises(BackendReplyError, match="endpoint refused the request: Error code: 400") as info:
-        direct(endpoint.base_url).chat(REQUEST)
+        backend_for(endpoint.base_url).chat(REQUEST)
     assert SECRET not in str(info.value) and len(endpoint.seen) == 1  # not retried
 
 
@@ -144,15 +146,15 @@ def test_refused_request_is_a_reply_error_without_the_key(endpoint: Endpoint) ->
 def test_garbage_replies_are_reply_errors(endpoint: Endpoint, reply: Reply, match: str) -> None:
     endpoint.script = [reply]
     with pytest.raises(BackendReplyError, match=match):
-        direct(endpoint.base_url).chat(REQUEST)
+        backend_for(endpoint.base_url).chat(REQUEST)
 
 
 def test_timeout_is_retried_then_unavailable(endpoint: Endpoint) -> None:
-    endpoint.script = [Reply(delay_s=1.0)]
-    quick = RetryPolicy(attempts=2, initial_wait_s=0, max_wait_s=0, jitter_s=0, timeout_s=0.2)
-    with pytest.raises(BackendUnavailableError, match="EndpointTransportError"):
-        direct(endpoint.base_url, quick).chat(REQUEST)
-    assert len(endpoint.seen) == 2
+    endpoint.script = [Reply(delay_s=3.0)]
+    quick = RetryPolicy(attempts=2, initial_wait_s=0, max_wait_s=0, jitter_s=0, timeout_s=0.5)
+    with pytest.raises(BackendUnavailableError, match="APITimeoutError") as info:
+        backend_for(endpoint.base_url, quick).chat(REQUEST)
+    assert info.value.attempts == 2
 
 
 def test_refused_connection_is_retried_then_unavailable() -> None:
@@ -160,34 +162,37 @@ def test_refused_connection_is_retried_then_unavailable() -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     with pytest.raises(BackendUnavailableError) as info:
-        direct(f"http://127.0.0.1:{port}/v1").chat(REQUEST)
+        backend_for(f"http://127.0.0.1:{port}/v1").chat(REQUEST)
     assert info.value.attempts == PATIENT.attempts and SECRET not in str(info.value)
 
 
-def test_each_event_loop_gets_fresh_connections_and_releases_them(endpoint: Endpoint) -> None:
+def test_each_event_loop_gets_fresh_connections(endpoint: Endpoint) -> None:
     endpoint.script = [Reply()]
-    backend = direct(endpoint.base_url)
+    backend = backend_for(endpoint.base_url)
     assert [backend.chat(REQUEST).text for _ in range(3)] == ["A", "A", "A"]  # three loops, no dead reuse
-    assert backend._direct is not None and backend._direct._session is None  # released after each
+    assert len(endpoint.seen) == 3  # each asked once: no request failed on a dead connection and was retried
 
 
-def test_registry_backends_use_the_direct_path(endpoint: Endpoint, tmp_path: Path) -> None:
+def test_the_old_direct_http_option_warns_and_changes_nothing(endpoint: Endpoint) -> None:
     endpoint.script = [Reply()]
-    backend = make_backend("openai/m", data_dir=tmp_path, base_url=endpoint.base_url, api_key=SECRET)
-    assert isinstance(backend, OpenAIProtocolBackend) and backend._direct is not None
+    def factory() -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(base_url=endpoint.base_url, api_key=SECRET)
+
+    with pytest.warns(DeprecationWarning, match="direct_http"):
+        backend = OpenAIProtocolBackend(name="openai/m", model="m", client=factory(), client_factory=factory,
+                                        retry=PATIENT, direct_http=True)
     assert backend.chat(REQUEST).text == "A"
-    assert endpoint.seen[0][1]["authorization"] == f"Bearer {SECRET}"
+    assert endpoint.seen[0][1]["user-agent"].startswith("AsyncOpenAI/")
 
 
 def test_a_batch_run_judges_both_orders_and_releases_its_connections(endpoint: Endpoint, tmp_path: Path) -> None:
     endpoint.script = [Reply()]  # always "A": the judge prefers slot A, so the orders disagree
-    backend = direct(endpoint.base_url)
+    backend = backend_for(endpoint.base_url)
     judge = Judge(backend, config=bare_config(backend), concurrent_orders=True)
     records = [PairRecord(pair=Pair(id=f"p{i}", prompt="Say hi.", response_a="Hi!", response_b="Hello."),
                           label=None, source="t", line=i + 1) for i in range(6)]
     report = asyncio.run(run_pairs(judge, records, out=tmp_path / "out.jsonl", concurrency=3))
     assert report.judged == 6 and report.failed == 0 and len(endpoint.seen) == 12
-    assert backend._direct is not None and backend._direct._session is None
     lines = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert all(v["position_inconsistent"] for v in lines)
 
@@ -200,62 +205,56 @@ def test_proxy_from_the_environment_is_used(endpoint: Endpoint, monkeypatch: pyt
     monkeypatch.setenv("HTTP_PROXY", proxy)
     monkeypatch.setenv("http_proxy", proxy)
     endpoint.script = [Reply()]
-    assert direct("http://judge-endpoint.invalid/v1").chat(REQUEST).text == "A"
+    assert backend_for("http://judge-endpoint.invalid/v1").chat(REQUEST).text == "A"
     assert endpoint.seen[0][0] == "http://judge-endpoint.invalid/v1/chat/completions"  # absolute form: proxied
 
 
-@pytest.mark.parametrize(("env", "url", "expected"), [
-    ({}, "https://api.example.com/v1", None),
-    ({"HTTPS_PROXY": "http://proxy:3128"}, "https://api.example.com/v1", "http://proxy:3128"),
-    ({"HTTPS_PROXY": "http://proxy:3128"}, "http://127.0.0.1:8080/v1", None),  # scheme has no proxy
-    ({"ALL_PROXY": "http://proxy:3128"}, "http://10.0.0.5:8000/v1", "http://proxy:3128"),
-    ({"HTTP_PROXY": "http://proxy:3128", "NO_PROXY": "localhost,127.0.0.1"}, "http://127.0.0.1:8080/v1", None),
-])
-def test_proxy_resolution_follows_the_environment(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], url: str,
-                                                  expected: str | None) -> None:
-    from judge.backends.direct_http import _proxy_for
-
-    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+def test_no_proxy_exempts_the_endpoint(endpoint: Endpoint, monkeypatch: pytest.MonkeyPatch) -> None:
+    """NO_PROXY covers the endpoint's host: the request goes straight to it, not to the (dead) proxy."""
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    for var in ("ALL_PROXY", "all_proxy", "HTTPS_PROXY", "https_proxy"):
         monkeypatch.delenv(var, raising=False)
-        monkeypatch.delenv(var.lower(), raising=False)
-    for var, value in env.items():
-        monkeypatch.setenv(var, value)
-    assert _proxy_for(url) == expected
-
-
-def test_async_callers_release_the_session_explicitly(endpoint: Endpoint) -> None:
+    for var in ("HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(var, dead)
+    for var in ("NO_PROXY", "no_proxy"):
+        monkeypatch.setenv(var, "localhost,127.0.0.1")
     endpoint.script = [Reply()]
-    backend = direct(endpoint.base_url)
+    assert backend_for(endpoint.base_url).chat(REQUEST).text == "A"
+    assert endpoint.seen[0][0] == "/v1/chat/completions"  # origin form: not proxied
+
+
+def test_async_callers_release_the_connections_explicitly(endpoint: Endpoint) -> None:
+    endpoint.script = [Reply()]
+    backend = backend_for(endpoint.base_url)
     judge = Judge(backend, config=bare_config(backend))
+    pair = Pair(id="p", prompt="Say hi.", response_a="Hi!", response_b="Hello.")
 
     async def own_loop() -> None:
-        pair = Pair(id="p", prompt="Say hi.", response_a="Hi!", response_b="Hello.")
         assert (await judge.acompare(pair)).failure is None
-        assert backend._direct is not None and backend._direct._session is not None  # pooled between calls
         await judge.release()
-        assert backend._direct._session is None
 
     asyncio.run(own_loop())
+    asyncio.run(own_loop())  # a released backend reconnects in the next loop
+    assert len(endpoint.seen) == 4
 
 
 @pytest.mark.filterwarnings("ignore::ResourceWarning", "ignore::pytest.PytestUnraisableExceptionWarning")
-def test_a_new_event_loop_without_release_gets_a_fresh_session(endpoint: Endpoint) -> None:
+def test_a_new_event_loop_without_release_gets_a_fresh_client(endpoint: Endpoint) -> None:
     """A caller that forgets `release()` between two `asyncio.run`s: the second loop must not reuse the first
-    loop's dead connections. It opens a new session and detaches the old one (no "Unclosed client session"
-    error); the dead loop's sockets close when collected, with a ResourceWarning (hidden by default)."""
+    loop's dead connections (a new client is made for it)."""
     endpoint.script = [Reply()]
-    backend = direct(endpoint.base_url)
+    backend = backend_for(endpoint.base_url)
 
     async def once() -> str:
         return (await backend.achat(REQUEST)).text
 
     assert asyncio.run(once()) == "A"
-    assert backend._direct is not None
-    first = backend._direct._session
-    assert first is not None and not first.closed
+    first = backend.client
     assert asyncio.run(once()) == "A"
-    assert backend._direct._session is not first and first.closed
-    asyncio.run(backend.release())
+    assert backend.client is not first
+    asyncio.run(backend.release())  # from a third loop: the second loop's connections are dropped, not closed
     assert len(endpoint.seen) == 2
     del first
-    gc.collect()  # here, where its ResourceWarning is expected, not in a later test
+    gc.collect()  # here, where the dropped connections' ResourceWarnings are expected, not in a later test
