@@ -21,6 +21,10 @@ explicitly. The standard metrics (confusion matrix, Cohen's kappa, Brier score, 
 scikit-learn's and the bootstrap is scipy's; written here are only what those libraries lack: ECE and its
 reliability table, the ECE a calibrated judge shows by chance, the risk-coverage curve and AURC, and the
 pairwise-judging shares.
+
+ECE and the ECE of a calibrated judge live in :mod:`judge.calibration.reliability`, the selective-prediction
+metrics in :mod:`judge.calibration.ranking` and the input checks in :mod:`judge.calibration.inputs`; this
+module re-exports them beside the agreement scores, proper scoring rules, pairwise biases and the bootstrap.
 """
 
 from __future__ import annotations
@@ -28,8 +32,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -37,68 +40,66 @@ from scipy.stats import DegenerateDataWarning, bootstrap
 from sklearn import metrics as skm
 from sklearn.exceptions import UndefinedMetricWarning
 
-OUTCOMES: tuple[str, str, str] = ("A", "tie", "B")
-_INDEX = {name: i for i, name in enumerate(OUTCOMES)}
-_LABELS = list(range(len(OUTCOMES)))
-_ROW_SUM_TOL = 1e-6
+from judge.calibration.inputs import (
+    _INDEX,
+    _LABELS,
+    OUTCOMES,
+    Outcomes,
+    _binary,
+    _nonempty,
+    _outcomes,
+    _prob_rows,
+    _probabilities,
+    _same_length,
+)
+from judge.calibration.ranking import (
+    HighConfidenceErrors,
+    RiskCoveragePoint,
+    aurc,
+    auroc,
+    risk_coverage,
+    wrong_at_high_confidence,
+)
+from judge.calibration.reliability import (
+    CalibrationError,
+    NullECE,
+    ReliabilityBin,
+    ece,
+    ece_if_calibrated,
+    ece_null_draws,
+)
 
-Sized = Sequence[Any] | NDArray[Any]
-Outcomes = Sequence[str] | Sequence[int] | NDArray[Any]
+__all__ = [
+    "OUTCOMES",
+    "BootstrapCI",
+    "CalibrationError",
+    "HighConfidenceErrors",
+    "LengthPreference",
+    "NullECE",
+    "ReliabilityBin",
+    "RiskCoveragePoint",
+    "accuracy",
+    "accuracy_without_ties",
+    "aurc",
+    "auroc",
+    "bootstrap_ci",
+    "brier_binary",
+    "brier_multiclass",
+    "cohen_kappa",
+    "confusion_matrix",
+    "ece",
+    "ece_if_calibrated",
+    "ece_null_draws",
+    "length_preference",
+    "log_loss_binary",
+    "log_loss_multiclass",
+    "position_consistency",
+    "risk_coverage",
+    "wrong_at_high_confidence",
+]
 
 
 # --------------------------------------------------------------------------------------------- result types
-
-
-@dataclass(frozen=True)
-class ReliabilityBin:
-    """One row of a reliability table.
-
-    Attributes:
-        lower: Lower edge of the bin (for quantile bins: the smallest confidence in it).
-        upper: Upper edge of the bin (for quantile bins: the largest confidence in it).
-        count: Number of verdicts in the bin.
-        mean_confidence: Mean confidence in the bin; NaN when the bin is empty.
-        accuracy: Share of correct verdicts in the bin; NaN when the bin is empty.
-    """
-
-    lower: float
-    upper: float
-    count: int
-    mean_confidence: float
-    accuracy: float
-
-
-@dataclass(frozen=True)
-class CalibrationError:
-    """Expected calibration error with the reliability table it was computed from.
-
-    Attributes:
-        ece: Count-weighted mean of ``|accuracy - mean_confidence|`` over non-empty bins.
-        mce: Largest ``|accuracy - mean_confidence|`` over non-empty bins.
-        bins: The reliability table, lowest confidence first.
-        strategy: ``"uniform"`` (equal-width) or ``"quantile"`` (equal-mass) binning.
-    """
-
-    ece: float
-    mce: float
-    bins: tuple[ReliabilityBin, ...]
-    strategy: str
-
-
-class HighConfidenceErrors(NamedTuple):
-    """Errors among verdicts at or above a confidence threshold."""
-
-    error_rate: float
-    n_confident: int
-    n_wrong: int
-
-
-class RiskCoveragePoint(NamedTuple):
-    """A point of the risk-coverage curve: keep verdicts with confidence >= ``threshold``."""
-
-    coverage: float
-    risk: float
-    threshold: float
 
 
 class LengthPreference(NamedTuple):
@@ -114,74 +115,6 @@ class BootstrapCI(NamedTuple):
     point: float
     low: float
     high: float
-
-
-# --------------------------------------------------------------------------------------------- validation
-
-
-def _nonempty(name: str, n: int) -> None:
-    if n == 0:
-        raise ValueError(f"{name}: empty input; at least one row is required")
-
-
-def _same_length(name: str, *arrays: Sized) -> int:
-    lengths = {len(a) for a in arrays}
-    if len(lengths) != 1:
-        raise ValueError(f"{name}: inputs have different lengths {sorted(lengths)}")
-    n = lengths.pop()
-    _nonempty(name, n)
-    return n
-
-
-def _outcomes(name: str, values: Outcomes) -> NDArray[np.int_]:
-    """Map outcome names to column indices 0/1/2; integer indices are accepted as they are."""
-    out = np.empty(len(values), dtype=int)
-    for i, v in enumerate(values):
-        if isinstance(v, str) and v in _INDEX:
-            out[i] = _INDEX[v]
-        elif isinstance(v, int | np.integer) and not isinstance(v, bool) and 0 <= v <= 2:
-            out[i] = int(v)
-        else:
-            raise ValueError(f"{name}: unknown outcome {v!r}; expected one of {OUTCOMES} or 0/1/2")
-    return out
-
-
-def _probabilities(name: str, values: ArrayLike) -> NDArray[np.float64]:
-    arr = np.asarray(values, dtype=float)
-    if arr.ndim != 1:
-        raise ValueError(f"{name}: expected a 1-d sequence of probabilities, got shape {arr.shape}")
-    if not np.all((arr >= 0.0) & (arr <= 1.0)):
-        raise ValueError(f"{name}: probabilities must lie in [0, 1]")
-    return arr
-
-
-def _binary(name: str, values: ArrayLike) -> NDArray[np.int_]:
-    arr = np.asarray(values)
-    if arr.ndim != 1:
-        raise ValueError(f"{name}: expected a 1-d sequence of 0/1 values, got shape {arr.shape}")
-    if arr.size and not np.all((arr == 0) | (arr == 1)):
-        raise ValueError(f"{name}: values must be 0/1 (or bool)")
-    return arr.astype(int)
-
-
-def _prob_rows(name: str, probs: ArrayLike) -> NDArray[np.float64]:
-    arr = np.asarray(probs, dtype=float)
-    if arr.size == 0:
-        _nonempty(name, 0)
-    if arr.ndim != 2 or arr.shape[1] != len(OUTCOMES):
-        raise ValueError(f"{name}: expected probability rows of shape (n, 3) in order {OUTCOMES}, got {arr.shape}")
-    if not np.all((arr >= 0.0) & (arr <= 1.0)):
-        raise ValueError(f"{name}: probabilities must lie in [0, 1]")
-    if not np.allclose(arr.sum(axis=1), 1.0, atol=_ROW_SUM_TOL, rtol=0.0):
-        raise ValueError(f"{name}: every probability row must sum to 1")
-    return arr
-
-
-def _conf_correct(name: str, confidence: ArrayLike, correct: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.int_]]:
-    conf = _probabilities(name, confidence)
-    corr = _binary(name, correct)
-    _same_length(name, conf, corr)
-    return conf, corr
 
 
 # --------------------------------------------------------------------------------------------- agreement
@@ -252,61 +185,6 @@ def cohen_kappa(pred: Sequence[str], label: Sequence[str]) -> float:
 
 # --------------------------------------------------------------------------------------------- calibration
 
-
-def ece(
-    confidence: ArrayLike,
-    correct: ArrayLike,
-    n_bins: int = 15,
-    strategy: Literal["uniform", "quantile"] = "uniform",
-) -> CalibrationError:
-    """Expected calibration error and its reliability table.
-
-    ``"uniform"`` cuts [0, 1] into ``n_bins`` equal-width bins ``[lower, upper)``, the last one closed at 1;
-    every bin appears in the table, empty ones with count 0 and NaN means. ``"quantile"`` sorts the verdicts by
-    confidence (stably) and splits them into ``min(n_bins, n)`` groups whose sizes differ by at most one, so
-    equal confidences may straddle two bins; each bin's edges are its smallest and largest confidence.
-
-    Args:
-        confidence: Probability given to the predicted winner, in [0, 1].
-        correct: 1/0 whether the predicted winner equals the label.
-        n_bins: Number of bins (at least 1).
-        strategy: ``"uniform"`` or ``"quantile"``.
-
-    Returns:
-        A :class:`CalibrationError` holding ECE, MCE and the table.
-
-    Raises:
-        ValueError: On empty or malformed input, ``n_bins < 1`` or an unknown strategy.
-    """
-    conf, corr = _conf_correct("ece", confidence, correct)
-    if n_bins < 1:
-        raise ValueError(f"ece: n_bins must be >= 1, got {n_bins}")
-    groups: list[tuple[float, float, NDArray[np.int_]]] = []
-    if strategy == "uniform":
-        edges = np.linspace(0.0, 1.0, n_bins + 1)
-        which = np.clip(np.searchsorted(edges, conf, side="right") - 1, 0, n_bins - 1)
-        groups = [(float(edges[b]), float(edges[b + 1]), np.flatnonzero(which == b)) for b in range(n_bins)]
-    elif strategy == "quantile":
-        order = np.argsort(conf, kind="stable")
-        for chunk in np.array_split(order, min(n_bins, len(conf))):
-            groups.append((float(conf[chunk].min()), float(conf[chunk].max()), chunk))
-    else:
-        raise ValueError(f"ece: strategy must be 'uniform' or 'quantile', got {strategy!r}")
-
-    bins: list[ReliabilityBin] = []
-    total, worst = 0.0, 0.0
-    for lower, upper, idx in groups:
-        if idx.size == 0:
-            bins.append(ReliabilityBin(lower, upper, 0, math.nan, math.nan))
-            continue
-        mean_conf, acc = float(conf[idx].mean()), float(corr[idx].mean())
-        gap = abs(acc - mean_conf)
-        total += idx.size * gap
-        worst = max(worst, gap)
-        bins.append(ReliabilityBin(lower, upper, int(idx.size), mean_conf, acc))
-    return CalibrationError(ece=total / len(conf), mce=worst, bins=tuple(bins), strategy=strategy)
-
-
 def brier_binary(p: ArrayLike, y: ArrayLike) -> float:
     """Mean squared error of ``p = P(A wins)`` against ``y`` (1 = A), as ``sklearn.metrics.brier_score_loss``.
 
@@ -374,79 +252,6 @@ def log_loss_multiclass(probs: ArrayLike, labels: Outcomes, eps: float = 1e-15) 
     return float(skm.log_loss(idx, np.clip(rows, eps, 1.0 - eps), labels=_LABELS))
 
 
-# --------------------------------------------------------------------------------------------- selective
-
-
-def wrong_at_high_confidence(confidence: ArrayLike, correct: ArrayLike, threshold: float = 0.9) -> HighConfidenceErrors:
-    """How often verdicts with ``confidence >= threshold`` are wrong.
-
-    Returns:
-        ``(error_rate, n_confident, n_wrong)``; the rate is NaN when no verdict reaches the threshold.
-
-    Raises:
-        ValueError: On empty or malformed input.
-    """
-    conf, corr = _conf_correct("wrong_at_high_confidence", confidence, correct)
-    confident = conf >= threshold
-    n_conf = int(confident.sum())
-    n_wrong = int((corr[confident] == 0).sum())
-    return HighConfidenceErrors(n_wrong / n_conf if n_conf else math.nan, n_conf, n_wrong)
-
-
-def auroc(confidence: ArrayLike, correct: ArrayLike) -> float:
-    """Area under the ROC curve of confidence as a score for separating correct from wrong verdicts.
-
-    ``sklearn.metrics.roc_auc_score(correct, confidence)`` (tied confidences count half).
-
-    Returns:
-        AUROC in [0, 1]; NaN when ``correct`` is all 1 or all 0 (the curve is undefined).
-
-    Raises:
-        ValueError: On empty or malformed input.
-    """
-    conf, corr = _conf_correct("auroc", confidence, correct)
-    if corr.min() == corr.max():
-        return math.nan
-    return float(skm.roc_auc_score(corr, conf))
-
-
-def risk_coverage(confidence: ArrayLike, correct: ArrayLike) -> tuple[RiskCoveragePoint, ...]:
-    """The risk-coverage curve: for each distinct confidence threshold, highest first, keep the verdicts at or
-    above it and report the share kept (coverage) and the error rate among them (risk).
-
-    Equal confidences cannot be separated by a threshold, so they enter the curve together; the last point has
-    coverage 1.
-
-    Raises:
-        ValueError: On empty or malformed input.
-    """
-    conf, corr = _conf_correct("risk_coverage", confidence, correct)
-    order = np.argsort(-conf, kind="stable")
-    conf, wrong = conf[order], 1 - corr[order]
-    n = len(conf)
-    cum_wrong = np.cumsum(wrong)
-    # the last index of each run of equal confidences is where a threshold can stop
-    ends = np.flatnonzero(np.append(conf[1:] != conf[:-1], True))
-    return tuple(RiskCoveragePoint((e + 1) / n, float(cum_wrong[e]) / (e + 1), float(conf[e])) for e in ends)
-
-
-def aurc(confidence: ArrayLike, correct: ArrayLike) -> float:
-    """Area under the risk-coverage curve (lower is better).
-
-    A right-endpoint step integral, ``sum(Δcoverage * risk)`` over :func:`risk_coverage`; without tied
-    confidences it equals the usual ``mean_k(errors in top k / k)``.
-
-    Raises:
-        ValueError: On empty or malformed input.
-    """
-    points = risk_coverage(confidence, correct)
-    area, previous = 0.0, 0.0
-    for point in points:
-        area += (point.coverage - previous) * point.risk
-        previous = point.coverage
-    return area
-
-
 # --------------------------------------------------------------------------------------------- biases
 
 
@@ -497,78 +302,6 @@ def length_preference(
 
 
 # --------------------------------------------------------------------------------------------- uncertainty
-
-
-class NullECE(NamedTuple):
-    """The ECE a perfectly calibrated judge shows by chance (see `ece_if_calibrated`)."""
-
-    mean: float
-    p95: float
-    p_value: float = math.nan
-
-
-def ece_null_draws(
-    confidence: ArrayLike,
-    n_bins: int = 15,
-    strategy: Literal["uniform", "quantile"] = "uniform",
-    n_sim: int = 1000,
-    seed: int = 0,
-) -> NDArray[np.float64]:
-    """``n_sim`` ECEs of a perfectly calibrated judge with exactly these confidences, at this sample size.
-
-    Each simulation draws every verdict's correctness from Bernoulli(its confidence) - calibration holding by
-    construction - and computes `ece` with the same binning. Their spread is what ECE measures on a judge that
-    is honest; e.g. ``(draws <= 0.05).mean()`` is how often such a judge would meet an ECE target of 0.05.
-
-    Raises:
-        ValueError: On empty or malformed input or ``n_sim < 1``.
-    """
-    return _null_draws("ece_null_draws", confidence, n_bins, strategy, n_sim, seed)
-
-
-def _null_draws(name: str, confidence: ArrayLike, n_bins: int, strategy: Literal["uniform", "quantile"],
-                n_sim: int, seed: int) -> NDArray[np.float64]:
-    conf = _probabilities(name, confidence)
-    _nonempty(name, len(conf))
-    if n_sim < 1:
-        raise ValueError(f"{name}: n_sim must be >= 1, got {n_sim}")
-    rng = np.random.default_rng(seed)
-    return np.asarray([ece(conf, (rng.random(len(conf)) < conf).astype(int), n_bins=n_bins,
-                           strategy=strategy).ece for _ in range(n_sim)])
-
-
-def ece_if_calibrated(
-    confidence: ArrayLike,
-    n_bins: int = 15,
-    strategy: Literal["uniform", "quantile"] = "uniform",
-    n_sim: int = 1000,
-    seed: int = 0,
-    *,
-    observed: float | None = None,
-) -> NullECE:
-    """The ECE that a perfectly calibrated judge with exactly these confidences would show at this sample size.
-
-    The mean of `ece_null_draws` is the finite-sample floor of ECE; an observed ECE below the 95th percentile is
-    indistinguishable from perfect calibration at this ``n``. Given the ``observed`` ECE of the same
-    confidences, ``p_value`` tests the hypothesis that they are calibrated: the share of simulated ECEs at least
-    as large, ``(k + 1) / (n_sim + 1)`` (a Monte Carlo p-value, never exactly 0); NaN without ``observed``.
-
-    Args:
-        confidence: Probability given to the predicted winner, in [0, 1].
-        n_bins: Number of bins, as in `ece`.
-        strategy: ``"uniform"`` or ``"quantile"``, as in `ece`.
-        n_sim: Number of simulated label draws (at least 1).
-        seed: Seed for ``numpy.random.default_rng``.
-        observed: The ECE measured on these confidences with the same binning, to test.
-
-    Raises:
-        ValueError: On empty or malformed input, ``n_sim < 1`` or an ``observed`` ECE outside [0, 1].
-    """
-    if observed is not None and not 0.0 <= observed <= 1.0:
-        raise ValueError(f"ece_if_calibrated: observed ECE must lie in [0, 1], got {observed}")
-    draws = _null_draws("ece_if_calibrated", confidence, n_bins, strategy, n_sim, seed)
-    p_value = math.nan if observed is None else float((np.sum(draws >= observed - 1e-12) + 1) / (len(draws) + 1))
-    return NullECE(float(draws.mean()), float(np.quantile(draws, 0.95)), p_value)
 
 
 def bootstrap_ci(

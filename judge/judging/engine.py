@@ -17,6 +17,7 @@ from judge.calibration.apply import calibrate_verdict, mark_escalated
 from judge.calibration.recalibrate import Calibrator, check_compatible
 from judge.errors import BackendError, BackendReplyError, JudgeError, StructuredOutputError
 from judge.judging.check_verdict import check_citations, check_rationale, decide_by_checks
+from judge.judging.citations import point_mass, precedent_citation, with_explanation
 from judge.judging.grading import CheckCache
 from judge.judging.pairwise import VerdictTokenError, combine, distribution_from_top_logprobs, swap
 from judge.judging.prompts import (
@@ -31,10 +32,8 @@ from judge.judging.verdict import Explanation, explanation_model
 from judge.retrieval.shown import Shown, shown_rules
 from judge.rulebook import Rulebook
 from judge.rules.model import Pair, Rule
-from judge.rules.precedence import conflict_trace, order_rules
 from judge.store.judgments import JudgmentStore
 from judge.verdicts import (
-    Citation,
     Distribution,
     Failure,
     JudgeConfig,
@@ -177,13 +176,8 @@ class Judge:
     def _bound(self, pair: Pair, ruling: Rule, ref: PrecedentRef, rules: list[Rule], scores: dict[str, float],
                version: str | None, key: str, start: float) -> Verdict:
         """The verdict a binding precedent decides: its holding, with ``precedent_confidence``."""
-        dist = _point_mass(ref.holding, self.config.precedent_confidence, allow_tie=self.config.allow_tie)
-        slots = ", responses in the other slots" if ref.swapped else ""
-        citation = Citation(
-            rule_id=ruling.id, layer=ruling.layer.value, authority=None, version=ruling.version, title=ruling.title,
-            excerpt=" ".join(ruling.text.split())[:300], favours="neither" if ref.holding == "tie" else ref.holding,
-            note=f"binding precedent on the same facts (similarity {ref.similarity:.3f}{slots})",
-            score=ref.similarity)
+        dist = point_mass(ref.holding, self.config.precedent_confidence, allow_tie=self.config.allow_tie)
+        citation = precedent_citation(ruling, ref)
         log.info("pair %s bound by precedent %s (similarity %.3f)", pair.id, ruling.id, ref.similarity)
         return Verdict(**self._base(pair, rules, scores, version, key), winner=ref.holding,
                        probabilities=dist, citations=[citation], deciding_rule=ruling.id, precedent=ref,
@@ -242,7 +236,7 @@ class Judge:
         verdict = Verdict(**base, **extra, winner=dist.winner, probabilities=dist,
                           decided_by="model", latency_s=time.perf_counter() - start)
         if explanation is not None:
-            verdict = self._with_explanation(verdict, explanation, rules, scores)
+            verdict = with_explanation(verdict, explanation, rules, scores)
         return self._priced(verdict)
 
     def _priced(self, verdict: Verdict) -> Verdict:
@@ -294,40 +288,6 @@ class Judge:
         reply = await self.backend.astructured(messages, explanation_model(ids), context={"retrieved_ids": ids},
                                                max_retries=self.config.max_retries, max_tokens=EXPLANATION_MAX_TOKENS)
         return reply.value, reply.prompt_tokens, reply.completion_tokens
-
-    @staticmethod
-    def _with_explanation(verdict: Verdict, explanation: Explanation, rules: list[Rule],
-                          scores: dict[str, float]) -> Verdict:
-        by_id = {r.id: r for r in rules}
-        citations = []
-        for applied in explanation.rules_applied:
-            rule = by_id[applied.rule_id]
-            citations.append(Citation(
-                rule_id=rule.id, layer=rule.layer.value, authority=rule.authority.value if rule.authority else None,
-                version=rule.version, title=rule.title, excerpt=" ".join(rule.text.split())[:300],
-                favours=applied.favours, note=applied.note, score=scores.get(rule.id)))
-        favours = {c.rule_id: c.favours for c in citations if c.favours != "neither"}
-        precedence = order_rules(by_id[c.rule_id] for c in citations)
-        trace = [TraceEntry(winner=d.winner, loser=d.loser, criterion=d.criterion, reason=d.reason)
-                 for d in conflict_trace(precedence, favours)]
-        deciding = next((c for c in citations if c.rule_id == explanation.deciding_rule), None)
-        agrees = None if deciding is None or verdict.winner == "tie" else deciding.favours == verdict.winner
-        return verdict.model_copy(update={
-            "explanation_agrees": agrees,
-            "citations": citations, "deciding_rule": explanation.deciding_rule,
-            "rationale": explanation.rationale, "verbal_confidence": explanation.confidence,
-            "precedence_trace": trace})
-
-
-def _point_mass(holding: Literal["A", "B", "tie"], confidence: float, *, allow_tie: bool) -> Distribution:
-    """``confidence`` on ``holding``; the rest on B/A for a one-sided holding (shared with tie when ties are
-    allowed), split between A and B for a tie."""
-    rest = 1.0 - confidence
-    if holding == "tie":
-        return Distribution(a=rest / 2, tie=confidence, b=rest / 2)
-    other, tie = (rest / 2, rest / 2) if allow_tie else (rest, 0.0)
-    return Distribution(a=confidence, tie=tie, b=other) if holding == "A" else Distribution(a=other, tie=tie,
-                                                                                              b=confidence)
 
 
 class _VerdictParseError(VerdictTokenError):

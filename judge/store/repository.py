@@ -8,38 +8,35 @@ is rolled back and retried from the top, a bounded number of times, then `Concur
 
 Reads that may touch millions of rows (`iter_current`, `changes_since`, `rules_changed_since`) page by
 keyset in short transactions, so memory stays flat and no read holds the database for long.
+
+The reads live in `judge.store.reads` (`RulebookReads`) and the change log in `judge.store.history`
+(`RulebookHistory`); `RulebookStore` mixes both into the writer.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Engine, Select, exists, func, insert, select
+from sqlalchemy import Engine, insert, select
 from sqlalchemy import text as sa_text
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 from tenacity import RetryError, Retrying, retry_if_exception, stop_after_attempt, wait_random
 
 from judge._iter import batched
-from judge.errors import ConcurrentWriteError, RulebookError, RuleNotFoundError
-from judge.rules.model import EMPTY_RULEBOOK_VERSION, Change, ChangeKind, Layer, Rule, next_rulebook_version
+from judge.errors import ConcurrentWriteError, RulebookError
+from judge.rules.model import Change, ChangeKind, Layer, Rule
 from judge.store import lexical
 from judge.store.engine import WRITE_OPTION, migrate, open_engine
+from judge.store.history import RulebookHistory
 from judge.store.plan import Existing, PendingChange, plan_batch, referenced_ids
-from judge.store.schema import (
-    CHANGES,
-    RULE_VERSIONS,
-    ChangeRow,
-    RuleVersionRow,
-    change_from_row,
-    rule_from_row,
-    rule_values,
-)
+from judge.store.reads import RulebookReads, _chunks, _is_latest
+from judge.store.schema import CHANGES, RULE_VERSIONS, ChangeRow, RuleVersionRow, rule_values
 
 __all__ = ["RulebookStore", "SyncReport"]
 
@@ -47,8 +44,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: Ids per ``IN (...)`` list: far below every backend's bound-parameter limit.
-_CHUNK = 500
 #: SQLSTATEs of PostgreSQL serialization failures and deadlocks: retry the transaction.
 _RETRY_SQLSTATES = {"40001", "40P01"}
 
@@ -76,26 +71,7 @@ def _is_write_conflict(exc: BaseException) -> bool:
     return False
 
 
-def _build_is_latest() -> ColumnElement[bool]:
-    newer = aliased(RuleVersionRow)
-    return ~exists().where(newer.rule_id == RuleVersionRow.rule_id, newer.version > RuleVersionRow.version)
-
-
-_IS_LATEST = _build_is_latest()  # SQL expressions are immutable: build once, not per query (~1 ms each)
-
-
-def _is_latest() -> ColumnElement[bool]:
-    """``RuleVersionRow`` is the newest version of its rule (an index lookup on the primary key)."""
-    return _IS_LATEST
-
-
-def _chunks(ids: Iterable[str]) -> Iterator[list[str]]:
-    unique = sorted(set(ids))
-    for start in range(0, len(unique), _CHUNK):
-        yield unique[start:start + _CHUNK]
-
-
-class RulebookStore:
+class RulebookStore(RulebookReads, RulebookHistory):
     """The rulebook's system of record: versioned rules and the hash-chained change log.
 
     Args:
@@ -252,13 +228,6 @@ class RulebookStore:
         return [Change.model_validate({"seq": seq_of[p.previous_rulebook_version], **v})
                 for p, v in zip(planned, values, strict=True)]
 
-    def _read_head(self, session: Session) -> ChangeRow | None:
-        return session.scalars(select(ChangeRow).order_by(ChangeRow.seq.desc()).limit(1)).first()
-
-    @staticmethod
-    def _version_of(head: ChangeRow | None) -> str:
-        return head.rulebook_version if head is not None else EMPTY_RULEBOOK_VERSION
-
     def _existing(self, session: Session, ids: Iterable[str]) -> dict[str, Existing]:
         found: dict[str, Existing] = {}
         for chunk in _chunks(ids):
@@ -269,121 +238,6 @@ class RulebookStore:
                 found[rule_id] = Existing(version=version, layer=Layer(layer), content_hash=rule_hash)
         return found
 
-    @property
-    def version(self) -> str:
-        """The current rulebook version: the head of the hash chain (``EMPTY_RULEBOOK_VERSION`` if empty)."""
-        # One column of one row, without an ORM session: every retrieval asks (is the index still current?).
-        with self.engine.connect() as conn:
-            version = conn.scalar(select(ChangeRow.rulebook_version).order_by(ChangeRow.seq.desc()).limit(1))
-        return version if version is not None else EMPTY_RULEBOOK_VERSION
-
-    def seq_of(self, rulebook_version: str) -> int:
-        """The change-log ``seq`` that wrote ``rulebook_version`` (0 for the empty rulebook).
-
-        Raises:
-            RulebookError: no change wrote that version.
-        """
-        if rulebook_version == EMPTY_RULEBOOK_VERSION:
-            return 0
-        with Session(self.engine) as session:
-            seq = session.scalar(select(ChangeRow.seq).where(ChangeRow.rulebook_version == rulebook_version))
-        if seq is None:
-            raise RulebookError(f"no rulebook version {rulebook_version!r} in the change log (see `judge "
-                                "rulebook history RULE_ID` or `judge index status` for versions)")
-        return int(seq)
-
-    def head(self) -> Change | None:
-        """The newest change-log entry, or None for an empty rulebook."""
-        with Session(self.engine) as session:
-            row = self._read_head(session)
-            return change_from_row(row) if row is not None else None
-
-    def get(self, rule_id: str, version: int | None = None) -> Rule:
-        """One version of a rule (default: the latest).
-
-        Raises:
-            RuleNotFoundError: no such rule, or no such version of it.
-        """
-        stmt = select(RuleVersionRow).where(RuleVersionRow.rule_id == rule_id)
-        if version is None:
-            stmt = stmt.order_by(RuleVersionRow.version.desc()).limit(1)
-        else:
-            stmt = stmt.where(RuleVersionRow.version == version)
-        with Session(self.engine) as session:
-            row = session.scalars(stmt).first()
-            if row is None:
-                raise RuleNotFoundError(rule_id if version is None else f"{rule_id}@v{version}")
-            return rule_from_row(row)
-
-    def get_many(self, ids: Iterable[str]) -> dict[str, Rule]:
-        """The latest version of each id that exists (missing ids are simply absent)."""
-        found: dict[str, Rule] = {}
-        with Session(self.engine) as session:
-            for chunk in _chunks(ids):
-                stmt = select(RULE_VERSIONS).where(RuleVersionRow.rule_id.in_(chunk), _is_latest())
-                found.update((row.rule_id, rule_from_row(row)) for row in session.execute(stmt))
-        return found
-
-    def exists(self, ids: Iterable[str]) -> set[str]:
-        """The subset of ``ids`` that name stored rules."""
-        found: set[str] = set()
-        with Session(self.engine) as session:
-            for chunk in _chunks(ids):
-                stmt = select(RuleVersionRow.rule_id).where(RuleVersionRow.rule_id.in_(chunk)).distinct()
-                found.update(session.scalars(stmt))
-        return found
-
-    def history(self, rule_id: str) -> list[tuple[Rule, Change]]:
-        """Every version of a rule with the change that wrote it, oldest first.
-
-        Raises:
-            RuleNotFoundError: no rule with that id.
-        """
-        stmt = (select(RuleVersionRow, ChangeRow)
-                .join(ChangeRow, (ChangeRow.rule_id == RuleVersionRow.rule_id)
-                      & (ChangeRow.version == RuleVersionRow.version))
-                .where(RuleVersionRow.rule_id == rule_id)
-                .order_by(RuleVersionRow.version))
-        with Session(self.engine) as session:
-            out = [(rule_from_row(rule), change_from_row(change)) for rule, change in session.execute(stmt)]
-        if not out:
-            raise RuleNotFoundError(rule_id)
-        return out
-
-    def _current_stmt(self, layer: Layer | None, active_only: bool) -> Select[Any]:
-        stmt = select(RULE_VERSIONS).where(_is_latest())
-        if layer is not None:
-            stmt = stmt.where(RuleVersionRow.layer == Layer(layer).value)
-        if active_only:
-            stmt = stmt.where(RuleVersionRow.status == "active")
-        return stmt
-
-    def iter_current(self, layer: Layer | None = None, *, active_only: bool = False,
-                     batch_size: int = 1000) -> Iterator[Rule]:
-        """Stream the latest version of every rule, ordered by id.
-
-        Pages by keyset (``rule_id > last``), one short read per page, so it scales to millions of rules
-        and never keeps the database busy while the caller works on a page.
-
-        Args:
-            layer: only this layer.
-            active_only: skip overruled and superseded rulings.
-            batch_size: rules fetched per page.
-        """
-        return self._paged_rules(self._current_stmt(layer, active_only), batch_size)
-
-    def count(self, layer: Layer | None = None, active_only: bool = False) -> int:
-        """How many rules (latest versions) there are, optionally in one layer / binding only."""
-        stmt = select(func.count()).select_from(self._current_stmt(layer, active_only).subquery())
-        with Session(self.engine) as session:
-            return int(session.scalar(stmt) or 0)
-
-    def lexical_search(self, query: str, layers: Collection[Layer], k: int, *,
-                       exclude: Collection[str] = ()) -> list[tuple[str, float]]:
-        """The ``k`` binding rules of ``layers`` whose text best matches the words of ``query``, best first,
-        with their lexical score (FTS5 bm25 on SQLite, ts_rank on PostgreSQL; see `judge.store.lexical`)."""
-        with self.engine.connect() as conn:
-            return lexical.search(conn, query, layers, k, exclude=exclude)
 
     def rebuild_lexical(self) -> int:
         """Recreate the lexical index from the current rule versions; returns the binding rules indexed."""
@@ -396,67 +250,6 @@ class RulebookStore:
             total += sum(1 for rule in page if rule.binds)
         return total
 
-    def changes_since(self, seq: int, *, batch_size: int = 1000) -> Iterator[Change]:
-        """Stream change-log entries with ``seq`` greater than ``seq``, oldest first (0 = all)."""
-        last = seq
-        while True:
-            stmt = select(CHANGES).where(ChangeRow.seq > last).order_by(ChangeRow.seq).limit(batch_size)
-            with Session(self.engine) as session:
-                page = [change_from_row(row) for row in session.execute(stmt)]
-            yield from page
-            if len(page) < batch_size:
-                return
-            last = page[-1].seq
-
-    def rules_changed_since(self, seq: int, *, batch_size: int = 1000) -> Iterator[Rule]:
-        """Stream the latest version of every rule changed after change ``seq``, ordered by id.
-
-        What an incremental index update needs: re-embed (or drop, if no longer binding) these rules,
-        then record the head's ``seq``.
-        """
-        changed = select(ChangeRow.rule_id).where(ChangeRow.seq > seq)
-        stmt = select(RULE_VERSIONS).where(_is_latest(), RuleVersionRow.rule_id.in_(changed))
-        return self._paged_rules(stmt, batch_size)
-
-    def _paged_rules(self, stmt: Select[Any], batch_size: int) -> Iterator[Rule]:
-        if batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
-        after: str | None = None
-        while True:
-            page_stmt = stmt if after is None else stmt.where(RuleVersionRow.rule_id > after)
-            page_stmt = page_stmt.order_by(RuleVersionRow.rule_id).limit(batch_size)
-            with Session(self.engine) as session:
-                page = [rule_from_row(row) for row in session.execute(page_stmt)]
-            yield from page
-            if len(page) < batch_size:
-                return
-            after = page[-1].id
-
-    def verify_chain(self) -> bool:
-        """Recompute the hash chain over every change (and every stored rule's content hash).
-
-        True when each change follows the previous one, its rulebook version is the hash of what it
-        wrote, and every rule version has exactly one change.
-        """
-        stmt = (select(RULE_VERSIONS, CHANGES.c.previous_rulebook_version, CHANGES.c.rulebook_version)
-                .join(CHANGES, (CHANGES.c.rule_id == RULE_VERSIONS.c.rule_id)
-                      & (CHANGES.c.version == RULE_VERSIONS.c.version))
-                .order_by(CHANGES.c.seq)
-                .execution_options(yield_per=1000))  # one pass, constant memory
-        previous = EMPTY_RULEBOOK_VERSION
-        seen = 0
-        with Session(self.engine) as session:
-            for row in session.execute(stmt):
-                rule_hash = rule_from_row(row).content_hash()
-                expected = next_rulebook_version(previous, row.rule_id, row.version, rule_hash)
-                if (rule_hash != row.content_hash or row.previous_rulebook_version != previous
-                        or row.rulebook_version != expected):
-                    return False
-                previous = row.rulebook_version
-                seen += 1
-            versions = session.scalar(select(func.count()).select_from(RuleVersionRow)) or 0
-            changes = session.scalar(select(func.count()).select_from(ChangeRow)) or 0
-        return seen == versions == changes
 
     def __repr__(self) -> str:
         return f"RulebookStore({self.engine.url.render_as_string(hide_password=True)!r})"
