@@ -25,9 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment, StrictUndefined
 
-from judge.reporting.plots import _fmt, confidence_hist_png, reliability_png, risk_coverage_png
-
 from judge.calibration.evaluate import GROUP_ECE_BINS
+from judge.reporting.plots import _fmt, confidence_hist_png, reliability_png, risk_coverage_png
 
 if TYPE_CHECKING:
     from judge.calibration.evaluate import EvalReport, GroupMetrics
