@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 from judge.cli.main import main as judge_main
-from judge.retrieval import index as index_module
+from judge.retrieval import index_writes
 
 ROOT = Path(__file__).resolve().parent.parent
 RULING = {"prompt": "Rate my essay", "response_a": "Perfect!", "response_b": "Needs work", "holding": "B",
@@ -63,7 +63,7 @@ def main() -> None:
     ap.add_argument("--no-repair", action="store_true", help="only report missed writes (WRITE_REPAIRS = 0)")
     args = ap.parse_args()
     if args.no_repair:
-        index_module.WRITE_REPAIRS = 0
+        index_writes.WRITE_REPAIRS = 0
     counter = Counter()
     logging.getLogger("judge.retrieval.index").addHandler(counter)
     hogs = [multiprocessing.Process(target=busy, daemon=True) for _ in range(args.load)]

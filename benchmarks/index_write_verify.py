@@ -1,6 +1,6 @@
 """What verifying index writes costs: Chroma upsert time vs the search that checks every written vector.
 
-Every index write is followed by a search for each written vector (`judge.retrieval.index._unreachable`):
+Every index write is followed by a search for each written vector (`judge.retrieval.index_writes._unreachable`):
 embedded chromadb 1.5.9 now and then stores a record that its in-process search never returns, and the index
 writes such records again (see `RuleIndex._write`). This measures that check against the write itself on an
 embedded Chroma collection grown batch by batch with random unit vectors (no embedding model: with MiniLM,
@@ -19,7 +19,8 @@ import time
 import numpy as np
 
 from judge.retrieval.embedder import HashEmbedder
-from judge.retrieval.index import RuleIndex, _unreachable, make_client
+from judge.retrieval.index import RuleIndex, make_client
+from judge.retrieval.index_writes import _unreachable
 from judge.rules.model import Layer
 from judge.settings import Settings
 

@@ -1,45 +1,38 @@
 """The `Retriever`: which rules apply to a pair, from the derived index kept in step with the SQL store.
 
 It owns everything about the index a rulebook needs: bringing it up to date from the change log
-(`sync_index`), rebuilding it (`rebuild_index`), checking it against the rulebook version before a search,
-and the caches that make a batch cheap (recent embeddings, small layers held in memory, rules read at one
-rulebook version). `retrieve` returns every binding constitution rule, the nearest spec entries and rulings
-and, for a pair with a process, process rules, ordered by precedence; `nearest_rulings` gives the case law
-the active rulings nearest a pair.
+(`sync_index`), rebuilding it (`rebuild_index`), checking it against the rulebook version before a search
+and the caches that make a batch cheap (recent embeddings, rules read at one rulebook version), all from
+`judge.retrieval.synced.SyncedIndex`; here, small layers held in memory and the search itself. `retrieve`
+returns every binding constitution rule, the nearest spec entries and rulings and, for a pair with a
+process, process rules, ordered by precedence; `nearest_rulings` gives the case law the active rulings
+nearest a pair.
 """
 
 from __future__ import annotations
 
-import logging
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from judge._iter import batched
-from judge.errors import IndexSchemaError, IndexStaleError, RulebookError
-from judge.retrieval.fusion import RetrievalConfig, reciprocal_rank_fusion
+from judge.retrieval.fusion import reciprocal_rank_fusion
 from judge.retrieval.index import Hit, LayerTable, RuleIndex
+from judge.retrieval.synced import EMBED_MEMO as EMBED_MEMO
+from judge.retrieval.synced import RULE_MEMO as RULE_MEMO
+from judge.retrieval.synced import SyncedIndex
 from judge.rules.conflicts import Precedent, measure_candidates, near_duplicates
-from judge.rules.model import EMPTY_RULEBOOK_VERSION, Layer, Pair, Rule
+from judge.rules.model import Layer, Pair, Rule
 from judge.rules.precedence import PrecedenceResult, order_rules
-from judge.store import RulebookStore
 
 __all__ = ["PRECEDENT_CANDIDATES", "Retrieval", "RetrievedRule", "Retriever"]
 
-log = logging.getLogger(__name__)
-
 #: Nearest active rulings examined for a binding precedent: a near-duplicate is among the very nearest.
 PRECEDENT_CANDIDATES = 3
-#: Embeddings remembered per Retriever (queries and the cases of nearby rulings), least recently used dropped.
-EMBED_MEMO = 2048
 #: Layers of at most this many rules are searched exactly in memory (read once per rulebook version); larger
 #: ones by the index. 5,000 unit vectors of 384 floats: 7.7 MB, a search well under a millisecond.
 EXACT_LAYER_MAX = 5_000
-#: Rules remembered per rulebook version by `Retriever.retrieve` (cleared when the version moves or it fills).
-RULE_MEMO = 20_000
 
 
 @dataclass(frozen=True)
@@ -91,7 +84,7 @@ class Retrieval:
         }
 
 
-class Retriever:
+class Retriever(SyncedIndex):
     """Retrieval for one rulebook: the SQL store it reads and the derived index it searches.
 
     Args:
@@ -101,27 +94,6 @@ class Retriever:
         config: how `retrieve` searches (default: passages, dense + lexical, split queries, fused).
     """
 
-    def __init__(self, store: RulebookStore, index: RuleIndex | None = None, *, auto_sync: bool = True,
-                 config: RetrievalConfig | None = None) -> None:
-        self.store = store
-        self.index = index
-        self.auto_sync = auto_sync
-        self.config = config or RetrievalConfig()
-        # The rulebook version the index was last verified against, and its binding constitution size:
-        # re-checked only when the version in SQL moves (any writer, any process, changes it).
-        self._verified: tuple[str, int] | None = None
-        # Recent embeddings by text: a pair's query is embedded once for retrieval and the precedent check,
-        # and the rulings nearest many pairs of a batch have their cases embedded once.
-        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
-        # Rules read at one rulebook version (contents cannot change without the version changing).
-        self._rules_seen: tuple[str, dict[str, Rule]] = ("", {})
-        # Small layers held in memory at one rulebook version (None: the layer is searched in the index).
-        self._tables: dict[Layer, tuple[str, LayerTable | None]] = {}
-
-    def get(self, rule_id: str, version: int | None = None) -> Rule:
-        """A rule's latest (or given) version, from the store."""
-        return self.store.get(rule_id, version)
-
     def nearest_rulings(self, pair: Pair, exclude: Sequence[str], n: int) -> tuple[np.ndarray, list[Rule]]:
         """The embedded query of ``pair`` and the ``n`` active rulings with a case nearest it (by whole text)."""
         index = self._fresh_index()
@@ -130,77 +102,6 @@ class Retriever:
         hits = self._search(index, self._verified[0], query, Layer.RULING, n, exclude)
         found = self.store.get_many(h.rule_id for h in hits)
         return query, [found[h.rule_id] for h in hits if h.rule_id in found and found[h.rule_id].case is not None]
-
-    def embed(self, texts: list[str]) -> np.ndarray:
-        """Embed ``texts`` with the index's embedder, answering recently embedded ones from memory."""
-        return self._embed_memo(self._require_index(), texts)
-
-    def _require_index(self) -> RuleIndex:
-        if self.index is None:
-            raise RulebookError("this Rulebook was opened without a retrieval index")
-        return self.index
-
-    def sync_index(self, *, page_size: int = 1000) -> int:
-        """Apply every change the index has not seen yet; returns how many rules were re-indexed.
-
-        Streams the change log a page at a time (memory bounded by ``page_size``, whatever the rulebook's
-        size); a rule changed in two pages is re-indexed twice and counted twice.
-        """
-        if self.index is None:
-            return 0
-        with self.index.writing():  # one writer at a time on a local index, across processes
-            return self._sync_index(self.index, page_size)
-
-    def _sync_index(self, index: RuleIndex, page_size: int) -> int:
-        state = index.state()
-        head = self.store.head()
-        if head is None:
-            return 0
-        if state.seq is not None and state.seq >= head.seq:
-            return 0
-        done = 0
-        for changes in batched(self.store.changes_since(state.seq or 0, batch_size=page_size), page_size):
-            ids = sorted({c.rule_id for c in changes})
-            done += index.upsert(self.store.get_many(ids).values())
-        index.mark(head.rulebook_version, head.seq)
-        log.info("index synced: %d rule(s) re-indexed up to %s", done, head.rulebook_version)
-        return done
-
-    def rebuild_index(self) -> int:
-        """Drop the index and rebuild it (and the lexical index) from SQL; returns the number of rules indexed."""
-        index = self._require_index()
-        with index.writing():
-            head = self.store.head()
-            version = head.rulebook_version if head else self.store.version
-            index.rebuild(self.store.iter_current(), version, head.seq if head else 0)
-        self.store.rebuild_lexical()
-        self._tables.clear()
-        self._verified = None
-        return index.count()
-
-    def _fresh_index(self) -> RuleIndex:
-        """The index, checked (or synced) against the current rulebook version."""
-        index = self._require_index()
-        version = self.store.version
-        if self._verified is None or self._verified[0] != version:
-            try:
-                index.check(version)
-            except IndexSchemaError:
-                # Built by a judge with another layout (e.g. before passages): rebuilt whole, never mixed.
-                if not self.auto_sync:
-                    raise
-                log.warning("the retrieval index has an older layout; rebuilding it from the rulebook")
-                self.rebuild_index()
-            except IndexStaleError:
-                never_built = index.state().seq is None
-                if never_built and version == EMPTY_RULEBOOK_VERSION:
-                    self.rebuild_index()  # nothing to index: an empty index is current (judging with no rules)
-                elif not self.auto_sync or never_built:
-                    raise
-                else:
-                    self.sync_index()
-            self._verified = (version, self.store.count(Layer.CONSTITUTION, active_only=True))
-        return index
 
     def _table(self, index: RuleIndex, version: str, layer: Layer) -> LayerTable | None:
         """``layer`` in memory at ``version`` if it holds at most `EXACT_LAYER_MAX` rules (the constitution
@@ -223,36 +124,6 @@ class Retriever:
                                       use_passages=use_passages)
         return table.search(vector, k, exclude=frozenset(exclude), process_only=process_only,
                             use_passages=use_passages)
-
-    def _rules_at(self, version: str, ids: Sequence[str]) -> dict[str, Rule]:
-        """`RulebookStore.get_many`, remembering what was read at ``version`` (every retrieval fetches the
-        same constitution; a batch keeps meeting the same entries)."""
-        seen_version, seen = self._rules_seen
-        if seen_version != version or len(seen) > RULE_MEMO:
-            seen = {}
-            self._rules_seen = (version, seen)
-        missing = [rule_id for rule_id in ids if rule_id not in seen]
-        if missing:
-            seen.update(self.store.get_many(missing))
-        return {rule_id: seen[rule_id] for rule_id in ids if rule_id in seen}
-
-    def _query_vector(self, index: RuleIndex, text: str) -> np.ndarray:
-        vector: np.ndarray = self._embed_memo(index, [text])[0]
-        return vector
-
-    def _embed_memo(self, index: RuleIndex, texts: list[str]) -> np.ndarray:
-        """Embed ``texts``, answering the recently embedded ones from the memo (exact text match)."""
-        memo = self._vectors
-        missing = list(dict.fromkeys(t for t in texts if t not in memo))
-        if missing:
-            for text, vector in zip(missing, index.embedder.encode(missing), strict=True):
-                memo[text] = vector
-        out = np.stack([memo[t] for t in texts])
-        for text in texts:
-            memo.move_to_end(text)
-        while len(memo) > EMBED_MEMO:
-            memo.popitem(last=False)
-        return out
 
     def retrieve(self, pair: Pair, *, k: int = 5, k_rulings: int | None = None, k_process: int = 3,
                  exclude: Sequence[str] = (), precedent_threshold: float | None = None) -> Retrieval:

@@ -1,0 +1,197 @@
+"""The query path of the retrieval index: whole texts and passages searched in Chroma, or a layer in memory.
+
+`LayerTable` holds one layer's vectors for exact scoring in memory; `IndexReads` is the reading half of
+`judge.retrieval.index.RuleIndex`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from judge.errors import IndexMismatchError
+from judge.retrieval.index_layout import IndexLayout, _layer_of, _server_errors
+from judge.rules.model import Layer, RuleStatus
+
+__all__ = ["PASSAGE_FANOUT", "Hit", "IndexReads", "LayerTable"]
+
+#: A search of the passage collection fetches this many passages per rule wanted (several may be one rule's).
+PASSAGE_FANOUT = 3
+
+class Hit(NamedTuple):
+    """One retrieved rule: cosine similarity ``score`` (higher is closer) and Chroma's cosine ``distance``."""
+
+    rule_id: str
+    score: float
+    distance: float
+
+
+@dataclass(frozen=True)
+class LayerTable:
+    """One layer held in memory: ids (sorted), their whole-text vectors (one row each), the flags retrieval
+    filters on, and the passage vectors with the row of the rule each belongs to (``owners``)."""
+
+    ids: list[str]
+    matrix: np.ndarray
+    active: np.ndarray
+    process: np.ndarray
+    passages: np.ndarray | None = None
+    owners: np.ndarray | None = None
+
+    def scores(self, vector: np.ndarray, *, use_passages: bool = True) -> np.ndarray:
+        """Each rule's cosine to ``vector`` (vectors are unit length): the best of its whole text and, with
+        ``use_passages``, its passages."""
+        query = np.asarray(vector, dtype=np.float32)
+        scores = self.matrix @ query
+        if use_passages and self.passages is not None and self.owners is not None and len(self.owners):
+            np.maximum.at(scores, self.owners, self.passages @ query)
+        return scores
+
+    def search(self, vector: np.ndarray, k: int, *, exclude: Collection[str] = (), active_only: bool = True,
+               process_only: bool = False, use_passages: bool = True) -> list[Hit]:
+        """The ``k`` rules closest to ``vector`` (`scores`), best first; exact, so the same rules an index
+        search returns at its best, and ties broken by id."""
+        if k <= 0 or not self.ids:
+            return []
+        scores = self.scores(vector, use_passages=use_passages)
+        keep = np.ones(len(self.ids), dtype=bool)
+        if active_only:
+            keep &= self.active
+        if process_only:
+            keep &= self.process
+        if exclude:
+            keep &= np.asarray([rule_id not in exclude for rule_id in self.ids], dtype=bool)
+        rows = np.flatnonzero(keep)
+        ranked = rows[np.argsort(-scores[rows], kind="stable")[:k]]  # rows are in id order: ties go by id
+        return [Hit(self.ids[row], float(scores[row]), 1.0 - float(scores[row])) for row in ranked]
+
+
+class IndexReads(IndexLayout):
+    """Reads from the index: counts, metadata, and the ``k`` rules nearest a text or vector."""
+
+    @_server_errors
+    def count(self, layer: Layer | None = None) -> int:
+        """Number of indexed rules, optionally in one layer."""
+        layers = list(Layer) if layer is None else [Layer(layer)]
+        return sum(self._call(each, "count", checked=False) or 0 for each in layers)
+
+    @_server_errors
+    def get_metadata(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The stored metadata (layer, status, authority, version, process) of the given indexed rules."""
+        found: dict[str, dict[str, Any]] = {}
+        for layer in Layer:
+            layer_ids = [i for i in dict.fromkeys(ids) if _layer_of(i) is layer]
+            if layer_ids:
+                got = self._call(layer, "get", checked=False, ids=layer_ids, include=["metadatas"])
+                if got is not None:
+                    found.update(zip(got["ids"], got["metadatas"], strict=True))
+        return found
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """Embed one query text (e.g. ``pair.query_text()``) for `query_vector`."""
+        vector: np.ndarray = self.embedder.encode([text])[0]
+        return vector
+
+    def query(self, text: str, *, layer: Layer | None, k: int, exclude: Collection[str] = (),
+              active_only: bool = True, where_extra: dict[str, Any] | None = None,
+              use_passages: bool = True) -> list[Hit]:
+        """The ``k`` rules of ``layer`` closest to ``text``, best first. See `query_vector`."""
+        return self.query_vector(self.embed_query(text), layer=layer, k=k, exclude=exclude,
+                                 active_only=active_only, where_extra=where_extra, use_passages=use_passages)
+
+    @_server_errors
+    def layer_table(self, layer: Layer) -> LayerTable:
+        """Every id and vector of one layer with the flags retrieval filters on, for exact scoring in memory.
+
+        Returns an empty table for an index never built.
+        """
+        result = self._call(layer, "get", checked=True, include=["embeddings", "metadatas"])
+        if result is None or not result["ids"]:
+            return LayerTable([], np.zeros((0, self.embedder.dim), dtype=np.float32), np.zeros(0, dtype=bool),
+                              np.zeros(0, dtype=bool))
+        order = sorted(range(len(result["ids"])), key=lambda i: result["ids"][i])
+        metas = [result["metadatas"][i] for i in order]
+        ids = [result["ids"][i] for i in order]
+        row_of = {rule_id: row for row, rule_id in enumerate(ids)}
+        found = self._call(layer, "get", checked=True, passages=True, include=["embeddings", "metadatas"])
+        keep = [i for i, meta in enumerate(found["metadatas"]) if (meta or {}).get("rule") in row_of]
+        passages = (np.asarray(found["embeddings"], dtype=np.float32)[keep] if keep
+                    else np.zeros((0, self.embedder.dim), dtype=np.float32))
+        owners = np.asarray([row_of[found["metadatas"][i]["rule"]] for i in keep], dtype=np.int64)
+        return LayerTable(ids, np.asarray(result["embeddings"], dtype=np.float32)[order],
+                          np.asarray([m.get("status") == RuleStatus.ACTIVE for m in metas], dtype=bool),
+                          np.asarray([bool(m.get("process")) for m in metas], dtype=bool), passages, owners)
+
+    @_server_errors
+    def query_vector(self, vector: Sequence[float] | np.ndarray, *, layer: Layer | None, k: int,
+                     exclude: Collection[str] = (), active_only: bool = True,
+                     where_extra: dict[str, Any] | None = None, use_passages: bool = True) -> list[Hit]:
+        """The ``k`` rules closest to a precomputed query vector, best first.
+
+        Args:
+            vector: a query vector from this index's embedder (`embed_query`).
+            layer: only rules of this layer; None searches every layer and merges by score.
+            k: how many hits to return at most (fewer only when fewer rules qualify).
+            exclude: rule ids never to return (e.g. a ruling being re-judged); still returns ``k`` hits.
+            active_only: skip overruled and superseded rulings.
+            where_extra: a Chroma ``where`` clause on the metadata (e.g. ``{"process": True}``); note that
+                Chroma metadata filters are slow on large indexes.
+            use_passages: score a rule by the best of its whole text and its passages (the default), not by
+                its whole text alone.
+
+        The facade embeds a pair once and calls this per layer. An index that was never created returns
+        no hits: call `check` first to tell "nothing relevant" from "not built".
+        """
+        if k <= 0:
+            return []
+        query = np.asarray(vector, dtype=np.float32).reshape(1, -1)
+        if query.shape[1] != self.embedder.dim:
+            raise IndexMismatchError(f"a query vector of dim {query.shape[1]}",
+                                     f"{self.embedder.name} (dim {self.embedder.dim})")
+        layers = list(Layer) if layer is None else [Layer(layer)]
+        hits = [hit for each in layers
+                for hit in self._query_layer(query, each, k, set(exclude), active_only, where_extra, use_passages)]
+        return sorted(hits, key=lambda hit: hit.distance)[:k] if len(layers) > 1 else hits
+
+    def _query_layer(self, query: np.ndarray, layer: Layer, k: int, excluded: set[str], active_only: bool,
+                     where_extra: dict[str, Any] | None, use_passages: bool) -> list[Hit]:
+        whole = self._query_whole(query, layer, k, excluded, active_only, where_extra)
+        if not use_passages:
+            return whole
+        best = {hit.rule_id: hit.score for hit in whole}
+        result = self._call(layer, "query", checked=True, passages=True, query_embeddings=query,
+                            n_results=PASSAGE_FANOUT * (k + len(excluded)), where=where_extra or None,
+                            include=["distances", "metadatas"])
+        if result is not None:
+            for dist, meta in zip(result["distances"][0], result["metadatas"][0], strict=True):
+                rule_id = (meta or {}).get("rule")
+                if rule_id is None or rule_id in excluded:
+                    continue
+                if active_only and meta.get("status") != RuleStatus.ACTIVE:
+                    continue
+                best[rule_id] = max(best.get(rule_id, -1.0), 1.0 - float(dist))
+        ranked = sorted(best.items(), key=lambda item: (-item[1], item[0]))[:k]
+        return [Hit(rule_id, score, 1.0 - score) for rule_id, score in ranked]
+
+    def _query_whole(self, query: np.ndarray, layer: Layer, k: int, excluded: set[str], active_only: bool,
+                     where_extra: dict[str, Any] | None) -> list[Hit]:
+        # Only rulings can be inactive; they are dropped after the search, fetching more until k remain.
+        post_filter = active_only and layer is Layer.RULING
+        fetch = k + len(excluded) + (max(4, k // 2) if post_filter else 0)
+        while True:
+            result = self._call(layer, "query", checked=True, query_embeddings=query, n_results=fetch,
+                                where=where_extra or None,
+                                include=["distances", "metadatas"] if post_filter else ["distances"])
+            if result is None:
+                return []
+            ids, distances = result["ids"][0], result["distances"][0]
+            metas = result["metadatas"][0] if post_filter else [None] * len(ids)
+            hits = [Hit(rule_id, 1.0 - float(dist), float(dist))
+                    for rule_id, dist, meta in zip(ids, distances, metas, strict=True)
+                    if rule_id not in excluded and (meta is None or meta.get("status") == RuleStatus.ACTIVE)]
+            if len(hits) >= k or len(ids) < fetch:
+                return hits[:k]
+            fetch *= 2
