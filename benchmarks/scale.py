@@ -38,6 +38,7 @@ import time
 from collections.abc import Iterator, Sequence
 from itertools import islice
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from retrieval import OBJECTS, OPENERS, QUALIFIERS, VERBS, _dir_size, _paragraph, _percentile, _sentence
@@ -159,6 +160,32 @@ def _timed(fn: object, items: Sequence[object]) -> list[float]:
     return times
 
 
+def _count_queries(rulebook: Rulebook, engine: Any, pairs: Sequence[Pair]) -> tuple[float, float]:
+    """Mean index queries (Chroma ``query`` calls) and full-text statements per `Rulebook.retrieve` of a pair."""
+    from chromadb.api.models.Collection import Collection
+    from sqlalchemy import event
+
+    counts = {"index": 0, "fts": 0}
+    real_query = Collection.query
+
+    def counted(self: Collection, *args: Any, **kwargs: Any) -> Any:
+        counts["index"] += 1
+        return real_query(self, *args, **kwargs)
+
+    def note(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        counts["fts"] += "rule_fts" in statement
+
+    Collection.query = counted  # type: ignore[method-assign]
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        for pair in pairs:
+            rulebook.retrieve(pair, k=5)
+    finally:
+        Collection.query = real_query  # type: ignore[method-assign]
+        event.remove(engine, "before_cursor_execute", note)
+    return counts["index"] / len(pairs), counts["fts"] / len(pairs)
+
+
 def _p(times: list[float]) -> str:
     return f"{_percentile(times, 50):6.2f} / {_percentile(times, 99):6.2f}"
 
@@ -247,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
                 "Rulebook.retrieve": _timed(lambda pair: rulebook.retrieve(pair, k=5), queries),
             }
             row: dict[str, object] = {
-                "size": count, "latency": latency,
+                "size": count, "latency": latency, "per_pair": _count_queries(rulebook, engine, queries[:20]),
                 "sql_mib": _dir_size(work) / 2**20 - _dir_size(work / "index") / 2**20 if args.db_url is None
                 else float("nan"),
                 "index_mib": _dir_size(work / "index") / 2**20, "rss": _rss_mb(), "peak": _peak_mb(),
@@ -280,6 +307,9 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         lat: dict[str, list[float]] = row["latency"]  # type: ignore[assignment]
         print(" | ".join([f"{row['size']}", *(_p(lat[name]) for name in names)]))
+    print("\nper Rulebook.retrieve of a pair: " + "; ".join(
+        f"{row['size']} rules: {row['per_pair'][0]:.1f} index queries, {row['per_pair'][1]:.1f} full-text "  # type: ignore[index]
+        "statements" for row in rows))
     last: dict[str, list[float]] = rows[-1]["latency"]  # type: ignore[assignment]
     p99 = _percentile(last["index, no filter"], 99)
     verdict = ("PASS" if p99 <= 50 else "FAIL") if int(rows[-1]["size"]) >= 1_000_000 else "applies at 1M"  # type: ignore[call-overload]

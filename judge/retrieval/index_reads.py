@@ -147,51 +147,86 @@ class IndexReads(IndexLayout):
         """
         if k <= 0:
             return []
-        query = np.asarray(vector, dtype=np.float32).reshape(1, -1)
+        query = self._query_matrix(vector)
+        layers = list(Layer) if layer is None else [Layer(layer)]
+        hits = [hit for each in layers
+                for hit in self._query_layer(query, each, k, set(exclude), active_only, where_extra, use_passages)[0]]
+        return sorted(hits, key=lambda hit: hit.distance)[:k] if len(layers) > 1 else hits
+
+    @_server_errors
+    def query_vectors(self, vectors: Sequence[Sequence[float]] | np.ndarray, *, layer: Layer, k: int,
+                      exclude: Collection[str] = (), active_only: bool = True,
+                      where_extra: dict[str, Any] | None = None, use_passages: bool = True) -> list[list[Hit]]:
+        """`query_vector` for several query vectors at once, against one layer: one list of hits per vector,
+        each exactly what `query_vector` returns for that vector alone.
+
+        One index query per collection answers every vector (Chroma takes a batch of query embeddings), so
+        a pair searched with several texts costs one round trip per collection rather than one per text.
+        """
+        query = self._query_matrix(vectors)
+        if k <= 0:
+            return [[] for _ in range(len(query))]
+        return self._query_layer(query, Layer(layer), k, set(exclude), active_only, where_extra, use_passages)
+
+    def _query_matrix(self, vectors: Sequence[float] | Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:
+        """Query vectors as a float32 matrix, one row each, checked against the embedder's dimension."""
+        query = np.asarray(vectors, dtype=np.float32)
+        query = query.reshape(1, -1) if query.ndim == 1 else query
         if query.shape[1] != self.embedder.dim:
             raise IndexMismatchError(f"a query vector of dim {query.shape[1]}",
                                      f"{self.embedder.name} (dim {self.embedder.dim})")
-        layers = list(Layer) if layer is None else [Layer(layer)]
-        hits = [hit for each in layers
-                for hit in self._query_layer(query, each, k, set(exclude), active_only, where_extra, use_passages)]
-        return sorted(hits, key=lambda hit: hit.distance)[:k] if len(layers) > 1 else hits
+        return query
 
-    def _query_layer(self, query: np.ndarray, layer: Layer, k: int, excluded: set[str], active_only: bool,
-                     where_extra: dict[str, Any] | None, use_passages: bool) -> list[Hit]:
-        whole = self._query_whole(query, layer, k, excluded, active_only, where_extra)
+    def _query_layer(self, queries: np.ndarray, layer: Layer, k: int, excluded: set[str], active_only: bool,
+                     where_extra: dict[str, Any] | None, use_passages: bool) -> list[list[Hit]]:
+        """The ``k`` best rules of ``layer`` for each row of ``queries``: by whole text, and with
+        ``use_passages`` by the best of the whole text and the rule's passages."""
+        wholes = self._query_whole(queries, layer, k, excluded, active_only, where_extra)
         if not use_passages:
-            return whole
-        best = {hit.rule_id: hit.score for hit in whole}
-        result = self._call(layer, "query", checked=True, passages=True, query_embeddings=query,
+            return wholes
+        result = self._call(layer, "query", checked=True, passages=True, query_embeddings=queries,
                             n_results=PASSAGE_FANOUT * (k + len(excluded)), where=where_extra or None,
                             include=["distances", "metadatas"])
-        if result is not None:
-            for dist, meta in zip(result["distances"][0], result["metadatas"][0], strict=True):
-                rule_id = (meta or {}).get("rule")
-                if rule_id is None or rule_id in excluded:
-                    continue
-                if active_only and meta.get("status") != RuleStatus.ACTIVE:
-                    continue
-                best[rule_id] = max(best.get(rule_id, -1.0), 1.0 - float(dist))
-        ranked = sorted(best.items(), key=lambda item: (-item[1], item[0]))[:k]
-        return [Hit(rule_id, score, 1.0 - score) for rule_id, score in ranked]
+        out = []
+        for row, whole in enumerate(wholes):
+            best = {hit.rule_id: hit.score for hit in whole}
+            if result is not None:
+                for dist, meta in zip(result["distances"][row], result["metadatas"][row], strict=True):
+                    rule_id = (meta or {}).get("rule")
+                    if rule_id is None or rule_id in excluded:
+                        continue
+                    if active_only and meta.get("status") != RuleStatus.ACTIVE:
+                        continue
+                    best[rule_id] = max(best.get(rule_id, -1.0), 1.0 - float(dist))
+            ranked = sorted(best.items(), key=lambda item: (-item[1], item[0]))[:k]
+            out.append([Hit(rule_id, score, 1.0 - score) for rule_id, score in ranked])
+        return out
 
-    def _query_whole(self, query: np.ndarray, layer: Layer, k: int, excluded: set[str], active_only: bool,
-                     where_extra: dict[str, Any] | None) -> list[Hit]:
-        # Only rulings can be inactive; they are dropped after the search, fetching more until k remain.
+    def _query_whole(self, queries: np.ndarray, layer: Layer, k: int, excluded: set[str], active_only: bool,
+                     where_extra: dict[str, Any] | None) -> list[list[Hit]]:
+        # Only rulings can be inactive; they are dropped after the search, fetching more until k remain. A
+        # query that needs more is asked again alone with the larger fetch, as if it had been asked alone.
         post_filter = active_only and layer is Layer.RULING
         fetch = k + len(excluded) + (max(4, k // 2) if post_filter else 0)
-        while True:
-            result = self._call(layer, "query", checked=True, query_embeddings=query, n_results=fetch,
+        out: list[list[Hit]] = [[] for _ in range(len(queries))]
+        todo = list(range(len(queries)))
+        while todo:
+            result = self._call(layer, "query", checked=True, query_embeddings=queries[todo], n_results=fetch,
                                 where=where_extra or None,
                                 include=["distances", "metadatas"] if post_filter else ["distances"])
             if result is None:
-                return []
-            ids, distances = result["ids"][0], result["distances"][0]
-            metas = result["metadatas"][0] if post_filter else [None] * len(ids)
-            hits = [Hit(rule_id, 1.0 - float(dist), float(dist))
-                    for rule_id, dist, meta in zip(ids, distances, metas, strict=True)
-                    if rule_id not in excluded and (meta is None or meta.get("status") == RuleStatus.ACTIVE)]
-            if len(hits) >= k or len(ids) < fetch:
-                return hits[:k]
+                return out
+            again = []
+            for j, row in enumerate(todo):
+                ids, distances = result["ids"][j], result["distances"][j]
+                metas = result["metadatas"][j] if post_filter else [None] * len(ids)
+                hits = [Hit(rule_id, 1.0 - float(dist), float(dist))
+                        for rule_id, dist, meta in zip(ids, distances, metas, strict=True)
+                        if rule_id not in excluded and (meta is None or meta.get("status") == RuleStatus.ACTIVE)]
+                if len(hits) >= k or len(ids) < fetch:
+                    out[row] = hits[:k]
+                else:
+                    again.append(row)
+            todo = again
             fetch *= 2
+        return out

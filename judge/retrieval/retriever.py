@@ -125,6 +125,16 @@ class Retriever(SyncedIndex):
         return table.search(vector, k, exclude=frozenset(exclude), process_only=process_only,
                             use_passages=use_passages)
 
+    def _search_many(self, index: RuleIndex, version: str, vectors: np.ndarray, layer: Layer, k: int,
+                     exclude: Sequence[str], *, use_passages: bool) -> list[list[Hit]]:
+        """`_search` for every row of ``vectors``: one index query per collection for all of them (a large
+        layer), or each scored in memory (a small one). The hits of each vector are those `_search` gives."""
+        table = self._table(index, version, layer)
+        if table is None:
+            return index.query_vectors(vectors, layer=layer, k=k, exclude=exclude, use_passages=use_passages)
+        excluded = frozenset(exclude)
+        return [table.search(vector, k, exclude=excluded, use_passages=use_passages) for vector in vectors]
+
     def retrieve(self, pair: Pair, *, k: int = 5, k_rulings: int | None = None, k_process: int = 3,
                  exclude: Sequence[str] = (), precedent_threshold: float | None = None) -> Retrieval:
         """The rules that apply to a pair: every binding constitution rule, the top-k spec entries and the
@@ -215,21 +225,28 @@ class Retriever(SyncedIndex):
                 similarity[h.rule_id] = max(h.score, similarity.get(h.rule_id, h.score))
             return hits
 
-        for each in vectors:
-            found = note([hit for layer in (Layer.CONSTITUTION, Layer.SPEC) for hit in self._search(
-                index, version, each, layer, depth, exclude, use_passages=config.passages)])
+        # One batched search per layer (and collection) for all the query texts, one full-text statement
+        # for all the lexical texts: the rankings are those of a search per text, in the same order.
+        matrix = np.stack(vectors)
+        constitution, spec_hits = (self._search_many(index, version, matrix, layer, depth, exclude,
+                                                     use_passages=config.passages)
+                                   for layer in (Layer.CONSTITUTION, Layer.SPEC))
+        ruling_lists = (self._search_many(index, version, matrix, Layer.RULING, depth, exclude,
+                                          use_passages=config.passages) if n_rulings > 0 else [])
+        for i in range(len(vectors)):
+            found = note([*constitution[i], *spec_hits[i]])
             pool.append([h.rule_id for h in sorted(found, key=lambda h: -h.score)[:depth]])
             if n_rulings > 0:
-                rulings.append([h.rule_id for h in note(self._search(index, version, each, Layer.RULING, depth,
-                                                                       exclude, use_passages=config.passages))])
+                rulings.append([h.rule_id for h in note(ruling_lists[i])])
         if config.lexical:
             lexical_texts = texts[1:] if len(texts) > 1 else texts
-            for text in lexical_texts:
-                pool.append([rid for rid, _ in self.store.lexical_search(
-                    text, (Layer.CONSTITUTION, Layer.SPEC), depth, exclude=exclude)])
+            groups: list[tuple[Layer, ...]] = [(Layer.CONSTITUTION, Layer.SPEC)]
+            if n_rulings > 0:
+                groups.append((Layer.RULING,))
+            for per_group in self.store.lexical_search_many(lexical_texts, groups, depth, exclude=exclude):
+                pool.append([rid for rid, _ in per_group[0]])
                 if n_rulings > 0:
-                    rulings.append([rid for rid, _ in self.store.lexical_search(text, (Layer.RULING,), depth,
-                                                                                exclude=exclude)])
+                    rulings.append([rid for rid, _ in per_group[1]])
         if pair.has_process() and k_process > 0:
             process_vector = self._query_vector(index, _process_text(pair))
             pool.append([h.rule_id for h in note(self._search(index, version, process_vector, Layer.SPEC,
@@ -244,15 +261,20 @@ class Retriever(SyncedIndex):
         spec = sorted(((rid, v) for rid, v in pool_scores.items() if rid not in scores
                        and rid.startswith(Layer.SPEC.value + "/")), key=lambda item: (-item[1], item[0]))
         process_ids = set(pool[-1]) if pair.has_process() and k_process > 0 else set()
-        # Process rules judge a process: for a pair without one they are not candidates.
-        candidates = self._rules_at(version, [rid for rid, _ in spec])
-        taken = 0
-        for rid, value in spec:
+        # Process rules judge a process: for a pair without one they are not candidates. Rules are read from
+        # SQL a slice at a time, best first, until k entries are taken (not every ranked id).
+        candidates: dict[str, Rule] = {}
+        taken = read = 0
+        for position, (rid, value) in enumerate(spec):
             if rid in process_ids:
                 scores[rid] = value
-            elif taken < k and rid in candidates and not candidates[rid].process_rule:
-                scores[rid] = value
-                taken += 1
+            elif taken < k:
+                if position >= read:
+                    read = position + max(2 * k, 8)
+                    candidates.update(self._rules_at(version, [each for each, _ in spec[position:read]]))
+                if rid in candidates and not candidates[rid].process_rule:
+                    scores[rid] = value
+                    taken += 1
         for rid, value in sorted(ruling_scores.items(), key=lambda item: (-item[1], item[0]))[:n_rulings]:
             scores[rid] = value
         return scores, similarity

@@ -27,7 +27,7 @@ from sqlalchemy import Connection, text
 from judge.rules.model import Layer, Rule
 
 __all__ = ["MAX_TERMS", "fts_rowid", "lexical_body", "query_terms", "rebuild", "replace_rows", "search",
-           "table_exists"]
+           "search_many", "table_exists"]
 
 #: At most this many words of a query text are searched for (bounds the cost of a long response).
 MAX_TERMS = 32
@@ -114,32 +114,54 @@ def search(conn: Connection, query: str, layers: Collection[Layer], k: int, *,
            exclude: Collection[str] = ()) -> list[tuple[str, float]]:
     """The ``k`` binding rules of ``layers`` that best match the words of ``query``, best first, as
     ``(rule id, score)`` with higher scores better (negated bm25 on SQLite, ts_rank on PostgreSQL)."""
-    terms = query_terms(query)
-    if k <= 0 or not terms or not layers:
-        return []
+    return search_many(conn, [query], [layers], k, exclude=exclude)[0][0]
+
+
+def search_many(conn: Connection, queries: Sequence[str], groups: Sequence[Collection[Layer]], k: int, *,
+                exclude: Collection[str] = ()) -> list[list[list[tuple[str, float]]]]:
+    """`search` for every query text and every group of layers, in one SQL statement.
+
+    Returns ``result[i][g]``: the hits of ``queries[i]`` among the layers of ``groups[g]``, exactly what
+    ``search(conn, queries[i], groups[g], k)`` returns. Each text is matched once, whatever the number of
+    groups: its matching rows are scored once (the score of a row does not depend on the layer filter) and
+    the best ``k`` of each group taken from them, so a pair's texts cost one full-text scan each.
+    """
+    found: list[list[list[tuple[str, float]]]] = [[[] for _ in groups] for _ in queries]
     fetch = k + len(exclude)
-    names = sorted(Layer(layer).value for layer in layers)
-    if conn.dialect.name == "sqlite":
-        words = " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
-        in_layers = " OR ".join(f'"{name}"' for name in names)
-        match = f"layer : ({in_layers}) AND body : ({words})"
-        result = conn.execute(text("SELECT rule_id, bm25(rule_fts, 0.0, 0.0, 1.0) AS score FROM rule_fts "
-                                   "WHERE rule_fts MATCH :match ORDER BY score, rule_id LIMIT :fetch"),
-                              {"match": match, "fetch": fetch})
-        found = [(row.rule_id, -float(row.score)) for row in result]
-    else:
-        tsquery = " | ".join(terms)
-        result = conn.execute(text("SELECT rule_id, ts_rank(tsv, q) AS score FROM rule_fts, "
-                                   "to_tsquery('english', :q) AS q WHERE layer IN :layers AND tsv @@ q "
-                                   "ORDER BY score DESC, rule_id LIMIT :fetch").bindparams(
-                                       _expanding("layers")),
-                              {"q": tsquery, "layers": names, "fetch": fetch})
-        found = [(row.rule_id, float(row.score)) for row in result]
+    names = [sorted(Layer(layer).value for layer in layers) for layers in groups]
+    sqlite = conn.dialect.name == "sqlite"
+    ctes: list[str] = []
+    parts: list[str] = []
+    params: dict[str, Any] = {"fetch": fetch}
+    for i, query in enumerate(queries):
+        terms = query_terms(query)
+        if k <= 0 or not terms:
+            continue
+        if sqlite:
+            params[f"q{i}"] = "body : (" + " OR ".join('"' + t.replace('"', '""') + '"' for t in terms) + ")"
+            ctes.append(f"m{i} AS MATERIALIZED (SELECT rule_id, layer, bm25(rule_fts, 0.0, 0.0, 1.0) AS score "
+                        f"FROM rule_fts WHERE rule_fts MATCH :q{i})")
+            order = "score, rule_id"
+        else:
+            params[f"q{i}"] = " | ".join(terms)
+            ctes.append(f"m{i} AS MATERIALIZED (SELECT rule_id, layer, ts_rank(tsv, q) AS score FROM rule_fts, "
+                        f"to_tsquery('english', :q{i}) AS q WHERE tsv @@ q)")
+            order = "score DESC, rule_id"
+        for g, layer_names in enumerate(names):
+            if not layer_names:
+                continue
+            in_layers = ", ".join(f":l{g}_{j}" for j in range(len(layer_names)))
+            params.update({f"l{g}_{j}": name for j, name in enumerate(layer_names)})
+            # The best rows of one group, numbered in the database's own order (its collation breaks ties).
+            parts.append(f"SELECT {i} AS q, {g} AS g, rule_id, score, row_number() OVER (ORDER BY {order}) AS n "
+                         f"FROM (SELECT rule_id, score FROM m{i} WHERE layer IN ({in_layers}) "
+                         f"ORDER BY {order} LIMIT :fetch) AS s{i}_{g}")
+    if not parts:
+        return found
+    statement = "WITH " + ", ".join(ctes) + " SELECT q, g, rule_id, score FROM (" + " UNION ALL ".join(parts) + \
+        ") AS hits ORDER BY q, g, n"
+    for row in conn.execute(text(statement), params):
+        # bm25 is lower-is-better: negated, so that higher is better as with ts_rank.
+        found[row.q][row.g].append((row.rule_id, -float(row.score) if sqlite else float(row.score)))
     excluded = set(exclude)
-    return [hit for hit in found if hit[0] not in excluded][:k]
-
-
-def _expanding(name: str) -> Any:
-    from sqlalchemy import bindparam
-
-    return bindparam(name, expanding=True)
+    return [[[hit for hit in hits if hit[0] not in excluded][:k] for hits in per_query] for per_query in found]

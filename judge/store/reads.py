@@ -6,7 +6,7 @@ transaction of its own, so a long stream never holds the database.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, Select, exists, func, select
@@ -117,6 +117,13 @@ class RulebookReads:
         with their lexical score (FTS5 bm25 on SQLite, ts_rank on PostgreSQL; see `judge.store.lexical`)."""
         with self.engine.connect() as conn:
             return lexical.search(conn, query, layers, k, exclude=exclude)
+
+    def lexical_search_many(self, queries: Sequence[str], groups: Sequence[Collection[Layer]], k: int, *,
+                            exclude: Collection[str] = ()) -> list[list[list[tuple[str, float]]]]:
+        """`lexical_search` of every text in ``queries`` among every group of layers in ``groups``, in one
+        statement: ``result[i][g]`` is what ``lexical_search(queries[i], groups[g], k)`` returns."""
+        with self.engine.connect() as conn:
+            return lexical.search_many(conn, queries, groups, k, exclude=exclude)
 
 
     def rules_changed_since(self, seq: int, *, batch_size: int = 1000) -> Iterator[Rule]:
