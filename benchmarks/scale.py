@@ -51,6 +51,7 @@ from judge.store import RulebookStore, migrate, open_engine
 
 _FRAGMENTS = re.compile(r"\n\n|(?<=[.?!])\s+")
 N_CONSTITUTION = 30  # a constitution stays small: every binding one is retrieved for every pair
+LEXICAL_GROUPS = [(Layer.CONSTITUTION, Layer.SPEC), (Layer.RULING,)]  # the two pools fused retrieval ranks
 
 
 class SentencePoolEmbedder:
@@ -273,6 +274,9 @@ def main(argv: list[str] | None = None) -> int:
                                               list(vectors)),
                 "Rulebook.retrieve": _timed(lambda pair: rulebook.retrieve(pair, k=5), queries),
             }
+            if hasattr(store, "lexical_search_many"):  # the full-text part of a fused retrieve, alone
+                latency["full-text, 3 texts"] = _timed(lambda pair: store.lexical_search_many(
+                    [pair.prompt, pair.response_a.text, pair.response_b.text], LEXICAL_GROUPS, 30), queries)
             row: dict[str, object] = {
                 "size": count, "latency": latency, "per_pair": _count_queries(rulebook, engine, queries[:20]),
                 "sql_mib": _dir_size(work) / 2**20 - _dir_size(work / "index") / 2**20 if args.db_url is None

@@ -11,7 +11,9 @@ and it is derived: `rebuild` recreates it from the current rule versions.
   ``ts_rank``.
 
 Queries are the distinct content words of a text (English stop words dropped, at most `MAX_TERMS`), OR-ed:
-a rule matching more and rarer words ranks higher.
+a rule matching more and rarer words ranks higher. `search_many` answers several texts, each among several
+groups of layers, in one statement: each text is matched and scored once (a row's score does not depend on the
+layer filter), and the best rows of each group taken from those, exactly as `search` ranks them.
 """
 
 from __future__ import annotations
