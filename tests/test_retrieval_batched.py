@@ -107,6 +107,7 @@ def test_query_vectors_is_query_vector_per_vector(default_rulebook: Rulebook) ->
     assert process == [index.query_vector(v, layer=Layer.SPEC, k=3, where_extra={"process": True})
                        for v in vectors[:3]]
     assert index.query_vectors(vectors, layer=Layer.SPEC, k=0) == [[] for _ in vectors]
+    assert index.query_vectors(np.zeros((0, index.embedder.dim)), layer=Layer.SPEC, k=5) == []
 
 
 def _view(rulebook: Rulebook, pair: Pair, exclude: Sequence[str]) -> dict[str, Any]:

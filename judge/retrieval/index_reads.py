@@ -163,6 +163,8 @@ class IndexReads(IndexLayout):
         One index query per collection answers every vector (Chroma takes a batch of query embeddings), so
         a pair searched with several texts costs one round trip per collection rather than one per text.
         """
+        if len(vectors) == 0:
+            return []
         query = self._query_matrix(vectors)
         if k <= 0:
             return [[] for _ in range(len(query))]
