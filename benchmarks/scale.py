@@ -7,7 +7,9 @@ Grows one rulebook (SQL system of record + embedded Chroma index) through checkp
   process's resident memory before and after, to show ingest holds a batch, never the rulebook;
 * index sync throughput - `Rulebook.sync_index` (pages through the change log, embeds, upserts);
 * retrieval latency p50/p99 - index only (precomputed query vectors) with and without a layer filter, and
-  the full `Rulebook.retrieve` (constitution + spec + rulings, SQL fetch of the hits, precedence order);
+  the full `Rulebook.retrieve` (constitution + spec + rulings, SQL fetch of the hits, precedence order), and
+  its full-text part alone (a pair's three texts, one statement);
+* the index queries and full-text statements one `Rulebook.retrieve` makes;
 * SQL file size, index size on disk, resident and peak memory.
 
 Embedding a million texts with MiniLM takes ~2.5-3 hours on this 2-core machine (measured ~100 texts/s and
