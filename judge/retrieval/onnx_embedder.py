@@ -267,6 +267,9 @@ def _session(path: Path, *, optimised: Path | None) -> Any:
 
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only: onnxruntime's own warnings go to stderr, not to logging
+    # Idle threads sleep rather than spin: on a busy machine spinning costs more than it saves (measured in
+    # benchmarks/embedder.py), and a query is one short run.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if optimised is not None and optimised.is_file():
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         with contextlib.suppress(Exception):  # a damaged optimised graph is rebuilt from the export below
