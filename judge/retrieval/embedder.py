@@ -23,16 +23,13 @@ import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
 from judge.errors import ConfigError, EmbedderError
-from judge.settings import DEFAULT_EMBEDDING_MODEL
-
-if TYPE_CHECKING:
-    from judge.retrieval.onnx_embedder import OnnxRunner
-    from judge.settings import Settings
+from judge.retrieval import onnx_embedder as ox
+from judge.settings import DEFAULT_EMBEDDING_MODEL, Settings
 
 __all__ = [
     "Embedder",
@@ -286,7 +283,7 @@ class OnnxEmbedder:
         self._st = SentenceTransformerEmbedder(model, device=device)
         self._cache_dir = Path(cache_dir)
         self._strict = strict
-        self._runner: OnnxRunner | None = None
+        self._runner: ox.OnnxRunner | None = None
         self._fallback: SentenceTransformerEmbedder | None = None
 
     @property
@@ -312,8 +309,6 @@ class OnnxEmbedder:
         self._fallback = self._st
 
     def _load(self) -> None:
-        from judge.retrieval import onnx_embedder as ox
-
         try:
             spec = ox.onnx_model_for(self._st.path, self._cache_dir)
         except ox.OnnxUnsupported as exc:
@@ -377,8 +372,6 @@ def make_embedder(spec: str, *, device: str = "cpu", runtime: EmbedderRuntime = 
     if runtime not in ("auto", "onnx"):
         raise ConfigError(f"embedder runtime {runtime!r}: expected auto, onnx or torch")
     if cache_dir is None:
-        from judge.settings import Settings
-
         cache_dir = Settings().data_dir / "cache"
     return OnnxEmbedder(spec, cache_dir=cache_dir, strict=runtime == "onnx", device=device)
 
