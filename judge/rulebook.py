@@ -37,7 +37,7 @@ from judge.caselaw.impact import ImpactReport, impact
 from judge.caselaw.rulings import CaseLaw
 from judge.caselaw.writes import RulingWrites
 from judge.errors import RulebookError
-from judge.retrieval.embedder import Embedder, make_embedder
+from judge.retrieval.embedder import Embedder, embedder_for
 from judge.retrieval.fusion import RetrievalConfig
 from judge.retrieval.index import RuleIndex, make_client
 from judge.retrieval.retriever import Retrieval, RetrievedRule, Retriever
@@ -95,7 +95,7 @@ class Rulebook(RulingWrites):
         store = RulebookStore(open_database(url or settings.resolved_db_url))
         index = None
         if with_index:
-            index = RuleIndex(make_client(settings), embedder or make_embedder(settings.embedding_model))
+            index = RuleIndex(make_client(settings), embedder or embedder_for(settings))
         return cls(store, index, auto_sync=auto_sync, conflict_threshold=conflict_threshold,
                    retrieval=retrieval or RetrievalConfig.named(settings.retrieval))
 

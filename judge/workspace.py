@@ -22,7 +22,7 @@ from types import TracebackType
 from sqlalchemy import Engine
 
 from judge.cases.store import CaseStore
-from judge.retrieval.embedder import Embedder, make_embedder
+from judge.retrieval.embedder import Embedder, embedder_for
 from judge.retrieval.fusion import RetrievalConfig
 from judge.retrieval.index import RuleIndex, make_client
 from judge.rulebook import Rulebook
@@ -81,14 +81,14 @@ class Workspace:
         index = None
         if with_index:
             index = RuleIndex(make_client(self.settings),
-                              embedder or make_embedder(self.settings.embedding_model))
+                              embedder or embedder_for(self.settings))
         return Rulebook(self._rules, index, auto_sync=auto_sync, conflict_threshold=conflict_threshold,
                         retrieval=retrieval or RetrievalConfig.named(self.settings.retrieval),
                         judgments=self._judgments)
 
     def embedder(self) -> Embedder:
         """The embedder the settings name (loaded on first use of the model)."""
-        return make_embedder(self.settings.embedding_model)
+        return embedder_for(self.settings)
 
     def cases(self, embedder: Embedder | None = None, *, entry_ids: Iterable[str] | None = None) -> CaseStore:
         """The test cases per spec entry (see `judge.cases.store.CaseStore`)."""

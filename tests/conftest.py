@@ -27,7 +27,8 @@ def _isolated_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     data_dir = tmp_path / "judge-data"
     monkeypatch.setenv("JUDGE_DATA_DIR", str(data_dir))
     for var in ("JUDGE_DB", "JUDGE_INDEX_PATH", "JUDGE_CHROMA_URL", "JUDGE_EMBEDDING_MODEL", "JUDGE_BACKEND",
-                "JUDGE_CONFIG", "JUDGE_CALIBRATOR", "JUDGE_RETRIEVAL", "JUDGE_BASE_URL", "OPENAI_BASE_URL"):
+                "JUDGE_EMBEDDER_RUNTIME", "JUDGE_CONFIG", "JUDGE_CALIBRATOR", "JUDGE_RETRIEVAL", "JUDGE_BASE_URL",
+                "OPENAI_BASE_URL"):
         monkeypatch.delenv(var, raising=False)
     return data_dir
 

@@ -50,8 +50,8 @@ def _cos(a: np.ndarray, b: np.ndarray) -> float:
 
 def test_public_names_are_frozen() -> None:
     assert retrieval.__all__ == [
-        "INDEX_SCHEMA_VERSION", "Embedder", "HashEmbedder", "Hit", "IndexState", "RuleIndex",
-        "SentenceTransformerEmbedder", "make_client", "make_embedder", "make_ephemeral_client",
+        "INDEX_SCHEMA_VERSION", "Embedder", "HashEmbedder", "Hit", "IndexState", "OnnxEmbedder", "RuleIndex",
+        "SentenceTransformerEmbedder", "embedder_for", "make_client", "make_embedder", "make_ephemeral_client",
     ]
 
 

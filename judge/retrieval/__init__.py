@@ -3,7 +3,14 @@
 The index is rebuilt from the SQL system of record whenever it is stale; see `RuleIndex`.
 """
 
-from judge.retrieval.embedder import Embedder, HashEmbedder, SentenceTransformerEmbedder, make_embedder
+from judge.retrieval.embedder import (
+    Embedder,
+    HashEmbedder,
+    OnnxEmbedder,
+    SentenceTransformerEmbedder,
+    embedder_for,
+    make_embedder,
+)
 from judge.retrieval.index import (
     INDEX_SCHEMA_VERSION,
     Hit,
@@ -19,8 +26,10 @@ __all__ = [
     "HashEmbedder",
     "Hit",
     "IndexState",
+    "OnnxEmbedder",
     "RuleIndex",
     "SentenceTransformerEmbedder",
+    "embedder_for",
     "make_client",
     "make_embedder",
     "make_ephemeral_client",

