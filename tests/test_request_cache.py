@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-import judge
+from judge.api import compare as api_compare
 from judge.backends.fake import FakeBackend, FakeReply
 from judge.judging.engine import Judge
 from judge.judging.prompts import TEMPLATE_VERSION
@@ -17,6 +17,7 @@ from judge.retrieval.fusion import RetrievalConfig
 from judge.retrieval.index import RuleIndex
 from judge.rulebook import Rulebook
 from judge.rules.model import Authority, Layer, Pair, Rule
+from judge.settings import Settings
 from judge.store import RulebookStore
 from judge.store.judgments import JudgmentStore
 from judge.verdicts import JudgeConfig, Verdict
@@ -168,10 +169,10 @@ def test_judge_compare_repeated_through_the_api_needs_no_retrieval(monkeypatch: 
     from judge.retrieval import index_layout
 
     monkeypatch.setattr(registry, "make_backend", lambda *a, **k: FakeBackend(_reply))
-    settings = judge.Settings(data_dir=tmp_path, embedding_model="hash")
-    judge.Rulebook.open(settings=settings).load("rulebook")
+    settings = Settings(data_dir=tmp_path, embedding_model="hash")
+    Rulebook.open(settings=settings).load("rulebook")
     config = JudgeConfig(backend="x", model="y", template_version=TEMPLATE_VERSION, explain=False, method="pairwise")
-    first = judge.compare("What is 2+2?", "4", "5", settings=settings, config=config)
+    first = api_compare("What is 2+2?", "4", "5", settings=settings, config=config)
     assert first.failure is None and not first.cached
 
     def refuse(*_a: Any, **_k: Any) -> Any:
@@ -179,7 +180,7 @@ def test_judge_compare_repeated_through_the_api_needs_no_retrieval(monkeypatch: 
 
     monkeypatch.setattr(index_layout, "make_client", refuse)
     monkeypatch.setattr("judge.rulebook.make_embedder", lambda spec, **_k: RefusingEmbedder("hash:64", 64))
-    again = judge.compare("What is 2+2?", "4", "5", settings=settings, config=config)
+    again = api_compare("What is 2+2?", "4", "5", settings=settings, config=config)
     assert again.cached and again.cache_key == first.cache_key
     with pytest.raises(AssertionError, match="the index was opened|was asked to embed"):
-        judge.compare("What is 2+2?", "4", "6", settings=settings, config=config)
+        api_compare("What is 2+2?", "4", "6", settings=settings, config=config)

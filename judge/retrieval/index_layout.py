@@ -65,6 +65,7 @@ def make_client(settings: Settings) -> Any:
     chroma_settings = _telemetry_off()
     if settings.chroma_url:
         url = _check_chroma_url(settings)
+        assert url.hostname is not None  # checked just above
         ssl = url.scheme == "https"
         port = url.port or (443 if ssl else 8000)
         try:
