@@ -160,12 +160,12 @@ class Judge:
         shown = self.rules_for(pair, exclude)
         rules, scores, version = shown.rules, shown.scores, shown.version
         key = cache_key(pair, version, [r.id for r in rules], self.config)
-        if self.store is not None:
-            # Keyed by the version retrieval read (a writer may have moved it since the lookup above).
-            self.store.note_request(self.request_key(pair, exclude, version), key)
+        # Recorded at the version retrieval read (a writer may have moved it since the lookup above).
+        request = self.request_key(pair, exclude, version)
         if self.store is not None and self.use_cache:
             hit = self.store.get(key)
             if hit is not None:
+                self.store.note_request(request, key)
                 return self._finish(hit.model_copy(update={"pair_id": pair.id, "cached": True}), pair)
         if shown.precedent is not None:
             verdict = self._bound(pair, *shown.precedent, rules, scores, version, key, start)
@@ -174,7 +174,7 @@ class Judge:
         else:
             verdict = await self._decide(pair, rules, scores, version, key, start)
         if self.store is not None:
-            self.store.put(verdict, pair, exclude=exclude)
+            self.store.put(verdict, pair, exclude=exclude, request_key=request)
         return self._finish(verdict, pair)
 
     def _finish(self, verdict: Verdict, pair: Pair) -> Verdict:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, Select, func, insert, select
+from sqlalchemy import ColumnElement, Connection, Engine, Select, func, insert, select
 
 from judge.errors import InputError, StoreError
 from judge.rules.model import Pair
@@ -82,14 +82,16 @@ class JudgmentStore:
         """The judgment store in the same database as a rulebook store."""
         return cls(rules.engine)
 
-    def put(self, verdict: Verdict, pair: Pair | None = None, *, exclude: Sequence[str] = ()) -> None:
-        """Record a verdict or failure (one transaction, one row), with the pair it judged when given.
+    def put(self, verdict: Verdict, pair: Pair | None = None, *, exclude: Sequence[str] = (),
+            request_key: str | None = None) -> None:
+        """Record a verdict or failure (one transaction, one row), with the pair it judged when given, and the
+        request it answers (``request_key``, see `note_request`) in the same transaction.
 
         A database that is locked or briefly unreachable is retried (``write_attempts`` in all, waits
         doubling from ``write_wait_s``); then the `StoreError` is raised and nothing is half-written. A long
         run stops there and resumes without losing what was stored.
         """
-        self._retried(lambda: self._insert(verdict, pair, exclude))
+        self._retried(lambda: self._insert(verdict, pair, exclude, request_key))
 
     def _retried(self, write: Callable[[], None]) -> None:
         from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
@@ -100,8 +102,11 @@ class JudgmentStore:
             with attempt:
                 write()
 
-    def _insert(self, verdict: Verdict, pair: Pair | None, exclude: Sequence[str]) -> None:
+    def _insert(self, verdict: Verdict, pair: Pair | None, exclude: Sequence[str], request_key: str | None) -> None:
         with self.engine.begin() as conn:
+            if request_key is not None and self._requested_key(request_key, conn) != verdict.cache_key:
+                conn.execute(insert(JudgmentRequestRow).values(request_key=request_key, cache_key=verdict.cache_key,
+                                                               created_at=datetime.now(UTC)))
             conn.execute(insert(JudgmentRow).values(
                 cache_key=verdict.cache_key, pair_id=verdict.pair_id, rulebook_version=verdict.rulebook_version,
                 backend=verdict.config.backend, model=verdict.config.model,
@@ -123,8 +128,9 @@ class JudgmentStore:
     def note_request(self, request_key: str, cache_key: str) -> None:
         """Record that the request ``request_key`` (`judge.verdicts.request_key`) resolved to ``cache_key``
         (retried like `put`); nothing is written when that is already the request's latest record."""
-        if self._requested_key(request_key) == cache_key:
-            return
+        with self.engine.connect() as conn:
+            if self._requested_key(request_key, conn) == cache_key:
+                return
 
         def write() -> None:
             with self.engine.begin() as conn:
@@ -133,11 +139,11 @@ class JudgmentStore:
 
         self._retried(write)
 
-    def _requested_key(self, request_key: str) -> str | None:
+    @staticmethod
+    def _requested_key(request_key: str, conn: Connection) -> str | None:
         query = (select(JudgmentRequestRow.cache_key).where(JudgmentRequestRow.request_key == request_key)
                  .order_by(JudgmentRequestRow.id.desc()).limit(1))
-        with self.engine.connect() as conn:
-            return conn.scalar(query)
+        return conn.scalar(query)
 
     def get_requested(self, request_key: str) -> Verdict | None:
         """The latest successful verdict with the cache key the request ``request_key`` last resolved to, if
