@@ -56,6 +56,7 @@ from typing import Any
 import httpx
 import openai
 
+from judge.backends.deferred import DeferredBackend
 from judge.backends.openai_compat import OpenAIProtocolBackend
 from judge.backends.registry import make_backend
 from judge.judging.engine import Judge, bare_config
@@ -191,8 +192,10 @@ def http_backend(base_url: str) -> OpenAIProtocolBackend:
     """The production setup, as the backend registry builds it for ``openai/<model>``."""
     backend = make_backend("openai/" + MODEL, data_dir=Path(tempfile.gettempdir()), base_url=base_url,
                            api_key="sk-bench")
-    assert isinstance(backend, OpenAIProtocolBackend)
-    return backend
+    assert isinstance(backend, DeferredBackend)  # made on first use
+    made = backend.made()
+    assert isinstance(made, OpenAIProtocolBackend)
+    return made
 
 
 def instant_backend() -> OpenAIProtocolBackend:

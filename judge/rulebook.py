@@ -25,6 +25,7 @@ The rulings side of the facade (add, overrule, supersede, conflicts, precedents)
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -39,7 +40,7 @@ from judge.caselaw.writes import RulingWrites
 from judge.errors import RulebookError
 from judge.retrieval.embedder import Embedder, embedder_for
 from judge.retrieval.fusion import RetrievalConfig
-from judge.retrieval.index import RuleIndex, make_client
+from judge.retrieval.index import INDEX_SCHEMA_VERSION, DeferredClient, RuleIndex
 from judge.retrieval.retriever import Retrieval, RetrievedRule, Retriever
 from judge.rules.conflicts import DEFAULT_CONFLICT_THRESHOLD
 from judge.rules.model import Change, ChangeKind, Check, Layer, Pair, Rule
@@ -92,12 +93,24 @@ class Rulebook(RulingWrites):
              retrieval: RetrievalConfig | None = None) -> Rulebook:
         """Open (creating and migrating if needed) the rulebook at `url` or the configured database."""
         settings = settings or Settings.from_env()
-        store = RulebookStore(open_database(url or settings.resolved_db_url))
+        return cls.on_store(RulebookStore(open_database(url or settings.resolved_db_url)), settings,
+                            with_index=with_index, embedder=embedder, auto_sync=auto_sync,
+                            conflict_threshold=conflict_threshold, retrieval=retrieval)
+
+    @classmethod
+    def on_store(cls, store: RulebookStore, settings: Settings, *, with_index: bool = True,
+                 embedder: Embedder | None = None, auto_sync: bool = True,
+                 conflict_threshold: float | None = None, retrieval: RetrievalConfig | None = None,
+                 judgments: JudgmentStore | None = None) -> Rulebook:
+        """The rulebook on an open store, with the index, embedder and retrieval configuration ``settings`` name
+        (``embedder`` and ``retrieval`` override them; ``conflict_threshold`` None: the default). The index is
+        opened on first use: a request answered from the judgment store never opens it."""
         index = None
         if with_index:
-            index = RuleIndex(make_client(settings), embedder or embedder_for(settings))
-        return cls(store, index, auto_sync=auto_sync, conflict_threshold=conflict_threshold,
-                   retrieval=retrieval or RetrievalConfig.named(settings.retrieval))
+            index = RuleIndex(DeferredClient(settings), embedder or embedder_for(settings))
+        return cls(store, index, auto_sync=auto_sync, retrieval=retrieval or RetrievalConfig.named(settings.retrieval),
+                   conflict_threshold=DEFAULT_CONFLICT_THRESHOLD if conflict_threshold is None else conflict_threshold,
+                   judgments=judgments)
 
     @property
     def index(self) -> RuleIndex | None:
@@ -282,6 +295,16 @@ class Rulebook(RulingWrites):
     def rebuild_index(self) -> int:
         """Drop the index and rebuild it from SQL; returns the number of rules indexed."""
         return self.retriever.rebuild_index()
+
+    def retrieval_settings(self) -> dict[str, Any]:
+        """What decides what `retrieve` returns besides the pair and the rulebook version, as plain data: the
+        retrieval configuration, the embedder and the index layout (the index itself is derived from the
+        rulebook version). Read without opening the index or loading the embedding model."""
+        index = self.index
+        return {"config": dataclasses.asdict(self.retriever.config),
+                "embedder": index.embedder.name if index is not None else None,
+                "collection": index.collection_name if index is not None else None,
+                "index_schema": INDEX_SCHEMA_VERSION}
 
     def retrieve(self, pair: Pair, *, k: int = 5, k_rulings: int | None = None, k_process: int = 3,
                  exclude: Sequence[str] = (), precedent_threshold: float | None = None) -> Retrieval:

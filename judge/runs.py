@@ -23,6 +23,7 @@ from typing import Any
 
 from judge.backends import registry
 from judge.backends.base import Backend
+from judge.backends.deferred import DeferredBackend, endpoint_from_url
 from judge.calibration.recalibrate import Calibrator, load_calibrator
 from judge.errors import ConfigError, InputError
 from judge.judging.checks import CHECKS_TEMPLATE_VERSION
@@ -43,16 +44,10 @@ __all__ = ["JudgeOptions", "RunOptions", "build_judge", "default_concurrency", "
 
 def endpoint_of(backend: Backend) -> str | None:
     """The endpoint a backend sends to (scheme, host, port and path; never a password or query), if it has one."""
-    from urllib.parse import urlsplit
-
+    if isinstance(backend, DeferredBackend):
+        return backend.endpoint  # known without making the backend
     client = getattr(backend, "client", None)
-    url = str(getattr(client, "base_url", "") or "")
-    if not url:
-        return None
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path.rstrip('/')}"
+    return endpoint_from_url(str(getattr(client, "base_url", "") or ""))
 
 
 def build_judge(backend: str | None = None, *, settings: Settings | None = None, base_url: str | None = None,

@@ -2,7 +2,8 @@
 
 A leaf: it imports no engine, store or calibration code, so the store (which records verdicts), calibration
 (which reads them) and the judging engine (which makes them) all depend on it and not on each other.
-`cache_key` is here too: the store and the case law compute it for a stored pair without the engine.
+`cache_key` is here too: the store and the case law compute it for a stored pair without the engine, and so is
+`request_key`, which finds a repeated request's verdict before anything is retrieved.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ __all__ = [
     "cache_key",
     "compliance",
     "logit",
+    "request_key",
 ]
 
 Winner = Literal["A", "B", "tie"]
@@ -343,6 +345,31 @@ def cache_key(pair: Pair, rulebook_version: str | None, rule_ids: Sequence[str],
         "rulebook": rulebook_version,
         "rules": list(rule_ids),
         # Without an endpoint (the embedded model) the key stays what it was before endpoints were keyed.
+        "config": config.model_dump(mode="json", exclude={"endpoint"} if config.endpoint is None else None),
+    }, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+#: Bump when retrieval can return other rules for the same pair, rulebook version, settings and embedder (a
+#: changed ranking): every request key changes with it, so no stored answer outlives the retrieval it came from.
+REQUEST_KEY_REVISION = 1
+
+
+def request_key(pair: Pair, rulebook_version: str | None, exclude: Sequence[str], config: JudgeConfig,
+                retrieval: dict[str, Any] | None) -> str:
+    """Hash of everything that determines what a judge retrieves for a pair and then decides: the pair (with
+    processes), the rulebook version (the head of its change log: any change of any rule moves it), the rules
+    held out, the retrieval settings and the embedder (``retrieval``: None for a judge without rules), and the
+    judge configuration as in `cache_key` (backend, endpoint, model, template, method, orders, parameters).
+
+    `cache_key` needs the rules retrieval shows; this key needs none, so a repeated request is answered from the
+    judgment store without embedding the pair or opening the index."""
+    blob = json.dumps({
+        "revision": REQUEST_KEY_REVISION,
+        "pair": pair.model_dump(mode="json", exclude={"id"}),
+        "rulebook": rulebook_version,
+        "exclude": sorted(set(exclude)),
+        "retrieval": retrieval,
         "config": config.model_dump(mode="json", exclude={"endpoint"} if config.endpoint is None else None),
     }, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()

@@ -18,20 +18,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
-from judge.cases.store import CaseStore
-from judge.retrieval.embedder import Embedder, embedder_for
-from judge.retrieval.fusion import RetrievalConfig
-from judge.retrieval.index import RuleIndex, make_client
-from judge.rulebook import Rulebook
-from judge.rules.conflicts import DEFAULT_CONFLICT_THRESHOLD
 from judge.settings import Settings
 from judge.store import RulebookStore, open_database
 from judge.store.check_answers import CheckAnswerStore
 from judge.store.claims import DEFAULT_LEASE_S, WorkClaims
 from judge.store.judgments import JudgmentStore
+
+if TYPE_CHECKING:
+    from judge.cases.store import CaseStore
+    from judge.retrieval.embedder import Embedder
+    from judge.retrieval.fusion import RetrievalConfig
+    from judge.rulebook import Rulebook
 
 __all__ = ["Workspace"]
 
@@ -73,25 +74,28 @@ class Workspace:
         """Every rule-check answer asked (the audit trail), and the cache a check is answered from."""
         return CheckAnswerStore(self._engine)
 
+    # The rulebook's retrieval side and the test cases (numpy, the index, the case law) are imported when first
+    # asked for: a command that only reads the store (`judge rulebook list`) never loads them.
     def rulebook(self, *, with_index: bool = True, embedder: Embedder | None = None, auto_sync: bool = True,
-                 conflict_threshold: float = DEFAULT_CONFLICT_THRESHOLD,
-                 retrieval: RetrievalConfig | None = None) -> Rulebook:
-        """The rulebook, with its retrieval index (``with_index``) and retrieval configuration from the settings
-        (``retrieval`` overrides the latter)."""
-        index = None
-        if with_index:
-            index = RuleIndex(make_client(self.settings),
-                              embedder or embedder_for(self.settings))
-        return Rulebook(self._rules, index, auto_sync=auto_sync, conflict_threshold=conflict_threshold,
-                        retrieval=retrieval or RetrievalConfig.named(self.settings.retrieval),
-                        judgments=self._judgments)
+                 conflict_threshold: float | None = None, retrieval: RetrievalConfig | None = None) -> Rulebook:
+        """The rulebook, with its retrieval index (``with_index``, opened on first use) and retrieval
+        configuration from the settings (``retrieval`` overrides the latter)."""
+        from judge.rulebook import Rulebook
+
+        return Rulebook.on_store(self._rules, self.settings, with_index=with_index, embedder=embedder,
+                                 auto_sync=auto_sync, conflict_threshold=conflict_threshold, retrieval=retrieval,
+                                 judgments=self._judgments)
 
     def embedder(self) -> Embedder:
         """The embedder the settings name (loaded on first use of the model)."""
+        from judge.retrieval.embedder import embedder_for
+
         return embedder_for(self.settings)
 
     def cases(self, embedder: Embedder | None = None, *, entry_ids: Iterable[str] | None = None) -> CaseStore:
         """The test cases per spec entry (see `judge.cases.store.CaseStore`)."""
+        from judge.cases.store import CaseStore
+
         return CaseStore(self._engine, embedder, entry_ids=entry_ids)
 
     def claims(self, batch_id: str, *, worker_id: str | None = None,

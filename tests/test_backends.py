@@ -16,6 +16,7 @@ import pytest
 from tenacity import RetryCallState
 
 from judge.backends.base import Backend, ChatRequest
+from judge.backends.deferred import DeferredBackend
 from judge.backends.fake import FakeBackend, FakeReply
 from judge.backends.openai_compat import OpenAIProtocolBackend, RetryPolicy, _waiter
 from judge.backends.registry import make_backend
@@ -66,7 +67,8 @@ def test_openai_backend_builds_without_network(kwargs: dict[str, str], env: dict
     for var, value in env.items():
         monkeypatch.setenv(var, value)
     backend = make_backend("openai/my-model", data_dir=tmp_path, retry=PATIENT, **kwargs)
-    assert isinstance(backend, OpenAIProtocolBackend) and isinstance(backend, Backend)
+    assert isinstance(backend, DeferredBackend) and isinstance(backend, Backend)
+    assert isinstance(backend.made(), OpenAIProtocolBackend)
     assert (backend.name, backend.model, backend.retry) == ("openai/my-model", "my-model", PATIENT)
     if "127.0.0.1" in json.dumps([kwargs, env]):
         assert str(backend.client.base_url).startswith("http://127.0.0.1:9/v1")

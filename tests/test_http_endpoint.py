@@ -22,6 +22,7 @@ import openai
 import pytest
 
 from judge.backends.base import ChatRequest
+from judge.backends.deferred import DeferredBackend
 from judge.backends.openai_compat import OpenAIProtocolBackend, RetryPolicy
 from judge.backends.registry import make_backend
 from judge.errors import BackendReplyError, BackendUnavailableError
@@ -97,7 +98,9 @@ def endpoint() -> Iterator[Endpoint]:
 
 def backend_for(base_url: str, retry: RetryPolicy = PATIENT) -> OpenAIProtocolBackend:
     """A backend as the registry builds it (data_dir is only read by local backends)."""
-    made = make_backend("openai/m", data_dir=Path("."), base_url=base_url, api_key=SECRET, retry=retry)
+    deferred = make_backend("openai/m", data_dir=Path("."), base_url=base_url, api_key=SECRET, retry=retry)
+    assert isinstance(deferred, DeferredBackend)
+    made = deferred.made()
     assert isinstance(made, OpenAIProtocolBackend)
     return made
 

@@ -367,10 +367,12 @@ def test_unreachable_or_malformed_chroma_url_is_one_line_in_the_cli(
     assert code == 2 and "must look like http://host:port" in err and "Traceback" not in err
 
 
-def test_rulebook_open_names_an_unreachable_server(tmp_path: Path) -> None:
+def test_rulebook_names_an_unreachable_server_on_first_use_of_the_index(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{_unused_port()}"
+    rb = Rulebook.open(settings=Settings(data_dir=tmp_path / "data", chroma_url=url), embedder=HashEmbedder(64))
+    assert rb.index is not None  # opened on first use: a request answered from the store never needs it
     with pytest.raises(RetrievalIndexError, match=f"cannot reach the Chroma server at {url}"):
-        Rulebook.open(settings=Settings(data_dir=tmp_path / "data", chroma_url=url), embedder=HashEmbedder(64))
+        rb.index.state()
 
 
 def test_a_server_that_stops_answering_is_an_index_error_and_sync_catches_up(

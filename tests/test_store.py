@@ -422,8 +422,8 @@ def test_unknown_schema_revision_is_a_clear_error(sqlite_url: str) -> None:
     try:
         assert _snapshot(engine) == before
         assert set(inspect(engine).get_table_names()) == {"alembic_version", "rule_versions", "changes", "judgments",
-                                                          "check_answers", "test_cases", "test_case_entries",
-                                                          "test_case_reviews",
+                                                          "judgment_requests", "check_answers", "test_cases",
+                                                          "test_case_entries", "test_case_reviews",
                                                           "test_case_vectors", "work_batches", "work_claims",
                                                           "rule_fts", "rule_fts_config", "rule_fts_content",
                                                           "rule_fts_data", "rule_fts_docsize", "rule_fts_idx"}

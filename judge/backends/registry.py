@@ -14,15 +14,19 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from pathlib import Path
-
-import httpx2
-import openai
+from typing import TYPE_CHECKING
 
 from judge.backends.base import Backend
-from judge.backends.openai_compat import OpenAIProtocolBackend, RetryPolicy
+from judge.backends.deferred import DeferredBackend, endpoint_from_url
 from judge.errors import ConfigError
 from judge.settings import Settings
+
+if TYPE_CHECKING:
+    import openai
+
+    from judge.backends.openai_compat import RetryPolicy
 
 __all__ = ["make_backend"]
 
@@ -36,10 +40,16 @@ _PINNED = re.compile(r"^(?P<path>.+)@sha256[:=](?P<sha>[0-9a-fA-F]{64})\Z")
 #: and a connection closed after each request costs a new TCP/TLS handshake).
 POOL_CONNECTIONS = 1000
 
+#: Where the openai client sends without a base URL (``OPENAI_BASE_URL`` is read into the settings' ``base_url``).
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+
 
 def _client(base_url: str | None, api_key: str) -> openai.AsyncOpenAI:
     """An async openai client with the pool above; proxy, NO_PROXY and the CA bundle come from the environment
     as httpx reads them."""
+    import httpx2
+    import openai
+
     limits = httpx2.Limits(max_connections=POOL_CONNECTIONS, max_keepalive_connections=POOL_CONNECTIONS)
     return openai.AsyncOpenAI(base_url=base_url, api_key=api_key,
                               http_client=openai.DefaultAsyncHttpxClient(limits=limits))
@@ -57,7 +67,17 @@ def _openai(model: str, base_url: str | None, api_key: str | None, retry: RetryP
     def factory() -> openai.AsyncOpenAI:
         return _client(base_url, key)
 
-    return OpenAIProtocolBackend(name=f"openai/{model}", model=model, client=factory(), retry=retry,
+    name = f"openai/{model}"
+    # Made on first use: a request answered from the judgment store never imports the openai package.
+    return DeferredBackend(name, model, endpoint_from_url(base_url or OPENAI_BASE_URL),
+                           lambda: _protocol_backend(name, model, factory, retry))
+
+
+def _protocol_backend(name: str, model: str, factory: Callable[[], openai.AsyncOpenAI], retry: RetryPolicy | None,
+                      on_close: Callable[[], None] | None = None) -> Backend:
+    from judge.backends.openai_compat import OpenAIProtocolBackend
+
+    return OpenAIProtocolBackend(name=name, model=model, client=factory(), retry=retry, on_close=on_close,
                                  client_factory=factory)
 
 
@@ -76,8 +96,7 @@ def _local(model_path: Path | None, data_dir: Path, retry: RetryPolicy | None, n
     def factory() -> openai.AsyncOpenAI:
         return _client(server.base_url, server.api_key)
 
-    return OpenAIProtocolBackend(name=name, model=server.model_name, client=factory(), retry=retry,
-                                 on_close=server.stop, client_factory=factory)
+    return _protocol_backend(name, server.model_name, factory, retry, on_close=server.stop)
 
 
 def make_backend(spec: str, *, data_dir: Path, base_url: str | None = None, api_key: str | None = None,

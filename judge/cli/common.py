@@ -54,6 +54,11 @@ class CliState:
         """Open the configured rulebook."""
         return self.workspace().rulebook(with_index=with_index)
 
+    def rules(self) -> Any:
+        """The configured rulebook's store (`judge.store.RulebookStore`): reading rules and their history
+        loads nothing of retrieval."""
+        return self.workspace().rules()
+
 
 ALLOW_EMPTY_HELP = "Judge even on a missing or empty rulebook (verdicts then cite no rule)."
 

@@ -224,9 +224,9 @@ def list_rules(
     as_json: bool = JSON_OPT,
 ) -> None:
     """List the current version of every rule."""
-    rb = state(ctx).rulebook(with_index=False)
+    rb = state(ctx).rules()
     rules = []
-    for i, rule in enumerate(rb.rules(layer, active_only=active_only)):
+    for i, rule in enumerate(rb.iter_current(layer, active_only=active_only)):
         if limit and i >= limit:
             break
         rules.append(rule)
@@ -251,7 +251,7 @@ def show(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Show one rule (latest or a given version)."""
-    rule = state(ctx).rulebook(with_index=False).get(rule_id, version)
+    rule = state(ctx).rules().get(rule_id, version)
     if as_json:
         emit_json(rule_json(rule))
         return
@@ -271,7 +271,7 @@ def history(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Every version of a rule, oldest first, with the change that wrote it."""
-    entries = state(ctx).rulebook(with_index=False).history(rule_id)
+    entries = state(ctx).rules().history(rule_id)
     if as_json:
         emit_json([{"version": r.version, "status": r.status.value, "content_hash": r.content_hash(),
                     "change": c.model_dump(mode="json")} for r, c in entries])

@@ -42,6 +42,7 @@ from judge.verdicts import (
     TraceEntry,
     Verdict,
     cache_key,
+    request_key,
 )
 
 __all__ = ["EXPLANATION_MAX_TOKENS", "Judge", "Shown", "cache_key", "shown_rules"]
@@ -105,6 +106,13 @@ class Judge:
             return Shown([], {}, None)
         return shown_rules(self.rulebook, pair, self.config, exclude)
 
+    def request_key(self, pair: Pair, exclude: Sequence[str] = (), rulebook_version: str | None = None) -> str:
+        """The pair's request key under this judge (`judge.verdicts.request_key`) at ``rulebook_version``
+        (default: the current one)."""
+        rb = self.rulebook if self.config.use_rules else None
+        return request_key(pair, None if rb is None else rulebook_version or rb.version, exclude, self.config,
+                           None if rb is None else rb.retrieval_settings())
+
     # ------------------------------------------------------------------ one order
     async def ask_order(self, pair: Pair, rules: list[Rule], shown_first: Literal["A", "B"], *,
                         bare: bool | None = None) -> tuple[RenderedPrompt, OrderResult]:
@@ -144,12 +152,20 @@ class Judge:
         (`compare`, `run_pairs` and the CLI do this themselves).
         """
         start = time.perf_counter()
+        if self.store is not None and self.use_cache:
+            # A repeated request: answered before anything is embedded or the index is opened.
+            hit = self.store.get_requested(self.request_key(pair, exclude))
+            if hit is not None:
+                return self._finish(hit.model_copy(update={"pair_id": pair.id, "cached": True}), pair)
         shown = self.rules_for(pair, exclude)
         rules, scores, version = shown.rules, shown.scores, shown.version
         key = cache_key(pair, version, [r.id for r in rules], self.config)
+        # Recorded at the version retrieval read (a writer may have moved it since the lookup above).
+        request = self.request_key(pair, exclude, version)
         if self.store is not None and self.use_cache:
             hit = self.store.get(key)
             if hit is not None:
+                self.store.note_request(request, key)
                 return self._finish(hit.model_copy(update={"pair_id": pair.id, "cached": True}), pair)
         if shown.precedent is not None:
             verdict = self._bound(pair, *shown.precedent, rules, scores, version, key, start)
@@ -158,7 +174,7 @@ class Judge:
         else:
             verdict = await self._decide(pair, rules, scores, version, key, start)
         if self.store is not None:
-            self.store.put(verdict, pair, exclude=exclude)
+            self.store.put(verdict, pair, exclude=exclude, request_key=request)
         return self._finish(verdict, pair)
 
     def _finish(self, verdict: Verdict, pair: Pair) -> Verdict:

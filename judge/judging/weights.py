@@ -27,7 +27,6 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
-from scipy.optimize import minimize
 
 from judge.jsonl import read_json_model
 from judge.judging.decide import Decision, decide, p_a_from_features
@@ -129,6 +128,8 @@ def fit_check_weights(rows: Sequence[Labelled], *, prior: CheckWeights | None = 
         p = 1.0 / (1.0 + np.exp(-np.clip(z, -35.0, 35.0)))
         grad = x.T @ (p - y) + strength * (w - w0)
         return value, grad
+
+    from scipy.optimize import minimize  # fitting only: a judge applying shipped weights never loads scipy
 
     found = minimize(loss, w0, jac=True, method="L-BFGS-B", bounds=[(0.0, None)] * 4)
     fitted = {n: float(v) for n, v in zip(_NAMES, found.x, strict=True)}

@@ -41,6 +41,7 @@ from judge.retrieval.index_layout import (
 )
 from judge.retrieval.index_layout import INDEX_SCHEMA_VERSION as INDEX_SCHEMA_VERSION
 from judge.retrieval.index_layout import WRITE_LOCK_NAME as WRITE_LOCK_NAME
+from judge.retrieval.index_layout import DeferredClient as DeferredClient
 from judge.retrieval.index_layout import make_client as make_client
 from judge.retrieval.index_layout import make_ephemeral_client as make_ephemeral_client
 from judge.retrieval.index_reads import PASSAGE_FANOUT as PASSAGE_FANOUT

@@ -12,14 +12,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from judge.errors import ConfigError, IndexMismatchError, IndexSchemaError, RetrievalIndexError
 from judge.retrieval.embedder import Embedder
 from judge.rules.model import Layer
 from judge.settings import Settings
 
-__all__ = ["INDEX_SCHEMA_VERSION", "WRITE_LOCK_NAME", "IndexLayout", "make_client", "make_ephemeral_client"]
+__all__ = ["INDEX_SCHEMA_VERSION", "WRITE_LOCK_NAME", "DeferredClient", "IndexLayout", "make_client",
+           "make_ephemeral_client"]
 
 #: Bump when the layout of ids, metadata or documents changes; older indexes must then be rebuilt
 #: (`judge.rulebook.Rulebook` rebuilds one it finds, rather than mixing layouts). 2: passages.
@@ -45,6 +46,13 @@ def _telemetry_off() -> Any:
     return ChromaSettings(anonymized_telemetry=False)
 
 
+def _check_chroma_url(settings: Settings) -> SplitResult:
+    url = urlsplit(settings.chroma_url or "")
+    if settings.chroma_url and (url.scheme not in ("http", "https") or not url.hostname):
+        raise ConfigError(f"chroma_url {settings.chroma_url!r} must look like http://host:port")
+    return url
+
+
 def make_client(settings: Settings) -> Any:
     """A Chroma client for ``settings``: an HTTP client when ``chroma_url`` is set, else a persistent one.
 
@@ -56,9 +64,8 @@ def make_client(settings: Settings) -> Any:
 
     chroma_settings = _telemetry_off()
     if settings.chroma_url:
-        url = urlsplit(settings.chroma_url)
-        if url.scheme not in ("http", "https") or not url.hostname:
-            raise ConfigError(f"chroma_url {settings.chroma_url!r} must look like http://host:port")
+        url = _check_chroma_url(settings)
+        assert url.hostname is not None  # checked just above
         ssl = url.scheme == "https"
         port = url.port or (443 if ssl else 8000)
         try:
@@ -71,6 +78,27 @@ def make_client(settings: Settings) -> Any:
         return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
     except Exception as exc:
         raise RetrievalIndexError(f"cannot open the retrieval index at {path}: {exc}") from exc
+
+
+class DeferredClient:
+    """The Chroma client of ``settings`` (`make_client`), opened on first use.
+
+    A command that never reads the index (a request answered from the judgment store, a rulebook listing)
+    then never imports chromadb. A malformed ``chroma_url`` is still refused at once.
+
+    Raises:
+        ConfigError: ``chroma_url`` is not an ``http(s)://host[:port]`` URL.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        _check_chroma_url(settings)
+        self._settings = settings
+        self._client: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._client is None:
+            self._client = make_client(self._settings)
+        return getattr(self._client, name)
 
 
 def make_ephemeral_client() -> Any:
@@ -135,12 +163,16 @@ class IndexLayout:
         self.embedder = embedder
         self.collection_name = collection
         self._cached: _Layout | None = None
-        self._lock: Any = None
-        chroma = client.get_settings()
+
+    @functools.cached_property
+    def _lock(self) -> Any:
+        """The write lock of a local index directory; None for a Chroma server or an in-memory index."""
+        chroma = self._client.get_settings()
         if getattr(chroma, "is_persistent", False) and getattr(chroma, "persist_directory", None):
             from filelock import FileLock
 
-            self._lock = FileLock(Path(chroma.persist_directory) / WRITE_LOCK_NAME)
+            return FileLock(Path(chroma.persist_directory) / WRITE_LOCK_NAME)
+        return None
 
     def _stamp(self, generation: int, rulebook_version: str | None = None, seq: int | None = None
                ) -> dict[str, Any]:

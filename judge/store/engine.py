@@ -16,21 +16,20 @@ import logging
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event, func, select
+from sqlalchemy import Connection, Engine, create_engine, event, func, inspect, select, text
 from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.pool import StaticPool
 
 from judge.errors import ConcurrentWriteError, SchemaVersionError, StoreError
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 __all__ = ["CONNECT_ATTEMPTS", "CONNECT_WAIT_S", "MIGRATIONS_DIR", "WRITE_OPTION", "alembic_config",
-           "known_revisions", "migrate", "open_engine", "schema_revision"]
+           "known_revisions", "migrate", "newest_revision", "open_engine", "schema_revision"]
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +137,8 @@ def _configure_sqlite(engine: Engine, *, in_memory: bool) -> None:
 
 def alembic_config(engine: Engine | None = None) -> Config:
     """An Alembic `Config` pointing at the shipped migrations (and at ``engine``'s URL when given)."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     if engine is not None:
@@ -149,12 +150,16 @@ def alembic_config(engine: Engine | None = None) -> Config:
 
 def known_revisions() -> list[str]:
     """Every schema revision this version of `judge` knows, oldest first."""
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory.from_config(alembic_config())
     return [rev.revision for rev in reversed(list(script.walk_revisions()))]
 
 
 def schema_revision(engine: Engine) -> tuple[str, ...]:
     """The Alembic revision(s) the database is stamped with (empty for a fresh database)."""
+    from alembic.runtime.migration import MigrationContext
+
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_heads()
 
@@ -171,6 +176,10 @@ def migrate(engine: Engine) -> None:
         StoreError: the database cannot be reached (after `CONNECT_ATTEMPTS` tries on a server).
     """
     _wait_until_reachable(engine)
+    if _is_newest(engine):
+        return  # the common case, answered without loading Alembic
+    from alembic.script import ScriptDirectory
+
     config = alembic_config(engine)
     known = known_revisions()
     head = ScriptDirectory.from_config(config).get_current_head()
@@ -199,7 +208,25 @@ def _wait_until_reachable(engine: Engine) -> None:
             time.sleep(CONNECT_WAIT_S)
 
 
+def newest_revision() -> str:
+    """The newest schema revision shipped, read from the migration file names without Alembic: each file is
+    named after its revision id, ``NNNN_<name>.py``, numbered in order (a test checks both)."""
+    return max(path.stem for path in (MIGRATIONS_DIR / "versions").glob("[0-9][0-9][0-9][0-9]_*.py"))
+
+
+def _is_newest(engine: Engine) -> bool:
+    """Whether the database is stamped with the newest revision alone (nothing to migrate, nothing unknown)."""
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return False
+        found = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+    return found == [newest_revision()]
+
+
 def _upgrade(engine: Engine, config: Config, known: list[str], head: str | None) -> None:
+    from alembic import command
+    from alembic.runtime.migration import MigrationContext
+
     with engine.execution_options(**{WRITE_OPTION: True}).begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(select(func.pg_advisory_xact_lock(_PG_MIGRATION_LOCK)))

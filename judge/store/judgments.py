@@ -1,6 +1,8 @@
 """The judgment store: every verdict is kept (audit), and a successful one answers later identical
 requests (cache). Keyed by `judge.judging.engine.cache_key`, which covers the pair, the rulebook version,
-the rules shown, the backend, model, template and parameters.
+the rules shown, the backend, model, template and parameters. Each request's key (`judge.verdicts.request_key`:
+the same without the rules shown, with the retrieval settings instead) is recorded with the cache key it
+resolved to (since revision 0010), so a repeated request finds its verdict before retrieving anything.
 
 Each row also keeps the pair that was judged and the rule ids it was kept from seeing (since schema
 revision 0004), so a person can turn a stored result into a ruling (`judge rule RESULT_ID`) and a changed
@@ -10,17 +12,17 @@ rulebook can re-judge exactly the affected pairs (`judge rerun`).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, Select, func, insert, select
+from sqlalchemy import ColumnElement, Connection, Engine, Select, func, insert, select
 
 from judge.errors import InputError, StoreError
 from judge.rules.model import Pair
 from judge.store.repository import RulebookStore
-from judge.store.schema import CHANGES, JudgmentRow
+from judge.store.schema import CHANGES, JudgmentRequestRow, JudgmentRow
 from judge.verdicts import Verdict
 
 __all__ = ["MIN_KEY_PREFIX", "JudgmentStore", "StoredJudgment"]
@@ -80,23 +82,31 @@ class JudgmentStore:
         """The judgment store in the same database as a rulebook store."""
         return cls(rules.engine)
 
-    def put(self, verdict: Verdict, pair: Pair | None = None, *, exclude: Sequence[str] = ()) -> None:
-        """Record a verdict or failure (one transaction, one row), with the pair it judged when given.
+    def put(self, verdict: Verdict, pair: Pair | None = None, *, exclude: Sequence[str] = (),
+            request_key: str | None = None) -> None:
+        """Record a verdict or failure (one transaction, one row), with the pair it judged when given, and the
+        request it answers (``request_key``, see `note_request`) in the same transaction.
 
         A database that is locked or briefly unreachable is retried (``write_attempts`` in all, waits
         doubling from ``write_wait_s``); then the `StoreError` is raised and nothing is half-written. A long
         run stops there and resumes without losing what was stored.
         """
+        self._retried(lambda: self._insert(verdict, pair, exclude, request_key))
+
+    def _retried(self, write: Callable[[], None]) -> None:
         from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
         for attempt in Retrying(stop=stop_after_attempt(max(1, self.write_attempts)), reraise=True,
                                 wait=wait_exponential(multiplier=self.write_wait_s, max=8.0),
                                 retry=retry_if_exception_type(StoreError)):
             with attempt:
-                self._insert(verdict, pair, exclude)
+                write()
 
-    def _insert(self, verdict: Verdict, pair: Pair | None, exclude: Sequence[str]) -> None:
+    def _insert(self, verdict: Verdict, pair: Pair | None, exclude: Sequence[str], request_key: str | None) -> None:
         with self.engine.begin() as conn:
+            if request_key is not None and self._requested_key(request_key, conn) != verdict.cache_key:
+                conn.execute(insert(JudgmentRequestRow).values(request_key=request_key, cache_key=verdict.cache_key,
+                                                               created_at=datetime.now(UTC)))
             conn.execute(insert(JudgmentRow).values(
                 cache_key=verdict.cache_key, pair_id=verdict.pair_id, rulebook_version=verdict.rulebook_version,
                 backend=verdict.config.backend, model=verdict.config.model,
@@ -109,6 +119,38 @@ class JudgmentStore:
     def get(self, cache_key: str) -> Verdict | None:
         """The latest successful verdict with this cache key, if any."""
         query = (select(JudgmentRow.result).where(JudgmentRow.cache_key == cache_key,
+                                                  JudgmentRow.failure_stage.is_(None))
+                 .order_by(JudgmentRow.id.desc()).limit(1))
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return Verdict.model_validate(row[0]) if row else None
+
+    def note_request(self, request_key: str, cache_key: str) -> None:
+        """Record that the request ``request_key`` (`judge.verdicts.request_key`) resolved to ``cache_key``
+        (retried like `put`); nothing is written when that is already the request's latest record."""
+        with self.engine.connect() as conn:
+            if self._requested_key(request_key, conn) == cache_key:
+                return
+
+        def write() -> None:
+            with self.engine.begin() as conn:
+                conn.execute(insert(JudgmentRequestRow).values(request_key=request_key, cache_key=cache_key,
+                                                               created_at=datetime.now(UTC)))
+
+        self._retried(write)
+
+    @staticmethod
+    def _requested_key(request_key: str, conn: Connection) -> str | None:
+        query = (select(JudgmentRequestRow.cache_key).where(JudgmentRequestRow.request_key == request_key)
+                 .order_by(JudgmentRequestRow.id.desc()).limit(1))
+        return conn.scalar(query)
+
+    def get_requested(self, request_key: str) -> Verdict | None:
+        """The latest successful verdict with the cache key the request ``request_key`` last resolved to, if
+        any: a repeated request answered without retrieving (see `note_request`)."""
+        latest = (select(JudgmentRequestRow.cache_key).where(JudgmentRequestRow.request_key == request_key)
+                  .order_by(JudgmentRequestRow.id.desc()).limit(1).scalar_subquery())
+        query = (select(JudgmentRow.result).where(JudgmentRow.cache_key == latest,
                                                   JudgmentRow.failure_stage.is_(None))
                  .order_by(JudgmentRow.id.desc()).limit(1))
         with self.engine.connect() as conn:

@@ -222,6 +222,20 @@ class JudgmentRow(Base):
     exclude: Mapped[list[str] | None] = mapped_column(JSON)
 
 
+class JudgmentRequestRow(Base):
+    """Which judgment a request resolved to, kept forever: the request key (`judge.verdicts.request_key`: the
+    pair, the rulebook version, the retrieval settings and embedder, the judge configuration) and the cache key
+    its retrieval gave. A repeated request finds its stored verdict here without retrieving (since 0010)."""
+
+    __tablename__ = "judgment_requests"
+    __table_args__ = (Index("ix_judgment_requests_request_key", "request_key", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_key: Mapped[str] = mapped_column(String(HASH_LEN))
+    cache_key: Mapped[str] = mapped_column(String(HASH_LEN))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class CheckAnswerRow(Base):
     """One rule check asked of one response (or its recorded failure), kept forever: the audit trail and the
     per-check cache. Keyed by `judge.judging.checks.check_cache_key` (endpoint, model, template version and
