@@ -64,6 +64,16 @@ def _restore_logger_levels():  # the CLI quiets third-party loggers; keep that f
         logging.getLogger(name).setLevel(level)
 
 
+@pytest.fixture(autouse=True)
+def _forget_secrets():  # keys a test's backend registered must not blank text in later tests' logs
+    from judge.backends import secrets
+
+    saved = set(secrets._FILTER.secrets)
+    yield
+    secrets._FILTER.secrets.clear()
+    secrets._FILTER.secrets.update(saved)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
