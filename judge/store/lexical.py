@@ -22,6 +22,7 @@ import functools
 import hashlib
 import re
 from collections.abc import Collection, Iterable, Sequence
+from importlib import resources
 from typing import Any
 
 from sqlalchemy import Connection, text
@@ -38,11 +39,10 @@ _WORD = re.compile(r"[^\W_]{2,}")
 
 @functools.cache
 def _stop_words() -> frozenset[str]:
-    # Imported at the first query, not with the module: scikit-learn takes seconds to import, and commands
-    # that never search (`judge rulebook list`, `judge --help`) must not pay for it.
-    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
-
-    return frozenset(ENGLISH_STOP_WORDS)
+    # scikit-learn's English list, read from a copy shipped beside this module: importing scikit-learn takes
+    # seconds, which a query (`judge retrieve`) must not pay.
+    text = resources.files("judge.store").joinpath("english_stop_words.txt").read_text(encoding="utf-8")
+    return frozenset(w for line in text.splitlines() if not line.startswith("#") for w in line.split())
 
 
 def lexical_body(title: str, body: str, case: dict[str, Any] | None) -> str:
