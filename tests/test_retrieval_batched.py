@@ -25,7 +25,8 @@ from judge.rulebook import Rulebook
 from judge.rules.model import Layer, Pair, Response
 from judge.rules.textio import read_rulebook
 from judge.store import RulebookStore
-from judge.store.lexical import query_terms
+from judge.store import lexical
+from judge.store.lexical import informative_terms, query_terms
 from judge.testing import hash_rulebook
 from tests.test_retrieval_quality import store  # noqa: F401  (the SQLite / PostgreSQL store fixture)
 
@@ -36,8 +37,8 @@ GROUPS: list[tuple[Layer, ...]] = [(Layer.CONSTITUTION, Layer.SPEC), (Layer.RULI
 def per_text_search(conn: Connection, query: str, layers: Collection[Layer], k: int,
                     exclude: Collection[str] = ()) -> list[tuple[str, float]]:
     """The full-text search of one text among some layers, one statement each (the layer filtered in the
-    match on SQLite, in the WHERE clause on PostgreSQL)."""
-    terms = query_terms(query)
+    match on SQLite, in the WHERE clause on PostgreSQL), with the text's informative words."""
+    terms = informative_terms(conn, [query_terms(query)])[0]
     if k <= 0 or not terms or not layers:
         return []
     fetch = k + len(exclude)
@@ -86,6 +87,49 @@ def test_lexical_search_many_is_the_per_text_search(store: RulebookStore) -> Non
             expected = [[per_text_search(conn, t, layers, k, exclude) for layers in GROUPS] for t in texts]
         assert batched == expected
         assert any(hits for per_text in batched for hits in per_text) or k == 0
+
+
+def _document_frequency(conn: Connection, term: str) -> int:
+    """The binding rules a word matches, counted in full (no threshold)."""
+    if conn.dialect.name == "sqlite":
+        return int(conn.execute(text("SELECT count(*) FROM rule_fts WHERE rule_fts MATCH :m"),
+                                {"m": 'body : "' + term + '"'}).scalar_one())
+    return int(conn.execute(text("SELECT count(*) FROM rule_fts WHERE tsv @@ to_tsquery('english', :t)"),
+                            {"t": term}).scalar_one())
+
+
+def test_informative_terms_drop_common_words_and_keep_the_rarest(store: RulebookStore) -> None:  # noqa: F811
+    store.sync(read_rulebook(ROOT / "rulebook"), author="test", reason="seed")
+    texts = [t for pair in _pairs() for t in (pair.prompt, pair.response_a.text, pair.response_b.text)]
+    lists = [query_terms(t) for t in texts] + [[]]
+    with store.engine.connect() as conn:
+        rules = int(conn.execute(text("SELECT count(*) FROM rule_fts")).scalar_one())
+        for rarest, fraction, floor in ((3, 0.1, 2), (5, 0.02, 0), (100, 0.5, 1000)):
+            chosen = informative_terms(conn, lists, rarest=rarest, fraction=fraction, floor=floor)
+            limit = int(max(floor, rules * fraction))
+            for terms, kept in zip(lists, chosen, strict=True):
+                docs = {term: _document_frequency(conn, term) for term in terms}
+                eligible = [t for t in terms if docs[t] <= limit]
+                expected = set(sorted(eligible, key=lambda t: docs[t])[:rarest])
+                assert kept == [t for t in eligible if t in expected]  # the text's order, rarest kept
+            dropped = any(len(kept) < len(terms) for terms, kept in zip(lists, chosen, strict=True))
+            assert dropped == (limit < rules or rarest < max(len(terms) for terms in lists))
+        # A rulebook smaller than the floor keeps every word (but the rarest bound).
+        assert informative_terms(conn, lists, rarest=100) == lists
+
+
+@pytest.mark.parametrize("rarest", [lexical.RAREST_TERMS, None])
+def test_lexical_search_takes_any_text_as_data(store: RulebookStore, rarest: int | None) -> None:  # noqa: F811
+    store.sync(read_rulebook(ROOT / "rulebook"), author="test", reason="seed")
+    texts = ['"quoted" words "unbalanced', "safety NEAR(privacy harm, 2) AND NOT OR honesty*", "a* OR b* -c ^d",
+             "col : honesty", "(((privacy)))", "Größe der Daten, données personnelles", "個人情報 とは 数据隐私",
+             "privacy'); DROP TABLE rule_fts; --", "", "   ", "!!!", "\x00 \\ % _ ? :q0"]
+    with store.engine.connect() as conn:
+        hits = lexical.search_many(conn, texts, GROUPS, 5, rarest=rarest)
+        assert len(hits) == len(texts) and all(len(per_text) == len(GROUPS) for per_text in hits)
+        assert any(hits[1]) and any(hits[7])  # words inside operators and punctuation are still searched
+        assert hits[8] == hits[9] == hits[10] == [[], [], []]
+        assert int(conn.execute(text("SELECT count(*) FROM rule_fts")).scalar_one()) > 0
 
 
 def test_query_vectors_is_query_vector_per_vector(default_rulebook: Rulebook) -> None:
