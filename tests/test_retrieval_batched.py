@@ -24,8 +24,7 @@ from judge.retrieval.index import Hit
 from judge.rulebook import Rulebook
 from judge.rules.model import Layer, Pair, Response
 from judge.rules.textio import read_rulebook
-from judge.store import RulebookStore
-from judge.store import lexical
+from judge.store import RulebookStore, lexical
 from judge.store.lexical import informative_terms, query_terms
 from judge.testing import hash_rulebook
 from tests.test_retrieval_quality import store  # noqa: F401  (the SQLite / PostgreSQL store fixture)
@@ -104,7 +103,7 @@ def test_informative_terms_drop_common_words_and_keep_the_rarest(store: Rulebook
     lists = [query_terms(t) for t in texts] + [[]]
     with store.engine.connect() as conn:
         rules = int(conn.execute(text("SELECT count(*) FROM rule_fts")).scalar_one())
-        for rarest, fraction, floor in ((3, 0.1, 2), (5, 0.02, 0), (100, 0.5, 1000)):
+        for rarest, fraction, floor in ((3, 0.1, 2), (5, 0.02, 0), (None, 0.1, 2), (None, 0.5, 1000)):
             chosen = informative_terms(conn, lists, rarest=rarest, fraction=fraction, floor=floor)
             limit = int(max(floor, rules * fraction))
             for terms, kept in zip(lists, chosen, strict=True):
@@ -113,19 +112,20 @@ def test_informative_terms_drop_common_words_and_keep_the_rarest(store: Rulebook
                 expected = set(sorted(eligible, key=lambda t: docs[t])[:rarest])
                 assert kept == [t for t in eligible if t in expected]  # the text's order, rarest kept
             dropped = any(len(kept) < len(terms) for terms, kept in zip(lists, chosen, strict=True))
-            assert dropped == (limit < rules or rarest < max(len(terms) for terms in lists))
-        # A rulebook smaller than the floor keeps every word (but the rarest bound).
-        assert informative_terms(conn, lists, rarest=100) == lists
+            assert dropped == (limit < rules or rarest is not None)
+        # A rulebook smaller than the floor keeps every word (by default).
+        assert informative_terms(conn, lists) == lists
 
 
-@pytest.mark.parametrize("rarest", [lexical.RAREST_TERMS, None])
-def test_lexical_search_takes_any_text_as_data(store: RulebookStore, rarest: int | None) -> None:  # noqa: F811
+@pytest.mark.parametrize(("informative", "rarest", "floor"), [(True, None, 0), (True, 2, 0), (False, None, 0)])
+def test_lexical_search_takes_any_text_as_data(store: RulebookStore,  # noqa: F811
+                                               informative: bool, rarest: int | None, floor: int) -> None:
     store.sync(read_rulebook(ROOT / "rulebook"), author="test", reason="seed")
     texts = ['"quoted" words "unbalanced', "safety NEAR(privacy harm, 2) AND NOT OR honesty*", "a* OR b* -c ^d",
              "col : honesty", "(((privacy)))", "Größe der Daten, données personnelles", "個人情報 とは 数据隐私",
              "privacy'); DROP TABLE rule_fts; --", "", "   ", "!!!", "\x00 \\ % _ ? :q0"]
     with store.engine.connect() as conn:
-        hits = lexical.search_many(conn, texts, GROUPS, 5, rarest=rarest)
+        hits = lexical.search_many(conn, texts, GROUPS, 5, informative=informative, rarest=rarest, floor=floor)
         assert len(hits) == len(texts) and all(len(per_text) == len(GROUPS) for per_text in hits)
         assert any(hits[1]) and any(hits[7])  # words inside operators and punctuation are still searched
         assert hits[8] == hits[9] == hits[10] == [[], [], []]
@@ -165,7 +165,7 @@ def test_batched_retrieval_returns_what_per_text_retrieval_returns(default_ruleb
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     rulebook = default_rulebook
     rulebook.sync_index()
-    cases = [(pair, ()) for pair in _pairs()]
+    cases: list[tuple[Pair, tuple[str, ...]]] = [(pair, ()) for pair in _pairs()]
     cases.append((cases[0][0], ("spec/avoid-sycophancy", "ruling/modelspec-adapt-length-in-voice-mode-ex1-c1-r1r2")))
 
     index = rulebook.index

@@ -15,12 +15,15 @@ to the most informative ones, OR-ed: a rule matching more and rarer words ranks 
 ts_rank) costs per row matching *any* query word, so a word found in most rules would make every query score
 most of the rulebook while adding almost nothing to the ranking. Before scoring, one statement reads each
 word's document frequency from the index itself (a count of its matches, stopped at the threshold): words in
-more than `COMMON_FRACTION` of the rules (and more than `COMMON_FLOOR` rules) are dropped as stop-word-like,
-and of the rest the `RAREST_TERMS` rarest are searched for. A text whose words are all that common gets no
-lexical hits. The rows scored per text are therefore at most about
-``RAREST_TERMS * max(COMMON_FLOOR, COMMON_FRACTION * rules)``, whatever the text. `search_many` answers several texts, each among several
-groups of layers, in one statement: each text is matched and scored once (a row's score does not depend on the
-layer filter), and the best rows of each group taken from those, exactly as `search` ranks them.
+more than `COMMON_FRACTION` of the rules (and more than `COMMON_FLOOR` rules) are dropped as stop-word-like
+(optionally, only the `RAREST_TERMS` rarest of the rest are kept). A text whose words are all that common gets
+no lexical hits. The rows scored per text are therefore at most about
+``MAX_TERMS * max(COMMON_FLOOR, COMMON_FRACTION * rules)``, whatever the text; a rulebook of at most
+`COMMON_FLOOR` rules is searched exactly as without the bound.
+
+`search_many` answers several texts, each among several groups of layers, in one statement: each text is
+matched and scored once (a row's score does not depend on the layer filter), and the best rows of each group
+taken from those, exactly as `search` ranks them.
 """
 
 from __future__ import annotations
@@ -35,13 +38,14 @@ from sqlalchemy import Connection, text
 
 from judge.rules.model import Layer, Rule
 
-__all__ = ["COMMON_FLOOR", "COMMON_FRACTION", "MAX_TERMS", "RAREST_TERMS", "fts_rowid", "informative_terms", "lexical_body", "query_terms", "rebuild", "replace_rows", "search",
-           "search_many", "table_exists"]
+__all__ = ["COMMON_FLOOR", "COMMON_FRACTION", "MAX_TERMS", "RAREST_TERMS", "fts_rowid", "informative_terms",
+           "lexical_body", "query_terms", "rebuild", "replace_rows", "search", "search_many", "table_exists"]
 
 #: At most this many words of a query text are searched for (bounds the cost of a long response).
 MAX_TERMS = 32
-#: Of those, at most this many - the rarest in the rulebook - are searched for (`informative_terms`).
-RAREST_TERMS = 16
+#: Of those, at most this many - the rarest in the rulebook - are searched for; None: no such bound (the
+#: default: keeping only a text's 16 rarest words lowered recall on the retrieval quality benchmark).
+RAREST_TERMS: int | None = None
 #: A word in more than this fraction of the binding rules (and in more than `COMMON_FLOOR` of them) is dropped.
 COMMON_FRACTION = 0.1
 #: Words in at most this many rules are never dropped as common: a small rulebook is searched as before.
@@ -137,10 +141,11 @@ def _fts5_phrase(term: str) -> str:
     return '"' + term.replace('"', '""') + '"'
 
 
-def informative_terms(conn: Connection, term_lists: Sequence[Sequence[str]], *, rarest: int = RAREST_TERMS,
+def informative_terms(conn: Connection, term_lists: Sequence[Sequence[str]], *, rarest: int | None = RAREST_TERMS,
                       fraction: float = COMMON_FRACTION, floor: int = COMMON_FLOOR) -> list[list[str]]:
     """The most informative words of each list: those in at most ``max(floor, fraction * rules)`` binding
-    rules, the ``rarest`` rarest of them (ties: first in the list first), in their original order.
+    rules (with ``rarest``, only the ``rarest`` rarest of those; ties: first in the list first), in their
+    original order.
 
     The document frequencies come from the full-text index in one statement (FTS5 match counts on SQLite,
     GIN-indexed ``@@`` counts on PostgreSQL); each count stops at the threshold, so a common word costs at
@@ -165,15 +170,16 @@ def informative_terms(conn: Connection, term_lists: Sequence[Sequence[str]], *, 
     for terms in term_lists:
         kept = [t for t in terms if docs[t] < limit]
         keep = set(sorted(kept, key=lambda t: docs[t])[:rarest])  # a stable sort: ties keep the text's order
+        # (a slice to None keeps them all)
         chosen.append([t for t in kept if t in keep])
     return chosen
 
 
 def search_many(conn: Connection, queries: Sequence[str], groups: Sequence[Collection[Layer]], k: int, *,
-                exclude: Collection[str] = (), rarest: int | None = RAREST_TERMS,
+                exclude: Collection[str] = (), informative: bool = True, rarest: int | None = RAREST_TERMS,
                 fraction: float = COMMON_FRACTION, floor: int = COMMON_FLOOR) -> list[list[list[tuple[str, float]]]]:
     """`search` for every query text and every group of layers, in one SQL statement (after the one that
-    picks each text's `informative_terms`; ``rarest=None`` searches for all of a text's words).
+    picks each text's `informative_terms`; ``informative=False`` searches for all of a text's words).
 
     Returns ``result[i][g]``: the hits of ``queries[i]`` among the layers of ``groups[g]``, exactly what
     ``search(conn, queries[i], groups[g], k)`` returns. Each text is matched once, whatever the number of
@@ -190,7 +196,7 @@ def search_many(conn: Connection, queries: Sequence[str], groups: Sequence[Colle
     parts: list[str] = []
     params: dict[str, Any] = {"fetch": fetch}
     all_terms = [query_terms(query) for query in queries]
-    if rarest is not None:
+    if informative:
         all_terms = informative_terms(conn, all_terms, rarest=rarest, fraction=fraction, floor=floor)
     for i, terms in enumerate(all_terms):
         if not terms:
