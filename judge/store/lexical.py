@@ -157,7 +157,10 @@ def informative_terms(conn: Connection, term_lists: Sequence[Sequence[str]], *, 
     sqlite = conn.dialect.name == "sqlite"
     # FTS5 keeps one row per document in its docsize table: counting it is a b-tree count, not a scan.
     total = "SELECT count(*) AS n FROM rule_fts_docsize" if sqlite else "SELECT count(*) AS n FROM rule_fts"
-    cap = f"(SELECT CAST({'max' if sqlite else 'greatest'}(:floor, n * :fraction) AS INTEGER) + 1 FROM total)"
+    # The threshold rounded down on both (SQLite's CAST truncates, PostgreSQL's rounds).
+    threshold = "CAST(max(:floor, n * :fraction) AS INTEGER)" if sqlite else \
+        "CAST(floor(greatest(:floor, n * :fraction)) AS INTEGER)"
+    cap = f"(SELECT {threshold} + 1 FROM total)"
     match = "rule_fts WHERE rule_fts MATCH :t{i}" if sqlite else "rule_fts WHERE tsv @@ to_tsquery('english', :t{i})"
     counts = ", ".join(f"(SELECT count(*) FROM (SELECT 1 FROM {match.format(i=i)} LIMIT {cap}) AS c{i}) AS d{i}"
                        for i in range(len(distinct)))
