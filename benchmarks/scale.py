@@ -8,7 +8,7 @@ Grows one rulebook (SQL system of record + embedded Chroma index) through checkp
 * index sync throughput - `Rulebook.sync_index` (pages through the change log, embeds, upserts);
 * retrieval latency p50/p99 - index only (precomputed query vectors) with and without a layer filter, and
   the full `Rulebook.retrieve` (constitution + spec + rulings, SQL fetch of the hits, precedence order), and
-  its full-text part alone (a pair's three texts, one statement);
+  its full-text part alone (a pair's three texts: word frequencies, then the search);
 * the index queries and full-text statements one `Rulebook.retrieve` makes;
 * SQL file size, index size on disk, resident and peak memory.
 

@@ -24,8 +24,8 @@ from judge.retrieval.index import Hit
 from judge.rulebook import Rulebook
 from judge.rules.model import Layer, Pair, Response
 from judge.rules.textio import read_rulebook
-from judge.store import RulebookStore
-from judge.store.lexical import query_terms
+from judge.store import RulebookStore, lexical
+from judge.store.lexical import informative_terms, query_terms
 from judge.testing import hash_rulebook
 from tests.test_retrieval_quality import store  # noqa: F401  (the SQLite / PostgreSQL store fixture)
 
@@ -36,8 +36,8 @@ GROUPS: list[tuple[Layer, ...]] = [(Layer.CONSTITUTION, Layer.SPEC), (Layer.RULI
 def per_text_search(conn: Connection, query: str, layers: Collection[Layer], k: int,
                     exclude: Collection[str] = ()) -> list[tuple[str, float]]:
     """The full-text search of one text among some layers, one statement each (the layer filtered in the
-    match on SQLite, in the WHERE clause on PostgreSQL)."""
-    terms = query_terms(query)
+    match on SQLite, in the WHERE clause on PostgreSQL), with the text's informative words."""
+    terms = informative_terms(conn, [query_terms(query)])[0]
     if k <= 0 or not terms or not layers:
         return []
     fetch = k + len(exclude)
@@ -88,6 +88,50 @@ def test_lexical_search_many_is_the_per_text_search(store: RulebookStore) -> Non
         assert any(hits for per_text in batched for hits in per_text) or k == 0
 
 
+def _document_frequency(conn: Connection, term: str) -> int:
+    """The binding rules a word matches, counted in full (no threshold)."""
+    if conn.dialect.name == "sqlite":
+        return int(conn.execute(text("SELECT count(*) FROM rule_fts WHERE rule_fts MATCH :m"),
+                                {"m": 'body : "' + term + '"'}).scalar_one())
+    return int(conn.execute(text("SELECT count(*) FROM rule_fts WHERE tsv @@ to_tsquery('english', :t)"),
+                            {"t": term}).scalar_one())
+
+
+def test_informative_terms_drop_common_words_and_keep_the_rarest(store: RulebookStore) -> None:  # noqa: F811
+    store.sync(read_rulebook(ROOT / "rulebook"), author="test", reason="seed")
+    texts = [t for pair in _pairs() for t in (pair.prompt, pair.response_a.text, pair.response_b.text)]
+    lists = [query_terms(t) for t in texts] + [[]]
+    with store.engine.connect() as conn:
+        rules = int(conn.execute(text("SELECT count(*) FROM rule_fts")).scalar_one())
+        for rarest, fraction, floor in ((3, 0.1, 2), (5, 0.02, 0), (None, 0.1, 2), (None, 0.5, 1000)):
+            chosen = informative_terms(conn, lists, rarest=rarest, fraction=fraction, floor=floor)
+            limit = int(max(floor, rules * fraction))
+            for terms, kept in zip(lists, chosen, strict=True):
+                docs = {term: _document_frequency(conn, term) for term in terms}
+                eligible = [t for t in terms if docs[t] <= limit]
+                expected = set(sorted(eligible, key=lambda t: docs[t])[:rarest])
+                assert kept == [t for t in eligible if t in expected]  # the text's order, rarest kept
+            dropped = any(len(kept) < len(terms) for terms, kept in zip(lists, chosen, strict=True))
+            assert dropped == (limit < rules or rarest is not None)
+        # A rulebook smaller than the floor keeps every word (by default).
+        assert informative_terms(conn, lists) == lists
+
+
+@pytest.mark.parametrize(("informative", "rarest", "floor"), [(True, None, 0), (True, 2, 0), (False, None, 0)])
+def test_lexical_search_takes_any_text_as_data(store: RulebookStore,  # noqa: F811
+                                               informative: bool, rarest: int | None, floor: int) -> None:
+    store.sync(read_rulebook(ROOT / "rulebook"), author="test", reason="seed")
+    texts = ['"quoted" words "unbalanced', "safety NEAR(privacy harm, 2) AND NOT OR honesty*", "a* OR b* -c ^d",
+             "col : honesty", "(((privacy)))", "Größe der Daten, données personnelles", "個人情報 とは 数据隐私",
+             "privacy'); DROP TABLE rule_fts; --", "", "   ", "!!!", "\x00 \\ % _ ? :q0"]
+    with store.engine.connect() as conn:
+        hits = lexical.search_many(conn, texts, GROUPS, 5, informative=informative, rarest=rarest, floor=floor)
+        assert len(hits) == len(texts) and all(len(per_text) == len(GROUPS) for per_text in hits)
+        assert any(hits[1]) and any(hits[7])  # words inside operators and punctuation are still searched
+        assert hits[8] == hits[9] == hits[10] == [[], [], []]
+        assert int(conn.execute(text("SELECT count(*) FROM rule_fts")).scalar_one()) > 0
+
+
 def test_query_vectors_is_query_vector_per_vector(default_rulebook: Rulebook) -> None:
     rulebook = default_rulebook
     index = rulebook.index
@@ -121,7 +165,7 @@ def test_batched_retrieval_returns_what_per_text_retrieval_returns(default_ruleb
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     rulebook = default_rulebook
     rulebook.sync_index()
-    cases = [(pair, ()) for pair in _pairs()]
+    cases: list[tuple[Pair, tuple[str, ...]]] = [(pair, ()) for pair in _pairs()]
     cases.append((cases[0][0], ("spec/avoid-sycophancy", "ruling/modelspec-adapt-length-in-voice-mode-ex1-c1-r1r2")))
 
     index = rulebook.index
@@ -148,9 +192,10 @@ def test_batched_retrieval_returns_what_per_text_retrieval_returns(default_ruleb
         statements.clear()
         batched.append(_view(rulebook, pair, exclude))
         # One query per collection (spec and rulings, whole texts and passages) for every text of the pair,
-        # plus the nearest rulings by the whole pair; one full-text statement for every text.
+        # plus the nearest rulings by the whole pair; one statement reading the document frequencies of all
+        # the texts' words and one full-text search for all of them.
         assert len(calls) <= 5 + (2 if pair.has_process() else 0), calls
-        assert len(statements) <= 1
+        assert len(statements) <= 2
 
     def per_vector(self: RuleIndex, vectors: np.ndarray, *, layer: Layer, k: int,
                    exclude: Collection[str] = (), active_only: bool = True,

@@ -10,10 +10,20 @@ and it is derived: `rebuild` recreates it from the current rule versions.
 * PostgreSQL: a table with a generated ``tsvector`` (English configuration) and a GIN index; ranked by
   ``ts_rank``.
 
-Queries are the distinct content words of a text (English stop words dropped, at most `MAX_TERMS`), OR-ed:
-a rule matching more and rarer words ranks higher. `search_many` answers several texts, each among several
-groups of layers, in one statement: each text is matched and scored once (a row's score does not depend on the
-layer filter), and the best rows of each group taken from those, exactly as `search` ranks them.
+Queries are the distinct content words of a text (English stop words dropped, at most `MAX_TERMS`), bounded
+to the most informative ones, OR-ed: a rule matching more and rarer words ranks higher. Scoring (bm25 /
+ts_rank) costs per row matching *any* query word, so a word found in most rules would make every query score
+most of the rulebook while adding almost nothing to the ranking. Before scoring, one statement reads each
+word's document frequency from the index itself (a count of its matches, stopped at the threshold): words in
+more than `COMMON_FRACTION` of the rules (and more than `COMMON_FLOOR` rules) are dropped as stop-word-like
+(optionally, only the `RAREST_TERMS` rarest of the rest are kept). A text whose words are all that common gets
+no lexical hits. The rows scored per text are therefore at most about
+``MAX_TERMS * max(COMMON_FLOOR, COMMON_FRACTION * rules)``, whatever the text; a rulebook of at most
+`COMMON_FLOOR` rules is searched exactly as without the bound.
+
+`search_many` answers several texts, each among several groups of layers, in one statement: each text is
+matched and scored once (a row's score does not depend on the layer filter), and the best rows of each group
+taken from those, exactly as `search` ranks them.
 """
 
 from __future__ import annotations
@@ -29,11 +39,18 @@ from sqlalchemy import Connection, text
 
 from judge.rules.model import Layer, Rule
 
-__all__ = ["MAX_TERMS", "fts_rowid", "lexical_body", "query_terms", "rebuild", "replace_rows", "search",
-           "search_many", "table_exists"]
+__all__ = ["COMMON_FLOOR", "COMMON_FRACTION", "MAX_TERMS", "RAREST_TERMS", "fts_rowid", "informative_terms",
+           "lexical_body", "query_terms", "rebuild", "replace_rows", "search", "search_many", "table_exists"]
 
 #: At most this many words of a query text are searched for (bounds the cost of a long response).
 MAX_TERMS = 32
+#: Of those, at most this many - the rarest in the rulebook - are searched for; None: no such bound (the
+#: default: keeping only a text's 16 rarest words lowered recall on the retrieval quality benchmark).
+RAREST_TERMS: int | None = None
+#: A word in more than this fraction of the binding rules (and in more than `COMMON_FLOOR` of them) is dropped.
+COMMON_FRACTION = 0.1
+#: Words in at most this many rules are never dropped as common: a small rulebook is searched as before.
+COMMON_FLOOR = 1000
 _WORD = re.compile(r"[^\W_]{2,}")
 
 
@@ -114,14 +131,58 @@ def rebuild(conn: Connection, rules: Iterable[Rule], *, batch: int = 1000) -> in
 
 def search(conn: Connection, query: str, layers: Collection[Layer], k: int, *,
            exclude: Collection[str] = ()) -> list[tuple[str, float]]:
-    """The ``k`` binding rules of ``layers`` that best match the words of ``query``, best first, as
+    """The ``k`` binding rules of ``layers`` that best match the informative words of ``query``, best first, as
     ``(rule id, score)`` with higher scores better (negated bm25 on SQLite, ts_rank on PostgreSQL)."""
     return search_many(conn, [query], [layers], k, exclude=exclude)[0][0]
 
 
+def _fts5_phrase(term: str) -> str:
+    """``term`` as an FTS5 string (a phrase): operators and punctuation inside it are plain text."""
+    return '"' + term.replace('"', '""') + '"'
+
+
+def informative_terms(conn: Connection, term_lists: Sequence[Sequence[str]], *, rarest: int | None = RAREST_TERMS,
+                      fraction: float = COMMON_FRACTION, floor: int = COMMON_FLOOR) -> list[list[str]]:
+    """The most informative words of each list: those in at most ``max(floor, fraction * rules)`` binding
+    rules (with ``rarest``, only the ``rarest`` rarest of those; ties: first in the list first), in their
+    original order.
+
+    The document frequencies come from the full-text index in one statement (FTS5 match counts on SQLite,
+    GIN-indexed ``@@`` counts on PostgreSQL); each count stops at the threshold, so a common word costs at
+    most the threshold's rows, never a scan of all its matches.
+    """
+    distinct = list(dict.fromkeys(term for terms in term_lists for term in terms))
+    if not distinct:
+        return [[] for _ in term_lists]
+    sqlite = conn.dialect.name == "sqlite"
+    # FTS5 keeps one row per document in its docsize table: counting it is a b-tree count, not a scan.
+    total = "SELECT count(*) AS n FROM rule_fts_docsize" if sqlite else "SELECT count(*) AS n FROM rule_fts"
+    # The threshold rounded down on both (SQLite's CAST truncates, PostgreSQL's rounds).
+    threshold = "CAST(max(:floor, n * :fraction) AS INTEGER)" if sqlite else \
+        "CAST(floor(greatest(:floor, n * :fraction)) AS INTEGER)"
+    cap = f"(SELECT {threshold} + 1 FROM total)"
+    match = "rule_fts WHERE rule_fts MATCH :t{i}" if sqlite else "rule_fts WHERE tsv @@ to_tsquery('english', :t{i})"
+    counts = ", ".join(f"(SELECT count(*) FROM (SELECT 1 FROM {match.format(i=i)} LIMIT {cap}) AS c{i}) AS d{i}"
+                       for i in range(len(distinct)))
+    params: dict[str, Any] = {"floor": floor, "fraction": fraction}
+    params.update({f"t{i}": "body : " + _fts5_phrase(term) if sqlite else term for i, term in enumerate(distinct)})
+    row = conn.execute(text(f"WITH total AS ({total}) SELECT {cap} AS cap, {counts}"), params).one()
+    limit = int(row.cap)
+    docs = {term: int(row[i + 1]) for i, term in enumerate(distinct)}
+    chosen: list[list[str]] = []
+    for terms in term_lists:
+        kept = [t for t in terms if docs[t] < limit]
+        keep = set(sorted(kept, key=lambda t: docs[t])[:rarest])  # a stable sort: ties keep the text's order
+        # (a slice to None keeps them all)
+        chosen.append([t for t in kept if t in keep])
+    return chosen
+
+
 def search_many(conn: Connection, queries: Sequence[str], groups: Sequence[Collection[Layer]], k: int, *,
-                exclude: Collection[str] = ()) -> list[list[list[tuple[str, float]]]]:
-    """`search` for every query text and every group of layers, in one SQL statement.
+                exclude: Collection[str] = (), informative: bool = True, rarest: int | None = RAREST_TERMS,
+                fraction: float = COMMON_FRACTION, floor: int = COMMON_FLOOR) -> list[list[list[tuple[str, float]]]]:
+    """`search` for every query text and every group of layers, in one SQL statement (after the one that
+    picks each text's `informative_terms`; ``informative=False`` searches for all of a text's words).
 
     Returns ``result[i][g]``: the hits of ``queries[i]`` among the layers of ``groups[g]``, exactly what
     ``search(conn, queries[i], groups[g], k)`` returns. Each text is matched once, whatever the number of
@@ -129,18 +190,22 @@ def search_many(conn: Connection, queries: Sequence[str], groups: Sequence[Colle
     the best ``k`` of each group taken from them, so a pair's texts cost one full-text scan each.
     """
     found: list[list[list[tuple[str, float]]]] = [[[] for _ in groups] for _ in queries]
+    if k <= 0:
+        return found
     fetch = k + len(exclude)
     names = [sorted(Layer(layer).value for layer in layers) for layers in groups]
     sqlite = conn.dialect.name == "sqlite"
     ctes: list[str] = []
     parts: list[str] = []
     params: dict[str, Any] = {"fetch": fetch}
-    for i, query in enumerate(queries):
-        terms = query_terms(query)
-        if k <= 0 or not terms:
+    all_terms = [query_terms(query) for query in queries]
+    if informative:
+        all_terms = informative_terms(conn, all_terms, rarest=rarest, fraction=fraction, floor=floor)
+    for i, terms in enumerate(all_terms):
+        if not terms:
             continue
         if sqlite:
-            params[f"q{i}"] = "body : (" + " OR ".join('"' + t.replace('"', '""') + '"' for t in terms) + ")"
+            params[f"q{i}"] = "body : (" + " OR ".join(_fts5_phrase(t) for t in terms) + ")"
             ctes.append(f"m{i} AS MATERIALIZED (SELECT rule_id, layer, bm25(rule_fts, 0.0, 0.0, 1.0) AS score "
                         f"FROM rule_fts WHERE rule_fts MATCH :q{i})")
             order = "score, rule_id"
