@@ -179,7 +179,7 @@ def test_judge_compare_repeated_through_the_api_needs_no_retrieval(monkeypatch: 
         raise AssertionError("the index was opened")
 
     monkeypatch.setattr(index_layout, "make_client", refuse)
-    monkeypatch.setattr("judge.rulebook.make_embedder", lambda spec, **_k: RefusingEmbedder("hash:64", 64))
+    monkeypatch.setattr("judge.rulebook.embedder_for", lambda settings, **_k: RefusingEmbedder("hash:64", 64))
     again = api_compare("What is 2+2?", "4", "5", settings=settings, config=config)
     assert again.cached and again.cache_key == first.cache_key
     with pytest.raises(AssertionError, match="the index was opened|was asked to embed"):

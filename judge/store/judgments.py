@@ -103,8 +103,14 @@ class JudgmentStore:
                 write()
 
     def _insert(self, verdict: Verdict, pair: Pair | None, exclude: Sequence[str], request_key: str | None) -> None:
+        # Read first, outside the write: a read inside it would make SQLite's lock upgrade fail at once under a
+        # concurrent writer instead of waiting out the busy timeout. A request noted twice is harmless.
+        if request_key is not None:
+            with self.engine.connect() as conn:
+                if self._requested_key(request_key, conn) == verdict.cache_key:
+                    request_key = None
         with self.engine.begin() as conn:
-            if request_key is not None and self._requested_key(request_key, conn) != verdict.cache_key:
+            if request_key is not None:
                 conn.execute(insert(JudgmentRequestRow).values(request_key=request_key, cache_key=verdict.cache_key,
                                                                created_at=datetime.now(UTC)))
             conn.execute(insert(JudgmentRow).values(
