@@ -35,7 +35,7 @@ from collections.abc import Collection, Iterable, Sequence
 from importlib import resources
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Integer, Select, bindparam, column, func, literal_column, select, text, union_all
 
 from judge.rules.model import Layer, Rule
 
@@ -141,6 +141,14 @@ def _fts5_phrase(term: str) -> str:
     return '"' + term.replace('"', '""') + '"'
 
 
+_CAP_SQLITE = "SELECT CAST(max(:floor, count(*) * :fraction) AS INTEGER) + 1 AS cap FROM rule_fts_docsize"
+_CAP_POSTGRES = "SELECT CAST(floor(greatest(:floor, count(*) * :fraction)) AS INTEGER) + 1 AS cap FROM rule_fts"
+# One word's matches, stopped at the threshold (``capped`` is the statement's common table expression).
+_COUNT_SQLITE = "SELECT 1 AS one FROM rule_fts WHERE rule_fts MATCH :t LIMIT (SELECT cap FROM capped)"
+_COUNT_POSTGRES = ("SELECT 1 AS one FROM rule_fts WHERE tsv @@ to_tsquery('english', :t) "
+                   "LIMIT (SELECT cap FROM capped)")
+
+
 def informative_terms(conn: Connection, term_lists: Sequence[Sequence[str]], *, rarest: int | None = RAREST_TERMS,
                       fraction: float = COMMON_FRACTION, floor: int = COMMON_FLOOR) -> list[list[str]]:
     """The most informative words of each list: those in at most ``max(floor, fraction * rules)`` binding
@@ -155,18 +163,15 @@ def informative_terms(conn: Connection, term_lists: Sequence[Sequence[str]], *, 
     if not distinct:
         return [[] for _ in term_lists]
     sqlite = conn.dialect.name == "sqlite"
-    # FTS5 keeps one row per document in its docsize table: counting it is a b-tree count, not a scan.
-    total = "SELECT count(*) AS n FROM rule_fts_docsize" if sqlite else "SELECT count(*) AS n FROM rule_fts"
-    # The threshold rounded down on both (SQLite's CAST truncates, PostgreSQL's rounds).
-    threshold = "CAST(max(:floor, n * :fraction) AS INTEGER)" if sqlite else \
-        "CAST(floor(greatest(:floor, n * :fraction)) AS INTEGER)"
-    cap = f"(SELECT {threshold} + 1 FROM total)"
-    match = "rule_fts WHERE rule_fts MATCH :t{i}" if sqlite else "rule_fts WHERE tsv @@ to_tsquery('english', :t{i})"
-    counts = ", ".join(f"(SELECT count(*) FROM (SELECT 1 FROM {match.format(i=i)} LIMIT {cap}) AS c{i}) AS d{i}"
-                       for i in range(len(distinct)))
-    params: dict[str, Any] = {"floor": floor, "fraction": fraction}
-    params.update({f"t{i}": "body : " + _fts5_phrase(term) if sqlite else term for i, term in enumerate(distinct)})
-    row = conn.execute(text(f"WITH total AS ({total}) SELECT {cap} AS cap, {counts}"), params).one()
+    # FTS5 keeps one row per document in its docsize table: counting it is a b-tree count, not a scan. The
+    # threshold is rounded down on both (SQLite's CAST truncates, PostgreSQL's rounds).
+    capped = text(_CAP_SQLITE if sqlite else _CAP_POSTGRES).bindparams(floor=floor, fraction=fraction) \
+        .columns(column("cap", Integer)).cte("capped")
+    counted = _COUNT_SQLITE if sqlite else _COUNT_POSTGRES
+    counts = [select(func.count()).select_from(
+        text(counted).bindparams(bindparam("t", "body : " + _fts5_phrase(term) if sqlite else term, unique=True))
+        .columns(column("one")).subquery()).scalar_subquery().label("d" + str(i)) for i, term in enumerate(distinct)]
+    row = conn.execute(select(capped.c.cap, *counts).select_from(capped)).one()
     limit = int(row.cap)
     docs = {term: int(row[i + 1]) for i, term in enumerate(distinct)}
     chosen: list[list[str]] = []
@@ -176,6 +181,17 @@ def informative_terms(conn: Connection, term_lists: Sequence[Sequence[str]], *, 
         # (a slice to None keeps them all)
         chosen.append([t for t in kept if t in keep])
     return chosen
+
+
+# The rows a text matches, scored once (bm25 is lower-is-better; ts_rank higher-is-better).
+_MATCH_SQLITE = ("SELECT rule_id, layer, bm25(rule_fts, 0.0, 0.0, 1.0) AS score FROM rule_fts "
+                 "WHERE rule_fts MATCH :q")
+_MATCH_POSTGRES = ("SELECT rule_id, layer, ts_rank(tsv, query) AS score "
+                   "FROM rule_fts, to_tsquery('english', :q) AS query WHERE tsv @@ query")
+
+
+def _best_first(columns: Any, sqlite: bool) -> list[Any]:
+    return [columns.score, columns.rule_id] if sqlite else [columns.score.desc(), columns.rule_id]
 
 
 def search_many(conn: Connection, queries: Sequence[str], groups: Sequence[Collection[Layer]], k: int, *,
@@ -195,39 +211,32 @@ def search_many(conn: Connection, queries: Sequence[str], groups: Sequence[Colle
     fetch = k + len(exclude)
     names = [sorted(Layer(layer).value for layer in layers) for layers in groups]
     sqlite = conn.dialect.name == "sqlite"
-    ctes: list[str] = []
-    parts: list[str] = []
-    params: dict[str, Any] = {"fetch": fetch}
     all_terms = [query_terms(query) for query in queries]
     if informative:
         all_terms = informative_terms(conn, all_terms, rarest=rarest, fraction=fraction, floor=floor)
+    parts: list[Select[Any]] = []
     for i, terms in enumerate(all_terms):
         if not terms:
             continue
-        if sqlite:
-            params[f"q{i}"] = "body : (" + " OR ".join(_fts5_phrase(t) for t in terms) + ")"
-            ctes.append(f"m{i} AS MATERIALIZED (SELECT rule_id, layer, bm25(rule_fts, 0.0, 0.0, 1.0) AS score "
-                        f"FROM rule_fts WHERE rule_fts MATCH :q{i})")
-            order = "score, rule_id"
-        else:
-            params[f"q{i}"] = " | ".join(terms)
-            ctes.append(f"m{i} AS MATERIALIZED (SELECT rule_id, layer, ts_rank(tsv, q) AS score FROM rule_fts, "
-                        f"to_tsquery('english', :q{i}) AS q WHERE tsv @@ q)")
-            order = "score DESC, rule_id"
+        expression = "body : (" + " OR ".join(_fts5_phrase(t) for t in terms) + ")" if sqlite else " | ".join(terms)
+        matched = text(_MATCH_SQLITE if sqlite else _MATCH_POSTGRES) \
+            .bindparams(bindparam("q", expression, unique=True)) \
+            .columns(column("rule_id"), column("layer"), column("score")) \
+            .cte("m" + str(i)).prefix_with("MATERIALIZED")
         for g, layer_names in enumerate(names):
             if not layer_names:
                 continue
-            in_layers = ", ".join(f":l{g}_{j}" for j in range(len(layer_names)))
-            params.update({f"l{g}_{j}": name for j, name in enumerate(layer_names)})
+            best = select(matched.c.rule_id, matched.c.score).where(matched.c.layer.in_(layer_names)) \
+                .order_by(*_best_first(matched.c, sqlite)).limit(fetch).subquery("s" + str(i) + "_" + str(g))
             # The best rows of one group, numbered in the database's own order (its collation breaks ties).
-            parts.append(f"SELECT {i} AS q, {g} AS g, rule_id, score, row_number() OVER (ORDER BY {order}) AS n "
-                         f"FROM (SELECT rule_id, score FROM m{i} WHERE layer IN ({in_layers}) "
-                         f"ORDER BY {order} LIMIT :fetch) AS s{i}_{g}")
+            parts.append(select(literal_column(str(i)).label("q"), literal_column(str(g)).label("g"),
+                                best.c.rule_id, best.c.score,
+                                func.row_number().over(order_by=_best_first(best.c, sqlite)).label("n")))
     if not parts:
         return found
-    statement = "WITH " + ", ".join(ctes) + " SELECT q, g, rule_id, score FROM (" + " UNION ALL ".join(parts) + \
-        ") AS hits ORDER BY q, g, n"
-    for row in conn.execute(text(statement), params):
+    union = union_all(*parts).subquery("hits")
+    statement = select(union.c.q, union.c.g, union.c.rule_id, union.c.score).order_by(union.c.q, union.c.g, union.c.n)
+    for row in conn.execute(statement):
         # bm25 is lower-is-better: negated, so that higher is better as with ts_rank.
         found[row.q][row.g].append((row.rule_id, -float(row.score) if sqlite else float(row.score)))
     excluded = set(exclude)
