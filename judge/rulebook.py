@@ -38,6 +38,7 @@ from judge.caselaw.impact import ImpactReport, impact
 from judge.caselaw.rulings import CaseLaw
 from judge.caselaw.writes import RulingWrites
 from judge.errors import RulebookError
+from judge.retrieval.case_exemplars import exemplar_fingerprint
 from judge.retrieval.embedder import Embedder, embedder_for
 from judge.retrieval.fusion import RetrievalConfig
 from judge.retrieval.index import INDEX_SCHEMA_VERSION, DeferredClient, RuleIndex
@@ -298,13 +299,17 @@ class Rulebook(RulingWrites):
 
     def retrieval_settings(self) -> dict[str, Any]:
         """What decides what `retrieve` returns besides the pair and the rulebook version, as plain data: the
-        retrieval configuration, the embedder and the index layout (the index itself is derived from the
-        rulebook version). Read without opening the index or loading the embedding model."""
+        retrieval configuration, the embedder, the index layout (the index itself is derived from the
+        rulebook version) and, when test cases guide retrieval, the state of the accepted cases. Read without
+        opening the index or loading the embedding model."""
         index = self.index
-        return {"config": dataclasses.asdict(self.retriever.config),
+        config = self.retriever.config
+        cases = (exemplar_fingerprint(self.store.engine, index.embedder.name)
+                 if index is not None and config.fused and config.cases else None)
+        return {"config": dataclasses.asdict(config),
                 "embedder": index.embedder.name if index is not None else None,
                 "collection": index.collection_name if index is not None else None,
-                "index_schema": INDEX_SCHEMA_VERSION}
+                "index_schema": INDEX_SCHEMA_VERSION, "cases": cases}
 
     def retrieve(self, pair: Pair, *, k: int = 5, k_rulings: int | None = None, k_process: int = 3,
                  exclude: Sequence[str] = (), precedent_threshold: float | None = None) -> Retrieval:

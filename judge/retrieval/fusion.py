@@ -1,9 +1,10 @@
 """How rankings are combined: the retrieval configuration and reciprocal rank fusion.
 
 A pair is searched several ways - dense (embedding) search with the prompt, with each response and with all
-three together; lexical (full-text) search with the prompt and with each response - and each search ranks
-rules. `reciprocal_rank_fusion` combines the rankings: a rule scores ``sum(1 / (k + rank))`` over the rankings
-it appears in, so a rule near the top of several rankings beats one at the top of one. RRF needs no score
+three together; lexical (full-text) search with the prompt and with each response; the accepted test cases
+nearest the prompt, voting for the entries they test - and each search ranks rules.
+`reciprocal_rank_fusion` combines the rankings: a rule scores ``sum(1 / (k + rank))`` over the rankings it
+appears in, so a rule near the top of several rankings beats one at the top of one. RRF needs no score
 calibration between dense cosines and bm25, which live on unrelated scales.
 
 Pure: rankings in, scores out.
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from judge.retrieval.exemplars import EXEMPLAR_K
 
 __all__ = ["RRF_K", "RetrievalConfig", "reciprocal_rank_fusion"]
 
@@ -31,22 +34,32 @@ class RetrievalConfig:
         fused: rank by reciprocal rank fusion of every ranking, constitution and spec entries in one pool
             (``RetrievedRule.score`` is then the fused score); False ranks by cosine of the joint query only,
             as a dense-only retriever does.
+        cases: add a ranking of spec entries by the ``case_k`` accepted test cases nearest the prompt, each
+            voting for the entries it tests (see `judge.retrieval.exemplars`).
+        ruling_votes: add a ranking by the ``case_k`` active rulings nearest the pair, each voting for the
+            rules it cites (off by default: on the Model Spec sets it raised the constitution's recall but
+            lowered the whole pool's; see docs/benchmarks.md).
         depth: how many rules each ranking contributes to the fusion.
         rrf_k: the RRF constant.
+        case_k: how many nearest test cases, and how many nearest rulings, vote.
     """
 
     passages: bool = True
     lexical: bool = True
     split_queries: bool = True
     fused: bool = True
+    cases: bool = True
+    ruling_votes: bool = False
     depth: int = 30
     rrf_k: int = RRF_K
+    case_k: int = EXEMPLAR_K
 
     @classmethod
     def dense_whole(cls) -> RetrievalConfig:
         """One dense search with prompt + responses against each rule's whole text (the first ~256 word
         pieces the embedder reads), ranked by cosine: the configuration before passages and fusion."""
-        return cls(passages=False, lexical=False, split_queries=False, fused=False)
+        return cls(passages=False, lexical=False, split_queries=False, fused=False, cases=False,
+                   ruling_votes=False)
 
     @classmethod
     def named(cls, name: str) -> RetrievalConfig:
@@ -65,6 +78,10 @@ class RetrievalConfig:
         parts = ["passages" if self.passages else "whole texts",
                  "+ lexical" if self.lexical else "dense only",
                  "split queries" if self.split_queries else "joint query"]
+        if self.cases:
+            parts.append("+ test cases")
+        if self.ruling_votes:
+            parts.append("+ rulings' citations")
         return "RRF: " + ", ".join(parts)
 
 

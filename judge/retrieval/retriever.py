@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from judge.retrieval.exemplars import tally, vote
 from judge.retrieval.fusion import reciprocal_rank_fusion
 from judge.retrieval.index import Hit, LayerTable, RuleIndex
 from judge.retrieval.synced import EMBED_MEMO as EMBED_MEMO
@@ -204,7 +205,8 @@ class Retriever(SyncedIndex):
         """Scores by reciprocal rank fusion (see `judge.retrieval.fusion`).
 
         Rankings: dense search with the joint query and, with ``split_queries``, with the prompt and each
-        response alone; lexical search with the same texts. Constitution rules and spec entries are ranked in
+        response alone; lexical search with the same texts; with ``cases`` / ``ruling_votes``, the rules named
+        by the decided cases nearest the pair (`_case_votes`). Constitution rules and spec entries are ranked in
         one pool (the constitution scores like any rule, rather than being shown whatever the pair); rulings
         in another. Returns every binding constitution rule (scored, 0 when no ranking listed it), the top-k
         spec entries and top rulings by fused score, and the fused and cosine scores.
@@ -247,6 +249,9 @@ class Retriever(SyncedIndex):
                 pool.append([rid for rid, _ in per_group[0]])
                 if n_rulings > 0:
                     rulings.append([rid for rid, _ in per_group[1]])
+        if config.cases or config.ruling_votes:
+            pool.extend(self._case_votes(index, version, pair, vector, ruling_lists[0] if ruling_lists else None,
+                                         exclude, depth))
         if pair.has_process() and k_process > 0:
             process_vector = self._query_vector(index, _process_text(pair))
             pool.append([h.rule_id for h in note(self._search(index, version, process_vector, Layer.SPEC,
@@ -278,6 +283,32 @@ class Retriever(SyncedIndex):
         for rid, value in sorted(ruling_scores.items(), key=lambda item: (-item[1], item[0]))[:n_rulings]:
             scores[rid] = value
         return scores, similarity
+
+    def _case_votes(self, index: RuleIndex, version: str, pair: Pair, vector: np.ndarray,
+                    ruling_hits: list[Hit] | None, exclude: Sequence[str], depth: int) -> list[list[str]]:
+        """Rankings from decided cases (see `judge.retrieval.exemplars`): with ``cases``, the spec entries tested
+        by the accepted test cases nearest the prompt; with ``ruling_votes``, the spec entries and constitution
+        rules cited by the active rulings nearest the pair (``ruling_hits``: those already found with the joint
+        query, else searched)."""
+        config = self.config
+        rankings = []
+        exemplars = self._case_exemplars(index) if config.cases else None
+        if exemplars is not None and len(exemplars) and pair.prompt.strip():  # cases are prompts
+            prompt_vector = self._embed_memo(index, [pair.prompt])
+            rankings.append(vote(exemplars, prompt_vector, k=config.case_k, exclude=exclude)[0][:depth])
+        if not config.ruling_votes:
+            return rankings
+        if ruling_hits is None:
+            ruling_hits = self._search(index, version, vector, Layer.RULING, config.case_k, exclude,
+                                       use_passages=config.passages)
+        nearest = ruling_hits[:config.case_k]
+        rulings = self._rules_at(version, [h.rule_id for h in nearest])
+        cited = [(h.score, [c for c in rulings[h.rule_id].case.cites  # type: ignore[union-attr]
+                            if not c.startswith(Layer.RULING.value + "/")])
+                 for h in nearest if h.rule_id in rulings and rulings[h.rule_id].case is not None]
+        if cited:
+            rankings.append(tally(cited, exclude=exclude)[:depth])
+        return rankings
 
     def _bound_by(self, index: RuleIndex, pair: Pair, query: np.ndarray, rulings: Sequence[Rule],
                   threshold: float) -> list[Precedent]:

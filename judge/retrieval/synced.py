@@ -15,6 +15,8 @@ import numpy as np
 
 from judge._iter import batched
 from judge.errors import IndexSchemaError, IndexStaleError, RulebookError
+from judge.retrieval.case_exemplars import exemplar_fingerprint, read_exemplars
+from judge.retrieval.exemplars import Exemplars
 from judge.retrieval.fusion import RetrievalConfig
 from judge.retrieval.index import LayerTable, RuleIndex
 from judge.rules.model import EMPTY_RULEBOOK_VERSION, Layer, Rule
@@ -57,6 +59,8 @@ class SyncedIndex:
         self._rules_seen: tuple[str, dict[str, Rule]] = ("", {})
         # Small layers held in memory at one rulebook version (None: the layer is searched in the index).
         self._tables: dict[Layer, tuple[str, LayerTable | None]] = {}
+        # The accepted test cases as exemplars, read again when their fingerprint in SQL moves.
+        self._exemplars: Exemplars | None = None
 
     def get(self, rule_id: str, version: int | None = None) -> Rule:
         """A rule's latest (or given) version, from the store."""
@@ -132,6 +136,17 @@ class SyncedIndex:
                     self.sync_index()
             self._verified = (version, self.store.count(Layer.CONSTITUTION, active_only=True))
         return index
+
+    def _case_exemplars(self, index: RuleIndex) -> Exemplars:
+        """The accepted test cases with their vectors under the index's embedder, read from SQL once and again
+        only when a case is added, reviewed or embedded (one fingerprint statement a call)."""
+        embedder = index.embedder
+        cached = self._exemplars
+        if cached is not None and cached.fingerprint == exemplar_fingerprint(self.store.engine, embedder.name):
+            return cached
+        self._exemplars = read_exemplars(self.store.engine, embedder.name, embedder.dim)
+        log.info("%d accepted test case(s) read as retrieval exemplars", len(self._exemplars))
+        return self._exemplars
 
     def _rules_at(self, version: str, ids: Sequence[str]) -> dict[str, Rule]:
         """`RulebookStore.get_many`, remembering what was read at ``version`` (every retrieval fetches the

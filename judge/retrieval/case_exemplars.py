@@ -1,0 +1,80 @@
+"""The accepted test cases as retrieval exemplars: each case's stored embedding and the spec entries it tests.
+
+Read from the case tables (``test_cases``, ``test_case_entries``, ``test_case_vectors``; written by
+`judge.cases.store.CaseStore`), for one embedding model: a case whose vector under that model is not stored
+(added without an embedder) is not an exemplar until `CaseStore.vectors` (any near-duplicate or coverage
+command) stores it, and `read_exemplars` says how many were left out. `exemplar_fingerprint` is one cheap
+statement that changes whenever the set read would: a case added, reviewed or given a vector.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import cast
+
+import numpy as np
+from sqlalchemy import Engine, Table, func, select
+
+from judge.retrieval.exemplars import Exemplars
+from judge.store.schema import TestCaseEntryRow, TestCaseReviewRow, TestCaseRow, TestCaseVectorRow
+
+__all__ = ["ACCEPTED", "exemplar_fingerprint", "read_exemplars"]
+
+log = logging.getLogger(__name__)
+
+_CASES = cast(Table, TestCaseRow.__table__)
+_ENTRIES = cast(Table, TestCaseEntryRow.__table__)
+_REVIEWS = cast(Table, TestCaseReviewRow.__table__)
+_VECTORS = cast(Table, TestCaseVectorRow.__table__)
+
+#: The review status of a case that counts as an exemplar.
+ACCEPTED = "accepted"
+
+
+def exemplar_fingerprint(engine: Engine, model: str) -> str:
+    """Identifies the exemplars `read_exemplars` would read for ``model``: the review log's length and last
+    entry (every case added or re-reviewed appends to it) and how many vectors ``model`` has."""
+    reviews = select(func.count(), func.coalesce(func.max(_REVIEWS.c.seq), 0)).select_from(_REVIEWS)
+    vectors = select(func.count()).select_from(_VECTORS).where(_VECTORS.c.model == model)
+    with engine.connect() as conn:
+        count, last = conn.execute(reviews).one()
+        embedded = conn.execute(vectors).scalar_one()
+    return f"{model}:{count}:{last}:{embedded}"
+
+
+def read_exemplars(engine: Engine, model: str, dim: int) -> Exemplars:
+    """Every accepted case with a stored ``model`` vector of ``dim`` floats, with the entries it tests, in id
+    order; vectors normalised to unit length."""
+    fingerprint = exemplar_fingerprint(engine, model)
+    statement = (select(_CASES.c.id, _VECTORS.c.vector, _ENTRIES.c.entry_id)
+                 .join(_VECTORS, (_VECTORS.c.case_id == _CASES.c.id) & (_VECTORS.c.model == model))
+                 .join(_ENTRIES, _ENTRIES.c.case_id == _CASES.c.id)
+                 .where(_CASES.c.status == ACCEPTED)
+                 .order_by(_CASES.c.id, _ENTRIES.c.entry_id))
+    ids: list[str] = []
+    vectors: list[np.ndarray] = []
+    rules: list[list[str]] = []
+    wrong_size = 0
+    with engine.connect() as conn:
+        for case_id, blob, entry_id in conn.execute(statement):
+            if ids and ids[-1] == case_id:
+                rules[-1].append(entry_id)
+                continue
+            vector = np.frombuffer(blob, dtype=np.float32)
+            if vector.shape != (dim,):
+                wrong_size += 1
+                continue
+            ids.append(case_id)
+            vectors.append(vector)
+            rules.append([entry_id])
+        accepted = conn.execute(select(func.count()).select_from(_CASES)
+                                .where(_CASES.c.status == ACCEPTED)).scalar_one()
+    if accepted > len(ids):
+        log.warning("%d of %d accepted test case(s) have no %s vector and do not guide retrieval; "
+                    "`judge coverage` embeds and stores them", accepted - len(ids), accepted, model)
+    if wrong_size:
+        log.warning("%d stored %s vector(s) are not %d floats: ignored", wrong_size, model, dim)
+    matrix = np.stack(vectors) if vectors else np.zeros((0, dim), dtype=np.float32)
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    matrix = np.ascontiguousarray(matrix / np.where(norms > 0, norms, 1.0), dtype=np.float32)
+    return Exemplars(tuple(ids), matrix, tuple(tuple(r) for r in rules), fingerprint)
