@@ -32,14 +32,14 @@ ACCEPTED = "accepted"
 
 
 def exemplar_fingerprint(engine: Engine, model: str) -> str:
-    """Identifies the exemplars `read_exemplars` would read for ``model``: the review log's length and last
-    entry (every case added or re-reviewed appends to it) and how many vectors ``model`` has."""
-    reviews = select(func.count(), func.coalesce(func.max(_REVIEWS.c.seq), 0)).select_from(_REVIEWS)
-    vectors = select(func.count()).select_from(_VECTORS).where(_VECTORS.c.model == model)
+    """Identifies the exemplars `read_exemplars` would read for ``model``: the review log's last entry (every
+    case added or re-reviewed appends to the log, which is never rewritten) and how many vectors ``model`` has
+    (counted from the index on the model, not the vector rows)."""
+    last_review = select(func.coalesce(func.max(_REVIEWS.c.seq), 0)).scalar_subquery()
+    vectors = select(func.count()).select_from(_VECTORS).where(_VECTORS.c.model == model).scalar_subquery()
     with engine.connect() as conn:
-        count, last = conn.execute(reviews).one()
-        embedded = conn.execute(vectors).scalar_one()
-    return f"{model}:{count}:{last}:{embedded}"
+        last, embedded = conn.execute(select(last_review, vectors)).one()
+    return f"{model}:{last}:{embedded}"
 
 
 def read_exemplars(engine: Engine, model: str, dim: int) -> Exemplars:

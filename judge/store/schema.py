@@ -323,7 +323,10 @@ class TestCaseVectorRow(Base):
 
     __test__ = False
     __tablename__ = "test_case_vectors"
-    __table_args__ = (ForeignKeyConstraint(["case_id"], ["test_cases.id"]),)
+    __table_args__ = (
+        ForeignKeyConstraint(["case_id"], ["test_cases.id"]),
+        Index("ix_test_case_vectors_model", "model", "case_id"),
+    )
 
     case_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     model: Mapped[str] = mapped_column(String(255), primary_key=True)
