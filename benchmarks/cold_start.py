@@ -20,45 +20,21 @@ takes a minute and is not timed.)
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import os
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from judge.testing import stub_endpoint
 
 REPO = Path(__file__).resolve().parent.parent
 PAIR = ["--prompt", "How do I boil an egg?", "--a", "Put it in boiling water for 9 minutes.",
         "--b", "Eggs are overrated; order takeout."]
 TARGETS = {"judge --help": 1.5, "judge rulebook list": 1.5, "judge retrieve": 3.0, "judge compare (cached)": 3.0}
-
-
-class _Stub(BaseHTTPRequestHandler):
-    """An OpenAI-compatible chat endpoint that always answers ``A`` with token logprobs."""
-
-    def do_POST(self) -> None:  # the http.server protocol names it
-        self.rfile.read(int(self.headers.get("content-length", 0)))
-        top = [{"token": "A", "logprob": math.log(0.8), "bytes": None},
-               {"token": "B", "logprob": math.log(0.2), "bytes": None}]
-        body = json.dumps({"id": "c", "object": "chat.completion", "created": 0, "model": "stub",
-                           "choices": [{"index": 0, "finish_reason": "stop",
-                                        "message": {"role": "assistant", "content": "A"},
-                                        "logprobs": {"content": [{**top[0], "top_logprobs": top}]}}],
-                           "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6}}).encode()
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *_args: object) -> None:
-        pass
 
 
 def _judge_cmd() -> list[str]:
@@ -73,6 +49,31 @@ def _run(cmd: list[str], env: dict[str, str], cwd: Path) -> float:
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({done.returncode}): {done.stderr.decode()[-2000:]}")
     return took
+
+
+def _time_commands(args: argparse.Namespace, judge: list[str], compare: list[str], env: dict[str, str],
+                   work: Path, data_dir: Path, only: set[str]) -> dict[str, list[float]]:
+    """Prepare the data directory if asked, warm the file cache, then time each chosen command in turn."""
+    if args.data_dir is None:
+        print(f"preparing {data_dir}: loading and indexing the default rulebook (not timed)", file=sys.stderr)
+        _run([*judge, "rulebook", "load", str(REPO / "rulebook"), "--constitution"], env, work)
+    if "compare" in only:
+        _run(compare, env, work)  # the stub answers once; every timed compare is answered from the store
+    chosen = {
+        "python -c pass": ("", [sys.executable, "-c", "pass"]),
+        "judge --help": ("help", [*judge, "--help"]),
+        "judge rulebook list": ("list", [*judge, "rulebook", "list"]),
+        "judge retrieve": ("retrieve", [*judge, "retrieve", *PAIR]),
+        "judge compare (cached)": ("compare", compare),
+    }
+    commands = {name: cmd for name, (key, cmd) in chosen.items() if not key or key in only}
+    for cmd in commands.values():  # warm the file cache once
+        _run(cmd, env, work)
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(args.repeats):
+        for name, cmd in commands.items():
+            times[name].append(_run(cmd, env, work))
+    return times
 
 
 def main() -> None:
@@ -92,34 +93,13 @@ def main() -> None:
                 "JUDGE_CONFIG", "JUDGE_BASE_URL"):
         env.pop(var, None)
     judge = _judge_cmd()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Stub)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-    compare = [*judge, "compare", *PAIR, "--backend", "openai/stub", "--base-url", base_url, "--method",
-               "pairwise", "--no-explain"]
-    try:
-        if args.data_dir is None:
-            print(f"preparing {data_dir}: loading and indexing the default rulebook (not timed)", file=sys.stderr)
-            _run([*judge, "rulebook", "load", str(REPO / "rulebook"), "--constitution"], env, work)
-        if "compare" in only:
-            _run(compare, env, work)  # the stub answers once; every timed compare is answered from the store
-        chosen = {
-            "python -c pass": ("", [sys.executable, "-c", "pass"]),
-            "judge --help": ("help", [*judge, "--help"]),
-            "judge rulebook list": ("list", [*judge, "rulebook", "list"]),
-            "judge retrieve": ("retrieve", [*judge, "retrieve", *PAIR]),
-            "judge compare (cached)": ("compare", compare),
-        }
-        commands = {name: cmd for name, (key, cmd) in chosen.items() if not key or key in only}
-        for cmd in commands.values():  # warm the file cache once
-            _run(cmd, env, work)
-        times: dict[str, list[float]] = {name: [] for name in commands}
-        for _ in range(args.repeats):
-            for name, cmd in commands.items():
-                times[name].append(_run(cmd, env, work))
-    finally:
-        server.shutdown()
-        shutil.rmtree(work, ignore_errors=True)
+    with stub_endpoint() as base_url:
+        compare = [*judge, "compare", *PAIR, "--backend", "openai/stub", "--base-url", base_url, "--method",
+                   "pairwise", "--no-explain"]
+        try:
+            times = _time_commands(args, judge, compare, env, work, data_dir, only)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
 
     base = times["python -c pass"]
     print(f"cold start, {args.repeats} repeats (wall seconds; ratio = median of per-repeat ratios to "

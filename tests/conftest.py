@@ -68,10 +68,9 @@ def _restore_logger_levels():  # the CLI quiets third-party loggers; keep that f
 def _forget_secrets():  # keys a test's backend registered must not blank text in later tests' logs
     from judge.backends import secrets
 
-    saved = set(secrets._FILTER.secrets)
+    saved = secrets.protected()
     yield
-    secrets._FILTER.secrets.clear()
-    secrets._FILTER.secrets.update(saved)
+    secrets.protect_only(saved)
 
 
 def _free_port() -> int:

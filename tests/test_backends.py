@@ -15,6 +15,7 @@ import openai
 import pytest
 from tenacity import RetryCallState
 
+from judge.backends import secrets
 from judge.backends.base import Backend, ChatRequest
 from judge.backends.deferred import DeferredBackend
 from judge.backends.fake import FakeBackend, FakeReply
@@ -226,6 +227,18 @@ def test_real_client_key_is_sent_but_never_logged(caplog: pytest.LogCaptureFixtu
     assert seen == [f"Bearer {secret}"] * 2
     assert "Request options" in caplog.text  # the client logged its request at DEBUG...
     assert secret not in caplog.text  # ...without the key
+
+
+def test_protected_secrets_are_blanked_until_the_set_is_replaced(caplog: pytest.LogCaptureFixture) -> None:
+    log = logging.getLogger("judge.backends.test")
+    secrets.protect("tok-12345")
+    assert "tok-12345" in secrets.protected()
+    with caplog.at_level(logging.INFO, logger="judge.backends.test"):
+        log.info("calling with tok-12345")
+        secrets.protect_only(set())
+        log.info("calling again with tok-12345")
+    assert caplog.messages == ["calling with ***", "calling again with tok-12345"]
+    assert secrets.protected() == frozenset()
 
 
 def test_sync_calls_in_new_event_loops_do_not_reuse_dead_connections(caplog: pytest.LogCaptureFixture) -> None:

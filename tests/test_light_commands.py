@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import os
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from alembic.script import ScriptDirectory
@@ -21,6 +18,7 @@ from judge.backends.deferred import DeferredBackend, endpoint_from_url
 from judge.backends.fake import FakeBackend, FakeReply
 from judge.runs import endpoint_of
 from judge.store.engine import MIGRATIONS_DIR, alembic_config, newest_revision
+from judge.testing import stub_endpoint
 
 HEAVY = ("torch", "sentence_transformers", "chromadb", "onnxruntime", "numpy", "scipy", "sklearn", "openai",
          "alembic")
@@ -66,44 +64,17 @@ def test_migration_files_are_named_after_their_revisions_in_order() -> None:
     assert newest_revision() == script.get_current_head() == revisions[-1]
 
 
-class _Stub(BaseHTTPRequestHandler):
-    """An OpenAI-compatible chat endpoint that always answers ``A`` with token logprobs."""
-
-    def do_POST(self) -> None:  # the http.server protocol names it
-        self.rfile.read(int(self.headers.get("content-length", 0)))
-        top = [{"token": "A", "logprob": math.log(0.8), "bytes": None},
-               {"token": "B", "logprob": math.log(0.2), "bytes": None}]
-        body = json.dumps({"id": "c", "object": "chat.completion", "created": 0, "model": "stub",
-                           "choices": [{"index": 0, "finish_reason": "stop",
-                                        "message": {"role": "assistant", "content": "A"},
-                                        "logprobs": {"content": [{**top[0], "top_logprobs": top}]}}],
-                           "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6}}).encode()
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *_args: object) -> None:
-        pass
-
-
 def test_a_repeated_cli_compare_loads_neither_the_index_the_embedder_nor_the_client(tmp_path: Path) -> None:
     from judge.rulebook import Rulebook
     from judge.settings import Settings
 
     Rulebook.open(settings=Settings(data_dir=tmp_path, embedding_model="hash")).load("rulebook")
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Stub)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    compare = ["compare", "--prompt", "How do I boil an egg?", "--a", "Nine minutes in boiling water.",
-               "--b", "Order takeout.", "--backend", "openai/stub", "--base-url",
-               f"http://127.0.0.1:{server.server_address[1]}/v1", "--method", "pairwise", "--no-explain"]
-    try:
+    with stub_endpoint() as base_url:
+        compare = ["compare", "--prompt", "How do I boil an egg?", "--a", "Nine minutes in boiling water.",
+                   "--b", "Order takeout.", "--backend", "openai/stub", "--base-url", base_url,
+                   "--method", "pairwise", "--no-explain"]
         assert "openai" in _loaded(compare, tmp_path)  # judged: the client is made
         assert _loaded(compare, tmp_path) == ["numpy"]  # answered from the store (numpy: the judging code)
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_a_deferred_backend_is_made_on_first_use_only() -> None:

@@ -8,8 +8,9 @@ The backends blank keys in what they return and raise; this covers what those li
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
-__all__ = ["LOGGER_PREFIXES", "SecretFilter", "protect"]
+__all__ = ["LOGGER_PREFIXES", "SecretFilter", "protect", "protect_only", "protected"]
 
 #: Loggers (and their children) whose records are scrubbed.
 LOGGER_PREFIXES = ("judge", "openai", "instructor", "httpx", "httpx2", "httpcore")
@@ -43,6 +44,17 @@ class SecretFilter(logging.Filter):
 
 
 _FILTER = SecretFilter()
+
+
+def protected() -> frozenset[str]:
+    """The secrets blanked in log records from now on."""
+    return frozenset(_FILTER.secrets)
+
+
+def protect_only(secrets: Iterable[str]) -> None:
+    """Blank exactly ``secrets`` from now on, forgetting any other (a test restores the set it began with)."""
+    _FILTER.secrets.clear()
+    _FILTER.secrets.update(s for s in secrets if s)
 
 
 def protect(secret: str | None) -> None:
