@@ -7,6 +7,11 @@
 #   MAX_TIME=2h bash evals/run.sh pandalm            # start no new pair after 2 hours
 #   METHOD=checks bash evals/run.sh hh 100           # the judging method (below)
 #   RETRIEVAL=dense bash evals/run.sh modelspec 60   # rules searched the simpler way (SET-METHOD-dense.jsonl)
+#   CASES=1 bash evals/run.sh pandalm 60             # the test cases (cases/) vote in retrieval, as after
+#                                                    # `judge init` (SET-METHOD-cases.jsonl)
+#
+# Without CASES, fused retrieval runs without the test cases' votes (JUDGE_RETRIEVAL=no-cases), as the
+# results files without a suffix were made.
 #
 # METHOD: rules   - the pairwise question with the retrieved rules in the prompt, both orders (SET-rules.jsonl)
 #         bare    - the pairwise question without rules, both orders (SET-bare.jsonl)
@@ -41,8 +46,15 @@ case "$method" in
   *) echo "error: unknown METHOD '$method' (rules, bare or checks)" >&2; exit 2 ;;
 esac
 retrieval=${RETRIEVAL:-fused}
-export JUDGE_RETRIEVAL=$retrieval
 out="evals/results/$set_name-$method.jsonl"
 [ "$retrieval" = fused ] || out="evals/results/$set_name-$method-$retrieval.jsonl"
+if [ "${CASES:-0}" = 1 ]; then
+  [ "$retrieval" = fused ] || { echo "error: CASES=1 needs RETRIEVAL=fused" >&2; exit 2; }
+  "$judge" cases load cases/  # stored once; loading again adds nothing
+  out="evals/results/$set_name-$method-cases.jsonl"
+elif [ "$retrieval" = fused ]; then
+  retrieval=no-cases
+fi
+export JUDGE_RETRIEVAL=$retrieval
 "$judge" run "$work/$set_name.jsonl" -o "$out" --backend local "${how[@]}" \
   --no-table ${MAX_TIME:+--max-time "$MAX_TIME"} "${extra[@]}"

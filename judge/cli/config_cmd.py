@@ -53,7 +53,8 @@ CONFIG_TEMPLATE = """\
 # Calibrator (from `judge calibrate`) every judge applies.                       env JUDGE_CALIBRATOR
 # calibrator = "calibrator.json"
 
-# Retrieval: fused (passages, dense + full-text; default) or dense (whole texts).  env JUDGE_RETRIEVAL
+# Retrieval: fused (passages, dense + full-text, test cases' votes; default), no-cases or dense (whole texts).
+# env JUDGE_RETRIEVAL
 # retrieval = "fused"
 
 # Prices in USD per 1M tokens, per model (the <model> of openai/<model>, or the whole backend string).

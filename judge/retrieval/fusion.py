@@ -63,12 +63,15 @@ class RetrievalConfig:
 
     @classmethod
     def named(cls, name: str) -> RetrievalConfig:
-        """The configuration a setting names: ``fused`` (the default) or ``dense`` (`dense_whole`)."""
+        """The configuration a setting names: ``fused`` (the default), ``no-cases`` (fused, without the test
+        cases' votes) or ``dense`` (`dense_whole`)."""
         if name == "fused":
             return cls()
+        if name == "no-cases":
+            return cls(cases=False)
         if name == "dense":
             return cls.dense_whole()
-        raise ValueError(f"unknown retrieval {name!r} (fused or dense)")
+        raise ValueError(f"unknown retrieval {name!r} (fused, no-cases or dense)")
 
     @property
     def label(self) -> str:
