@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import tempfile
 import time
@@ -38,6 +39,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from judge.cases.files import read_case_files
+from judge.cases.model import TestCase
 from judge.cases.store import CaseStore
 from judge.retrieval import RuleIndex, make_client, make_embedder
 from judge.retrieval.embedder import Embedder
@@ -129,11 +131,31 @@ def _layered_shown(rulebook: Rulebook):  # type: ignore[no-untyped-def]
     return shown
 
 
-def load_cases(engine: Engine, embedder: Embedder, folder: Path) -> None:
+def load_cases(engine: Engine, embedder: Embedder, folder: Path) -> list[TestCase]:
     """Store and embed the test cases of ``folder`` beside the rulebook, as `judge init` does."""
     started = time.perf_counter()
-    added = CaseStore(engine, embedder).add(read_case_files(folder), note="retrieval benchmark")
+    cases = read_case_files(folder)
+    added = CaseStore(engine, embedder).add(cases, note="retrieval benchmark")
     print(f"test cases {folder}: {len(added.added)} stored and embedded in {time.perf_counter() - started:.0f} s")
+    return cases
+
+
+def _plain(prompt: str) -> str:
+    """A prompt compared as words: role tags, case and spacing ignored."""
+    return " ".join(re.sub(r"</?(user|assistant|developer|system)>", " ", prompt).split()).lower()
+
+
+def print_shared_prompts(name: str, cases: list[QualityCase], test_cases: list[TestCase]) -> None:
+    """How many of a set's prompts are also the prompt of an accepted test case, and of one filed under the
+    set's gold rule (such a case votes for the answer)."""
+    filed: dict[str, set[str]] = {}
+    for case in test_cases:
+        if case.status.value == "accepted":
+            filed.setdefault(_plain(case.render_prompt()), set()).update(case.entries)
+    shared = [c for c in cases if _plain(c.pair.prompt) in filed]
+    golden = [c for c in shared if filed[_plain(c.pair.prompt)] & set(c.gold)]
+    print(f"{name}: {len(shared)} of {len(cases)} prompts are also an accepted test case's, "
+          f"{len(golden)} of them filed under the gold rule")
 
 
 def _fmt(value: float | None) -> str:
@@ -205,10 +227,11 @@ def main() -> int:
         print(f"rulebook {args.rulebook}: {index.count()} rules indexed in {time.perf_counter() - started:.0f} s "
               f"({args.embedder})")
         known = {rule.id for rule in rulebook.rules()}
-        if str(args.cases) != "none":
-            load_cases(engine, embedder, args.cases)
+        test_cases = load_cases(engine, embedder, args.cases) if str(args.cases) != "none" else []
         sets = {"eval prompts": eval_prompt_cases(args.eval_prompts, known),
                 "gold pairs, leave-one-out": gold_pair_cases(args.pairs, rulebook, known)}
+        for name, cases in sets.items():
+            print_shared_prompts(name, cases, test_cases)
         for name, cases in sets.items():
             missing = sum(1 for case in cases if not case.gold)
             if missing:
