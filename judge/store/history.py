@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from judge.errors import RulebookError, RuleNotFoundError
 from judge.rules.model import EMPTY_RULEBOOK_VERSION, Change, Rule, next_rulebook_version
+from judge.store.paging import keyset_pages
 from judge.store.schema import CHANGES, RULE_VERSIONS, ChangeRow, RuleVersionRow, change_from_row, rule_from_row
 
 __all__ = ["RulebookHistory"]
@@ -81,15 +82,8 @@ class RulebookHistory:
 
     def changes_since(self, seq: int, *, batch_size: int = 1000) -> Iterator[Change]:
         """Stream change-log entries with ``seq`` greater than ``seq``, oldest first (0 = all)."""
-        last = seq
-        while True:
-            stmt = select(CHANGES).where(ChangeRow.seq > last).order_by(ChangeRow.seq).limit(batch_size)
-            with Session(self.engine) as session:
-                page = [change_from_row(row) for row in session.execute(stmt)]
-            yield from page
-            if len(page) < batch_size:
-                return
-            last = page[-1].seq
+        return keyset_pages(self.engine, select(CHANGES), CHANGES.c.seq, change_from_row, lambda c: c.seq,
+                            batch_size=batch_size, after=seq)
 
 
     def verify_chain(self) -> bool:

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, aliased
 from judge.errors import RuleNotFoundError
 from judge.rules.model import Layer, Rule
 from judge.store import lexical
+from judge.store.paging import keyset_pages
 from judge.store.schema import RULE_VERSIONS, ChangeRow, RuleVersionRow, rule_from_row
 
 __all__ = ["RulebookReads"]
@@ -137,16 +138,6 @@ class RulebookReads:
         return self._paged_rules(stmt, batch_size)
 
     def _paged_rules(self, stmt: Select[Any], batch_size: int) -> Iterator[Rule]:
-        if batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
-        after: str | None = None
-        while True:
-            page_stmt = stmt if after is None else stmt.where(RuleVersionRow.rule_id > after)
-            page_stmt = page_stmt.order_by(RuleVersionRow.rule_id).limit(batch_size)
-            with Session(self.engine) as session:
-                page = [rule_from_row(row) for row in session.execute(page_stmt)]
-            yield from page
-            if len(page) < batch_size:
-                return
-            after = page[-1].id
+        return keyset_pages(self.engine, stmt, RULE_VERSIONS.c.rule_id, rule_from_row, lambda r: r.id,
+                            batch_size=batch_size)
 
