@@ -55,11 +55,14 @@ def read_exemplars(engine: Engine, model: str, dim: int) -> Exemplars:
     vectors: list[np.ndarray] = []
     rules: list[list[str]] = []
     wrong_size = 0
+    previous: str | None = None  # a case has one row per entry it tests, in order
     with engine.connect() as conn:
         for case_id, blob, entry_id in conn.execute(statement):
-            if ids and ids[-1] == case_id:
-                rules[-1].append(entry_id)
+            if case_id == previous:
+                if ids and ids[-1] == case_id:
+                    rules[-1].append(entry_id)
                 continue
+            previous = case_id
             vector = np.frombuffer(blob, dtype=np.float32)
             if vector.shape != (dim,):
                 wrong_size += 1
