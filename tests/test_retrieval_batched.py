@@ -147,11 +147,71 @@ def test_query_vectors_is_query_vector_per_vector(default_rulebook: Rulebook) ->
             assert batched == [index.query_vector(v, layer=layer, k=k, exclude=exclude, use_passages=use_passages,
                                                   active_only=active_only) for v in vectors]
             assert any(batched) and all(len(hits) <= k for hits in batched)
+    # A ruling's status asked of the store (no metadata read) gives the hits the index's metadata gives.
+    ruling = index.query_vector(vectors[0], layer=Layer.RULING, k=1)[0].rule_id
+    rulebook.overrule(ruling, reason="no longer binds")
+    rulebook.sync_index()
+    asked: list[set[str]] = []
+
+    def binding(ids: Collection[str]) -> set[str]:
+        asked.append(set(ids))
+        return rulebook.store.binding(ids)
+
+    for layer in (Layer.SPEC, Layer.RULING):
+        for k, exclude, use_passages in ((30, (), True), (5, excluded, True), (7, excluded, False)):
+            by_metadata = index.query_vectors(vectors, layer=layer, k=k, exclude=exclude, use_passages=use_passages)
+            assert index.query_vectors(vectors, layer=layer, k=k, exclude=exclude, use_passages=use_passages,
+                                       binding=binding) == by_metadata
+            assert not any(hit.rule_id == ruling for hits in by_metadata for hit in hits)
+    assert asked and any(ruling in ids for ids in asked)  # asked for rulings only, the overruled one among them
+    assert all(rule_id.startswith("ruling/") for ids in asked for rule_id in ids)
     process = index.query_vectors(vectors[:3], layer=Layer.SPEC, k=3, where_extra={"process": True})
     assert process == [index.query_vector(v, layer=Layer.SPEC, k=3, where_extra={"process": True})
                        for v in vectors[:3]]
     assert index.query_vectors(vectors, layer=Layer.SPEC, k=0) == [[] for _ in vectors]
     assert index.query_vectors(np.zeros((0, index.embedder.dim)), layer=Layer.SPEC, k=5) == []
+
+
+def test_store_binding_is_the_latest_active_version(store: RulebookStore) -> None:  # noqa: F811
+    store.sync(read_rulebook(ROOT / "rulebook"), author="test", reason="seed")
+    rulings = [rule.id for rule in store.iter_current(Layer.RULING)][:3]
+    some = [*rulings, "spec/avoid-sycophancy", "ruling/no-such-ruling"]
+    assert store.binding(some) == {*rulings, "spec/avoid-sycophancy"}
+    rulebook = Rulebook(store, None)
+    rulebook.overrule(rulings[0], reason="no longer binds")
+    assert store.binding(some) == {*rulings[1:], "spec/avoid-sycophancy"}
+    assert store.binding([]) == set()
+
+
+def test_remembered_word_counts_choose_the_same_words_without_counting(store: RulebookStore) -> None:  # noqa: F811
+    store.sync(read_rulebook(ROOT / "rulebook"), author="test", reason="seed")
+    texts = [t for pair in _pairs() for t in (pair.prompt, pair.response_a.text, pair.response_b.text)]
+    lists = [query_terms(t) for t in texts]
+    counted: list[str] = []
+
+    @event.listens_for(store.engine, "before_cursor_execute")
+    def note(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "LIMIT (SELECT cap FROM capped)" in statement:
+            counted.append(statement)
+
+    known = lexical.TermCounts()
+    with store.engine.connect() as conn:
+        for fraction, floor in ((0.1, 2), (0.02, 0)):
+            expected = informative_terms(conn, lists, fraction=fraction, floor=floor)
+            known = lexical.TermCounts()
+            counted.clear()
+            assert informative_terms(conn, lists[:4], fraction=fraction, floor=floor, known=known) == expected[:4]
+            assert informative_terms(conn, lists, fraction=fraction, floor=floor, known=known) == expected
+            assert len(counted) == 2
+            assert informative_terms(conn, lists, fraction=fraction, floor=floor, known=known) == expected
+            assert len(counted) == 2  # every word known: no statement at all
+            assert known.cap is not None and set(known.counts) == {t for terms in lists for t in terms}
+        small = lexical.TermCounts(limit=5)  # full: forgets what it held, still answers correctly
+        assert informative_terms(conn, lists[:2], fraction=0.02, floor=0, known=small) == \
+            informative_terms(conn, lists[:2], fraction=0.02, floor=0)
+        assert informative_terms(conn, lists, fraction=0.02, floor=0, known=small) == \
+            informative_terms(conn, lists, fraction=0.02, floor=0)
+        assert len(small.counts) <= 5
 
 
 def _view(rulebook: Rulebook, pair: Pair, exclude: Sequence[str]) -> dict[str, Any]:
@@ -167,6 +227,10 @@ def test_batched_retrieval_returns_what_per_text_retrieval_returns(default_ruleb
     rulebook.sync_index()
     cases: list[tuple[Pair, tuple[str, ...]]] = [(pair, ()) for pair in _pairs()]
     cases.append((cases[0][0], ("spec/avoid-sycophancy", "ruling/modelspec-adapt-length-in-voice-mode-ex1-c1-r1r2")))
+    # A ruling the first pair retrieves is overruled: it must no longer be found, by either path.
+    overruled = next(r.rule.id for r in rulebook.retrieve(cases[0][0], k=5).rules if r.rule.id.startswith("ruling/"))
+    rulebook.overrule(overruled, reason="no longer binds")
+    rulebook.sync_index()
 
     index = rulebook.index
     assert index is not None
@@ -187,7 +251,7 @@ def test_batched_retrieval_returns_what_per_text_retrieval_returns(default_ruleb
             statements.append(statement)
 
     batched = []
-    for pair, exclude in cases:
+    for pair, exclude in [*cases, *cases]:  # twice: the second time, the remembered statuses and word counts
         calls.clear()
         statements.clear()
         batched.append(_view(rulebook, pair, exclude))
@@ -196,15 +260,19 @@ def test_batched_retrieval_returns_what_per_text_retrieval_returns(default_ruleb
         # the texts' words and one full-text search for all of them.
         assert len(calls) <= 5 + (2 if pair.has_process() else 0), calls
         assert len(statements) <= 2
+    assert batched[:len(cases)] == batched[len(cases):]
+    batched = batched[:len(cases)]
 
+    # The oracle: one vector at a time, a ruling's status read from the index's metadata, every word counted.
     def per_vector(self: RuleIndex, vectors: np.ndarray, *, layer: Layer, k: int,
                    exclude: Collection[str] = (), active_only: bool = True,
-                   where_extra: dict[str, Any] | None = None, use_passages: bool = True) -> list[list[Hit]]:
+                   where_extra: dict[str, Any] | None = None, use_passages: bool = True,
+                   binding: object = None) -> list[list[Hit]]:
         return [self.query_vector(v, layer=layer, k=k, exclude=exclude, active_only=active_only,
                                   where_extra=where_extra, use_passages=use_passages) for v in vectors]
 
     def per_text(self: RulebookStore, queries: Sequence[str], groups: Sequence[Collection[Layer]], k: int, *,
-                 exclude: Collection[str] = ()) -> list[list[list[tuple[str, float]]]]:
+                 exclude: Collection[str] = (), known: object = None) -> list[list[list[tuple[str, float]]]]:
         with self.engine.connect() as conn:
             return [[per_text_search(conn, q, layers, k, exclude) for layers in groups] for q in queries]
 
@@ -213,4 +281,5 @@ def test_batched_retrieval_returns_what_per_text_retrieval_returns(default_ruleb
     one_by_one = [_view(rulebook, pair, exclude) for pair, exclude in cases]
     assert batched == one_by_one
     assert all(view["rules"] for view in batched)
+    assert not any(rid == overruled for view in batched for rid, _, _ in view["rules"])
     assert any(rid.startswith("ruling/") for view in batched for rid, _, _ in view["rules"])

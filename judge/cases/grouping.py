@@ -16,8 +16,9 @@ from judge.cases.coverage import EntryCoverage
 from judge.cases.distinct import Thresholds, near_duplicate_groups
 from judge.cases.model import CaseStatus, ReviewMethod, TestCase
 from judge.cases.queries import CaseQueries
-from judge.cases.rows import _VECTORS, _chunks
+from judge.cases.rows import _chunks
 from judge.retrieval.embedder import Embedder
+from judge.store.schema import CASE_VECTORS
 
 __all__ = ["CaseGrouping", "Progress"]
 
@@ -60,8 +61,8 @@ class CaseGrouping(CaseQueries):
         ids = [c.id for c in cases]
         with self.engine.connect() as conn:
             for chunk in _chunks(ids):
-                rows = conn.execute(select(_VECTORS.c.case_id, _VECTORS.c.vector)
-                                    .where(_VECTORS.c.model == name, _VECTORS.c.case_id.in_(chunk)))
+                rows = conn.execute(select(CASE_VECTORS.c.case_id, CASE_VECTORS.c.vector)
+                                    .where(CASE_VECTORS.c.model == name, CASE_VECTORS.c.case_id.in_(chunk)))
                 for row in rows:
                     vector = np.frombuffer(row.vector, dtype=np.float32)
                     if vector.shape == (dim,):
@@ -70,9 +71,9 @@ class CaseGrouping(CaseQueries):
         if missing:
             computed = self._embed(missing, progress)
             with self._write_engine.begin() as conn:
-                conn.execute(_VECTORS.delete().where(_VECTORS.c.model == name,
-                                                     _VECTORS.c.case_id.in_([c.id for c in missing])))
-                conn.execute(insert(_VECTORS), [{"case_id": c.id, "model": name, "vector": computed[n].tobytes()}
+                conn.execute(CASE_VECTORS.delete().where(CASE_VECTORS.c.model == name,
+                                                     CASE_VECTORS.c.case_id.in_([c.id for c in missing])))
+                conn.execute(insert(CASE_VECTORS), [{"case_id": c.id, "model": name, "vector": computed[n].tobytes()}
                                                 for n, c in enumerate(missing)])
             stored.update({c.id: computed[n] for n, c in enumerate(missing)})
         if not ids:

@@ -13,10 +13,10 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 
 from judge.cases.model import CaseStatus, TestCase
-from judge.cases.rows import _CASES, _ENTRIES, _REVIEWS, _case_from_row, _chunks, _parse_status, _utc
+from judge.cases.rows import _case_from_row, _chunks, _parse_status, _utc
 from judge.errors import InputError
 from judge.rules.model import Layer
-from judge.store.schema import TestCaseRow
+from judge.store.schema import CASE_ENTRIES, CASE_REVIEWS, CASES, TestCaseRow
 
 __all__ = ["CaseQueries", "ReviewEvent"]
 
@@ -65,9 +65,9 @@ class CaseQueries:
 
     def count(self, status: CaseStatus | str | None = None) -> int:
         """How many cases are stored (optionally with one status)."""
-        query = select(func.count()).select_from(_CASES)
+        query = select(func.count()).select_from(CASES)
         if status is not None:
-            query = query.where(_CASES.c.status == CaseStatus(status).value)
+            query = query.where(CASES.c.status == CaseStatus(status).value)
         with self.engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
 
@@ -86,15 +86,15 @@ class CaseQueries:
              provenance: str | None = None, ids: Sequence[str] | None = None,
              limit: int | None = None) -> list[TestCase]:
         """Cases, oldest first, filtered by entry, status, provenance prefix and/or ids."""
-        query = select(_CASES).order_by(_CASES.c.created_at, _CASES.c.id)
+        query = select(CASES).order_by(CASES.c.created_at, CASES.c.id)
         if entry is not None:
-            query = query.where(_CASES.c.id.in_(select(_ENTRIES.c.case_id).where(_ENTRIES.c.entry_id == entry)))
+            query = query.where(CASES.c.id.in_(select(CASE_ENTRIES.c.case_id).where(CASE_ENTRIES.c.entry_id == entry)))
         if status is not None:
-            query = query.where(_CASES.c.status == _parse_status(status, "filter").value)
+            query = query.where(CASES.c.status == _parse_status(status, "filter").value)
         if provenance is not None:
-            query = query.where(_CASES.c.provenance.startswith(provenance, autoescape=True))
+            query = query.where(CASES.c.provenance.startswith(provenance, autoescape=True))
         if ids is not None:
-            query = query.where(_CASES.c.id.in_(list(ids)))
+            query = query.where(CASES.c.id.in_(list(ids)))
         if limit is not None:
             query = query.limit(limit)
         with self.engine.connect() as conn:
@@ -102,7 +102,7 @@ class CaseQueries:
             links: dict[str, list[str]] = {}
             row_ids = [r.id for r in rows]
             for chunk in _chunks(row_ids):
-                for link in conn.execute(select(_ENTRIES).where(_ENTRIES.c.case_id.in_(chunk))):
+                for link in conn.execute(select(CASE_ENTRIES).where(CASE_ENTRIES.c.case_id.in_(chunk))):
                     links.setdefault(link.case_id, []).append(link.entry_id)
         return [_case_from_row(r, links.get(r.id, ())) for r in rows]
 
@@ -118,7 +118,7 @@ class CaseQueries:
 
     def history(self, case_id: str) -> list[ReviewEvent]:
         """A case's review log, oldest first (its creation is the first entry)."""
-        query = select(_REVIEWS).where(_REVIEWS.c.case_id == case_id).order_by(_REVIEWS.c.seq)
+        query = select(CASE_REVIEWS).where(CASE_REVIEWS.c.case_id == case_id).order_by(CASE_REVIEWS.c.seq)
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
         return [ReviewEvent(CaseStatus(r.status), r.reviewer, _utc(r.at), r.note, r.review_method) for r in rows]
@@ -128,8 +128,8 @@ class CaseQueries:
         notes: dict[str, str] = {}
         with self.engine.connect() as conn:
             for chunk in _chunks(list(ids)):
-                rows = conn.execute(select(_REVIEWS.c.case_id, _REVIEWS.c.note)
-                                    .where(_REVIEWS.c.case_id.in_(chunk)).order_by(_REVIEWS.c.seq))
+                rows = conn.execute(select(CASE_REVIEWS.c.case_id, CASE_REVIEWS.c.note)
+                                    .where(CASE_REVIEWS.c.case_id.in_(chunk)).order_by(CASE_REVIEWS.c.seq))
                 for r in rows:
                     if r.note:
                         notes[r.case_id] = r.note

@@ -9,16 +9,9 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table
-
 from judge.cases.model import CaseStatus, TestCase
 from judge.errors import InputError
-from judge.store.schema import TestCaseEntryRow, TestCaseReviewRow, TestCaseRow, TestCaseVectorRow
 
-_CASES: Table = TestCaseRow.__table__  # type: ignore[assignment]
-_ENTRIES: Table = TestCaseEntryRow.__table__  # type: ignore[assignment]
-_REVIEWS: Table = TestCaseReviewRow.__table__  # type: ignore[assignment]
-_VECTORS: Table = TestCaseVectorRow.__table__  # type: ignore[assignment]
 _CHUNK = 500
 
 

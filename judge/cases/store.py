@@ -29,11 +29,11 @@ from sqlalchemy.exc import IntegrityError
 from judge.cases.grouping import CaseGrouping, Progress
 from judge.cases.model import REVIEW_METHODS, CaseStatus, ReviewMethod, TestCase
 from judge.cases.queries import ReviewEvent
-from judge.cases.rows import _CASES, _ENTRIES, _REVIEWS, _VECTORS, _case_values, _chunks, _parse_status
+from judge.cases.rows import _case_values, _chunks, _parse_status
 from judge.errors import ConcurrentWriteError, InputError
 from judge.retrieval.embedder import Embedder
 from judge.store.engine import WRITE_OPTION
-from judge.store.schema import TestCaseRow
+from judge.store.schema import CASE_ENTRIES, CASE_REVIEWS, CASE_VECTORS, CASES, TestCaseRow
 
 __all__ = ["AddReport", "CaseStore", "Progress", "ReviewEvent", "ReviewReport"]
 
@@ -134,17 +134,17 @@ class CaseStore(CaseGrouping):
             existing = self._existing(ids, conn)
             new = [i for i in ids if i not in existing]
             if new:
-                conn.execute(insert(_CASES), [_case_values(batch[i], now) for i in new])
-                conn.execute(insert(_ENTRIES), [{"case_id": i, "entry_id": e} for i in new
+                conn.execute(insert(CASES), [_case_values(batch[i], now) for i in new])
+                conn.execute(insert(CASE_ENTRIES), [{"case_id": i, "entry_id": e} for i in new
                                                 for e in batch[i].entries])
-                conn.execute(insert(_REVIEWS), [{"case_id": i, "status": batch[i].status.value,
+                conn.execute(insert(CASE_REVIEWS), [{"case_id": i, "status": batch[i].status.value,
                                                  "reviewer": batch[i].reviewer,
                                                  "review_method": batch[i].review_method, "at": now,
                                                  "note": batch[i].review_note or note}
                                                 for i in new])
                 if vectors is not None and self.embedder is not None:
                     row = {i: n for n, i in enumerate(embedded)}
-                    conn.execute(insert(_VECTORS), [
+                    conn.execute(insert(CASE_VECTORS), [
                         {"case_id": i, "model": self.embedder.name, "vector": vectors[row[i]].tobytes()}
                         for i in new if i in row])
         return AddReport(added=tuple(new), existing=tuple(i for i in ids if i in existing))
@@ -192,10 +192,10 @@ class CaseStore(CaseGrouping):
             changed = [i for i in ids if current[i] != (parsed[i][0].value, parsed[i][1], parsed[i][2])]
             for case_id in changed:
                 status, reviewer, method = parsed[case_id]
-                conn.execute(update(_CASES).where(_CASES.c.id == case_id)
+                conn.execute(update(CASES).where(CASES.c.id == case_id)
                              .values(status=status.value, reviewer=reviewer, review_method=method, status_at=now))
             if changed:
-                conn.execute(insert(_REVIEWS), [{"case_id": i, "status": parsed[i][0].value,
+                conn.execute(insert(CASE_REVIEWS), [{"case_id": i, "status": parsed[i][0].value,
                                                  "reviewer": parsed[i][1], "review_method": parsed[i][2],
                                                  "at": now, "note": notes[i]}
                                                 for i in changed])

@@ -10,33 +10,28 @@ statement that changes whenever the set read would: a case added, reviewed or gi
 from __future__ import annotations
 
 import logging
-from typing import cast
 
 import numpy as np
-from sqlalchemy import Engine, Table, func, select
+from sqlalchemy import Engine, func, select
 
+from judge.cases.model import CaseStatus
 from judge.retrieval.exemplars import Exemplars
-from judge.store.schema import TestCaseEntryRow, TestCaseReviewRow, TestCaseRow, TestCaseVectorRow
+from judge.store.schema import CASE_ENTRIES, CASE_REVIEWS, CASE_VECTORS, CASES
 
-__all__ = ["ACCEPTED", "exemplar_fingerprint", "read_exemplars"]
+__all__ = ["exemplar_fingerprint", "read_exemplars"]
 
 log = logging.getLogger(__name__)
 
-_CASES = cast(Table, TestCaseRow.__table__)
-_ENTRIES = cast(Table, TestCaseEntryRow.__table__)
-_REVIEWS = cast(Table, TestCaseReviewRow.__table__)
-_VECTORS = cast(Table, TestCaseVectorRow.__table__)
-
 #: The review status of a case that counts as an exemplar.
-ACCEPTED = "accepted"
+ACCEPTED = CaseStatus.ACCEPTED.value
 
 
 def exemplar_fingerprint(engine: Engine, model: str) -> str:
     """Identifies the exemplars `read_exemplars` would read for ``model``: the review log's last entry (every
     case added or re-reviewed appends to the log, which is never rewritten) and how many vectors ``model`` has
     (counted from the index on the model, not the vector rows)."""
-    last_review = select(func.coalesce(func.max(_REVIEWS.c.seq), 0)).scalar_subquery()
-    vectors = select(func.count()).select_from(_VECTORS).where(_VECTORS.c.model == model).scalar_subquery()
+    last_review = select(func.coalesce(func.max(CASE_REVIEWS.c.seq), 0)).scalar_subquery()
+    vectors = select(func.count()).select_from(CASE_VECTORS).where(CASE_VECTORS.c.model == model).scalar_subquery()
     with engine.connect() as conn:
         last, embedded = conn.execute(select(last_review, vectors)).one()
     return f"{model}:{last}:{embedded}"
@@ -46,11 +41,11 @@ def read_exemplars(engine: Engine, model: str, dim: int) -> Exemplars:
     """Every accepted case with a stored ``model`` vector of ``dim`` floats, with the entries it tests, in id
     order; vectors normalised to unit length."""
     fingerprint = exemplar_fingerprint(engine, model)
-    statement = (select(_CASES.c.id, _VECTORS.c.vector, _ENTRIES.c.entry_id)
-                 .join(_VECTORS, (_VECTORS.c.case_id == _CASES.c.id) & (_VECTORS.c.model == model))
-                 .join(_ENTRIES, _ENTRIES.c.case_id == _CASES.c.id)
-                 .where(_CASES.c.status == ACCEPTED)
-                 .order_by(_CASES.c.id, _ENTRIES.c.entry_id))
+    statement = (select(CASES.c.id, CASE_VECTORS.c.vector, CASE_ENTRIES.c.entry_id)
+                 .join(CASE_VECTORS, (CASE_VECTORS.c.case_id == CASES.c.id) & (CASE_VECTORS.c.model == model))
+                 .join(CASE_ENTRIES, CASE_ENTRIES.c.case_id == CASES.c.id)
+                 .where(CASES.c.status == ACCEPTED)
+                 .order_by(CASES.c.id, CASE_ENTRIES.c.entry_id))
     ids: list[str] = []
     vectors: list[np.ndarray] = []
     rules: list[list[str]] = []
@@ -70,8 +65,8 @@ def read_exemplars(engine: Engine, model: str, dim: int) -> Exemplars:
             ids.append(case_id)
             vectors.append(vector)
             rules.append([entry_id])
-        accepted = conn.execute(select(func.count()).select_from(_CASES)
-                                .where(_CASES.c.status == ACCEPTED)).scalar_one()
+        accepted = conn.execute(select(func.count()).select_from(CASES)
+                                .where(CASES.c.status == ACCEPTED)).scalar_one()
     if accepted > len(ids):
         log.warning("%d of %d accepted test case(s) have no %s vector and do not guide retrieval; "
                     "`judge coverage` embeds and stores them", accepted - len(ids), accepted, model)

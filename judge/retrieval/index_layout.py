@@ -20,7 +20,7 @@ from judge.rules.model import Layer
 from judge.settings import Settings
 
 __all__ = ["INDEX_SCHEMA_VERSION", "WRITE_LOCK_NAME", "DeferredClient", "IndexLayout", "make_client",
-           "make_ephemeral_client"]
+           "make_ephemeral_client", "passage_id", "passage_owner"]
 
 #: Bump when the layout of ids, metadata or documents changes; older indexes must then be rebuilt
 #: (`judge.rulebook.Rulebook` rebuilds one it finds, rather than mixing layouts). 2: passages.
@@ -34,6 +34,18 @@ _K_DIM = "judge_dim"
 _K_VERSION = "judge_rulebook_version"
 _K_SEQ = "judge_seq"
 _K_GEN = "judge_generation"
+
+
+
+def passage_id(rule_id: str, number: int) -> str:
+    """The record id of passage ``number`` of rule ``rule_id`` in a passage collection."""
+    return f"{rule_id}#{number}"
+
+
+def passage_owner(record_id: str) -> str:
+    """The rule a passage record belongs to (the inverse of `passage_id`): read from the id, no metadata."""
+    return record_id.rpartition("#")[0]
+
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")

@@ -18,7 +18,7 @@ import numpy as np
 
 from judge._iter import batched
 from judge.errors import IndexMismatchError
-from judge.retrieval.index_layout import _K_GEN, IndexLayout, _layer_of, _server_errors
+from judge.retrieval.index_layout import _K_GEN, IndexLayout, _layer_of, _server_errors, passage_id
 from judge.retrieval.passages import passages as rule_passages
 from judge.rules.model import Layer, Rule
 
@@ -79,10 +79,6 @@ def _metadata(rule: Rule, n_passages: int | None = None) -> dict[str, str | int 
     if n_passages is not None:
         meta["passages"] = n_passages
     return meta
-
-
-def _passage_id(rule_id: str, number: int) -> str:
-    return f"{rule_id}#{number}"
 
 
 def _write_verified(col: Any, layer: Layer, ids: list[str], vectors: np.ndarray, metadatas: list[dict[str, Any]],
@@ -169,7 +165,7 @@ class IndexWrites(IndexLayout):
             prows = [j for j, owner in enumerate(batch.powners) if rules[owner].layer is layer]
             if prows:
                 _write_verified(pcols[layer], layer,
-                                [_passage_id(rules[batch.powners[j]].id, batch.pnumbers[j]) for j in prows],
+                                [passage_id(rules[batch.powners[j]].id, batch.pnumbers[j]) for j in prows],
                                 batch.pvectors[prows],
                                 [{"rule": rules[batch.powners[j]].id, "status": rules[batch.powners[j]].status.value,
                                   "process": rules[batch.powners[j]].process_rule} for j in prows],
@@ -181,7 +177,7 @@ class IndexWrites(IndexLayout):
         old = col.get(ids=ids, include=["metadatas"])
         before = {rule_id: int((meta or {}).get("passages", 0)) for rule_id, meta in
                   zip(old["ids"], old["metadatas"], strict=True)}
-        surplus = [_passage_id(rule_id, number) for rule_id, now in zip(ids, counts, strict=True)
+        surplus = [passage_id(rule_id, number) for rule_id, now in zip(ids, counts, strict=True)
                    for number in range(now + 1, before.get(rule_id, 0) + 1)]
         if surplus:
             pcol.delete(ids=surplus)
@@ -201,7 +197,7 @@ class IndexWrites(IndexLayout):
                 got = self._call(layer, "get", checked=False, ids=chunk, include=["metadatas"])
                 if got is None:
                     return
-                passage_ids = [_passage_id(rule_id, n)
+                passage_ids = [passage_id(rule_id, n)
                                for rule_id, meta in zip(got["ids"], got["metadatas"], strict=True)
                                for n in range(1, int((meta or {}).get("passages", 0)) + 1)]
                 if passage_ids:

@@ -122,7 +122,7 @@ class Retriever(SyncedIndex):
         if table is None:
             return index.query_vector(vector, layer=layer, k=k, exclude=exclude,
                                       where_extra={"process": True} if process_only else None,
-                                      use_passages=use_passages)
+                                      use_passages=use_passages, binding=self._binding_at(version))
         return table.search(vector, k, exclude=frozenset(exclude), process_only=process_only,
                             use_passages=use_passages)
 
@@ -132,7 +132,8 @@ class Retriever(SyncedIndex):
         layer), or each scored in memory (a small one). The hits of each vector are those `_search` gives."""
         table = self._table(index, version, layer)
         if table is None:
-            return index.query_vectors(vectors, layer=layer, k=k, exclude=exclude, use_passages=use_passages)
+            return index.query_vectors(vectors, layer=layer, k=k, exclude=exclude, use_passages=use_passages,
+                                       binding=self._binding_at(version))
         excluded = frozenset(exclude)
         return [table.search(vector, k, exclude=excluded, use_passages=use_passages) for vector in vectors]
 
@@ -245,7 +246,8 @@ class Retriever(SyncedIndex):
             groups: list[tuple[Layer, ...]] = [(Layer.CONSTITUTION, Layer.SPEC)]
             if n_rulings > 0:
                 groups.append((Layer.RULING,))
-            for per_group in self.store.lexical_search_many(lexical_texts, groups, depth, exclude=exclude):
+            for per_group in self.store.lexical_search_many(lexical_texts, groups, depth, exclude=exclude,
+                                                            known=self._term_counts_at(version)):
                 pool.append([rid for rid, _ in per_group[0]])
                 if n_rulings > 0:
                     rulings.append([rid for rid, _ in per_group[1]])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import numpy as np
 
@@ -19,8 +19,10 @@ from judge.retrieval.case_exemplars import exemplar_fingerprint, read_exemplars
 from judge.retrieval.exemplars import Exemplars
 from judge.retrieval.fusion import RetrievalConfig
 from judge.retrieval.index import LayerTable, RuleIndex
+from judge.retrieval.index_reads import Binding
 from judge.rules.model import EMPTY_RULEBOOK_VERSION, Layer, Rule
 from judge.store import RulebookStore
+from judge.store.lexical import TermCounts
 
 __all__ = ["EMBED_MEMO", "RULE_MEMO", "SyncedIndex"]
 
@@ -55,8 +57,11 @@ class SyncedIndex:
         # Recent embeddings by text: a pair's query is embedded once for retrieval and the precedent check,
         # and the rulings nearest many pairs of a batch have their cases embedded once.
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
-        # Rules read at one rulebook version (contents cannot change without the version changing).
+        # Rules read at one rulebook version (contents cannot change without the version changing), whether
+        # the rulings a search met bind, and words' document counts in the full-text index.
         self._rules_seen: tuple[str, dict[str, Rule]] = ("", {})
+        self._binding_seen: tuple[str, dict[str, bool]] = ("", {})
+        self._term_counts: tuple[str, TermCounts] = ("", TermCounts())
         # Small layers held in memory at one rulebook version (None: the layer is searched in the index).
         self._tables: dict[Layer, tuple[str, LayerTable | None]] = {}
         # The accepted test cases as exemplars, read again when their fingerprint in SQL moves.
@@ -159,6 +164,29 @@ class SyncedIndex:
         if missing:
             seen.update(self.store.get_many(missing))
         return {rule_id: seen[rule_id] for rule_id in ids if rule_id in seen}
+
+    def _binding_at(self, version: str) -> Binding:
+        """`RulebookStore.binding`, remembering at ``version`` what it answered (a batch meets the same rulings
+        again; only rulings can stop binding, and only by a change, which moves the version)."""
+        seen_version, seen = self._binding_seen
+        if seen_version != version or len(seen) > RULE_MEMO * 5:
+            seen = {}
+            self._binding_seen = (version, seen)
+
+        def binding(ids: Collection[str]) -> set[str]:
+            missing = [rule_id for rule_id in ids if rule_id not in seen]
+            if missing:
+                bound = self.store.binding(missing)
+                seen.update((rule_id, rule_id in bound) for rule_id in missing)
+            return {rule_id for rule_id in ids if seen[rule_id]}
+
+        return binding
+
+    def _term_counts_at(self, version: str) -> TermCounts:
+        """The words' full-text document counts read so far at ``version`` (new when the version moves)."""
+        if self._term_counts[0] != version:
+            self._term_counts = (version, TermCounts())
+        return self._term_counts[1]
 
     def _query_vector(self, index: RuleIndex, text: str) -> np.ndarray:
         vector: np.ndarray = self._embed_memo(index, [text])[0]

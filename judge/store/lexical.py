@@ -32,6 +32,7 @@ import functools
 import hashlib
 import re
 from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
@@ -39,7 +40,8 @@ from sqlalchemy import Connection, Integer, Select, bindparam, column, func, lit
 
 from judge.rules.model import Layer, Rule
 
-__all__ = ["COMMON_FLOOR", "COMMON_FRACTION", "MAX_TERMS", "RAREST_TERMS", "fts_rowid", "informative_terms",
+__all__ = ["COMMON_FLOOR", "COMMON_FRACTION", "MAX_TERMS", "RAREST_TERMS", "TermCounts", "fts_rowid",
+           "informative_terms",
            "lexical_body", "query_terms", "rebuild", "replace_rows", "search", "search_many", "table_exists"]
 
 #: At most this many words of a query text are searched for (bounds the cost of a long response).
@@ -141,6 +143,20 @@ def _fts5_phrase(term: str) -> str:
     return '"' + term.replace('"', '""') + '"'
 
 
+@dataclass
+class TermCounts:
+    """Words' document counts read from the full-text index, kept by a caller for one rulebook version (a
+    batch meets the same common words again and again, and counting a common word is the expensive part).
+
+    ``cap`` is the threshold the counts stop at (`informative_terms`); both are valid only while the rulebook
+    does not change, so a new `TermCounts` is used per rulebook version. At most ``limit`` words are kept.
+    """
+
+    cap: int | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+    limit: int = 100_000
+
+
 _CAP_SQLITE = "SELECT CAST(max(:floor, count(*) * :fraction) AS INTEGER) + 1 AS cap FROM rule_fts_docsize"
 _CAP_POSTGRES = "SELECT CAST(floor(greatest(:floor, count(*) * :fraction)) AS INTEGER) + 1 AS cap FROM rule_fts"
 # One word's matches, stopped at the threshold (``capped`` is the statement's common table expression).
@@ -150,18 +166,24 @@ _COUNT_POSTGRES = ("SELECT 1 AS one FROM rule_fts WHERE tsv @@ to_tsquery('engli
 
 
 def informative_terms(conn: Connection, term_lists: Sequence[Sequence[str]], *, rarest: int | None = RAREST_TERMS,
-                      fraction: float = COMMON_FRACTION, floor: int = COMMON_FLOOR) -> list[list[str]]:
+                      fraction: float = COMMON_FRACTION, floor: int = COMMON_FLOOR,
+                      known: TermCounts | None = None) -> list[list[str]]:
     """The most informative words of each list: those in at most ``max(floor, fraction * rules)`` binding
     rules (with ``rarest``, only the ``rarest`` rarest of those; ties: first in the list first), in their
     original order.
 
     The document frequencies come from the full-text index in one statement (FTS5 match counts on SQLite,
     GIN-indexed ``@@`` counts on PostgreSQL); each count stops at the threshold, so a common word costs at
-    most the threshold's rows, never a scan of all its matches.
+    most the threshold's rows, never a scan of all its matches. With ``known`` (counts read earlier at the
+    same rulebook version), only the words it lacks are counted, and none at all when it has every word.
     """
     distinct = list(dict.fromkeys(term for terms in term_lists for term in terms))
     if not distinct:
         return [[] for _ in term_lists]
+    if known is not None and known.cap is not None and all(term in known.counts for term in distinct):
+        return _chosen(term_lists, known.counts, known.cap, rarest)
+    if known is not None:
+        distinct = [term for term in distinct if term not in known.counts]
     sqlite = conn.dialect.name == "sqlite"
     # FTS5 keeps one row per document in its docsize table: counting it is a b-tree count, not a scan. The
     # threshold is rounded down on both (SQLite's CAST truncates, PostgreSQL's rounds).
@@ -174,6 +196,20 @@ def informative_terms(conn: Connection, term_lists: Sequence[Sequence[str]], *, 
     row = conn.execute(select(capped.c.cap, *counts).select_from(capped)).one()
     limit = int(row.cap)
     docs = {term: int(row[i + 1]) for i, term in enumerate(distinct)}
+    if known is not None:
+        remembered = {t: known.counts[t] for terms in term_lists for t in terms if t in known.counts}
+        if len(known.counts) + len(docs) > known.limit:
+            known.counts.clear()
+        known.cap = limit
+        if len(docs) <= known.limit:
+            known.counts.update(docs)
+        docs.update(remembered)
+    return _chosen(term_lists, docs, limit, rarest)
+
+
+def _chosen(term_lists: Sequence[Sequence[str]], docs: dict[str, int], limit: int,
+            rarest: int | None) -> list[list[str]]:
+    """Each list's words counted in fewer than ``limit`` rules (only the ``rarest`` rarest, with ``rarest``)."""
     chosen: list[list[str]] = []
     for terms in term_lists:
         kept = [t for t in terms if docs[t] < limit]
@@ -196,9 +232,11 @@ def _best_first(columns: Any, sqlite: bool) -> list[Any]:
 
 def search_many(conn: Connection, queries: Sequence[str], groups: Sequence[Collection[Layer]], k: int, *,
                 exclude: Collection[str] = (), informative: bool = True, rarest: int | None = RAREST_TERMS,
-                fraction: float = COMMON_FRACTION, floor: int = COMMON_FLOOR) -> list[list[list[tuple[str, float]]]]:
+                fraction: float = COMMON_FRACTION, floor: int = COMMON_FLOOR,
+                known: TermCounts | None = None) -> list[list[list[tuple[str, float]]]]:
     """`search` for every query text and every group of layers, in one SQL statement (after the one that
-    picks each text's `informative_terms`; ``informative=False`` searches for all of a text's words).
+    picks each text's `informative_terms`, none when ``known`` has every word's count; ``informative=False``
+    searches for all of a text's words).
 
     Returns ``result[i][g]``: the hits of ``queries[i]`` among the layers of ``groups[g]``, exactly what
     ``search(conn, queries[i], groups[g], k)`` returns. Each text is matched once, whatever the number of
@@ -213,7 +251,7 @@ def search_many(conn: Connection, queries: Sequence[str], groups: Sequence[Colle
     sqlite = conn.dialect.name == "sqlite"
     all_terms = [query_terms(query) for query in queries]
     if informative:
-        all_terms = informative_terms(conn, all_terms, rarest=rarest, fraction=fraction, floor=floor)
+        all_terms = informative_terms(conn, all_terms, rarest=rarest, fraction=fraction, floor=floor, known=known)
     parts: list[Select[Any]] = []
     for i, terms in enumerate(all_terms):
         if not terms:

@@ -83,6 +83,16 @@ class RulebookReads:
                 found.update(session.scalars(stmt))
         return found
 
+    def binding(self, ids: Iterable[str]) -> set[str]:
+        """The subset of ``ids`` whose latest version binds (is active): primary-key lookups, no ORM (a search
+        asks this of every ruling it meets)."""
+        found: set[str] = set()
+        with self.engine.connect() as conn:
+            for chunk in _chunks(ids):
+                stmt = select(RuleVersionRow.rule_id).where(RuleVersionRow.rule_id.in_(chunk), _is_latest(),
+                                                            RuleVersionRow.status == "active")
+                found.update(conn.scalars(stmt))
+        return found
 
     def _current_stmt(self, layer: Layer | None, active_only: bool) -> Select[Any]:
         stmt = select(RULE_VERSIONS).where(_is_latest())
@@ -120,11 +130,13 @@ class RulebookReads:
             return lexical.search(conn, query, layers, k, exclude=exclude)
 
     def lexical_search_many(self, queries: Sequence[str], groups: Sequence[Collection[Layer]], k: int, *,
-                            exclude: Collection[str] = ()) -> list[list[list[tuple[str, float]]]]:
+                            exclude: Collection[str] = (), known: lexical.TermCounts | None = None
+                            ) -> list[list[list[tuple[str, float]]]]:
         """`lexical_search` of every text in ``queries`` among every group of layers in ``groups``, in one
-        statement: ``result[i][g]`` is what ``lexical_search(queries[i], groups[g], k)`` returns."""
+        statement: ``result[i][g]`` is what ``lexical_search(queries[i], groups[g], k)`` returns. ``known``:
+        words' counts kept from earlier searches at the current rulebook version (see `lexical.TermCounts`)."""
         with self.engine.connect() as conn:
-            return lexical.search_many(conn, queries, groups, k, exclude=exclude)
+            return lexical.search_many(conn, queries, groups, k, exclude=exclude, known=known)
 
 
     def rules_changed_since(self, seq: int, *, batch_size: int = 1000) -> Iterator[Rule]:

@@ -40,6 +40,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from judge.rules.model import Authority, Change, ChangeKind, Check, Layer, Rule, RuleStatus, RulingCase
 
 __all__ = [
+    "CASES",
+    "CASE_ENTRIES",
+    "CASE_REVIEWS",
+    "CASE_VECTORS",
     "CHANGES",
     "RULE_VERSIONS",
     "Base",
@@ -331,6 +335,14 @@ class TestCaseVectorRow(Base):
     case_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     model: Mapped[str] = mapped_column(String(255), primary_key=True)
     vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+#: The case tables as Core tables, for the case store's bulk writes and reads and for retrieval's exemplars.
+CASES: Table = TestCaseRow.__table__  # type: ignore[assignment]
+CASE_ENTRIES: Table = TestCaseEntryRow.__table__  # type: ignore[assignment]
+CASE_REVIEWS: Table = TestCaseReviewRow.__table__  # type: ignore[assignment]
+CASE_VECTORS: Table = TestCaseVectorRow.__table__  # type: ignore[assignment]
+
 
 
 # ----------------------------------------------------------------------------- shared batches (judge.store.claims)
