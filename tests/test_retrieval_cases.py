@@ -16,7 +16,7 @@ import pytest
 
 from judge.cases.model import CaseStatus, TestCase
 from judge.cases.store import CaseStore, Decision
-from judge.retrieval.case_exemplars import exemplar_fingerprint, read_exemplars
+from judge.retrieval.case_exemplars import ACCEPTED, exemplar_fingerprint, read_exemplars
 from judge.retrieval.exemplars import Exemplars, vote
 from judge.retrieval.fusion import RetrievalConfig
 from judge.rulebook import Rulebook
@@ -110,6 +110,10 @@ FACT_CASES = [
     "What is the probability of drawing an ace from a shuffled deck?",
     "How many ways can 10 guests be seated at a round table?",
 ]
+
+
+def test_the_exemplars_status_is_the_case_store_s_accepted() -> None:
+    assert CaseStatus.ACCEPTED.value == ACCEPTED
 
 
 def test_only_accepted_cases_with_a_vector_are_read_and_the_fingerprint_moves(sqlite_url: str,

@@ -14,16 +14,16 @@ import logging
 import numpy as np
 from sqlalchemy import Engine, func, select
 
-from judge.cases.model import CaseStatus
 from judge.retrieval.exemplars import Exemplars
 from judge.store.schema import CASE_ENTRIES, CASE_REVIEWS, CASE_VECTORS, CASES
 
-__all__ = ["exemplar_fingerprint", "read_exemplars"]
+__all__ = ["ACCEPTED", "exemplar_fingerprint", "read_exemplars"]
 
 log = logging.getLogger(__name__)
 
-#: The review status of a case that counts as an exemplar.
-ACCEPTED = CaseStatus.ACCEPTED.value
+#: The review status of a case that counts as an exemplar: `judge.cases.model.CaseStatus.ACCEPTED` (named, not
+#: imported: judge.cases builds on judge.retrieval; a test holds the two equal).
+ACCEPTED = "accepted"
 
 
 def exemplar_fingerprint(engine: Engine, model: str) -> str:
