@@ -30,6 +30,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import random
@@ -47,10 +48,11 @@ import numpy as np
 from retrieval import OBJECTS, OPENERS, QUALIFIERS, VERBS, _dir_size, _paragraph, _percentile, _sentence
 
 from judge.retrieval import RuleIndex, SentenceTransformerEmbedder, make_client
+from judge.retrieval.fusion import RetrievalConfig
 from judge.rulebook import IngestReport, Rulebook
 from judge.rules.model import Authority, Layer, Pair, Response, Rule, RuleStatus, RulingCase
 from judge.settings import Settings
-from judge.store import RulebookStore, migrate, open_engine
+from judge.store import RulebookStore, lexical, migrate, open_engine
 
 _FRAGMENTS = re.compile(r"\n\n|(?<=[.?!])\s+")
 N_CONSTITUTION = 30  # a constitution stays small: every binding one is retrieved for every pair
@@ -89,6 +91,23 @@ class SentencePoolEmbedder:
         self._vectors = np.concatenate([self._vectors, vectors])
         for offset, fragment in enumerate(new):
             self._row[fragment] = start + offset
+
+    def save(self, path: Path) -> None:
+        """Keep the fragments' vectors (a rerun on the same work dir skips embedding them)."""
+        fragments = sorted(self._row, key=self._row.__getitem__)
+        np.savez(path, vectors=self._vectors, fragments=np.asarray(fragments, dtype=object))
+
+    def load(self, path: Path, fragments: Sequence[str]) -> bool:
+        """The vectors `save` kept, if they hold every one of ``fragments``; False (nothing loaded) if not."""
+        if not path.exists():
+            return False
+        with np.load(path, allow_pickle=True) as saved:
+            stored = [str(f) for f in saved["fragments"]]
+            if not set(fragments) <= set(stored):
+                return False
+            self._vectors = saved["vectors"]
+        self._row = {fragment: row for row, fragment in enumerate(stored)}
+        return True
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
         pieces = [[f for f in _FRAGMENTS.split(text) if f.strip()] or [text] for text in texts]
@@ -234,6 +253,16 @@ def _count_queries(rulebook: Rulebook, engine: Any, pairs: Sequence[Pair]) -> tu
     return counts["index"] / len(pairs), counts["fts"] / len(pairs)
 
 
+def _full_text(store: RulebookStore, known: Any) -> Any:
+    """The full-text part of a fused retrieve of a pair: its three texts in one statement."""
+    def search(pair: Pair) -> Any:
+        texts = [pair.prompt, pair.response_a.text, pair.response_b.text]
+        if known is None:
+            return store.lexical_search_many(texts, LEXICAL_GROUPS, 30)
+        return store.lexical_search_many(texts, LEXICAL_GROUPS, 30, known=known)
+    return search
+
+
 def _p(times: list[float]) -> str:
     return f"{_percentile(times, 50):6.2f} / {_percentile(times, 99):6.2f}"
 
@@ -249,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db-url", default=None, help="SQLAlchemy URL (default: SQLite file in the work dir)")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the rulebook here (default: temp)")
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--common-fraction", type=float, default=None,
+                        help="full-text search's common-word bound for Rulebook.retrieve (default: the shipped one)")
     parser.add_argument("--text", choices=("generated", "real"), default="generated",
                         help="rules made of generated sentences (~170 distinct words; the default) or of real "
                              "sentences from data/ and cases/ (real word frequencies; queries from held-out text)")
@@ -264,7 +295,13 @@ def main(argv: list[str] | None = None) -> int:
                              else RealPool(args.pool, args.seed, Path(__file__).resolve().parent.parent))
     embedder = SentencePoolEmbedder(model)
     start = time.perf_counter()
-    embedder.warm(pool.fragments())
+    saved = args.workdir / "pool-vectors.npz" if args.workdir else None
+    if saved is not None and not embedder.load(saved, pool.fragments()):
+        embedder.warm(pool.fragments())
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        embedder.save(saved)
+    elif saved is None:
+        embedder.warm(pool.fragments())
     pool_s = time.perf_counter() - start
     log(f"pool: {embedder.misses} fragments embedded in {pool_s:.0f}s")
     sample = [r.embedding_text() for r in islice(synthetic_rulebook(pool, 1000, 10**9, args.seed + 1),
@@ -291,7 +328,9 @@ def main(argv: list[str] | None = None) -> int:
         migrate(engine)
         store = RulebookStore(engine)
         index = RuleIndex(make_client(Settings(data_dir=work, index_path=work / "index")), embedder)
-        sql_only, rulebook = Rulebook(store, None), Rulebook(store, index)
+        sql_only = Rulebook(store, None)
+        rulebook = (Rulebook(store, index) if args.common_fraction is None
+                    else Rulebook(store, index, retrieval=RetrievalConfig(common_fraction=args.common_fraction)))
         have = store.count()
         for size in sizes:
             if size <= have:
@@ -325,9 +364,18 @@ def main(argv: list[str] | None = None) -> int:
                                               list(vectors)),
                 "Rulebook.retrieve": _timed(lambda pair: rulebook.retrieve(pair, k=5), queries),
             }
+            if "binding" in inspect.signature(index.query_vectors).parameters:
+                # A pair's four query vectors against the rulings (whole texts and passages, depth 30), a
+                # ruling's status read from the index's metadata, then asked of the SQL store instead.
+                batches = [vectors[i:i + 4] for i in range(0, len(vectors) - 3)]
+                latency["rulings x4, metadata"] = _timed(
+                    lambda m: index.query_vectors(m, layer=Layer.RULING, k=30), batches)
+                latency["rulings x4, SQL status"] = _timed(
+                    lambda m: index.query_vectors(m, layer=Layer.RULING, k=30, binding=store.binding), batches)
             if hasattr(store, "lexical_search_many"):  # the full-text part of a fused retrieve, alone
-                latency["full-text, 3 texts"] = _timed(lambda pair: store.lexical_search_many(
-                    [pair.prompt, pair.response_a.text, pair.response_b.text], LEXICAL_GROUPS, 30), queries)
+                latency["full-text, 3 texts"] = _timed(_full_text(store, None), queries)
+                if hasattr(lexical, "TermCounts"):  # word counts kept across the batch, as a retrieve does
+                    latency["full-text, counts kept"] = _timed(_full_text(store, lexical.TermCounts()), queries)
             row: dict[str, object] = {
                 "size": count, "latency": latency, "per_pair": _count_queries(rulebook, engine, queries[:20]),
                 "sql_mib": _dir_size(work) / 2**20 - _dir_size(work / "index") / 2**20 if args.db_url is None

@@ -109,7 +109,8 @@ class Rulebook(RulingWrites):
         index = None
         if with_index:
             index = RuleIndex(DeferredClient(settings), embedder or embedder_for(settings))
-        return cls(store, index, auto_sync=auto_sync, retrieval=retrieval or RetrievalConfig.named(settings.retrieval),
+        retrieval = retrieval or RetrievalConfig.named(settings.retrieval, common_fraction=settings.full_text_common)
+        return cls(store, index, auto_sync=auto_sync, retrieval=retrieval,
                    conflict_threshold=DEFAULT_CONFLICT_THRESHOLD if conflict_threshold is None else conflict_threshold,
                    judgments=judgments)
 

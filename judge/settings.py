@@ -38,6 +38,7 @@ _ENV = {
     "calibrator": "JUDGE_CALIBRATOR",
     "backend": "JUDGE_BACKEND",
     "retrieval": "JUDGE_RETRIEVAL",
+    "full_text_common": "JUDGE_FULL_TEXT_COMMON",
 }
 #: An OpenAI-compatible endpoint: the first variable that is set wins.
 _ENDPOINT_ENV = {
@@ -63,6 +64,8 @@ FIELD_HELP = {
     "calibrator": "calibrator file (`judge calibrate`) every judge applies",
     "retrieval": "fused (passages, dense + full-text and the test cases' votes, fused; default), no-cases (fused "
                  "without the test cases) or dense (whole texts, cosine only)",
+    "full_text_common": "full-text search drops words found in more than this fraction of the rules (of a "
+                        "rulebook over 1,000); lower is faster on a large rulebook",
     "prices": "USD per 1M input / output tokens per model, for costs and --max-cost ([prices] table)",
 }
 
@@ -106,6 +109,9 @@ class Settings(BaseModel):
             accepted test cases' votes fused), ``no-cases`` (the same without the test cases) or ``dense`` (each
             rule's whole text, cosine to the joint query only), to measure what retrieval adds on your own
             pairs (``JUDGE_RETRIEVAL``).
+        full_text_common: full-text search drops a word found in more than this fraction of the binding rules
+            (of a rulebook over 1,000 rules; default 0.1): lower bounds the cost of a search on a large
+            rulebook and changes its full-text ranking more (``JUDGE_FULL_TEXT_COMMON``).
         base_url: base URL of an OpenAI-compatible endpoint for ``openai/<model>`` backends
             (``JUDGE_BASE_URL``, else ``OPENAI_BASE_URL``).
         api_key: its API key (``JUDGE_API_KEY``, else ``OPENAI_API_KEY``); never printed, never read from a file.
@@ -124,6 +130,7 @@ class Settings(BaseModel):
     calibrator: Path | None = None
     backend: str = DEFAULT_BACKEND
     retrieval: Literal["fused", "no-cases", "dense"] = "fused"
+    full_text_common: float = Field(default=0.1, gt=0.0, le=1.0)  # judge.store.lexical.COMMON_FRACTION
     base_url: str | None = None
     api_key: SecretStr | None = None
     prices: dict[str, Price] = Field(default_factory=dict)

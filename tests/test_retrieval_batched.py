@@ -272,7 +272,9 @@ def test_batched_retrieval_returns_what_per_text_retrieval_returns(default_ruleb
                                   where_extra=where_extra, use_passages=use_passages) for v in vectors]
 
     def per_text(self: RulebookStore, queries: Sequence[str], groups: Sequence[Collection[Layer]], k: int, *,
-                 exclude: Collection[str] = (), known: object = None) -> list[list[list[tuple[str, float]]]]:
+                 exclude: Collection[str] = (), known: object = None,
+                 common_fraction: float = lexical.COMMON_FRACTION) -> list[list[list[tuple[str, float]]]]:
+        assert common_fraction == lexical.COMMON_FRACTION
         with self.engine.connect() as conn:
             return [[per_text_search(conn, q, layers, k, exclude) for layers in groups] for q in queries]
 

@@ -184,3 +184,36 @@ def test_retrieval_setting_picks_the_workspace_rulebooks_search(tmp_path: Path) 
     assert Settings.from_env({"JUDGE_RETRIEVAL": "fused"}, cwd=tmp_path).retrieval == "fused"
     with pytest.raises(ConfigError, match="retrieval"):
         Settings.from_env({"JUDGE_RETRIEVAL": "sparse"}, cwd=tmp_path)
+
+
+def test_full_text_common_setting_reaches_the_full_text_search(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from judge.retrieval.fusion import RetrievalConfig
+    from judge.rules.model import Pair
+    from judge.store import RulebookStore, lexical
+    from judge.testing import hash_rulebook
+    from judge.workspace import Workspace
+
+    assert Settings().full_text_common == lexical.COMMON_FRACTION == RetrievalConfig().common_fraction
+    s = Settings.from_env({"JUDGE_DATA_DIR": str(tmp_path / "d"), "JUDGE_EMBEDDING_MODEL": "hash",
+                           "JUDGE_FULL_TEXT_COMMON": "0.02"}, cwd=tmp_path)
+    assert s.full_text_common == 0.02
+    with Workspace.open(s) as ws:
+        assert ws.rulebook(with_index=False).retriever.config == RetrievalConfig(common_fraction=0.02)
+    for bad in ("0", "1.5", "often"):
+        with pytest.raises(ConfigError, match="full_text_common"):
+            Settings.from_env({"JUDGE_FULL_TEXT_COMMON": bad}, cwd=tmp_path)
+
+    asked: list[float] = []
+    search = RulebookStore.lexical_search_many
+
+    def noted(self: RulebookStore, *args: object, common_fraction: float = lexical.COMMON_FRACTION,
+              **kwargs: object) -> object:
+        asked.append(common_fraction)
+        return search(self, *args, common_fraction=common_fraction, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(RulebookStore, "lexical_search_many", noted)
+    rulebook = hash_rulebook(f"sqlite:///{tmp_path / 'rb.db'}", REPO / "rulebook")
+    rulebook.retriever.config = RetrievalConfig(common_fraction=0.02)
+    rulebook.retrieve(Pair(prompt="Is it safe to mix bleach and ammonia?", response_a="No.", response_b="Yes."))
+    assert asked == [0.02]

@@ -57,6 +57,10 @@ CONFIG_TEMPLATE = """\
 # env JUDGE_RETRIEVAL
 # retrieval = "fused"
 
+# Full-text search drops words found in more than this fraction of the rules (of a rulebook over 1,000):
+# lower is faster on a large rulebook and changes the full-text ranking more.   env JUDGE_FULL_TEXT_COMMON
+# full_text_common = 0.1
+
 # Prices in USD per 1M tokens, per model (the <model> of openai/<model>, or the whole backend string).
 # Without a price a cost is shown as unknown and --max-cost is refused. Copy the current figures from
 # your provider's price page; none are shipped.

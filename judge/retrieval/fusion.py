@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from judge.retrieval.exemplars import EXEMPLAR_K
+from judge.store.lexical import COMMON_FRACTION
 
 __all__ = ["RRF_K", "RetrievalConfig", "reciprocal_rank_fusion"]
 
@@ -42,6 +43,9 @@ class RetrievalConfig:
         depth: how many rules each ranking contributes to the fusion.
         rrf_k: the RRF constant.
         case_k: how many nearest test cases, and how many nearest rulings, vote.
+        common_fraction: full-text search drops a word found in more than this fraction of the binding rules
+            (of a rulebook over `judge.store.lexical.COMMON_FLOOR` rules): lower is faster on a large
+            rulebook and changes the full-text ranking more (``python benchmarks/full_text_bound.py``).
     """
 
     passages: bool = True
@@ -53,6 +57,7 @@ class RetrievalConfig:
     depth: int = 30
     rrf_k: int = RRF_K
     case_k: int = EXEMPLAR_K
+    common_fraction: float = COMMON_FRACTION
 
     @classmethod
     def dense_whole(cls) -> RetrievalConfig:
@@ -62,13 +67,13 @@ class RetrievalConfig:
                    ruling_votes=False)
 
     @classmethod
-    def named(cls, name: str) -> RetrievalConfig:
+    def named(cls, name: str, *, common_fraction: float = COMMON_FRACTION) -> RetrievalConfig:
         """The configuration a setting names: ``fused`` (the default), ``no-cases`` (fused, without the test
-        cases' votes) or ``dense`` (`dense_whole`)."""
+        cases' votes) or ``dense`` (`dense_whole`); ``common_fraction`` for the fused ones."""
         if name == "fused":
-            return cls()
+            return cls(common_fraction=common_fraction)
         if name == "no-cases":
-            return cls(cases=False)
+            return cls(cases=False, common_fraction=common_fraction)
         if name == "dense":
             return cls.dense_whole()
         raise ValueError(f"unknown retrieval {name!r} (fused, no-cases or dense)")

@@ -247,7 +247,8 @@ class Retriever(SyncedIndex):
             if n_rulings > 0:
                 groups.append((Layer.RULING,))
             for per_group in self.store.lexical_search_many(lexical_texts, groups, depth, exclude=exclude,
-                                                            known=self._term_counts_at(version)):
+                                                            known=self._term_counts_at(version),
+                                                            common_fraction=config.common_fraction):
                 pool.append([rid for rid, _ in per_group[0]])
                 if n_rulings > 0:
                     rulings.append([rid for rid, _ in per_group[1]])

@@ -130,13 +130,16 @@ class RulebookReads:
             return lexical.search(conn, query, layers, k, exclude=exclude)
 
     def lexical_search_many(self, queries: Sequence[str], groups: Sequence[Collection[Layer]], k: int, *,
-                            exclude: Collection[str] = (), known: lexical.TermCounts | None = None
+                            exclude: Collection[str] = (), known: lexical.TermCounts | None = None,
+                            common_fraction: float = lexical.COMMON_FRACTION
                             ) -> list[list[list[tuple[str, float]]]]:
         """`lexical_search` of every text in ``queries`` among every group of layers in ``groups``, in one
         statement: ``result[i][g]`` is what ``lexical_search(queries[i], groups[g], k)`` returns. ``known``:
-        words' counts kept from earlier searches at the current rulebook version (see `lexical.TermCounts`)."""
+        words' counts kept from earlier searches at the current rulebook version (see `lexical.TermCounts`);
+        ``common_fraction``: words in more of the rules are dropped (`lexical.COMMON_FRACTION`)."""
         with self.engine.connect() as conn:
-            return lexical.search_many(conn, queries, groups, k, exclude=exclude, known=known)
+            return lexical.search_many(conn, queries, groups, k, exclude=exclude, known=known,
+                                       fraction=common_fraction)
 
 
     def rules_changed_since(self, seq: int, *, batch_size: int = 1000) -> Iterator[Rule]:
