@@ -9,6 +9,10 @@ Grows one rulebook (SQL system of record + embedded Chroma index) through checkp
 * retrieval latency p50/p99 - index only (precomputed query vectors) with and without a layer filter, and
   the full `Rulebook.retrieve` (constitution + spec + rulings, SQL fetch of the hits, precedence order), and
   its full-text part alone (a pair's three texts: word frequencies, then the search);
+* the index part alone: a pair's four query vectors against the rulings, each hit's status read from the
+  index's metadata, then asked of the SQL store (what `Rulebook.retrieve` does);
+* the full-text part with the word counts read each time and kept across the queries (as a retrieve keeps
+  them until the rulebook changes);
 * the index queries and full-text statements one `Rulebook.retrieve` makes;
 * SQL file size, index size on disk, resident and peak memory.
 
@@ -25,6 +29,12 @@ Usage::
 
     python benchmarks/scale.py                      # 10k, 100k, 1M (about an hour on 2 cores)
     python benchmarks/scale.py --sizes 2000,20000   # a quick look
+    python benchmarks/scale.py --text real --pool 20000 --sizes 10000,100000 --workdir DIR
+                                                    # rules of real sentences (real word frequencies)
+    python benchmarks/scale.py --text real --pool 20000 --sizes 100000 --workdir DIR --common-fraction 0.01
+                                                    # measure again (stored rulebook) with another bound
+
+``--workdir`` keeps the rulebook and the sentence pool's vectors, so a later run measures without rebuilding.
 """
 
 from __future__ import annotations

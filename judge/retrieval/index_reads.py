@@ -173,7 +173,7 @@ class IndexReads(IndexLayout):
         a pair searched with several texts costs one round trip per collection rather than one per text.
         With ``binding``, whether a ruling binds is asked of it (one call per collection searched) rather
         than read from the index's metadata, and no metadata is read: the same hits when the index is in
-        step with the store ``binding`` reads, in about a third of the time.
+        step with the store ``binding`` reads, in about half the time (`python benchmarks/scale.py`).
         """
         if len(vectors) == 0:
             return []
