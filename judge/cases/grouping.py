@@ -72,9 +72,10 @@ class CaseGrouping(CaseQueries):
             computed = self._embed(missing, progress)
             with self._write_engine.begin() as conn:
                 conn.execute(CASE_VECTORS.delete().where(CASE_VECTORS.c.model == name,
-                                                     CASE_VECTORS.c.case_id.in_([c.id for c in missing])))
-                conn.execute(insert(CASE_VECTORS), [{"case_id": c.id, "model": name, "vector": computed[n].tobytes()}
-                                                for n, c in enumerate(missing)])
+                                                         CASE_VECTORS.c.case_id.in_([c.id for c in missing])))
+                conn.execute(insert(CASE_VECTORS), [{"case_id": c.id, "model": name,
+                                                     "vector": computed[n].tobytes()}
+                                                    for n, c in enumerate(missing)])
             stored.update({c.id: computed[n] for n, c in enumerate(missing)})
         if not ids:
             return np.zeros((0, dim), dtype=np.float32)

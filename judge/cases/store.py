@@ -136,12 +136,12 @@ class CaseStore(CaseGrouping):
             if new:
                 conn.execute(insert(CASES), [_case_values(batch[i], now) for i in new])
                 conn.execute(insert(CASE_ENTRIES), [{"case_id": i, "entry_id": e} for i in new
-                                                for e in batch[i].entries])
+                                                    for e in batch[i].entries])
                 conn.execute(insert(CASE_REVIEWS), [{"case_id": i, "status": batch[i].status.value,
-                                                 "reviewer": batch[i].reviewer,
-                                                 "review_method": batch[i].review_method, "at": now,
-                                                 "note": batch[i].review_note or note}
-                                                for i in new])
+                                                     "reviewer": batch[i].reviewer,
+                                                     "review_method": batch[i].review_method, "at": now,
+                                                     "note": batch[i].review_note or note}
+                                                    for i in new])
                 if vectors is not None and self.embedder is not None:
                     row = {i: n for n, i in enumerate(embedded)}
                     conn.execute(insert(CASE_VECTORS), [
@@ -196,9 +196,9 @@ class CaseStore(CaseGrouping):
                              .values(status=status.value, reviewer=reviewer, review_method=method, status_at=now))
             if changed:
                 conn.execute(insert(CASE_REVIEWS), [{"case_id": i, "status": parsed[i][0].value,
-                                                 "reviewer": parsed[i][1], "review_method": parsed[i][2],
-                                                 "at": now, "note": notes[i]}
-                                                for i in changed])
+                                                     "reviewer": parsed[i][1], "review_method": parsed[i][2],
+                                                     "at": now, "note": notes[i]}
+                                                    for i in changed])
         done = set(changed)
         return ReviewReport(changed=tuple(changed), unchanged=tuple(i for i in ids if i not in done))
 

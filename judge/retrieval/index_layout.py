@@ -36,7 +36,6 @@ _K_SEQ = "judge_seq"
 _K_GEN = "judge_generation"
 
 
-
 def passage_id(rule_id: str, number: int) -> str:
     """The record id of passage ``number`` of rule ``rule_id`` in a passage collection."""
     return f"{rule_id}#{number}"

@@ -13,7 +13,7 @@ from sqlalchemy import ColumnElement, Engine, Select, exists, func, select
 from sqlalchemy.orm import Session, aliased
 
 from judge.errors import RuleNotFoundError
-from judge.rules.model import Layer, Rule
+from judge.rules.model import Layer, Rule, RuleStatus
 from judge.store import lexical
 from judge.store.paging import keyset_pages
 from judge.store.schema import RULE_VERSIONS, ChangeRow, RuleVersionRow, rule_from_row
@@ -90,7 +90,7 @@ class RulebookReads:
         with self.engine.connect() as conn:
             for chunk in _chunks(ids):
                 stmt = select(RuleVersionRow.rule_id).where(RuleVersionRow.rule_id.in_(chunk), _is_latest(),
-                                                            RuleVersionRow.status == "active")
+                                                            RuleVersionRow.status == RuleStatus.ACTIVE.value)
                 found.update(conn.scalars(stmt))
         return found
 

@@ -344,7 +344,6 @@ CASE_REVIEWS: Table = TestCaseReviewRow.__table__  # type: ignore[assignment]
 CASE_VECTORS: Table = TestCaseVectorRow.__table__  # type: ignore[assignment]
 
 
-
 # ----------------------------------------------------------------------------- shared batches (judge.store.claims)
 # One row per pair of a batch judged by several workers. A claim is taken with a conditional UPDATE whose
 # row count says who won; ``result`` is written once, in the same statement that sets ``done_at``.
