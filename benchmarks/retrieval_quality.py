@@ -24,6 +24,10 @@ Usage::
     python benchmarks/retrieval_quality.py --configs before,default --limit 50
     python benchmarks/retrieval_quality.py --configs no-cases,default      # what the test cases' votes add
     python benchmarks/retrieval_quality.py --configs default --misses 10   # which gold rules are missed most
+    python benchmarks/retrieval_quality.py --configs default --reader evals/retrieval/reader-picks.jsonl
+
+``--reader FILE`` scores a reader's picks for the eval prompts (JSONL: ``{"id": <eval prompt id>, "top5":
+[rule ids, best first]}``) like retrieval, and counts the prompts each of retrieval and the reader finds.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from judge.cases.store import CaseStore
 from judge.retrieval import RuleIndex, make_client, make_embedder
 from judge.retrieval.embedder import Embedder
 from judge.retrieval.fusion import RetrievalConfig
-from judge.retrieval.quality import QualityCase, QualityReport, measure_retrieval
+from judge.retrieval.quality import QualityCase, QualityReport, gold_rank, measure_retrieval, summarise
 from judge.retrieval.shown import select_rules
 from judge.rulebook import Rulebook
 from judge.rules.model import Layer, Pair
@@ -116,6 +120,7 @@ CONFIGS: dict[str, tuple[RetrievalConfig, bool]] = {
     "no-cases": (RetrievalConfig(cases=False), False),
     "default": (RetrievalConfig(), False),
     "+rulings": (RetrievalConfig(ruling_votes=True), False),
+    "+overview": (RetrievalConfig(overview=True), False),
 }
 
 
@@ -194,6 +199,45 @@ def print_misses(cases: list[QualityCase], report: QualityReport, n: int, k: int
         print(f"    {gold:<48} {count:>3} of {total[gold]:>3}")
 
 
+def read_reader_picks(path: Path, cases: list[QualityCase], known: set[str]) -> list[list[str]]:
+    """A reader's ranked picks for each eval prompt, in the order of ``cases`` (exit 2 naming file:line when a
+    line is not JSON, lacks ``id`` / ``top5``, names an unknown rule or prompt, or a prompt has no picks)."""
+    picks: dict[str, list[str]] = {}
+    ids = {case.id for case in cases}
+    for lineno, row in enumerate(_read_jsonl(path), 1):
+        top = row.get("top5")
+        if not isinstance(row.get("id"), str) or not isinstance(top, list):
+            sys.exit(f"{path}:{lineno}: expected {{\"id\": ..., \"top5\": [...]}}")
+        unknown = [rule_id for rule_id in top if rule_id not in known]
+        if unknown or row["id"] not in ids:
+            sys.exit(f"{path}:{lineno}: unknown {'rule ' + unknown[0] if unknown else 'eval prompt ' + row['id']}")
+        picks[row["id"]] = [str(rule_id) for rule_id in top]
+    missing = [case.id for case in cases if case.id not in picks]
+    if missing:
+        sys.exit(f"{path}: no picks for {len(missing)} eval prompt(s), e.g. {missing[0]}")
+    return [picks[str(case.id)] for case in cases]
+
+
+def print_reader(picks: list[list[str]], cases: list[QualityCase]) -> list[int | None]:
+    """The reader's recall table on the eval prompts; returns the gold rank of each prompt."""
+    ranks = [gold_rank(top, case.gold) for top, case in zip(picks, cases, strict=True)]
+    row = summarise(ranks)
+    cells = " ".join(f"{_fmt(row.recall[k] if k <= 5 else None):>5}" for k in (1, 3, 5, 10))
+    print(f"\neval prompts - reader (5 picks from the prompt and the rule list)  ({len(cases)} cases)")
+    print(f"  {'view':<20} {'n':>4}  {'R@1':>5} {'R@3':>5} {'R@5':>5} {'R@10':>5}  {'MRR@5':>5}")
+    print(f"  {'spec+constitution':<20} {row.n:>4}  {cells}  {_fmt(row.mrr):>5}")
+    return ranks
+
+
+def print_overlap(config_name: str, retrieved: list[int | None], read: list[int | None]) -> None:
+    """How many eval prompts retrieval and the reader each have in their top 5."""
+    both = sum(1 for r, h in zip(retrieved, read, strict=True) if r is not None and r <= 5 and h is not None)
+    only_retrieval = sum(1 for r, h in zip(retrieved, read, strict=True) if r is not None and r <= 5 and h is None)
+    only_reader = sum(1 for r, h in zip(retrieved, read, strict=True) if (r is None or r > 5) and h is not None)
+    print(f"  top 5, {config_name} vs reader: both {both}, only retrieval {only_retrieval}, only the reader "
+          f"{only_reader}, neither {len(read) - both - only_retrieval - only_reader}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", type=Path, default=_default("pairs.jsonl"),
@@ -207,6 +251,8 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=0, help="only the first N cases of each set")
     parser.add_argument("--misses", type=int, default=0,
                         help="also list the N gold rules most often missing from the top 5")
+    parser.add_argument("--reader", type=Path, default=None,
+                        help="a reader's top-5 picks for the eval prompts (JSONL), scored beside retrieval")
     parser.add_argument("--configs", default="before,default",
                         help=f"comma-separated configurations to compare: {', '.join(CONFIGS)}")
     args = parser.parse_args()
@@ -237,6 +283,10 @@ def main() -> int:
             if missing:
                 print(f"error: {name}: {missing} case(s) name a section the rulebook does not have", file=sys.stderr)
                 return 2
+        reader: list[int | None] | None = None
+        if args.reader is not None:
+            prompts = sets["eval prompts"][: args.limit] if args.limit else sets["eval prompts"]
+            reader = print_reader(read_reader_picks(args.reader, prompts, known), prompts)
         for config_name in args.configs.split(","):
             if config_name not in CONFIGS:
                 print(f"error: --configs: unknown configuration {config_name!r} (known: {', '.join(CONFIGS)})",
@@ -254,6 +304,8 @@ def main() -> int:
                             report, time.perf_counter() - started, len(cases))
                 if args.misses:
                     print_misses(cases, report, args.misses)
+                if reader is not None and name == "eval prompts":
+                    print_overlap(config_name, report.ranks["spec+constitution"], reader)
                 sys.stdout.flush()
     return 0
 

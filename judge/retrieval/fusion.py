@@ -46,6 +46,10 @@ class RetrievalConfig:
         common_fraction: full-text search drops a word found in more than this fraction of the binding rules
             (of a rulebook over `judge.store.lexical.COMMON_FLOOR` rules): lower is faster on a large
             rulebook and changes the full-text ranking more (``python benchmarks/full_text_bound.py``).
+        overview: retrieve overview and grouping entries (tagged ``overview``: "Overview", "Definitions",
+            "Levels of authority", "Do the best work" ...) like any rule. Off, they are context, never
+            retrieved: the entries under a heading are the rules a pair is judged by, and a heading's
+            general words otherwise match pairs of every topic (see docs/benchmarks.md).
     """
 
     passages: bool = True
@@ -58,13 +62,15 @@ class RetrievalConfig:
     rrf_k: int = RRF_K
     case_k: int = EXEMPLAR_K
     common_fraction: float = COMMON_FRACTION
+    overview: bool = False
 
     @classmethod
     def dense_whole(cls) -> RetrievalConfig:
         """One dense search with prompt + responses against each rule's whole text (the first ~256 word
-        pieces the embedder reads), ranked by cosine: the configuration before passages and fusion."""
+        pieces the embedder reads), ranked by cosine, overview entries included: the configuration before
+        passages and fusion."""
         return cls(passages=False, lexical=False, split_queries=False, fused=False, cases=False,
-                   ruling_votes=False)
+                   ruling_votes=False, overview=True)
 
     @classmethod
     def named(cls, name: str, *, common_fraction: float = COMMON_FRACTION) -> RetrievalConfig:
@@ -90,6 +96,8 @@ class RetrievalConfig:
             parts.append("+ test cases")
         if self.ruling_votes:
             parts.append("+ rulings' citations")
+        if self.overview:
+            parts.append("+ overview entries")
         return "RRF: " + ", ".join(parts)
 
 

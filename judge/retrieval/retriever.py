@@ -27,7 +27,7 @@ from judge.rules.conflicts import Precedent, measure_candidates, near_duplicates
 from judge.rules.model import Layer, Pair, Rule
 from judge.rules.precedence import PrecedenceResult, order_rules
 
-__all__ = ["PRECEDENT_CANDIDATES", "Retrieval", "RetrievedRule", "Retriever"]
+__all__ = ["PRECEDENT_CANDIDATES", "Ranking", "Retrieval", "RetrievedRule", "Retriever"]
 
 #: Nearest active rulings examined for a binding precedent: a near-duplicate is among the very nearest.
 PRECEDENT_CANDIDATES = 3
@@ -51,13 +51,33 @@ class RetrievedRule:
 
 
 @dataclass(frozen=True)
+class Ranking:
+    """One ranking fused into a retrieval: what searched (``dense: prompt``, ``full-text: response A``, ``test
+    cases`` ...), over which pool (``rules``: constitution and spec entries; ``rulings``) and the ids it
+    ranked, best first."""
+
+    name: str
+    pool: str
+    ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Retrieval:
-    """The rules that apply to one pair, ordered by precedence, and the rulebook version they came from."""
+    """The rules that apply to one pair, ordered by precedence, and the rulebook version they came from.
+
+    ``rankings`` are the rankings fused into the scores (fused retrieval only; empty for dense-only), so
+    `explain` can say why a rule was retrieved.
+    """
 
     rulebook_version: str
     rules: tuple[RetrievedRule, ...]
     precedence: PrecedenceResult
     precedents: tuple[Precedent, ...] = ()
+    rankings: tuple[Ranking, ...] = ()
+
+    def explain(self, rule_id: str) -> list[tuple[str, int]]:
+        """Where ``rule_id`` stood in each ranking that listed it: (ranking name, 1-based rank)."""
+        return [(r.name, r.ids.index(rule_id) + 1) for r in self.rankings if rule_id in r.ids]
 
     @property
     def ids(self) -> list[str]:
@@ -71,18 +91,22 @@ class Retrieval:
                 return r.score
         raise KeyError(rule_id)
 
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-serialisable view (ids, layers, authority, scores, precedence exclusions)."""
-        return {
-            "rulebook_version": self.rulebook_version,
-            "rules": [
-                {"id": r.rule.id, "layer": r.rule.layer.value,
-                 "authority": r.rule.authority.value if r.rule.authority else None,
-                 "title": r.rule.title, "score": round(r.score, 4), "version": r.rule.version}
-                for r in self.rules
-            ],
-            "excluded": [{"id": e.rule_id, "reason": e.reason} for e in self.precedence.excluded],
-        }
+    def to_json(self, *, explain: bool = False) -> dict[str, Any]:
+        """A JSON-serialisable view (ids, layers, authority, scores, precedence exclusions); with ``explain``,
+        each rule's rank in every ranking that listed it (``found_by``) and the rankings themselves."""
+        rules = []
+        for r in self.rules:
+            view: dict[str, Any] = {"id": r.rule.id, "layer": r.rule.layer.value,
+                                    "authority": r.rule.authority.value if r.rule.authority else None,
+                                    "title": r.rule.title, "score": round(r.score, 4), "version": r.rule.version}
+            if explain:
+                view["found_by"] = [{"ranking": name, "rank": rank} for name, rank in self.explain(r.rule.id)]
+            rules.append(view)
+        out: dict[str, Any] = {"rulebook_version": self.rulebook_version, "rules": rules,
+                               "excluded": [{"id": e.rule_id, "reason": e.reason} for e in self.precedence.excluded]}
+        if explain:
+            out["rankings"] = [{"name": r.name, "pool": r.pool, "ids": list(r.ids)} for r in self.rankings]
+        return out
 
 
 class Retriever(SyncedIndex):
@@ -113,11 +137,21 @@ class Retriever(SyncedIndex):
             cached = self._tables[layer] = (version, index.layer_table(layer) if small else None)
         return cached[1]
 
+    def _not_retrieved(self, version: str, layer: Layer | None, exclude: Sequence[str]) -> Sequence[str]:
+        """``exclude`` and, unless the configuration retrieves them, the overview entries (`Rule.overview`)
+        when ``layer`` can hold them (None: any layer): rulings are never overview entries, and a longer
+        exclusion list makes an index query fetch more."""
+        if self.config.overview or layer is Layer.RULING:
+            return exclude
+        overview = self._overview_at(version)
+        return (*exclude, *sorted(overview.difference(exclude))) if overview else exclude
+
     def _search(self, index: RuleIndex, version: str, vector: np.ndarray, layer: Layer, k: int,
                 exclude: Sequence[str], *, process_only: bool = False, use_passages: bool = False) -> list[Hit]:
         """The ``k`` binding rules of ``layer`` nearest ``vector``: scored exactly in memory for a small layer
         (a dot product instead of an index query, ~1 ms less each), else by the index. ``use_passages``
         scores a rule by its best passage too (retrieval); without, by its whole text (precedent matching)."""
+        exclude = self._not_retrieved(version, layer, exclude)
         table = self._table(index, version, layer)
         if table is None:
             return index.query_vector(vector, layer=layer, k=k, exclude=exclude,
@@ -130,6 +164,7 @@ class Retriever(SyncedIndex):
                      exclude: Sequence[str], *, use_passages: bool) -> list[list[Hit]]:
         """`_search` for every row of ``vectors``: one index query per collection for all of them (a large
         layer), or each scored in memory (a small one). The hits of each vector are those `_search` gives."""
+        exclude = self._not_retrieved(version, layer, exclude)
         table = self._table(index, version, layer)
         if table is None:
             return index.query_vectors(vectors, layer=layer, k=k, exclude=exclude, use_passages=use_passages,
@@ -162,9 +197,11 @@ class Retriever(SyncedIndex):
         # The nearest rulings by the whole pair: precedent candidates, and the dense-only ruling ranking.
         ruling_hits = (self._search(index, version, vector, Layer.RULING, wanted, exclude,
                                     use_passages=config.passages and not config.fused) if wanted else [])
+        rankings: tuple[Ranking, ...] = ()
         if config.fused:
-            scores, similarity = self._fused(index, version, pair, vector, ruling_hits, k=k, n_rulings=n_rulings,
-                                             n_const=n_const, k_process=k_process, exclude=exclude)
+            scores, similarity, rankings = self._fused(index, version, pair, vector, ruling_hits, k=k,
+                                                       n_rulings=n_rulings, n_const=n_const, k_process=k_process,
+                                                       exclude=exclude)
         else:
             scores, similarity = self._dense(index, version, pair, vector, ruling_hits, k=k,
                                              n_rulings=n_rulings, n_const=n_const, k_process=k_process,
@@ -176,7 +213,7 @@ class Retriever(SyncedIndex):
             precedents = tuple(self._bound_by(index, pair, vector, nearest, precedent_threshold))
         precedence = order_rules(r for rid, r in rules.items() if rid in scores)
         ordered = tuple(RetrievedRule(r, scores[r.id], similarity.get(r.id)) for r in precedence.ordered)
-        return Retrieval(version, ordered, precedence, precedents)
+        return Retrieval(version, ordered, precedence, precedents, rankings)
 
     def _dense(self, index: RuleIndex, version: str, pair: Pair, vector: np.ndarray, ruling_hits: list[Hit], *,
                k: int, n_rulings: int, n_const: int, k_process: int, exclude: Sequence[str]
@@ -202,7 +239,7 @@ class Retriever(SyncedIndex):
 
     def _fused(self, index: RuleIndex, version: str, pair: Pair, vector: np.ndarray, ruling_hits: list[Hit], *,
                k: int, n_rulings: int, n_const: int, k_process: int, exclude: Sequence[str]
-               ) -> tuple[dict[str, float], dict[str, float]]:
+               ) -> tuple[dict[str, float], dict[str, float], tuple[Ranking, ...]]:
         """Scores by reciprocal rank fusion (see `judge.retrieval.fusion`).
 
         Rankings: dense search with the joint query and, with ``split_queries``, with the prompt and each
@@ -210,17 +247,23 @@ class Retriever(SyncedIndex):
         by the decided cases nearest the pair (`_case_votes`). Constitution rules and spec entries are ranked in
         one pool (the constitution scores like any rule, rather than being shown whatever the pair); rulings
         in another. Returns every binding constitution rule (scored, 0 when no ranking listed it), the top-k
-        spec entries and top rulings by fused score, and the fused and cosine scores.
+        spec entries and top rulings by fused score, the fused and cosine scores, and the rankings fused.
         """
         config = self.config
-        texts = [pair.query_text()]
+        labelled = [("pair", pair.query_text())]
         if config.split_queries:
-            texts += [t for t in (pair.prompt, pair.response_a.text, pair.response_b.text) if t.strip()]
-        texts = list(dict.fromkeys(texts))
+            labelled += [(name, t) for name, t in (("prompt", pair.prompt), ("response A", pair.response_a.text),
+                                                   ("response B", pair.response_b.text)) if t.strip()]
+        named: dict[str, str] = {}  # text -> what it is; a text repeated is searched once, by its first name
+        for name, text in labelled:
+            named.setdefault(text, name)
+        texts, labels = list(named), list(named.values())
         vectors = [vector, *self._embed_memo(index, texts[1:])] if len(texts) > 1 else [vector]
         depth = max(config.depth, k, n_rulings)
         pool: list[list[str]] = []
         rulings: list[list[str]] = []
+        pool_names: list[str] = []
+        ruling_names: list[str] = []
         similarity: dict[str, float] = {}
 
         def note(hits: list[Hit]) -> list[Hit]:
@@ -239,27 +282,38 @@ class Retriever(SyncedIndex):
         for i in range(len(vectors)):
             found = note([*constitution[i], *spec_hits[i]])
             pool.append([h.rule_id for h in sorted(found, key=lambda h: -h.score)[:depth]])
+            pool_names.append(f"dense: {labels[i]}")
             if n_rulings > 0:
                 rulings.append([h.rule_id for h in note(ruling_lists[i])])
+                ruling_names.append(f"dense: {labels[i]}")
         if config.lexical:
             lexical_texts = texts[1:] if len(texts) > 1 else texts
+            lexical_labels = labels[1:] if len(texts) > 1 else labels
             groups: list[tuple[Layer, ...]] = [(Layer.CONSTITUTION, Layer.SPEC)]
             if n_rulings > 0:
                 groups.append((Layer.RULING,))
-            for per_group in self.store.lexical_search_many(lexical_texts, groups, depth, exclude=exclude,
-                                                            known=self._term_counts_at(version),
-                                                            common_fraction=config.common_fraction):
+            found_lexically = self.store.lexical_search_many(lexical_texts, groups, depth,
+                                                             exclude=self._not_retrieved(version, None, exclude),
+                                                             known=self._term_counts_at(version),
+                                                             common_fraction=config.common_fraction)
+            for label, per_group in zip(lexical_labels, found_lexically, strict=True):
                 pool.append([rid for rid, _ in per_group[0]])
+                pool_names.append(f"full-text: {label}")
                 if n_rulings > 0:
                     rulings.append([rid for rid, _ in per_group[1]])
+                    ruling_names.append(f"full-text: {label}")
         if config.cases or config.ruling_votes:
-            pool.extend(self._case_votes(index, version, pair, vector, ruling_lists[0] if ruling_lists else None,
-                                         exclude, depth))
+            for name, ranking in self._case_votes(index, version, pair, vector,
+                                                  ruling_lists[0] if ruling_lists else None, exclude,
+                                                  self._not_retrieved(version, None, exclude), depth):
+                pool.append(ranking)
+                pool_names.append(name)
         if pair.has_process() and k_process > 0:
             process_vector = self._query_vector(index, _process_text(pair))
             pool.append([h.rule_id for h in note(self._search(index, version, process_vector, Layer.SPEC,
                                                                k_process, exclude, process_only=True,
                                                                use_passages=config.passages))])
+            pool_names.append("dense: process")
         pool_scores = reciprocal_rank_fusion(pool, k=config.rrf_k)
         ruling_scores = reciprocal_rank_fusion(rulings, k=config.rrf_k)
         scores: dict[str, float] = {}
@@ -285,20 +339,24 @@ class Retriever(SyncedIndex):
                     taken += 1
         for rid, value in sorted(ruling_scores.items(), key=lambda item: (-item[1], item[0]))[:n_rulings]:
             scores[rid] = value
-        return scores, similarity
+        rankings = (*(Ranking(name, "rules", tuple(ids)) for name, ids in zip(pool_names, pool, strict=True)),
+                    *(Ranking(name, "rulings", tuple(ids)) for name, ids in zip(ruling_names, rulings, strict=True)))
+        return scores, similarity, rankings
 
     def _case_votes(self, index: RuleIndex, version: str, pair: Pair, vector: np.ndarray,
-                    ruling_hits: list[Hit] | None, exclude: Sequence[str], depth: int) -> list[list[str]]:
+                    ruling_hits: list[Hit] | None, exclude: Sequence[str], not_voted: Sequence[str],
+                    depth: int) -> list[tuple[str, list[str]]]:
         """Rankings from decided cases (see `judge.retrieval.exemplars`): with ``cases``, the spec entries tested
         by the accepted test cases nearest the prompt; with ``ruling_votes``, the spec entries and constitution
         rules cited by the active rulings nearest the pair (``ruling_hits``: those already found with the joint
-        query, else searched)."""
+        query, else searched, without ``exclude``). No vote goes to a rule in ``not_voted``."""
         config = self.config
-        rankings = []
+        rankings: list[tuple[str, list[str]]] = []
         exemplars = self._case_exemplars(index) if config.cases else None
         if exemplars is not None and len(exemplars) and pair.prompt.strip():  # cases are prompts
             prompt_vector = self._embed_memo(index, [pair.prompt])
-            rankings.append(vote(exemplars, prompt_vector, k=config.case_k, exclude=exclude)[0][:depth])
+            voted = vote(exemplars, prompt_vector, k=config.case_k, exclude=not_voted)[0]
+            rankings.append(("test cases", voted[:depth]))
         if not config.ruling_votes:
             return rankings
         if ruling_hits is None:
@@ -310,7 +368,7 @@ class Retriever(SyncedIndex):
                             if not c.startswith(Layer.RULING.value + "/")])
                  for h in nearest if h.rule_id in rulings and rulings[h.rule_id].case is not None]
         if cited:
-            rankings.append(tally(cited, exclude=exclude)[:depth])
+            rankings.append(("rulings' citations", tally(cited, exclude=not_voted)[:depth]))
         return rankings
 
     def _bound_by(self, index: RuleIndex, pair: Pair, query: np.ndarray, rulings: Sequence[Rule],

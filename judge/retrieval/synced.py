@@ -20,7 +20,7 @@ from judge.retrieval.exemplars import Exemplars
 from judge.retrieval.fusion import RetrievalConfig
 from judge.retrieval.index import LayerTable, RuleIndex
 from judge.retrieval.index_reads import Binding
-from judge.rules.model import EMPTY_RULEBOOK_VERSION, Layer, Rule
+from judge.rules.model import EMPTY_RULEBOOK_VERSION, OVERVIEW_TAG, Layer, Rule
 from judge.store import RulebookStore
 from judge.store.lexical import TermCounts
 
@@ -62,6 +62,7 @@ class SyncedIndex:
         self._rules_seen: tuple[str, dict[str, Rule]] = ("", {})
         self._binding_seen: tuple[str, dict[str, bool]] = ("", {})
         self._term_counts: tuple[str, TermCounts] = ("", TermCounts())
+        self._overview: tuple[str, frozenset[str]] = ("", frozenset())
         # Small layers held in memory at one rulebook version (None: the layer is searched in the index).
         self._tables: dict[Layer, tuple[str, LayerTable | None]] = {}
         # The accepted test cases as exemplars, read again when their fingerprint in SQL moves.
@@ -181,6 +182,13 @@ class SyncedIndex:
             return {rule_id for rule_id in ids if seen[rule_id]}
 
         return binding
+
+    def _overview_at(self, version: str) -> frozenset[str]:
+        """The binding overview and grouping entries at ``version`` (`Rule.overview`), read once per version."""
+        if self._overview[0] != version:
+            tagged = self.store.tagged(OVERVIEW_TAG, (Layer.CONSTITUTION, Layer.SPEC))
+            self._overview = (version, frozenset(tagged))
+        return self._overview[1]
 
     def _term_counts_at(self, version: str) -> TermCounts:
         """The words' full-text document counts read so far at ``version`` (new when the version moves)."""

@@ -31,6 +31,7 @@ __all__ = [
     "EMPTY_RULEBOOK_VERSION",
     "HOLDINGS",
     "LAYER_RANK",
+    "OVERVIEW_TAG",
     "Authority",
     "Case",
     "Change",
@@ -51,6 +52,11 @@ __all__ = [
     "next_rulebook_version",
     "slugify",
 ]
+
+#: The tag of an overview or grouping entry (a heading that introduces the entries under it): the rulebook keeps
+#: it and its text, but retrieval does not show it to the judge as a rule a pair is judged by (see
+#: `judge.retrieval.fusion.RetrievalConfig.overview`).
+OVERVIEW_TAG = "overview"
 
 Holding = Literal["A", "B", "tie"]
 #: Every holding a ruling (or a pair's label) can have.
@@ -289,6 +295,11 @@ class Rule(FrozenModel):
     def binds(self) -> bool:
         """Whether the rule binds: overruled and superseded rulings do not."""
         return self.status is RuleStatus.ACTIVE
+
+    @property
+    def overview(self) -> bool:
+        """Overview and grouping entries (tagged `OVERVIEW_TAG`) introduce other entries."""
+        return OVERVIEW_TAG in self.tags
 
     @property
     def process_rule(self) -> bool:

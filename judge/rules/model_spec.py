@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict
 
 from judge.errors import InputError
 from judge.jsonl import read_jsonl
-from judge.rules.model import Authority, Layer, Rule, RulingCase, slugify
+from judge.rules.model import OVERVIEW_TAG, Authority, Layer, Rule, RulingCase, slugify
 from judge.rules.textio import read_rulebook, ruling_text, write_rulebook
 
 __all__ = ["EXAMPLE_SOURCE", "EXAMPLE_TAG", "SPEC_SOURCE", "ImportReport", "import_model_spec",
@@ -41,7 +41,6 @@ __all__ = ["EXAMPLE_SOURCE", "EXAMPLE_TAG", "SPEC_SOURCE", "ImportReport", "impo
 SPEC_SOURCE = "openai/model_spec"
 EXAMPLE_SOURCE = "openai/model_spec-example"
 EXAMPLE_TAG = "model-spec-example"
-OVERVIEW_TAG = "overview"
 LICENSE_NAME = "LICENSE-model-spec"
 _PAIR_ID_RE = re.compile(r"-c(\d+)-r(\d+)r(\d+)$")
 _ANCHOR_RE = re.compile(r"\[([^\]]*)\]\(#([A-Za-z0-9_-]+)\)")

@@ -94,6 +94,15 @@ class RulebookReads:
                 found.update(conn.scalars(stmt))
         return found
 
+    def tagged(self, tag: str, layers: Collection[Layer]) -> set[str]:
+        """The ids of the binding rules of ``layers`` whose latest version carries ``tag`` (reads ids and tags
+        only; meant for the small layers, spec and constitution)."""
+        stmt = select(RuleVersionRow.rule_id, RuleVersionRow.tags).where(
+            RuleVersionRow.layer.in_([Layer(layer).value for layer in layers]), _is_latest(),
+            RuleVersionRow.status == RuleStatus.ACTIVE.value)
+        with self.engine.connect() as conn:
+            return {rule_id for rule_id, tags in conn.execute(stmt) if tag in (tags or ())}
+
     def _current_stmt(self, layer: Layer | None, active_only: bool) -> Select[Any]:
         stmt = select(RULE_VERSIONS).where(_is_latest())
         if layer is not None:
