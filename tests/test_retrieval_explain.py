@@ -96,3 +96,27 @@ def test_cli_explain(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixt
     assert code == 0 and payload["rankings"] and all("found_by" in r for r in payload["rules"])
     code, out, _ = run_cli(args[:-1] + ["--json"], monkeypatch, capsys, sqlite_url)
     assert "rankings" not in json.loads(out)
+
+
+def test_cli_why_a_rule_was_not_retrieved(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                          sqlite_url: str) -> None:
+    code, _, _ = run_cli(["rulebook", "load", str(ROOT / "rulebook")], monkeypatch, capsys, sqlite_url)
+    assert code == 0
+    base = ["retrieve", "--prompt", "Rate my essay", "--a", "Perfect!", "--b", "Needs work", "--k", "1",
+            "--k-rulings", "0"]
+    code, out, _ = run_cli([*base, "--json"], monkeypatch, capsys, sqlite_url)
+    retrieved = {r["id"] for r in json.loads(out)["rules"]}
+    code, out, _ = run_cli([*base, "--why", "spec/avoid-errors", "--why", "spec/avoid-sycophancy", "--json"],
+                           monkeypatch, capsys, sqlite_url)
+    why = {w["id"]: w for w in json.loads(out)["why"]}
+    assert code == 0 and set(why) == {"spec/avoid-errors", "spec/avoid-sycophancy"}
+    for rule_id, w in why.items():
+        assert w["retrieved"] == (rule_id in retrieved)
+    not_retrieved = [w for w in why.values() if not w["retrieved"]]
+    assert not_retrieved and all(f["rank"] >= 1 for w in not_retrieved for f in w["found_by"])
+    monkeypatch.setenv("COLUMNS", "200")  # one line per row
+    code, out, _ = run_cli([*base, "--why", "spec/avoid-errors"], monkeypatch, capsys, sqlite_url)
+    assert code == 0
+    assert ("spec/avoid-errors (not retrieved)" in out) == ("spec/avoid-errors" not in retrieved)
+    code, _, err = run_cli([*base, "--why", "spec/no-such-rule"], monkeypatch, capsys, sqlite_url)
+    assert code == 2 and "spec/no-such-rule" in err and "Traceback" not in err
