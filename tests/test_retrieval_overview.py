@@ -19,8 +19,10 @@ from judge.retrieval.fusion import RetrievalConfig
 from judge.retrieval.index import make_ephemeral_client
 from judge.rulebook import Rulebook
 from judge.rules.model import OVERVIEW_TAG, Authority, Layer, Pair, Rule
+from judge.rules.textio import read_rulebook
 from judge.store import RulebookStore
 from judge.testing import hash_rulebook
+from tests.test_retrieval_quality import store  # noqa: F401  (the SQLite / PostgreSQL store fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -82,12 +84,12 @@ def test_an_entry_that_stops_being_an_overview_is_retrieved_again(tmp_path: Path
 
 def test_store_tagged_reads_the_latest_binding_versions(tmp_path: Path) -> None:
     rulebook = _rulebook(f"sqlite:///{tmp_path / 'r.db'}")
-    store = rulebook.store
-    assert store.tagged(OVERVIEW_TAG, (Layer.SPEC, Layer.CONSTITUTION)) == {"spec/recipes-overview"}
-    assert store.tagged(OVERVIEW_TAG, (Layer.CONSTITUTION,)) == set()
-    assert store.tagged("no-such-tag", (Layer.SPEC,)) == set()
+    rules_store = rulebook.store
+    assert rules_store.tagged(OVERVIEW_TAG, (Layer.SPEC, Layer.CONSTITUTION)) == {"spec/recipes-overview"}
+    assert rules_store.tagged(OVERVIEW_TAG, (Layer.CONSTITUTION,)) == set()
+    assert rules_store.tagged("no-such-tag", (Layer.SPEC,)) == set()
     rulebook.amend("spec/be-kind", reason="grouping", tags=(OVERVIEW_TAG, "style"))
-    assert store.tagged(OVERVIEW_TAG, (Layer.SPEC,)) == {"spec/recipes-overview", "spec/be-kind"}
+    assert rules_store.tagged(OVERVIEW_TAG, (Layer.SPEC,)) == {"spec/recipes-overview", "spec/be-kind"}
 
 
 def test_the_default_rulebook_shows_no_overview_entry(sqlite_url: str) -> None:
@@ -98,3 +100,11 @@ def test_the_default_rulebook_shows_no_overview_entry(sqlite_url: str) -> None:
         retrieval = rulebook.retrieve(record.pair, k=5)
         assert not overview.intersection(retrieval.ids)
         assert all(not r.rule.overview for r in retrieval.rules)
+
+
+def test_store_tagged_on_each_database(store: RulebookStore) -> None:  # noqa: F811
+    rules = read_rulebook(ROOT / "rulebook")
+    store.sync(rules, author="test", reason="seed")
+    expected = {r.id for r in rules if r.overview and r.layer in (Layer.SPEC, Layer.CONSTITUTION)}
+    assert expected and store.tagged(OVERVIEW_TAG, (Layer.SPEC, Layer.CONSTITUTION)) == expected
+    assert store.tagged("process", (Layer.SPEC,)) == {r.id for r in rules if r.process_rule}

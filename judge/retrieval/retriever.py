@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -57,7 +57,7 @@ class Ranking:
     ranked, best first."""
 
     name: str
-    pool: str
+    pool: Literal["rules", "rulings"]
     ids: tuple[str, ...]
 
 
@@ -265,6 +265,7 @@ class Retriever(SyncedIndex):
         pool_names: list[str] = []
         ruling_names: list[str] = []
         similarity: dict[str, float] = {}
+        not_shown = self._not_retrieved(version, None, exclude)  # for the searches that span layers
 
         def note(hits: list[Hit]) -> list[Hit]:
             for h in hits:
@@ -293,7 +294,7 @@ class Retriever(SyncedIndex):
             if n_rulings > 0:
                 groups.append((Layer.RULING,))
             found_lexically = self.store.lexical_search_many(lexical_texts, groups, depth,
-                                                             exclude=self._not_retrieved(version, None, exclude),
+                                                             exclude=not_shown,
                                                              known=self._term_counts_at(version),
                                                              common_fraction=config.common_fraction)
             for label, per_group in zip(lexical_labels, found_lexically, strict=True):
@@ -305,7 +306,7 @@ class Retriever(SyncedIndex):
         if config.cases or config.ruling_votes:
             for name, ranking in self._case_votes(index, version, pair, vector,
                                                   ruling_lists[0] if ruling_lists else None, exclude,
-                                                  self._not_retrieved(version, None, exclude), depth):
+                                                  not_shown, depth):
                 pool.append(ranking)
                 pool_names.append(name)
         if pair.has_process() and k_process > 0:

@@ -58,7 +58,8 @@ class SyncedIndex:
         # and the rulings nearest many pairs of a batch have their cases embedded once.
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
         # Rules read at one rulebook version (contents cannot change without the version changing), whether
-        # the rulings a search met bind, and words' document counts in the full-text index.
+        # the rulings a search met bind, words' document counts in the full-text index, and the overview
+        # entries.
         self._rules_seen: tuple[str, dict[str, Rule]] = ("", {})
         self._binding_seen: tuple[str, dict[str, bool]] = ("", {})
         self._term_counts: tuple[str, TermCounts] = ("", TermCounts())
