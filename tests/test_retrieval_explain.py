@@ -82,6 +82,11 @@ def test_json_explains_only_when_asked(rulebook: Rulebook) -> None:
     for view in explained["rules"]:
         assert [(f["ranking"], f["rank"]) for f in view["found_by"]] == retrieval.explain(view["id"])
     json.dumps(explained)
+    asked = retrieval.to_json(why=["spec/avoid-errors", retrieval.ids[0]])
+    assert "rankings" in asked and [w["id"] for w in asked["why"]] == ["spec/avoid-errors", retrieval.ids[0]]
+    assert asked["why"][1]["retrieved"] is True
+    assert asked["why"][0]["retrieved"] == ("spec/avoid-errors" in retrieval.ids)
+    assert [(f["ranking"], f["rank"]) for f in asked["why"][0]["found_by"]] == retrieval.explain("spec/avoid-errors")
 
 
 def test_cli_explain(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],

@@ -39,12 +39,7 @@ def retrieve(
     retrieved = set(result.ids)
     asked = [rule_id for rule_id in dict.fromkeys(why_not) if rule_id not in retrieved]
     if as_json:
-        payload = result.to_json(explain=explain)
-        if why_not:
-            payload["why"] = [{"id": rule_id, "retrieved": rule_id in retrieved,
-                               "found_by": [{"ranking": name, "rank": rank} for name, rank in result.explain(rule_id)]}
-                              for rule_id in dict.fromkeys(why_not)]
-        emit_json(payload)
+        emit_json(result.to_json(explain=explain, why=why_not))
         return
     out = table(f"rules for this pair (rulebook {result.rulebook_version})", "#", "id", "layer", "authority",
                 "score", "title", narrow=("#", "layer", "authority", "score"), right=("#", "score"))

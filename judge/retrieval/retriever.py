@@ -91,21 +91,31 @@ class Retrieval:
                 return r.score
         raise KeyError(rule_id)
 
-    def to_json(self, *, explain: bool = False) -> dict[str, Any]:
+    def to_json(self, *, explain: bool = False, why: Sequence[str] = ()) -> dict[str, Any]:
         """A JSON-serialisable view (ids, layers, authority, scores, precedence exclusions); with ``explain``,
-        each rule's rank in every ranking that listed it (``found_by``) and the rankings themselves."""
+        each rule's rank in every ranking that listed it (``found_by``) and the rankings themselves; ``why``:
+        the same for the rule ids named, retrieved or not (implies ``explain``)."""
+        explain = explain or bool(why)
+
+        def found_by(rule_id: str) -> list[dict[str, Any]]:
+            return [{"ranking": name, "rank": rank} for name, rank in self.explain(rule_id)]
+
         rules = []
         for r in self.rules:
             view: dict[str, Any] = {"id": r.rule.id, "layer": r.rule.layer.value,
                                     "authority": r.rule.authority.value if r.rule.authority else None,
                                     "title": r.rule.title, "score": round(r.score, 4), "version": r.rule.version}
             if explain:
-                view["found_by"] = [{"ranking": name, "rank": rank} for name, rank in self.explain(r.rule.id)]
+                view["found_by"] = found_by(r.rule.id)
             rules.append(view)
         out: dict[str, Any] = {"rulebook_version": self.rulebook_version, "rules": rules,
                                "excluded": [{"id": e.rule_id, "reason": e.reason} for e in self.precedence.excluded]}
         if explain:
             out["rankings"] = [{"name": r.name, "pool": r.pool, "ids": list(r.ids)} for r in self.rankings]
+        if why:
+            retrieved = set(self.ids)
+            out["why"] = [{"id": rule_id, "retrieved": rule_id in retrieved, "found_by": found_by(rule_id)}
+                          for rule_id in dict.fromkeys(why)]
         return out
 
 

@@ -37,6 +37,10 @@ def _is_latest() -> ColumnElement[bool]:
     return _IS_LATEST
 
 
+#: ``RuleVersionRow`` binds (is active); with `_is_latest`, the rule binds now.
+_BINDS: ColumnElement[bool] = RuleVersionRow.status == RuleStatus.ACTIVE.value
+
+
 def _chunks(ids: Iterable[str]) -> Iterator[list[str]]:
     unique = sorted(set(ids))
     for start in range(0, len(unique), _CHUNK):
@@ -89,8 +93,7 @@ class RulebookReads:
         found: set[str] = set()
         with self.engine.connect() as conn:
             for chunk in _chunks(ids):
-                stmt = select(RuleVersionRow.rule_id).where(RuleVersionRow.rule_id.in_(chunk), _is_latest(),
-                                                            RuleVersionRow.status == RuleStatus.ACTIVE.value)
+                stmt = select(RuleVersionRow.rule_id).where(RuleVersionRow.rule_id.in_(chunk), _is_latest(), _BINDS)
                 found.update(conn.scalars(stmt))
         return found
 
@@ -98,8 +101,7 @@ class RulebookReads:
         """The ids of the binding rules of ``layers`` whose latest version carries ``tag`` (reads ids and tags
         only; meant for the small layers, spec and constitution)."""
         stmt = select(RuleVersionRow.rule_id, RuleVersionRow.tags).where(
-            RuleVersionRow.layer.in_([Layer(layer).value for layer in layers]), _is_latest(),
-            RuleVersionRow.status == RuleStatus.ACTIVE.value)
+            RuleVersionRow.layer.in_([Layer(layer).value for layer in layers]), _is_latest(), _BINDS)
         with self.engine.connect() as conn:
             return {rule_id for rule_id, tags in conn.execute(stmt) if tag in (tags or ())}
 
@@ -108,7 +110,7 @@ class RulebookReads:
         if layer is not None:
             stmt = stmt.where(RuleVersionRow.layer == Layer(layer).value)
         if active_only:
-            stmt = stmt.where(RuleVersionRow.status == "active")
+            stmt = stmt.where(_BINDS)
         return stmt
 
     def iter_current(self, layer: Layer | None = None, *, active_only: bool = False,
