@@ -132,7 +132,8 @@ class JudgeOptions:
         method: ``checks`` (the rules' yes/no checks by precedence) or ``pairwise``.
         holistic: with ``checks``, the rule-free signal: ``none``, ``pointwise`` or ``pairwise``.
         explain: with ``pairwise``, ask for cited rules and a rationale.
-        k_spec: spec entries shown; k_rulings: rulings shown; n_constitution: constitution rules shown.
+        k_spec, n_constitution: the best ``k_spec + n_constitution`` spec entries and constitution rules, ranked
+            together, are shown; k_rulings: rulings shown.
         cache: answer identical requests from the judgment store.
         ties: offer a tie answer.
         calibrator: a calibrator file from `judge calibrate`.

@@ -352,7 +352,7 @@ def cache_key(pair: Pair, rulebook_version: str | None, rule_ids: Sequence[str],
 
 #: Bump when retrieval can return other rules for the same pair, rulebook version, settings and embedder (a
 #: changed ranking): every request key changes with it, so no stored answer outlives the retrieval it came from.
-REQUEST_KEY_REVISION = 1
+REQUEST_KEY_REVISION = 2
 
 
 def request_key(pair: Pair, rulebook_version: str | None, exclude: Sequence[str], config: JudgeConfig,

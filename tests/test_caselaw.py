@@ -123,8 +123,9 @@ def length_biased(body: dict[str, Any]) -> Any:
 
 
 def _config(fb: FakeBackend) -> JudgeConfig:
+    # One place for the best constitution rule or spec entry: each pair is shown its own topic's entry only.
     return JudgeConfig(backend=fb.name, model=fb.model, template_version=TEMPLATE_VERSION, explain=False,
-                       k_spec=1, k_rulings=1, n_constitution=1)
+                       k_spec=1, k_rulings=1, n_constitution=0)
 
 
 def _ids(v: Verdict) -> list[str]:

@@ -18,11 +18,12 @@ from judge.retrieval import HashEmbedder, RuleIndex, make_ephemeral_client
 from judge.retrieval.fusion import RetrievalConfig, reciprocal_rank_fusion
 from judge.retrieval.passages import MAX_PASSAGES, passages, split_text
 from judge.retrieval.quality import QualityCase, gold_rank, measure_retrieval, summarise
-from judge.retrieval.shown import select_rules
+from judge.retrieval.shown import select_rules, shown_rules
 from judge.rulebook import Rulebook
 from judge.rules.model import Authority, Layer, Pair, Response, Rule, RulingCase
 from judge.store import RulebookStore, migrate, open_engine
 from judge.store.lexical import query_terms
+from judge.verdicts import JudgeConfig
 
 PG_URL = os.environ.get("JUDGE_TEST_PG_URL")
 BACKENDS = [
@@ -278,3 +279,23 @@ def test_measure_retrieval_reports_layers_and_shown(sqlite_url: str) -> None:
     assert report.rows["spec"].n == 1 and report.rows["constitution"].n == 1
     assert report.rows["spec+constitution"].n == 2 and report.rows["spec+constitution"].recall[3] == 1.0
     assert report.rows["shown"].recall[1] == 1.0 and report.shown_sizes == [3, 3]
+
+
+def test_spec_entries_compete_for_every_shown_slot(sqlite_url: str) -> None:
+    """The judge shows the best ``n_constitution + k_spec`` constitution rules and spec entries ranked
+    together: spec entries that outscore every constitution rule take the constitution's share of the slots
+    too, and a constitution rule that outscores the spec entries is still shown."""
+    rb = _rulebook(sqlite_url)
+    unrelated = [constitution(f"c{i}", f"Rule {i}", f"Never discuss lunar {i} orbital mechanics {i}.")
+                 for i in range(3)]
+    gardening = [spec(f"garden-{i}", f"Gardening {i}", f"Tomato plants need water, sun and compost {i}.")
+                 for i in range(6)]
+    rb.ingest([*unrelated, *gardening])
+    config = JudgeConfig(backend="none", model="none", template_version="none")
+    assert (config.n_constitution, config.k_spec) == (2, 3)
+    pair = Pair(prompt="How much water do tomato plants need?", response_a="Compost and sun.",
+                response_b="Water tomato plants daily.")
+    shown = shown_rules(rb, pair, config)
+    assert len(shown.rules) == 5 and all(r.layer is Layer.SPEC for r in shown.rules)
+    moon = Pair(prompt="Explain lunar orbital mechanics", response_a="The moon orbits.", response_b="No.")
+    assert any(r.layer is Layer.CONSTITUTION for r in shown_rules(rb, moon, config).rules)

@@ -50,7 +50,9 @@ def shown_rules(rulebook: RuleSource, pair: Pair, config: JudgeConfig, exclude: 
     """What a judge with ``config`` retrieves for ``pair``: the rules shown to the model and, when binding
     is on, the binding precedent. Impact analysis re-runs exactly this for stored judgments."""
     bind = config.bind_precedent and config.use_rules
-    retrieval = rulebook.retrieve(pair, k=config.k_spec, k_rulings=config.k_rulings, exclude=exclude,
+    # As many spec entries as there are slots: ranked together with the constitution, either may fill them all.
+    retrieval = rulebook.retrieve(pair, k=config.k_spec + config.n_constitution, k_rulings=config.k_rulings,
+                                  exclude=exclude,
                                   precedent_threshold=config.precedent_threshold if bind else None)
     scored = [(r.rule, r.score) for r in retrieval.rules]
     shown = select_rules(scored, n_constitution=config.n_constitution, n_spec=config.k_spec,
