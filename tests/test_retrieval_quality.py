@@ -6,18 +6,27 @@ Pure units on literal data; integration with the hash embedder, SQLite in a tmp 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import uuid
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
-from judge.errors import IndexSchemaError
+from judge.errors import IndexSchemaError, InputError
 from judge.retrieval import HashEmbedder, RuleIndex, make_ephemeral_client
 from judge.retrieval.fusion import RetrievalConfig, reciprocal_rank_fusion
 from judge.retrieval.passages import MAX_PASSAGES, passages, split_text
-from judge.retrieval.quality import QualityCase, gold_rank, measure_retrieval, summarise
+from judge.retrieval.quality import (
+    QualityCase,
+    gold_rank,
+    measure_file,
+    measure_retrieval,
+    read_quality_cases,
+    summarise,
+)
 from judge.retrieval.shown import select_rules, shown_rules
 from judge.rulebook import Rulebook
 from judge.rules.model import Authority, Layer, Pair, Response, Rule, RulingCase
@@ -25,6 +34,7 @@ from judge.store import RulebookStore, migrate, open_engine
 from judge.store.lexical import query_terms
 from judge.verdicts import JudgeConfig
 
+REPO = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("JUDGE_TEST_PG_URL")
 BACKENDS = [
     pytest.param("sqlite", id="sqlite"),
@@ -299,3 +309,87 @@ def test_spec_entries_compete_for_every_shown_slot(sqlite_url: str) -> None:
     assert len(shown.rules) == 5 and all(r.layer is Layer.SPEC for r in shown.rules)
     moon = Pair(prompt="Explain lunar orbital mechanics", response_a="The moon orbits.", response_b="No.")
     assert any(r.layer is Layer.CONSTITUTION for r in shown_rules(rb, moon, config).rules)
+
+
+def _labelled(tmp_path: Path, *lines: dict[str, object]) -> Path:
+    path = tmp_path / "labelled.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def test_measure_file_reads_the_rules_each_pair_names(sqlite_url: str, tmp_path: Path) -> None:
+    rb = _rulebook(sqlite_url)
+    rb.ingest(RULES)
+    path = _labelled(tmp_path,
+                     {"id": "w", "prompt": "water boils at what temperature", "response_a": "", "response_b": "",
+                      "rules": ["spec/boiling", "spec/boiling"]},
+                     {"id": "p", "prompt": "poison weapons", "response_a": "", "response_b": "",
+                      "rules": "constitution/no-harm"})
+    cases = read_quality_cases(path, rb)
+    assert [(c.id, c.gold) for c in cases] == [("w", frozenset({"spec/boiling"})),
+                                               ("p", frozenset({"constitution/no-harm"}))]
+    report = measure_file(rb, path)
+    direct = measure_retrieval(rb, cases)
+    assert report.to_json() == direct.to_json() and report.rows["shown"].recall[1] == 1.0
+    assert report.to_json()["views"]["spec"] == {"n": 1, "recall": {"1": 1.0, "3": 1.0, "5": 1.0, "10": 1.0},
+                                                  "mrr": 1.0}
+    seen: list[int] = []
+    measure_file(rb, path, progress=lambda cs: (seen.append(len(cs)) or cs))
+    assert seen == [2]
+
+
+@pytest.mark.parametrize(("rules", "message"), [
+    (None, "missing field 'rules'"),
+    ([], "rules must be"),
+    ([""], "rules must be"),
+    (7, "rules must be"),
+    (["spec/nope"], "no rule with id 'spec/nope'"),
+    (["ruling/kettle"], "is a ruling"),
+])
+def test_measure_file_names_the_line_of_a_bad_rules_field(sqlite_url: str, tmp_path: Path, rules: object,
+                                                          message: str) -> None:
+    rb = _rulebook(sqlite_url)
+    rb.ingest(RULES)
+    good = {"prompt": "water", "response_a": "", "response_b": "", "rules": ["spec/boiling"]}
+    bad = {"prompt": "poems", "response_a": "", "response_b": "", **({} if rules is None else {"rules": rules})}
+    with pytest.raises(InputError) as err:
+        read_quality_cases(_labelled(tmp_path, good, bad), rb)
+    assert err.value.line == 2 and err.value.field == "rules" and message in str(err.value)
+
+
+def test_cli_measures_retrieval_on_labelled_pairs(monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str], sqlite_url: str,
+                                                  tmp_path: Path) -> None:
+    from tests.test_cli import run_cli
+
+    code, _, _ = run_cli(["rulebook", "load", str(REPO / "rulebook")], monkeypatch, capsys, sqlite_url)
+    assert code == 0
+    path = _labelled(tmp_path, {"prompt": "Rate my essay, is it perfect?", "response_a": "Perfect!",
+                                "response_b": "Needs work", "rules": ["spec/avoid-sycophancy"]})
+    code, out, _ = run_cli(["retrieve", "--measure", str(path), "--json"], monkeypatch, capsys, sqlite_url)
+    assert code == 0
+    views = json.loads(out)["views"]
+    assert views["spec"]["n"] == 1 and views["constitution"]["n"] == 0 and "shown" in views
+    monkeypatch.setenv("COLUMNS", "200")
+    code, out, _ = run_cli(["retrieve", "--measure", str(path)], monkeypatch, capsys, sqlite_url)
+    assert code == 0 and "spec+constitution" in out and "among the rules a judge is shown" in out
+    bad = _labelled(tmp_path, {"prompt": "x", "response_a": "", "response_b": "", "rules": ["spec/no-such"]})
+    code, _, err = run_cli(["retrieve", "--measure", str(bad)], monkeypatch, capsys, sqlite_url)
+    assert code == 2 and f"{bad}:1" in err and "spec/no-such" in err and "Traceback" not in err
+    code, _, err = run_cli(["retrieve", "--measure", str(path), "--prompt", "x"], monkeypatch, capsys, sqlite_url)
+    assert code == 2 and "not both" in err
+    for extra in (["--k", "3"], ["--why", "spec/avoid-errors"], ["--explain"]):
+        code, _, err = run_cli(["retrieve", "--measure", str(path), *extra], monkeypatch, capsys, sqlite_url)
+        assert code == 2 and f"{extra[0]} does not apply to --measure" in err
+    code, _, err = run_cli(["retrieve", "--prompt", "x", "--a", "y"], monkeypatch, capsys, sqlite_url)
+    assert code == 2 and "--response-b is required" in err
+
+
+def test_the_shipped_labelled_eval_prompts_name_rules_of_the_default_rulebook(sqlite_url: str) -> None:
+    from judge.testing import hash_rulebook
+
+    rb = hash_rulebook(sqlite_url, REPO / "rulebook")
+    cases = read_quality_cases(REPO / "evals" / "retrieval" / "eval-prompts.jsonl", rb)
+    source = (REPO / "data" / "model_spec" / "eval_prompts.jsonl").read_text(encoding="utf-8")
+    prompts = [json.loads(line) for line in source.splitlines() if line.strip()]
+    assert [c.id for c in cases] == [p["id"] for p in prompts] and all(len(c.gold) == 1 for c in cases)

@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import typer
 from rich.markup import escape
 
-from judge.cli.common import console, emit_json, require_rulebook, response_option, state, table
+from judge.cli.common import console, emit_json, err_console, require_rulebook, response_option, state, table
+from judge.cli.progress import RunProgress
 from judge.errors import RuleNotFoundError
 from judge.rules.model import Pair, as_response
 
 
 def retrieve(
     ctx: typer.Context,
-    prompt: str = typer.Option(..., "--prompt", help="The user prompt (or conversation)."),
-    response_a: str = response_option("a"),
-    response_b: str = response_option("b"),
+    prompt: str | None = typer.Option(None, "--prompt", help="The user prompt (or conversation)."),
+    response_a: str | None = response_option("a", required=False),
+    response_b: str | None = response_option("b", required=False),
+    measure: Path | None = typer.Option(
+        None, "--measure", exists=True, dir_okay=False, readable=True,
+        help="Measure retrieval instead: a JSONL pair file whose lines name the rules that apply "
+             "(\"rules\": [ids]); prints recall@1/3/5/10 and MRR per layer and among the rules a judge is shown."),
     k: int = typer.Option(5, "--k", help="Spec entries to retrieve."),
     k_rulings: int | None = typer.Option(None, "--k-rulings", help="Rulings to retrieve (default: k)."),
     exclude: list[str] = typer.Option([], "--exclude", help="Rule id never to return (repeatable)."),
@@ -26,7 +34,24 @@ def retrieve(
                                            "implies --explain): where it stood in each ranking."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Retrieve the constitution, top-k spec entries and top-k rulings for a pair, by precedence."""
+    """Retrieve the constitution, top-k spec entries and top-k rulings for a pair, by precedence (or, with
+    --measure, how often retrieval finds the rules labelled pairs name)."""
+    if measure is not None:
+        if prompt is not None or response_a is not None or response_b is not None:
+            raise typer.BadParameter("give either --measure or a pair (--prompt, --a, --b), not both",
+                                     param_hint="--measure")
+        given = [f"--{name.replace('_', '-')}" for name in ("k", "k_rulings", "exclude", "explain", "why_not")
+                 if _given(ctx, name)]
+        if given:
+            raise typer.BadParameter(f"{given[0].replace('--why-not', '--why')} does not apply to --measure (it "
+                                     "measures what a judge with the default configuration retrieves)",
+                                     param_hint="--measure")
+        _measure(ctx, measure, as_json)
+        return
+    for value, option in ((prompt, "--prompt"), (response_a, "--response-a"), (response_b, "--response-b")):
+        if value is None:
+            raise typer.BadParameter(f"{option} is required (or --measure FILE)", param_hint=option)
+    assert prompt is not None and response_a is not None and response_b is not None
     require_rulebook(state(ctx).settings, allow_empty=False, offer_allow_empty=False)
     rb = state(ctx).rulebook()
     pair = Pair(prompt=prompt, response_a=as_response(response_a), response_b=as_response(response_b))
@@ -58,3 +83,44 @@ def retrieve(
         found = ", ".join(f"{name} #{rank}" for name, rank in result.explain(rule_id)) or "no ranking"
         why.add_row(rule_id if rule_id in retrieved else f"{rule_id} (not retrieved)", escape(found))
     console.print(why)
+
+
+def _measure(ctx: typer.Context, path: Path, as_json: bool) -> None:
+    """Recall of the rules each labelled pair of ``path`` names, as `judge.retrieval.quality.measure_file`."""
+    from judge.retrieval.quality import QualityCase, measure_file  # the retrieval stack, loaded when used
+
+    require_rulebook(state(ctx).settings, allow_empty=False, offer_allow_empty=False)
+    rb = state(ctx).rulebook()
+
+    def progress(cases: list[QualityCase]) -> Iterator[QualityCase]:
+        with RunProgress("retrieving", len(cases), console=err_console, transient=True) as bar:
+            for case in cases:
+                yield case
+                bar.advance()
+
+    report = measure_file(rb, path, progress=progress)
+    if as_json:
+        emit_json(report.to_json())
+        return
+    ks = sorted(next(iter(report.rows.values())).recall)
+    out = table(f"retrieval on {escape(path.name)} (rulebook {rb.version})", "view", "pairs",
+                *(f"R@{k}" for k in ks), "MRR", narrow=("pairs",), right=("pairs", *(f"R@{k}" for k in ks), "MRR"))
+    for name, row in report.rows.items():
+        if name == "shown":
+            continue
+        out.add_row(name, str(row.n), *(_fmt(row.recall[k]) for k in ks), _fmt(row.mrr))
+    console.print(out)
+    shown = report.rows["shown"]
+    per_case = report.to_json()["shown_per_case"]
+    console.print(f"among the rules a judge is shown: {_fmt(shown.recall[1])} of {shown.n} pairs"
+                  + (f" ({per_case:.1f} constitution rules and spec entries shown per pair)" if per_case else ""))
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether option ``name`` was given (on the command line or by an environment variable), not defaulted."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name != "DEFAULT"
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"

@@ -24,14 +24,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
+from judge.errors import InputError, RuleNotFoundError
+from judge.records import read_pairs
 from judge.retrieval.retriever import Retrieval
 from judge.retrieval.shown import RuleSource, shown_rules
 from judge.rules.model import Layer, Pair, Rule
 from judge.verdicts import JudgeConfig
 
-__all__ = ["DEFAULT_KS", "QualityCase", "QualityReport", "RecallRow", "gold_rank", "measure_retrieval",
-           "summarise"]
+__all__ = ["DEFAULT_KS", "QualityCase", "QualityReport", "RecallRow", "gold_rank", "measure_file",
+           "measure_retrieval", "read_quality_cases", "summarise"]
 
 #: The cut-offs recall is reported at.
 DEFAULT_KS = (1, 3, 5, 10)
@@ -81,6 +85,12 @@ class QualityReport:
     rows: dict[str, RecallRow]
     ranks: dict[str, list[int | None]] = field(repr=False)
     shown_sizes: list[int] = field(repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-serialisable view: per view, the number of cases, recall@k (keys are k as text) and MRR."""
+        return {"views": {name: {"n": row.n, "recall": {str(k): v for k, v in row.recall.items()}, "mrr": row.mrr}
+                          for name, row in self.rows.items()},
+                "shown_per_case": (sum(self.shown_sizes) / len(self.shown_sizes)) if self.shown_sizes else None}
 
 
 def gold_rank(ranked: Sequence[str], gold: Iterable[str]) -> int | None:
@@ -141,3 +151,36 @@ def measure_retrieval(rulebook: RuleSource, cases: Iterable[QualityCase], *, ks:
         ranks["shown"].append(1 if any(r.id in case.gold for r in picked) else None)
     rows = {name: summarise(values, ks) for name, values in ranks.items()}
     return QualityReport(rows, ranks, sizes)
+
+
+def read_quality_cases(path: str | Path, rulebook: RuleSource) -> list[QualityCase]:
+    """The cases of a JSONL pair file whose lines name the rules that apply (``"rules": ["spec/..."]``).
+
+    Raises:
+        InputError: a line is not a pair, has no ``rules``, or names a rule the rulebook does not have or one
+            that is neither a constitution rule nor a spec entry (file:line and field named).
+    """
+    cases: list[QualityCase] = []
+    for record in read_pairs(path):
+        if not record.rules:
+            raise InputError("missing field 'rules' (the ids of the rules that apply to the pair)", path=path,
+                             line=record.line, field="rules")
+        for rule_id in record.rules:
+            try:
+                layer = rulebook.get(rule_id).layer
+            except RuleNotFoundError:
+                raise InputError(f"no rule with id {rule_id!r} in the rulebook", path=path, line=record.line,
+                                 field="rules") from None
+            if layer not in (Layer.CONSTITUTION, Layer.SPEC):
+                raise InputError(f"{rule_id!r} is a {layer.value}: retrieval is measured for constitution rules "
+                                 "and spec entries", path=path, line=record.line, field="rules")
+        cases.append(QualityCase(record.pair, frozenset(record.rules), id=record.pair.id))
+    return cases
+
+
+def measure_file(rulebook: RuleSource, path: str | Path, *, ks: Sequence[int] = DEFAULT_KS,
+                 progress: Callable[[list[QualityCase]], Iterable[QualityCase]] | None = None) -> QualityReport:
+    """`measure_retrieval` on the pairs of a JSONL file whose lines name the rules that apply (see
+    `read_quality_cases`); ``progress`` wraps the cases (e.g. a progress bar)."""
+    cases = read_quality_cases(path, rulebook)
+    return measure_retrieval(rulebook, progress(cases) if progress else cases, ks=ks)
