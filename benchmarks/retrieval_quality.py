@@ -171,13 +171,12 @@ def _fmt(value: float | None) -> str:
 def print_table(title: str, report: QualityReport, seconds: float, n: int) -> None:
     """One table: a row per view, recall@k and MRR columns."""
     print(f"\n{title}  ({n} cases, {1000 * seconds / max(n, 1):.1f} ms per case incl. query embedding)")
-    ks = sorted(next(iter(report.rows.values())).recall)
+    ks = report.ks
     print(f"  {'view':<20} {'n':>4}  " + " ".join(f"{f'R@{k}':>5}" for k in ks) + f"  {'MRR':>5}")
     for name, row in report.rows.items():
         if name == "shown":
-            mean = sum(report.shown_sizes) / max(len(report.shown_sizes), 1)
             print(f"  {'shown to the judge':<20} {row.n:>4}  recall {_fmt(row.recall[1])} "
-                  f"(spec + constitution rules shown: {mean:.1f} per case)")
+                  f"(spec + constitution rules shown: {report.shown_per_case or 0.0:.1f} per case)")
             continue
         cells = " ".join(f"{_fmt(row.recall[k]):>5}" for k in ks)
         print(f"  {name:<20} {row.n:>4}  {cells}  {_fmt(row.mrr):>5}")

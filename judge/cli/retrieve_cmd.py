@@ -102,7 +102,7 @@ def _measure(ctx: typer.Context, path: Path, as_json: bool) -> None:
     if as_json:
         emit_json(report.to_json())
         return
-    ks = sorted(next(iter(report.rows.values())).recall)
+    ks = report.ks
     out = table(f"retrieval on {escape(path.name)} (rulebook {rb.version})", "view", "pairs",
                 *(f"R@{k}" for k in ks), "MRR", narrow=("pairs",), right=("pairs", *(f"R@{k}" for k in ks), "MRR"))
     for name, row in report.rows.items():
@@ -111,7 +111,7 @@ def _measure(ctx: typer.Context, path: Path, as_json: bool) -> None:
         out.add_row(name, str(row.n), *(_fmt(row.recall[k]) for k in ks), _fmt(row.mrr))
     console.print(out)
     shown = report.rows["shown"]
-    per_case = report.to_json()["shown_per_case"]
+    per_case = report.shown_per_case
     console.print(f"among the rules a judge is shown: {_fmt(shown.recall[1])} of {shown.n} pairs"
                   + (f" ({per_case:.1f} constitution rules and spec entries shown per pair)" if per_case else ""))
 

@@ -86,11 +86,21 @@ class QualityReport:
     ranks: dict[str, list[int | None]] = field(repr=False)
     shown_sizes: list[int] = field(repr=False)
 
+    @property
+    def ks(self) -> list[int]:
+        """The recall cut-offs reported, ascending."""
+        return sorted(next(iter(self.rows.values())).recall) if self.rows else []
+
+    @property
+    def shown_per_case(self) -> float | None:
+        """Mean number of constitution rules and spec entries shown per case (None without cases)."""
+        return sum(self.shown_sizes) / len(self.shown_sizes) if self.shown_sizes else None
+
     def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable view: per view, the number of cases, recall@k (keys are k as text) and MRR."""
         return {"views": {name: {"n": row.n, "recall": {str(k): v for k, v in row.recall.items()}, "mrr": row.mrr}
                           for name, row in self.rows.items()},
-                "shown_per_case": (sum(self.shown_sizes) / len(self.shown_sizes)) if self.shown_sizes else None}
+                "shown_per_case": self.shown_per_case}
 
 
 def gold_rank(ranked: Sequence[str], gold: Iterable[str]) -> int | None:
