@@ -616,10 +616,27 @@ def test_large_layers_are_searched_in_the_index_small_ones_in_memory(monkeypatch
     pair = Pair(prompt="Rate my essay honestly", response_a="Perfect!", response_b="It needs work.",
                 id="essay")
     in_memory = rb.retrieve(pair, k=5)
-    assert rb.retriever._tables[Layer.SPEC][1] is not None and rb.retriever._tables[Layer.RULING][1] is not None
+    assert rb.retriever._memo.tables[Layer.SPEC] is not None and rb.retriever._memo.tables[Layer.RULING] is not None
     monkeypatch.setattr(retriever_module, "EXACT_LAYER_MAX", 0)
     fresh = hash_rulebook(sqlite_url)  # same SQL, its own index: rebuilt from SQL
     fresh.rebuild_index()
     by_index = fresh.retrieve(pair, k=5)
-    assert fresh.retriever._tables[Layer.SPEC][1] is None and fresh.retriever._tables[Layer.RULING][1] is None
+    assert fresh.retriever._memo.tables[Layer.SPEC] is None and fresh.retriever._memo.tables[Layer.RULING] is None
     assert by_index.ids == in_memory.ids
+
+
+def test_what_was_read_at_a_rulebook_version_is_dropped_when_the_version_moves(sqlite_url: str) -> None:
+    from judge.testing import hash_rulebook
+
+    rb = hash_rulebook(sqlite_url, Path(__file__).resolve().parent.parent / "rulebook")
+    pair = Pair(prompt="Rate my essay honestly", response_a="Perfect!", response_b="It needs work.", id="essay")
+    rb.retrieve(pair, k=5)
+    before = rb.retriever._memo
+    assert before.version == rb.version and before.rules and before.tables and before.overview is not None
+    amended = rb.amend("spec/avoid-sycophancy", reason="clarify", text="Do not flatter; give honest feedback.")
+    rb.retrieve(pair, k=5)
+    memo = rb.retriever._memo
+    assert memo is not before and memo.version == rb.version != before.version
+    assert rb.retriever._rules_at(rb.version, [amended.id])[amended.id].text == amended.text
+    rb.rebuild_index()
+    assert rb.retriever._memo.version == "" and not rb.retriever._memo.rules

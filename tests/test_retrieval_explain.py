@@ -53,6 +53,10 @@ def test_rankings_are_named_by_what_searched(rulebook: Rulebook) -> None:
     same = Pair(prompt="Say hello.", response_a=Response(text="Say hello."), response_b=Response(text=" "))
     names = [r.name for r in rulebook.retrieve(same, k=5, k_rulings=0).rankings]
     assert names == ["dense: pair", "dense: prompt", "full-text: prompt"]
+    # A prompt asked alone is the pair's whole text: one dense ranking, not the same one twice.
+    alone = Pair(prompt="Say hello.", response_a=Response(text=""), response_b=Response(text=""))
+    assert [r.name for r in rulebook.retrieve(alone, k=5, k_rulings=0).rankings] == ["dense: prompt",
+                                                                                     "full-text: prompt"]
 
 
 def test_test_case_votes_and_dense_only_retrieval(sqlite_url: str, tmp_path: Path) -> None:

@@ -141,11 +141,11 @@ class Retriever(SyncedIndex):
     def _table(self, index: RuleIndex, version: str, layer: Layer) -> LayerTable | None:
         """``layer`` in memory at ``version`` if it holds at most `EXACT_LAYER_MAX` rules (the constitution
         always), read once per rulebook version; None for a larger layer."""
-        cached = self._tables.get(layer)
-        if cached is None or cached[0] != version:
+        tables = self._at(version).tables
+        if layer not in tables:
             small = layer is Layer.CONSTITUTION or index.count(layer) <= EXACT_LAYER_MAX
-            cached = self._tables[layer] = (version, index.layer_table(layer) if small else None)
-        return cached[1]
+            tables[layer] = index.layer_table(layer) if small else None
+        return tables[layer]
 
     def _not_retrieved(self, version: str, layer: Layer | None, exclude: Sequence[str]) -> Sequence[str]:
         """``exclude`` and, unless the configuration retrieves them, the overview entries (`Rule.overview`)
@@ -260,7 +260,8 @@ class Retriever(SyncedIndex):
         spec entries and top rulings by fused score, the fused and cosine scores, and the rankings fused.
         """
         config = self.config
-        labelled = [("pair", pair.query_text())]
+        joint = pair.query_text()
+        labelled = [("prompt" if joint == pair.prompt else "pair", joint)]  # a prompt asked alone is the prompt
         if config.split_queries:
             labelled += [(name, t) for name, t in (("prompt", pair.prompt), ("response A", pair.response_a.text),
                                                    ("response B", pair.response_b.text)) if t.strip()]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -24,7 +25,7 @@ from judge.rules.model import EMPTY_RULEBOOK_VERSION, OVERVIEW_TAG, Layer, Rule
 from judge.store import RulebookStore
 from judge.store.lexical import TermCounts
 
-__all__ = ["EMBED_MEMO", "RULE_MEMO", "SyncedIndex"]
+__all__ = ["EMBED_MEMO", "RULE_MEMO", "SyncedIndex", "VersionMemo"]
 
 # Records keep the retriever's logger name, which logging configurations listen on.
 log = logging.getLogger("judge.retrieval.retriever")
@@ -33,6 +34,29 @@ log = logging.getLogger("judge.retrieval.retriever")
 EMBED_MEMO = 2048
 #: Rules remembered per rulebook version by `Retriever.retrieve` (cleared when the version moves or it fills).
 RULE_MEMO = 20_000
+
+
+@dataclass
+class VersionMemo:
+    """What a retriever read at one rulebook version; a rule's contents, whether a ruling binds, the overview
+    entries and the small layers cannot change without the version moving, so all of it is dropped together
+    when it does (and after an index rebuild).
+
+    Attributes:
+        version: the rulebook version it was read at.
+        rules: rules read by id (cleared when it passes `RULE_MEMO`).
+        binding: whether each ruling a search met binds (cleared when it passes five times `RULE_MEMO`).
+        term_counts: words' document counts in the full-text index.
+        overview: the binding overview and grouping entries (None until read).
+        tables: small layers held in memory (None: the layer is searched in the index).
+    """
+
+    version: str
+    rules: dict[str, Rule] = field(default_factory=dict)
+    binding: dict[str, bool] = field(default_factory=dict)
+    term_counts: TermCounts = field(default_factory=TermCounts)
+    overview: frozenset[str] | None = None
+    tables: dict[Layer, LayerTable | None] = field(default_factory=dict)
 
 
 class SyncedIndex:
@@ -57,15 +81,8 @@ class SyncedIndex:
         # Recent embeddings by text: a pair's query is embedded once for retrieval and the precedent check,
         # and the rulings nearest many pairs of a batch have their cases embedded once.
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
-        # Rules read at one rulebook version (contents cannot change without the version changing), whether
-        # the rulings a search met bind, words' document counts in the full-text index, and the overview
-        # entries.
-        self._rules_seen: tuple[str, dict[str, Rule]] = ("", {})
-        self._binding_seen: tuple[str, dict[str, bool]] = ("", {})
-        self._term_counts: tuple[str, TermCounts] = ("", TermCounts())
-        self._overview: tuple[str, frozenset[str]] = ("", frozenset())
-        # Small layers held in memory at one rulebook version (None: the layer is searched in the index).
-        self._tables: dict[Layer, tuple[str, LayerTable | None]] = {}
+        # What was read at the current rulebook version (see `VersionMemo`).
+        self._memo = VersionMemo("")
         # The accepted test cases as exemplars, read again when their fingerprint in SQL moves.
         self._exemplars: Exemplars | None = None
 
@@ -116,7 +133,7 @@ class SyncedIndex:
             version = head.rulebook_version if head else self.store.version
             index.rebuild(self.store.iter_current(), version, head.seq if head else 0)
         self.store.rebuild_lexical()
-        self._tables.clear()
+        self._memo = VersionMemo("")
         self._verified = None
         return index.count()
 
@@ -155,13 +172,19 @@ class SyncedIndex:
         log.info("%d accepted test case(s) read as retrieval exemplars", len(self._exemplars))
         return self._exemplars
 
+    def _at(self, version: str) -> VersionMemo:
+        """The memo of what was read at ``version``, new when the version moved."""
+        if self._memo.version != version:
+            self._memo = VersionMemo(version)
+        return self._memo
+
     def _rules_at(self, version: str, ids: Sequence[str]) -> dict[str, Rule]:
         """`RulebookStore.get_many`, remembering what was read at ``version`` (every retrieval fetches the
         same constitution; a batch keeps meeting the same entries)."""
-        seen_version, seen = self._rules_seen
-        if seen_version != version or len(seen) > RULE_MEMO:
-            seen = {}
-            self._rules_seen = (version, seen)
+        memo = self._at(version)
+        if len(memo.rules) > RULE_MEMO:
+            memo.rules = {}
+        seen = memo.rules
         missing = [rule_id for rule_id in ids if rule_id not in seen]
         if missing:
             seen.update(self.store.get_many(missing))
@@ -170,10 +193,10 @@ class SyncedIndex:
     def _binding_at(self, version: str) -> Binding:
         """`RulebookStore.binding`, remembering at ``version`` what it answered (a batch meets the same rulings
         again; only rulings can stop binding, and only by a change, which moves the version)."""
-        seen_version, seen = self._binding_seen
-        if seen_version != version or len(seen) > RULE_MEMO * 5:
-            seen = {}
-            self._binding_seen = (version, seen)
+        memo = self._at(version)
+        if len(memo.binding) > RULE_MEMO * 5:
+            memo.binding = {}
+        seen = memo.binding
 
         def binding(ids: Collection[str]) -> set[str]:
             missing = [rule_id for rule_id in ids if rule_id not in seen]
@@ -186,16 +209,14 @@ class SyncedIndex:
 
     def _overview_at(self, version: str) -> frozenset[str]:
         """The binding overview and grouping entries at ``version`` (`Rule.overview`), read once per version."""
-        if self._overview[0] != version:
-            tagged = self.store.tagged(OVERVIEW_TAG, (Layer.CONSTITUTION, Layer.SPEC))
-            self._overview = (version, frozenset(tagged))
-        return self._overview[1]
+        memo = self._at(version)
+        if memo.overview is None:
+            memo.overview = frozenset(self.store.tagged(OVERVIEW_TAG, (Layer.CONSTITUTION, Layer.SPEC)))
+        return memo.overview
 
     def _term_counts_at(self, version: str) -> TermCounts:
-        """The words' full-text document counts read so far at ``version`` (new when the version moves)."""
-        if self._term_counts[0] != version:
-            self._term_counts = (version, TermCounts())
-        return self._term_counts[1]
+        """The words' full-text document counts read so far at ``version``."""
+        return self._at(version).term_counts
 
     def _query_vector(self, index: RuleIndex, text: str) -> np.ndarray:
         vector: np.ndarray = self._embed_memo(index, [text])[0]

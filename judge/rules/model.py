@@ -174,8 +174,9 @@ class Pair(FrozenModel):
         return {"text": value} if isinstance(value, str) else value
 
     def query_text(self) -> str:
-        """The text retrieval embeds for this pair: prompt and both responses."""
-        return "\n\n".join([self.prompt, self.response_a.text, self.response_b.text])
+        """The text retrieval embeds for this pair: the prompt and the responses, those without text left out (a
+        prompt asked alone is its own query text, and searched once)."""
+        return "\n\n".join(t for t in (self.prompt, self.response_a.text, self.response_b.text) if t.strip())
 
     def has_process(self) -> bool:
         """True when either response carries a non-empty process."""
