@@ -44,8 +44,13 @@ def test_every_help_page_reads_at_80_columns(path: list[str], command: Any) -> N
     assert max(len(line) for line in lines) <= 80, [line for line in lines if len(line) > 80]
     assert "…" not in result.output  # nothing cut
     assert "<bool>" not in result.output  # flags take no value
+    assert (command.help or "").strip(), path  # every command says what it does
     for param in command.params:
-        if getattr(param, "hidden", False) or param.param_type_name != "option":
+        if getattr(param, "hidden", False):
+            continue
+        if param.param_type_name in ("option", "argument") and "--help" not in param.opts:
+            assert (getattr(param, "help", None) or "").strip(), (path, param.opts)  # and every option and argument
+        if param.param_type_name != "option":
             continue
         for name in [*param.opts, *param.secondary_opts]:  # every option name in full
             assert re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", result.output), (path, name)

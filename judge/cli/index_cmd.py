@@ -11,7 +11,8 @@ app = App(help="The derived retrieval index (rebuildable from the SQL rulebook).
 
 
 @app.command("rebuild")
-def rebuild(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
+def rebuild(ctx: typer.Context,
+            as_json: bool = typer.Option(False, "--json", help="Print the count as JSON.")) -> None:
     """Drop the index and rebuild it from the SQL rulebook."""
     # An empty rulebook gives an empty index that retrieves nothing: say how to load rules instead.
     require_rulebook(state(ctx).settings, allow_empty=False, offer_allow_empty=False)
@@ -24,7 +25,8 @@ def rebuild(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -
 
 
 @app.command("sync")
-def sync(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
+def sync(ctx: typer.Context,
+         as_json: bool = typer.Option(False, "--json", help="Print the count as JSON.")) -> None:
     """Apply changes the index has not seen yet (incremental)."""
     rb = state(ctx).rulebook()
     n = rb.sync_index()
@@ -35,7 +37,8 @@ def sync(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> N
 
 
 @app.command("status")
-def status(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
+def status(ctx: typer.Context,
+           as_json: bool = typer.Option(False, "--json", help="Print the status as JSON.")) -> None:
     """Which rulebook version and embedding model the index was built from, and whether it is current."""
     rb = state(ctx).rulebook()
     st = rb.index.state()

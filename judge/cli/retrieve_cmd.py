@@ -32,7 +32,7 @@ def retrieve(
     why_not: list[str] = typer.Option([], "--why",
                                       help="A rule id to explain whether or not it was retrieved (repeatable; "
                                            "implies --explain): where it stood in each ranking."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Retrieve the constitution, top-k spec entries and top-k rulings for a pair, by precedence (or, with
     --measure, how often retrieval finds the rules labelled pairs name)."""

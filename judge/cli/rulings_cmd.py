@@ -119,15 +119,15 @@ def add_ruling(
     file: Path | None = typer.Option(None, "--file", "-f", exists=True,
                                      help="JSON file with prompt, response_a, response_b, holding, rationale, "
                                           "cites, overrules (or give the fields as options)."),
-    prompt: str | None = typer.Option(None, "--prompt"),
+    prompt: str | None = typer.Option(None, "--prompt", help="The decided pair's prompt (or conversation)."),
     response_a: str | None = response_option("a", required=False),
     response_b: str | None = response_option("b", required=False),
     holding: str | None = typer.Option(None, "--holding", help="A, B or tie."),
-    rationale: str | None = typer.Option(None, "--rationale"),
+    rationale: str | None = typer.Option(None, "--rationale", help="Why the holding follows."),
     cites: list[str] = typer.Option([], "--cite", help="Cited rule id (repeatable); must exist."),
     overrules: list[str] = typer.Option([], "--overrules", help="Ruling id this one overrules (repeatable)."),
     checks: list[str] = typer.Option([], "--check", help=CHECK_HELP),
-    author: str | None = typer.Option(None, "--author"),
+    author: str | None = typer.Option(None, "--author", help="Who made the change (recorded in history)."),
     conflict_threshold: float | None = CONFLICT_OPT,
     as_json: bool = JSON_OPT,
 ) -> None:
@@ -178,12 +178,12 @@ def add_ruling(
 
 def amend(
     ctx: typer.Context,
-    rule_id: str = typer.Argument(...),
+    rule_id: str = typer.Argument(..., help="Id of the rule to amend."),
     reason: str = typer.Option(..., "--reason", help="Why (recorded in history)."),
     text_file: Path | None = typer.Option(None, "--text-file", exists=True, help="New text (Markdown)."),
-    title: str | None = typer.Option(None, "--title"),
+    title: str | None = typer.Option(None, "--title", help="New title (default: unchanged)."),
     constitution: bool = typer.Option(False, "--constitution", help="Required to amend a constitution rule."),
-    author: str | None = typer.Option(None, "--author"),
+    author: str | None = typer.Option(None, "--author", help="Who made the change (recorded in history)."),
     as_json: bool = typer.Option(False, "--json", help="Print the new version as JSON."),
 ) -> None:
     """Amend a rule: writes a new version; the old one stays in history."""
@@ -198,10 +198,10 @@ def amend(
 
 def overrule(
     ctx: typer.Context,
-    ruling_id: str = typer.Argument(...),
-    reason: str = typer.Option(..., "--reason"),
+    ruling_id: str = typer.Argument(..., help="Id of the ruling."),
+    reason: str = typer.Option(..., "--reason", help="Why (recorded in history)."),
     supersede: bool = typer.Option(False, "--supersede", help="Mark superseded instead of overruled."),
-    author: str | None = typer.Option(None, "--author"),
+    author: str | None = typer.Option(None, "--author", help="Who made the change (recorded in history)."),
     as_json: bool = typer.Option(False, "--json", help="Print the new version as JSON."),
 ) -> None:
     """Overrule (or supersede) a ruling: it stops binding and is no longer retrieved."""
