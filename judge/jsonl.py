@@ -71,7 +71,9 @@ def loads(text: str, *, path: str | Path | None = None, line: int | None = None,
         InputError: malformed JSON, nesting too deep, or text that is not valid (names path, line, field).
     """
     try:
-        obj = json.loads(text, object_pairs_hook=object_pairs_hook)
+        # Trailing whitespace (a line's newline) dropped: an unfinished document is reported where it ends,
+        # not at the start of a line after it.
+        obj = json.loads(text.rstrip(), object_pairs_hook=object_pairs_hook)
     except json.JSONDecodeError as exc:
         where = f"column {exc.colno}" if line is not None else f"line {exc.lineno}"
         raise InputError(f"malformed JSON: {exc.msg} ({where})", path=path, line=line) from None

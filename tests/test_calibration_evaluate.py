@@ -379,3 +379,16 @@ def test_settings_calibrator_is_applied_by_every_built_judge(monkeypatch: pytest
     (tmp_path / "cal.json").write_text("{}")
     with pytest.raises(InputError, match="not a judge calibrator"):
         build_judge("fake", settings=settings)
+
+
+def test_eval_says_when_recalibration_made_the_held_out_loss_worse(monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    # The embedded judge's committed verdicts on the Model Spec pairs: cross-fitted recalibration overfits them.
+    repo = Path(__file__).resolve().parent.parent
+    monkeypatch.setattr("sys.argv", ["judge", "eval", str(repo / "data" / "model_spec" / "pairs.jsonl"), "-r",
+                                     str(repo / "evals" / "results" / "modelspec-rules.jsonl"), "--bootstrap", "20"])
+    from judge.cli.main import main
+
+    main()
+    out = " ".join(capsys.readouterr().out.split())
+    assert "note: recalibration raised the held-out log loss (0.703 -> " in out and "--recalibrate none" in out

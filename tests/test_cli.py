@@ -27,6 +27,11 @@ def invoke(argv: list[str], monkeypatch: pytest.MonkeyPatch,
     return code, out.out, out.err
 
 
+def flat(text: str) -> str:
+    """``text`` with its line breaks and runs of spaces as single spaces (messages wrap at the terminal width)."""
+    return " ".join(text.split())
+
+
 def run_cli(args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
             db: str) -> tuple[int, str, str]:
     """`invoke` on the database ``db`` with the hash embedder."""

@@ -44,6 +44,7 @@ def test_every_help_page_reads_at_80_columns(path: list[str], command: Any) -> N
     assert max(len(line) for line in lines) <= 80, [line for line in lines if len(line) > 80]
     assert "…" not in result.output  # nothing cut
     assert "<bool>" not in result.output  # flags take no value
+    assert "list[" not in result.output  # a repeatable option shows its item's type (TEXT..., PATH...)
     assert (command.help or "").strip(), path  # every command says what it does
     for param in command.params:
         if getattr(param, "hidden", False):

@@ -18,6 +18,7 @@ from judge.retrieval.fusion import RRF_K, RetrievalConfig
 from judge.rulebook import Rulebook
 from judge.rules.model import Layer, Pair, Response
 from judge.testing import hash_rulebook
+from judge.verdicts import JudgeConfig
 from tests.test_cli import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -129,3 +130,25 @@ def test_cli_why_a_rule_was_not_retrieved(monkeypatch: pytest.MonkeyPatch, capsy
     assert ("spec/avoid-errors (not retrieved)" in out) == ("spec/avoid-errors" not in retrieved)
     code, _, err = run_cli([*base, "--why", "spec/no-such-rule"], monkeypatch, capsys, sqlite_url)
     assert code == 2 and "spec/no-such-rule" in err and "Traceback" not in err
+
+
+def test_cli_marks_the_rules_a_judge_shows(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                           sqlite_url: str) -> None:
+    code, _, _ = run_cli(["rulebook", "load", str(ROOT / "rulebook")], monkeypatch, capsys, sqlite_url)
+    assert code == 0
+    args = ["retrieve", "--prompt", "Rate my essay", "--a", "Perfect!", "--b", "Needs work"]
+    code, out, _ = run_cli([*args, "--json"], monkeypatch, capsys, sqlite_url)
+    rules = json.loads(out)["rules"]
+    config = JudgeConfig(backend="none", model="none", template_version="none")
+
+    def best(layers: set[str], n: int) -> set[str]:
+        ranked = sorted((r for r in rules if r["layer"] in layers), key=lambda r: -r["score"])
+        return {r["id"] for r in ranked[:n]}
+
+    # What a judge shows: the best constitution rules and spec entries together, and the best rulings.
+    assert {r["id"] for r in rules if r["shown"]} == (best({"constitution", "spec"},
+                                                           config.n_constitution + config.k_spec)
+                                                      | best({"ruling"}, config.k_rulings))
+    code, out, _ = run_cli(args, monkeypatch, capsys, sqlite_url)
+    n_shown = config.n_constitution + config.k_spec + config.k_rulings
+    assert code == 0 and f"* shown to the model by a judge with the default configuration ({n_shown} of" in out

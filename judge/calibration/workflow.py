@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field
 
 from judge.calibration.evaluate import EvalReport, LabelledRow, PairLabel, evaluate, join, point_metrics
 from judge.calibration.recalibrate import (
+    METHODS,
     Calibrator,
     abstention_threshold,
     calibration_key,
@@ -168,6 +169,8 @@ def parse_signals(text: str | None) -> list[str] | None:
 def _read_all(results: Paths) -> list[Verdict]:
     verdicts: list[Verdict] = []
     for path in _paths(results):
+        if not path.is_file():
+            raise InputError("no such file", path=path)
         verdicts.extend(read_results(path))
     return verdicts
 
@@ -216,6 +219,12 @@ def evaluate_results(labelled: Paths, results: Paths, *, recalibrate: str | None
     """
     if split_repeats < 1:
         raise ValueError(f"split_repeats must be at least 1, got {split_repeats}")
+    if recalibrate not in (None, "auto", *METHODS):  # a typo must not pass for a skipped recalibration
+        raise ValueError(f"unknown calibration method {recalibrate!r}; known: auto, {', '.join(METHODS)}")
+    if n_folds < 2:
+        raise ValueError(f"n_folds must be at least 2, got {n_folds}")
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be at least 1, got {n_boot}")
     labels = load_labels(labelled, group_by=group_by)
     verdicts = _read_all(results)
     if not verdicts:

@@ -31,14 +31,16 @@ def _claims(st: CliState, batch: str) -> WorkClaims:
 @app.command("status")
 def status(ctx: typer.Context, batch: str = BATCH_ARG,
            as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON.")) -> None:
-    """How many pairs of the batch are decided, being judged, and were taken over from a dead worker."""
+    """How many pairs of the batch are done (a verdict or a recorded failure), being judged, and were taken over
+    from a dead worker."""
     p = _claims(state(ctx), batch).progress()
     data = {"batch": batch, "total": p.total, "done": p.done, "held": p.held, "waiting": p.open - p.held,
             "reclaimed": p.reclaimed, "complete": p.complete}
     if as_json:
         emit_json(data)
         return
-    console.print(f"batch {batch}: {p.done} of {p.total} decided, {p.held} being judged, {p.open - p.held} "
+    console.print(f"batch {batch}: {p.done} of {p.total} done (a verdict or a recorded failure), {p.held} being "
+                  f"judged, {p.open - p.held} "
                   f"waiting; {p.reclaimed} taken over after a lease ran out"
                   + (" (complete)" if p.complete else ""), highlight=False, markup=False)
 
@@ -57,4 +59,5 @@ def export(ctx: typer.Context, batch: str = BATCH_ARG,
     if as_json:
         emit_json({"batch": batch, "written": n, "total": total, "out": str(out)})
         return
-    console.print(f"wrote {n} of {total} verdicts of batch {batch} to {out}", highlight=False, markup=False)
+    console.print(f"wrote {n} of {total} results of batch {batch} (verdicts and recorded failures) to {out}",
+                  highlight=False, markup=False)

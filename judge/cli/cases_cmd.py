@@ -62,7 +62,8 @@ def seed(
         return
     console.print(f"seeded from {data_dir}: {data['added']} added, {data['existing']} already stored "
                   f"({data['accepted']} accepted examples, {data['draft']} draft eval prompts); "
-                  f"{data['entries_with_cases']} of {data['spec_entries']} spec entries have cases", highlight=False)
+                  f"{data['entries_with_cases']} of {data['spec_entries']} spec entries have cases",
+                  highlight=False, markup=False)
     if result.unmapped:
         out = table(f"{len(result.unmapped)} section(s) with no spec entry: not seeded", "section", "maps to",
                     "examples", "eval prompts", "reason", right=("examples", "eval prompts"))
@@ -88,7 +89,8 @@ def add(
     if as_json:
         emit_json({"added": list(report.added), "existing": list(report.existing)})
     else:
-        console.print(f"{len(report.added)} case(s) added, {len(report.existing)} already stored", highlight=False)
+        console.print(f"{len(report.added)} case(s) added, {len(report.existing)} already stored",
+                      highlight=False, markup=False)
 
 
 @app.command("load")
@@ -119,7 +121,7 @@ def load(
         return
     shown = ", ".join(f"{n} {k}" for k, n in sorted(by_status.items()))
     console.print(f"loaded {path}: {len(report.added)} case(s) added, {len(report.existing)} already stored "
-                  f"({shown})", highlight=False)
+                  f"({shown})", highlight=False, markup=False)
 
 
 @app.command("check")
@@ -163,11 +165,11 @@ def check(
         return
     verb = "recorded" if apply else "not recorded (add --apply)"
     console.print(f"{len(run.decisions)} draft(s) checked: {run.accepted} pass, {run.rejected} fail; {verb}",
-                  highlight=False)
+                  highlight=False, markup=False)
     for d in rejected[:20]:
         console.print(f"  {d.case_id}: {'; '.join(d.reasons)}", highlight=False, markup=False)
     if len(rejected) > 20:
-        console.print(f"  ... and {len(rejected) - 20} more (--json lists all)", highlight=False)
+        console.print(f"  ... and {len(rejected) - 20} more (--json lists all)", highlight=False, markup=False)
 
 
 @app.command("export")
@@ -186,7 +188,7 @@ def export(
     if as_json:
         emit_json({"files": {str(k): v for k, v in written.items()}, "cases": len(cases)})
         return
-    console.print(f"{len(cases)} case(s) written to {len(written)} file(s) in {folder}", highlight=False)
+    console.print(f"{len(cases)} case(s) written to {len(written)} file(s) in {folder}", highlight=False, markup=False)
 
 
 @app.command("review")
@@ -225,7 +227,8 @@ def review(
     if as_json:
         emit_json({"changed": list(report.changed), "unchanged": list(report.unchanged)})
     else:
-        console.print(f"{len(report.changed)} case(s) changed, {len(report.unchanged)} already so", highlight=False)
+        console.print(f"{len(report.changed)} case(s) changed, {len(report.unchanged)} already so",
+                      highlight=False, markup=False)
 
 
 @app.command("list")
@@ -296,7 +299,7 @@ def contamination(
                    "hits": [vars(h) for h in hits]})
         return
     console.print(f"{flagged} of {len(cases)} case(s) overlap {len(prompts)} prompt(s) of {benchmark}",
-                  highlight=False)
+                  highlight=False, markup=False)
     if hits:
         out = table(None, "case", "source", "line", "shared", "fraction", "overlapping text",
                     narrow=("line", "shared", "fraction"), right=("line", "shared", "fraction"))
@@ -347,4 +350,4 @@ def coverage(
                     f"needs {need} more" if need else "ok")
     console.print(out)
     console.print(f"{len(rows) - reached} of {len(rows)} entries are below {minimum} distinct accepted cases; "
-                  f"{merged} accepted near-duplicate(s) merged", highlight=False)
+                  f"{merged} accepted near-duplicate(s) merged", highlight=False, markup=False)

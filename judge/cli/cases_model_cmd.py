@@ -61,7 +61,7 @@ def generate(
         emit_json({"added": added})
     else:
         for entry_id, count in added.items():
-            console.print(f"{entry_id}: {count} draft case(s) added", highlight=False)
+            console.print(f"{entry_id}: {count} draft case(s) added", highlight=False, markup=False)
 
 
 def answer(
@@ -69,7 +69,9 @@ def answer(
     out: Path = typer.Option(..., "--out", "-o", dir_okay=False,
                              help="Answers JSONL to append to (resumable: answered cases are skipped)."),
     backend: str = typer.Option("local", "--backend", "-b",
-                                help="The answering model: local (embedded), local/<path.gguf>, or openai/<model>."),
+                                help="The answering model (the candidate, not the judge: JUDGE_BACKEND and "
+                                     "judge.toml do not apply): local (embedded), local/<path.gguf>, or "
+                                     "openai/<model>."),
     base_url: str | None = typer.Option(None, "--base-url", help="Endpoint for openai/<model>."),
     entry: list[str] = typer.Option([], "--entry", "-e", help="Only cases testing this spec entry (repeatable)."),
     per_entry: int = typer.Option(0, "--per-entry", min=0, help="At most N cases per entry (0 = all)."),
@@ -102,7 +104,7 @@ def answer(
                    "out": str(out)})
     else:
         console.print(f"{len(cases)} case(s): {run.answered} answered now, {run.skipped} already answered, "
-                      f"{run.failed} failed -> {out}", highlight=False)
+                      f"{run.failed} failed -> {out}", highlight=False, markup=False)
     if run.failed:
         raise typer.Exit(1)
 
@@ -131,6 +133,6 @@ def pairs(
                    "skipped": [{"case_id": c, "reason": r} for c, r in plan.skipped]})
         return
     console.print(f"{len(plan.pairs)} pair(s) written to {out} from {len(cases)} accepted case(s); "
-                  f"{len(plan.skipped)} skipped", highlight=False)
+                  f"{len(plan.skipped)} skipped", highlight=False, markup=False)
     for cid, reason in plan.skipped[:20]:
-        console.print(f"  skipped {cid}: {reason}", highlight=False)
+        console.print(f"  skipped {cid}: {reason}", highlight=False, markup=False)

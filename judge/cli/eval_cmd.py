@@ -39,10 +39,33 @@ SIGNALS_OPT = typer.Option("auto", "--signals",
                                 "logit*retrieval, verbal that lowers the left-out log loss on every source) or a "
                                 "comma-separated list. 'length' is never chosen by auto: naming it rewards the "
                                 "longer response, which pairs built to mislead exploit (docs/calibration.md).")
-FOLDS_OPT = typer.Option(5, "--folds", help="Cross-fitting folds.")
+
+
+def check_method(value: str) -> str:
+    """Typer callback for ``--method`` / ``--recalibrate``: auto or a calibration method, else a usage error (exit
+    2) naming the option, before anything is read or judged."""
+    from judge.calibration.methods import METHODS
+
+    if value != "auto" and value not in METHODS:
+        raise typer.BadParameter(f"unknown calibration method {value!r}; known: auto, {', '.join(METHODS)}")
+    return value
+
+
+def _between_0_and_1(value: float) -> float:
+    """Typer callback for ``--target`` / ``--delta``: strictly between 0 and 1, else a usage error (exit 2)."""
+    if not 0.0 < value < 1.0:
+        raise typer.BadParameter(f"{value:g} is not between 0 and 1 (both excluded)")
+    return value
+
+
+RECALIBRATE_HELP = "auto, none, temperature, platt, isotonic or logistic (cross-fitted)."
+BOOTSTRAP_HELP = "Bootstrap replicates for every interval."
+FOLDS_OPT = typer.Option(5, "--folds", min=2, help="Cross-fitting folds.")
 SEED_OPT = typer.Option(0, "--seed", help="Seed for folds and bootstrap.")
-TARGET_OPT = typer.Option(0.9, "--target", help="Target agreement for selective judging (abstention).")
-DELTA_OPT = typer.Option(0.1, "--delta", help="Risk tolerance: P(agreement below target) <= delta.")
+TARGET_OPT = typer.Option(0.9, "--target", callback=_between_0_and_1,
+                          help="Target agreement for selective judging (abstention), between 0 and 1.")
+DELTA_OPT = typer.Option(0.1, "--delta", callback=_between_0_and_1,
+                         help="Risk tolerance: P(agreement below target) <= delta, between 0 and 1.")
 
 
 def _fmt(x: float | None, digits: int = 3) -> str:
@@ -78,13 +101,28 @@ def headline_table(reports: list[EvalReport], title: str) -> Table:
     return table
 
 
+def _recalibration_worse(ev: Evaluation) -> tuple[float, float] | None:
+    """(raw, recalibrated) binary log loss when the cross-fitted recalibration made it worse, else None."""
+    if ev.recalibrated is None:
+        return None
+    raw, recalibrated = (r.headline.get("log_loss_binary") for r in (ev.raw, ev.recalibrated))
+    if raw is None or recalibrated is None or not recalibrated.point > raw.point:
+        return None
+    return raw.point, recalibrated.point
+
+
 def _print_evaluation(ev: Evaluation, suspects: int = 10) -> None:
     reports = [ev.raw] + ([ev.recalibrated] if ev.recalibrated else [])
     console.print(headline_table(reports, f"{ev.results} vs {ev.labelled}"))
     signals = ", ".join(f"{k} {_fmt(v, 2)}" for k, v in ev.raw.signal_auroc.items())
-    console.print(f"AUROC of each signal for correctness (raw): {signals}", highlight=False)
+    console.print(f"AUROC of each signal for correctness (raw): {signals}", highlight=False, markup=False)
     if ev.recalibration.method or ev.recalibration.skipped:
-        console.print(f"recalibration: {ev.recalibration.describe()}", highlight=False)
+        console.print(f"recalibration: {ev.recalibration.describe()}", highlight=False, markup=False)
+    worse = _recalibration_worse(ev)
+    if worse is not None:
+        console.print(f"note: recalibration raised the held-out log loss ({worse[0]:.3f} -> {worse[1]:.3f}): on "
+                      "this data the raw probabilities are better (--recalibrate none)", highlight=False,
+                      markup=False)
     best = ev.recalibrated or ev.raw
     if best.suspects and suspects > 0:
         table = Table(title=f"labels the judge most confidently contradicts ({best.variant}): review these first")
@@ -94,7 +132,7 @@ def _print_evaluation(ev: Evaluation, suspects: int = 10) -> None:
             table.add_row(sus.pair_id, sus.label, sus.judged, f"{sus.confidence:.2f}", sus.source)
         console.print(table)
     for note in ev.raw.notes:
-        console.print(f"note: {note}", highlight=False)
+        console.print(f"note: {note}", highlight=False, markup=False)
     if ev.source_validation is not None:
         from judge.cli.calibration_view import source_table
 
@@ -124,18 +162,18 @@ def eval_(
                                             "else local)."),
     base_url: str | None = typer.Option(None, "--base-url", callback=check_url,
                                             help="Endpoint for openai/<model>."),
-    recalibrate: str = typer.Option("auto", "--recalibrate",
-                                    help="auto, none, temperature, platt, isotonic or logistic (cross-fitted)."),
+    recalibrate: str = typer.Option("auto", "--recalibrate", callback=check_method, help=RECALIBRATE_HELP),
     folds: int = FOLDS_OPT,
     seed: int = SEED_OPT,
-    n_boot: int = typer.Option(1000, "--bootstrap", help="Bootstrap replicates for every interval."),
+    n_boot: int = typer.Option(1000, "--bootstrap", min=1, help=BOOTSTRAP_HELP),
     split_repeats: int = typer.Option(1, "--split-repeats", min=1,
                                       help="Also recalibrate over this many random fold splits and print the "
                                            "recalibrated ECE / Brier / log loss as mean (min-max): on a few "
                                            "hundred pairs the split alone moves ECE by several hundredths."),
     target: float = TARGET_OPT,
     delta: float = DELTA_OPT,
-    metrics_out: Path | None = typer.Option(None, "--metrics-out", "-m", help="Write the full report as JSON."),
+    metrics_out: Path | None = typer.Option(None, "--metrics-out", "-m", callback=check_out_file,
+                                            help="Write the full report as JSON."),
     holdout_same_prompt: bool = HOLDOUT_OPT,
     suspects: int = typer.Option(10, "--suspects", help="List this many labels the judge most confidently "
                                                         "contradicts (likely label errors); 0 for none."),
@@ -168,7 +206,7 @@ def eval_(
         records = list(read_pairs(labelled[0]))
         require_rulebook(state(ctx).settings, allow_empty=allow_empty)
         err_console.print(f"judging {len(records)} pairs of {labelled[0]} -> {results[0]} (labels are not shown to "
-                          "the judge)", highlight=False)
+                          "the judge)", highlight=False, markup=False)
         judge_file(open_judge(JudgeOptions(backend=backend, base_url=base_url, explain=False),
                               workspace=state(ctx).workspace()),
                    records, results[0], RunOptions(holdout_same_prompt=holdout_same_prompt))
@@ -191,7 +229,7 @@ def calibrate(
     results: list[Path] = RESULTS_OPT,
     out: Path = typer.Option(..., "--out", "-o", callback=check_out_file,
                            help="Where to write the calibrator (JSON)."),
-    method: str = typer.Option("auto", "--method",
+    method: str = typer.Option("auto", "--method", callback=check_method,
                                help="auto (lowest cross-validated log loss), temperature, platt, isotonic, "
                                     "logistic or none."),
     folds: int = FOLDS_OPT,
@@ -218,10 +256,10 @@ def calibrate(
     criterion = "worst left-out source's log loss" if cal.selection == "worst left-out source" else \
         "cross-validated log loss"
     console.print(f"calibrator {cal.id}: {cal.method} fitted on {cal.n_fitted} verdicts ({criterion}: {losses})",
-                  highlight=False)
+                  highlight=False, markup=False)
     if cal.method == "logistic":
         feats = cal.params.get("features", [])
-        console.print(f"signals: {', '.join(feats)}", highlight=False)
+        console.print(f"signals: {', '.join(feats)}", highlight=False, markup=False)
         if "length" in feats:
             console.print("warning: the calibrator uses response length; a longer response gets more credit, "
                           "which pairs built to mislead exploit (see docs/calibration.md)", highlight=False)
@@ -234,20 +272,21 @@ def calibrate(
         c0, c1 = cal.tie_model
         console.print(f"ties (the judge never says tie; {cal.tie_rate:.1%} of the labels): P(tie) = "
                       f"sigmoid({c0:.3f} {'-' if c1 < 0 else '+'} {abs(c1):.3f} |logit P(A)|), from "
-                      f"{cal.tie_probability(0.5):.1%} at an even call", highlight=False)
+                      f"{cal.tie_probability(0.5):.1%} at an even call", highlight=False, markup=False)
     elif cal.tie_rate > 0:
         console.print(f"ties: {cal.tie_rate:.1%} of the labels; the judge's own tie mass is kept, or this rate "
-                      "is used", highlight=False)
+                      "is used", highlight=False, markup=False)
     if cal.abstain:
         th = cal.abstain
         if th["certified"]:
             console.print(f"abstain below confidence {th['threshold']:.3f}: agreement >= {th['target']} with "
                           f"probability >= {1 - th['delta']:.2f} ({th['n_kept']}/{th['n_calibration']} labelled "
-                          "verdicts kept; `judge eval` measures this on held-out folds)", highlight=False)
+                          "verdicts kept; `judge eval` measures this on held-out folds)", highlight=False, markup=False)
         else:
             console.print(f"no confidence threshold certifies agreement >= {th['target']} at delta {th['delta']} "
-                          "on this data: with --abstain every verdict would be escalated", highlight=False)
-    console.print(f"written to {out}", highlight=False)
+                          "on this data: with --abstain every verdict would be escalated",
+                          highlight=False, markup=False)
+    console.print(f"written to {out}", highlight=False, markup=False)
 
 
 eval_.__doc__ = (eval_.__doc__ or "").format(exit_codes=EXIT_CODES)

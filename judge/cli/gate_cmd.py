@@ -7,13 +7,12 @@ from pathlib import Path
 import typer
 
 from judge.cli.common import console, emit_json, err_console, state
+from judge.rules.model import Layer
 
 _SHOWN = 20  # unmatched pair ids listed in --json (the count is always given)
 
 
 def _rulebook_entries(ctx: typer.Context) -> list[str]:
-    from judge.rules.model import Layer
-
     book = state(ctx).rulebook(with_index=False)
     return [rule.id for rule in book.rules(Layer.SPEC, active_only=True)]
 
@@ -68,7 +67,7 @@ def gate(
     decision = run.decision
     if run.unmatched:
         err_console.print(f"warning: {len(run.unmatched)} of {run.results} candidate results belong to no accepted "
-                          f"case (ignored), e.g. {run.unmatched[0]!r}", highlight=False)
+                          f"case (ignored), e.g. {run.unmatched[0]!r}", highlight=False, markup=False)
     if as_json:
         data = decision_json(decision)
         data["run"] = {"inputs": run.inputs, "results": run.results, "n_unmatched": len(run.unmatched),
@@ -82,6 +81,6 @@ def gate(
             console.print(line, highlight=False, markup=False)
         verdict = "[bold green]PASSED[/]" if decision.passed else "[bold red]FAILED[/]"
         console.print(f"gate {verdict}: {len(decision.entries) - len(decision.failing)}/{len(decision.entries)} "
-                      "entries pass", highlight=False)
+                      "entries pass", highlight=False)  # counts only: the verdict's markup is ours
     if not decision.passed:
         raise typer.Exit(code=1)

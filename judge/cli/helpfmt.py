@@ -47,7 +47,9 @@ def _value_name(param: Any, ctx: Any) -> str:
     if param.metavar:
         return str(param.metavar)
     shown = str(param.display_type(ctx)).strip("<>").removesuffix(" range")
-    shown = {"str": "TEXT", "int": "INT", "float": "NUM", "path": "PATH", "bool": "BOOL"}.get(shown, shown)
+    if shown.startswith("list[") and shown.endswith("]"):  # a repeatable option: its item's type
+        shown = shown[len("list["):-1]
+    shown = {"str": "TEXT", "int": "INT", "float": "NUM", "path": "PATH", "bool": "BOOL"}.get(shown.lower(), shown)
     return shown + ("..." if param.nargs != 1 or param.multiple else "")
 
 

@@ -21,7 +21,7 @@ def rebuild(ctx: typer.Context,
     if as_json:
         emit_json({"indexed": n, "rulebook_version": rb.version})
     else:
-        console.print(f"indexed {n} rules at rulebook version {rb.version}", highlight=False)
+        console.print(f"indexed {n} rules at rulebook version {rb.version}", highlight=False, markup=False)
 
 
 @app.command("sync")
@@ -33,7 +33,7 @@ def sync(ctx: typer.Context,
     if as_json:
         emit_json({"reindexed": n, "rulebook_version": rb.version})
     else:
-        console.print(f"re-indexed {n} rules; index at {rb.version}", highlight=False)
+        console.print(f"re-indexed {n} rules; index at {rb.version}", highlight=False, markup=False)
 
 
 @app.command("status")
@@ -49,4 +49,4 @@ def status(ctx: typer.Context,
         emit_json(data)
     else:
         for k, v in data.items():
-            console.print(f"{k}: {v}", highlight=False)
+            console.print(f"{k}: {v}", highlight=False, markup=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typer
+from rich.markup import escape
 
 from judge.cli import (
     batch_cmd,
@@ -79,7 +80,8 @@ def main() -> None:
     try:
         rv = app(standalone_mode=False)
     except JudgeError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        # The message quotes the user's input (a label, a rule id, a file's text): shown as data, never markup.
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True)
         raise SystemExit(2) from None
     except typer.Abort:
         raise SystemExit(1) from None

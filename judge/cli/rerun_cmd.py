@@ -59,7 +59,7 @@ def rerun(
         if as_json:
             emit_json({"affected": 0, "unknown": len(report.unknown), "judged": 0, "out": str(out)})
         else:
-            console.print(f"nothing to re-run: no judgment since {since} is affected", highlight=False)
+            console.print(f"nothing to re-run: no judgment since {since} is affected", highlight=False, markup=False)
         return
     judge = build_judge(backend, base_url=base_url, workspace=st.workspace())
     ids = {r.pair.id for group in rerun_plan(report.affected) for r in group.records}
@@ -81,7 +81,7 @@ def rerun(
                                     f"re-judged since {since} (now {report.current_version})"))
     console.print(f"re-judged {run.judged} of {len(report.affected)} affected judgment(s) (skipped {run.skipped} "
                   f"already in {out}, failed {run.failed}); {len(report.unknown)} unknown; results in {out}",
-                  highlight=False)
+                  highlight=False, markup=False)
     exit_for_failures(run.failed, run.judged)
 
 

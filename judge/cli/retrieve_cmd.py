@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
@@ -12,6 +13,10 @@ from judge.cli.common import console, emit_json, err_console, require_rulebook, 
 from judge.cli.progress import RunProgress
 from judge.errors import RuleNotFoundError
 from judge.rules.model import Pair, as_response
+from judge.verdicts import JudgeConfig
+
+if TYPE_CHECKING:
+    from judge.retrieval.retriever import Retrieval
 
 
 def retrieve(
@@ -23,8 +28,8 @@ def retrieve(
         None, "--measure", exists=True, dir_okay=False, readable=True,
         help="Measure retrieval instead: a JSONL pair file whose lines name the rules that apply "
              "(\"rules\": [ids]); prints recall@1/3/5/10 and MRR per layer and among the rules a judge is shown."),
-    k: int = typer.Option(5, "--k", help="Spec entries to retrieve."),
-    k_rulings: int | None = typer.Option(None, "--k-rulings", help="Rulings to retrieve (default: k)."),
+    k: int = typer.Option(5, "--k", min=0, help="Spec entries to retrieve."),
+    k_rulings: int | None = typer.Option(None, "--k-rulings", min=0, help="Rulings to retrieve (default: k)."),
     exclude: list[str] = typer.Option([], "--exclude", help="Rule id never to return (repeatable)."),
     explain: bool = typer.Option(False, "--explain",
                                  help="Also say why each rule was retrieved: its rank in every ranking fused "
@@ -52,6 +57,8 @@ def retrieve(
         if value is None:
             raise typer.BadParameter(f"{option} is required (or --measure FILE)", param_hint=option)
     assert prompt is not None and response_a is not None and response_b is not None
+    if not prompt.strip():
+        raise typer.BadParameter("must be a non-empty string", param_hint="--prompt")
     require_rulebook(state(ctx).settings, allow_empty=False, offer_allow_empty=False)
     rb = state(ctx).rulebook()
     pair = Pair(prompt=prompt, response_a=as_response(response_a), response_b=as_response(response_b))
@@ -63,15 +70,21 @@ def retrieve(
     explain = explain or bool(why_not)
     retrieved = set(result.ids)
     asked = [rule_id for rule_id in dict.fromkeys(why_not) if rule_id not in retrieved]
+    shown = _shown(result)
     if as_json:
-        emit_json(result.to_json(explain=explain, why=why_not))
+        payload = result.to_json(explain=explain, why=why_not)
+        for view in payload["rules"]:
+            view["shown"] = view["id"] in shown
+        emit_json(payload)
         return
     out = table(f"rules for this pair (rulebook {result.rulebook_version})", "#", "id", "layer", "authority",
                 "score", "title", narrow=("#", "layer", "authority", "score"), right=("#", "score"))
     for i, r in enumerate(result.rules, 1):
-        out.add_row(str(i), r.rule.id, r.rule.layer.value, r.rule.authority.value if r.rule.authority else "-",
-                    f"{r.score:.3f}", escape(r.rule.title))
+        out.add_row(str(i) + ("*" if r.rule.id in shown else ""), r.rule.id, r.rule.layer.value,
+                    r.rule.authority.value if r.rule.authority else "-", f"{r.score:.3f}", escape(r.rule.title))
     console.print(out)
+    console.print(f"* shown to the model by a judge with the default configuration ({len(shown)} of "
+                  f"{len(result.rules)})", highlight=False, markup=False)
     if not explain:
         return
     if not result.rankings:
@@ -114,6 +127,17 @@ def _measure(ctx: typer.Context, path: Path, as_json: bool) -> None:
     per_case = report.shown_per_case
     console.print(f"among the rules a judge is shown: {_fmt(shown.recall[1])} of {shown.n} pairs"
                   + (f" ({per_case:.1f} constitution rules and spec entries shown per pair)" if per_case else ""))
+
+
+def _shown(result: Retrieval) -> set[str]:
+    """Ids of the retrieved rules a judge with the default configuration shows the model (as
+    `judge.retrieval.shown.shown_rules` picks them from the same retrieval)."""
+    from judge.retrieval.shown import select_rules  # the retrieval stack, loaded when used
+
+    config = JudgeConfig(backend="none", model="none", template_version="none")
+    picked = select_rules([(r.rule, r.score) for r in result.rules], n_constitution=config.n_constitution,
+                          n_spec=config.k_spec, n_rulings=config.k_rulings)
+    return {rule.id for rule in picked}
 
 
 def _given(ctx: typer.Context, name: str) -> bool:

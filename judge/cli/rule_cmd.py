@@ -46,6 +46,6 @@ def rule(
         emit_json({**ruling.model_dump(mode="json"), "rulebook_version": rb.version})
         return
     console.print(f"added {ruling.id} (holding {holding}) from {ruling.source}; rulebook now {rb.version}",
-                  highlight=False)
+                  highlight=False, markup=False)
     for old in overrules:
-        console.print(f"overruled {old}", highlight=False)
+        console.print(f"overruled {old}", highlight=False, markup=False)

@@ -146,7 +146,8 @@ def ingest(
     if as_json:
         emit_json(data)
     else:
-        console.print(f"ingested {path}: " + ", ".join(f"{k}={v}" for k, v in data.items()), highlight=False)
+        console.print(f"ingested {path}: " + ", ".join(f"{k}={v}" for k, v in data.items()),
+                      highlight=False, markup=False)
 
 
 @app.command("dump")
@@ -168,7 +169,7 @@ def dump(
     if as_json:
         emit_json({"rules": count, "out": str(out), "rulebook_version": rb.version})
     else:
-        console.print(f"{count} rule(s) written to {out} ({rb.version})", highlight=False)
+        console.print(f"{count} rule(s) written to {out} ({rb.version})", highlight=False, markup=False)
 
 
 @app.command("export")
@@ -185,7 +186,7 @@ def export(
         emit_json(data)
     else:
         console.print(f"exported to {out}: {len(report.written)} file(s) written, {len(report.unchanged)} "
-                      f"unchanged, {len(report.removed)} removed", highlight=False)
+                      f"unchanged, {len(report.removed)} removed", highlight=False, markup=False)
 
 
 @app.command("rulings-as-pairs")
@@ -212,7 +213,7 @@ def rulings_as_pairs(
     if as_json:
         emit_json({"pairs": len(rows), "out": str(out)})
     else:
-        console.print(f"{len(rows)} ruling(s) written to {out} as labelled pairs", highlight=False)
+        console.print(f"{len(rows)} ruling(s) written to {out} as labelled pairs", highlight=False, markup=False)
 
 
 @app.command("list")
@@ -256,8 +257,8 @@ def show(
         emit_json(rule_json(rule))
         return
     auth = rule.authority.value if rule.authority else "-"
-    console.print(f"[bold]{rule.id}[/] v{rule.version} ({rule.layer.value}, authority {auth}, "
-                  f"{rule.status.value})\n[bold]{rule.title}[/]\n", highlight=False)
+    console.print(f"[bold]{escape(rule.id)}[/] v{rule.version} ({rule.layer.value}, authority {auth}, "
+                  f"{rule.status.value})\n[bold]{escape(rule.title)}[/]\n", highlight=False)
     console.print(rule.text, markup=False, highlight=False)
     if rule.case is not None:
         console.print(f"\nholding: {rule.case.holding}; cites: {', '.join(rule.case.cites) or '-'}",
@@ -318,4 +319,4 @@ def impact(
         console.print(f"{u.cache_key[:12]} (pair {u.pair_id or '-'}, judged at {u.rulebook_version}): {u.reason}",
                       markup=False, highlight=False)
     console.print(f"checked {report.checked} judgment(s) since {report.since_version}: {len(report.affected)} "
-                  f"affected, {len(report.unknown)} unknown (no stored pair)", highlight=False)
+                  f"affected, {len(report.unknown)} unknown (no stored pair)", highlight=False, markup=False)

@@ -17,7 +17,7 @@ from judge.cli.common import (
     response_option,
     state,
 )
-from judge.errors import InputError
+from judge.errors import InputError, first_validation_error
 from judge.jsonl import loads
 from judge.rules.model import Check, Layer, Rule, check_holding
 
@@ -155,6 +155,7 @@ def add_ruling(
         fields["overrules"] = overrules
     if checks:
         fields["checks"] = parse_checks(checks)
+    _check_ruling_types(fields, file)
     missing = [k for k in ("prompt", "response_a", "response_b", "holding", "rationale") if not fields.get(k)]
     if missing:
         raise InputError(f"missing field(s): {', '.join(missing)}", path=file, field=missing[0])
@@ -169,11 +170,32 @@ def add_ruling(
     rb = state(ctx).rulebook()
     if conflict_threshold is not None:
         rb.conflict_threshold = conflict_threshold
-    rule = rb.add_ruling(author=author, **fields)
+    try:
+        rule = rb.add_ruling(author=author, **fields)
+    except ValidationError as exc:
+        where, message = first_validation_error(exc, "ruling")
+        raise InputError(f"invalid {where}: {message}", path=file, field=where) from None
     if as_json:
         emit_json(rule_json(rule))
     else:
-        console.print(f"added {rule.id} (holding {rule.case.holding if rule.case else '?'})", highlight=False)
+        console.print(f"added {rule.id} (holding {rule.case.holding if rule.case else '?'})",
+                      highlight=False, markup=False)
+
+
+def _check_ruling_types(fields: dict[str, object], path: Path | None) -> None:
+    """Refuse a ruling field of the wrong JSON type, naming it (a string of cited ids is not a list of them)."""
+    for name in ("prompt", "holding", "rationale", "title", "rule_id", "source"):
+        if name in fields and not isinstance(fields[name], str):
+            raise InputError(f"{name} must be a string, not {type(fields[name]).__name__}", path=path, field=name)
+    for name in ("response_a", "response_b"):
+        if name in fields and not isinstance(fields[name], str | dict):
+            raise InputError(f"{name} must be a string or an object with a text field, not "
+                             f"{type(fields[name]).__name__}", path=path, field=name)
+    for name in ("cites", "overrules", "tags"):
+        value = fields.get(name)
+        if value is not None and not (isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)):
+            raise InputError(f"{name} must be a list of strings, not {type(value).__name__}", path=path,
+                             field=name)
 
 
 def amend(
@@ -193,7 +215,7 @@ def amend(
     if as_json:
         emit_json({**rule_json(rule), "rulebook_version": rb.version})
         return
-    console.print(f"{rule.id} is now v{rule.version}", highlight=False)
+    console.print(f"{rule.id} is now v{rule.version}", highlight=False, markup=False)
 
 
 def overrule(
@@ -211,4 +233,4 @@ def overrule(
     if as_json:
         emit_json({**rule_json(rule), "rulebook_version": rb.version})
         return
-    console.print(f"{rule.id} is now {rule.status.value} (v{rule.version})", highlight=False)
+    console.print(f"{rule.id} is now {rule.status.value} (v{rule.version})", highlight=False, markup=False)

@@ -28,6 +28,7 @@ from judge.cli.common import (
     state,
 )
 from judge.cli.progress import RunProgress
+from judge.rules.model import Pair, as_response
 from judge.verdicts import Verdict
 
 if TYPE_CHECKING:
@@ -213,7 +214,8 @@ def run(
     lease: float | None = typer.Option(None, "--lease", min=0.001, rich_help_panel=SHARED_PANEL,
                                        help="Seconds a claim lasts unless renewed (default 120)."),
 ) -> None:
-    """Judge every pair in a JSONL file, both orders, streaming results to --out (resumable).
+    """Judge every pair in a JSONL file (both orders where order can matter), streaming results to --out
+    (resumable).
 
     With --shared (or --batch) several processes, on one machine or many, divide the pairs through the
     database: start the same command in each; every one returns when the whole batch is decided.
@@ -257,7 +259,7 @@ def run(
             if redone:
                 err_console.print(f"--abstain on a shifted batch: {redone} verdicts re-decided by the judge's own "
                                   f"confidence (escalated below {judge.escalate_below:.3f}); --trust-shifted keeps "
-                                  "the calibrated abstention", highlight=False)
+                                  "the calibrated abstention", highlight=False, markup=False)
             elif shift.shifted and abstain:
                 err_console.print("--trust-shifted: the calibrated abstention is kept on a shifted batch; its "
                                   "guarantee does not apply", highlight=False)
@@ -284,8 +286,8 @@ def run(
     rate = report.inconsistency_rate
     if isinstance(report, SharedRunReport):
         console.print(f"worker {report.worker_id}, batch {report.batch_id}: {report.batch_done} of {report.total} "
-                      f"pairs decided; took over {report.reclaimed} expired claim(s), asked the model again for "
-                      f"{report.rejudged}", highlight=False, markup=False)
+                      f"pairs done (a verdict or a recorded failure); took over {report.reclaimed} expired "
+                      f"claim(s), asked the model again for {report.rejudged}", highlight=False, markup=False)
     console.print(f"judged {report.judged}, skipped {report.skipped} already done, failed {report.failed}; "
                   f"orders disagreed on {report.position_inconsistent}"
                   + (f" ({rate:.0%})" if rate is not None else "")
@@ -299,7 +301,7 @@ def run(
                      "counted)" if report.cached else "")
                   + f"; cost {cost_text(report.cost_usd)}"
                   + ("; STOPPED by budget" if report.stopped_by_budget else "") + f"; results in {out}",
-                  highlight=False)
+                  highlight=False, markup=False)
     exit_for_failures(report.failed, report.judged)
 
 
@@ -338,9 +340,10 @@ def compare(
 
     {exit_codes}
     """
-    from judge.rules.model import Pair, as_response
     from judge.runs import JudgeOptions
 
+    if not prompt.strip():  # as in a pair file: a pair without a prompt is not judged
+        raise typer.BadParameter("must be a non-empty string", param_hint="--prompt")
     judge = _judge(state(ctx), JudgeOptions(backend=backend, base_url=base_url, single_order=single_order,
                                             method=method, holistic=holistic, explain=explain,
                                             prior_weights=prior_weights),

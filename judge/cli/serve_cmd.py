@@ -61,8 +61,8 @@ def serve(
             _json_line({"event": "ready", "url": server.base_url, "model": server.model_name,
                         "api_key": server.api_key})
         else:
-            console.print(f"serving {server.model_name} at {server.base_url}", highlight=False)
-            console.print(f"api key: {server.api_key}", highlight=False)
+            console.print(f"serving {server.model_name} at {server.base_url}", highlight=False, markup=False)
+            console.print(f"api key: {server.api_key}", highlight=False, markup=False)
             console.print("Ctrl-C or SIGTERM to stop", highlight=False)
         while not stop.wait(0.5):
             pass
@@ -96,7 +96,7 @@ def _stop_within(server: Any, seconds: float, *, as_json: bool = False) -> None:
     stopper.join(seconds)
     if stopper.is_alive():
         err_console.print(f"the request in flight did not finish within {seconds:.0f} s; stopping without it",
-                          highlight=False)
+                          highlight=False, markup=False)
         _stopped(as_json)
         sys.stdout.flush()
         sys.stderr.flush()

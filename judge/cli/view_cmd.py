@@ -47,10 +47,10 @@ def view(
     target = out if out is not None else (None if serve else results.with_suffix(".html"))
     if target is not None:
         _write(target, page)
-        console.print(f"page written to {target}", highlight=False)
+        console.print(f"page written to {target}", highlight=False, markup=False)
     if serve:
         def ready(url: str) -> None:
-            console.print(f"serving {url} (Ctrl-C to stop)", highlight=False)
+            console.print(f"serving {url} (Ctrl-C to stop)", highlight=False, markup=False)
 
         try:
             serve_page(page, port=port, on_ready=ready)
