@@ -33,7 +33,9 @@ def __getattr__(name: str) -> Any:
 
 
 def _fields(config: JudgeConfig | None) -> dict[str, Any]:
-    return config.model_dump(exclude={"backend", "model"}) if config is not None else {}
+    """The fields set on ``config`` (backend and model come from the started backend): the others keep the
+    judge's defaults (the rule-checks method and its template), not `JudgeConfig`'s field defaults."""
+    return config.model_dump(exclude={"backend", "model"}, exclude_unset=True) if config is not None else {}
 
 
 def compare(prompt: str, response_a: str | Response, response_b: str | Response, *, backend: str | None = None,
@@ -47,17 +49,40 @@ def compare(prompt: str, response_a: str | Response, response_b: str | Response,
         response_b: response B.
         backend: ``local`` (embedded, offline), ``local/<path.gguf>`` or ``openai/<model>``.
         settings: where the rulebook lives (default: ``JUDGE_*`` environment, then defaults).
-        config: judge configuration (defaults: both orders, rules retrieved, explanation).
+        config: judge configuration: the fields set on it replace the judge's defaults (rule checks, rules
+            retrieved; `judge.runs.build_judge`), e.g. ``JudgeConfig(method="pairwise")``.
         base_url: endpoint for ``openai/<model>``.
     """
     from judge.runs import build_judge
 
+    if not prompt.strip():
+        raise InputError("prompt must be a non-empty string", field="prompt")
     judge = build_judge(backend, settings=settings, base_url=base_url, **_fields(config))
     try:
         return judge.compare(Pair(prompt=prompt, response_a=as_response(response_a),
                                   response_b=as_response(response_b), id="compare"))
     finally:
         judge.backend.close()
+
+
+def _records(pairs: Iterable[Pair]) -> list[PairRecord]:
+    """The pairs as records, each with an id (given, or derived from its text); results are keyed by id, so
+    two pairs under one id are refused, as in a pair file."""
+    records: list[PairRecord] = []
+    seen: dict[str, int] = {}
+    for i, p in enumerate(pairs, 1):
+        if not isinstance(p, Pair):
+            raise TypeError(f"pair {i}: expected a judge.Pair, got {type(p).__name__}")
+        if not p.prompt.strip():
+            raise InputError(f"pair {i}: prompt must be a non-empty string", field="prompt")
+        record = PairRecord(pair=p if p.id else p.model_copy(update={"id": pair_id(p)}), label=None, source=None,
+                            line=i)
+        pid = record.pair.id or ""
+        if pid in seen:
+            raise InputError(f"pairs {seen[pid]} and {i} share the id {pid!r} (results are keyed by id)", field="id")
+        seen[pid] = i
+        records.append(record)
+    return records
 
 
 def compare_many(pairs: Iterable[Pair], *, backend: str | None = None, settings: Settings | None = None,
@@ -68,9 +93,10 @@ def compare_many(pairs: Iterable[Pair], *, backend: str | None = None, settings:
     from judge.records import read_results
     from judge.runs import build_judge, default_concurrency
 
+    records = _records(pairs)
+    if out is not None and Path(out).is_dir():
+        raise InputError("a folder, not a file: results are written to a JSONL file", path=out)
     judge = build_judge(backend, settings=settings, base_url=base_url, **_fields(config))
-    records = [PairRecord(pair=p if p.id else p.model_copy(update={"id": pair_id(p)}), label=None, source=None,
-                          line=i) for i, p in enumerate(pairs, 1)]
     collected: list[Verdict] = []
     try:
         asyncio.run(run_pairs(judge, records, out=Path(out) if out else None,

@@ -55,6 +55,7 @@ __all__ = [
     "IndexStaleError",
     "InputError",
     "JudgeError",
+    "NothingScoredError",
     "OverruleError",
     "RetrievalIndexError",
     "RuleNotFoundError",
@@ -149,6 +150,20 @@ class RulingConflictError(RulebookError):
             f"the new ruling contradicts active ruling(s) on a near-duplicate pair: {listed}. Overrule one or "
             f"the other: add it with {ids} (overrules=[...]) to replace them, or keep them and drop this ruling"
         )
+
+
+class NothingScoredError(JudgeError):
+    """No labelled pair has a verdict that can be scored: every one failed, was escalated or is missing.
+
+    Attributes:
+        failed: pairs whose comparison failed (their failures are recorded in the results).
+        labelled: labelled pairs.
+    """
+
+    def __init__(self, message: str, *, failed: int, labelled: int) -> None:
+        super().__init__(message)
+        self.failed = failed
+        self.labelled = labelled
 
 
 class StoreError(JudgeError):

@@ -91,9 +91,13 @@ def iter_lines(path: str | Path) -> Iterator[tuple[int, str]]:
     corrupted line is an error naming it rather than a decoding traceback.
 
     Raises:
-        InputError: a line is not UTF-8 (names file, line and byte).
+        InputError: the file is missing or a folder, or a line is not UTF-8 (names file, line and byte).
     """
     path = Path(path)
+    if path.is_dir():
+        raise InputError("a folder, not a file", path=path)
+    if not path.exists():
+        raise InputError("no such file", path=path)
     with path.open("rb") as fh:
         for number, raw in enumerate(fh, start=1):
             try:
@@ -114,8 +118,6 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
             line).
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError("no such file", path=path)
     for number, line in iter_lines(path):
         obj = loads(line, path=path, line=number)
         if not isinstance(obj, dict):

@@ -314,7 +314,18 @@ class Rulebook(RulingWrites):
 
     def retrieve(self, pair: Pair, *, k: int = 5, k_rulings: int | None = None, k_process: int = 3,
                  exclude: Sequence[str] = (), precedent_threshold: float | None = None) -> Retrieval:
-        """The rules that apply to a pair, ordered by precedence (see `Retriever.retrieve`)."""
+        """The rules that apply to a pair, ordered by precedence (see `Retriever.retrieve`).
+
+        Raises:
+            TypeError: ``pair`` is not a `Pair`, or ``exclude`` is one string rather than a sequence of ids.
+            ValueError: a negative count.
+        """
+        if not isinstance(pair, Pair):
+            raise TypeError(f"retrieve: expected a judge.Pair, got {type(pair).__name__}")
+        if isinstance(exclude, str):
+            raise TypeError("retrieve: exclude is a sequence of rule ids, not one string (exclude=[...])")
+        if min(k, k_process, 0 if k_rulings is None else k_rulings) < 0:
+            raise ValueError("retrieve: k, k_rulings and k_process must not be negative")
         return self.retriever.retrieve(pair, k=k, k_rulings=k_rulings, k_process=k_process, exclude=exclude,
                                        precedent_threshold=precedent_threshold)
 

@@ -77,7 +77,7 @@ def test_compare_and_compare_many_one_call(monkeypatch: pytest.MonkeyPatch, tmp_
     monkeypatch.setattr(registry, "make_backend", lambda *a, **k: fake)
     settings = judge.Settings(data_dir=tmp_path, embedding_model="hash")
     judge.Rulebook.open(settings=settings).load("rulebook")
-    config = JudgeConfig(backend="x", model="y", template_version="rules-v2", explain=False)
+    config = JudgeConfig(backend="x", model="y", template_version="rules-v2", explain=False, method="pairwise")
     verdict = judge.compare("What is 2+2?", "4", "5", settings=settings, config=config)
     assert verdict.failure is None and verdict.winner == "tie" and len(verdict.orders) == 2  # slot bias cancels
     assert verdict.config.backend == "fake" and closed == [True]

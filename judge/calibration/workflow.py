@@ -37,7 +37,7 @@ from judge.calibration.selective import SelectiveResult, Threshold
 from judge.calibration.shift import ShiftReport, shift_test
 from judge.calibration.signals import SignalTable, raw_view, signals_from_verdicts
 from judge.calibration.sources import SourceValidation, leave_one_source_out
-from judge.errors import InputError
+from judge.errors import InputError, NothingScoredError
 from judge.records import read_pairs, read_results
 from judge.verdicts import JudgeConfig, Verdict
 
@@ -166,6 +166,16 @@ def parse_signals(text: str | None) -> list[str] | None:
     return names
 
 
+def _require_scored(rows: Sequence[LabelledRow], missing: int, results: str) -> None:
+    """Raise `NothingScoredError` when no row has a verdict that can be scored (not failed, not escalated)."""
+    if any(r.verdict.failure is None and not r.verdict.escalated for r in rows):
+        return
+    failed = sum(1 for r in rows if r.verdict.failure is not None)
+    raise NothingScoredError(f"{results}: no labelled pair has a verdict to score ({failed} failed, "
+                             f"{len(rows) - failed} escalated, {missing} missing)", failed=failed,
+                             labelled=len(rows) + missing)
+
+
 def _read_all(results: Paths) -> list[Verdict]:
     verdicts: list[Verdict] = []
     for path in _paths(results):
@@ -235,6 +245,7 @@ def evaluate_results(labelled: Paths, results: Paths, *, recalibrate: str | None
     joined = join(verdicts, labels)
     if not joined.rows:
         raise InputError(f"{_name(results)}: none of its {len(verdicts)} results is for a pair in {_name(labelled)}")
+    _require_scored(joined.rows, len(joined.missing), _name(results))
     if joined.unlabelled:
         log.warning("%d results are for pairs not in %s (ignored)", len(joined.unlabelled), _name(labelled))
     def report(variant: str, probs: np.ndarray | None = None,
@@ -324,6 +335,7 @@ def fit_from_results(labelled: Paths, results: Paths, *, method: str = "auto", n
         raise InputError(f"{_name(results)}: no results to calibrate on")
     config = _one_config(verdicts, _name(results))
     joined = join(verdicts, labels)
+    _require_scored(joined.rows, len(joined.missing), _name(results))
     scored, table, labs = _scored(joined.rows)
     sources = [r.truth.source for r in scored]
     versions = {r.verdict.rulebook_version for r in joined.rows}

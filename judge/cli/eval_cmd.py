@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 from rich.markup import escape
@@ -24,6 +24,7 @@ from judge.cli.common import (
     state,
 )
 from judge.cli.run_cmd import HOLDOUT_OPT, judge_file
+from judge.errors import NothingScoredError
 
 if TYPE_CHECKING:
     from judge.calibration.evaluate import EvalReport
@@ -99,6 +100,13 @@ def headline_table(reports: list[EvalReport], title: str) -> Table:
     ):
         table.add_row(label, *(get(r) for r in reports))
     return table
+
+
+def _nothing_scored(exc: NothingScoredError) -> NoReturn:
+    """Say that no pair could be scored; exit 1 when pairs failed (their failures are in the results), else 2."""
+    err_console.print(f"error: {exc}", highlight=False, markup=False)
+    exit_for_failures(exc.failed, exc.labelled)
+    raise typer.Exit(2)
 
 
 def _recalibration_worse(ev: Evaluation) -> tuple[float, float] | None:
@@ -210,9 +218,12 @@ def eval_(
         judge_file(open_judge(JudgeOptions(backend=backend, base_url=base_url, explain=False),
                               workspace=state(ctx).workspace()),
                    records, results[0], RunOptions(holdout_same_prompt=holdout_same_prompt))
-    ev = evaluate_results(labelled, results, recalibrate=recalibrate, n_folds=folds, seed=seed, n_boot=n_boot,
-                          target=target, delta=delta, split_repeats=split_repeats, group_by=group_by,
-                          features=features, calibrator=cal)
+    try:
+        ev = evaluate_results(labelled, results, recalibrate=recalibrate, n_folds=folds, seed=seed, n_boot=n_boot,
+                              target=target, delta=delta, split_repeats=split_repeats, group_by=group_by,
+                              features=features, calibrator=cal)
+    except NothingScoredError as exc:
+        _nothing_scored(exc)
     if metrics_out is not None:
         metrics_out.parent.mkdir(parents=True, exist_ok=True)
         metrics_out.write_text(ev.model_dump_json(indent=2), encoding="utf-8")
@@ -245,8 +256,11 @@ def calibrate(
     leave-one-source-out figures are printed and stored with the calibrator."""
     from judge.calibration.workflow import fit_from_results, parse_signals
 
-    cal = fit_from_results(labelled, results, method=method, n_folds=folds, seed=seed, target=target, delta=delta,
-                           group_by=group_by, features=parse_signals(signals))
+    try:
+        cal = fit_from_results(labelled, results, method=method, n_folds=folds, seed=seed, target=target,
+                               delta=delta, group_by=group_by, features=parse_signals(signals))
+    except NothingScoredError as exc:
+        _nothing_scored(exc)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(cal.model_dump_json(indent=2), encoding="utf-8")
     if as_json:

@@ -12,6 +12,7 @@ timeout is a ``ConcurrentWriteError``. Every store built on `open_engine` gets t
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import sqlite3
 import time
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, func, inspect, select, text
 from sqlalchemy.engine import ExceptionContext, make_url
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, ProgrammingError
 from sqlalchemy.pool import StaticPool
 
 from judge.errors import ConcurrentWriteError, SchemaVersionError, StoreError
@@ -53,10 +54,21 @@ def open_engine(url: str, **kwargs: Any) -> Engine:
         url: a SQLAlchemy URL, e.g. ``sqlite:////path/judge.db`` or ``postgresql+psycopg2://...``.
         **kwargs: passed on to `sqlalchemy.create_engine` (e.g. ``echo=True``).
     """
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StoreError("not a database URL (expected e.g. sqlite:////path/judge.db or "
+                         "postgresql+psycopg2://user@host/db)") from None
     if parsed.get_backend_name() != "sqlite":
+        if parsed.drivername == "postgresql" and importlib.util.find_spec("psycopg") is None:
+            # SQLAlchemy's default PostgreSQL driver is psycopg 3; the one judge installs is psycopg2.
+            parsed = parsed.set(drivername="postgresql+psycopg2")
         kwargs.setdefault("pool_pre_ping", True)
-        engine = create_engine(parsed, **kwargs)
+        try:
+            engine = create_engine(parsed, **kwargs)
+        except (ImportError, NoSuchModuleError) as exc:
+            raise StoreError(f"no database driver for {parsed.drivername}:// is installed "
+                             f"({type(exc).__name__}: {exc})") from None
         _translate_errors(engine)
         return engine
     database = parsed.database or ""
