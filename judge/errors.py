@@ -45,6 +45,7 @@ __all__ = [
     "BackendReplyError",
     "BackendUnavailableError",
     "CalibratorMismatchError",
+    "CaseReviewError",
     "ConcurrentWriteError",
     "ConfigError",
     "DuplicateRuleError",
@@ -93,6 +94,15 @@ class InputError(JudgeError):
         if self.path is not None:
             where = self.path + (f":{line}" if line is not None else "") + ": "
         super().__init__(where + message)
+
+
+class CaseReviewError(InputError):
+    """A review decision that cannot be applied; ``case_id`` names the (first) case it is about, so a caller
+    reading decisions from a file can name the line."""
+
+    def __init__(self, message: str, *, case_id: str, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.case_id = case_id
 
 
 class RulebookParseError(InputError):

@@ -352,7 +352,12 @@ def test_cli_cases_workflow(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Capt
     assert drafts[0]["id"] in [c["id"] for c in json.loads(out)]
     decisions.write_text(json.dumps({"id": "case-00000000000000000000", "status": "rejected", "reviewer": "a"}))
     code, _, err = cli("cases", "review", str(decisions))
-    assert code == 2 and "case-00000000000000000000" in err
+    assert code == 2 and "case-00000000000000000000" in err and f"{decisions}:1:" in err.replace("\n", "")
+    # A decision the store refuses is named by the line of the file that makes it.
+    decisions.write_text(json.dumps({"id": drafts[0]["id"], "status": "draft"}) + "\n"
+                         + json.dumps({"id": drafts[1]["id"], "status": "ok", "reviewer": "a"}) + "\n")
+    code, _, err = cli("cases", "review", str(decisions))
+    assert code == 2 and f"{decisions}:2:" in err.replace("\n", "") and "status must be one of" in " ".join(err.split())
 
     new = tmp_path / "new.jsonl"
     new.write_text(json.dumps({"prompt": "Is my plan to quit my job and day-trade brilliant?",

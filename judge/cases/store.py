@@ -30,7 +30,7 @@ from judge.cases.grouping import CaseGrouping, Progress
 from judge.cases.model import REVIEW_METHODS, CaseStatus, ReviewMethod, TestCase
 from judge.cases.queries import ReviewEvent
 from judge.cases.rows import _case_values, _chunks, _parse_status
-from judge.errors import ConcurrentWriteError, InputError
+from judge.errors import CaseReviewError, ConcurrentWriteError, InputError
 from judge.retrieval.embedder import Embedder
 from judge.store.engine import WRITE_OPTION
 from judge.store.schema import CASE_ENTRIES, CASE_REVIEWS, CASE_VECTORS, CASES, TestCaseRow
@@ -166,14 +166,18 @@ class CaseStore(CaseGrouping):
         notes: dict[str, str | None] = {}
         for case_id, raw in decisions.items():
             decision = raw if isinstance(raw, Decision) else Decision(*raw)
-            value = _parse_status(decision.status, case_id)
+            try:
+                value = _parse_status(decision.status, case_id)
+            except InputError as exc:
+                raise CaseReviewError(str(exc), case_id=case_id, field=exc.field) from None
             reviewer = decision.reviewer
             reviewer = reviewer.strip() if isinstance(reviewer, str) and reviewer.strip() else None
             if value is not CaseStatus.DRAFT and reviewer is None:
-                raise InputError(f"case {case_id}: {value.value} needs a reviewer", field="reviewer")
+                raise CaseReviewError(f"case {case_id}: {value.value} needs a reviewer", case_id=case_id,
+                                      field="reviewer")
             if decision.method not in REVIEW_METHODS:
-                raise InputError(f"case {case_id}: review method must be one of {', '.join(REVIEW_METHODS)}, "
-                                 f"not {decision.method!r}", field="review_method")
+                raise CaseReviewError(f"case {case_id}: review method must be one of {', '.join(REVIEW_METHODS)}, "
+                                      f"not {decision.method!r}", case_id=case_id, field="review_method")
             method = decision.method if value is not CaseStatus.DRAFT else None
             parsed[case_id] = (value, reviewer, method)
             notes[case_id] = decision.note or note
@@ -188,7 +192,8 @@ class CaseStore(CaseGrouping):
             missing = sorted(set(ids) - set(current))
             if missing:
                 shown = ", ".join(missing[:10]) + (f" (and {len(missing) - 10} more)" if len(missing) > 10 else "")
-                raise InputError(f"unknown case id(s): {shown}; nothing was changed", field="id")
+                raise CaseReviewError(f"unknown case id(s): {shown}; nothing was changed", case_id=missing[0],
+                                      field="id")
             changed = [i for i in ids if current[i] != (parsed[i][0].value, parsed[i][1], parsed[i][2])]
             for case_id in changed:
                 status, reviewer, method = parsed[case_id]

@@ -23,7 +23,7 @@ from judge.cli.cases_common import (
 )
 from judge.cli.common import console, emit_json, state, table
 from judge.cli.helpfmt import App
-from judge.errors import InputError
+from judge.errors import CaseReviewError, InputError
 
 app = App(help="Test cases per spec entry: seed, load, add, review (by a person or a check), list, export, "
                "check for contamination.",
@@ -223,7 +223,10 @@ def review(
                              line=line, field="id")
         seen[case_id] = line
         decisions[case_id] = Decision(status, reviewer, method)
-    report = open_store(ctx, embed=False).review(decisions, note=note)
+    try:
+        report = open_store(ctx, embed=False).review(decisions, note=note)
+    except CaseReviewError as exc:  # the store names the case; say where in the file it is decided
+        raise InputError(str(exc), path=file, line=seen.get(exc.case_id), field=exc.field) from None
     if as_json:
         emit_json({"changed": list(report.changed), "unchanged": list(report.unchanged)})
     else:
