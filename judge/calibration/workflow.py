@@ -179,9 +179,7 @@ def _require_scored(rows: Sequence[LabelledRow], missing: int, results: str) -> 
 def _read_all(results: Paths) -> list[Verdict]:
     verdicts: list[Verdict] = []
     for path in _paths(results):
-        if not path.is_file():
-            raise InputError("no such file", path=path)
-        verdicts.extend(read_results(path))
+        verdicts.extend(read_results(path))  # a missing file or a folder is an InputError naming it
     return verdicts
 
 

@@ -132,12 +132,9 @@ def _measure(ctx: typer.Context, path: Path, as_json: bool) -> None:
 def _shown(result: Retrieval) -> set[str]:
     """Ids of the retrieved rules a judge with the default configuration shows the model (as
     `judge.retrieval.shown.shown_rules` picks them from the same retrieval)."""
-    from judge.retrieval.shown import select_rules  # the retrieval stack, loaded when used
+    from judge.retrieval.shown import shown_of  # the retrieval stack, loaded when used
 
-    config = JudgeConfig(backend="none", model="none", template_version="none")
-    picked = select_rules([(r.rule, r.score) for r in result.rules], n_constitution=config.n_constitution,
-                          n_spec=config.k_spec, n_rulings=config.k_rulings)
-    return {rule.id for rule in picked}
+    return {rule.id for rule in shown_of(result, JudgeConfig())}
 
 
 def _given(ctx: typer.Context, name: str) -> bool:

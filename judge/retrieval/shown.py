@@ -14,7 +14,7 @@ from judge.retrieval.retriever import Retrieval
 from judge.rules.model import Layer, Pair, Rule
 from judge.verdicts import JudgeConfig, PrecedentRef
 
-__all__ = ["RuleSource", "Shown", "select_rules", "shown_rules"]
+__all__ = ["RuleSource", "Shown", "select_rules", "shown_of", "shown_rules"]
 
 
 class RuleSource(Protocol):
@@ -54,10 +54,8 @@ def shown_rules(rulebook: RuleSource, pair: Pair, config: JudgeConfig, exclude: 
     retrieval = rulebook.retrieve(pair, k=config.k_spec + config.n_constitution, k_rulings=config.k_rulings,
                                   exclude=exclude,
                                   precedent_threshold=config.precedent_threshold if bind else None)
-    scored = [(r.rule, r.score) for r in retrieval.rules]
-    shown = select_rules(scored, n_constitution=config.n_constitution, n_spec=config.k_spec,
-                         n_rulings=config.k_rulings)
-    scores = {r.id: s for r, s in scored}
+    shown = shown_of(retrieval, config)
+    scores = {r.rule.id: r.score for r in retrieval.rules}
     if not retrieval.precedents:
         return Shown(shown, scores, retrieval.rulebook_version)
     best = retrieval.precedents[0]
@@ -68,6 +66,12 @@ def shown_rules(rulebook: RuleSource, pair: Pair, config: JudgeConfig, exclude: 
         shown = [*shown, ruling]
         scores[ruling.id] = best.similarity
     return Shown(shown, scores, retrieval.rulebook_version, (ruling, ref))
+
+
+def shown_of(retrieval: Retrieval, config: JudgeConfig) -> list[Rule]:
+    """The rules of ``retrieval`` a judge with ``config`` shows the model (`select_rules` with its quotas)."""
+    return select_rules([(r.rule, r.score) for r in retrieval.rules], n_constitution=config.n_constitution,
+                        n_spec=config.k_spec, n_rulings=config.k_rulings)
 
 
 def select_rules(rules: Sequence[tuple[Rule, float]], *, n_constitution: int, n_spec: int,
