@@ -5,8 +5,10 @@ searchable body (`lexical_body`: title and text; a ruling's title, prompt and ra
 same transaction as the rule versions (`RulebookStore` calls `replace_rows`), so it never lags the rulebook,
 and it is derived: `rebuild` recreates it from the current rule versions.
 
-* SQLite: an FTS5 table with the Porter stemmer; the row id is a 63-bit hash of the rule id, so a rule's row
-  is replaced by key, never by a scan. Ranked by ``bm25``.
+* SQLite: an FTS5 table with the Porter stemmer. The row id is the rule's layer in the top bits and a 60-bit
+  hash of its id below (`fts_rowid`; a rule's layer is fixed by its id), so a rule's row is replaced by key,
+  never by a scan, and a search among some layers is a row id range the index restricts to itself: ranked by
+  ``bm25`` over the row ids alone, and only the best rows' ids read.
 * PostgreSQL: a table with a generated ``tsvector`` (English configuration) and a GIN index; ranked by
   ``ts_rank``.
 
@@ -38,7 +40,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Integer, Select, bindparam, column, func, literal_column, select, text, union_all
 
-from judge.rules.model import Layer, Rule
+from judge.rules.model import LAYER_RANK, Layer, Rule
 
 __all__ = ["COMMON_FLOOR", "COMMON_FRACTION", "MAX_TERMS", "RAREST_TERMS", "TermCounts", "fts_rowid",
            "informative_terms",
@@ -72,9 +74,21 @@ def lexical_body(title: str, body: str, case: dict[str, Any] | None) -> str:
     return f"{title}\n{body}"
 
 
-def fts_rowid(rule_id: str) -> int:
-    """A stable 63-bit row id for a rule's FTS5 row (collisions: ~n^2 / 2^64, i.e. none in practice)."""
-    return int.from_bytes(hashlib.sha256(rule_id.encode("utf-8")).digest()[:8], "big") >> 1
+#: A row id's bits below the layer (`fts_rowid`).
+_LAYER_SHIFT = 60
+
+
+def fts_rowid(rule_id: str, layer: Layer) -> int:
+    """A stable row id for a rule's FTS5 row: the layer's precedence rank above a 60-bit hash of the rule id
+    (collisions within a layer: ~n^2 / 2^61, i.e. none in practice)."""
+    digest = int.from_bytes(hashlib.sha256(rule_id.encode("utf-8")).digest()[:8], "big") >> (64 - _LAYER_SHIFT)
+    return (LAYER_RANK[Layer(layer)] << _LAYER_SHIFT) | digest
+
+
+def _rowid_range(layer: Layer) -> tuple[int, int]:
+    """The first and last row id a rule of ``layer`` can have."""
+    first = LAYER_RANK[layer] << _LAYER_SHIFT
+    return first, first + (1 << _LAYER_SHIFT) - 1
 
 
 def query_terms(query: str, limit: int = MAX_TERMS) -> list[str]:
@@ -100,7 +114,7 @@ def replace_rows(conn: Connection, rules: Sequence[Rule]) -> None:
     """Make ``rule_fts`` reflect the given (latest) versions: drop their rows, re-insert the binding ones."""
     if not rules:
         return
-    rows = [{"rowid": fts_rowid(r.id), "rule_id": r.id, "layer": r.layer.value,
+    rows = [{"rowid": fts_rowid(r.id, r.layer), "rule_id": r.id, "layer": r.layer.value,
              "body": lexical_body(r.title, r.text, r.case.model_dump(mode="json") if r.case else None)}
             for r in rules]
     binding = [row for row, rule in zip(rows, rules, strict=True) if rule.binds]
@@ -219,15 +233,15 @@ def _chosen(term_lists: Sequence[Sequence[str]], docs: dict[str, int], limit: in
     return chosen
 
 
-# The rows a text matches, scored once (bm25 is lower-is-better; ts_rank higher-is-better).
-_MATCH_SQLITE = ("SELECT rule_id, layer, bm25(rule_fts, 0.0, 0.0, 1.0) AS score FROM rule_fts "
-                 "WHERE rule_fts MATCH :q")
+# SQLite: one layer's best rows for one text, ranked by row id and score alone (bm25 is lower-is-better; ties
+# by row id here, by rule id once read), and the rule ids of those rows only. The row id range is the layer
+# (`fts_rowid`), restricted by the index itself.
+_BEST_SQLITE = ("SELECT t.r, t.score, (SELECT f.rule_id FROM rule_fts AS f WHERE f.rowid = t.r) AS rule_id "
+                "FROM (SELECT rowid AS r, bm25(rule_fts, 0.0, 0.0, 1.0) AS score FROM rule_fts "
+                "WHERE rule_fts MATCH :q AND rowid BETWEEN :lo AND :hi ORDER BY score, rowid LIMIT :n) AS t")
+# PostgreSQL: the rows a text matches, scored once (ts_rank is higher-is-better).
 _MATCH_POSTGRES = ("SELECT rule_id, layer, ts_rank(tsv, query) AS score "
                    "FROM rule_fts, to_tsquery('english', :q) AS query WHERE tsv @@ query")
-
-
-def _best_first(columns: Any, sqlite: bool) -> list[Any]:
-    return [columns.score, columns.rule_id] if sqlite else [columns.score.desc(), columns.rule_id]
 
 
 def search_many(conn: Connection, queries: Sequence[str], groups: Sequence[Collection[Layer]], k: int, *,
@@ -239,43 +253,93 @@ def search_many(conn: Connection, queries: Sequence[str], groups: Sequence[Colle
     searches for all of a text's words).
 
     Returns ``result[i][g]``: the hits of ``queries[i]`` among the layers of ``groups[g]``, exactly what
-    ``search(conn, queries[i], groups[g], k)`` returns. Each text is matched once, whatever the number of
-    groups: its matching rows are scored once (the score of a row does not depend on the layer filter) and
-    the best ``k`` of each group taken from them, so a pair's texts cost one full-text scan each.
+    ``search(conn, queries[i], groups[g], k)`` returns. Each text is matched once per layer (SQLite) or once
+    (PostgreSQL), whatever the number of groups, and each row scored once: a row's score does not depend on
+    the layer filter.
     """
-    found: list[list[list[tuple[str, float]]]] = [[[] for _ in groups] for _ in queries]
     if k <= 0:
-        return found
+        return [[[] for _ in groups] for _ in queries]
     fetch = k + len(exclude)
-    names = [sorted(Layer(layer).value for layer in layers) for layers in groups]
-    sqlite = conn.dialect.name == "sqlite"
     all_terms = [query_terms(query) for query in queries]
     if informative:
         all_terms = informative_terms(conn, all_terms, rarest=rarest, fraction=fraction, floor=floor, known=known)
+    layer_groups = [sorted({Layer(layer) for layer in layers}, key=LAYER_RANK.__getitem__) for layers in groups]
+    best = _best_sqlite if conn.dialect.name == "sqlite" else _best_postgres
+    found = best(conn, all_terms, layer_groups, fetch)
+    excluded = set(exclude)
+    return [[[hit for hit in hits if hit[0] not in excluded][:k] for hits in per_query] for per_query in found]
+
+
+def _best_sqlite(conn: Connection, all_terms: Sequence[Sequence[str]], groups: Sequence[Sequence[Layer]],
+                 fetch: int) -> list[list[list[tuple[str, float]]]]:
+    """Each text's ``fetch`` best rows in each group, best first (ties by rule id), with negated bm25.
+
+    One statement ranks, for every text and every layer any group names, that layer's rows by row id and score
+    only (no stored column is read for the thousands of rows a text matches), taking ``2 * fetch + 1`` rows
+    and reading the rule ids of those; a layer whose last row taken ties with its ``fetch``-th is asked again
+    for more, so that every row tied with the ``fetch``-th is there to be ordered by rule id. (Rulings decided
+    on the same facts score alike, so ties at the ``fetch``-th row are common; the margin answers them
+    without a second statement.) A group's rows are the best of its layers' rows.
+    """
+    layers = sorted({layer for group in groups for layer in group}, key=LAYER_RANK.__getitem__)
+    parts: list[tuple[int, Layer, dict[str, Any]]] = []
+    for i, terms in enumerate(all_terms):
+        if terms:
+            expression = "body : (" + " OR ".join(_fts5_phrase(t) for t in terms) + ")"
+            for layer in layers:
+                lo, hi = _rowid_range(layer)
+                parts.append((i, layer, {"q": expression, "lo": lo, "hi": hi}))
+    best: dict[tuple[int, Layer], list[tuple[float, str]]] = {}
+    if parts:
+        selects = []
+        for n, (_, _, bound) in enumerate(parts):
+            ranked = text(_BEST_SQLITE).bindparams(*(bindparam(name, value, unique=True) for name, value
+                                                     in {**bound, "n": 2 * fetch + 1}.items())) \
+                .columns(column("r"), column("score"), column("rule_id")).subquery("t" + str(n))
+            selects.append(select(literal_column(str(n)).label("part"), ranked.c.score, ranked.c.rule_id))
+        rows: dict[int, list[tuple[float, str]]] = {n: [] for n in range(len(parts))}
+        for row in conn.execute(union_all(*selects)):
+            rows[row.part].append((float(row.score), row.rule_id))
+        for n, (i, layer, bound) in enumerate(parts):
+            taken, limit = rows[n], 2 * fetch + 1
+            while len(taken) == limit and taken[-1][0] == taken[fetch - 1][0]:  # a tie across the boundary
+                limit *= 2
+                taken = [(float(row.score), row.rule_id)
+                         for row in conn.execute(text(_BEST_SQLITE), {**bound, "n": limit})]
+            best[(i, layer)] = taken
+    # bm25 is lower-is-better: negated, so that higher is better as with ts_rank.
+    return [[[(rule_id, -score) for score, rule_id in sorted(hit for layer in group for hit in best.get((i, layer), []))
+              [:fetch]] for group in groups] for i in range(len(all_terms))]
+
+
+def _best_postgres(conn: Connection, all_terms: Sequence[Sequence[str]], groups: Sequence[Sequence[Layer]],
+                   fetch: int) -> list[list[list[tuple[str, float]]]]:
+    """Each text's ``fetch`` best rows in each group, best first (ties by rule id), by ts_rank: one statement,
+    each text's matching rows scored once (a materialised common table expression) and the best of each
+    group taken from them."""
+    found: list[list[list[tuple[str, float]]]] = [[[] for _ in groups] for _ in all_terms]
+    names = [[layer.value for layer in group] for group in groups]
     parts: list[Select[Any]] = []
     for i, terms in enumerate(all_terms):
         if not terms:
             continue
-        expression = "body : (" + " OR ".join(_fts5_phrase(t) for t in terms) + ")" if sqlite else " | ".join(terms)
-        matched = text(_MATCH_SQLITE if sqlite else _MATCH_POSTGRES) \
-            .bindparams(bindparam("q", expression, unique=True)) \
+        matched = text(_MATCH_POSTGRES).bindparams(bindparam("q", " | ".join(terms), unique=True)) \
             .columns(column("rule_id"), column("layer"), column("score")) \
             .cte("m" + str(i)).prefix_with("MATERIALIZED")
         for g, layer_names in enumerate(names):
             if not layer_names:
                 continue
+            best_first = [matched.c.score.desc(), matched.c.rule_id]
             best = select(matched.c.rule_id, matched.c.score).where(matched.c.layer.in_(layer_names)) \
-                .order_by(*_best_first(matched.c, sqlite)).limit(fetch).subquery("s" + str(i) + "_" + str(g))
+                .order_by(*best_first).limit(fetch).subquery("s" + str(i) + "_" + str(g))
             # The best rows of one group, numbered in the database's own order (its collation breaks ties).
             parts.append(select(literal_column(str(i)).label("q"), literal_column(str(g)).label("g"),
                                 best.c.rule_id, best.c.score,
-                                func.row_number().over(order_by=_best_first(best.c, sqlite)).label("n")))
+                                func.row_number().over(order_by=[best.c.score.desc(), best.c.rule_id]).label("n")))
     if not parts:
         return found
     union = union_all(*parts).subquery("hits")
     statement = select(union.c.q, union.c.g, union.c.rule_id, union.c.score).order_by(union.c.q, union.c.g, union.c.n)
     for row in conn.execute(statement):
-        # bm25 is lower-is-better: negated, so that higher is better as with ts_rank.
-        found[row.q][row.g].append((row.rule_id, -float(row.score) if sqlite else float(row.score)))
-    excluded = set(exclude)
-    return [[[hit for hit in hits if hit[0] not in excluded][:k] for hits in per_query] for per_query in found]
+        found[row.q][row.g].append((row.rule_id, float(row.score)))
+    return found
