@@ -167,6 +167,8 @@ def test_cli_load_check_export_and_coverage_by_method(monkeypatch: pytest.Monkey
     assert code == 0 and json.loads(out)["added"] == 3
     assert json.loads(out)["by_status"] == {"draft": 2, "accepted (person)": 1}
 
+    code, _, err = cli("cases", "check", "--entry", "spec/no-such-entry")
+    assert code == 2 and "spec/no-such-entry" in err  # an entry the rulebook lacks is named, nothing checked
     code, out, _ = cli("cases", "check", "--json", "--top-k", "1")  # a dry run records nothing
     report = json.loads(out)
     assert code == 0 and report["checked"] == 2 and not report["applied"]

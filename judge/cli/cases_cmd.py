@@ -152,6 +152,8 @@ def check(
     cli = state(ctx)
     store = open_store(ctx)
     rules = list(cli.rulebook(with_index=False).rules(Layer.SPEC))
+    if entry is not None and entry not in {rule.id for rule in rules}:
+        raise InputError(f"no spec entry {entry!r} in the rulebook", field="--entry")
     policy = CheckPolicy(top_k=top_k, min_expected_words=min_expected_words, required_tags=tuple(require_tag))
     with progress_bar("embedding cases and entries") as progress:
         run = review_drafts(store, rules, store.embedder, benchmarks=benchmark, policy=policy, entry=entry,
