@@ -35,6 +35,24 @@ def test_export_of_the_default_rulebook_reproduces_its_text(hash_rulebook: Ruleb
             assert file.read_bytes() == (REPO / "rulebook" / rel).read_bytes(), rel
 
 
+def test_export_removes_stale_rule_files_and_never_touches_other_files(hash_rulebook: Rulebook,
+                                                                      tmp_path: Path) -> None:
+    hash_rulebook.load(REPO / "rulebook")
+    out = tmp_path / "out"
+    hash_rulebook.export(out)
+    stale = out / "spec" / "retired-entry.md"  # a rule file of a rule no longer in the rulebook
+    stale.write_text((out / "spec" / "be-clear.md").read_text(encoding="utf-8")
+                     .replace("id: spec/be-clear", "id: spec/retired-entry"), encoding="utf-8")
+    kept = {out / "results.jsonl": '{"pair_id": "p1", "winner": "A"}\n',  # a results file beside the rulebook
+            out / "avoid-errors.jsonl": '{"id": "case-1", "prompt": "2+2?", "entries": ["spec/avoid-errors"]}\n',
+            out / "spec" / "notes.md": "# notes\nnot a rule\n", out / "empty.jsonl": ""}
+    for path, text in kept.items():
+        path.write_text(text, encoding="utf-8")
+    report = hash_rulebook.export(out)
+    assert report.removed == (Path("spec/retired-entry.md"),) and not stale.exists()
+    assert all(path.read_text(encoding="utf-8") == text for path, text in kept.items())
+
+
 def test_changes_round_trip_through_text(hash_rulebook: Rulebook, tmp_path: Path) -> None:
     rb = hash_rulebook
     rb.load(REPO / "rulebook")

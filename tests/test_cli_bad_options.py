@@ -107,6 +107,10 @@ def test_a_target_or_delta_outside_0_1_is_refused(command: str, option: str, val
     (["eval", "{pairs}", "-r", "{results}", "--folds", "0"], "--folds", "2"),
     (["eval", "{pairs}", "-r", "{results}", "--folds", "1"], "--folds", "2"),
     (["calibrate", "{pairs}", "-r", "{results}", "-o", "{out}", "--folds", "0"], "--folds", "2"),
+    (["eval", "{pairs}", "-r", "{results}", "--suspects", "-3"], "--suspects", "0"),
+    (["coverage", "--min", "-5"], "--min", "0"),
+    (["cases", "list", "--limit", "-1"], "--limit", "0"),
+    (["rulebook", "list", "--limit", "-1"], "--limit", "0"),
 ])
 def test_a_count_below_its_minimum_is_refused(argv: list[str], option: str, bound: str, files: tuple[Path, Path],
                                               tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch,

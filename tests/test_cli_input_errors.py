@@ -83,3 +83,50 @@ def test_retrieve_refuses_a_negative_count(option: str, loaded: str, monkeypatch
     args = ["retrieve", "--prompt", "Rate my essay", "--a", "x", "--b", "y", option, "-1"]
     code, _, err = run_cli(args, monkeypatch, capsys, loaded)
     assert code == 2 and option in err
+
+
+# ----------------------------------------------------------------------- files the system cannot write, markup
+
+def test_an_output_that_cannot_be_written_is_named_not_a_traceback(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], sqlite_url: str, tmp_path: Path) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder", encoding="utf-8")
+    assert run_cli(["rulebook", "load", str(REPO / "rulebook")], monkeypatch, capsys, sqlite_url)[0] == 0
+    code, _, err = run_cli(["rulebook", "export", str(a_file)], monkeypatch, capsys, sqlite_url)
+    assert code == 2 and "a-file" in err and "Traceback" not in err
+    code, _, err = run_cli(["calibrate", str(REPO / "data" / "model_spec" / "pairs.jsonl"), "-r",
+                            str(REPO / "evals" / "results" / "modelspec-rules.jsonl"), "-o",
+                            str(a_file / "calibrator.json")], monkeypatch, capsys, sqlite_url)
+    assert code == 2 and "a-file" in flat(err) and "Traceback" not in err
+    assert a_file.read_text(encoding="utf-8") == "not a folder"
+    if Path("/proc/self").is_dir():  # a folder nothing can be created in, whoever runs the tests
+        code, _, err = run_cli(["calibrate", str(REPO / "data" / "model_spec" / "pairs.jsonl"), "-r",
+                                str(REPO / "evals" / "results" / "modelspec-rules.jsonl"), "-o",
+                                "/proc/judge-calibrator.json"], monkeypatch, capsys, sqlite_url)
+        assert code == 2 and "/proc/judge-calibrator.json" in flat(err) and "Traceback" not in err
+
+
+def test_pair_ids_with_markup_print_literally_in_the_suspects_table(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], sqlite_url: str, tmp_path: Path) -> None:
+    labels, results = tmp_path / "labels.jsonl", tmp_path / "results.jsonl"
+    rows = [json.loads(line) for line in (REPO / "data" / "model_spec" / "pairs.jsonl").read_text().splitlines()]
+    labels.write_text("".join(json.dumps({**row, "id": row["id"] + "[/x]"}) + "\n" for row in rows))
+    verdicts = [json.loads(line)
+                for line in (REPO / "evals" / "results" / "modelspec-rules.jsonl").read_text().splitlines()]
+    results.write_text("".join(json.dumps({**v, "pair_id": v["pair_id"] + "[/x]"}) + "\n" for v in verdicts))
+    code, out, err = run_cli(["eval", str(labels), "-r", str(results), "--recalibrate", "none", "--suspects", "3"],
+                             monkeypatch, capsys, sqlite_url)
+    assert code == 0 and "Traceback" not in err, err
+    assert "[/x]" in out and "labels the judge most confidently contradicts" in flat(out)
+
+
+@pytest.mark.parametrize("option", ["--coverage", "--calibration"])
+def test_a_gate_input_that_is_a_folder_is_named(option: str, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str], sqlite_url: str,
+                                                tmp_path: Path) -> None:
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    assert run_cli(["rulebook", "load", str(REPO / "rulebook")], monkeypatch, capsys, sqlite_url)[0] == 0
+    code, _, err = run_cli(["gate", "-c", str(REPO / "evals" / "results" / "modelspec-rules.jsonl"), option,
+                            str(folder)], monkeypatch, capsys, sqlite_url)
+    assert code == 2 and "a-folder" in flat(err) and "Traceback" not in err

@@ -477,3 +477,20 @@ def test_plugin_fixture_in_a_test_suite(pytester: pytest.Pytester, monkeypatch: 
     result = pytester.runpytest_inprocess("-p", "judge.gate.pytest_plugin")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*spec/z*0/100*0 distinct accepted cases < 100*", "*no results*"])
+
+
+def test_entry_ids_and_reasons_with_markup_print_literally() -> None:
+    import io
+
+    from rich.console import Console
+
+    from judge.gate.decide import EntryResult, GateDecision
+    from judge.gate.render import decision_table
+
+    entry = EntryResult(entry_id="spec/[red]evil[/x]", cases=3, min_cases=100, wins=1, losses=2, ties=0,
+                        failures=0, n_judged=3, win_rate=0.33, lower_bound=0.1, bound=0.5, passed=False,
+                        reasons=["[bold]too few cases[/]"])
+    console = Console(file=io.StringIO(), width=200, record=True)
+    console.print(decision_table(GateDecision(passed=False, entries=[entry], calibration=None)))
+    text = console.export_text()
+    assert "spec/[red]evil[/x]" in text and "[bold]too few cases[/]" in text

@@ -89,3 +89,16 @@ def test_time_left_comes_from_the_last_window_of_lines_so_one_slow_minute_does_n
     assert lines[5] == "judging: 18/1000 (2%), 0:06:00 elapsed, about 5:27:20 left"  # 15 in 5 min: 982 / 3 a min
     # 19: 13 pairs since the line 5 minutes earlier (6 at 0:02:00), not 1 in the last minute (16 h left)
     assert lines[6] == "judging: 19/1000 (2%), 0:07:00 elapsed, about 6:17:18 left"
+
+
+def test_a_description_with_brackets_or_braces_prints_as_written() -> None:
+    name = "batch b[bold]1[/x] {task}"
+    console, out = plain()
+    clock = FakeClock()
+    with RunProgress(name, 2, console=console, clock=clock) as bar:
+        bar.advance(2)
+    assert out.getvalue().splitlines() == [f"{name}: 2/2 (100%), 0:00:00 elapsed"]
+    terminal = Console(file=io.StringIO(), force_terminal=True, width=200, record=True)
+    with RunProgress(name, 2, console=terminal, clock=clock) as bar:
+        bar.advance(2)
+    assert name in terminal.export_text()

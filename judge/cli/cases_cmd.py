@@ -242,7 +242,7 @@ def list_cases(
     entry: str | None = typer.Option(None, "--entry", help="Only cases testing this spec entry."),
     status: str | None = typer.Option(None, "--status", help="Only draft, accepted or rejected cases."),
     provenance: str | None = typer.Option(None, "--provenance", help="Only cases whose provenance starts so."),
-    limit: int = typer.Option(0, "--limit", help="Show at most N cases (0 = all)."),
+    limit: int = typer.Option(0, "--limit", min=0, help="Show at most N cases (0 = all)."),
     cos_threshold: float = COS_OPT,
     ngram_threshold: float = NGRAM_OPT,
     as_json: bool = typer.Option(False, "--json", help="Print JSON (with duplicate_of, as `judge coverage` "
@@ -316,7 +316,7 @@ def contamination(
 
 def coverage(
     ctx: typer.Context,
-    minimum: int = typer.Option(100, "--min", help="Distinct accepted cases every entry should have."),
+    minimum: int = typer.Option(100, "--min", min=0, help="Distinct accepted cases every entry should have."),
     cos_threshold: float = COS_OPT,
     ngram_threshold: float = NGRAM_OPT,
     review_method: list[str] = typer.Option([], "--review-method",

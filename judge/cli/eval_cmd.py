@@ -121,7 +121,7 @@ def _recalibration_worse(ev: Evaluation) -> tuple[float, float] | None:
 
 def _print_evaluation(ev: Evaluation, suspects: int = 10) -> None:
     reports = [ev.raw] + ([ev.recalibrated] if ev.recalibrated else [])
-    console.print(headline_table(reports, f"{ev.results} vs {ev.labelled}"))
+    console.print(headline_table(reports, escape(f"{ev.results} vs {ev.labelled}")))
     signals = ", ".join(f"{k} {_fmt(v, 2)}" for k, v in ev.raw.signal_auroc.items())
     console.print(f"AUROC of each signal for correctness (raw): {signals}", highlight=False, markup=False)
     if ev.recalibration.method or ev.recalibration.skipped:
@@ -137,7 +137,8 @@ def _print_evaluation(ev: Evaluation, suspects: int = 10) -> None:
         for col in ("pair", "label", "judge says", "confidence", "source"):
             table.add_column(col, overflow="fold")
         for sus in best.suspects[:suspects]:
-            table.add_row(sus.pair_id, sus.label, sus.judged, f"{sus.confidence:.2f}", sus.source)
+            table.add_row(escape(sus.pair_id), escape(sus.label), escape(sus.judged), f"{sus.confidence:.2f}",
+                          escape(sus.source))
         console.print(table)
     for note in ev.raw.notes:
         console.print(f"note: {note}", highlight=False, markup=False)
@@ -147,7 +148,7 @@ def _print_evaluation(ev: Evaluation, suspects: int = 10) -> None:
         console.print(source_table(ev.source_validation.summary(),
                                    "leave one source out: fitted on the others, raw -> recalibrated on this one"))
     if ev.applied is not None and ev.shift is not None:
-        console.print(headline_table([ev.raw, ev.applied], f"the calibrator on {ev.results}"))
+        console.print(headline_table([ev.raw, ev.applied], escape(f"the calibrator on {ev.results}")))
         console.print(escape(ev.shift.describe()), highlight=False)
         sel = ev.applied.selective
         if sel is not None:
@@ -183,7 +184,7 @@ def eval_(
     metrics_out: Path | None = typer.Option(None, "--metrics-out", "-m", callback=check_out_file,
                                             help="Write the full report as JSON."),
     holdout_same_prompt: bool = HOLDOUT_OPT,
-    suspects: int = typer.Option(10, "--suspects", help="List this many labels the judge most confidently "
+    suspects: int = typer.Option(10, "--suspects", min=0, help="List this many labels the judge most confidently "
                                                         "contradicts (likely label errors); 0 for none."),
     as_json: bool = typer.Option(False, "--json", help="Print the full report as JSON instead of tables."),
     group_by: str = GROUP_OPT,

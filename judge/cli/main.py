@@ -76,7 +76,8 @@ def _root(
 
 
 def main() -> None:
-    """Console-script entry point: a `JudgeError` is one line on stderr and exit code 2."""
+    """Console-script entry point: a `JudgeError`, or a file the system cannot read or write, is one line on
+    stderr and exit code 2."""
     try:
         rv = app(standalone_mode=False)
     except JudgeError as exc:
@@ -87,6 +88,15 @@ def main() -> None:
         raise SystemExit(1) from None
     except SystemExit:
         raise
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        # A path the user named that cannot be read or written (an output under a missing or read-only
+        # folder, a folder where a file belongs): the system's reason and the path, as bad input.
+        where = f"{exc.filename}" + (f" -> {exc.filename2}" if exc.filename2 else "")
+        err_console.print(f"[bold red]error:[/] {escape(f'{where}: {exc.strerror or exc}')}", highlight=False,
+                          markup=True)
+        raise SystemExit(2) from None
     except Exception as exc:  # usage errors come through here in non-standalone mode
         import click
 

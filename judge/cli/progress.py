@@ -76,7 +76,8 @@ class RunProgress:
         self._start = self._last_t = self._clock()
         self._marks.append((self._start, 0))
         if self.console.is_terminal:
-            columns: list[ProgressColumn] = [TextColumn(self.description), BarColumn()]
+            # the description is data (a batch's name may hold brackets or braces): neither markup nor a format
+            columns: list[ProgressColumn] = [TextColumn("{task.description}", markup=False), BarColumn()]
             columns += [MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()] if self.total is not None \
                 else [TextColumn("{task.completed} " + self.unit), TimeElapsedColumn()]
             self._bar = Progress(*columns, console=self.console, transient=self._transient)
@@ -125,6 +126,6 @@ class RunProgress:
         if not final and self.total is not None and rate > 0:
             left = max(self.total - self.done, 0) / rate
         self.console.print(status_line(self.description, self.done, self.total, now - self._start, left, self.unit),
-                           highlight=False, soft_wrap=True)
+                           highlight=False, soft_wrap=True, markup=False)
         self._marks.append((now, self.done))
         self._last_t, self._printed_done = now, self.done

@@ -178,7 +178,10 @@ def export(
     out: Path = typer.Argument(..., help="Directory to write the rulebook text into (e.g. rulebook/)."),
     as_json: bool = JSON_OPT,
 ) -> None:
-    """Write the rulebook from the DB back to text, so every change can be reviewed as a diff and re-loaded."""
+    """Write the rulebook from the DB back to text, so every change can be reviewed as a diff and re-loaded.
+
+    Rule files of rules no longer in the DB are removed; files that are not rule files are never touched.
+    """
     report = state(ctx).rulebook(with_index=False).export(out)
     data = {"written": [str(p) for p in report.written], "unchanged": len(report.unchanged),
             "removed": [str(p) for p in report.removed]}
@@ -221,7 +224,7 @@ def list_rules(
     ctx: typer.Context,
     layer: Layer | None = typer.Option(None, "--layer", help="Only this layer."),
     active_only: bool = typer.Option(False, "--active", help="Only rules that bind."),
-    limit: int = typer.Option(0, "--limit", help="Show at most N rules (0 = all)."),
+    limit: int = typer.Option(0, "--limit", min=0, help="Show at most N rules (0 = all)."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """List the current version of every rule."""

@@ -8,6 +8,7 @@ import math
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from judge.gate.decide import EntryResult, GateDecision
@@ -36,11 +37,11 @@ def decision_table(decision: GateDecision, *, all_entries: bool = False) -> Tabl
         table.add_column("baseline", justify="right")
     table.add_column("why it fails" if not all_entries else "result", overflow="fold")
     for e in rows:
-        cells = [e.entry_id, f"{e.cases}/{e.min_cases}", f"{e.wins}/{e.losses}/{e.ties}/{e.failures}",
+        cells = [escape(e.entry_id), f"{e.cases}/{e.min_cases}", f"{e.wins}/{e.losses}/{e.ties}/{e.failures}",
                  _f(e.win_rate), _f(e.lower_bound), f"{e.bound:g}"]
         if with_baseline:
             cells.append(_f(e.baseline_win_rate))
-        cells.append("\n".join(e.reasons) if e.reasons else "ok")
+        cells.append(escape("\n".join(e.reasons)) if e.reasons else "ok")
         table.add_row(*cells)
     return table
 

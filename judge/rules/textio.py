@@ -40,9 +40,8 @@ class WriteReport:
 
 
 def _owned(file: Path, owned_by: str | None) -> bool:
-    """Whether every rule in a file has a source starting with ``owned_by`` (False if it does not parse)."""
-    if owned_by is None:
-        return True
+    """Whether a file holds rules, every one with a source starting with ``owned_by`` (any source when None);
+    False for a file that does not parse as rules (a results file, a case file, notes)."""
     try:
         if file.suffix == ".md":
             sources = {_parse_front_matter(_read_text(file), file)[0]["source"]}
@@ -50,7 +49,7 @@ def _owned(file: Path, owned_by: str | None) -> bool:
             sources = {loc.rule.source for loc in _parse_jsonl(file)}
     except (RulebookParseError, OSError):
         return False
-    return bool(sources) and all(s.startswith(owned_by) for s in sources)
+    return bool(sources) and all(owned_by is None or s.startswith(owned_by) for s in sources)
 
 
 def _same(target: Path, text: str) -> bool:
@@ -60,10 +59,11 @@ def _same(target: Path, text: str) -> bool:
 def write_rulebook(rules: Iterable[Rule], path: str | Path, *, owned_by: str | None = None) -> WriteReport:
     """Write rules as text under ``path``; ``read_rulebook(path)`` gives the same content back.
 
-    The writer owns the rule files (``*.md`` other than README/NOTICE, and ``*.jsonl``) whose rules all
-    have a ``source`` starting with ``owned_by``; every rule file when ``owned_by`` is None. Owned files
-    that are not part of the new text are removed; other files are never touched. Unchanged files are not
-    rewritten, and every file is replaced atomically.
+    The writer owns the rule files (``*.md`` other than README/NOTICE, and ``*.jsonl``, that parse as rules)
+    whose rules all have a ``source`` starting with ``owned_by``; every rule file when ``owned_by`` is None.
+    Owned files that are not part of the new text are removed (a rule no longer in the rulebook); files that
+    are not rule files (results, cases, notes) are never touched. Unchanged files are not rewritten, and every
+    file is replaced atomically.
 
     Raises:
         ValueError: a rule's source does not start with ``owned_by``.
@@ -77,10 +77,11 @@ def write_rulebook(rules: Iterable[Rule], path: str | Path, *, owned_by: str | N
     files = render_files(rules)
     stale: list[Path] = []
     for file in (f for f in (_iter_files(root) if root.is_dir() else ()) if f.suffix in (".md", ".jsonl")):
-        rel, owned = file.relative_to(root), _owned(file, owned_by)
-        if rel in files and not owned:
-            raise RulebookError(f"{file} holds rules not owned by {owned_by!r}; refusing to overwrite it")
-        if rel not in files and owned:
+        rel = file.relative_to(root)
+        if rel in files:
+            if owned_by is not None and not _owned(file, owned_by):
+                raise RulebookError(f"{file} holds rules not owned by {owned_by!r}; refusing to overwrite it")
+        elif _owned(file, owned_by):
             stale.append(rel)
     unchanged = [rel for rel, text in files.items() if _same(root / rel, text)]
     written = [rel for rel in files if rel not in unchanged]
