@@ -258,6 +258,10 @@ def test_cases_file_gives_entries_and_coverage(tmp_path: Path) -> None:
     with pytest.raises(InputError) as info:
         read_cases(path)
     assert info.value.field == "entries"
+    for empty in ("", "\n\n", "[]"):  # no case at all is bad input, not a gate with nothing in scope
+        path.write_text(empty)
+        with pytest.raises(InputError, match="no cases"):
+            read_cases(path)
 
 
 def test_cases_as_judge_cases_list_prints_them(tmp_path: Path) -> None:

@@ -126,7 +126,8 @@ def load_labels(paths: Paths, *, group_by: str = "source") -> dict[str, PairLabe
             the name of another top-level field of the pair records.
 
     Raises:
-        InputError: On an unlabelled pair, a pair id in two files, or no labelled pair.
+        InputError: On an unlabelled pair, a pair id in two files, no labelled pair, or a ``group_by`` field no
+            pair has.
     """
     labels: dict[str, PairLabel] = {}
     for path in _paths(paths):
@@ -143,6 +144,10 @@ def load_labels(paths: Paths, *, group_by: str = "source") -> dict[str, PairLabe
             labels[pid] = PairLabel(rec.label, source, len(rec.pair.response_a.text), len(rec.pair.response_b.text))
     if not labels:
         raise InputError(f"{', '.join(map(str, _paths(paths)))}: no labelled pairs")
+    if group_by not in ("source", "file") and all(label.source == f"(no {group_by})" for label in labels.values()):
+        # a misspelt field would silently make every pair one source, and switch off the per-source checks
+        raise InputError(f"no labelled pair has a field {group_by!r} to group by (--group-by); "
+                         "use source, file or a field the pair records have", field="group_by")
     return labels
 
 

@@ -161,7 +161,8 @@ def read_cases(path: str | Path, *, review_methods: Sequence[str] | None = None)
     ``reviewer`` and no method was reviewed by a person).
 
     Raises:
-        InputError: A line is not JSON, lacks ``id`` or ``entries``, or repeats an id (file:line, field).
+        InputError: A line is not JSON, lacks ``id`` or ``entries``, or repeats an id (file:line, field); the
+            file holds no case.
     """
     path = Path(path)
     index = CaseIndex()
@@ -192,6 +193,9 @@ def read_cases(path: str | Path, *, review_methods: Sequence[str] | None = None)
                 row[status] += 1
         if status in COUNTED_STATUSES:
             index.entries[case_id] = entries
+    if not seen:
+        raise InputError("no cases in the file (one object per line with id and entries, or a JSON array)",
+                         path=path)
     index.counts = [EntryCoverage(entry_id=e, distinct_accepted=r["distinct"], accepted=r["accepted"],
                                   draft=r["draft"], rejected=r["rejected"]) for e, r in sorted(tally.items())]
     return index
