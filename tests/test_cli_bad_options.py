@@ -150,3 +150,15 @@ def test_evaluate_results_refuses_what_it_cannot_use(files: tuple[Path, Path], t
         evaluate_results(pairs, results, n_boot=0)
     with pytest.raises(InputError, match="no such file"):
         evaluate_results(pairs, [results, tmp_path / "nope.jsonl"])
+
+
+@pytest.mark.parametrize("extra", [["-o", "{out}"], ["--backend", "openai/m"], ["--base-url", "http://127.0.0.1:9/v1"]])
+def test_eval_refuses_options_of_a_run_it_does_not_make(extra: list[str], files: tuple[Path, Path], tmp_path: Path,
+                                                      sqlite_url: str, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    pairs, results = files
+    out = tmp_path / "out.jsonl"
+    code, _, err = run_cli(["eval", str(pairs), "-r", str(results), *(a.format(out=out) for a in extra)],
+                           monkeypatch, capsys, sqlite_url)
+    _assert_usage(code, err, extra[0], "only apply when the judge runs")
+    assert not out.exists()

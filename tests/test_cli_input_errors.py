@@ -130,3 +130,10 @@ def test_a_gate_input_that_is_a_folder_is_named(option: str, monkeypatch: pytest
     code, _, err = run_cli(["gate", "-c", str(REPO / "evals" / "results" / "modelspec-rules.jsonl"), option,
                             str(folder)], monkeypatch, capsys, sqlite_url)
     assert code == 2 and "a-folder" in flat(err) and "Traceback" not in err
+
+
+def test_a_gate_results_folder_is_named_a_folder(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                                 sqlite_url: str, tmp_path: Path) -> None:
+    assert run_cli(["rulebook", "load", str(REPO / "rulebook")], monkeypatch, capsys, sqlite_url)[0] == 0
+    code, _, err = run_cli(["gate", "-c", str(tmp_path)], monkeypatch, capsys, sqlite_url)
+    assert code == 2 and "a folder, not a results file" in flat(err)

@@ -293,6 +293,13 @@ def test_pair_files_map_pairs_to_cases(tmp_path: Path) -> None:
     assert read_pair_case_ids([path]) == {"p1": "c1"}
     with pytest.raises(InputError, match="no such file"):
         read_pair_case_ids([tmp_path / "absent.jsonl"])
+    for line, field in (('{"id": "p1", "meta": {"case_id": 5}}', "meta.case_id"),
+                        ('{"id": "p1", "meta": {"case_id": ""}}', "meta.case_id"),
+                        ('{"id": "p1", "meta": "zz"}', "meta")):
+        path.write_text('{"id": "p0", "prompt": "q"}\n' + line + "\n")
+        with pytest.raises(InputError) as info:  # a wrong type is named, not read as "no case"
+            read_pair_case_ids([path])
+        assert (info.value.line, info.value.field) == (2, field)
 
 
 def test_coverage_file(tmp_path: Path) -> None:

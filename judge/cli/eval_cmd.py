@@ -203,6 +203,11 @@ def eval_(
     from judge.calibration.workflow import evaluate_results, parse_signals
 
     features = parse_signals(signals)
+    if results:
+        ignored = [name for name, value in (("--out", out), ("--backend", backend), ("--base-url", base_url))
+                   if value is not None]
+        if ignored:
+            raise typer.BadParameter(f"{', '.join(ignored)} only apply when the judge runs (without --results)")
     cal = load_calibrator(calibrator) if calibrator is not None else None
     if not results:
         from judge.records import read_pairs

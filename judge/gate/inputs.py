@@ -243,14 +243,24 @@ def read_coverage(path: str | Path, *, review_methods: Sequence[str] | None = No
 
 
 def read_pair_case_ids(paths: Sequence[str | Path]) -> dict[str, str]:
-    """Pair id -> case id from pair files whose lines carry ``meta.case_id`` (other lines are skipped)."""
+    """Pair id -> case id from pair files whose lines carry ``meta.case_id`` (other lines are skipped).
+
+    Raises:
+        InputError: a line's ``meta`` is not an object or its ``case_id`` not a non-empty string (file:line).
+    """
     mapping: dict[str, str] = {}
     for raw in paths:
         path = Path(raw)
-        for _, obj in _jsonl(path):
+        for line, obj in _jsonl(path):
             meta = obj.get("meta")
-            if obj.get("id") is not None and isinstance(meta, dict) and meta.get("case_id") is not None:
-                mapping[str(obj["id"])] = str(meta["case_id"])
+            if meta is not None and not isinstance(meta, dict):
+                raise InputError("meta must be an object", path=path, line=line, field="meta")
+            case_id = (meta or {}).get("case_id")
+            if case_id is not None and (not isinstance(case_id, str) or not case_id):
+                raise InputError("meta.case_id must be a non-empty string", path=path, line=line,
+                                 field="meta.case_id")
+            if obj.get("id") is not None and case_id is not None:
+                mapping[str(obj["id"])] = case_id
     return mapping
 
 

@@ -124,6 +124,8 @@ class _ReviewedBy:
 
 def _existing(path: str | Path) -> Path:
     path = Path(path)
+    if path.is_dir():
+        raise InputError("a folder, not a results file", path=path)
     if not path.is_file():
         raise InputError("no such results file", path=path)
     return path
