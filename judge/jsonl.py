@@ -75,8 +75,9 @@ def loads(text: str, *, path: str | Path | None = None, line: int | None = None,
         # not at the start of a line after it.
         obj = json.loads(text.rstrip(), object_pairs_hook=object_pairs_hook)
     except json.JSONDecodeError as exc:
-        where = f"column {exc.colno}" if line is not None else f"line {exc.lineno}"
-        raise InputError(f"malformed JSON: {exc.msg} ({where})", path=path, line=line) from None
+        # a line of a JSONL file is named by the caller; a whole document by the line the parser stopped on
+        raise InputError(f"malformed JSON: {exc.msg} (column {exc.colno})", path=path,
+                         line=line if line is not None else exc.lineno) from None
     except RecursionError:
         raise InputError(f"malformed JSON: nested more than {MAX_DEPTH} levels deep", path=path,
                          line=line) from None

@@ -62,7 +62,10 @@ def test_unfinished_json_is_reported_where_it_ends(tmp_path: Path) -> None:
     assert f"(column {len(line) + 1})" in str(raised.value) and "pairs.jsonl:3" in str(raised.value)
     with pytest.raises(InputError) as raised:  # a one-line document: the error is on its line 1
         loads(line + "\n", path="ruling.json")
-    assert "(line 1)" in str(raised.value)
+    assert "ruling.json:1" in str(raised.value) and f"(column {len(line) + 1})" in str(raised.value)
+    with pytest.raises(InputError) as raised:  # a document of several lines: the line it stops on
+        loads('{\n  "id": "p1",\n  "prompt": oops\n}\n', path="ruling.json")
+    assert "ruling.json:3" in str(raised.value) and "(column 13)" in str(raised.value)
 
 
 @pytest.mark.parametrize("args", [

@@ -311,6 +311,10 @@ def test_coverage_file(tmp_path: Path) -> None:
     with pytest.raises(InputError) as info:
         read_coverage(path)
     assert info.value.field == "[0].distinct_accepted"
+    path.write_text(json.dumps([{"entry_id": 5, "distinct_accepted": 3}]))
+    with pytest.raises(InputError, match="entry_id that is not a string") as info:
+        read_coverage(path)
+    assert info.value.field == "[0].entry_id"
 
 
 def test_calibration_from_a_real_evaluation(tmp_path: Path) -> None:

@@ -98,7 +98,7 @@ def load(
     ctx: typer.Context,
     path: Path = typer.Argument(Path("cases"), exists=True,
                                 help="A case file or a folder of them (one JSONL per entry, e.g. the shipped "
-                                     "cases/ set)."),
+                                     "cases/ set); default: ./cases."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Load a reviewable case set: drafts and reviewed cases, keeping each case's reviewer and review method.

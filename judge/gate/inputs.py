@@ -230,7 +230,8 @@ def read_coverage(path: str | Path, *, review_methods: Sequence[str] | None = No
         if not isinstance(row, dict):
             raise InputError(f"item {i} is not an object", path=path, field=f"[{i}]")
         if not isinstance(row.get("entry_id"), str):
-            raise InputError(f"item {i} has no entry_id", path=path, field=f"[{i}].entry_id")
+            problem = "has no entry_id" if row.get("entry_id") is None else "has an entry_id that is not a string"
+            raise InputError(f"item {i} {problem}", path=path, field=f"[{i}].entry_id")
         counts: dict[str, int] = {}
         for name in ("distinct_accepted", "accepted", "draft", "rejected"):
             value = row.get(name, 0 if name != "distinct_accepted" else None)
