@@ -33,11 +33,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from judge._iter import batched
 from judge.caselaw.impact import ImpactReport, impact
 from judge.caselaw.rulings import CaseLaw
 from judge.caselaw.writes import RulingWrites
-from judge.errors import RulebookError
+from judge.errors import InputError, RulebookError, first_validation_error
 from judge.retrieval.case_exemplars import exemplar_fingerprint
 from judge.retrieval.embedder import Embedder, embedder_for
 from judge.retrieval.fusion import RetrievalConfig
@@ -215,6 +217,9 @@ class Rulebook(RulingWrites):
         """Write a new version of a rule with changed title / text / tags / checks.
 
         Amending the constitution requires ``allow_constitution=True``.
+
+        Raises:
+            InputError: the amended rule is not valid (an empty title or text, a malformed check).
         """
         current = self.store.get(rule_id)
         if current.layer is Layer.CONSTITUTION and not allow_constitution:
@@ -229,23 +234,29 @@ class Rulebook(RulingWrites):
             update["tags"] = tuple(tags)
         if checks is not None:
             update["checks"] = tuple(checks)
-        amended = Rule.model_validate({**current.model_dump(), **update, "author": author})
+        try:
+            amended = Rule.model_validate({**current.model_dump(), **update, "author": author})
+        except ValidationError as exc:  # an empty title or text, a malformed check: the caller's input
+            where, message = first_validation_error(exc, "rule")
+            raise InputError(f"amendment of {rule_id}: {message}", field=where) from None
         if amended.content_hash() == current.content_hash():
             raise RulebookError(f"amendment of {rule_id} changes nothing")
         self._commit([PendingChange(amended, ChangeKind.AMEND, reason)], author)
         return self.store.get(rule_id)
 
-    def load(self, path: str | Path, *, author: str | None = None, allow_constitution: bool = False) -> SyncReport:
+    def load(self, path: str | Path, *, author: str | None = None, allow_constitution: bool = False,
+             amend: bool = True) -> SyncReport:
         """Load rulebook text (see `judge.rules.textio`) idempotently: unchanged rules add no version.
 
         Parsing happens before any write; the whole load is one transaction. Text that changes an existing
         constitution rule is refused (nothing is written) unless ``allow_constitution`` is True, as for
         `amend`; adding new constitution rules needs no flag. Rulings are loaded as written: reviewed text
-        is the record, so no conflict check runs here.
+        is the record, so no conflict check runs here. With ``amend=False`` only new rules are added: rules
+        stored with other text keep it (listed in the report's ``kept``).
         """
         rules = read_rulebook(Path(path))
         report = self.store.sync(rules, author=author, reason=f"loaded from {path}",
-                                 allow_constitution=allow_constitution)
+                                 allow_constitution=allow_constitution, amend=amend)
         self.sync_index()
         return report
 

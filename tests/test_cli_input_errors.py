@@ -140,3 +140,36 @@ def test_a_gate_results_folder_is_named_a_folder(monkeypatch: pytest.MonkeyPatch
     assert run_cli(["rulebook", "load", str(REPO / "rulebook")], monkeypatch, capsys, sqlite_url)[0] == 0
     code, _, err = run_cli(["gate", "-c", str(tmp_path)], monkeypatch, capsys, sqlite_url)
     assert code == 2 and "a folder, not a results file" in flat(err)
+
+
+@pytest.mark.parametrize(("content", "title", "message"), [
+    (b"", None, "empty text"), (b"  \n\t", None, "empty text"), (b"\xff\xfe", None, "not UTF-8"),
+    (None, "", "title must not be empty"),
+])
+def test_an_amendment_that_is_not_a_rule_is_refused_in_one_line(content: bytes | None, title: str | None,
+                                                                 message: str, loaded: str, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["rulebook", "amend", "spec/avoid-errors", "--reason", "x"]
+    if content is not None:
+        text_file = tmp_path / "text.md"
+        text_file.write_bytes(content)
+        args += ["--text-file", str(text_file)]
+    if title is not None:
+        args += ["--title", title]
+    code, _, err = run_cli(args, monkeypatch, capsys, loaded)
+    assert code == 2 and message in flat(err) and "Traceback" not in err
+    code, out, _ = run_cli(["rulebook", "history", "spec/avoid-errors", "--json"], monkeypatch, capsys, loaded)
+    assert code == 0 and len(json.loads(out)) == 1  # nothing was stored
+
+
+def test_retrieve_refuses_an_empty_measure_file_and_an_unknown_exclusion(loaded: str, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n\n", encoding="utf-8")
+    code, _, err = run_cli(["retrieve", "--measure", str(empty)], monkeypatch, capsys, loaded)
+    assert code == 2 and "no pairs to measure" in flat(err)
+    code, _, err = run_cli(["retrieve", "--prompt", "Is 2 + 2 = 4?", "--a", "Yes.", "--b", "No.", "--exclude",
+                            "spec/[bold]nope"], monkeypatch, capsys, loaded)
+    assert code == 2 and "spec/[bold]nope" in flat(err)

@@ -100,9 +100,17 @@ def test_config_show_init_and_version(tmp_path: Path, monkeypatch: pytest.Monkey
     shipped = sum(1 for f in (REPO / "cases").glob("*.jsonl")
                   for line in f.read_text(encoding="utf-8").splitlines() if line.strip())
     assert done["cases_added"] == shipped > 6000  # the default case set comes with the default rulebook
+    for rule_id, flag in (("constitution/protect-privacy", ["--constitution"]), ("spec/avoid-errors", [])):
+        code, _, err = invoke(["--embedding-model", "hash", "rulebook", "amend", rule_id, *flag, "--reason",
+                               "local policy", "--title", "Local title"], monkeypatch, capsys)
+        assert code == 0, err
     code, out, _ = invoke(["--embedding-model", "hash", "init", "--json"], monkeypatch, capsys)
     again = json.loads(out)
     assert code == 0 and not again["config_written"] and again["added"] == 0  # idempotent, file kept
+    assert again["kept"] == ["constitution/protect-privacy", "spec/avoid-errors"]  # local amendments stay
+    code, out, _ = invoke(["--embedding-model", "hash", "rulebook", "show", "constitution/protect-privacy",
+                           "--json"], monkeypatch, capsys)
+    assert code == 0 and json.loads(out)["title"] == "Local title"
     assert again["cases_added"] == 0 and again["cases_existing"] == shipped
     code, out, _ = invoke(["--embedding-model", "hash", "coverage", "--json"], monkeypatch, capsys)
     entries = json.loads(out)["entries"]

@@ -103,7 +103,8 @@ def init(
     and its case set (>= 100 reviewed cases per spec entry, for `judge coverage` and `judge gate`), and
     write a commented judge.toml.
 
-    Safe to run again: unchanged rule files add no version, and an existing config file is kept unless
+    Safe to run again: it only adds rules the data directory lacks (rules amended since keep their text;
+    `judge rulebook load` applies a rulebook's text explicitly), and an existing config file is kept unless
     --force is given.
     """
     from judge.errors import ConfigError
@@ -120,9 +121,11 @@ def init(
         config.parent.mkdir(parents=True, exist_ok=True)
         config.write_text(CONFIG_TEMPLATE, encoding="utf-8")
         wrote = True
-    report = st.rulebook().load(source, author="judge init", allow_constitution=True)
+    # Adds the rules the data directory lacks; a rule stored with other text (amended here, or changed in a
+    # newer rulebook) keeps it: `judge rulebook load DIR` applies text explicitly.
+    report = st.rulebook().load(source, author="judge init", allow_constitution=True, amend=False)
     data = {"data_dir": str(settings.data_dir), "config": str(config), "config_written": wrote,
-            "rulebook": str(source), "added": report.added, "amended": report.amended,
+            "rulebook": str(source), "added": report.added, "kept": list(report.kept),
             "unchanged": report.unchanged, "rulebook_version": report.rulebook_version}
     case_dir = default_cases_dir() if cases and rulebook is None else None
     if case_dir is not None:
@@ -133,8 +136,12 @@ def init(
     console.print(f"data directory: {escape(str(settings.data_dir))}", highlight=False)
     console.print(f"config file: {escape(str(config))} "
                   + ("(written)" if wrote else "(kept; --force rewrites it)"), highlight=False)
-    console.print(f"rulebook {escape(str(source))}: added {report.added}, amended {report.amended}, unchanged "
-                  f"{report.unchanged}; version {report.rulebook_version}", highlight=False)
+    console.print(f"rulebook {escape(str(source))}: added {report.added}, unchanged {report.unchanged}; version "
+                  f"{report.rulebook_version}", highlight=False)
+    if report.kept:
+        shown = ", ".join(report.kept[:5]) + (f" and {len(report.kept) - 5} more" if len(report.kept) > 5 else "")
+        console.print(f"kept {len(report.kept)} rule(s) whose stored text differs from {source} (not amended): "
+                      f"{shown}; `judge rulebook load {source}` applies the text", highlight=False, markup=False)
     if case_dir is not None:
         console.print(f"cases {escape(str(case_dir))}: added {data['cases_added']}, already stored "
                       f"{data['cases_existing']}", highlight=False)

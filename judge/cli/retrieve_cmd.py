@@ -62,8 +62,9 @@ def retrieve(
     require_rulebook(state(ctx).settings, allow_empty=False, offer_allow_empty=False)
     rb = state(ctx).rulebook()
     pair = Pair(prompt=prompt, response_a=as_response(response_a), response_b=as_response(response_b))
-    known = rb.store.get_many(why_not) if why_not else {}
-    unknown = [rule_id for rule_id in why_not if rule_id not in known]
+    named = [*why_not, *exclude]  # a misspelt --exclude would leave the rule in without a word
+    known = rb.store.get_many(named) if named else {}
+    unknown = [rule_id for rule_id in named if rule_id not in known]
     if unknown:
         raise RuleNotFoundError(unknown[0])
     result = rb.retrieve(pair, k=k, k_rulings=k_rulings, exclude=exclude)

@@ -209,7 +209,12 @@ def amend(
     as_json: bool = typer.Option(False, "--json", help="Print the new version as JSON."),
 ) -> None:
     """Amend a rule: writes a new version; the old one stays in history."""
-    text = text_file.read_text(encoding="utf-8") if text_file else None
+    text = None
+    if text_file is not None:
+        try:
+            text = text_file.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputError(f"not UTF-8 text (byte {exc.start})", path=text_file, field="--text-file") from None
     rb = state(ctx).rulebook()
     rule = rb.amend(rule_id, reason=reason, author=author, title=title, text=text, allow_constitution=constitution)
     if as_json:

@@ -168,7 +168,8 @@ def read_quality_cases(path: str | Path, rulebook: RuleSource) -> list[QualityCa
 
     Raises:
         InputError: a line is not a pair, has no ``rules``, or names a rule the rulebook does not have or one
-            that is neither a constitution rule nor a spec entry (file:line and field named).
+            that is neither a constitution rule nor a spec entry (file:line and field named); the file holds no
+            pair.
     """
     cases: list[QualityCase] = []
     for record in read_pairs(path):
@@ -185,6 +186,8 @@ def read_quality_cases(path: str | Path, rulebook: RuleSource) -> list[QualityCa
                 raise InputError(f"{rule_id!r} is a {layer.value}: retrieval is measured for constitution rules "
                                  "and spec entries", path=path, line=record.line, field="rules")
         cases.append(QualityCase(record.pair, frozenset(record.rules), id=record.pair.id))
+    if not cases:
+        raise InputError("no pairs to measure", path=path)
     return cases
 
 

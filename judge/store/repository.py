@@ -57,6 +57,7 @@ class SyncReport:
     unchanged: int
     rulebook_version: str
     changes: tuple[Change, ...] = ()
+    kept: tuple[str, ...] = ()  # rules whose text differs from the stored version, left as stored (amend=False)
 
 
 def _is_write_conflict(exc: BaseException) -> bool:
@@ -123,7 +124,7 @@ class RulebookStore(RulebookReads, RulebookHistory):
         return self._write(lambda session: self._apply(session, batch, author=author))
 
     def sync(self, rules: Sequence[Rule], *, author: str | None = None, reason: str | None = None,
-             allow_constitution: bool = True) -> SyncReport:
+             allow_constitution: bool = True, amend: bool = True) -> SyncReport:
         """Load rules idempotently: add new ids, amend changed ones, skip unchanged ones.
 
         "Changed" compares content hashes, so version, time and author never cause an amendment. All in one
@@ -134,6 +135,8 @@ class RulebookStore(RulebookReads, RulebookHistory):
             author: recorded on every change.
             reason: recorded on every change.
             allow_constitution: False refuses a load that would amend an existing constitution rule.
+            amend: False adds new ids only: a rule whose text differs from its stored version is left as
+                stored and listed in the report's ``kept``.
 
         Raises:
             RulebookError: ``rules`` holds the same id twice, a ruling cites an unknown id, or the load
@@ -148,14 +151,17 @@ class RulebookStore(RulebookReads, RulebookHistory):
             existing = self._existing(session, referenced_ids(PendingChange(r, ChangeKind.ADD) for r in rules))
             batch: list[PendingChange] = []
             unchanged = 0
+            kept: list[str] = []
             for rule in rules:
                 current = existing.get(rule.id)
                 if current is None:
                     batch.append(PendingChange(rule, ChangeKind.ADD, reason))
-                elif current.content_hash != rule.content_hash():
+                elif current.content_hash == rule.content_hash():
+                    unchanged += 1
+                elif amend:
                     batch.append(PendingChange(rule, ChangeKind.AMEND, reason))
                 else:
-                    unchanged += 1
+                    kept.append(rule.id)
             amended = sorted(p.rule.id for p in batch
                              if p.kind is ChangeKind.AMEND and p.rule.layer is Layer.CONSTITUTION)
             if amended and not allow_constitution:
@@ -166,7 +172,7 @@ class RulebookStore(RulebookReads, RulebookHistory):
             added = sum(change.kind is ChangeKind.ADD for change in changes)
             version = changes[-1].rulebook_version if changes else self._version_of(head)
             return SyncReport(added=added, amended=len(changes) - added, unchanged=unchanged,
-                              rulebook_version=version, changes=tuple(changes))
+                              rulebook_version=version, changes=tuple(changes), kept=tuple(kept))
 
         return self._write(run)
 
