@@ -146,7 +146,7 @@ BAD_INPUTS: dict[str, tuple[Callable[[Path], list[str]], tuple[str, int | None],
     "gate-cases-deep": (lambda t: ["gate", "-c", str(_write(t, "r.jsonl", "")), "--cases",
                                    str(_write(t, "c.json", "[" + _deep_json() + "]"))], ("c.json", None), "nested"),
     "gate-calibration-deep": (lambda t: ["gate", "-c", str(_write(t, "r.jsonl", "")), "--cases",
-                                         str(_write(t, "c.jsonl", "")), "--calibration",
+                                         str(_write(t, "c.jsonl", _lines(_case_line(id="p0")))), "--calibration",
                                          str(_write(t, "m.json", _deep_json()))], ("m.json", None), "nested"),
     # rule ids: a trailing newline, a control character, a JSON object
     "ingest-id-newline": (lambda t: ["rulebook", "ingest", str(_write(t, "r.jsonl", _lines(
