@@ -139,7 +139,7 @@ def test_a_gate_results_folder_is_named_a_folder(monkeypatch: pytest.MonkeyPatch
                                                  sqlite_url: str, tmp_path: Path) -> None:
     assert run_cli(["rulebook", "load", str(REPO / "rulebook")], monkeypatch, capsys, sqlite_url)[0] == 0
     code, _, err = run_cli(["gate", "-c", str(tmp_path)], monkeypatch, capsys, sqlite_url)
-    assert code == 2 and "a folder, not a results file" in flat(err)
+    assert code == 2 and "a folder, not a file" in flat(err)
 
 
 @pytest.mark.parametrize(("content", "title", "message"), [

@@ -123,7 +123,7 @@ def init(
         wrote = True
     # Adds the rules the data directory lacks; a rule stored with other text (amended here, or changed in a
     # newer rulebook) keeps it: `judge rulebook load DIR` applies text explicitly.
-    report = st.rulebook().load(source, author="judge init", allow_constitution=True, amend=False)
+    report = st.rulebook().load(source, author="judge init", amend=False)
     data = {"data_dir": str(settings.data_dir), "config": str(config), "config_written": wrote,
             "rulebook": str(source), "added": report.added, "kept": list(report.kept),
             "unchanged": report.unchanged, "rulebook_version": report.rulebook_version}

@@ -124,9 +124,7 @@ class _ReviewedBy:
 
 def _existing(path: str | Path) -> Path:
     path = Path(path)
-    if path.is_dir():
-        raise InputError("a folder, not a results file", path=path)
-    if not path.is_file():
+    if not path.exists():  # a folder is named as one by the reader (`judge.jsonl.iter_lines`)
         raise InputError("no such results file", path=path)
     return path
 
