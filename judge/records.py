@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
+from judge._atomic import atomic_text
 from judge.errors import InputError, first_validation_error
 from judge.jsonl import iter_lines, read_jsonl
 from judge.rules.model import Pair, check_holding
@@ -170,20 +171,11 @@ def write_results(path: str | Path, verdicts: Iterable[Verdict]) -> int:
     Written to a temporary file beside it and renamed into place, so a reader (or another worker writing
     the same file) never sees a half-written file.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     n = 0
-    try:
-        with tmp.open("w", encoding="utf-8") as fh:
-            for verdict in verdicts:
-                fh.write(verdict.model_dump_json() + "\n")
-                n += 1
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_text(Path(path), fsync=True) as fh:
+        for verdict in verdicts:
+            fh.write(verdict.model_dump_json() + "\n")
+            n += 1
     return n
 
 

@@ -278,9 +278,14 @@ class Rulebook(RulingWrites):
             allow_constitution: as for `load`.
             on_batch: called with the running totals after each committed batch (progress bars).
 
+        A ruling that names others in ``overrules`` overrules them in its batch's transaction, as
+        `add_ruling` does; the check for contradicting rulings on near-duplicate pairs that `add_ruling` makes
+        is not run (it needs an embedding and an index query per ruling).
+
         Raises:
             RulebookError: a batch is invalid (repeated id, unknown citation, constitution amended without
-                ``allow_constitution``); the batches before it stay committed, nothing of it is written.
+                ``allow_constitution``, an overruled or superseded ruling made active again); the batches
+                before it stay committed, nothing of it is written.
         """
         if batch_size < 1:
             raise RulebookError(f"batch_size must be at least 1, got {batch_size}")

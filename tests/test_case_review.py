@@ -163,8 +163,18 @@ def test_cli_load_check_export_and_coverage_by_method(monkeypatch: pytest.Monkey
          "status": "accepted", "reviewer": "alice", "tags": {"topic": "work"}},
     ]
     (folder / "avoid-sycophancy.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "a.jsonl").write_text(json.dumps(lines[0]) + "\n" + json.dumps({**lines[1], "entries": ["spec/nope"]})
+                                 + "\n")
+    code, _, err = cli("cases", "load", str(bad))
+    err = " ".join(err.split())
+    assert code == 2 and "a.jsonl:2" in err and "entries: 'spec/nope' is not a current spec entry" in err
+    (bad / "a.jsonl").write_text("\n")
+    code, _, err = cli("cases", "load", str(bad / "a.jsonl"))
+    assert code == 2 and "no cases to load" in " ".join(err.split())
     code, out, _ = cli("cases", "load", str(folder), "--json")
-    assert code == 0 and json.loads(out)["added"] == 3
+    assert code == 0 and json.loads(out)["added"] == 3  # nothing of the refused files was stored
     assert json.loads(out)["by_status"] == {"draft": 2, "accepted (person)": 1}
 
     code, _, err = cli("cases", "check", "--entry", "spec/no-such-entry")

@@ -109,6 +109,20 @@ def test_an_output_that_cannot_be_written_is_named_not_a_traceback(
         assert code == 2 and "/proc/judge-calibrator.json" in flat(err) and "Traceback" not in err
 
 
+def test_an_unwritable_output_is_named_not_its_temporary_file(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], sqlite_url: str, tmp_path: Path) -> None:
+    """Outputs are written to a temporary file and renamed into place; when that fails, the message names the
+    file the user asked for."""
+    folder = tmp_path / "rules.jsonl"
+    folder.mkdir()
+    code, _, err = run_cli(["rulebook", "dump", str(folder)], monkeypatch, capsys, sqlite_url)
+    assert code == 2 and f"{folder}: Is a directory" in flat(err) and ".tmp" not in err and "Traceback" not in err
+    assert folder.is_dir() and list(folder.iterdir()) == [] and not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
+    if Path("/proc/self").is_dir():  # a folder nothing can be created in, whoever runs the tests
+        code, _, err = run_cli(["rulebook", "dump", "/proc/judge-rules.jsonl"], monkeypatch, capsys, sqlite_url)
+        assert code == 2 and "/proc/judge-rules.jsonl:" in flat(err) and ".tmp" not in err
+
+
 def test_pair_ids_with_markup_print_literally_in_the_suspects_table(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], sqlite_url: str, tmp_path: Path) -> None:
     labels, results = tmp_path / "labels.jsonl", tmp_path / "results.jsonl"

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from judge.errors import UnknownCitationError
+from judge.errors import OverruleError, UnknownCitationError
 from judge.rulebook import IngestReport, Rulebook
-from judge.rules.model import Layer, Pair, Response, Rule, RulingCase
+from judge.rules.model import Layer, Pair, Response, Rule, RuleStatus, RulingCase
 from tests.test_cli import run_cli
 
 
@@ -143,3 +143,111 @@ def test_dependency_order_puts_overruled_and_cited_rulings_first(hash_rulebook: 
     report = copy.ingest(rb.rules_in_dependency_order(), batch_size=1)
     assert report.added == len(order)
     assert copy.get("ruling/z-old").status == rb.get("ruling/z-old").status
+
+
+def _ruling(rule_id: str, holding: str, *, overrules: tuple[str, ...] = (), status: str = "active") -> Rule:
+    return Rule(id=rule_id, layer=Layer.RULING, title=rule_id, text=f"{holding} is right.", status=status,
+                case=RulingCase(prompt="Is 2+2 5?", response_a=Response(text="yes"), response_b=Response(text="no"),
+                                holding=holding, rationale=f"{holding} is right.", overrules=overrules))
+
+
+def test_ingest_never_makes_an_overruled_ruling_active_again(hash_rulebook: Rulebook) -> None:
+    rb = hash_rulebook
+    rb.add_ruling(prompt="Is 2+2 5?", response_a="yes", response_b="no", holding="A", rationale="first take",
+                  rule_id="ruling/old")
+    rb.add_ruling(prompt="Is 2+2 5?", response_a="yes", response_b="no", holding="B", rationale="corrected",
+                  rule_id="ruling/new", overrules=["ruling/old"])
+    old_dump = rb.get("ruling/old").model_copy(update={"status": RuleStatus.ACTIVE, "version": 1})
+    version = rb.version
+    with pytest.raises(OverruleError, match="ruling/old.*overruled.*active again"):
+        rb.ingest([*_rules(4)[:2], old_dump], batch_size=10)
+    assert rb.version == version and rb.get("ruling/old").status == "overruled"  # nothing of the batch written
+    with pytest.raises(OverruleError, match="active again"):  # a text load (`load`) takes the same path
+        rb.store.sync([old_dump])
+    assert rb.get("ruling/old").status == "overruled"
+
+
+def test_ingest_overrules_what_a_ruling_names(hash_rulebook: Rulebook) -> None:
+    """A ruling ingested with ``overrules`` overrules those rulings in the same batch, as add_ruling does:
+    stored ones, ones earlier in the stream and ones later in its own batch."""
+    rb = hash_rulebook
+    rb.add_ruling(prompt="Is 2+2 5?", response_a="yes", response_b="no", holding="A", rationale="first take",
+                  rule_id="ruling/stored", author="alice")
+    report = rb.ingest([_ruling("ruling/earlier", "A"),
+                        _ruling("ruling/by-stored", "B", overrules=("ruling/stored",)),
+                        _ruling("ruling/by-earlier", "B", overrules=("ruling/earlier",))],
+                       batch_size=1, author="bob")
+    assert report.added == 3
+    for rid, by in (("ruling/stored", "ruling/by-stored"), ("ruling/earlier", "ruling/by-earlier")):
+        rule = rb.get(rid)
+        assert rule.status == "overruled" and rule.author == "bob"
+        _, last = rb.history(rid)[-1]
+        assert (last.kind.value, last.reason) == ("overrule", f"overruled by {by}")
+    # forward reference inside one text load: the overruled ruling comes after the one naming it
+    report2 = rb.store.sync([_ruling("ruling/fwd-by", "B", overrules=("ruling/fwd",)), _ruling("ruling/fwd", "A")])
+    assert report2.added == 2 and report2.amended == 1 and rb.store.get("ruling/fwd").status == "overruled"
+    # a dump that already carries the overrule adds nothing more
+    again = rb.ingest(list(rb.rules_in_dependency_order()), batch_size=3)
+    assert again.added == again.amended == 0
+
+
+def test_cli_ingest_refuses_to_reinstate_before_writing(monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                          sqlite_url: str) -> None:
+    path = tmp_path / "rules.jsonl"
+    path.write_text("\n".join(r.model_dump_json() for r in [
+        _ruling("ruling/old", "A"), _ruling("ruling/new", "B", overrules=("ruling/old",))]) + "\n", encoding="utf-8")
+    assert run_cli(["rulebook", "ingest", str(path)], monkeypatch, capsys, sqlite_url)[0] == 0
+    stale = tmp_path / "stale.jsonl"
+    stale.write_text("\n".join(r.model_dump_json() for r in [*_rules(4)[:2], _ruling("ruling/old", "A")]) + "\n",
+                     encoding="utf-8")
+    code, out, err = run_cli(["rulebook", "ingest", str(stale), "--batch-size", "1", "--json"], monkeypatch, capsys,
+                             sqlite_url)
+    assert code == 2, out + err
+    err = " ".join(err.split())
+    assert "stale.jsonl:3" in err and "status: 'ruling/old' is overruled" in err and "active again" in err
+    code, out, _ = run_cli(["rulebook", "list", "--json"], monkeypatch, capsys, sqlite_url)
+    assert "spec/rule-0000" not in out  # checked before the first batch was written
+
+
+def test_contradictions_finds_what_ingest_let_in_once_per_pair(hash_rulebook: Rulebook) -> None:
+    rb = hash_rulebook
+    rb.add_ruling(prompt="Is 2+2 5?", response_a="yes", response_b="no", holding="B", rationale="no is right",
+                  rule_id="ruling/stored")
+    rb.ingest([_ruling("ruling/says-a", "A"), _ruling("ruling/agrees", "B"), *_rules(4)[:1]])  # not checked
+    found = list(rb.contradictions())
+    assert sorted((c.ruling_id, c.other.ruling_id) for c in found) == [("ruling/agrees", "ruling/says-a"),
+                                                                       ("ruling/says-a", "ruling/stored")]
+    assert all({c.holding, c.other.holding} == {"A", "B"} for c in found)
+    ticks: list[None] = []
+    only = list(rb.contradictions(["ruling/says-a", "spec/rule-0000", "ruling/none"],
+                                  on_ruling=lambda: ticks.append(None)))
+    assert {c.other.ruling_id for c in only} == {"ruling/agrees", "ruling/stored"} and len(ticks) == 3
+    rb.overrule("ruling/says-a", reason="wrong")
+    assert list(rb.contradictions()) == []
+
+
+def test_cli_conflicts_and_ingest_check_conflicts(monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                  sqlite_url: str) -> None:
+    path = tmp_path / "rules.jsonl"
+    path.write_text("\n".join(r.model_dump_json() for r in [_ruling("ruling/x", "B")]) + "\n", encoding="utf-8")
+    code, out, _ = run_cli(["rulebook", "ingest", str(path), "--check-conflicts", "--json"], monkeypatch, capsys,
+                           sqlite_url)
+    assert code == 0 and json.loads(out)["checked_rulings"] == 1 and json.loads(out)["contradictions"] == []
+    more = tmp_path / "more.jsonl"
+    more.write_text(_ruling("ruling/y", "A").model_dump_json() + "\n", encoding="utf-8")
+    code, out, _ = run_cli(["rulebook", "ingest", str(more), "--check-conflicts", "--json"], monkeypatch, capsys,
+                           sqlite_url)
+    report = json.loads(out)
+    assert code == 1 and report["added"] == 1  # written, then reported
+    assert [(c["ruling_id"], c["holding"], c["other_id"], c["other_holding"]) for c in report["contradictions"]] \
+        == [("ruling/y", "A", "ruling/x", "B")]
+    code, out, _ = run_cli(["rulebook", "conflicts"], monkeypatch, capsys, sqlite_url)
+    assert code == 1 and "1 contradiction(s) among 2 ruling(s) checked" in " ".join(out.split())
+    assert "ruling/x" in out and "ruling/y" in out
+    code, _, err = run_cli(["rulebook", "conflicts", "ruling/nope"], monkeypatch, capsys, sqlite_url)
+    assert code == 2 and "ruling/nope" in err
+    assert run_cli(["rulebook", "overrule", "ruling/y", "--reason", "wrong"], monkeypatch, capsys, sqlite_url)[0] == 0
+    code, out, _ = run_cli(["rulebook", "conflicts", "--json"], monkeypatch, capsys, sqlite_url)
+    assert code == 0 and json.loads(out) == {"checked_rulings": 1, "contradictions": []}

@@ -229,6 +229,8 @@ def test_verify_gguf_rejects_non_gguf(tmp_path: Path) -> None:
 def test_verify_gguf_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         verify_gguf(tmp_path / "absent.gguf")
+    with pytest.raises(ConfigError, match="is a folder: give the .gguf file in it"):
+        verify_gguf(tmp_path)
 
 
 # --- the server's guard rails (no model is loaded) -----------------------------------------------

@@ -236,10 +236,12 @@ def verify_gguf(path: Path, expected_sha: str | None = None) -> Path:
         The resolved path.
 
     Raises:
-        ConfigError: the file does not exist.
+        ConfigError: the file does not exist or is a folder.
         ModelIntegrityError: not a GGUF file, or the sha256 differs.
     """
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise ConfigError(f"model file {path} is a folder: give the .gguf file in it")
     if not path.is_file():
         raise ConfigError(f"model file {path} does not exist")
     with path.open("rb") as fh:

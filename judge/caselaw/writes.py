@@ -7,10 +7,12 @@ write path (`_writing` and `_commit`: commit, then bring the index up to date).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from judge._iter import batched
 from judge.caselaw.rulings import CaseLaw
 from judge.errors import OverruleError, RuleNotFoundError
 from judge.rules.conflicts import Precedent, RulingConflict
@@ -19,7 +21,22 @@ from judge.store import PendingChange, RulebookStore
 from judge.store.judgments import JudgmentStore
 from judge.verdicts import Verdict
 
-__all__ = ["RulingWrites"]
+__all__ = ["Contradiction", "RulingWrites"]
+
+
+@dataclass(frozen=True)
+class Contradiction:
+    """Two active rulings decided on near-duplicate pairs with contradicting holdings.
+
+    Attributes:
+        ruling_id: the ruling checked.
+        holding: its holding, in its own pair's slots.
+        other: the active ruling that contradicts it, its holding given in ``ruling_id``'s slots.
+    """
+
+    ruling_id: str
+    holding: Holding
+    other: RulingConflict
 
 #: The verb of a status change, for messages.
 _VERB = {RuleStatus.OVERRULED: "overrule", RuleStatus.SUPERSEDED: "supersede"}
@@ -105,6 +122,35 @@ class RulingWrites:
     def conflicts(self, pair: Pair, holding: Holding, *, ignore: Sequence[str] = ()) -> list[RulingConflict]:
         """Active rulings on near-duplicate pairs contradicting ``holding`` (see `CaseLaw.conflicts`)."""
         return self.caselaw.conflicts(pair, holding, ignore=ignore)
+
+    def contradictions(self, ruling_ids: Iterable[str] | None = None, *,
+                       on_ruling: Callable[[], None] | None = None) -> Iterator[Contradiction]:
+        """Active rulings that contradict each other on near-duplicate pairs, each pair of rulings once.
+
+        The check `add_ruling` makes before writing, made of rulings already stored: after a bulk `ingest`
+        (which does not make it) or to audit a rulebook. Each ruling costs what `conflicts` costs (an
+        embedding of its pair and an index query), so pass the ids to check when only some are new.
+
+        Args:
+            ruling_ids: the rulings to check (an overruled, superseded or unknown id, or a rule that is not
+                a ruling, is skipped); None checks every active ruling.
+            on_ruling: called after each ruling checked (progress bars).
+        """
+        ids = (rule.id for rule in self.store.iter_current(Layer.RULING, active_only=True)) \
+            if ruling_ids is None else iter(ruling_ids)
+        reported: set[frozenset[str]] = set()
+        for chunk in batched(ids, 200):
+            found = self.store.get_many(chunk)
+            for rule_id in chunk:
+                rule = found.get(rule_id)
+                if rule is not None and rule.binds and rule.case is not None:
+                    for other in self.conflicts(rule.case.as_pair(), rule.case.holding, ignore=[rule.id]):
+                        key = frozenset((rule.id, other.ruling_id))
+                        if key not in reported:
+                            reported.add(key)
+                            yield Contradiction(rule.id, rule.case.holding, other)
+                if on_ruling is not None:
+                    on_ruling()
 
     def precedents(self, pair: Pair, *, exclude: Sequence[str] = (), threshold: float | None = None
                    ) -> list[Precedent]:

@@ -14,11 +14,12 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from judge._atomic import write_text_atomic
 from judge.cases.model import CaseStatus, TestCase
 from judge.errors import InputError, first_validation_error
 from judge.jsonl import read_jsonl
 
-__all__ = ["case_files", "read_case_files", "write_case_files"]
+__all__ = ["case_files", "read_case_files", "read_case_lines", "write_case_files"]
 
 _DROPPED = {"created_at"}
 
@@ -39,14 +40,19 @@ def read_case_files(path: str | Path) -> list[TestCase]:
     Raises:
         InputError: a line that is not a valid case, naming file, line and field; nothing is returned.
     """
-    cases: list[TestCase] = []
+    return [case for _, _, case in read_case_lines(path)]
+
+
+def read_case_lines(path: str | Path) -> list[tuple[Path, int, TestCase]]:
+    """As `read_case_files`, each case with the file and line it was read from (to name them later)."""
+    cases: list[tuple[Path, int, TestCase]] = []
     files = case_files(path)
     if not files:
         raise InputError("no *.jsonl case files found", path=Path(path))
     for file in files:
         for line, obj in read_jsonl(file):
             try:
-                cases.append(TestCase.model_validate(obj))
+                cases.append((file, line, TestCase.model_validate(obj)))
             except ValidationError as exc:
                 where, msg = first_validation_error(exc, "")
                 raise InputError(f"invalid test case: {where + ': ' if where else ''}{msg}", path=file,
@@ -86,8 +92,6 @@ def write_case_files(cases: Iterable[TestCase], folder: str | Path, *,
     for file, members in sorted(by_file.items()):
         members.sort(key=lambda c: c.id)
         text = "".join(_line(c, (notes or {}).get(c.id)) + "\n" for c in members)
-        tmp = file.with_suffix(".jsonl.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(file)
+        write_text_atomic(file, text)
         written[file] = len(members)
     return written

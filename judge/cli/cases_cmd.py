@@ -106,10 +106,19 @@ def load(
     One transaction; cases already stored are left as they are (their review moves only through
     `judge cases review` / `judge cases check`).
     """
-    from judge.cases.files import read_case_files
+    from judge.cases.files import read_case_lines
 
-    cases = read_case_files(path)
+    located = read_case_lines(path)
+    if not located:
+        raise InputError("no cases to load (the file or folder holds no case lines)", path=path)
     store = open_store(ctx)
+    known = set(store.entry_ids())
+    for file, line, case in located:
+        unknown = [entry for entry in case.entries if entry not in known]
+        if unknown:
+            raise InputError(f"entries: {unknown[0]!r} is not a current spec entry (see `judge rulebook list "
+                             "--layer spec`); nothing was stored", path=file, line=line, field="entries")
+    cases = [case for _, _, case in located]
     with progress_bar("embedding cases") as progress:
         report = store.add(cases, note=f"loaded from {path}", progress=progress)
     by_status: dict[str, int] = {}

@@ -1,4 +1,4 @@
-"""`judge rulebook ...`: import, load, ingest, dump, export, list, show, history, impact.
+"""`judge rulebook ...`: import, load, ingest, conflicts, dump, export, list, show, history, impact.
 
 The commands that write rulings and new versions (draft-checks, add-ruling, amend, overrule) are in
 `judge.cli.rulings_cmd`."""
@@ -9,12 +9,15 @@ import dataclasses
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 from pydantic import ValidationError
 from rich.markup import escape
 from rich.table import Table
 
+from judge._atomic import atomic_text
+from judge.caselaw.writes import Contradiction
 from judge.cli import rulings_cmd
 from judge.cli.common import console, emit_json, err_console, state, table
 from judge.cli.helpfmt import App
@@ -23,6 +26,9 @@ from judge.cli.rulings_cmd import JSON_OPT, rule_json
 from judge.errors import InputError, first_validation_error
 from judge.jsonl import read_jsonl
 from judge.rules.model import Layer, Rule
+
+if TYPE_CHECKING:
+    from judge.rulebook import Rulebook
 
 app = App(help="Manage the layered rulebook (constitution > spec entries > case rulings).",
           no_args_is_help=True)
@@ -76,12 +82,15 @@ def _read_rule_lines(path: Path) -> Iterator[tuple[int, Rule]]:
                              field=where) from None
 
 
-def _check_rules_jsonl(path: Path, stored: Callable[[list[str]], set[str]]) -> None:
+def _check_rules_jsonl(path: Path, stored: Callable[[list[str]], set[str]],
+                       binding: Callable[[list[str]], set[str]]) -> None:
     """Check a whole rules JSONL file before anything is written, as `judge rulebook load` checks text.
 
     Every line is a valid rule; an id appears once; a citation or overruled ruling is a rule earlier in the
     file (it is written in an earlier or the same batch) or already stored; a parent is a rule anywhere in the
-    file or stored. ``stored`` returns those of the ids given that exist. Only ids are kept in memory.
+    file or stored; an active ruling is not one the rulebook holds as overruled or superseded (a ruling that
+    no longer binds is never made active again). ``stored`` returns those of the ids given that exist,
+    ``binding`` those whose stored version binds. Only ids are kept in memory.
 
     Raises:
         InputError: the first problem, naming file:line and the field.
@@ -89,7 +98,23 @@ def _check_rules_jsonl(path: Path, stored: Callable[[list[str]], set[str]]) -> N
     seen: dict[str, int] = {}
     in_store: set[str] = set()  # stored ids already looked up (rulings keep citing the same entries)
     parents: list[tuple[int, str]] = []
+    active: list[tuple[int, str]] = []  # active rulings of the file, checked against the store 1,000 at a time
+
+    def check_active() -> None:
+        ids = [rid for _, rid in active]
+        inactive = stored(ids) - binding(ids)
+        for line, rid in active:
+            if rid in inactive:
+                raise InputError(f"status: {rid!r} is overruled or superseded in the rulebook; this line would "
+                                 "make it active again (a ruling that no longer binds stays so): give it that "
+                                 "status here, or leave it out", path=path, line=line, field="status")
+        active.clear()
+
     for line, rule in _read_rule_lines(path):
+        if rule.layer is Layer.RULING and rule.binds:
+            active.append((line, rule.id))
+            if len(active) >= 1000:
+                check_active()
         if rule.id in seen:
             raise InputError(f"duplicate id {rule.id!r}: also on line {seen[rule.id]}", path=path, line=line,
                              field="id")
@@ -104,6 +129,8 @@ def _check_rules_jsonl(path: Path, stored: Callable[[list[str]], set[str]]) -> N
         if rule.parent is not None and rule.parent not in seen:
             parents.append((line, rule.parent))
         seen[rule.id] = line
+    if active:
+        check_active()
     missing = {p for _, p in parents if p not in seen}
     missing -= stored(sorted(missing)) if missing else set()
     for line, parent in parents:
@@ -126,6 +153,9 @@ def ingest(
     author: str | None = typer.Option(None, "--author", help="Recorded as the author of new versions."),
     constitution: bool = typer.Option(False, "--constitution",
                                       help="Required when the file amends an existing constitution rule."),
+    check_conflicts: bool = typer.Option(False, "--check-conflicts",
+                                         help="After writing, check the file's active rulings for contradicting "
+                                              "rulings on near-duplicate pairs (exit 1 when any)."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Stream a large rulebook into the DB, one transaction per batch, then update the index.
@@ -133,21 +163,88 @@ def ingest(
     Memory stays bounded by the batch size, so this scales to millions of rules where `load` (one
     transaction over reviewable text) does not. Re-running after an interruption continues: stored batches
     are unchanged and add no version. The whole file is checked first (as `load` checks text: valid rules,
-    each id once, parents, citations and overruled rulings that exist); a bad line stops the ingest with its
-    line number before anything is written.
+    each id once, parents, citations and overruled rulings that exist, no ruling the rulebook holds as
+    overruled or superseded made active again); a bad line stops the ingest with its line number before
+    anything is written. A ruling that names others in `overrules` overrules them, as `add-ruling` does.
+
+    Add-ruling's check for contradicting rulings on near-duplicate pairs is not made while writing (it costs
+    an embedding and an index query per ruling): --check-conflicts makes it of the file's active rulings once
+    they are stored, as `judge rulebook conflicts` does (exit 1 when any contradict).
     """
     rb = state(ctx).rulebook()
-    _check_rules_jsonl(path, rb.store.exists)  # the whole file, before the first batch is written
+    _check_rules_jsonl(path, rb.store.exists, rb.store.binding)  # the whole file, before the first batch is written
     with RunProgress("ingesting", None, console=err_console, unit="rules", transient=True) as bar:
         report = rb.ingest(_rules_from_jsonl(path), batch_size=batch_size, author=author,
                            reason=f"ingested from {path.name}", allow_constitution=constitution,
                            on_batch=lambda t: bar.update(t.added + t.amended + t.unchanged))
-    data = dataclasses.asdict(report)
+    data: dict[str, Any] = dataclasses.asdict(report)
+    found: list[Contradiction] = []
+    checked = 0
+    if check_conflicts:
+        ids = [rule.id for _, rule in _read_rule_lines(path) if rule.case is not None and rule.binds]
+        found, checked = _contradictions(rb, ids), len(ids)
+        data["checked_rulings"] = checked
+        data["contradictions"] = [_contradiction_json(c) for c in found]
     if as_json:
         emit_json(data)
     else:
-        console.print(f"ingested {path}: " + ", ".join(f"{k}={v}" for k, v in data.items()),
+        console.print(f"ingested {path}: " + ", ".join(f"{k}={v}" for k, v in data.items()
+                                                       if k not in ("checked_rulings", "contradictions")),
                       highlight=False, markup=False)
+        if check_conflicts:
+            _print_contradictions(found, checked)
+    if found:
+        raise typer.Exit(1)
+
+
+@app.command("conflicts")
+def conflicts(
+    ctx: typer.Context,
+    ruling_ids: list[str] = typer.Argument(None, help="Rulings to check (default: every active ruling)."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """List active rulings that contradict each other on near-duplicate pairs; exit 1 when any do.
+
+    The check `add-ruling` makes before writing, made of rulings already stored (after `ingest`, or to audit
+    a rulebook): each pair of contradicting rulings is listed once, the other's holding given in the first's
+    slots. Resolve one with `judge rulebook overrule`, or add a ruling that names them in --overrules.
+    """
+    rb = state(ctx).rulebook()
+    unknown = sorted(set(ruling_ids or ()) - rb.store.exists(ruling_ids or ()))
+    if unknown:
+        raise InputError(f"no such ruling: {', '.join(unknown)}")
+    ids = list(ruling_ids) if ruling_ids else [r.id for r in rb.rules(Layer.RULING, active_only=True)]
+    found = _contradictions(rb, ids)
+    if as_json:
+        emit_json({"checked_rulings": len(ids), "contradictions": [_contradiction_json(c) for c in found]})
+    else:
+        _print_contradictions(found, len(ids))
+    if found:
+        raise typer.Exit(1)
+
+
+def _contradictions(rb: Rulebook, ids: list[str]) -> list[Contradiction]:
+    with RunProgress("checking rulings", len(ids), console=err_console, unit="rulings", transient=True) as bar:
+        return list(rb.contradictions(ids, on_ruling=bar.advance))
+
+
+def _contradiction_json(c: Contradiction) -> dict[str, Any]:
+    return {"ruling_id": c.ruling_id, "holding": c.holding, "other_id": c.other.ruling_id,
+            "other_holding": c.other.holding, "similarity": round(c.other.similarity, 4),
+            "swapped": c.other.swapped}
+
+
+def _print_contradictions(found: list[Contradiction], checked: int) -> None:
+    if not found:
+        console.print(f"{checked} active ruling(s) checked: no contradictions", highlight=False, markup=False)
+        return
+    out = table(f"{len(found)} contradiction(s) among {checked} ruling(s) checked", "ruling", "holding",
+                "contradicted by", "its holding", "similarity", narrow=("holding", "its holding", "similarity"),
+                right=("similarity",))
+    for c in found:
+        out.add_row(escape(c.ruling_id), c.holding, escape(c.other.ruling_id), c.other.holding,
+                    f"{c.other.similarity:.3f}")
+    console.print(out)
 
 
 @app.command("dump")
@@ -158,14 +255,11 @@ def dump(
 ) -> None:
     """Stream the current rulebook (every rule, every status) to JSONL, cited rules first: what `ingest` reads."""
     rb = state(ctx).rulebook(with_index=False)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".partial")
     count = 0
-    with tmp.open("w", encoding="utf-8") as fh:
+    with atomic_text(out) as fh:
         for rule in rb.rules_in_dependency_order():
             fh.write(rule.model_dump_json() + "\n")
             count += 1
-    tmp.replace(out)
     if as_json:
         emit_json({"rules": count, "out": str(out), "rulebook_version": rb.version})
     else:

@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
 
+from judge._atomic import write_text_atomic
 from judge.cli.common import console
-
-
-def _write(path: Path, text: str) -> None:
-    """Write ``text`` beside ``path`` and rename it into place (a reader never sees half a page)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def view(
@@ -46,7 +35,7 @@ def view(
     page = render_view(results, labels, pairs=pairs, rulebook=rulebook, low_confidence=low_confidence)
     target = out if out is not None else (None if serve else results.with_suffix(".html"))
     if target is not None:
-        _write(target, page)
+        write_text_atomic(target, page)
         console.print(f"page written to {target}", highlight=False, markup=False)
     if serve:
         def ready(url: str) -> None:

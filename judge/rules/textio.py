@@ -15,11 +15,11 @@ here); this module writes the files.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from judge._atomic import write_text_atomic
 from judge.errors import RulebookError, RulebookParseError
 from judge.rules.model import Rule
 from judge.rules.textformat import render_files, render_rule, render_ruling, rule_path, ruling_text
@@ -86,11 +86,7 @@ def write_rulebook(rules: Iterable[Rule], path: str | Path, *, owned_by: str | N
     unchanged = [rel for rel, text in files.items() if _same(root / rel, text)]
     written = [rel for rel in files if rel not in unchanged]
     for rel in written:
-        target = root / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_bytes(files[rel].encode("utf-8"))
-        os.replace(tmp, target)  # atomic: a reader never sees half a file
+        write_text_atomic(root / rel, files[rel])  # a reader never sees half a file
     for rel in stale:
         (root / rel).unlink()
     return WriteReport(tuple(written), tuple(unchanged), tuple(stale))

@@ -21,7 +21,7 @@ from judge.errors import (
 )
 from judge.rules.model import ChangeKind, Layer, Rule, RuleStatus, next_rulebook_version
 
-__all__ = ["Existing", "PendingChange", "PlannedChange", "plan_batch", "referenced_ids"]
+__all__ = ["Existing", "PendingChange", "PlannedChange", "overrules_to_apply", "plan_batch", "referenced_ids"]
 
 
 class PendingChange(NamedTuple):
@@ -42,6 +42,7 @@ class Existing:
     version: int
     layer: Layer
     content_hash: str
+    status: RuleStatus = RuleStatus.ACTIVE
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +98,8 @@ def plan_batch(
         RuleNotFoundError: an AMEND/OVERRULE/SUPERSEDE for an id that does not exist.
         UnknownCitationError: a ruling cites or overrules ids that do not exist.
         OverruleError: overruling/superseding a non-ruling, a ruling overruling itself or a non-ruling,
-            or a kind that disagrees with the rule's status.
+            a kind that disagrees with the rule's status, or a change that makes an overruled or superseded
+            ruling active again (one that no longer binds stays so; a new ruling decides instead).
         RulebookError: an amendment changes a rule's layer.
     """
     latest: dict[str, Existing] = dict(existing)
@@ -108,6 +110,7 @@ def plan_batch(
         rule, kind = item.rule, ChangeKind(item.kind)
         version = _next_version(rule, kind, latest.get(rule.id))
         _check_status(rule, kind)
+        _check_not_reinstated(rule, latest.get(rule.id))
         _check_references(rule, latest, batch_ids)
         stored = rule.model_copy(update={"version": version, "created_at": at,
                                          "author": author if author is not None else rule.author})
@@ -117,7 +120,7 @@ def plan_batch(
             rule=stored, content_hash=rule_hash, kind=kind, reason=item.reason, author=stored.author, at=at,
             previous_rulebook_version=previous, rulebook_version=rulebook_version,
         ))
-        latest[rule.id] = Existing(version=version, layer=rule.layer, content_hash=rule_hash)
+        latest[rule.id] = Existing(version=version, layer=rule.layer, content_hash=rule_hash, status=rule.status)
         previous = rulebook_version
     return planned
 
@@ -147,6 +150,36 @@ def _check_status(rule: Rule, kind: ChangeKind) -> None:
         raise OverruleError(
             f"a {kind.value} change must set {rule.id!r} to status {wanted.value!r}, not {rule.status.value!r}"
         )
+
+
+def _check_not_reinstated(rule: Rule, current: Existing | None) -> None:
+    if current is not None and current.status is not RuleStatus.ACTIVE and rule.status is RuleStatus.ACTIVE:
+        raise OverruleError(
+            f"{rule.id!r} is {current.status.value} in the rulebook; a change cannot make it active again (a "
+            f"ruling that no longer binds stays so): give it status {current.status.value} in what you load, or "
+            "leave it out"
+        )
+
+
+def overrules_to_apply(items: Sequence[PendingChange], existing: Mapping[str, Existing]) -> dict[str, str]:
+    """The rulings a batch's rulings overrule that would still be active after it: target id -> the ruling
+    that names it (the first, in batch order).
+
+    `judge.Rulebook.add_ruling` overrules the rulings a new ruling names in the same transaction; a bulk load
+    (`judge.store.RulebookStore.sync`) does the same with these, so a ruling that names another in
+    ``overrules`` never leaves it binding. ``existing`` holds the stored latest version of the targets.
+    """
+    final: dict[str, RuleStatus] = {rid: e.status for rid, e in existing.items()}
+    for item in items:
+        final[item.rule.id] = item.rule.status
+    targets: dict[str, str] = {}
+    for item in items:
+        if item.rule.case is None:
+            continue
+        for target in item.rule.case.overrules:
+            if final.get(target) is RuleStatus.ACTIVE and target not in targets:
+                targets[target] = item.rule.id
+    return targets
 
 
 def _check_references(rule: Rule, latest: Mapping[str, Existing], batch_ids: set[str]) -> None:

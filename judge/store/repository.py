@@ -30,13 +30,13 @@ from tenacity import RetryError, Retrying, retry_if_exception, stop_after_attemp
 
 from judge._iter import batched
 from judge.errors import ConcurrentWriteError, RulebookError
-from judge.rules.model import Change, ChangeKind, Layer, Rule
+from judge.rules.model import Change, ChangeKind, Layer, Rule, RuleStatus
 from judge.store import lexical
 from judge.store.engine import WRITE_OPTION, migrate, open_engine
 from judge.store.history import RulebookHistory
-from judge.store.plan import Existing, PendingChange, plan_batch, referenced_ids
+from judge.store.plan import Existing, PendingChange, overrules_to_apply, plan_batch, referenced_ids
 from judge.store.reads import RulebookReads, _chunks, _is_latest
-from judge.store.schema import CHANGES, RULE_VERSIONS, ChangeRow, RuleVersionRow, rule_values
+from judge.store.schema import CHANGES, RULE_VERSIONS, ChangeRow, RuleVersionRow, rule_from_row, rule_values
 
 __all__ = ["RulebookStore", "SyncReport"]
 
@@ -138,9 +138,14 @@ class RulebookStore(RulebookReads, RulebookHistory):
             amend: False adds new ids only: a rule whose text differs from its stored version is left as
                 stored and listed in the report's ``kept``.
 
+        A ruling that names others in ``overrules`` overrules them in the same transaction (as
+        `judge.Rulebook.add_ruling` does), unless they are already overruled or superseded; a ruling that no
+        longer binds is never made active again.
+
         Raises:
-            RulebookError: ``rules`` holds the same id twice, a ruling cites an unknown id, or the load
-                amends the constitution without ``allow_constitution``; nothing is written.
+            RulebookError: ``rules`` holds the same id twice, a ruling cites an unknown id, the load amends
+                the constitution without ``allow_constitution``, or it would make an overruled or superseded
+                ruling active again; nothing is written.
         """
         twice = sorted(rule_id for rule_id, n in Counter(rule.id for rule in rules).items() if n > 1)
         if twice:
@@ -162,6 +167,7 @@ class RulebookStore(RulebookReads, RulebookHistory):
                     batch.append(PendingChange(rule, ChangeKind.AMEND, reason))
                 else:
                     kept.append(rule.id)
+            batch.extend(self._overrules(session, batch, existing))
             amended = sorted(p.rule.id for p in batch
                              if p.kind is ChangeKind.AMEND and p.rule.layer is Layer.CONSTITUTION)
             if amended and not allow_constitution:
@@ -175,6 +181,25 @@ class RulebookStore(RulebookReads, RulebookHistory):
                               rulebook_version=version, changes=tuple(changes), kept=tuple(kept))
 
         return self._write(run)
+
+    @staticmethod
+    def _overrules(session: Session, batch: list[PendingChange], existing: dict[str, Existing]
+                   ) -> list[PendingChange]:
+        """The overrule changes that follow from the batch's rulings' ``overrules`` (see `overrules_to_apply`)."""
+        targets = overrules_to_apply(batch, existing)
+        if not targets:
+            return []
+        in_batch = {p.rule.id: p.rule for p in batch}
+        stored_ids = [t for t in targets if t not in in_batch]
+        stored = {row.rule_id: rule_from_row(row) for chunk in _chunks(stored_ids) for row in session.execute(
+            select(RULE_VERSIONS).where(RuleVersionRow.rule_id.in_(chunk), _is_latest()))}
+        changes = []
+        for target, by in targets.items():
+            rule = in_batch.get(target) or stored[target]
+            changes.append(PendingChange(rule.model_copy(update={"status": RuleStatus.OVERRULED,
+                                                                 "author": in_batch[by].author}),
+                                         ChangeKind.OVERRULE, f"overruled by {by}"))
+        return changes
 
     def _write(self, fn: Callable[[Session], T]) -> T:
         retrying = Retrying(
@@ -238,10 +263,11 @@ class RulebookStore(RulebookReads, RulebookHistory):
         found: dict[str, Existing] = {}
         for chunk in _chunks(ids):
             stmt = (select(RuleVersionRow.rule_id, RuleVersionRow.version, RuleVersionRow.layer,
-                           RuleVersionRow.content_hash)
+                           RuleVersionRow.content_hash, RuleVersionRow.status)
                     .where(RuleVersionRow.rule_id.in_(chunk), _is_latest()))
-            for rule_id, version, layer, rule_hash in session.execute(stmt):
-                found[rule_id] = Existing(version=version, layer=Layer(layer), content_hash=rule_hash)
+            for rule_id, version, layer, rule_hash, status in session.execute(stmt):
+                found[rule_id] = Existing(version=version, layer=Layer(layer), content_hash=rule_hash,
+                                          status=RuleStatus(status))
         return found
 
 
