@@ -190,6 +190,10 @@ def test_upsert_stores_metadata_and_counts(index: RuleIndex) -> None:
     assert metas["spec/privacy"] == {"layer": "spec", "status": "active", "authority": "user", "version": 1,
                                      "process": True, "passages": 1}
     assert metas["constitution/no-harm"]["authority"] == ""
+    # the index holds vectors and metadata; the texts stay in the SQL store, never copied into the index
+    for passages in (False, True):
+        got = index._call(Layer.SPEC, "get", checked=True, passages=passages, include=["documents"])
+        assert got["ids"] and got["documents"] == [None] * len(got["ids"])
 
 
 def test_query_filters_by_layer_and_orders_by_score(built: RuleIndex) -> None:

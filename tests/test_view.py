@@ -248,6 +248,13 @@ def test_server_answers_the_page_and_404_elsewhere() -> None:
             urllib.request.urlopen(server.url + "other", timeout=10)
         assert err.value.code == 404
         err.value.close()
+        with urllib.request.urlopen(urllib.request.Request(server.url, method="HEAD"), timeout=10) as resp:
+            assert resp.status == 200 and resp.read() == b""
+            assert resp.headers["Content-Length"] == str(len(b"<p>the page</p>"))
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(urllib.request.Request(server.url, data=b"x", method="POST"), timeout=10)
+        assert err.value.code == 405 and err.value.headers["Allow"] == "GET, HEAD"
+        err.value.close()
     finally:
         server.shutdown()
         server.server_close()

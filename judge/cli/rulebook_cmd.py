@@ -17,7 +17,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from judge._atomic import atomic_text
-from judge.caselaw.writes import Contradiction
 from judge.cli import rulings_cmd
 from judge.cli.common import console, emit_json, err_console, state, table
 from judge.cli.helpfmt import App
@@ -28,6 +27,7 @@ from judge.jsonl import read_jsonl
 from judge.rules.model import Layer, Rule
 
 if TYPE_CHECKING:
+    from judge.caselaw.writes import Contradiction
     from judge.rulebook import Rulebook
 
 app = App(help="Manage the layered rulebook (constitution > spec entries > case rulings).",

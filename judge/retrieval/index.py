@@ -48,7 +48,6 @@ from judge.retrieval.index_reads import PASSAGE_FANOUT as PASSAGE_FANOUT
 from judge.retrieval.index_reads import Hit as Hit
 from judge.retrieval.index_reads import IndexReads
 from judge.retrieval.index_reads import LayerTable as LayerTable
-from judge.retrieval.index_writes import MAX_DOCUMENT_CHARS as MAX_DOCUMENT_CHARS
 from judge.retrieval.index_writes import VERIFY_NEIGHBOURS as VERIFY_NEIGHBOURS
 from judge.retrieval.index_writes import WRITE_REPAIRS as WRITE_REPAIRS
 from judge.retrieval.index_writes import IndexWrites

@@ -22,10 +22,8 @@ from judge.retrieval.index_layout import _K_GEN, IndexLayout, _layer_of, _server
 from judge.retrieval.passages import passages as rule_passages
 from judge.rules.model import Layer, Rule
 
-__all__ = ["MAX_DOCUMENT_CHARS", "VERIFY_NEIGHBOURS", "WRITE_REPAIRS", "IndexWrites"]
+__all__ = ["VERIFY_NEIGHBOURS", "WRITE_REPAIRS", "IndexWrites"]
 
-#: Documents are kept for inspection only (retrieval uses the vectors), so long ones are truncated.
-MAX_DOCUMENT_CHARS = 2000
 #: After a write, each written vector is searched for and must be among its own nearest this many.
 VERIFY_NEIGHBOURS = 4
 #: How often rules that a search cannot find right after a write are written again before giving up.
@@ -57,18 +55,16 @@ class _Batch:
     """One batch of rules to write: whole texts and vectors, and their passages with the rule each is of."""
 
     rules: list[Rule]
-    texts: list[str]
     vectors: np.ndarray
-    ptexts: list[str]
     pvectors: np.ndarray
     powners: list[int]
     pnumbers: list[int]
 
 
-def _upsert_rows(col: Any, ids: list[str], vectors: np.ndarray, metadatas: list[dict[str, Any]],
-                 documents: list[str]) -> None:
-    col.upsert(ids=ids, embeddings=vectors, metadatas=metadatas,
-               documents=[doc[:MAX_DOCUMENT_CHARS] for doc in documents])
+def _upsert_rows(col: Any, ids: list[str], vectors: np.ndarray, metadatas: list[dict[str, Any]]) -> None:
+    # Vectors and metadata only: the texts live in the SQL store, and a document would be stored again by
+    # the index with a full-text index of its own (about half of an index's size, and of its write time).
+    col.upsert(ids=ids, embeddings=vectors, metadatas=metadatas)
 
 
 def _metadata(rule: Rule, n_passages: int | None = None) -> dict[str, str | int | bool]:
@@ -81,10 +77,10 @@ def _metadata(rule: Rule, n_passages: int | None = None) -> dict[str, str | int 
     return meta
 
 
-def _write_verified(col: Any, layer: Layer, ids: list[str], vectors: np.ndarray, metadatas: list[dict[str, Any]],
-                    documents: list[str]) -> None:
+def _write_verified(col: Any, layer: Layer, ids: list[str], vectors: np.ndarray,
+                    metadatas: list[dict[str, Any]]) -> None:
     """Upsert records, then check each is found by a search with its own vector, writing lost ones again."""
-    _upsert_rows(col, ids, vectors, metadatas, documents)
+    _upsert_rows(col, ids, vectors, metadatas)
     for attempt in range(1, WRITE_REPAIRS + 2):
         lost = _unreachable(col, ids, vectors)
         if not lost:
@@ -98,8 +94,7 @@ def _write_verified(col: Any, layer: Layer, ids: list[str], vectors: np.ndarray,
         log.warning("index: %d of %d record(s) written to %s are not found by search; writing them "
                     "again (attempt %d)", len(lost), len(ids), layer.value, attempt)
         again = [i for i, record_id in enumerate(ids) if record_id in lost]
-        _upsert_rows(col, [ids[i] for i in again], vectors[again], [metadatas[i] for i in again],
-                     [documents[i] for i in again])
+        _upsert_rows(col, [ids[i] for i in again], vectors[again], [metadatas[i] for i in again])
 
 
 class IndexWrites(IndexLayout):
@@ -129,7 +124,7 @@ class IndexWrites(IndexLayout):
         vectors = self.embedder.encode([*texts, *ptexts])
         if vectors.shape != (len(texts) + len(ptexts), self.embedder.dim):
             raise IndexMismatchError(f"vectors of shape {vectors.shape}", self.embedder.name)
-        return _Batch(rules, texts, vectors[: len(texts)], ptexts, vectors[len(texts):], owners, numbers)
+        return _Batch(rules, vectors[: len(texts)], vectors[len(texts):], owners, numbers)
 
     def _upsert_into(self, cols: dict[Layer, Any], pcols: dict[Layer, Any], rules: Iterable[Rule], *,
                      batch_size: int) -> int:
@@ -161,15 +156,14 @@ class IndexWrites(IndexLayout):
             ids = [rules[i].id for i in rows]
             self._drop_surplus_passages(cols[layer], pcols[layer], ids, [counts[i] for i in rows])
             _write_verified(cols[layer], layer, ids, batch.vectors[rows],
-                            [_metadata(rules[i], counts[i]) for i in rows], [batch.texts[i] for i in rows])
+                            [_metadata(rules[i], counts[i]) for i in rows])
             prows = [j for j, owner in enumerate(batch.powners) if rules[owner].layer is layer]
             if prows:
                 _write_verified(pcols[layer], layer,
                                 [passage_id(rules[batch.powners[j]].id, batch.pnumbers[j]) for j in prows],
                                 batch.pvectors[prows],
                                 [{"rule": rules[batch.powners[j]].id, "status": rules[batch.powners[j]].status.value,
-                                  "process": rules[batch.powners[j]].process_rule} for j in prows],
-                                [batch.ptexts[j] for j in prows])
+                                  "process": rules[batch.powners[j]].process_rule} for j in prows])
 
     @staticmethod
     def _drop_surplus_passages(col: Any, pcol: Any, ids: list[str], counts: list[int]) -> None:

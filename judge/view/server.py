@@ -15,7 +15,8 @@ log = logging.getLogger(__name__)
 
 
 class PageServer(ThreadingHTTPServer):
-    """An HTTP server that answers ``GET /`` (and ``/index.html``) with one page and anything else with 404."""
+    """An HTTP server that answers ``GET /`` (and ``/index.html``, and ``HEAD`` of them) with one page, any other
+    path with 404 and any other method with 405."""
 
     daemon_threads = True
 
@@ -34,17 +35,33 @@ class _Handler(BaseHTTPRequestHandler):
     server: PageServer
 
     def do_GET(self) -> None:
+        self._answer(body=True)
+
+    def do_HEAD(self) -> None:
+        self._answer(body=False)
+
+    def _answer(self, *, body: bool) -> None:
         if self.path.split("?", 1)[0] not in ("/", "/index.html"):
             self.send_error(404)
             return
-        body = self.server.page
+        page = self.server.page
         self.send_response(200)
         self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Length", str(len(page)))
         self.send_header("Cache-Control", "no-store")
         self.send_header("X-Content-Type-Options", "nosniff")
         self.end_headers()
-        self.wfile.write(body)
+        if body:
+            self.wfile.write(page)
+
+    def _not_allowed(self) -> None:
+        """A read-only page: any method but GET and HEAD is 405 with the methods it allows."""
+        self.send_response(405)
+        self.send_header("Allow", "GET, HEAD")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
 
     def log_message(self, format: str, *args: object) -> None:
         log.info("%s - %s", self.address_string(), format % args)
