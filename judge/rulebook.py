@@ -59,13 +59,15 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class IngestReport:
-    """Running totals of `Rulebook.ingest`: rules added / amended / unchanged over the committed batches."""
+    """Running totals of `Rulebook.ingest`: rules added / amended / unchanged over the committed batches, and
+    rulings overruled by the ``overrules`` of rulings ingested."""
 
     added: int
     amended: int
     unchanged: int
     batches: int
     rulebook_version: str
+    overruled: int = 0
 
 
 class Rulebook(RulingWrites):
@@ -293,6 +295,7 @@ class Rulebook(RulingWrites):
         for batch in batched(rules, batch_size):
             report = self.store.sync(batch, author=author, reason=reason, allow_constitution=allow_constitution)
             totals = IngestReport(added=totals.added + report.added, amended=totals.amended + report.amended,
+                                  overruled=totals.overruled + report.overruled,
                                   unchanged=totals.unchanged + report.unchanged, batches=totals.batches + 1,
                                   rulebook_version=report.rulebook_version)
             if on_batch is not None:

@@ -177,7 +177,7 @@ def test_ingest_overrules_what_a_ruling_names(hash_rulebook: Rulebook) -> None:
                         _ruling("ruling/by-stored", "B", overrules=("ruling/stored",)),
                         _ruling("ruling/by-earlier", "B", overrules=("ruling/earlier",))],
                        batch_size=1, author="bob")
-    assert report.added == 3
+    assert (report.added, report.amended, report.overruled) == (3, 0, 2)
     for rid, by in (("ruling/stored", "ruling/by-stored"), ("ruling/earlier", "ruling/by-earlier")):
         rule = rb.get(rid)
         assert rule.status == "overruled" and rule.author == "bob"
@@ -185,10 +185,11 @@ def test_ingest_overrules_what_a_ruling_names(hash_rulebook: Rulebook) -> None:
         assert (last.kind.value, last.reason) == ("overrule", f"overruled by {by}")
     # forward reference inside one text load: the overruled ruling comes after the one naming it
     report2 = rb.store.sync([_ruling("ruling/fwd-by", "B", overrules=("ruling/fwd",)), _ruling("ruling/fwd", "A")])
-    assert report2.added == 2 and report2.amended == 1 and rb.store.get("ruling/fwd").status == "overruled"
+    assert (report2.added, report2.amended, report2.overruled) == (2, 0, 1)
+    assert rb.store.get("ruling/fwd").status == "overruled"
     # a dump that already carries the overrule adds nothing more
     again = rb.ingest(list(rb.rules_in_dependency_order()), batch_size=3)
-    assert again.added == again.amended == 0
+    assert again.added == again.amended == again.overruled == 0
 
 
 def test_cli_ingest_refuses_to_reinstate_before_writing(monkeypatch: pytest.MonkeyPatch,

@@ -552,10 +552,13 @@ def test_bad_rulebook_text_names_file_and_line_and_loads_nothing(hash_rulebook: 
 def test_a_chain_of_overrules_without_a_cycle_loads(hash_rulebook: Rulebook, tmp_path: Path) -> None:
     # c overrules b, b overrules a: only c binds, so only c can reach a prompt.
     book = _book(tmp_path, _ruling("a") + _ruling("b", ("a",)) + _ruling("c", ("b",)))
-    assert hash_rulebook.load(book).added == 4
+    report = hash_rulebook.load(book)
+    assert (report.added, report.overruled) == (4, 2)
+    assert [hash_rulebook.get(f"ruling/{r}").status for r in "abc"] == ["overruled", "overruled", "active"]
     got = hash_rulebook.retrieve(Pair(prompt="water boils at?", response_a="100 C", response_b="50 C"))
     assert "ruling/c" in got.ids and not {"ruling/a", "ruling/b"} & set(got.ids)
-    assert {e.rule_id for e in got.precedence.excluded} == {"ruling/a", "ruling/b"}
+    # stored as overruled, they are not retrieved at all (not retrieved, then excluded by precedence)
+    assert not {"ruling/a", "ruling/b"} & {e.rule_id for e in got.precedence.excluded}
 
 
 def test_a_results_file_with_invalid_utf8_is_an_input_error_naming_the_line(tmp_path: Path) -> None:

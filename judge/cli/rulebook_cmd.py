@@ -64,8 +64,8 @@ def load(
     """Load rulebook text into the DB idempotently (unchanged files add no version) and update the index."""
     rb = state(ctx).rulebook()
     report = rb.load(path, author=author, allow_constitution=constitution)
-    data = {"added": report.added, "amended": report.amended, "unchanged": report.unchanged,
-            "rulebook_version": report.rulebook_version}
+    data = {"added": report.added, "amended": report.amended, "overruled": report.overruled,
+            "unchanged": report.unchanged, "rulebook_version": report.rulebook_version}
     if as_json:
         emit_json(data)
     else:

@@ -58,6 +58,7 @@ class SyncReport:
     rulebook_version: str
     changes: tuple[Change, ...] = ()
     kept: tuple[str, ...] = ()  # rules whose text differs from the stored version, left as stored (amend=False)
+    overruled: int = 0  # rulings overruled by the ``overrules`` of rulings loaded
 
 
 def _is_write_conflict(exc: BaseException) -> bool:
@@ -177,7 +178,9 @@ class RulebookStore(RulebookReads, RulebookHistory):
                                    forward_refs=True)
             added = sum(change.kind is ChangeKind.ADD for change in changes)
             version = changes[-1].rulebook_version if changes else self._version_of(head)
-            return SyncReport(added=added, amended=len(changes) - added, unchanged=unchanged,
+            overruled = sum(change.kind is ChangeKind.OVERRULE for change in changes)
+            return SyncReport(added=added, amended=len(changes) - added - overruled, overruled=overruled,
+                              unchanged=unchanged,
                               rulebook_version=version, changes=tuple(changes), kept=tuple(kept))
 
         return self._write(run)
