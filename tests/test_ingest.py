@@ -248,7 +248,9 @@ def test_cli_conflicts_and_ingest_check_conflicts(monkeypatch: pytest.MonkeyPatc
     assert code == 1 and "1 contradiction(s) among 2 ruling(s) checked" in " ".join(out.split())
     assert "ruling/x" in out and "ruling/y" in out
     code, _, err = run_cli(["rulebook", "conflicts", "ruling/nope"], monkeypatch, capsys, sqlite_url)
-    assert code == 2 and "ruling/nope" in err
+    assert code == 2 and "no such ruling: ruling/nope" in err
+    code, _, err = run_cli(["rulebook", "conflicts", "spec/rule-0000"], monkeypatch, capsys, sqlite_url)
+    assert code == 2 and "not a ruling id: spec/rule-0000" in err
     assert run_cli(["rulebook", "overrule", "ruling/y", "--reason", "wrong"], monkeypatch, capsys, sqlite_url)[0] == 0
     code, out, _ = run_cli(["rulebook", "conflicts", "--json"], monkeypatch, capsys, sqlite_url)
     assert code == 0 and json.loads(out) == {"checked_rulings": 1, "contradictions": []}

@@ -210,6 +210,9 @@ def conflicts(
     slots. Resolve one with `judge rulebook overrule`, or add a ruling that names them in --overrules.
     """
     rb = state(ctx).rulebook()
+    not_rulings = sorted(i for i in ruling_ids or () if not i.startswith(f"{Layer.RULING.value}/"))
+    if not_rulings:
+        raise InputError(f"not a ruling id: {', '.join(not_rulings)}")
     unknown = sorted(set(ruling_ids or ()) - rb.store.exists(ruling_ids or ()))
     if unknown:
         raise InputError(f"no such ruling: {', '.join(unknown)}")
