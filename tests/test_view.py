@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.client
 import json
 import re
 import signal
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from html.parser import HTMLParser
@@ -25,7 +27,7 @@ from judge.judging.pairs_io import read_pairs
 from judge.judging.pairwise import Distribution
 from judge.judging.verdict import Citation, Failure, JudgeConfig, OrderResult, TraceEntry, Verdict
 from judge.rules.model import Layer, Rule
-from judge.view import PageServer, pair_views, render_view, rule_info
+from judge.view import PageServer, pair_views, render_view, rule_info, serve_page
 from tests.test_cli import invoke
 
 REPO = Path(__file__).resolve().parent.parent
@@ -259,6 +261,28 @@ def test_server_answers_the_page_and_404_elsewhere() -> None:
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+def test_a_stop_while_a_request_is_dispatched_is_not_swallowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM's stop raised while the server hands a request to its thread ends serving (the server swallows
+    an Exception raised there, so the stop must not be one)."""
+    from judge.view import server as server_mod
+
+    def dispatch(self: PageServer, request: object, client_address: object) -> None:
+        raise server_mod._Stop  # what the SIGTERM handler raises, arriving during the dispatch
+
+    monkeypatch.setattr(PageServer, "process_request", dispatch)
+    urls: list[str] = []
+    thread = threading.Thread(target=serve_page, args=("<p>x</p>",), kwargs={"on_ready": urls.append}, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if urls:
+            break
+        time.sleep(0.05)
+    with pytest.raises((urllib.error.URLError, ConnectionError, http.client.HTTPException)):
+        urllib.request.urlopen(urls[0], timeout=10)
+    thread.join(timeout=10)
+    assert not thread.is_alive()
 
 
 def test_serve_stops_cleanly_on_sigterm(tmp_path: Path) -> None:

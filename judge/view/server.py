@@ -67,8 +67,12 @@ class _Handler(BaseHTTPRequestHandler):
         log.info("%s - %s", self.address_string(), format % args)
 
 
-class _Stop(Exception):
-    """Raised in the serving thread by the SIGTERM handler."""
+class _Stop(BaseException):
+    """Raised in the serving thread by the SIGTERM handler.
+
+    A `BaseException`, as KeyboardInterrupt is: the server reports and swallows any `Exception` raised while it
+    dispatches a request, so a SIGTERM arriving at that moment would otherwise be lost and the server go on.
+    """
 
 
 def serve_page(page: str, *, host: str = "127.0.0.1", port: int = 0,
