@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,8 +19,16 @@ def atomic_text(path: Path, *, fsync: bool = False) -> Iterator[TextIO]:
     and ``path`` is left as it was.
 
     An `OSError` about the temporary file (a folder that cannot be written, a disk that is full) is raised
-    naming ``path``, the file the caller asked for, not the temporary name it never chose.
+    naming ``path``, the file the caller asked for, not the temporary name it never chose. A symbolic link is
+    written through (the file it points to is replaced); a folder or a special file (a device, a pipe) at
+    ``path`` is refused, never replaced.
     """
+    if path.is_symlink():
+        path = path.resolve()
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+    if path.exists() and not path.is_file():
+        raise OSError(errno.EINVAL, "not a regular file (a device or a pipe); give a file to write", str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:

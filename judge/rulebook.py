@@ -68,6 +68,7 @@ class IngestReport:
     batches: int
     rulebook_version: str
     overruled: int = 0
+    not_reinstated: int = 0  # rulings given as active that stay overruled or superseded (see `RulebookStore.sync`)
 
 
 class Rulebook(RulingWrites):
@@ -281,13 +282,14 @@ class Rulebook(RulingWrites):
             on_batch: called with the running totals after each committed batch (progress bars).
 
         A ruling that names others in ``overrules`` overrules them in its batch's transaction, as
-        `add_ruling` does; the check for contradicting rulings on near-duplicate pairs that `add_ruling` makes
-        is not run (it needs an embedding and an index query per ruling).
+        `add_ruling` does, and a ruling given as active that the rulebook holds as overruled or superseded
+        keeps that status (counted in ``not_reinstated``); the check for contradicting rulings on
+        near-duplicate pairs that `add_ruling` makes is not run (it needs an embedding and an index query per
+        ruling: see `contradictions`).
 
         Raises:
             RulebookError: a batch is invalid (repeated id, unknown citation, constitution amended without
-                ``allow_constitution``, an overruled or superseded ruling made active again); the batches
-                before it stay committed, nothing of it is written.
+                ``allow_constitution``); the batches before it stay committed, nothing of it is written.
         """
         if batch_size < 1:
             raise RulebookError(f"batch_size must be at least 1, got {batch_size}")
@@ -296,6 +298,7 @@ class Rulebook(RulingWrites):
             report = self.store.sync(batch, author=author, reason=reason, allow_constitution=allow_constitution)
             totals = IngestReport(added=totals.added + report.added, amended=totals.amended + report.amended,
                                   overruled=totals.overruled + report.overruled,
+                                  not_reinstated=totals.not_reinstated + len(report.not_reinstated),
                                   unchanged=totals.unchanged + report.unchanged, batches=totals.batches + 1,
                                   rulebook_version=report.rulebook_version)
             if on_batch is not None:

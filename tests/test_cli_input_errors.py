@@ -4,6 +4,7 @@ user's own text shown as it was written (never read as terminal markup), and no 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -121,6 +122,21 @@ def test_an_unwritable_output_is_named_not_its_temporary_file(
     if Path("/proc/self").is_dir():  # a folder nothing can be created in, whoever runs the tests
         code, _, err = run_cli(["rulebook", "dump", "/proc/judge-rules.jsonl"], monkeypatch, capsys, sqlite_url)
         assert code == 2 and "/proc/judge-rules.jsonl:" in flat(err) and ".tmp" not in err
+    code, _, err = run_cli(["rulebook", "dump", ""], monkeypatch, capsys, sqlite_url)  # the current folder
+    assert code == 2 and "Is a directory" in flat(err) and "Traceback" not in err
+
+
+def test_an_output_is_written_through_a_link_and_never_replaces_a_pipe(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], sqlite_url: str, tmp_path: Path) -> None:
+    target, link, pipe = tmp_path / "target.jsonl", tmp_path / "link.jsonl", tmp_path / "pipe.jsonl"
+    target.write_text("old\n", encoding="utf-8")
+    link.symlink_to(target)
+    assert run_cli(["rulebook", "dump", str(link)], monkeypatch, capsys, sqlite_url)[0] == 0
+    assert link.is_symlink() and target.read_text(encoding="utf-8") == ""  # an empty rulebook, written through
+    os.mkfifo(pipe)
+    code, _, err = run_cli(["rulebook", "dump", str(pipe)], monkeypatch, capsys, sqlite_url)
+    assert code == 2 and f"{pipe}: not a regular file" in flat(err)
+    assert pipe.is_fifo()
 
 
 def test_pair_ids_with_markup_print_literally_in_the_suspects_table(

@@ -10,7 +10,8 @@ import pytest
 
 from judge.errors import OverruleError, UnknownCitationError
 from judge.rulebook import IngestReport, Rulebook
-from judge.rules.model import Layer, Pair, Response, Rule, RuleStatus, RulingCase
+from judge.rules.model import ChangeKind, Layer, Pair, Response, Rule, RuleStatus, RulingCase
+from judge.store import PendingChange
 from tests.test_cli import run_cli
 
 
@@ -158,13 +159,16 @@ def test_ingest_never_makes_an_overruled_ruling_active_again(hash_rulebook: Rule
     rb.add_ruling(prompt="Is 2+2 5?", response_a="yes", response_b="no", holding="B", rationale="corrected",
                   rule_id="ruling/new", overrules=["ruling/old"])
     old_dump = rb.get("ruling/old").model_copy(update={"status": RuleStatus.ACTIVE, "version": 1})
-    version = rb.version
+    report = rb.ingest([*_rules(4)[:2], old_dump], batch_size=10)
+    assert (report.added, report.amended, report.unchanged, report.not_reinstated) == (2, 0, 1, 1)
+    assert rb.get("ruling/old").status == "overruled" and rb.get("ruling/old").version == 2
+    changed = old_dump.model_copy(update={"title": "a new title"})  # a text load (`load`) takes the same path
+    synced = rb.store.sync([changed])
+    assert synced.amended == 1 and synced.not_reinstated == ("ruling/old",)
+    assert (rb.get("ruling/old").status, rb.get("ruling/old").title) == ("overruled", "a new title")
+    # the write path itself refuses it too (any other caller)
     with pytest.raises(OverruleError, match="ruling/old.*overruled.*active again"):
-        rb.ingest([*_rules(4)[:2], old_dump], batch_size=10)
-    assert rb.version == version and rb.get("ruling/old").status == "overruled"  # nothing of the batch written
-    with pytest.raises(OverruleError, match="active again"):  # a text load (`load`) takes the same path
-        rb.store.sync([old_dump])
-    assert rb.get("ruling/old").status == "overruled"
+        rb.store.commit([PendingChange(changed.model_copy(update={"title": "again"}), ChangeKind.AMEND)])
 
 
 def test_ingest_overrules_what_a_ruling_names(hash_rulebook: Rulebook) -> None:
@@ -192,23 +196,40 @@ def test_ingest_overrules_what_a_ruling_names(hash_rulebook: Rulebook) -> None:
     assert again.added == again.amended == again.overruled == 0
 
 
-def test_cli_ingest_refuses_to_reinstate_before_writing(monkeypatch: pytest.MonkeyPatch,
-                                                          capsys: pytest.CaptureFixture[str], tmp_path: Path,
-                                                          sqlite_url: str) -> None:
-    path = tmp_path / "rules.jsonl"
+def test_cli_ingest_keeps_overruled_rulings_overruled_and_re_runs(monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                                   sqlite_url: str) -> None:
+    path = tmp_path / "rules.jsonl"  # a hand-written file: the overruled ruling is listed as active
     path.write_text("\n".join(r.model_dump_json() for r in [
         _ruling("ruling/old", "A"), _ruling("ruling/new", "B", overrules=("ruling/old",))]) + "\n", encoding="utf-8")
-    assert run_cli(["rulebook", "ingest", str(path)], monkeypatch, capsys, sqlite_url)[0] == 0
+    code, out, _ = run_cli(["rulebook", "ingest", str(path), "--batch-size", "1", "--json"], monkeypatch, capsys,
+                           sqlite_url)
+    assert code == 0 and (json.loads(out)["added"], json.loads(out)["overruled"]) == (2, 1)
+    code, out, _ = run_cli(["rulebook", "ingest", str(path), "--batch-size", "1", "--json"], monkeypatch, capsys,
+                           sqlite_url)  # re-running the same file changes nothing
+    report = json.loads(out)
+    assert code == 0 and (report["added"], report["amended"], report["unchanged"], report["not_reinstated"]) \
+        == (0, 0, 2, 1)
     stale = tmp_path / "stale.jsonl"
     stale.write_text("\n".join(r.model_dump_json() for r in [*_rules(4)[:2], _ruling("ruling/old", "A")]) + "\n",
                      encoding="utf-8")
-    code, out, err = run_cli(["rulebook", "ingest", str(stale), "--batch-size", "1", "--json"], monkeypatch, capsys,
-                             sqlite_url)
-    assert code == 2, out + err
-    err = " ".join(err.split())
-    assert "stale.jsonl:3" in err and "status: 'ruling/old' is overruled" in err and "active again" in err
-    code, out, _ = run_cli(["rulebook", "list", "--json"], monkeypatch, capsys, sqlite_url)
-    assert "spec/rule-0000" not in out  # checked before the first batch was written
+    code, out, _ = run_cli(["rulebook", "ingest", str(stale), "--json"], monkeypatch, capsys, sqlite_url)
+    assert code == 0 and json.loads(out)["not_reinstated"] == 1
+    code, out, _ = run_cli(["rulebook", "show", "ruling/old", "--json"], monkeypatch, capsys, sqlite_url)
+    assert json.loads(out)["status"] == "overruled"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(_ruling("ruling/x", "A", overrules=("spec/rule-0000",)).model_dump_json() + "\n", encoding="utf-8")
+    code, _, err = run_cli(["rulebook", "ingest", str(bad)], monkeypatch, capsys, sqlite_url)
+    assert code == 2 and "bad.jsonl:1" in err and "not a ruling" in " ".join(err.split())
+
+
+def test_ingest_overrules_a_stored_ruling_whose_citations_are_not_in_the_file(hash_rulebook: Rulebook) -> None:
+    rb = hash_rulebook
+    rb.ingest(_rules(4)[:2])
+    rb.add_ruling(prompt="Is 2+2 5?", response_a="yes", response_b="no", holding="B", rationale="no",
+                  rule_id="ruling/cites", cites=["spec/rule-0001"])
+    report = rb.ingest([_ruling("ruling/over", "B", overrules=("ruling/cites",))])
+    assert (report.added, report.overruled) == (1, 1) and rb.get("ruling/cites").status == "overruled"
 
 
 def test_contradictions_finds_what_ingest_let_in_once_per_pair(hash_rulebook: Rulebook) -> None:

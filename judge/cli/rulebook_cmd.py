@@ -65,7 +65,8 @@ def load(
     rb = state(ctx).rulebook()
     report = rb.load(path, author=author, allow_constitution=constitution)
     data = {"added": report.added, "amended": report.amended, "overruled": report.overruled,
-            "unchanged": report.unchanged, "rulebook_version": report.rulebook_version}
+            "not_reinstated": len(report.not_reinstated), "unchanged": report.unchanged,
+            "rulebook_version": report.rulebook_version}
     if as_json:
         emit_json(data)
     else:
@@ -82,15 +83,13 @@ def _read_rule_lines(path: Path) -> Iterator[tuple[int, Rule]]:
                              field=where) from None
 
 
-def _check_rules_jsonl(path: Path, stored: Callable[[list[str]], set[str]],
-                       binding: Callable[[list[str]], set[str]]) -> None:
+def _check_rules_jsonl(path: Path, stored: Callable[[list[str]], set[str]]) -> None:
     """Check a whole rules JSONL file before anything is written, as `judge rulebook load` checks text.
 
     Every line is a valid rule; an id appears once; a citation or overruled ruling is a rule earlier in the
     file (it is written in an earlier or the same batch) or already stored; a parent is a rule anywhere in the
-    file or stored; an active ruling is not one the rulebook holds as overruled or superseded (a ruling that
-    no longer binds is never made active again). ``stored`` returns those of the ids given that exist,
-    ``binding`` those whose stored version binds. Only ids are kept in memory.
+    file or stored; what a ruling overrules is a ruling. ``stored`` returns those of the ids given that exist.
+    Only ids are kept in memory.
 
     Raises:
         InputError: the first problem, naming file:line and the field.
@@ -98,23 +97,7 @@ def _check_rules_jsonl(path: Path, stored: Callable[[list[str]], set[str]],
     seen: dict[str, int] = {}
     in_store: set[str] = set()  # stored ids already looked up (rulings keep citing the same entries)
     parents: list[tuple[int, str]] = []
-    active: list[tuple[int, str]] = []  # active rulings of the file, checked against the store 1,000 at a time
-
-    def check_active() -> None:
-        ids = [rid for _, rid in active]
-        inactive = stored(ids) - binding(ids)
-        for line, rid in active:
-            if rid in inactive:
-                raise InputError(f"status: {rid!r} is overruled or superseded in the rulebook; this line would "
-                                 "make it active again (a ruling that no longer binds stays so): give it that "
-                                 "status here, or leave it out", path=path, line=line, field="status")
-        active.clear()
-
     for line, rule in _read_rule_lines(path):
-        if rule.layer is Layer.RULING and rule.binds:
-            active.append((line, rule.id))
-            if len(active) >= 1000:
-                check_active()
         if rule.id in seen:
             raise InputError(f"duplicate id {rule.id!r}: also on line {seen[rule.id]}", path=path, line=line,
                              field="id")
@@ -123,14 +106,15 @@ def _check_rules_jsonl(path: Path, stored: Callable[[list[str]], set[str]],
         unseen = [ref for _, ref in refs if ref not in seen and ref not in in_store]
         in_store |= stored(unseen) if unseen else set()
         for field, ref in refs:
+            if field == "overrules" and not ref.startswith(f"{Layer.RULING.value}/"):
+                raise InputError(f"overrules {ref!r}, which is not a ruling (only rulings are overruled)",
+                                 path=path, line=line, field=field)
             if ref not in seen and ref not in in_store:
                 raise InputError(f"{field} {ref!r} is not a rule earlier in this file or in the rulebook",
                                  path=path, line=line, field=field)
         if rule.parent is not None and rule.parent not in seen:
             parents.append((line, rule.parent))
         seen[rule.id] = line
-    if active:
-        check_active()
     missing = {p for _, p in parents if p not in seen}
     missing -= stored(sorted(missing)) if missing else set()
     for line, parent in parents:
@@ -163,16 +147,17 @@ def ingest(
     Memory stays bounded by the batch size, so this scales to millions of rules where `load` (one
     transaction over reviewable text) does not. Re-running after an interruption continues: stored batches
     are unchanged and add no version. The whole file is checked first (as `load` checks text: valid rules,
-    each id once, parents, citations and overruled rulings that exist, no ruling the rulebook holds as
-    overruled or superseded made active again); a bad line stops the ingest with its line number before
-    anything is written. A ruling that names others in `overrules` overrules them, as `add-ruling` does.
+    each id once, parents, citations and overruled rulings that exist); a bad line stops the ingest with its
+    line number before anything is written. A ruling that names others in `overrules` overrules them, as
+    `add-ruling` does; a ruling the file gives as active that the rulebook holds as overruled or superseded
+    keeps that status (counted as not_reinstated: a ruling that no longer binds stays so).
 
     Add-ruling's check for contradicting rulings on near-duplicate pairs is not made while writing (it costs
     an embedding and an index query per ruling): --check-conflicts makes it of the file's active rulings once
     they are stored, as `judge rulebook conflicts` does (exit 1 when any contradict).
     """
     rb = state(ctx).rulebook()
-    _check_rules_jsonl(path, rb.store.exists, rb.store.binding)  # the whole file, before the first batch is written
+    _check_rules_jsonl(path, rb.store.exists)  # the whole file, before the first batch is written
     with RunProgress("ingesting", None, console=err_console, unit="rules", transient=True) as bar:
         report = rb.ingest(_rules_from_jsonl(path), batch_size=batch_size, author=author,
                            reason=f"ingested from {path.name}", allow_constitution=constitution,
@@ -216,7 +201,7 @@ def conflicts(
     unknown = sorted(set(ruling_ids or ()) - rb.store.exists(ruling_ids or ()))
     if unknown:
         raise InputError(f"no such ruling: {', '.join(unknown)}")
-    ids = list(ruling_ids) if ruling_ids else [r.id for r in rb.rules(Layer.RULING, active_only=True)]
+    ids = list(dict.fromkeys(ruling_ids)) if ruling_ids else [r.id for r in rb.rules(Layer.RULING, active_only=True)]
     found = _contradictions(rb, ids)
     if as_json:
         emit_json({"checked_rulings": len(ids), "contradictions": [_contradiction_json(c) for c in found]})
@@ -239,7 +224,8 @@ def _contradiction_json(c: Contradiction) -> dict[str, Any]:
 
 def _print_contradictions(found: list[Contradiction], checked: int) -> None:
     if not found:
-        console.print(f"{checked} active ruling(s) checked: no contradictions", highlight=False, markup=False)
+        console.print(f"{checked} ruling(s) checked: no contradictions between active rulings", highlight=False,
+                      markup=False)
         return
     out = table(f"{len(found)} contradiction(s) among {checked} ruling(s) checked", "ruling", "holding",
                 "contradicted by", "its holding", "similarity", narrow=("holding", "its holding", "similarity"),

@@ -155,9 +155,8 @@ def _check_status(rule: Rule, kind: ChangeKind) -> None:
 def _check_not_reinstated(rule: Rule, current: Existing | None) -> None:
     if current is not None and current.status is not RuleStatus.ACTIVE and rule.status is RuleStatus.ACTIVE:
         raise OverruleError(
-            f"{rule.id!r} is {current.status.value} in the rulebook; a change cannot make it active again (a "
-            f"ruling that no longer binds stays so): give it status {current.status.value} in what you load, or "
-            "leave it out"
+            f"{rule.id!r} is {current.status.value}; a change cannot make it active again (a ruling that no "
+            "longer binds stays so: a new ruling decides such pairs instead)"
         )
 
 

@@ -59,6 +59,8 @@ class SyncReport:
     changes: tuple[Change, ...] = ()
     kept: tuple[str, ...] = ()  # rules whose text differs from the stored version, left as stored (amend=False)
     overruled: int = 0  # rulings overruled by the ``overrules`` of rulings loaded
+    #: rulings the load holds as active that the rulebook holds as overruled or superseded: they keep that status
+    not_reinstated: tuple[str, ...] = ()
 
 
 def _is_write_conflict(exc: BaseException) -> bool:
@@ -140,13 +142,13 @@ class RulebookStore(RulebookReads, RulebookHistory):
                 stored and listed in the report's ``kept``.
 
         A ruling that names others in ``overrules`` overrules them in the same transaction (as
-        `judge.Rulebook.add_ruling` does), unless they are already overruled or superseded; a ruling that no
-        longer binds is never made active again.
+        `judge.Rulebook.add_ruling` does), unless they are already overruled or superseded. A ruling that no
+        longer binds is never made active again: given as active (a stale dump, or a file that also holds the
+        ruling that overrules it), it keeps its stored status (listed in ``not_reinstated``).
 
         Raises:
-            RulebookError: ``rules`` holds the same id twice, a ruling cites an unknown id, the load amends
-                the constitution without ``allow_constitution``, or it would make an overruled or superseded
-                ruling active again; nothing is written.
+            RulebookError: ``rules`` holds the same id twice, a ruling cites an unknown id, or the load amends
+                the constitution without ``allow_constitution``; nothing is written.
         """
         twice = sorted(rule_id for rule_id, n in Counter(rule.id for rule in rules).items() if n > 1)
         if twice:
@@ -158,8 +160,14 @@ class RulebookStore(RulebookReads, RulebookHistory):
             batch: list[PendingChange] = []
             unchanged = 0
             kept: list[str] = []
+            not_reinstated: list[str] = []
             for rule in rules:
                 current = existing.get(rule.id)
+                if current is not None and current.status is not RuleStatus.ACTIVE and rule.binds:
+                    # a ruling that no longer binds stays so: a stale dump, or a file that also holds the ruling
+                    # that overrules it, lists it as active; it keeps its stored status
+                    not_reinstated.append(rule.id)
+                    rule = rule.model_copy(update={"status": current.status})
                 if current is None:
                     batch.append(PendingChange(rule, ChangeKind.ADD, reason))
                 elif current.content_hash == rule.content_hash():
@@ -168,7 +176,10 @@ class RulebookStore(RulebookReads, RulebookHistory):
                     batch.append(PendingChange(rule, ChangeKind.AMEND, reason))
                 else:
                     kept.append(rule.id)
-            batch.extend(self._overrules(session, batch, existing))
+            overrules = self._overrules(session, batch, existing)
+            if overrules:  # the rulings overruled are checked like any change: what they cite must exist
+                existing.update(self._existing(session, referenced_ids(overrules) - existing.keys()))
+                batch.extend(overrules)
             amended = sorted(p.rule.id for p in batch
                              if p.kind is ChangeKind.AMEND and p.rule.layer is Layer.CONSTITUTION)
             if amended and not allow_constitution:
@@ -181,7 +192,8 @@ class RulebookStore(RulebookReads, RulebookHistory):
             overruled = sum(change.kind is ChangeKind.OVERRULE for change in changes)
             return SyncReport(added=added, amended=len(changes) - added - overruled, overruled=overruled,
                               unchanged=unchanged,
-                              rulebook_version=version, changes=tuple(changes), kept=tuple(kept))
+                              rulebook_version=version, changes=tuple(changes), kept=tuple(kept),
+                              not_reinstated=tuple(not_reinstated))
 
         return self._write(run)
 
