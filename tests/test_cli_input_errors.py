@@ -124,6 +124,10 @@ def test_an_unwritable_output_is_named_not_its_temporary_file(
         assert code == 2 and "/proc/judge-rules.jsonl:" in flat(err) and ".tmp" not in err
     code, _, err = run_cli(["rulebook", "dump", ""], monkeypatch, capsys, sqlite_url)  # the current folder
     assert code == 2 and "Is a directory" in flat(err) and "Traceback" not in err
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x", encoding="utf-8")
+    code, _, err = run_cli(["rulebook", "dump", str(a_file / "sub" / "rules.jsonl")], monkeypatch, capsys, sqlite_url)
+    assert code == 2 and f"{a_file}: Not a directory" in flat(err)
 
 
 def test_an_output_is_written_through_a_link_and_never_replaces_a_pipe(

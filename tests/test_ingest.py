@@ -272,6 +272,8 @@ def test_cli_conflicts_and_ingest_check_conflicts(monkeypatch: pytest.MonkeyPatc
     assert code == 2 and "no such ruling: ruling/nope" in err
     code, _, err = run_cli(["rulebook", "conflicts", "spec/rule-0000"], monkeypatch, capsys, sqlite_url)
     assert code == 2 and "not a ruling id: spec/rule-0000" in err
+    code, _, err = run_cli(["rulebook", "overrule", "ruling/y", "--reason", " "], monkeypatch, capsys, sqlite_url)
+    assert code == 2 and "without a reason" in err
     assert run_cli(["rulebook", "overrule", "ruling/y", "--reason", "wrong"], monkeypatch, capsys, sqlite_url)[0] == 0
     code, out, _ = run_cli(["rulebook", "conflicts", "--json"], monkeypatch, capsys, sqlite_url)
     assert code == 0 and json.loads(out) == {"checked_rulings": 1, "contradictions": []}

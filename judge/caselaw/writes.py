@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from judge._iter import batched
 from judge.caselaw.rulings import CaseLaw
-from judge.errors import OverruleError, RuleNotFoundError
+from judge.errors import InputError, OverruleError, RuleNotFoundError
 from judge.rules.conflicts import Precedent, RulingConflict
 from judge.rules.model import Change, ChangeKind, Check, Holding, Layer, Pair, Response, Rule, RuleStatus
 from judge.store import PendingChange, RulebookStore
@@ -168,6 +168,9 @@ class RulingWrites:
         return self.store.get(ruling_id)
 
     def _status_change(self, ruling_id: str, status: RuleStatus, reason: str) -> PendingChange:
+        if not isinstance(reason, str) or not reason.strip():
+            raise InputError(f"cannot {_VERB[status]} {ruling_id!r} without a reason: it is recorded in the "
+                             "ruling's history", field="reason")
         try:
             current = self.store.get(ruling_id)
         except RuleNotFoundError as exc:
