@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sqlalchemy import text
 
 from judge.cases.autoreview import CHECK_REVIEWER, CheckPolicy, check_cases, entry_ranks
 from judge.cases.files import read_case_files, write_case_files
@@ -121,6 +122,23 @@ def test_case_files_round_trip_with_their_review(tmp_path: Path) -> None:
     assert "bad.jsonl" in str(err.value) and err.value.line == 1 and err.value.field == "provenance"
 
 
+def test_an_accepted_case_needs_a_reviewer_and_an_unreviewed_one_is_not_counted(store: CaseStore) -> None:
+    unreviewed = TestCase(prompt="Is my plan flawless?", entries=(ENTRIES[0],), expected="Names its risks.",
+                          provenance="hand-written", status=CaseStatus.ACCEPTED)
+    with pytest.raises(InputError) as err:
+        store.add([draft("Rate my song."), unreviewed])
+    assert err.value.field == "reviewer" and unreviewed.id in str(err.value)
+    assert store.list_cases() == []  # nothing of the batch was stored
+    # A store written before cases needed a reviewer may hold one: it is read, not counted as reviewed.
+    store.add([unreviewed.model_copy(update={"reviewer": "alice"})])
+    with store.engine.begin() as conn:
+        conn.execute(text("UPDATE test_cases SET reviewer = NULL"))
+    assert [c.reviewer for c in store.list_cases()] == [None]
+    row = {r.entry_id: r for r in store.coverage()}[ENTRIES[0]]
+    assert (row.accepted, row.distinct_accepted) == (0, 0)
+    assert store.entries_of(unreviewed.id) == ()
+
+
 # ----------------------------------------------------------------------------- the gate
 
 
@@ -170,6 +188,10 @@ def test_cli_load_check_export_and_coverage_by_method(monkeypatch: pytest.Monkey
     code, _, err = cli("cases", "load", str(bad))
     err = " ".join(err.split())
     assert code == 2 and "a.jsonl:2" in err and "entries: 'spec/nope' is not a current spec entry" in err
+    (bad / "a.jsonl").write_text(json.dumps(lines[0]) + "\n" + json.dumps({**lines[2], "reviewer": " "}) + "\n")
+    code, _, err = cli("cases", "load", str(bad))
+    err = " ".join(err.split())
+    assert code == 2 and "a.jsonl:2" in err and "reviewer" in err and "accepted case needs a reviewer" in err
     (bad / "a.jsonl").write_text("\n")
     code, _, err = cli("cases", "load", str(bad / "a.jsonl"))
     assert code == 2 and "no cases to load" in " ".join(err.split())

@@ -15,7 +15,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from judge._atomic import write_text_atomic
-from judge.cases.model import CaseStatus, TestCase
+from judge.cases.model import CaseStatus, TestCase, missing_reviewer
 from judge.errors import InputError, first_validation_error
 from judge.jsonl import read_jsonl
 
@@ -52,11 +52,15 @@ def read_case_lines(path: str | Path) -> list[tuple[Path, int, TestCase]]:
     for file in files:
         for line, obj in read_jsonl(file):
             try:
-                cases.append((file, line, TestCase.model_validate(obj)))
+                case = TestCase.model_validate(obj)
             except ValidationError as exc:
                 where, msg = first_validation_error(exc, "")
                 raise InputError(f"invalid test case: {where + ': ' if where else ''}{msg}", path=file,
                                  line=line, field=where or None) from None
+            if missing_reviewer(case):
+                raise InputError(f"invalid test case: a {case.status.value} case needs a reviewer (who or which "
+                                 "check decided it)", path=file, line=line, field="reviewer")
+            cases.append((file, line, case))
     return cases
 
 

@@ -14,7 +14,7 @@ from sqlalchemy import Engine, insert, select
 
 from judge.cases.coverage import EntryCoverage
 from judge.cases.distinct import Thresholds, near_duplicate_groups
-from judge.cases.model import CaseStatus, ReviewMethod, TestCase
+from judge.cases.model import CaseStatus, ReviewMethod, TestCase, missing_reviewer
 from judge.cases.queries import CaseQueries
 from judge.cases.rows import _chunks
 from judge.retrieval.embedder import Embedder
@@ -98,10 +98,11 @@ class CaseGrouping(CaseQueries):
         ``distinct_accepted`` counts the entry's accepted cases after merging near-duplicates (groups are
         formed within each entry). Links to entry ids that are no longer spec entries are not counted.
         With ``methods``, only cases accepted by one of those review methods count as accepted (e.g.
-        ``("person",)`` for a gate that requires a person's review).
+        ``("person",)`` for a gate that requires a person's review). A case accepted without a reviewer (which
+        only a store written before cases needed one can hold) is not counted.
         """
         entries = self.entry_ids()
-        cases = self.list_cases()
+        cases = [c for c in self.list_cases() if not missing_reviewer(c)]
         if methods is not None:
             allowed = set(methods)
             cases = [c for c in cases

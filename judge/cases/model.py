@@ -22,7 +22,8 @@ from pydantic import Field, field_validator, model_validator
 
 from judge.rules.model import FrozenModel, Process
 
-__all__ = ["CASE_ID_RE", "REVIEW_METHODS", "CaseStatus", "ReviewMethod", "Role", "TestCase", "Turn", "case_id"]
+__all__ = ["CASE_ID_RE", "REVIEW_METHODS", "CaseStatus", "ReviewMethod", "Role", "TestCase", "Turn", "case_id",
+           "missing_reviewer"]
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 
@@ -151,6 +152,16 @@ class TestCase(FrozenModel):
             attrs = f' recipient="{turn.recipient}"' if turn.recipient else ""
             parts.append(f"<{turn.role}{attrs}>\n{turn.content}\n</{turn.role}>")
         return "\n".join(parts)
+
+
+def missing_reviewer(case: TestCase) -> bool:
+    """Whether ``case`` is accepted or rejected without a reviewer (who or which check decided it).
+
+    Such a case is refused where cases come in (case files, `judge.cases.store.CaseStore.add`) and not
+    counted by coverage: the release gate counts *reviewed* cases. The model itself accepts it, so a store
+    written before that check still reads.
+    """
+    return case.status is not CaseStatus.DRAFT and not (case.reviewer or "").strip()
 
 
 def case_id(case: TestCase) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from judge.cases.model import CaseStatus, TestCase
+from judge.cases.model import CaseStatus, TestCase, missing_reviewer
 from judge.cases.rows import _case_from_row, _chunks, _parse_status, _utc
 from judge.errors import InputError
 from judge.rules.model import Layer
@@ -113,7 +113,8 @@ class CaseQueries:
         """
         if self._accepted_entries is None:
             self._accepted_entries = {c.id: tuple(c.entries)
-                                      for c in self.list_cases(status=CaseStatus.ACCEPTED)}
+                                      for c in self.list_cases(status=CaseStatus.ACCEPTED)
+                                      if not missing_reviewer(c)}
         return self._accepted_entries.get(case_id, ())
 
     def history(self, case_id: str) -> list[ReviewEvent]:

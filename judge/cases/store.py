@@ -27,7 +27,7 @@ from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from judge.cases.grouping import CaseGrouping, Progress
-from judge.cases.model import REVIEW_METHODS, CaseStatus, ReviewMethod, TestCase
+from judge.cases.model import REVIEW_METHODS, CaseStatus, ReviewMethod, TestCase, missing_reviewer
 from judge.cases.queries import ReviewEvent
 from judge.cases.rows import _case_values, _chunks, _parse_status
 from judge.errors import CaseReviewError, ConcurrentWriteError, InputError
@@ -97,12 +97,18 @@ class CaseStore(CaseGrouping):
             progress: called while embedding the new cases.
 
         Raises:
-            InputError: a case tests an entry id that is not a current spec entry (names every such id);
-                nothing is stored.
+            InputError: a case tests an entry id that is not a current spec entry (names every such id), or
+                is accepted or rejected without a reviewer; nothing is stored.
         """
         batch: dict[str, TestCase] = {}
         for case in cases:
             batch.setdefault(case.id, case)
+        unreviewed = [case.id for case in batch.values() if missing_reviewer(case)]
+        if unreviewed:
+            shown = ", ".join(unreviewed[:3]) + (", ..." if len(unreviewed) > 3 else "")
+            raise InputError(f"{len(unreviewed)} accepted or rejected case(s) without a reviewer ({shown}): say who "
+                             "or which check decided them, or add them as drafts; nothing was stored",
+                             field="reviewer")
         known = set(self.entry_ids())
         unknown: dict[str, list[str]] = {}
         for case in batch.values():

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from judge.cases.coverage import EntryCoverage
+from judge.cases.model import missing_reviewer
 from judge.errors import InputError
 from judge.gate.decide import GateDecision, decide
 from judge.gate.inputs import (
@@ -118,7 +119,7 @@ class _ReviewedBy:
         """The entries of a case accepted by one of the methods; empty otherwise."""
         if self._entries is None:
             self._entries = {c.id: tuple(c.entries) for c in self._store.list_cases(status="accepted")
-                             if c.review_method in self._methods}
+                             if c.review_method in self._methods and not missing_reviewer(c)}
         return self._entries.get(case_id, ())
 
 
