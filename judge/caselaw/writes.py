@@ -19,6 +19,7 @@ from judge.rules.conflicts import Precedent, RulingConflict
 from judge.rules.model import Change, ChangeKind, Check, Holding, Layer, Pair, Response, Rule, RuleStatus
 from judge.store import PendingChange, RulebookStore
 from judge.store.judgments import JudgmentStore
+from judge.store.plan import overrule_change
 from judge.verdicts import Verdict
 
 __all__ = ["Contradiction", "RulingWrites"]
@@ -75,11 +76,8 @@ class RulingWrites:
                                              overrules=overrules, rule_id=rule_id, title=title, source=source,
                                              author=author, tags=tags, checks=checks)
             items = [PendingChange(ruling, ChangeKind.ADD, None)]
-            for target in overrules:
-                change = self._status_change(target, RuleStatus.OVERRULED, f"overruled by {ruling.id}")
-                # the overrule is the new ruling's author's act, never recorded under the old ruling's author
-                items.append(PendingChange(change.rule.model_copy(update={"author": ruling.author}), change.kind,
-                                           change.reason))
+            items += [overrule_change(self._still_binding(target, RuleStatus.OVERRULED), ruling)
+                      for target in overrules]
             self._commit(items, author)
         return self.store.get(ruling.id)
 
@@ -171,6 +169,12 @@ class RulingWrites:
         if not isinstance(reason, str) or not reason.strip():
             raise InputError(f"cannot {_VERB[status]} {ruling_id!r} without a reason: it is recorded in the "
                              "ruling's history", field="reason")
+        current = self._still_binding(ruling_id, status)
+        kind = ChangeKind.OVERRULE if status is RuleStatus.OVERRULED else ChangeKind.SUPERSEDE
+        return PendingChange(current.model_copy(update={"status": status}), kind, reason)
+
+    def _still_binding(self, ruling_id: str, status: RuleStatus) -> Rule:
+        """The latest version of a ruling that can be given ``status``: it exists, is a ruling and binds."""
         try:
             current = self.store.get(ruling_id)
         except RuleNotFoundError as exc:
@@ -180,6 +184,5 @@ class RulingWrites:
                                 "constitution and spec entries instead")
         if not current.binds:
             raise OverruleError(f"{ruling_id!r} is already {current.status.value}")
-        kind = ChangeKind.OVERRULE if status is RuleStatus.OVERRULED else ChangeKind.SUPERSEDE
-        return PendingChange(current.model_copy(update={"status": status}), kind, reason)
+        return current
 

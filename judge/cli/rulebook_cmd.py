@@ -83,7 +83,7 @@ def _read_rule_lines(path: Path) -> Iterator[tuple[int, Rule]]:
                              field=where) from None
 
 
-def _check_rules_jsonl(path: Path, stored: Callable[[list[str]], set[str]]) -> None:
+def _check_rules_jsonl(path: Path, stored: Callable[[list[str]], set[str]]) -> list[str]:
     """Check a whole rules JSONL file before anything is written, as `judge rulebook load` checks text.
 
     Every line is a valid rule; an id appears once; a citation or overruled ruling is a rule earlier in the
@@ -91,12 +91,16 @@ def _check_rules_jsonl(path: Path, stored: Callable[[list[str]], set[str]]) -> N
     file or stored; what a ruling overrules is a ruling. ``stored`` returns those of the ids given that exist.
     Only ids are kept in memory.
 
+    Returns:
+        The ids of the rulings the file gives as active, in file order.
+
     Raises:
         InputError: the first problem, naming file:line and the field.
     """
     seen: dict[str, int] = {}
     in_store: set[str] = set()  # stored ids already looked up (rulings keep citing the same entries)
     parents: list[tuple[int, str]] = []
+    active_rulings: list[str] = []
     for line, rule in _read_rule_lines(path):
         if rule.id in seen:
             raise InputError(f"duplicate id {rule.id!r}: also on line {seen[rule.id]}", path=path, line=line,
@@ -115,12 +119,15 @@ def _check_rules_jsonl(path: Path, stored: Callable[[list[str]], set[str]]) -> N
         if rule.parent is not None and rule.parent not in seen:
             parents.append((line, rule.parent))
         seen[rule.id] = line
+        if rule.case is not None and rule.binds:
+            active_rulings.append(rule.id)
     missing = {p for _, p in parents if p not in seen}
     missing -= stored(sorted(missing)) if missing else set()
     for line, parent in parents:
         if parent in missing:
             raise InputError(f"parent {parent!r} is not a rule in this file or in the rulebook", path=path,
                              line=line, field="parent")
+    return active_rulings
 
 
 def _rules_from_jsonl(path: Path) -> Iterator[Rule]:
@@ -157,7 +164,7 @@ def ingest(
     they are stored, as `judge rulebook conflicts` does (exit 1 when any contradict).
     """
     rb = state(ctx).rulebook()
-    _check_rules_jsonl(path, rb.store.exists)  # the whole file, before the first batch is written
+    active_rulings = _check_rules_jsonl(path, rb.store.exists)  # the whole file, before anything is written
     with RunProgress("ingesting", None, console=err_console, unit="rules", transient=True) as bar:
         report = rb.ingest(_rules_from_jsonl(path), batch_size=batch_size, author=author,
                            reason=f"ingested from {path.name}", allow_constitution=constitution,
@@ -166,8 +173,7 @@ def ingest(
     found: list[Contradiction] = []
     checked = 0
     if check_conflicts:
-        ids = [rule.id for _, rule in _read_rule_lines(path) if rule.case is not None and rule.binds]
-        found, checked = _contradictions(rb, ids), len(ids)
+        found, checked = _contradictions(rb, active_rulings), len(active_rulings)
         data["checked_rulings"] = checked
         data["contradictions"] = [_contradiction_json(c) for c in found]
     if as_json:

@@ -21,7 +21,8 @@ from judge.errors import (
 )
 from judge.rules.model import ChangeKind, Layer, Rule, RuleStatus, next_rulebook_version
 
-__all__ = ["Existing", "PendingChange", "PlannedChange", "overrules_to_apply", "plan_batch", "referenced_ids"]
+__all__ = ["Existing", "PendingChange", "PlannedChange", "overrule_change", "overrules_to_apply", "plan_batch",
+           "referenced_ids"]
 
 
 class PendingChange(NamedTuple):
@@ -158,6 +159,15 @@ def _check_not_reinstated(rule: Rule, current: Existing | None) -> None:
             f"{rule.id!r} is {current.status.value}; a change cannot make it active again (a ruling that no "
             "longer binds stays so: a new ruling decides such pairs instead)"
         )
+
+
+def overrule_change(target: Rule, by: Rule) -> PendingChange:
+    """The change by which ruling ``by`` overrules ``target`` (its latest version): a new version, overruled,
+    with the reason "overruled by <id>" and ``by``'s author (the overrule is the new ruling's author's act,
+    never recorded under the old ruling's author). `judge.Rulebook.add_ruling` and a bulk load both build it
+    here."""
+    return PendingChange(target.model_copy(update={"status": RuleStatus.OVERRULED, "author": by.author}),
+                         ChangeKind.OVERRULE, f"overruled by {by.id}")
 
 
 def overrules_to_apply(items: Sequence[PendingChange], existing: Mapping[str, Existing]) -> dict[str, str]:

@@ -18,7 +18,7 @@ from judge.store import lexical
 from judge.store.paging import keyset_pages
 from judge.store.schema import RULE_VERSIONS, ChangeRow, RuleVersionRow, rule_from_row
 
-__all__ = ["RulebookReads"]
+__all__ = ["RulebookReads", "latest_versions"]
 
 #: Ids per ``IN (...)`` list: far below every backend's bound-parameter limit.
 _CHUNK = 500
@@ -39,6 +39,16 @@ def _is_latest() -> ColumnElement[bool]:
 
 #: ``RuleVersionRow`` binds (is active); with `_is_latest`, the rule binds now.
 _BINDS: ColumnElement[bool] = RuleVersionRow.status == RuleStatus.ACTIVE.value
+
+
+def latest_versions(session: Session, ids: Iterable[str]) -> dict[str, Rule]:
+    """The latest version of each of ``ids`` that exists, read in ``session`` (a writer reads inside its own
+    transaction); missing ids are simply absent."""
+    found: dict[str, Rule] = {}
+    for chunk in _chunks(ids):
+        stmt = select(RULE_VERSIONS).where(RuleVersionRow.rule_id.in_(chunk), _is_latest())
+        found.update((row.rule_id, rule_from_row(row)) for row in session.execute(stmt))
+    return found
 
 
 def _chunks(ids: Iterable[str]) -> Iterator[list[str]]:
@@ -71,12 +81,8 @@ class RulebookReads:
 
     def get_many(self, ids: Iterable[str]) -> dict[str, Rule]:
         """The latest version of each id that exists (missing ids are simply absent)."""
-        found: dict[str, Rule] = {}
         with Session(self.engine) as session:
-            for chunk in _chunks(ids):
-                stmt = select(RULE_VERSIONS).where(RuleVersionRow.rule_id.in_(chunk), _is_latest())
-                found.update((row.rule_id, rule_from_row(row)) for row in session.execute(stmt))
-        return found
+            return latest_versions(session, ids)
 
     def exists(self, ids: Iterable[str]) -> set[str]:
         """The subset of ``ids`` that name stored rules."""

@@ -34,9 +34,16 @@ from judge.rules.model import Change, ChangeKind, Layer, Rule, RuleStatus
 from judge.store import lexical
 from judge.store.engine import WRITE_OPTION, migrate, open_engine
 from judge.store.history import RulebookHistory
-from judge.store.plan import Existing, PendingChange, overrules_to_apply, plan_batch, referenced_ids
-from judge.store.reads import RulebookReads, _chunks, _is_latest
-from judge.store.schema import CHANGES, RULE_VERSIONS, ChangeRow, RuleVersionRow, rule_from_row, rule_values
+from judge.store.plan import (
+    Existing,
+    PendingChange,
+    overrule_change,
+    overrules_to_apply,
+    plan_batch,
+    referenced_ids,
+)
+from judge.store.reads import RulebookReads, _chunks, _is_latest, latest_versions
+from judge.store.schema import CHANGES, RULE_VERSIONS, ChangeRow, RuleVersionRow, rule_values
 
 __all__ = ["RulebookStore", "SyncReport"]
 
@@ -205,16 +212,9 @@ class RulebookStore(RulebookReads, RulebookHistory):
         if not targets:
             return []
         in_batch = {p.rule.id: p.rule for p in batch}
-        stored_ids = [t for t in targets if t not in in_batch]
-        stored = {row.rule_id: rule_from_row(row) for chunk in _chunks(stored_ids) for row in session.execute(
-            select(RULE_VERSIONS).where(RuleVersionRow.rule_id.in_(chunk), _is_latest()))}
-        changes = []
-        for target, by in targets.items():
-            rule = in_batch.get(target) or stored[target]
-            changes.append(PendingChange(rule.model_copy(update={"status": RuleStatus.OVERRULED,
-                                                                 "author": in_batch[by].author}),
-                                         ChangeKind.OVERRULE, f"overruled by {by}"))
-        return changes
+        stored = latest_versions(session, [t for t in targets if t not in in_batch])
+        return [overrule_change(in_batch.get(target) or stored[target], in_batch[by])
+                for target, by in targets.items()]
 
     def _write(self, fn: Callable[[Session], T]) -> T:
         retrying = Retrying(
