@@ -46,23 +46,16 @@ def progress_bar(description: str) -> Iterator[Any]:
 
 
 def read_cases(path: Path) -> list[Any]:
-    from pydantic import ValidationError
-
-    from judge.cases.model import CaseStatus, TestCase
-    from judge.errors import InputError, first_validation_error
-    from judge.jsonl import read_jsonl
+    """The cases of one file, validated as `judge.cases.files.read_case_lines` does; every case is a draft."""
+    from judge.cases.files import read_case_lines
+    from judge.cases.model import CaseStatus
+    from judge.errors import InputError
 
     cases = []
-    for line, obj in read_jsonl(path):
-        try:
-            case = TestCase.model_validate(obj)
-        except ValidationError as exc:
-            where, msg = first_validation_error(exc, "")
-            raise InputError(f"invalid test case: {where + ': ' if where else ''}{msg}", path=path,
-                             line=line, field=where or None) from None
+    for file, line, case in read_case_lines(path):
         if case.status is not CaseStatus.DRAFT:
             raise InputError(f"cases enter as draft, not {case.status.value}; accept them with "
-                             "`judge cases review`", path=path, line=line, field="status")
+                             "`judge cases review`", path=file, line=line, field="status")
         cases.append(case)
     return cases
 
