@@ -69,6 +69,10 @@ PRIOR_WEIGHTS_OPT = typer.Option(False, "--prior-weights", rich_help_panel=JUDGE
                                  help="With --method checks, use the prior weights, not the fitted ones.")
 TRUST_SHIFTED_OPT = typer.Option(False, "--trust-shifted", rich_help_panel=CALIBRATION_PANEL,
                                  help="Keep the calibrated abstention on a batch the shift alarm flags.")
+SINGLE_ORDER_OPT = typer.Option(False, "--single-order", rich_help_panel=JUDGE_PANEL,
+                                help="Judge one order only (cheaper, biased).")
+EXPLAIN_OPT = typer.Option(True, "--explain/--no-explain", rich_help_panel=JUDGE_PANEL,
+                           help="With --method pairwise: ask for cited rules and a rationale.")
 
 
 def _judge(st: CliState, options: JudgeOptions, *, allow_empty: bool = False) -> Judge:
@@ -161,15 +165,13 @@ def run(
     base_url: str | None = BASE_URL_OPT,
     concurrency: int | None = typer.Option(None, "--concurrency", "-c", min=1, rich_help_panel=JUDGE_PANEL,
                                            help="Comparisons in flight (default: 1 embedded, 8 endpoints)."),
-    single_order: bool = typer.Option(False, "--single-order", rich_help_panel=JUDGE_PANEL,
-                                      help="Judge one order only (cheaper, biased)."),
+    single_order: bool = SINGLE_ORDER_OPT,
     no_rules: bool = typer.Option(False, "--no-rules", rich_help_panel=JUDGE_PANEL,
                                   help="Bare 'which is better' baseline without rules."),
     method: str = METHOD_OPT,
     holistic: str = HOLISTIC_OPT,
     prior_weights: bool = PRIOR_WEIGHTS_OPT,
-    explain: bool = typer.Option(True, "--explain/--no-explain", rich_help_panel=JUDGE_PANEL,
-                                 help="With --method pairwise: ask for cited rules and a rationale."),
+    explain: bool = EXPLAIN_OPT,
     k_spec: int = typer.Option(3, "--k-spec", "--k", rich_help_panel=RETRIEVAL_PANEL,
                                help="Spec entries shown (with --n-constitution: slots both layers share)."),
     k_rulings: int = typer.Option(2, "--k-rulings", rich_help_panel=RETRIEVAL_PANEL,
@@ -323,13 +325,11 @@ def compare(
                                        help="local, local/<path.gguf> or openai/<model> (default: JUDGE_BACKEND, "
                                             "judge.toml, else local)."),
     base_url: str | None = BASE_URL_OPT,
-    single_order: bool = typer.Option(False, "--single-order", rich_help_panel=JUDGE_PANEL,
-                                      help="Judge one order only (cheaper, biased)."),
+    single_order: bool = SINGLE_ORDER_OPT,
     method: str = METHOD_OPT,
     holistic: str = HOLISTIC_OPT,
     prior_weights: bool = PRIOR_WEIGHTS_OPT,
-    explain: bool = typer.Option(True, "--explain/--no-explain", rich_help_panel=JUDGE_PANEL,
-                                 help="With --method pairwise: ask for cited rules and a rationale."),
+    explain: bool = EXPLAIN_OPT,
     pair_id: str | None = typer.Option(None, "--id", help="Id to store the pair under (default: derived from "
                                                           "its text, printed)."),
     as_json: bool = typer.Option(False, "--json", help="Print the verdict as JSON."),
