@@ -392,3 +392,13 @@ def test_eval_says_when_recalibration_made_the_held_out_loss_worse(monkeypatch: 
     main()
     out = " ".join(capsys.readouterr().out.split())
     assert "note: recalibration raised the held-out log loss (0.703 -> " in out and "--recalibrate none" in out
+
+
+def test_a_verdict_with_a_and_b_level_counts_its_confidence_not_the_tie_mass() -> None:
+    probs = np.array([[0.9, 0.0, 0.1], [0.7, 0.0, 0.3], [0.5, 0.0, 0.5], [0.8, 0.0, 0.2]])
+    labels = ["A", "B", "A", "A"]
+    # confidences 0.9, 0.7, 0.5, 0.8; right 1, 0, 0, 1: one bin each -> (0.1 + 0.7 + 0.5 + 0.2) / 4
+    assert point_metrics(probs, labels)["ece_uniform_15"] == pytest.approx(0.375)
+    guessed = probs.copy()
+    guessed[2] = [0.49, 0.0, 0.51]  # a wrong guess at 0.51 scores a little worse than declining to choose
+    assert point_metrics(guessed, labels)["ece_uniform_15"] == pytest.approx(0.3775)

@@ -11,11 +11,11 @@ from pydantic import ValidationError
 
 from judge.backends.fake import FakeBackend, FakeReply
 from judge.judging.checks import HOLISTIC_ID, CheckAnswerError, check_messages, p_yes_from_top_logprobs, plan_checks
-from judge.judging.decide import decide
+from judge.judging.decide import MIN_RULE_MARGIN, decide, p_a_from_features
 from judge.judging.engine import Judge
 from judge.rules.model import Authority, Check, Layer, Pair, Process, Response, Rule, ToolCall
 from judge.rules.textio import read_rulebook, render_rule
-from judge.verdicts import CheckResult, CheckWeights, JudgeConfig, compliance
+from judge.verdicts import CheckResult, CheckWeights, Distribution, JudgeConfig, compliance
 
 SAFETY = Rule(id="constitution/no-methods", layer=Layer.CONSTITUTION, title="No self-harm methods",
               text="Never give methods of self-harm.", authority=Authority.ROOT,
@@ -132,7 +132,13 @@ def test_the_holistic_signal_weakens_a_rule_decided_verdict_but_never_flips_it()
     base = [result(SAFETY.id, "no", 0.3, 0.75)]
     agree = decide([SAFETY], [*base, result(HOLISTIC_ID, "yes", 0.9, 0.1)])
     against = decide([SAFETY], [*base, result(HOLISTIC_ID, "yes", 0.02, 0.98)])
-    assert agree.p_a > against.p_a >= 0.5
+    assert agree.p_a > against.p_a > 0.5  # weakened, not cancelled into a tie nobody asked for
+    assert against.decided_by == "rules" and [o.rule.id for o in against.cited] == [SAFETY.id]
+    for rules, holistic in ((0.3, -3.0), (-0.3, 3.0), (0.001, -40.0)):
+        p_a = p_a_from_features({"rules": rules, "holistic": holistic, "lower": 0.0, "decisive": 1.0},
+                                CheckWeights())
+        assert p_a == pytest.approx(1 / (1 + math.exp(-math.copysign(MIN_RULE_MARGIN, rules))))
+        assert Distribution(a=p_a, tie=0.0, b=1 - p_a).winner == ("A" if rules > 0 else "B")
 
 
 def test_without_a_decisive_rule_the_holistic_signal_decides() -> None:

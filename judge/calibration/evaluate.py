@@ -172,7 +172,9 @@ def _outcomes(probs: NDArray[np.float64], labels: Sequence[str]) -> tuple[
     """Per row: the predicted outcome, the confidence in it, whether it is right, whether the label is decided
     (not a tie), ``P(A) / (P(A) + P(B))`` and whether the label is A."""
     pred = _pred(probs)
-    conf = probs[np.arange(len(probs)), [{"A": 0, "tie": 1, "B": 2}[x] for x in pred]]
+    # the verdict's confidence (`Distribution.confidence`): A and B level above the tie mass predict a tie
+    # with the probability each has, not the tie mass (often 0)
+    conf = probs.max(axis=1)
     correct = np.asarray([p == y for p, y in zip(pred, labels, strict=True)], dtype=int)
     decided = np.asarray([x != "tie" for x in labels])
     both = probs[:, 0] + probs[:, 2]

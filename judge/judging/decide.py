@@ -139,17 +139,24 @@ def decide(rules: Sequence[Rule], results: Sequence[CheckResult], weights: Check
                     outcomes=tuple(outcomes), features=features, trace=trace)
 
 
+#: The least log-odds a rule-decided verdict keeps for its side however strongly the holistic signal disagrees
+#: (P(winner) 0.5025): the rule's side still wins, with a confidence that says how weak the verdict is.
+MIN_RULE_MARGIN = 0.01
+
+
 def p_a_from_features(features: Mapping[str, float], weights: CheckWeights) -> float:
     """P(A) from a decision's features (`Decision.features`) under ``weights``: what `decide` returns.
 
     When a rule level decided (``decisive`` > 0), the side its checks favour wins: the holistic signal may
-    weaken that verdict, never flip it. Otherwise the other rules' difference and the holistic signal decide.
+    weaken that verdict down to `MIN_RULE_MARGIN` log-odds, never flip it or cancel it into a tie (a tie is a
+    pairwise judge's answer, offered only when asked for). Otherwise the other rules' difference and the
+    holistic signal decide.
     """
     f_h = features.get("holistic", 0.0)
     if features.get("decisive", 0.0) > 0:
         f_rules = features.get("rules", 0.0)
         sign = 1.0 if f_rules > 0 else -1.0
-        margin = max(0.0, weights.rules * abs(f_rules) + weights.holistic_decided * f_h * sign)
+        margin = max(MIN_RULE_MARGIN, weights.rules * abs(f_rules) + weights.holistic_decided * f_h * sign)
         p_win = _sigmoid(margin)
         return p_win if sign > 0 else 1.0 - p_win
     return _sigmoid(weights.lower * features.get("lower", 0.0) + weights.holistic_open * f_h)
