@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -128,5 +129,17 @@ def test_report_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys:
     monkeypatch.setattr("sys.argv", ["judge", "report", str(results), "-l", str(pairs), "-o", str(out),
                                      "--bootstrap", "10", "--recalibrate", "none", "--json"])
     main()
-    data = json.loads(capsys.readouterr().out)
+    data = json.loads(capsys.readouterr().out, parse_constant=_not_json)  # strict JSON: no NaN
     assert data["index"] == str(out / "index.html") and "ece_uniform_15" in data["headline"]["raw"]
+
+
+def _not_json(constant: str) -> None:
+    raise AssertionError(f"{constant} is not JSON")
+
+
+def test_json_output_writes_null_for_numbers_json_lacks(capsys: pytest.CaptureFixture[str]) -> None:
+    from judge.cli.common import emit_json
+
+    emit_json({"a": math.nan, "b": [math.inf, 1.5, (-math.inf,)], "c": {"d": float("nan")}, "e": "NaN"})
+    assert json.loads(capsys.readouterr().out, parse_constant=_not_json) == {
+        "a": None, "b": [None, 1.5, [None]], "c": {"d": None}, "e": "NaN"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import sys
 from dataclasses import dataclass, field
@@ -163,8 +164,19 @@ def state(ctx: typer.Context) -> CliState:
 
 
 def emit_json(data: Any) -> None:
-    """Print JSON to stdout (one document)."""
-    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+    """Print JSON to stdout (one document); a NaN or infinite number is written as null (JSON has neither)."""
+    sys.stdout.write(json.dumps(_finite(data), ensure_ascii=False, indent=2, default=str, allow_nan=False) + "\n")
+
+
+def _finite(data: Any) -> Any:
+    """``data`` with every non-finite float replaced by None, through dicts, lists and tuples."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: _finite(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [_finite(v) for v in data]
+    return data
 
 
 def configure_logging(verbose: int) -> None:
