@@ -165,18 +165,21 @@ class JudgeOptions:
     precedent_confidence: float | None = None
     prior_weights: bool = False
 
-    def config_fields(self) -> dict[str, Any]:
-        """The `judge.verdicts.JudgeConfig` fields these options give (backend and model come from the
-        started backend).
-
-        Raises:
-            InputError: ``method`` or ``holistic`` is not one of its values.
-        """
+    def __post_init__(self) -> None:
+        """Refuse options out of range (`InputError` naming the field) before anything is started."""
         if self.method not in ("checks", "pairwise"):
             raise InputError(f"--method must be checks or pairwise, got {self.method!r}", field="method")
         if self.holistic not in ("none", "pointwise", "pairwise"):
             raise InputError(f"--holistic must be none, pointwise or pairwise, got {self.holistic!r}",
                              field="holistic")
+        for name in ("k_spec", "k_rulings", "n_constitution"):
+            if getattr(self, name) < 0:
+                raise InputError(f"--{name.replace('_', '-')} must not be negative, got {getattr(self, name)}",
+                                 field=name)
+
+    def config_fields(self) -> dict[str, Any]:
+        """The `judge.verdicts.JudgeConfig` fields these options give (backend and model come from the
+        started backend)."""
         checks = self.method == "checks" and not self.no_rules
         fields: dict[str, Any] = {
             "method": "checks" if checks else "pairwise", "holistic": self.holistic,
@@ -215,6 +218,15 @@ class RunOptions:
     worker_id: str | None = None
     lease_s: float | None = None
 
+    def __post_init__(self) -> None:
+        for name, flag in (("max_tokens", "--max-tokens"), ("max_cost", "--max-cost"),
+                           ("max_seconds", "--max-time"), ("lease_s", "--lease")):
+            value = getattr(self, name)
+            if value is not None and not value > 0:  # NaN too
+                raise InputError(f"{flag} must be more than 0, got {value}", field=name)
+        if self.concurrency is not None and self.concurrency < 1:
+            raise InputError(f"--concurrency must be at least 1, got {self.concurrency}", field="concurrency")
+
 
 def open_judge(options: JudgeOptions, *, settings: Settings | None = None,
                workspace: Workspace | None = None) -> Judge:
@@ -251,8 +263,7 @@ def holdout(judge: Judge, holdout_same_prompt: bool) -> Callable[[PairRecord], l
 def judge_file(judge: Judge, records: list[PairRecord], out: Path, run: RunOptions = RunOptions(), *,
                on_result: Callable[[Verdict], None] | None = None,
                on_skip: Callable[[PairRecord], None] | None = None) -> RunReport:
-    """Judge records into ``out`` (appended; resumable); closes the backend."""
-    out.parent.mkdir(parents=True, exist_ok=True)
+    """Judge records into ``out`` (appended; resumable; its folders created); closes the backend."""
     try:
         return asyncio.run(run_pairs(judge, records, out=out,
                                      concurrency=run.concurrency or default_concurrency(judge.backend),

@@ -82,9 +82,10 @@ def test_compare_and_compare_many_one_call(monkeypatch: pytest.MonkeyPatch, tmp_
     assert verdict.failure is None and verdict.winner == "tie" and len(verdict.orders) == 2  # slot bias cancels
     assert verdict.config.backend == "fake" and closed == [True]
     pairs = [judge.Pair(prompt=f"q{i}", response_a="a", response_b="b") for i in range(3)]
-    many = judge.compare_many(pairs, settings=settings, config=config, out=tmp_path / "r.jsonl")
+    out = tmp_path / "new" / "folder" / "r.jsonl"  # created, as `judge run -o` creates it
+    many = judge.compare_many(pairs, settings=settings, config=config, out=out)
     assert len(many) == 3 and all(v.failure is None for v in many)
-    assert len((tmp_path / "r.jsonl").read_text().splitlines()) == 3
+    assert len(out.read_text().splitlines()) == 3
 
 
 def test_evaluate_runs_the_judge_without_showing_labels(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:

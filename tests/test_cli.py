@@ -87,6 +87,12 @@ def test_errors_are_one_line_and_exit_2(monkeypatch: pytest.MonkeyPatch, capsys:
     code, _, err = run_cli(["run", str(REPO / "examples" / "pairs.jsonl"), "-o", str(tmp_path / "r.jsonl"),
                             "--max-time", "soon"], monkeypatch, capsys, sqlite_url)
     assert code == 2 and "--max-time" in err and "not a duration" in err and not (tmp_path / "r.jsonl").exists()
+    for option, value in (("--max-tokens", "-5"), ("--max-cost", "-1"), ("--max-time", "0"), ("--k-spec", "-1"),
+                          ("--k-rulings", "-3"), ("--n-constitution", "-2"), ("--concurrency", "0")):
+        code, _, err = run_cli(["run", str(REPO / "examples" / "pairs.jsonl"), "-o", str(tmp_path / "r.jsonl"),
+                                option, value], monkeypatch, capsys, sqlite_url)
+        assert code == 2 and option in err and "Traceback" not in err, (option, err)
+        assert not (tmp_path / "r.jsonl").exists()  # refused before anything was judged
     for usage in (["run"], ["rulebook", "nosuch"], ["run", "x.jsonl", "-o", "y", "--concurrency", "many"]):
         code, _, err = run_cli(usage, monkeypatch, capsys, sqlite_url)  # usage errors: a message, not a traceback
         assert code == 2 and "Error" in err and "Traceback" not in err, usage

@@ -167,7 +167,8 @@ def run(
                                            help="Comparisons in flight (default: 1 embedded, 8 endpoints)."),
     single_order: bool = SINGLE_ORDER_OPT,
     no_rules: bool = typer.Option(False, "--no-rules", rich_help_panel=JUDGE_PANEL,
-                                  help="Bare 'which is better' baseline without rules."),
+                                  help="Bare 'which is better' baseline without rules (a pairwise question: "
+                                       "--method and --holistic do not apply)."),
     method: str = METHOD_OPT,
     holistic: str = HOLISTIC_OPT,
     prior_weights: bool = PRIOR_WEIGHTS_OPT,
@@ -237,10 +238,10 @@ def run(
                            abstain=abstain, escalate_below=escalate_below,
                            allow_rulebook_change=allow_rulebook_change, bind_precedent=precedent,
                            precedent_confidence=precedent_confidence, prior_weights=prior_weights)
-    judge = _judge(st, options, allow_empty=allow_empty)
     run_options = RunOptions(concurrency=concurrency, max_tokens=max_tokens, max_cost=max_cost,
                              max_seconds=max_seconds, holdout_same_prompt=holdout_same_prompt, shared=shared,
                              batch=batch, worker_id=worker_id, lease_s=lease)
+    judge = _judge(st, options, allow_empty=allow_empty)
     report: RunReport
     if shared or batch is not None:
         report = judge_shared(st, judge, records, out, run_options)

@@ -78,6 +78,8 @@ class ResultsFileSink:
         self._report = report
         self._done = done or set()
         self._on_skip = on_skip
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)  # as `judge run -o new/folder/results.jsonl`
         self._out: IO[str] | None = out.open("a", encoding="utf-8") if out is not None else None
 
     async def take(self, n: int) -> Sequence[PairRecord]:
