@@ -16,6 +16,7 @@ import pytest
 
 from judge.calibration.metrics import ece
 from judge.calibration.recalibrate import (
+    ESCALATE_ALL,
     METHODS,
     Calibrator,
     abstention_threshold,
@@ -658,7 +659,7 @@ def test_abstain_threshold(fitted: tuple[Calibrator, SignalTable, list[str]], ca
     uncertified = cal.model_copy(update={"abstain": {"threshold": None, "target": 0.99, "delta": 0.1,
                                                      "certified": False}})
     with caplog.at_level(logging.WARNING, logger="judge.calibration.recalibrate"):
-        assert uncertified.abstain_threshold() == 1.01
+        assert uncertified.abstain_threshold() == ESCALATE_ALL > 1.0
     assert "every verdict is escalated" in caplog.text
     assert cal.abstain is None
     with pytest.raises(ConfigError, match=f"calibrator {cal.id} has no abstention threshold"):
@@ -698,3 +699,50 @@ def test_cross_fitted_abstention_escalates_everything_on_noise() -> None:
     result, thresholds = cross_fit_abstention(table, labels, target=0.9, delta=0.1)
     assert not any(t.certified for t in thresholds)
     assert result.n_kept == 0 and math.isnan(result.agreement)
+
+
+def test_an_uncertified_abstention_escalates_every_verdict_in_the_engine(tmp_path: Path) -> None:
+    from judge.backends.fake import FakeBackend, FakeReply
+    from judge.calibration.recalibrate import ESCALATE_ALL
+    from judge.judging.engine import Judge
+
+    fake = FakeBackend(lambda body: FakeReply("A", top_logprobs=[("A", -0.01), ("B", -5.0)]))
+    from judge.rules.model import Pair
+
+    config = JudgeConfig(backend="fake", model="fake", template_version="rules-v2", use_rules=False,
+                         method="pairwise", explain=False, both_orders=False)
+    judge = Judge(fake, None, config=config, escalate_below=ESCALATE_ALL)
+    verdict = judge.compare(Pair(prompt="q", response_a="a", response_b="b"))
+    assert verdict.failure is None and verdict.confidence is not None and verdict.confidence > 0.9
+    assert verdict.escalated
+
+
+def test_a_calibrator_keeps_its_id_through_a_save_when_no_threshold_certifies(tmp_path: Path) -> None:
+    t, labels = _rich_table(200, seed=17)
+    cal = Calibrator(method="temperature", params=fit("temperature", t, labels), judge=calibration_key(_config()),
+                     n_fitted=200, abstain={"threshold": None, "target": 0.99, "delta": 0.1, "certified": False,
+                                            "lower_bound": math.nan})
+    path = tmp_path / "cal.json"
+    path.write_text(cal.model_dump_json(), encoding="utf-8")
+    assert cal.abstain is not None and cal.abstain["lower_bound"] is None
+    assert load_calibrator(path).id == cal.id
+
+
+@pytest.mark.parametrize(("method", "params", "field"), [
+    ("temperature", {}, "temperature"), ("temperature", {"temperature": "NaN"}, "temperature"),
+    ("temperature", {"temperature": 0}, "temperature"), ("temperature", {"temperature": -1.0}, "temperature"),
+    ("platt", {"a": 1.0}, "b"), ("logistic", {"features": ["logit"], "coef": [1.0, 2.0]}, "coef"),
+    ("logistic", {"features": ["nope"], "coef": [1.0]}, "features"),
+    ("isotonic", {"x": [0.6, 0.5], "y": [0.5, 0.6]}, "x"), ("isotonic", {"x": [0.5, 0.6], "y": [0.5, 1.5]}, "y"),
+])
+def test_a_calibrator_file_with_parameters_it_cannot_apply_is_refused(tmp_path: Path, method: str,
+                                                                      params: dict[str, Any], field: str) -> None:
+    t, labels = _rich_table(200, seed=17)
+    cal = Calibrator(method="temperature", params=fit("temperature", t, labels), judge=calibration_key(_config()),
+                     n_fitted=200)
+    data = {**json.loads(cal.model_dump_json()), "method": method, "params": params}
+    path = tmp_path / "cal.json"
+    path.write_text(json.dumps(data).replace('"NaN"', "NaN"), encoding="utf-8")
+    with pytest.raises(InputError) as err:
+        load_calibrator(path)
+    assert f"params.{field}" in str(err.value) and str(path) in str(err.value)

@@ -20,6 +20,7 @@ Pure functions: signal tables and labels in, numbers out. Fitting uses scikit-le
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
@@ -27,9 +28,10 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from judge.calibration.signals import CANDIDATE_FEATURES, SignalTable, feature_matrix
+from judge.calibration.signals import CANDIDATE_FEATURES, FEATURES, SignalTable, feature_matrix
 
-__all__ = ["DEFAULT_FEATURES", "LEGACY_FEATURES", "METHODS", "Method", "distributions", "fit", "fit_ties", "predict"]
+__all__ = ["DEFAULT_FEATURES", "LEGACY_FEATURES", "METHODS", "Method", "check_params", "distributions", "fit",
+           "fit_ties", "predict"]
 
 Method = Literal["none", "temperature", "platt", "isotonic", "logistic"]
 METHODS: tuple[Method, ...] = ("none", "temperature", "platt", "isotonic", "logistic")
@@ -138,6 +140,49 @@ _FITTERS: Mapping[str, Callable[[SignalTable, NDArray[np.int_], Sequence[str]], 
     "isotonic": _fit_isotonic,
     "logistic": _fit_logistic,
 }
+
+
+def check_params(method: str, params: Mapping[str, Any]) -> None:
+    """Refuse parameters ``predict`` cannot apply honestly: a missing one, a number that is not finite, a
+    temperature that is not positive (one below 0 inverts the judge), logistic coefficients that do not match its
+    features, an isotonic curve whose x decreases or whose y leaves [0, 1].
+
+    Raises:
+        ValueError: naming the parameter.
+    """
+    if method == "temperature" and _numbers(method, params, "temperature", scalar=True)[0] <= 0:
+        raise ValueError(f"temperature calibrator: params.temperature must be above 0, got {params['temperature']}")
+    if method == "platt":
+        _numbers(method, params, "a", scalar=True)
+        _numbers(method, params, "b", scalar=True)
+    if method == "logistic":
+        names = params.get("features", list(LEGACY_FEATURES))
+        known = sorted(set(FEATURES) | set(LEGACY_FEATURES))
+        if not isinstance(names, list | tuple) or not names or not all(n in known for n in names):
+            raise ValueError(f"logistic calibrator: params.features must name known features ({', '.join(known)}), "
+                             f"got {names!r}")
+        if len(_numbers(method, params, "coef")) != len(names):
+            raise ValueError(f"logistic calibrator: params.coef needs one number per feature ({len(names)})")
+    if method == "isotonic":
+        x, y = _numbers(method, params, "x"), _numbers(method, params, "y")
+        if not x or len(x) != len(y) or any(b < a for a, b in itertools.pairwise(x)) \
+                or any(not 0.0 <= v <= 1.0 for v in y):
+            raise ValueError("isotonic calibrator: params.x and params.y must be as long as each other, x "
+                             "non-decreasing and y within [0, 1]")
+
+
+def _numbers(method: str, params: Mapping[str, Any], name: str, *, scalar: bool = False) -> list[float]:
+    """``params[name]`` as finite numbers (one, when ``scalar``), else ValueError naming it."""
+    value = params.get(name)
+    values: list[Any] | None = [value] if scalar else list(value) if isinstance(value, list | tuple | np.ndarray) \
+        else None
+    out: list[float] = []
+    for v in values if values is not None else [None]:
+        if not isinstance(v, int | float | np.number) or isinstance(v, bool) or not math.isfinite(float(v)):
+            shape = "a finite number" if scalar else "a list of finite numbers"
+            raise ValueError(f"{method} calibrator: params.{name} must be {shape}, got {value!r}")
+        out.append(float(v))
+    return out
 
 
 def predict(method: str, params: Mapping[str, Any], t: SignalTable) -> NDArray[np.float64]:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -42,10 +43,10 @@ from typing import Any, Literal, cast
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from judge.calibration.crossfit import CrossFit, abstention_threshold, cross_fit, cross_fit_abstention, fit_folds
-from judge.calibration.methods import METHODS, Method, distributions, fit, fit_ties, predict
+from judge.calibration.methods import METHODS, Method, check_params, distributions, fit, fit_ties, predict
 from judge.calibration.selection import left_out_losses, select_features, select_method
 from judge.calibration.shift import ReferenceSample, reference_from_table
 from judge.calibration.signals import SignalTable
@@ -55,6 +56,7 @@ from judge.verdicts import JudgeConfig
 
 __all__ = [
     "CALIBRATOR_FORMAT",
+    "ESCALATE_ALL",
     "METHODS",
     "Calibrator",
     "CrossFit",
@@ -76,6 +78,9 @@ __all__ = [
 ]
 
 CALIBRATOR_FORMAT = "judge-calibrator/1"
+#: The escalation threshold that escalates every verdict (above any confidence): what ``--abstain`` applies when no
+#: threshold certifies the target agreement.
+ESCALATE_ALL = 1.01
 #: JudgeConfig fields that change a verdict's probabilities (``explain`` and retries do not).
 KEY_FIELDS = ("backend", "model", "template_version", "both_orders", "use_rules", "allow_tie", "k_spec",
               "k_rulings", "n_constitution", "temperature", "params")
@@ -126,6 +131,14 @@ class Calibrator(BaseModel):
                           "None in calibrators fitted before it existed.")
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
+    @model_validator(mode="after")
+    def _check(self) -> Calibrator:
+        check_params(self.method, self.params)
+        if self.abstain is not None:  # a NaN bound is saved as null: hold it so, and the id stays what it was
+            object.__setattr__(self, "abstain", {k: None if isinstance(v, float) and not math.isfinite(v) else v
+                                                 for k, v in self.abstain.items()})
+        return self
+
     @property
     def id(self) -> str:
         """A content hash of the method, parameters, judge key and abstention threshold (stable across saves)."""
@@ -143,7 +156,7 @@ class Calibrator(BaseModel):
         return predict(self.method, self.params, t)
 
     def abstain_threshold(self) -> float:
-        """The certified abstention threshold; 1.01 (escalate everything) when none reached the target.
+        """The certified abstention threshold; `ESCALATE_ALL` (escalate everything) when none reached the target.
 
         Raises:
             ConfigError: when the calibrator was fitted without an abstention target.
@@ -153,7 +166,7 @@ class Calibrator(BaseModel):
         if not self.abstain.get("certified"):
             log.warning("calibrator %s: no threshold certifies agreement >= %s; every verdict is escalated",
                         self.id, self.abstain.get("target"))
-            return 1.01
+            return ESCALATE_ALL
         return float(self.abstain["threshold"])
 
     def predict(self, t: SignalTable) -> NDArray[np.float64]:

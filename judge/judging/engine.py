@@ -14,7 +14,7 @@ from typing import Literal
 
 from judge.backends.base import Backend, ChatReply, ChatRequest, release_connections
 from judge.calibration.apply import calibrate_verdict, mark_escalated
-from judge.calibration.recalibrate import Calibrator, check_compatible
+from judge.calibration.recalibrate import ESCALATE_ALL, Calibrator, check_compatible
 from judge.errors import BackendError, BackendReplyError, JudgeError, StructuredOutputError
 from judge.judging.check_verdict import check_citations, check_rationale, decide_by_checks
 from judge.judging.citations import point_mass, precedent_citation, with_explanation
@@ -94,7 +94,7 @@ class Judge:
         if calibrator is not None:
             check_compatible(calibrator, self.config, rulebook.version if rulebook is not None else None,
                              allow_rulebook_change=allow_rulebook_change)
-        if escalate_below is not None and not 0.0 <= escalate_below <= 1.0:
+        if escalate_below is not None and not (0.0 <= escalate_below <= 1.0 or escalate_below == ESCALATE_ALL):
             raise JudgeError(f"escalate_below must lie in [0, 1], got {escalate_below}")
         self.calibrator = calibrator
         self.escalate_below = escalate_below
