@@ -70,6 +70,8 @@ def test_cost_is_unknown_without_a_price_and_max_cost_is_refused(
     assert all(json.loads(line)["cost_usd"] is None for line in (tmp_path / "a.jsonl").read_text().splitlines())
     code, out, _ = _run(tmp_path, monkeypatch, capsys, "b.jsonl", "--no-cache")
     assert code == 0 and "cost unknown" in " ".join(out.split())
+    code, out, _ = _run(tmp_path, monkeypatch, capsys, "b.jsonl", "--json")  # resumed: every pair already done
+    assert code == 0 and json.loads(out)["skipped"] > 0 and json.loads(out)["cost_usd"] is None
 
     asked = len(endpoints.requests)
     code, _, err = _run(tmp_path, monkeypatch, capsys, "c.jsonl", "--max-cost", "0.000001")
@@ -110,7 +112,7 @@ def test_cached_verdicts_spend_nothing_and_count_against_no_budget(
     assert second["judged"] == 2 and second["cached"] == 2 and not second["stopped_by_budget"]
     assert second["prompt_tokens"] == second["completion_tokens"] == 0
     assert second["cached_tokens"] == first["prompt_tokens"] + first["completion_tokens"]
-    assert second["cost_usd"] == 0.0 and len(endpoints.requests) == asked
+    assert second["cost_usd"] is None and len(endpoints.requests) == asked  # no price: unknown, though 0 tokens
     code, out, _ = _run(tmp_path, monkeypatch, capsys, "third.jsonl")
     assert code == 0 and "answered from the cache for 2 pair(s), not counted" in " ".join(out.split())
 

@@ -184,6 +184,8 @@ class RunControl:
         refuse_unpriced_budget(judge, max_cost_usd)
         self.judge = judge
         self.report = report
+        if judge.price_per_mtok is None:  # unknown, even for a run that spends nothing (all cached or done)
+            report.cost_usd = None
         self.max_tokens = max_tokens
         self.max_cost_usd = max_cost_usd
         self.deadline = deadline_after(max_seconds)
