@@ -162,3 +162,24 @@ def test_eval_refuses_options_of_a_run_it_does_not_make(extra: list[str], files:
                            monkeypatch, capsys, sqlite_url)
     _assert_usage(code, err, extra[0], "only apply when the judge runs")
     assert not out.exists()
+
+
+@pytest.mark.parametrize("args", [
+    ["calibrate", "{pairs}", "-r", "{results}", "-o", "{results}"],
+    ["eval", "{pairs}", "-r", "{results}", "-m", "{pairs}"],
+    ["eval", "{pairs}", "-o", "{pairs}"],
+    ["view", "{results}", "-o", "{results}"],
+    ["view", "{results}", "-l", "{pairs}", "-o", "{link}"],
+    ["run", "{pairs}", "-o", "{pairs}"],
+])
+def test_an_output_that_is_an_input_is_refused_and_the_input_kept(
+        args: list[str], files: tuple[Path, Path], tmp_path: Path, sqlite_url: str,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    pairs, results = files
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(pairs)
+    before = {p: p.read_bytes() for p in (pairs, results)}
+    argv = [a.format(pairs=pairs, results=results, link=link) for a in args]
+    code, _, err = run_cli(argv, monkeypatch, capsys, sqlite_url)
+    _assert_usage(code, err, "is also an input of this command")
+    assert {p: p.read_bytes() for p in (pairs, results)} == before

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -233,6 +235,25 @@ def check_out_file(value: Path | None) -> Path | None:
     if ancestor is not None and not ancestor.is_dir():
         raise typer.BadParameter(f"{str(ancestor)!r} is a file, not a folder")
     return value
+
+
+def refuse_input_as_output(out: Path | None, inputs: Iterable[Path | None], option: str) -> None:
+    """Refuse an output path that is one of the command's input files (writing would destroy the input).
+
+    Raises:
+        InputError: naming the option and the file (exit code 2).
+    """
+    if out is None:
+        return
+    for source in inputs:
+        if source is None:
+            continue
+        same = out.exists() and source.exists() and os.path.samefile(out, source)
+        if same or out.resolve() == source.resolve():
+            from judge.errors import InputError
+
+            raise InputError(f"{option} {out} is also an input of this command; write to another file",
+                             field=option)
 
 
 CHECK_HELP = ("A yes/no check the ruling carries, as 'QUESTION?=yes|no' (the answer that complies; repeatable), "

@@ -11,6 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from judge._atomic import write_text_atomic
 from judge.cli.common import (
     ALLOW_EMPTY_HELP,
     EXIT_CODES,
@@ -20,6 +21,7 @@ from judge.cli.common import (
     emit_json,
     err_console,
     exit_for_failures,
+    refuse_input_as_output,
     require_rulebook,
     state,
 )
@@ -203,6 +205,8 @@ def eval_(
     from judge.calibration.workflow import evaluate_results, parse_signals
 
     features = parse_signals(signals)
+    refuse_input_as_output(metrics_out, [*labelled, *(results or []), calibrator], "--metrics-out")
+    refuse_input_as_output(out, [*labelled, calibrator], "--out")
     if results:
         ignored = [name for name, value in (("--out", out), ("--backend", backend), ("--base-url", base_url))
                    if value is not None]
@@ -231,8 +235,7 @@ def eval_(
     except NothingScoredError as exc:
         _nothing_scored(exc)
     if metrics_out is not None:
-        metrics_out.parent.mkdir(parents=True, exist_ok=True)
-        metrics_out.write_text(ev.model_dump_json(indent=2), encoding="utf-8")
+        write_text_atomic(metrics_out, ev.model_dump_json(indent=2))
     if as_json:
         emit_json(json.loads(ev.model_dump_json()))
     else:
@@ -262,13 +265,13 @@ def calibrate(
     leave-one-source-out figures are printed and stored with the calibrator."""
     from judge.calibration.workflow import fit_from_results, parse_signals
 
+    refuse_input_as_output(out, [*labelled, *results], "--out")
     try:
         cal = fit_from_results(labelled, results, method=method, n_folds=folds, seed=seed, target=target,
                                delta=delta, group_by=group_by, features=parse_signals(signals))
     except NothingScoredError as exc:
         _nothing_scored(exc)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(cal.model_dump_json(indent=2), encoding="utf-8")
+    write_text_atomic(out, cal.model_dump_json(indent=2))
     if as_json:
         emit_json(json.loads(cal.model_dump_json()))
         return

@@ -23,6 +23,7 @@ from judge.cli.common import (
     emit_json,
     err_console,
     exit_for_failures,
+    refuse_input_as_output,
     require_rulebook,
     response_option,
     state,
@@ -231,6 +232,7 @@ def run(
 
     st = state(ctx)
     max_seconds = duration_s(max_time, "--max-time") if max_time is not None else None
+    refuse_input_as_output(out, [pairs, calibrator], "--out")
     records = list(read_pairs(pairs))  # validate the whole file before spending anything
     options = JudgeOptions(backend=backend, base_url=base_url, single_order=single_order, no_rules=no_rules,
                            method=method, holistic=holistic, explain=explain, k_spec=k_spec, k_rulings=k_rulings,

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from judge._atomic import write_text_atomic
-from judge.cli.common import console
+from judge.cli.common import console, refuse_input_as_output
 
 
 def view(
@@ -32,8 +32,9 @@ def view(
     """
     from judge.view import render_view, serve_page
 
-    page = render_view(results, labels, pairs=pairs, rulebook=rulebook, low_confidence=low_confidence)
     target = out if out is not None else (None if serve else results.with_suffix(".html"))
+    refuse_input_as_output(target, [results, labels, pairs], "--out")
+    page = render_view(results, labels, pairs=pairs, rulebook=rulebook, low_confidence=low_confidence)
     if target is not None:
         write_text_atomic(target, page)
         console.print(f"page written to {target}", highlight=False, markup=False)
