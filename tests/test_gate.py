@@ -336,6 +336,19 @@ def test_calibration_from_a_real_evaluation(tmp_path: Path) -> None:
     assert info.value.field == "raw.headline.ece_nope"
 
 
+
+@pytest.mark.parametrize(("ece", "field"), [((-1.0, -0.5), "point"), ((0.1, 1.5), "high"), ((0.2, 0.1), "high")])
+def test_impossible_calibration_figures_are_refused(tmp_path: Path, ece: tuple[float, float], field: str) -> None:
+    with pytest.raises(InputError) as info:
+        read_calibration(metrics_file(tmp_path, ece))
+    assert info.value.field == f"recalibrated.headline.ece_uniform_15.{field}"
+    data = json.loads(metrics_file(tmp_path, (0.05, 0.07)).read_text())
+    data["recalibrated"]["headline"]["brier_binary"]["point"] = "abc"
+    (tmp_path / "metrics.json").write_text(json.dumps(data))
+    with pytest.raises(InputError, match="must be a number from 0 to 1"):
+        read_calibration(tmp_path / "metrics.json")
+
+
 def metrics_file(tmp: Path, ece: tuple[float, float], brier: tuple[float, float] = (0.1, 0.12)) -> Path:
     est = {"ece_uniform_15": {"point": ece[0], "low": 0.0, "high": ece[1]},
            "brier_binary": {"point": brier[0], "low": 0.0, "high": brier[1]}}

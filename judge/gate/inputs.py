@@ -326,10 +326,20 @@ def _estimate(report: dict[str, Any], name: str, path: Path, variant: str) -> tu
         raise InputError(f"the {variant} report has no metric {name!r} (it has: {names})", path=path,
                          field=f"{variant}.headline.{name}")
 
-    def num(x: Any) -> float:
-        return math.nan if x is None else float(x)
+    def num(part: str) -> float:
+        x = est[part]
+        if x is None:  # not estimable on this data (written as null)
+            return math.nan
+        if isinstance(x, bool) or not isinstance(x, int | float) or not 0.0 <= x <= 1.0:
+            raise InputError(f"the {variant} report's {name} {part} must be a number from 0 to 1 (or null), got "
+                             f"{x!r}", path=path, field=f"{variant}.headline.{name}.{part}")
+        return float(x)
 
-    return num(est["point"]), num(est["high"])
+    point, high = num("point"), num("high")
+    if point > high:
+        raise InputError(f"the {variant} report's {name} upper bound {high} is below its estimate {point}",
+                         path=path, field=f"{variant}.headline.{name}.high")
+    return point, high
 
 
 def read_calibration(path: str | Path, *, ece_metric: str = "ece_uniform_15") -> CalibrationSummary:
