@@ -227,9 +227,16 @@ class Settings(BaseModel):
 _USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^/@:]*):[^/@]*@")
 
 
+#: A query parameter whose name says it holds a secret (``?api_key=...``, ``&token=...``, ``&sig=...``).
+_SECRET_PARAM = re.compile(r"(?P<name>[?&;][^=&#\s]*(?:key|token|secret|password|passwd|pwd|sig|auth|credential)"
+                           r"[^=&#\s]*=)[^&#\s]*", re.IGNORECASE)
+
+
 def mask_url(text: str) -> str:
-    """A URL with any password in it replaced by ``***`` (``postgresql://u:***@host/db``)."""
-    return _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+    """A URL with any password in it, and the value of any query parameter named like a secret (``api_key``,
+    ``token``, ``sig`` ...), replaced by ``***`` (``postgresql://u:***@host/db``, ``https://h/v1?api_key=***``)."""
+    return _SECRET_PARAM.sub(lambda m: f"{m['name']}***", _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@",
+                                                                         text))
 
 
 def _read_config(env: Mapping[str, str], cwd: Path) -> tuple[Path | None, dict[str, Any]]:

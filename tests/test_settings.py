@@ -64,13 +64,15 @@ def test_a_bad_config_file_is_one_error_naming_the_file(tmp_path: Path, text: st
 
 def test_prices_and_masking(tmp_path: Path) -> None:
     _toml(tmp_path, '[prices."gpt-x"]\ninput = 0.5\noutput = 2\n[prices."openai/other"]\ninput = 1\noutput = 1\n')
-    s = Settings.from_env({"JUDGE_API_KEY": "sk-very-secret", "JUDGE_DB": "postgresql://me:hunter2@db/judge"},
+    s = Settings.from_env({"JUDGE_API_KEY": "sk-very-secret", "JUDGE_DB": "postgresql://me:hunter2@db/judge",
+                           "JUDGE_BASE_URL": "http://127.0.0.1:9/v1?model=m&api_key=sk-in-the-query&Sig=abc"},
                           cwd=tmp_path)
     assert s.price_for("openai/gpt-x", "gpt-x") == Price(input=0.5, output=2)
     assert s.price_for("openai/other", "other") == Price(input=1, output=1)
     assert s.price_for("openai/unpriced", "unpriced") is None
     shown = json.dumps(s.shown())
     assert "sk-very-secret" not in shown and "hunter2" not in shown and "me:***@db" in shown
+    assert "sk-in-the-query" not in shown and "abc" not in shown and "?model=m&api_key=***&Sig=***" in shown
 
 
 def test_config_show_init_and_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
