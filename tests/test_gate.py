@@ -293,6 +293,9 @@ def test_pair_files_map_pairs_to_cases(tmp_path: Path) -> None:
     assert read_pair_case_ids([path]) == {"p1": "c1"}
     with pytest.raises(InputError, match="no such file"):
         read_pair_case_ids([tmp_path / "absent.jsonl"])
+    for read in (read_cases, read_calibration):  # a folder is named as one
+        with pytest.raises(InputError, match="a folder, not a file"):
+            read(tmp_path)
     for line, field in (('{"id": "p1", "meta": {"case_id": 5}}', "meta.case_id"),
                         ('{"id": "p1", "meta": {"case_id": ""}}', "meta.case_id"),
                         ('{"id": "p1", "meta": "zz"}', "meta")):

@@ -98,6 +98,8 @@ class Outcomes:
 
 def _read_json(path: Path) -> Any:
     """A whole JSON document; a missing file or malformed JSON is an `InputError` naming the file."""
+    if path.is_dir():
+        raise InputError("a folder, not a file", path=path)
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
@@ -118,7 +120,7 @@ def _records(path: Path) -> Iterable[tuple[int | None, str, dict[str, Any]]]:
     ``line`` is None for an array, whose items are named by ``label`` (``item 3``) in errors instead.
     """
     if not path.is_file():
-        raise InputError("no such file", path=path)
+        raise InputError("a folder, not a file" if path.is_dir() else "no such file", path=path)
     with path.open("rb") as fh:
         head = fh.read(1024).decode("utf-8", errors="replace").removeprefix("\ufeff").lstrip()
     if not head.startswith("["):
