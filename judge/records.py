@@ -184,26 +184,30 @@ def completed_ids(path: Path) -> set[str]:
     return scan_results(path)[0]
 
 
-def scan_results(path: Path) -> tuple[set[str], list[tuple[int, Verdict]]]:
-    """The ids ``completed_ids`` gives, and the first line and verdict of each judge setup (configuration and
-    calibrator) in the file."""
+def scan_results(path: Path) -> tuple[set[str], list[tuple[int, Verdict]], set[float | None]]:
+    """The ids ``completed_ids`` gives, the first line and verdict of each judge setup (configuration and
+    calibrator) in the file, and the escalation thresholds its verdicts were decided with (None: none applied;
+    verdicts written before verdicts recorded it are not counted)."""
     if not path.exists():
-        return set(), []
+        return set(), [], set()
     _repair_tail(path)
     done: set[str] = set()
+    thresholds: set[float | None] = set()
     setups: list[tuple[int, Verdict]] = []  # one in a file written by one judge: a comparison per line
     # Streamed, keeping only ids: resuming a large run must not hold every earlier verdict in memory.
     # Lines are applied in file order, so the last line per pair id wins, as in `read_results`.
     for line_no, verdict in _iter_results(path):
         if not any(same_setup(v, verdict.config, verdict.calibrator) for _, v in setups):
             setups.append((line_no, verdict))
+        if verdict.failure is None and "escalate_below" in verdict.model_fields_set:
+            thresholds.add(verdict.escalate_below)
         if verdict.pair_id is None:
             continue
         if verdict.failure is None or verdict.failure.stage not in RETRYABLE_STAGES:
             done.add(verdict.pair_id)
         else:
             done.discard(verdict.pair_id)
-    return done, setups
+    return done, setups, thresholds
 
 
 def same_setup(verdict: Verdict, config: JudgeConfig, calibrator: str | None) -> bool:

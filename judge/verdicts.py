@@ -320,6 +320,8 @@ class Verdict(BaseModel):
     calibrator: str | None = Field(default=None, description="Id of the calibrator applied, if any.")
     escalated: bool = Field(default=False, description="Confidence below the abstention threshold: the verdict "
                                                        "goes to a person; winner is the judge's best guess.")
+    escalate_below: float | None = Field(
+        default=None, description="The threshold ``escalated`` was decided with (None: no threshold applied).")
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
     @model_validator(mode="after")

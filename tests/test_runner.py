@@ -258,6 +258,27 @@ def test_resuming_a_file_of_a_differently_configured_judge_is_refused_and_writes
     assert mixed.judged == 1 and {v.config.explain for v in read_results(out)} == {False, True}
 
 
+def test_resuming_with_another_escalation_threshold_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "results.jsonl"
+    judge, fb = make_judge(judge_script())
+    judge.escalate_below = 0.6
+    run(judge, records(3), out=out)
+    before = out.read_bytes()
+    assert {v.escalate_below for v in read_results(out)} == {0.6}
+    for other in (0.9, None):
+        judge.escalate_below = other
+        with pytest.raises(ConfigError, match=r"escalated below 0\.6 \(this run: (0\.9|none)\)"):
+            run(judge, records(), out=out)
+        assert out.read_bytes() == before
+    judge.escalate_below = 0.6  # the same threshold resumes
+    assert run(judge, records(), out=out).skipped == 3
+    legacy = tmp_path / "legacy.jsonl"  # verdicts written before they recorded their threshold: not compared
+    legacy.write_text("".join(json.dumps({k: v for k, v in json.loads(line).items() if k != "escalate_below"}) + "\n"
+                              for line in before.decode().splitlines()))
+    judge.escalate_below = 0.9
+    assert run(judge, records(), out=legacy).skipped == 3
+
+
 def test_resuming_uncalibrated_verdicts_with_a_calibrator_is_refused(tmp_path: Path) -> None:
     from judge.calibration.recalibrate import Calibrator, calibration_key
 

@@ -35,7 +35,7 @@ def mark_escalated(verdict: Verdict, threshold: float) -> Verdict:
     """Flag the verdict ``escalated`` when its confidence is below ``threshold`` (failures stay failures)."""
     if verdict.failure is not None or verdict.confidence is None:
         return verdict
-    return verdict.model_copy(update={"escalated": verdict.confidence < threshold})
+    return verdict.model_copy(update={"escalated": verdict.confidence < threshold, "escalate_below": threshold})
 
 
 def escalate_uncalibrated(verdict: Verdict, threshold: float) -> Verdict:
@@ -44,7 +44,8 @@ def escalate_uncalibrated(verdict: Verdict, threshold: float) -> Verdict:
     if verdict.failure is not None or verdict.probabilities is None:
         return verdict
     raw = verdict.raw_probabilities or verdict.probabilities
-    return verdict.model_copy(update={"escalated": max(raw.a, raw.tie, raw.b) < threshold})
+    return verdict.model_copy(update={"escalated": max(raw.a, raw.tie, raw.b) < threshold,
+                                      "escalate_below": threshold})
 
 
 def batch_shift(calibrator: Calibrator, verdicts: Sequence[Verdict], lengths: Mapping[str, tuple[int, int]], *,

@@ -56,6 +56,18 @@ def _check_same_judge(path: Path, judge: Judge, setups: list[tuple[int, Verdict]
                           "write to a new file, or re-run with the same settings")
 
 
+def _check_same_threshold(path: Path, judge: Judge, thresholds: set[float | None]) -> None:
+    """Refuse to resume ``path`` when its verdicts were escalated below another threshold than this run's."""
+    others = thresholds - {judge.escalate_below}
+    if others:
+        shown = ", ".join("none" if t is None else f"{t:g}"
+                          for t in sorted(others, key=lambda t: -1.0 if t is None else t))
+        mine = "none" if judge.escalate_below is None else f"{judge.escalate_below:g}"
+        raise ConfigError(f"{path}: its verdicts were escalated below {shown} (this run: {mine}); resuming would "
+                          "mix two abstention thresholds in one file - write to a new file, or re-run with the same "
+                          "--escalate-below / --abstain")
+
+
 class ResultsFileSink:
     """A `judge.judging.runloop.RunSink` over a stream of records and a JSONL results file.
 
@@ -147,9 +159,10 @@ async def run_pairs(judge: Judge, records: Iterable[PairRecord], *, out: Path | 
                          exclude_for=exclude_for, on_result=on_result)
     done: set[str] = set()
     if out is not None:
-        done, setups = scan_results(out)
+        done, setups, thresholds = scan_results(out)
         if not mixed_configs:
             _check_same_judge(out, judge, setups)
+            _check_same_threshold(out, judge, thresholds)
     await run_loop(control, ResultsFileSink(records, report, out=out, done=done, on_skip=on_skip), concurrency)
     if report.stopped_by_budget:
         log.warning("budget reached: stopped after %d comparisons; re-run to continue", report.judged)
