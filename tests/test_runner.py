@@ -260,7 +260,7 @@ def test_resuming_a_file_of_a_differently_configured_judge_is_refused_and_writes
 
 def test_resuming_with_another_escalation_threshold_is_refused(tmp_path: Path) -> None:
     out = tmp_path / "results.jsonl"
-    judge, fb = make_judge(judge_script())
+    judge, _ = make_judge(judge_script())
     judge.escalate_below = 0.6
     run(judge, records(3), out=out)
     before = out.read_bytes()
