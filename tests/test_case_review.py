@@ -150,6 +150,15 @@ def test_gate_counts_only_the_review_methods_its_policy_accepts(tmp_path: Path) 
     assert read_cases(cases).counts[0].distinct_accepted == 2
     index = read_cases(cases, review_methods=["person"])
     assert index.counts[0].distinct_accepted == 1 and index.entries_of("c2") == ()
+    # near-duplicates whose group head a check accepted: the person-reviewed ones still count, as one group
+    rows = [{"id": "h", "entries": ["spec/a"], "status": "accepted", "reviewer": "chk", "review_method": "check"},
+            {"id": "d1", "entries": ["spec/a"], "status": "accepted", "reviewer": "ann", "duplicate_of": "h"},
+            {"id": "d2", "entries": ["spec/a"], "status": "accepted", "reviewer": "bob", "duplicate_of": "h"},
+            {"id": "u", "entries": ["spec/a"], "status": "accepted", "reviewer": "ann"}]
+    cases.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert read_cases(cases).counts[0].distinct_accepted == 2  # h's group and u
+    assert read_cases(cases, review_methods=["person"]).counts[0].distinct_accepted == 2  # d1 and d2 as one, u
+    assert read_cases(cases, review_methods=["check"]).counts[0].distinct_accepted == 1
     coverage = tmp_path / "coverage.json"
     coverage.write_text(json.dumps({"review_methods": ["person", "check", "source"],
                                     "entries": [{"entry_id": "spec/a", "distinct_accepted": 2}]}))

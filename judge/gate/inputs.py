@@ -170,6 +170,7 @@ def read_cases(path: str | Path, *, review_methods: Sequence[str] | None = None)
     index = CaseIndex()
     seen: dict[str, str] = {}
     tally: dict[str, dict[str, int]] = {}
+    groups: dict[str, set[str]] = {}  # entry -> near-duplicate groups among the counted cases (head ids)
     for line, label, obj in _records(path):
         case_id = obj.get("id")
         if not isinstance(case_id, str | int) or str(case_id) == "":
@@ -186,11 +187,14 @@ def read_cases(path: str | Path, *, review_methods: Sequence[str] | None = None)
                              path=path, line=line, field="status")
         if status in COUNTED_STATUSES and not _counts_review(obj, review_methods):
             status = "not counted"
+        head = str(obj.get("duplicate_of") or case_id)
         for entry in entries:
-            row = tally.setdefault(entry, {"distinct": 0, "accepted": 0, "draft": 0, "rejected": 0})
+            row = tally.setdefault(entry, {"accepted": 0, "draft": 0, "rejected": 0})
             if status in COUNTED_STATUSES:
                 row["accepted"] += 1
-                row["distinct"] += 0 if obj.get("duplicate_of") else 1
+                # a near-duplicate counts once with its group, also when its head is not counted (another
+                # review method accepted it): the group then counts through its first counted member
+                groups.setdefault(entry, set()).add(head)
             elif status in row:
                 row[status] += 1
         if status in COUNTED_STATUSES:
@@ -198,7 +202,7 @@ def read_cases(path: str | Path, *, review_methods: Sequence[str] | None = None)
     if not seen:
         raise InputError("no cases in the file (one object per line with id and entries, or a JSON array)",
                          path=path)
-    index.counts = [EntryCoverage(entry_id=e, distinct_accepted=r["distinct"], accepted=r["accepted"],
+    index.counts = [EntryCoverage(entry_id=e, distinct_accepted=len(groups.get(e, ())), accepted=r["accepted"],
                                   draft=r["draft"], rejected=r["rejected"]) for e, r in sorted(tally.items())]
     return index
 
