@@ -237,6 +237,29 @@ def test_cli_load_check_export_and_coverage_by_method(monkeypatch: pytest.Monkey
     methods = sorted((x.get("status", "draft"), x.get("review_method")) for x in exported)
     assert methods == [("accepted", "check"), ("accepted", "person"), ("rejected", "check")]
     assert any("missing tag(s): topic" in x.get("review_note", "") for x in exported)
+    code, out, _ = cli("cases", "list", "--json")
+    listed = {x["id"]: x.get("review_note") for x in json.loads(out)}
+    assert listed == {x["id"]: x.get("review_note") for x in exported}  # the review log's note, as exported
+
+    # the exported set loads into another database and exports to the same text
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    assert run_cli(["rulebook", "load", str(REPO / "rulebook")], monkeypatch, capsys, other)[0] == 0
+    assert run_cli(["cases", "load", str(out_dir)], monkeypatch, capsys, other)[0] == 0
+    again = tmp_path / "again"
+    assert run_cli(["cases", "export", str(again)], monkeypatch, capsys, other)[0] == 0
+    assert (again / "avoid-sycophancy.jsonl").read_text() == (out_dir / "avoid-sycophancy.jsonl").read_text()
+    # loading a file that gives stored cases another review keeps the stored one and says so
+    changed = tmp_path / "changed.jsonl"
+    changed.write_text((out_dir / "avoid-sycophancy.jsonl").read_text().replace('"accepted"', '"rejected"'))
+    code, out, err = cli("cases", "load", str(changed), "--json")
+    assert code == 0 and json.loads(out)["added"] == 0 and len(json.loads(out)["review_differs"]) == 2
+    code, out, err = cli("cases", "load", str(changed))
+    assert "2 stored case(s) keep their stored review" in " ".join(err.split())
+    # `cases add` names the line of a case testing an unknown entry
+    bad_add = tmp_path / "bad-add.jsonl"
+    bad_add.write_text(json.dumps(lines[0]) + "\n" + json.dumps({**lines[1], "entries": ["spec/nope"]}) + "\n")
+    code, _, err = cli("cases", "add", str(bad_add))
+    assert code == 2 and "bad-add.jsonl:2" in " ".join(err.split()) and "entries" in err
 
 
 # ----------------------------------------------------------------------------- answering cases

@@ -16,12 +16,13 @@ from judge.cli.cases_common import (
     JSON_OPT,
     NGRAM_OPT,
     case_row,
+    check_entries,
     duplicate_heads,
     open_store,
     progress_bar,
     read_cases,
 )
-from judge.cli.common import console, emit_json, state, table
+from judge.cli.common import console, emit_json, err_console, state, table
 from judge.cli.helpfmt import App
 from judge.errors import CaseReviewError, InputError
 
@@ -82,10 +83,11 @@ def add(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Add draft cases from a JSONL file (one transaction; cases already stored are left as they are)."""
-    cases = read_cases(file)
+    located = read_cases(file)
     store = open_store(ctx)
+    check_entries(located, store.entry_ids())
     with progress_bar("embedding cases") as progress:
-        report = store.add(cases, note=f"added from {file}", progress=progress)
+        report = store.add([case for _, _, case in located], note=f"added from {file}", progress=progress)
     if as_json:
         emit_json({"added": list(report.added), "existing": list(report.existing)})
     else:
@@ -112,25 +114,30 @@ def load(
     if not located:
         raise InputError("no cases to load (the file or folder holds no case lines)", path=path)
     store = open_store(ctx)
-    known = set(store.entry_ids())
-    for file, line, case in located:
-        unknown = [entry for entry in case.entries if entry not in known]
-        if unknown:
-            raise InputError(f"entries: {unknown[0]!r} is not a current spec entry (see `judge rulebook list "
-                             "--layer spec`); nothing was stored", path=file, line=line, field="entries")
+    check_entries(located, store.entry_ids())
     cases = [case for _, _, case in located]
     with progress_bar("embedding cases") as progress:
-        report = store.add(cases, note=f"loaded from {path}", progress=progress)
+        report = store.add(cases, progress=progress)
+    added = set(report.added)
     by_status: dict[str, int] = {}
     for c in cases:
-        key = c.status.value if c.review_method is None else f"{c.status.value} ({c.review_method})"
-        by_status[key] = by_status.get(key, 0) + 1
+        if c.id in added:
+            key = c.status.value if c.review_method is None else f"{c.status.value} ({c.review_method})"
+            by_status[key] = by_status.get(key, 0) + 1
+    stored = {c.id: c for c in store.list_cases(ids=list(report.existing))} if report.existing else {}
+    differ = sorted({c.id for c in cases if c.id in stored
+                     and (stored[c.id].status, stored[c.id].review_method) != (c.status, c.review_method)})
     if as_json:
-        emit_json({"added": len(report.added), "existing": len(report.existing), "by_status": by_status})
+        emit_json({"added": len(report.added), "existing": len(report.existing), "by_status": by_status,
+                   "review_differs": differ})
         return
     shown = ", ".join(f"{n} {k}" for k, n in sorted(by_status.items()))
-    console.print(f"loaded {path}: {len(report.added)} case(s) added, {len(report.existing)} already stored "
-                  f"({shown})", highlight=False, markup=False)
+    console.print(f"loaded {path}: {len(report.added)} case(s) added" + (f" ({shown})" if shown else "")
+                  + f", {len(report.existing)} already stored", highlight=False, markup=False)
+    if differ:
+        err_console.print(f"{len(differ)} stored case(s) keep their stored review, which the file gives otherwise "
+                          f"(e.g. {differ[0]}); change a review with `judge cases review`", highlight=False,
+                          markup=False)
 
 
 @app.command("check")
@@ -270,7 +277,9 @@ def list_cases(
         cases = store.list_cases(entry=entry, status=status, provenance=provenance, limit=limit or None)
         with progress_bar("embedding cases") as report:
             heads = duplicate_heads(store, cases, Thresholds(cos=cos_threshold, ngram=ngram_threshold), report)
-        emit_json([{**case_row(c), "duplicate_of": heads.get(c.id)} for c in cases])
+        notes = store.latest_notes([c.id for c in cases])  # the review log's, as `judge cases export` writes
+        emit_json([{**case_row(c), "review_note": notes.get(c.id), "duplicate_of": heads.get(c.id)}
+                   for c in cases])
         return
     cases = open_store(ctx, embed=False).list_cases(entry=entry, status=status, provenance=provenance,
                                                 limit=limit or None)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -12,8 +12,8 @@ import typer
 from judge.cli.common import err_console, state
 from judge.cli.progress import RunProgress
 
-__all__ = ["COS_OPT", "JSON_OPT", "NGRAM_OPT", "case_row", "duplicate_heads", "open_store", "progress_bar",
-           "read_cases"]
+__all__ = ["COS_OPT", "JSON_OPT", "NGRAM_OPT", "case_row", "check_entries", "duplicate_heads", "open_store",
+           "progress_bar", "read_cases"]
 
 JSON_OPT = typer.Option(False, "--json", help="Print JSON instead of a table.")
 COS_OPT = typer.Option(0.92, "--cos-threshold", help="Embedding cosine at or above which two cases are "
@@ -45,19 +45,31 @@ def progress_bar(description: str) -> Iterator[Any]:
         yield lambda done, total: bar.update(done, total)
 
 
-def read_cases(path: Path) -> list[Any]:
-    """The cases of one file, validated as `judge.cases.files.read_case_lines` does; every case is a draft."""
+def read_cases(path: Path) -> list[tuple[Path, int, Any]]:
+    """The cases of one file with their file and line, validated as `judge.cases.files.read_case_lines` does;
+    every case is a draft."""
     from judge.cases.files import read_case_lines
     from judge.cases.model import CaseStatus
     from judge.errors import InputError
 
-    cases = []
-    for file, line, case in read_case_lines(path):
+    located = read_case_lines(path)
+    for file, line, case in located:
         if case.status is not CaseStatus.DRAFT:
             raise InputError(f"cases enter as draft, not {case.status.value}; accept them with "
                              "`judge cases review`", path=file, line=line, field="status")
-        cases.append(case)
-    return cases
+    return located
+
+
+def check_entries(located: list[tuple[Path, int, Any]], known: Iterable[str]) -> None:
+    """Refuse the first case testing an entry that is not a current spec entry, naming its file and line."""
+    from judge.errors import InputError
+
+    current = set(known)
+    for file, line, case in located:
+        unknown = [entry for entry in case.entries if entry not in current]
+        if unknown:
+            raise InputError(f"entries: {unknown[0]!r} is not a current spec entry (see `judge rulebook list "
+                             "--layer spec`); nothing was stored", path=file, line=line, field="entries")
 
 
 def case_row(case: Any) -> dict[str, Any]:
