@@ -796,3 +796,40 @@ def test_a_judgment_write_retries_past_a_lock_longer_than_the_busy_timeout(
     verdict = judge.compare(Pair(id="p", prompt="q", response_a=GOOD, response_b=BAD))
     assert verdict.failure is None and store.count() == 1
     engine.dispose()
+
+
+@pytest.mark.parametrize(("files", "bad", "message"), [
+    pytest.param({"x": "parent: spec/y\n", "y": "parent: spec/x\n"}, "x", "parent cycle: spec/x -> spec/y -> spec/x",
+                 id="two-cycle"),
+    pytest.param({"z": "parent: spec/z\n"}, "z", "parent cycle: spec/z -> spec/z", id="own-parent"),
+    pytest.param({"n": "specificity: -3\n"}, "n", "specificity", id="negative-specificity"),
+    pytest.param({"h": "specificity: 99999999999999999999999\n"}, "h", "specificity", id="huge-specificity"),
+])
+def test_a_rule_hierarchy_that_cannot_be_is_refused_naming_the_file(hash_rulebook: Rulebook, tmp_path: Path,
+                                                                    files: dict[str, str], bad: str,
+                                                                    message: str) -> None:
+    book = tmp_path / "book"
+    (book / "spec").mkdir(parents=True)
+    for name, extra in files.items():
+        (book / "spec" / f"{name}.md").write_text(f"---\nid: spec/{name}\ntitle: T\nsource: s\n{extra}---\nText.\n",
+                                                  encoding="utf-8")
+    with pytest.raises(RulebookParseError) as info:
+        hash_rulebook.load(book)
+    assert message in str(info.value) and info.value.path == str(book / "spec" / f"{bad}.md")
+    assert hash_rulebook.store.count() == 0
+
+
+def test_ingest_refuses_a_parent_cycle_and_a_huge_specificity_naming_the_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], sqlite_url: str) -> None:
+    from tests.test_cli import run_cli
+
+    rules = tmp_path / "rules.jsonl"
+    line = {"layer": "spec", "title": "T", "text": "b", "source": "g"}
+    cases = [([{**line, "id": "spec/a", "parent": "spec/b"}, {**line, "id": "spec/b", "parent": "spec/a"}], ":1",
+              "parent"),
+             ([{**line, "id": "spec/a", "specificity": 10**30}], ":1", "specificity")]
+    for content, where, field in cases:
+        rules.write_text("".join(json.dumps(r) + "\n" for r in content))
+        code, _, err = run_cli(["rulebook", "ingest", str(rules)], monkeypatch, capsys, sqlite_url)
+        said = " ".join(err.split())
+        assert code == 2 and f"rules.jsonl{where}" in said and field in said and "Traceback" not in err, err

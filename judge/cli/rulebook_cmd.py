@@ -97,10 +97,13 @@ def _check_rules_jsonl(path: Path, stored: Callable[[list[str]], set[str]]) -> l
     Raises:
         InputError: the first problem, naming file:line and the field.
     """
+    from judge.rules.textread import find_cycle
+
     seen: dict[str, int] = {}
     in_store: set[str] = set()  # stored ids already looked up (rulings keep citing the same entries)
     parents: list[tuple[int, str]] = []
     active_rulings: list[str] = []
+    parent_of: dict[str, tuple[str]] = {}
     for line, rule in _read_rule_lines(path):
         if rule.id in seen:
             raise InputError(f"duplicate id {rule.id!r}: also on line {seen[rule.id]}", path=path, line=line,
@@ -116,11 +119,17 @@ def _check_rules_jsonl(path: Path, stored: Callable[[list[str]], set[str]]) -> l
             if ref not in seen and ref not in in_store:
                 raise InputError(f"{field} {ref!r} is not a rule earlier in this file or in the rulebook",
                                  path=path, line=line, field=field)
-        if rule.parent is not None and rule.parent not in seen:
-            parents.append((line, rule.parent))
+        if rule.parent is not None:
+            parent_of[rule.id] = (rule.parent,)
+            if rule.parent not in seen:
+                parents.append((line, rule.parent))
         seen[rule.id] = line
         if rule.case is not None and rule.binds:
             active_rulings.append(rule.id)
+    cycle = find_cycle(parent_of)
+    if cycle is not None:
+        raise InputError(f"parent cycle: {' -> '.join(cycle)}; a rule cannot be its own parent, even through "
+                         "others", path=path, line=seen[cycle[0]], field="parent")
     missing = {p for _, p in parents if p not in seen}
     missing -= stored(sorted(missing)) if missing else set()
     for line, parent in parents:

@@ -249,7 +249,7 @@ class Rule(FrozenModel):
     text: str
     authority: Authority | None = None
     parent: str | None = None
-    specificity: int = 0
+    specificity: int = Field(default=0, ge=0, le=1_000_000, description="Depth in the layer's hierarchy (0: top).")
     tags: tuple[str, ...] = ()
     source: str = "user"
     status: RuleStatus = RuleStatus.ACTIVE

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from judge.jsonl import check_value, loads
 from judge.rules.model import RULE_ID_RE, Layer, Rule, RulingCase
 from judge.rules.textformat import _RULING_EXTRA, _RULING_KEYS, RULINGS_DIR, ruling_text
 
-__all__ = ["read_rulebook"]
+__all__ = ["find_cycle", "read_rulebook"]
 
 _SKIP_NAMES = frozenset({"README.md", "NOTICE.md"})
 _FM_KEYS = ("id", "title", "authority", "parent", "specificity", "tags", "source", "checks")
@@ -225,22 +225,29 @@ def _check_references(located: list[_Located]) -> None:
             if ref not in by_id:
                 raise _fail(loc.path, loc.field_lines.get(field, loc.line),
                             f"{field} {ref!r} is not a rule in this rulebook", field)
-    cycle = _overrule_cycle({loc.rule.id: loc.rule.case.overrules for loc in located if loc.rule.case is not None})
+    cycle = find_cycle({loc.rule.id: loc.rule.case.overrules for loc in located if loc.rule.case is not None})
     if cycle is not None:
         # Every ruling in a cycle is overruled by another one: all of them would silently stop binding.
         first = by_id[cycle[0]]
         raise _fail(first.path, first.field_lines.get("overrules", first.line),
                     f"overrule cycle: {' -> '.join(cycle)}; a ruling cannot overrule itself, even through others",
                     "overrules")
+    cycle = find_cycle({loc.rule.id: (loc.rule.parent,) for loc in located if loc.rule.parent is not None})
+    if cycle is not None:  # a hierarchy has a top: a rule cannot enclose itself
+        first = by_id[cycle[0]]
+        raise _fail(first.path, first.field_lines.get("parent", first.line),
+                    f"parent cycle: {' -> '.join(cycle)}; a rule cannot be its own parent, even through others",
+                    "parent")
 
 
-def _overrule_cycle(overrules: dict[str, tuple[str, ...]]) -> list[str] | None:
-    """The first cycle in the "overrules" graph (ids in order, the first repeated at the end), or None."""
+def find_cycle(edges: Mapping[str, Sequence[str]]) -> list[str] | None:
+    """The first cycle in a graph of ids (``overrules``, ``parent``): its ids in order, the first repeated at the
+    end, or None."""
     state: dict[str, int] = {}  # 1: on the current path, 2: fully explored
-    for root in overrules:
+    for root in edges:
         if root in state:
             continue
-        path, stack = [root], [iter(overrules[root])]
+        path, stack = [root], [iter(edges[root])]
         state[root] = 1
         while stack:  # iterative depth-first search: a long chain of rulings must not hit the recursion limit
             target = next(stack[-1], None)
@@ -252,7 +259,7 @@ def _overrule_cycle(overrules: dict[str, tuple[str, ...]]) -> list[str] | None:
             elif target not in state:
                 state[target] = 1
                 path.append(target)
-                stack.append(iter(overrules.get(target, ())))
+                stack.append(iter(edges.get(target, ())))
     return None
 
 
