@@ -833,3 +833,19 @@ def test_ingest_refuses_a_parent_cycle_and_a_huge_specificity_naming_the_line(
         code, _, err = run_cli(["rulebook", "ingest", str(rules)], monkeypatch, capsys, sqlite_url)
         said = " ".join(err.split())
         assert code == 2 and f"rules.jsonl{where}" in said and field in said and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("content", [b"garbage\n", b"SQLite format 3\x00" + b"\x00" * 200])
+def test_a_file_that_is_not_a_database_is_named_not_a_traceback(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], content: bytes) -> None:
+    from judge.errors import StoreError
+    from tests.test_cli import run_cli
+
+    path = tmp_path / "not.db"
+    path.write_bytes(content)
+    url = f"sqlite:///{path}"
+    with pytest.raises(StoreError, match="cannot be read as a database"):
+        Rulebook.open(url)
+    code, _, err = run_cli(["rulebook", "list"], monkeypatch, capsys, url)
+    assert code == 2 and "cannot be read as a database" in " ".join(err.split()) and "Traceback" not in err
+    assert path.read_bytes() == content  # nothing written into it

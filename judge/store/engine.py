@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, func, inspect, select, text
 from sqlalchemy.engine import ExceptionContext, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, ProgrammingError
+from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError, OperationalError, ProgrammingError
 from sqlalchemy.pool import StaticPool
 
 from judge.errors import ConcurrentWriteError, SchemaVersionError, StoreError
@@ -86,6 +86,10 @@ def open_engine(url: str, **kwargs: Any) -> Engine:
     return engine
 
 
+#: SQLite's words for a file that is not (or no longer) a database.
+_NOT_A_DATABASE = ("file is not a database", "database disk image is malformed")
+
+
 def _translate_errors(engine: Engine) -> None:
     """Re-raise an unreachable database and a lock held too long as `StoreError`s (one clear line)."""
     where = engine.url.render_as_string(hide_password=True)
@@ -93,10 +97,15 @@ def _translate_errors(engine: Engine) -> None:
     @event.listens_for(engine, "handle_error")
     def _on_error(ctx: ExceptionContext) -> None:
         # Pre-ping failures must stay SQLAlchemy's: the pool reconnects on them.
-        if ctx.is_pre_ping or not isinstance(ctx.sqlalchemy_exception, OperationalError):
+        if ctx.is_pre_ping or not isinstance(ctx.sqlalchemy_exception, DatabaseError):
             return
         lines = str(ctx.original_exception).strip().splitlines()
         detail = lines[0][:200] if lines else type(ctx.original_exception).__name__
+        if any(sign in detail.lower() for sign in _NOT_A_DATABASE):  # a SQLite file that is not a database
+            raise StoreError(f"database {where} cannot be read as a database ({detail}); point --db / JUDGE_DB "
+                             "at the judge database") from ctx.sqlalchemy_exception
+        if not isinstance(ctx.sqlalchemy_exception, OperationalError):
+            return
         if "database is locked" in detail.lower():
             raise ConcurrentWriteError(f"database {where} stayed locked by another connection beyond the busy "
                                        f"timeout ({detail})") from ctx.sqlalchemy_exception
