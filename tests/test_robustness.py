@@ -849,3 +849,23 @@ def test_a_file_that_is_not_a_database_is_named_not_a_traceback(
     code, _, err = run_cli(["rulebook", "list"], monkeypatch, capsys, url)
     assert code == 2 and "cannot be read as a database" in " ".join(err.split()) and "Traceback" not in err
     assert path.read_bytes() == content  # nothing written into it
+
+
+def test_index_rebuild_sets_aside_an_index_that_cannot_be_opened(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], sqlite_url: str) -> None:
+    from tests.test_cli import run_cli
+
+    book = tmp_path / "book"
+    (book / "spec").mkdir(parents=True)
+    (book / "spec" / "clear.md").write_text("---\nid: spec/clear\ntitle: Be clear\nsource: s\n---\nWrite clearly.\n",
+                                            encoding="utf-8")
+    assert run_cli(["rulebook", "load", str(book)], monkeypatch, capsys, sqlite_url)[0] == 0
+    index = tmp_path / "judge-data" / "index"
+    (index / "chroma.sqlite3").write_bytes(b"garbage\n")  # damaged
+    code, out, err = run_cli(["index", "rebuild"], monkeypatch, capsys, sqlite_url)
+    assert code == 0 and "indexed 1 rules" in out and "could not be opened; moved it to" in " ".join(err.split())
+    aside = [p for p in index.parent.iterdir() if p.name.startswith("index.unreadable-")]
+    assert len(aside) == 1 and (aside[0] / "chroma.sqlite3").read_bytes() == b"garbage\n"  # kept, not deleted
+    code, out, _ = run_cli(["retrieve", "--prompt", "write clearly", "--a", "x", "--b", "y", "--json"],
+                           monkeypatch, capsys, sqlite_url)
+    assert code == 0 and "spec/clear" in out

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import typer
 
-from judge.cli.common import console, emit_json, require_rulebook, state
+from judge.cli.common import console, emit_json, err_console, require_rulebook, state
 from judge.cli.helpfmt import App
+from judge.errors import RetrievalIndexError
 
 app = App(help="The derived retrieval index (rebuildable from the SQL rulebook).", no_args_is_help=True)
 
@@ -15,9 +18,25 @@ def rebuild(ctx: typer.Context,
             as_json: bool = typer.Option(False, "--json", help="Print the count as JSON.")) -> None:
     """Drop the index and rebuild it from the SQL rulebook."""
     # An empty rulebook gives an empty index that retrieves nothing: say how to load rules instead.
-    require_rulebook(state(ctx).settings, allow_empty=False, offer_allow_empty=False)
+    settings = state(ctx).settings
+    require_rulebook(settings, allow_empty=False, offer_allow_empty=False)
     rb = state(ctx).rulebook()
-    n = rb.rebuild_index()
+    try:
+        n = rb.rebuild_index()
+    except RetrievalIndexError:
+        path = settings.resolved_index_path
+        if settings.chroma_url or not (path / "chroma.sqlite3").is_file():
+            raise
+        # A local index that cannot be opened (a damaged file): it is derived, so it is set aside, not repaired
+        aside = path.with_name(f"{path.name}.unreadable-{datetime.now(UTC):%Y%m%dT%H%M%S}")
+        from judge.retrieval.index_layout import forget_local_client
+
+        path.rename(aside)
+        forget_local_client(path)
+        err_console.print(f"the index at {path} could not be opened; moved it to {aside} and rebuilt it",
+                          highlight=False, markup=False)
+        rb = state(ctx).workspace().rulebook()
+        n = rb.rebuild_index()
     if as_json:
         emit_json({"indexed": n, "rulebook_version": rb.version})
     else:

@@ -19,8 +19,8 @@ from judge.retrieval.embedder import Embedder
 from judge.rules.model import Layer
 from judge.settings import Settings
 
-__all__ = ["INDEX_SCHEMA_VERSION", "WRITE_LOCK_NAME", "DeferredClient", "IndexLayout", "make_client",
-           "make_ephemeral_client", "passage_id", "passage_owner"]
+__all__ = ["INDEX_SCHEMA_VERSION", "WRITE_LOCK_NAME", "DeferredClient", "IndexLayout", "forget_local_client",
+           "make_client", "make_ephemeral_client", "passage_id", "passage_owner"]
 
 #: Bump when the layout of ids, metadata or documents changes; older indexes must then be rebuilt
 #: (`judge.rulebook.Rulebook` rebuilds one it finds, rather than mixing layouts). 2: passages.
@@ -89,6 +89,16 @@ def make_client(settings: Settings) -> Any:
         return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
     except Exception as exc:
         raise RetrievalIndexError(f"cannot open the retrieval index at {path}: {exc}") from exc
+
+
+def forget_local_client(path: Path) -> None:
+    """Drop the embedded Chroma client this process keeps for the index folder ``path``, so the next
+    `make_client` opens the folder anew (Chroma keeps one per folder for the process, also one that failed to
+    open); clients of other folders are left alone."""
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    SharedSystemClient._identifier_to_system.pop(str(path), None)
+    SharedSystemClient._identifier_to_refcount.pop(str(path), None)
 
 
 class DeferredClient:
