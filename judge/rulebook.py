@@ -205,6 +205,7 @@ class Rulebook(RulingWrites):
         return self.index.writing() if self.index is not None else nullcontext()
 
     def _commit(self, items: Sequence[PendingChange], author: str | None) -> list[Change]:
+        self.retriever.check_index_model()
         changes = self.store.commit(items, author=author)
         self.sync_index()
         return changes
@@ -258,6 +259,7 @@ class Rulebook(RulingWrites):
         stored with other text keep it (listed in the report's ``kept``).
         """
         rules = read_rulebook(Path(path))
+        self.retriever.check_index_model()
         report = self.store.sync(rules, author=author, reason=f"loaded from {path}",
                                  allow_constitution=allow_constitution, amend=amend)
         self.sync_index()
@@ -293,6 +295,7 @@ class Rulebook(RulingWrites):
         """
         if batch_size < 1:
             raise RulebookError(f"batch_size must be at least 1, got {batch_size}")
+        self.retriever.check_index_model()
         totals = IngestReport(added=0, amended=0, unchanged=0, batches=0, rulebook_version=self.version)
         for batch in batched(rules, batch_size):
             report = self.store.sync(batch, author=author, reason=reason, allow_constitution=allow_constitution)

@@ -869,3 +869,27 @@ def test_index_rebuild_sets_aside_an_index_that_cannot_be_opened(
     code, out, _ = run_cli(["retrieve", "--prompt", "write clearly", "--a", "x", "--b", "y", "--json"],
                            monkeypatch, capsys, sqlite_url)
     assert code == 0 and "spec/clear" in out
+
+
+def test_a_write_the_index_cannot_take_stores_nothing_and_status_says_it_is_not_current(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], sqlite_url: str) -> None:
+    from tests.test_cli import invoke
+
+    def cli(model: str, *args: str) -> tuple[int, str, str]:
+        return invoke(["--db", sqlite_url, "--embedding-model", model, *args], monkeypatch, capsys)
+
+    for name, rid in (("one", "spec/clear"), ("two", "spec/new-one")):
+        (tmp_path / name / "spec").mkdir(parents=True)
+        (tmp_path / name / "spec" / f"{rid.split('/')[1]}.md").write_text(
+            f"---\nid: {rid}\ntitle: T\nsource: s\n---\nText {name}.\n", encoding="utf-8")
+    code, _, err = cli("hash", "rulebook", "load", str(tmp_path / "one"))
+    assert code == 0, err
+    code, _, err = cli("hash:32", "rulebook", "load", str(tmp_path / "two"))
+    assert code == 2 and "built with embedding model" in " ".join(err.split())
+    code, out, _ = cli("hash", "rulebook", "list", "--json")
+    assert [r["id"] for r in json.loads(out)["rules"]] == ["spec/clear"]  # nothing of the refused load stored
+    code, out, _ = cli("hash:32", "index", "status", "--json")
+    assert json.loads(out)["current"] is False and json.loads(out)["configured_embedding_model"] == "hash:32"
+    assert cli("hash:32", "index", "sync")[0] == 2  # not "re-indexed 0 rules"
+    code, out, _ = cli("hash", "index", "status", "--json")
+    assert json.loads(out)["current"] is True

@@ -8,7 +8,7 @@ import typer
 
 from judge.cli.common import console, emit_json, err_console, require_rulebook, state
 from judge.cli.helpfmt import App
-from judge.errors import RetrievalIndexError
+from judge.errors import IndexMismatchError, RetrievalIndexError
 
 app = App(help="The derived retrieval index (rebuildable from the SQL rulebook).", no_args_is_help=True)
 
@@ -58,12 +58,18 @@ def sync(ctx: typer.Context,
 @app.command("status")
 def status(ctx: typer.Context,
            as_json: bool = typer.Option(False, "--json", help="Print the status as JSON.")) -> None:
-    """Which rulebook version and embedding model the index was built from, and whether it is current."""
+    """Which rulebook version and embedding model the index was built from, and whether it is current (built
+    from the rulebook's version with the configured embedding model)."""
     rb = state(ctx).rulebook()
     st = rb.index.state()
+    try:
+        rb.index.check_model()
+        usable = True
+    except IndexMismatchError:
+        usable = False
     data = {"index_rulebook_version": st.rulebook_version, "rulebook_version": rb.version,
-            "current": st.rulebook_version == rb.version, "embedding_model": st.embedder,
-            "count": rb.index.count()}
+            "current": usable and st.rulebook_version == rb.version, "embedding_model": st.embedder,
+            "configured_embedding_model": rb.index.embedder.name, "count": rb.index.count()}
     if as_json:
         emit_json(data)
     else:

@@ -131,6 +131,18 @@ class RuleIndex(IndexReads, IndexWrites):
                           meta.get(_K_SCHEMA), count=sum(col.count() for col in layout.layers.values()))
 
     @_server_errors
+    def check_model(self) -> None:
+        """Refuse an index built with another embedding model or dimension than the configured one, before
+        anything is written for it (an index never built, or of another layout, passes: it is built anew).
+
+        Raises:
+            IndexMismatchError: built with another embedding model or dimension.
+        """
+        layout = self._layout(create=False, refresh=True)
+        if layout is not None and layout.meta.get(_K_SCHEMA) == INDEX_SCHEMA_VERSION:
+            self._check_embedder(layout.meta)
+
+    @_server_errors
     def check(self, rulebook_version: str) -> IndexState:
         """Make sure the index can serve queries for ``rulebook_version``; return its state.
 

@@ -110,7 +110,15 @@ class SyncedIndex:
         with self.index.writing():  # one writer at a time on a local index, across processes
             return self._sync_index(self.index, page_size)
 
+    def check_index_model(self) -> None:
+        """Refuse (`IndexMismatchError`) to write rules the index could not take: it was built with another
+        embedding model than the configured one. Writers call it before the SQL write, so a refused write
+        stores nothing."""
+        if self.index is not None:
+            self.index.check_model()
+
     def _sync_index(self, index: RuleIndex, page_size: int) -> int:
+        index.check_model()  # an index a change cannot reach is not "in sync"
         state = index.state()
         head = self.store.head()
         if head is None:
