@@ -9,8 +9,11 @@ from typing import Any
 
 import typer
 
+from judge.cases.files import read_case_lines
+from judge.cases.model import CaseStatus
 from judge.cli.common import err_console, state
 from judge.cli.progress import RunProgress
+from judge.errors import InputError
 
 __all__ = ["COS_OPT", "JSON_OPT", "NGRAM_OPT", "case_row", "check_entries", "duplicate_heads", "open_store",
            "progress_bar", "read_cases"]
@@ -48,10 +51,6 @@ def progress_bar(description: str) -> Iterator[Any]:
 def read_cases(path: Path) -> list[tuple[Path, int, Any]]:
     """The cases of one file with their file and line, validated as `judge.cases.files.read_case_lines` does;
     every case is a draft."""
-    from judge.cases.files import read_case_lines
-    from judge.cases.model import CaseStatus
-    from judge.errors import InputError
-
     located = read_case_lines(path)
     for file, line, case in located:
         if case.status is not CaseStatus.DRAFT:
@@ -62,8 +61,6 @@ def read_cases(path: Path) -> list[tuple[Path, int, Any]]:
 
 def check_entries(located: list[tuple[Path, int, Any]], known: Iterable[str]) -> None:
     """Refuse the first case testing an entry that is not a current spec entry, naming its file and line."""
-    from judge.errors import InputError
-
     current = set(known)
     for file, line, case in located:
         unknown = [entry for entry in case.entries if entry not in current]

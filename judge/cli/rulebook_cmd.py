@@ -24,6 +24,7 @@ from judge.cli.progress import RunProgress
 from judge.cli.rulings_cmd import JSON_OPT, rule_json
 from judge.errors import InputError, first_validation_error
 from judge.jsonl import read_jsonl
+from judge.rules.graph import find_cycle
 from judge.rules.model import Layer, Rule
 
 if TYPE_CHECKING:
@@ -97,8 +98,6 @@ def _check_rules_jsonl(path: Path, stored: Callable[[list[str]], set[str]]) -> l
     Raises:
         InputError: the first problem, naming file:line and the field.
     """
-    from judge.rules.textread import find_cycle
-
     seen: dict[str, int] = {}
     in_store: set[str] = set()  # stored ids already looked up (rulings keep citing the same entries)
     parents: list[tuple[int, str]] = []

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,10 +15,11 @@ from pydantic import BaseModel, ValidationError
 
 from judge.errors import InputError, RulebookParseError
 from judge.jsonl import check_value, loads
+from judge.rules.graph import find_cycle
 from judge.rules.model import RULE_ID_RE, Layer, Rule, RulingCase
 from judge.rules.textformat import _RULING_EXTRA, _RULING_KEYS, RULINGS_DIR, ruling_text
 
-__all__ = ["find_cycle", "read_rulebook"]
+__all__ = ["read_rulebook"]
 
 _SKIP_NAMES = frozenset({"README.md", "NOTICE.md"})
 _FM_KEYS = ("id", "title", "authority", "parent", "specificity", "tags", "source", "checks")
@@ -238,29 +239,6 @@ def _check_references(located: list[_Located]) -> None:
         raise _fail(first.path, first.field_lines.get("parent", first.line),
                     f"parent cycle: {' -> '.join(cycle)}; a rule cannot be its own parent, even through others",
                     "parent")
-
-
-def find_cycle(edges: Mapping[str, Sequence[str]]) -> list[str] | None:
-    """The first cycle in a graph of ids (``overrules``, ``parent``): its ids in order, the first repeated at the
-    end, or None."""
-    state: dict[str, int] = {}  # 1: on the current path, 2: fully explored
-    for root in edges:
-        if root in state:
-            continue
-        path, stack = [root], [iter(edges[root])]
-        state[root] = 1
-        while stack:  # iterative depth-first search: a long chain of rulings must not hit the recursion limit
-            target = next(stack[-1], None)
-            if target is None:
-                stack.pop()
-                state[path.pop()] = 2
-            elif state.get(target) == 1:
-                return [*path[path.index(target):], target]
-            elif target not in state:
-                state[target] = 1
-                path.append(target)
-                stack.append(iter(edges.get(target, ())))
-    return None
 
 
 def read_rulebook(path: str | Path) -> list[Rule]:
