@@ -15,7 +15,7 @@ from judge.cases.autoreview import CHECK_REVIEWER, CheckPolicy, check_cases, ent
 from judge.cases.files import read_case_files, write_case_files
 from judge.cases.model import CaseStatus, TestCase
 from judge.cases.store import CaseStore, Decision
-from judge.errors import InputError
+from judge.errors import ConfigError, InputError
 from judge.gate.inputs import read_cases, read_coverage
 from judge.retrieval.embedder import HashEmbedder
 from judge.store import migrate, open_engine
@@ -285,7 +285,8 @@ def test_answer_cases_is_resumable_and_records_failures_apart(tmp_path: Path) ->
     assert (run.answered, run.failed, run.skipped) == (2, 1, 0)
     assert backend.history[2]["messages"][0] == {"role": "system", "content": "Sell only bikes."}
     lines = [json.loads(x) for x in out.read_text().splitlines()]
-    assert lines[1] == {"case_id": cases[1].id, "failure": "the model returned an empty answer"}
+    setup = {"requested_model": backend.model, "system": None, "max_tokens": 256, "temperature": 0.0}
+    assert lines[1] == {"case_id": cases[1].id, **setup, "failure": "the model returned an empty answer"}
     assert set(read_answers(out)) == {cases[0].id, multi.id}  # a failure is never an answer
 
     again = FakeBackend(["Some risks: cost and time."])
@@ -295,3 +296,7 @@ def test_answer_cases_is_resumable_and_records_failures_apart(tmp_path: Path) ->
     assert answers[cases[1].id] == "Some risks: cost and time."
     plan = build_pairs(cases, answers, answers)
     assert len(plan.pairs) == 3 and plan.pairs[2]["prompt"].startswith("<developer>")
+    before = out.read_bytes()
+    with pytest.raises(ConfigError, match=r"answers\.jsonl:1: .*another setup.*system None \(this run: 'Be brief\.'\)"):
+        answer_cases(FakeBackend(["x"]), [*cases, draft("New one?")], out, system="Be brief.")
+    assert out.read_bytes() == before  # nothing asked, nothing written

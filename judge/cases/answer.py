@@ -2,9 +2,11 @@
 
 Each accepted case is sent as a chat - an optional system prompt, the case's conversation, then its prompt -
 and the reply is appended to a JSONL file as ``{"case_id", "response", "model", ...}``, the format
-`judge cases pairs` reads. The file is the checkpoint: a run cut short goes on where it stopped (cases
-already answered are skipped), and a case the model could not answer is written as
-``{"case_id", "failure"}`` - never as a response - and asked again on the next run.
+`judge cases pairs` reads, with the setup it was asked with (``requested_model``, ``system``, ``max_tokens``,
+``temperature``): a file is one setup's answers, and going on in it with another is refused. The file is the
+checkpoint: a run cut short goes on where it stopped (cases already answered are skipped), and a case the model
+could not answer is written as ``{"case_id", "failure"}`` - never as a response - and asked again on the next
+run.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 
 from judge.backends.base import Backend, ChatRequest
 from judge.cases.model import TestCase
-from judge.errors import BackendError
+from judge.errors import BackendError, ConfigError
 from judge.jsonl import read_jsonl
 
 __all__ = ["AnswerRun", "answer_cases", "answered_ids", "case_messages"]
@@ -49,6 +51,21 @@ def case_messages(case: TestCase, system: str | None = None) -> list[dict[str, s
     return messages
 
 
+def _check_same_setup(path: Path, setup: dict[str, Any]) -> None:
+    """Refuse to go on in ``path`` when a line in it was answered with another model, system prompt, token cap
+    or temperature (lines written before answers recorded their setup are not compared)."""
+    if not path.exists():
+        return
+    for line, obj in read_jsonl(path):
+        if "requested_model" not in obj:
+            continue
+        diff = [f"{k} {obj.get(k)!r} (this run: {v!r})" for k, v in setup.items() if obj.get(k) != v]
+        if diff:
+            raise ConfigError(f"{path}:{line}: these answers were written with another setup ({'; '.join(diff)}); "
+                              "going on would mix two setups' answers in one file - write to a new file, or run "
+                              "with the same settings")
+
+
 def answered_ids(path: Path) -> set[str]:
     """Case ids already answered in ``path`` (failures are not: they are asked again)."""
     if not path.exists():
@@ -71,13 +88,16 @@ def answer_cases(backend: Backend, cases: Sequence[TestCase], out: Path, *, syst
         temperature: sampling temperature (0: greedy, reproducible).
         progress: called with (done, total) after each case.
     """
+    setup = {"requested_model": backend.model, "system": system, "max_tokens": max_tokens,
+             "temperature": temperature}
+    _check_same_setup(out, setup)
     done = answered_ids(out)
     todo = [c for c in cases if c.id not in done]
     out.parent.mkdir(parents=True, exist_ok=True)
     answered = failed = 0
     with out.open("a", encoding="utf-8") as fh:
         for i, case in enumerate(todo):
-            record: dict[str, Any] = {"case_id": case.id}
+            record: dict[str, Any] = {"case_id": case.id, **setup}
             try:
                 reply = backend.chat(ChatRequest(messages=tuple(case_messages(case, system)), max_tokens=max_tokens,
                                                  temperature=temperature))
