@@ -241,6 +241,12 @@ def test_protected_secrets_are_blanked_until_the_set_is_replaced(caplog: pytest.
     assert secrets.protected() == frozenset()
 
 
+def test_a_placeholder_key_is_blanked_as_a_token_not_inside_words() -> None:
+    text = "ValueError: expected x, got x in exception; Bearer x, ?api_key=x&y=1"
+    assert secrets.blank(text, ["x"]) == "ValueError: expected ***, got *** in exception; Bearer ***, ?api_key=***&y=1"
+    assert secrets.blank("Bearer sk-a1b2c3. and sk-a1b2c3d", ["sk-a1b2c3"]) == "Bearer ***. and sk-a1b2c3d"
+
+
 def test_sync_calls_in_new_event_loops_do_not_reuse_dead_connections(caplog: pytest.LogCaptureFixture) -> None:
     """`chat` / `Judge.compare` run each call in a new event loop: the client must not retry a dead keep-alive
     connection from the previous loop (found against the embedded server: every call's first try failed)."""

@@ -32,7 +32,7 @@ from tenacity import (
 )
 
 from judge.backends.base import ChatReply, ChatRequest, StructuredReply
-from judge.backends.secrets import protect
+from judge.backends.secrets import blank, protect
 from judge.errors import BackendReplyError, BackendUnavailableError, StructuredOutputError
 
 __all__ = ["OpenAIProtocolBackend", "RetryPolicy"]
@@ -165,8 +165,7 @@ class OpenAIProtocolBackend:
 
     def _scrub(self, text: object) -> str:
         """``text`` with this client's API key blanked out, for error messages and raw replies."""
-        out = str(text)
-        return out.replace(self._api_key, "***") if self._api_key else out
+        return blank(str(text), [self._api_key] if self._api_key else [])
 
     def _retrying(self) -> AsyncRetrying:
         return AsyncRetrying(stop=stop_after_attempt(self.retry.attempts), wait=_waiter(self.retry),

@@ -8,12 +8,23 @@ The backends blank keys in what they return and raise; this covers what those li
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 
-__all__ = ["LOGGER_PREFIXES", "SecretFilter", "protect", "protect_only", "protected"]
+__all__ = ["LOGGER_PREFIXES", "SecretFilter", "blank", "protect", "protect_only", "protected"]
 
 #: Loggers (and their children) whose records are scrubbed.
 LOGGER_PREFIXES = ("judge", "openai", "instructor", "httpx", "httpx2", "httpcore")
+
+
+def blank(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with each secret replaced by ``***`` where it stands as a token of its own: not inside a word
+    (a placeholder key such as ``x`` or ``EMPTY`` must not garble "exception"; a real key is never part of a
+    longer run of letters and digits)."""
+    for secret in secrets:
+        if secret:
+            text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", "***", text)
+    return text
 
 
 class SecretFilter(logging.Filter):
@@ -30,16 +41,12 @@ class SecretFilter(logging.Filter):
             message = record.getMessage()
         except (TypeError, ValueError):  # a record whose arguments do not format: leave it to logging
             return True
-        scrubbed = message
-        for secret in self.secrets:
-            scrubbed = scrubbed.replace(secret, "***")
+        scrubbed = blank(message, self.secrets)
         if scrubbed != message:
             record.msg, record.args = scrubbed, None
         if record.exc_info and record.exc_info[1] is not None and not record.exc_text:
             text = logging.Formatter().formatException(record.exc_info)
-            for secret in self.secrets:
-                text = text.replace(secret, "***")
-            record.exc_text = text
+            record.exc_text = blank(text, self.secrets)
         return True
 
 
