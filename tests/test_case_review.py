@@ -260,6 +260,9 @@ def test_cli_load_check_export_and_coverage_by_method(monkeypatch: pytest.Monkey
     bad_add.write_text(json.dumps(lines[0]) + "\n" + json.dumps({**lines[1], "entries": ["spec/nope"]}) + "\n")
     code, _, err = cli("cases", "add", str(bad_add))
     assert code == 2 and "bad-add.jsonl:2" in " ".join(err.split()) and "entries" in err
+    bad_add.write_text("\n\n")
+    code, _, err = cli("cases", "add", str(bad_add))
+    assert code == 2 and "no cases to add" in " ".join(err.split())
 
 
 # ----------------------------------------------------------------------------- answering cases

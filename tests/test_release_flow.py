@@ -79,7 +79,12 @@ def test_release_flow(candidate_style: str, min_cases: int, exit_code: int, tmp_
     code, out, err = cli("cases", "pairs", "--candidate", str(tmp_path / "answers.jsonl"),
                          "-o", str(tmp_path / "pairs.jsonl"), "--json")
     assert code == 0, err
-    assert json.loads(out)["pairs"] == 5
+    assert json.loads(out)["pairs"] == 5 and json.loads(out)["unknown_answers"] == []
+    stray = tmp_path / "stray.jsonl"  # answers that match no accepted case: nothing to gate, said so
+    stray.write_text(json.dumps({"case_id": "case-0000", "response": "x"}) + "\n")
+    code, _, err = cli("cases", "pairs", "--candidate", str(stray), "-o", str(tmp_path / "none.jsonl"))
+    assert code == 2 and "no pair to write" in " ".join(err.split()) and "case-0000" in err
+    assert not (tmp_path / "none.jsonl").exists()
     code, _, err = cli("run", str(tmp_path / "pairs.jsonl"), "-o", str(tmp_path / "results.jsonl"),
                        "--method", "pairwise", "--no-explain", "--no-table")
     assert code == 0, err

@@ -84,6 +84,8 @@ def add(
 ) -> None:
     """Add draft cases from a JSONL file (one transaction; cases already stored are left as they are)."""
     located = read_cases(file)
+    if not located:
+        raise InputError("no cases to add (the file holds no case lines)", path=file)
     store = open_store(ctx)
     check_entries(located, store.entry_ids())
     with progress_bar("embedding cases") as progress:

@@ -9,8 +9,10 @@ from typing import Any
 
 import typer
 
+from judge._atomic import write_text_atomic
 from judge.cli.cases_common import JSON_OPT, open_store, progress_bar
-from judge.cli.common import check_out_file, check_url, console, emit_json, state
+from judge.cli.common import check_out_file, check_url, console, emit_json, refuse_input_as_output, state
+from judge.errors import InputError
 
 __all__ = ["answer", "generate", "pairs"]
 
@@ -124,15 +126,23 @@ def pairs(
     """Write release pairs: candidate (A) vs baseline or reference (B), one per accepted case."""
     from judge.cases.pairs import build_pairs, read_answers
 
+    refuse_input_as_output(out, [candidate, baseline], "--out")
     cases = open_store(ctx, embed=False).list_cases(entry=entry, status="accepted")
-    plan = build_pairs(cases, read_answers(candidate), read_answers(baseline) if baseline else None)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in plan.pairs), encoding="utf-8")
+    answers = read_answers(candidate)
+    plan = build_pairs(cases, answers, read_answers(baseline) if baseline else None)
+    unknown = sorted(set(answers) - {c.id for c in cases})
+    if not plan.pairs:
+        raise InputError(f"no pair to write: none of the {len(cases)} accepted case(s) has an answer in {candidate}"
+                         + (" and the baseline" if baseline else "")
+                         + (f" ({len(unknown)} answer(s) name no accepted case, e.g. {unknown[0]})" if unknown else ""),
+                         path=candidate)
+    write_text_atomic(out, "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in plan.pairs))
     if as_json:
         emit_json({"pairs": len(plan.pairs), "out": str(out),
-                   "skipped": [{"case_id": c, "reason": r} for c, r in plan.skipped]})
+                   "skipped": [{"case_id": c, "reason": r} for c, r in plan.skipped], "unknown_answers": unknown})
         return
     console.print(f"{len(plan.pairs)} pair(s) written to {out} from {len(cases)} accepted case(s); "
-                  f"{len(plan.skipped)} skipped", highlight=False, markup=False)
+                  f"{len(plan.skipped)} skipped" + (f"; {len(unknown)} answer(s) name no accepted case"
+                                                      if unknown else ""), highlight=False, markup=False)
     for cid, reason in plan.skipped[:20]:
         console.print(f"  skipped {cid}: {reason}", highlight=False, markup=False)
