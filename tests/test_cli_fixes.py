@@ -33,7 +33,7 @@ def test_retry_warnings_name_the_http_status(caplog: pytest.LogCaptureFixture) -
 
 
 def _calibrator(**update: object) -> Calibrator:
-    cal = Calibrator(method="temperature", params={"t": 1.0}, judge=calibration_key(JudgeConfig()),
+    cal = Calibrator(method="temperature", params={"temperature": 1.0}, judge=calibration_key(JudgeConfig()),
                      rulebook_version="rb-one", n_fitted=40)
     return cal.model_copy(update=update)
 
