@@ -15,7 +15,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from judge._iter import batched
-from judge.errors import IndexSchemaError, IndexStaleError, RulebookError
+from judge.errors import (
+    IndexMismatchError,
+    IndexSchemaError,
+    IndexStaleError,
+    RetrievalIndexError,
+    RulebookError,
+)
 from judge.retrieval.case_exemplars import exemplar_fingerprint, read_exemplars
 from judge.retrieval.exemplars import Exemplars
 from judge.retrieval.fusion import RetrievalConfig
@@ -114,8 +120,14 @@ class SyncedIndex:
         """Refuse (`IndexMismatchError`) to write rules the index could not take: it was built with another
         embedding model than the configured one. Writers call it before the SQL write, so a refused write
         stores nothing."""
-        if self.index is not None:
+        if self.index is None:
+            return
+        try:
             self.index.check_model()
+        except IndexMismatchError:
+            raise
+        except RetrievalIndexError:  # an index that cannot be reached now catches up later: SQL is the record
+            log.debug("index not reachable before a write; it is synced when it is back", exc_info=True)
 
     def _sync_index(self, index: RuleIndex, page_size: int) -> int:
         index.check_model()  # an index a change cannot reach is not "in sync"
