@@ -17,7 +17,7 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import ValidationError
 
@@ -181,17 +181,28 @@ def write_results(path: str | Path, verdicts: Iterable[Verdict]) -> int:
 
 def completed_ids(path: Path) -> set[str]:
     """Pair ids in an existing results file whose result need not be redone."""
-    return scan_results(path)[0]
+    return scan_results(path).done
 
 
-def scan_results(path: Path) -> tuple[set[str], list[tuple[int, Verdict]], set[float | None]]:
+class ResultsScan(NamedTuple):
+    """What resuming needs of a results file (see `scan_results`)."""
+
+    done: set[str]
+    setups: list[tuple[int, Verdict]]
+    thresholds: set[float | None]
+    pair_hashes: dict[str, str]
+
+
+def scan_results(path: Path) -> ResultsScan:
     """The ids ``completed_ids`` gives, the first line and verdict of each judge setup (configuration and
-    calibrator) in the file, and the escalation thresholds its verdicts were decided with (None: none applied;
-    verdicts written before verdicts recorded it are not counted)."""
+    calibrator) in the file, the escalation thresholds its verdicts were decided with (None: none applied;
+    verdicts written before verdicts recorded it are not counted), and the content hash of each done pair's
+    latest verdict (where the file records it)."""
     if not path.exists():
-        return set(), [], set()
+        return ResultsScan(set(), [], set(), {})
     _repair_tail(path)
     done: set[str] = set()
+    pair_hashes: dict[str, str] = {}
     thresholds: set[float | None] = set()
     setups: list[tuple[int, Verdict]] = []  # one in a file written by one judge: a comparison per line
     # Streamed, keeping only ids: resuming a large run must not hold every earlier verdict in memory.
@@ -207,7 +218,11 @@ def scan_results(path: Path) -> tuple[set[str], list[tuple[int, Verdict]], set[f
             done.add(verdict.pair_id)
         else:
             done.discard(verdict.pair_id)
-    return done, setups, thresholds
+        if verdict.pair_hash is not None:
+            pair_hashes[verdict.pair_id] = verdict.pair_hash
+        else:
+            pair_hashes.pop(verdict.pair_id, None)
+    return ResultsScan(done, setups, thresholds, pair_hashes)
 
 
 def same_setup(verdict: Verdict, config: JudgeConfig, calibrator: str | None) -> bool:

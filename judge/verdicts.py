@@ -36,6 +36,7 @@ __all__ = [
     "cache_key",
     "compliance",
     "logit",
+    "pair_hash",
     "request_key",
 ]
 
@@ -322,6 +323,8 @@ class Verdict(BaseModel):
                                                        "goes to a person; winner is the judge's best guess.")
     escalate_below: float | None = Field(
         default=None, description="The threshold ``escalated`` was decided with (None: no threshold applied).")
+    pair_hash: str | None = Field(
+        default=None, description="`pair_hash` of the judged pair, in a results file (None elsewhere).")
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
     @model_validator(mode="after")
@@ -337,6 +340,13 @@ class Verdict(BaseModel):
         """Probability of the winner."""
         return self.probabilities.confidence if self.probabilities else None
 
+
+
+def pair_hash(pair: Pair) -> str:
+    """A short hash of a pair's content (prompt and responses with their processes, not its id): a results file
+    keeps it with each verdict, so a resumed run judges again a pair whose text changed under the same id."""
+    blob = json.dumps(pair.model_dump(mode="json", exclude={"id"}), sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def cache_key(pair: Pair, rulebook_version: str | None, rule_ids: Sequence[str], config: JudgeConfig) -> str:

@@ -17,7 +17,7 @@ from judge.judging.engine import Judge, bare_config
 from judge.judging.runner import RunReport, run_pairs
 from judge.records import PairRecord, completed_ids, read_results
 from judge.rules.model import Pair
-from judge.verdicts import Verdict
+from judge.verdicts import Verdict, pair_hash
 
 N = 10
 SLOT_BIASED = {"p0", "p1", "p2"}  # the fake judge always picks slot A for these: the orders disagree
@@ -277,6 +277,24 @@ def test_resuming_with_another_escalation_threshold_is_refused(tmp_path: Path) -
                               for line in before.decode().splitlines()))
     judge.escalate_below = 0.9
     assert run(judge, records(), out=legacy).skipped == 3
+
+
+def test_resuming_judges_again_a_pair_whose_text_changed_under_the_same_id(tmp_path: Path) -> None:
+    out = tmp_path / "results.jsonl"
+    judge, _ = make_judge(judge_script())
+    run(judge, records(3), out=out)
+    edited = records(3)
+    edited[1] = PairRecord(pair=edited[1].pair.model_copy(update={"prompt": "question 1, reworded"}), label="A",
+                           source="test", line=2)
+    again = run(judge, edited, out=out)
+    assert (again.skipped, again.judged) == (2, 1)
+    latest = {v.pair_id: v for v in read_results(out)}
+    assert latest["p1"].pair_hash == pair_hash(edited[1].pair) != pair_hash(records(3)[1].pair)
+    assert run(judge, edited, out=out).skipped == 3  # now current: nothing to do
+    legacy = tmp_path / "legacy.jsonl"  # verdicts written before results recorded the pair's hash: by id
+    legacy.write_text("".join(json.dumps({k: v for k, v in json.loads(line).items() if k != "pair_hash"}) + "\n"
+                              for line in out.read_text().splitlines()))
+    assert run(judge, records(3), out=legacy).skipped == 3
 
 
 def test_resuming_uncalibrated_verdicts_with_a_calibrator_is_refused(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ Several processes dividing one batch through the database: `judge.judging.shared
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -31,7 +31,7 @@ from judge.records import (
     scan_results,
     write_results,
 )
-from judge.verdicts import Verdict
+from judge.verdicts import Verdict, pair_hash
 
 __all__ = ["RETRYABLE_STAGES", "ResultsFileSink", "RunControl", "RunReport", "completed_ids", "read_results",
            "run_pairs", "write_results"]
@@ -80,15 +80,19 @@ class ResultsFileSink:
         out: the results file (None: verdicts are only counted and passed to ``on_result``).
         done: pair ids whose verdicts ``out`` already holds.
         on_skip: called with every record skipped because ``out`` holds its verdict.
+        pair_hashes: the content hash (`judge.verdicts.pair_hash`) of each done pair's verdict in ``out``: a
+            pair whose text changed under the same id is judged again (its new line is the one read back).
     """
 
     poll_s: float | None = None  # an iterator has a record ready, or has none left
 
     def __init__(self, records: Iterable[PairRecord], report: RunReport, *, out: Path | None = None,
-                 done: set[str] | None = None, on_skip: Callable[[PairRecord], None] | None = None) -> None:
+                 done: set[str] | None = None, on_skip: Callable[[PairRecord], None] | None = None,
+                 pair_hashes: Mapping[str, str] | None = None) -> None:
         self._pending: Iterator[PairRecord] = iter(records)
         self._report = report
         self._done = done or set()
+        self._hashes = pair_hashes or {}
         self._on_skip = on_skip
         if out is not None:
             out.parent.mkdir(parents=True, exist_ok=True)  # as `judge run -o new/folder/results.jsonl`
@@ -102,7 +106,10 @@ class ResultsFileSink:
             if record is None:
                 break
             self._report.total += 1
-            if record.pair.id in self._done:
+            known = self._hashes.get(record.pair.id or "")
+            if known is not None and known != pair_hash(record.pair):
+                log.info("pair %s changed since its verdict in the results file: judged again", record.pair.id)
+            elif record.pair.id in self._done:
                 self._report.skipped += 1
                 if self._on_skip is not None:
                     self._on_skip(record)
@@ -113,6 +120,7 @@ class ResultsFileSink:
     async def record(self, record: PairRecord, verdict: Verdict) -> bool:
         """Append the verdict to the results file (flushed: a killed run keeps it)."""
         if self._out is not None:
+            verdict = verdict.model_copy(update={"pair_hash": pair_hash(record.pair)})
             self._out.write(verdict.model_dump_json() + "\n")
             self._out.flush()
         return True
@@ -158,12 +166,15 @@ async def run_pairs(judge: Judge, records: Iterable[PairRecord], *, out: Path | 
     control = RunControl(judge, report, max_tokens=max_tokens, max_cost_usd=max_cost_usd, max_seconds=max_seconds,
                          exclude_for=exclude_for, on_result=on_result)
     done: set[str] = set()
+    hashes: dict[str, str] = {}
     if out is not None:
-        done, setups, thresholds = scan_results(out)
+        scan = scan_results(out)
+        done, hashes = scan.done, scan.pair_hashes
         if not mixed_configs:
-            _check_same_judge(out, judge, setups)
-            _check_same_threshold(out, judge, thresholds)
-    await run_loop(control, ResultsFileSink(records, report, out=out, done=done, on_skip=on_skip), concurrency)
+            _check_same_judge(out, judge, scan.setups)
+            _check_same_threshold(out, judge, scan.thresholds)
+    await run_loop(control, ResultsFileSink(records, report, out=out, done=done, on_skip=on_skip,
+                                            pair_hashes=hashes), concurrency)
     if report.stopped_by_budget:
         log.warning("budget reached: stopped after %d comparisons; re-run to continue", report.judged)
     return report
