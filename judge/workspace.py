@@ -52,10 +52,13 @@ class Workspace:
         self._judgments = JudgmentStore(engine)
 
     @classmethod
-    def open(cls, settings: Settings | None = None, *, url: str | None = None) -> Workspace:
-        """Open (creating and migrating if needed) the database at ``url`` or the configured one."""
+    def open(cls, settings: Settings | None = None, *, url: str | None = None, create: bool = True) -> Workspace:
+        """Open (creating and migrating if needed) the database at ``url`` or the configured one.
+
+        ``create=False`` refuses a SQLite file that does not exist (`judge.errors.StoreError`) rather than
+        creating an empty one: for callers that only read."""
         settings = settings or Settings.from_env()
-        return cls(settings, open_database(url or settings.resolved_db_url))
+        return cls(settings, open_database(url or settings.resolved_db_url, create=create))
 
     @property
     def where(self) -> str:

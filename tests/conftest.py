@@ -46,6 +46,16 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
+def empty_db_url(sqlite_url: str) -> str:
+    """`sqlite_url` with the database created and migrated, holding nothing (commands that only read refuse a
+    database that does not exist)."""
+    from judge.store import open_database
+
+    open_database(sqlite_url).dispose()
+    return sqlite_url
+
+
+@pytest.fixture
 def hash_rulebook(sqlite_url: str):  # returns judge.rulebook.Rulebook
     """A Rulebook on a fresh SQLite file with the deterministic hash embedder and an in-memory index."""
     from judge.testing import hash_rulebook

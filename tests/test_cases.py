@@ -24,7 +24,7 @@ from judge.cases.store import CaseStore
 from judge.errors import ConfigError, InputError
 from judge.retrieval.embedder import HashEmbedder
 from judge.rules.model import Authority, ChangeKind, Layer, Rule
-from judge.store import PendingChange, RulebookStore, migrate, open_engine
+from judge.store import PendingChange, RulebookStore, migrate, open_database, open_engine
 from judge.store.schema import TestCaseReviewRow, TestCaseVectorRow
 from tests.test_store import BACKENDS, backend_url
 
@@ -322,6 +322,9 @@ def test_cli_cases_workflow(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Capt
     def cli(*args: str) -> tuple[int, str, str]:
         return run_cli(list(args), monkeypatch, capsys, sqlite_url)
 
+    code, _, err = cli("coverage")
+    assert code == 2 and "no database at" in err and "Traceback" not in err
+    open_database(sqlite_url).dispose()
     code, _, err = cli("coverage")
     assert code == 2 and "no spec entries" in err and "Traceback" not in err
     assert cli("rulebook", "load", str(REPO / "rulebook"))[0] == 0

@@ -73,7 +73,8 @@ def test_rulebook_workflow(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captu
 
 
 def test_errors_are_one_line_and_exit_2(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-                                        sqlite_url: str, tmp_path: Path) -> None:
+                                        empty_db_url: str, tmp_path: Path) -> None:
+    sqlite_url = empty_db_url
     code, _, err = run_cli(["rulebook", "show", "spec/nope"], monkeypatch, capsys, sqlite_url)
     assert code == 2 and "no rule with id 'spec/nope'" in err and "Traceback" not in err
     bad = tmp_path / "bad.json"

@@ -214,3 +214,25 @@ def test_serve_json_prints_a_ready_line_with_the_url_and_a_stopped_line(
     assert [json.loads(line) for line in out.splitlines()] == [
         {"event": "ready", "url": "http://127.0.0.1:5555/v1", "model": "stand-in", "api_key": "sk-local-test"},
         {"event": "stopped"}]
+
+
+@pytest.mark.parametrize("args", [
+    ["rulebook", "list"], ["rulebook", "show", "spec/x"], ["rulebook", "history", "spec/x"],
+    ["rulebook", "impact", "--since", "v1"], ["rulebook", "export", "OUT"], ["index", "status"], ["cases", "list"],
+    ["coverage"]])
+def test_a_command_that_only_reads_does_not_create_a_missing_database(
+        args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A mistyped --db path is named (exit 2), not answered with an empty table from a new empty database."""
+    url = f"sqlite:///{tmp_path / 'typo' / 'judge.db'}"
+    args = [str(tmp_path / "out") if arg == "OUT" else arg for arg in args]
+    code, out, err = run_cli(args, monkeypatch, capsys, url)
+    assert code == 2 and "no database at" in err and "judge init" in err and "Traceback" not in err, (out, err)
+    assert not (tmp_path / "typo").exists()
+
+
+def test_a_command_that_writes_still_creates_its_database(monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'new' / 'judge.db'}"
+    assert run_cli(["rulebook", "load", str(REPO / "rulebook")], monkeypatch, capsys, url)[0] == 0
+    code, out, _ = run_cli(["rulebook", "list", "--json"], monkeypatch, capsys, url)
+    assert code == 0 and json.loads(out)

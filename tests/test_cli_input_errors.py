@@ -111,9 +111,10 @@ def test_an_output_that_cannot_be_written_is_named_not_a_traceback(
 
 
 def test_an_unwritable_output_is_named_not_its_temporary_file(
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], sqlite_url: str, tmp_path: Path) -> None:
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], empty_db_url: str, tmp_path: Path) -> None:
     """Outputs are written to a temporary file and renamed into place; when that fails, the message names the
     file the user asked for."""
+    sqlite_url = empty_db_url
     folder = tmp_path / "rules.jsonl"
     folder.mkdir()
     code, _, err = run_cli(["rulebook", "dump", str(folder)], monkeypatch, capsys, sqlite_url)
@@ -131,7 +132,8 @@ def test_an_unwritable_output_is_named_not_its_temporary_file(
 
 
 def test_an_output_is_written_through_a_link_and_never_replaces_a_pipe(
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], sqlite_url: str, tmp_path: Path) -> None:
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], empty_db_url: str, tmp_path: Path) -> None:
+    sqlite_url = empty_db_url
     target, link, pipe = tmp_path / "target.jsonl", tmp_path / "link.jsonl", tmp_path / "pipe.jsonl"
     target.write_text("old\n", encoding="utf-8")
     link.symlink_to(target)

@@ -26,13 +26,14 @@ NGRAM_OPT = typer.Option(0.6, "--ngram-threshold", help="Word 3-gram Jaccard at 
 
 
 def open_store(ctx: typer.Context, *, embed: bool = True) -> Any:
-    """A `CaseStore` on the configured rulebook's database, checked against its current spec entries."""
+    """A `CaseStore` on the configured rulebook's database, checked against its current spec entries (the
+    database must exist: cases test the entries of a loaded rulebook)."""
     from judge.errors import RulebookError
     from judge.retrieval.embedder import embedder_for
     from judge.rules.model import Layer
 
     cli = state(ctx)
-    rulebook = cli.rulebook(with_index=False)
+    rulebook = cli.rulebook(with_index=False, create=False)
     entry_ids = [r.id for r in rulebook.rules(Layer.SPEC)]
     if not entry_ids:
         raise RulebookError("the rulebook has no spec entries for cases to test; load one first "

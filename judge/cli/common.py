@@ -45,22 +45,25 @@ class CliState:
                                                embedding_model=self.embedding_model)
         return self._settings
 
-    def workspace(self) -> Any:
-        """The configured database, opened once per command (imported lazily: `--help` must stay fast)."""
+    def workspace(self, *, create: bool = True) -> Any:
+        """The configured database, opened once per command (imported lazily: `--help` must stay fast).
+
+        A command that only reads passes ``create=False``: a SQLite file that does not exist is then an error
+        (exit 2) rather than a new empty database at a mistyped path."""
         if self._workspace is None:
             from judge.workspace import Workspace
 
-            self._workspace = Workspace.open(self.settings)
+            self._workspace = Workspace.open(self.settings, create=create)
         return self._workspace
 
-    def rulebook(self, *, with_index: bool = True) -> Any:
-        """Open the configured rulebook."""
-        return self.workspace().rulebook(with_index=with_index)
+    def rulebook(self, *, with_index: bool = True, create: bool = True) -> Any:
+        """Open the configured rulebook (``create``: as `workspace`)."""
+        return self.workspace(create=create).rulebook(with_index=with_index)
 
-    def rules(self) -> Any:
+    def rules(self, *, create: bool = True) -> Any:
         """The configured rulebook's store (`judge.store.RulebookStore`): reading rules and their history
-        loads nothing of retrieval."""
-        return self.workspace().rules()
+        loads nothing of retrieval (``create``: as `workspace`)."""
+        return self.workspace(create=create).rules()
 
 
 ALLOW_EMPTY_HELP = "Judge even on a missing or empty rulebook (verdicts then cite no rule)."

@@ -13,7 +13,7 @@ _SHOWN = 20  # unmatched pair ids listed in --json (the count is always given)
 
 
 def _rulebook_entries(ctx: typer.Context) -> list[str]:
-    book = state(ctx).rulebook(with_index=False)
+    book = state(ctx).rulebook(with_index=False, create=False)
     return [rule.id for rule in book.rules(Layer.SPEC, active_only=True)]
 
 

@@ -20,7 +20,7 @@ def rebuild(ctx: typer.Context,
     # An empty rulebook gives an empty index that retrieves nothing: say how to load rules instead.
     settings = state(ctx).settings
     require_rulebook(settings, allow_empty=False, offer_allow_empty=False)
-    rb = state(ctx).rulebook()
+    rb = state(ctx).rulebook(create=False)
     try:
         n = rb.rebuild_index()
     except RetrievalIndexError:
@@ -35,7 +35,7 @@ def rebuild(ctx: typer.Context,
         forget_local_client(path)
         err_console.print(f"the index at {path} could not be opened; moved it to {aside} and rebuilt it",
                           highlight=False, markup=False)
-        rb = state(ctx).workspace().rulebook()
+        rb = state(ctx).rulebook(create=False)
         n = rb.rebuild_index()
     if as_json:
         emit_json({"indexed": n, "rulebook_version": rb.version})
@@ -47,7 +47,7 @@ def rebuild(ctx: typer.Context,
 def sync(ctx: typer.Context,
          as_json: bool = typer.Option(False, "--json", help="Print the count as JSON.")) -> None:
     """Apply changes the index has not seen yet (incremental)."""
-    rb = state(ctx).rulebook()
+    rb = state(ctx).rulebook(create=False)
     n = rb.sync_index()
     if as_json:
         emit_json({"reindexed": n, "rulebook_version": rb.version})
@@ -60,7 +60,7 @@ def status(ctx: typer.Context,
            as_json: bool = typer.Option(False, "--json", help="Print the status as JSON.")) -> None:
     """Which rulebook version and embedding model the index was built from, and whether it is current (built
     from the rulebook's version with the configured embedding model)."""
-    rb = state(ctx).rulebook()
+    rb = state(ctx).rulebook(create=False)
     st = rb.index.state()
     try:
         rb.index.check_model()

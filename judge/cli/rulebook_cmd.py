@@ -208,7 +208,7 @@ def conflicts(
     a rulebook): each pair of contradicting rulings is listed once, the other's holding given in the first's
     slots. Resolve one with `judge rulebook overrule`, or add a ruling that names them in --overrules.
     """
-    rb = state(ctx).rulebook()
+    rb = state(ctx).rulebook(create=False)
     not_rulings = sorted(i for i in ruling_ids or () if not i.startswith(f"{Layer.RULING.value}/"))
     if not_rulings:
         raise InputError(f"not a ruling id: {', '.join(not_rulings)}")
@@ -257,7 +257,7 @@ def dump(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Stream the current rulebook (every rule, every status) to JSONL, cited rules first: what `ingest` reads."""
-    rb = state(ctx).rulebook(with_index=False)
+    rb = state(ctx).rulebook(with_index=False, create=False)
     count = 0
     with atomic_text(out) as fh:
         for rule in rb.rules_in_dependency_order():
@@ -279,7 +279,7 @@ def export(
 
     Rule files of rules no longer in the DB are removed; files that are not rule files are never touched.
     """
-    report = state(ctx).rulebook(with_index=False).export(out)
+    report = state(ctx).rulebook(with_index=False, create=False).export(out)
     data = {"written": [str(p) for p in report.written], "unchanged": len(report.unchanged),
             "removed": [str(p) for p in report.removed]}
     if as_json:
@@ -301,7 +301,7 @@ def rulings_as_pairs(
     disagrees with (often wrongly decided or wrongly labelled rulings) for review.
     """
     rows = []
-    for rule in state(ctx).rulebook(with_index=False).rules(Layer.RULING, active_only=True):
+    for rule in state(ctx).rulebook(with_index=False, create=False).rules(Layer.RULING, active_only=True):
         if rule.case is None:
             continue
         rows.append({"id": rule.id, "source": rule.source, "prompt": rule.case.prompt,
@@ -325,7 +325,7 @@ def list_rules(
     as_json: bool = JSON_OPT,
 ) -> None:
     """List the current version of every rule."""
-    rb = state(ctx).rules()
+    rb = state(ctx).rules(create=False)
     rules = []
     for i, rule in enumerate(rb.iter_current(layer, active_only=active_only)):
         if limit and i >= limit:
@@ -352,7 +352,7 @@ def show(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Show one rule (latest or a given version)."""
-    rule = state(ctx).rules().get(rule_id, version)
+    rule = state(ctx).rules(create=False).get(rule_id, version)
     if as_json:
         emit_json(rule_json(rule))
         return
@@ -372,7 +372,7 @@ def history(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Every version of a rule, oldest first, with the change that wrote it."""
-    entries = state(ctx).rules().history(rule_id)
+    entries = state(ctx).rules(create=False).history(rule_id)
     if as_json:
         emit_json([{"version": r.version, "status": r.status.value, "content_hash": r.content_hash(),
                     "change": c.model_dump(mode="json")} for r, c in entries])
@@ -402,7 +402,7 @@ def impact(
     Checks every judgment recorded at VERSION or a later version before the current one: its pair is
     retrieved again with its own settings, and it is listed when a shown rule was added, removed or amended.
     """
-    report = state(ctx).rulebook().impact(since)
+    report = state(ctx).rulebook(create=False).impact(since)
     if as_json:
         emit_json(report.to_json())
         return

@@ -47,11 +47,13 @@ CONNECT_WAIT_S = 1.0
 _PG_MIGRATION_LOCK = 0x6A75646765  # "judge"
 
 
-def open_engine(url: str, **kwargs: Any) -> Engine:
+def open_engine(url: str, *, create: bool = True, **kwargs: Any) -> Engine:
     """A SQLAlchemy engine for ``url``, set up for the store.
 
     Args:
         url: a SQLAlchemy URL, e.g. ``sqlite:////path/judge.db`` or ``postgresql+psycopg2://...``.
+        create: make a SQLite file (and its folder) that does not exist yet; False raises `StoreError` for
+            it instead, so a command that only reads never leaves an empty database at a mistyped path.
         **kwargs: passed on to `sqlalchemy.create_engine` (e.g. ``echo=True``).
     """
     try:
@@ -73,7 +75,11 @@ def open_engine(url: str, **kwargs: Any) -> Engine:
         return engine
     database = parsed.database or ""
     if database and database != ":memory:" and not database.startswith("file:"):
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        path = Path(database).expanduser()
+        if not create and not path.exists():
+            raise StoreError(f"no database at {path}: create one with `judge init` or `judge rulebook load`, or "
+                             "name the existing one (--db or JUDGE_DB_URL)")
+        path.parent.mkdir(parents=True, exist_ok=True)
     in_memory = not database or database == ":memory:"
     connect_args = {"timeout": 30, **kwargs.pop("connect_args", {})}
     if in_memory:
@@ -261,8 +267,9 @@ def _upgrade(engine: Engine, config: Config, known: list[str], head: str | None)
         command.upgrade(config, "head")
 
 
-def open_database(url: str, **kwargs: Any) -> Engine:
-    """`open_engine` for ``url``, migrated to the newest schema revision: ready for every store."""
-    engine = open_engine(url, **kwargs)
+def open_database(url: str, *, create: bool = True, **kwargs: Any) -> Engine:
+    """`open_engine` for ``url``, migrated to the newest schema revision: ready for every store (``create``:
+    as `open_engine`)."""
+    engine = open_engine(url, create=create, **kwargs)
     migrate(engine)
     return engine
