@@ -172,6 +172,12 @@ class JudgeOptions:
         if self.holistic not in ("none", "pointwise", "pairwise"):
             raise InputError(f"--holistic must be none, pointwise or pairwise, got {self.holistic!r}",
                              field="holistic")
+        pairwise = "no_rules" if self.no_rules else "method='pairwise'" if self.method == "pairwise" else None
+        if pairwise and self.prior_weights:
+            raise InputError(f"prior_weights applies to method='checks' only, not with {pairwise}",
+                             field="prior_weights")
+        if pairwise and self.holistic != "pointwise":
+            raise InputError(f"holistic applies to method='checks' only, not with {pairwise}", field="holistic")
         for name in ("k_spec", "k_rulings", "n_constitution"):
             if getattr(self, name) < 0:
                 raise InputError(f"--{name.replace('_', '-')} must not be negative, got {getattr(self, name)}",

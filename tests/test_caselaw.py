@@ -318,7 +318,7 @@ def test_impact_lists_exactly_the_affected_judgments_and_rerun_rejudges_exactly_
 
     ruling = law.add_ruling_from(before["water"], holding="A", rationale=f"{MARKER} correct beats long.")
     law.amend("spec/honesty", reason="sharper", text="Do not flatter a poem; say what is weak in the poem.")
-    judge.compare(CODE)  # judged at the current version: nothing has changed for it
+    judge.compare(CODE)  # judged again at the current version: its older judgment is not checked
     report = impact(law, store, since)
 
     assert [e.pair_id for e in report.affected] == ["water", "poem"]
@@ -327,7 +327,7 @@ def test_impact_lists_exactly_the_affected_judgments_and_rerun_rejudges_exactly_
     assert (poem.diff.added, poem.diff.removed, poem.diff.changed) == ((), (), (("spec/honesty", 1, 2),))
     assert water.cache_key == before["water"].cache_key and water.rulebook_version == since
     assert [(u.pair_id, u.reason) for u in report.unknown] == [("legacy", "unknown (no stored pair)")]
-    assert report.checked == 4 and law.impact(since).to_json() == report.to_json()
+    assert report.checked == 3 and law.impact(since).to_json() == report.to_json()
 
     fb.history.clear()
     out = tmp_path / "rerun.jsonl"
@@ -341,6 +341,11 @@ def test_impact_lists_exactly_the_affected_judgments_and_rerun_rejudges_exactly_
     assert redone["water"].cache_key != before["water"].cache_key
     asyncio.run(rerun(judge, report.affected, out=tmp_path / "again.jsonl"))
     assert len(fb.history) == 2  # the new verdicts answer a second re-run from the cache
+    after = impact(law, store, since)  # re-judged under the current version: nothing is left to redo
+    assert after.affected == () and after.checked == 1 and [u.pair_id for u in after.unknown] == ["legacy"]
+    law.amend("spec/honesty", reason="sharper still", text="Do not flatter a poem; name what is weak in it.")
+    assert [e.pair_id for e in impact(law, store, since).affected] == ["poem"]  # the re-run's judgment, once
+    assert impact(law, store, since).affected[0].rulebook_version != since
 
 
 def test_a_precedent_bound_judgment_is_affected_only_when_its_precedent_changes(law: Rulebook) -> None:

@@ -183,3 +183,34 @@ def test_an_output_that_is_an_input_is_refused_and_the_input_kept(
     code, _, err = run_cli(argv, monkeypatch, capsys, sqlite_url)
     _assert_usage(code, err, "is also an input of this command")
     assert {p: p.read_bytes() for p in (pairs, results)} == before
+
+
+@pytest.mark.parametrize(("argv", "option", "reason"), [
+    (["run", "{pairs}", "-o", "{out}", "--no-rules", "--method", "checks"], "--method", "--no-rules"),
+    (["run", "{pairs}", "-o", "{out}", "--no-rules", "--holistic", "none"], "--holistic", "--no-rules"),
+    (["run", "{pairs}", "-o", "{out}", "--no-rules", "--prior-weights"], "--prior-weights", "--no-rules"),
+    (["run", "{pairs}", "-o", "{out}", "--method", "pairwise", "--holistic", "pairwise"], "--holistic", "checks only"),
+    (["run", "{pairs}", "-o", "{out}", "--method", "pairwise", "--prior-weights"], "--prior-weights", "checks only"),
+    (["compare", "--prompt", "p", "--a", "x", "--b", "y", "--method", "pairwise", "--holistic", "none"],
+     "--holistic", "checks only"),
+])
+def test_an_option_the_method_would_ignore_is_refused(argv: list[str], option: str, reason: str,
+                                                      files: tuple[Path, Path], tmp_path: Path, sqlite_url: str,
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """A run that silently does something other than what its flags say is worse than one that does not start."""
+    pairs, _ = files
+    out = tmp_path / "out.jsonl"
+    code, _, err = run_cli([a.format(pairs=pairs, out=out) for a in argv], monkeypatch, capsys, sqlite_url)
+    _assert_usage(code, err, option, reason)
+    assert not out.exists()
+
+
+def test_judge_options_refuse_what_the_method_would_ignore() -> None:
+    from judge.runs import JudgeOptions
+
+    with pytest.raises(InputError, match="prior_weights applies to method='checks' only"):
+        JudgeOptions(method="pairwise", prior_weights=True)
+    with pytest.raises(InputError, match="holistic applies to method='checks' only, not with no_rules"):
+        JudgeOptions(no_rules=True, holistic="none")
+    assert JudgeOptions(no_rules=True).config_fields()["method"] == "pairwise"

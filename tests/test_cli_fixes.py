@@ -22,7 +22,7 @@ from judge.rulebook import Rulebook
 from judge.verdicts import JudgeConfig
 from tests.test_backends import OK, REQUEST
 from tests.test_cases import ENTRIES, STORY, STORY_EDIT, accepted, store  # noqa: F401 - the store fixture
-from tests.test_cli import REPO, run_cli
+from tests.test_cli import REPO, flat, run_cli
 
 
 def test_retry_warnings_name_the_http_status(caplog: pytest.LogCaptureFixture) -> None:
@@ -236,3 +236,15 @@ def test_a_command_that_writes_still_creates_its_database(monkeypatch: pytest.Mo
     assert run_cli(["rulebook", "load", str(REPO / "rulebook")], monkeypatch, capsys, url)[0] == 0
     code, out, _ = run_cli(["rulebook", "list", "--json"], monkeypatch, capsys, url)
     assert code == 0 and json.loads(out)
+
+
+def test_ctrl_c_says_what_is_kept_and_exits_130(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                                empty_db_url: str) -> None:
+    from judge.cli.common import CliState
+
+    def interrupted(self: CliState, **_: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(CliState, "rules", interrupted)
+    code, _, err = run_cli(["rulebook", "list"], monkeypatch, capsys, empty_db_url)
+    assert code == 130 and "interrupted" in err and "resumes" in flat(err) and "Traceback" not in err

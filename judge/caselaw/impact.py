@@ -16,6 +16,7 @@ for entry in report.affected:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -26,7 +27,26 @@ from judge.store import RulebookStore
 from judge.store.judgments import JudgmentStore, StoredJudgment
 from judge.verdicts import JudgeConfig, Verdict
 
-__all__ = ["ImpactEntry", "ImpactReport", "RuleDiff", "ShownSource", "UnknownImpact", "diff_shown", "impact"]
+__all__ = ["RERUN_KEPT", "ImpactEntry", "ImpactReport", "RuleDiff", "ShownSource", "UnknownImpact", "diff_shown",
+           "impact", "judgment_identity", "kept_config"]
+
+#: Configuration fields a re-run takes from the stored judgment; backend and model come from the judge
+#: re-running, the template version from the code (it names the prompt the code renders).
+RERUN_KEPT = tuple(f for f in JudgeConfig.model_fields
+                   if f not in ("backend", "model", "endpoint", "template_version"))
+
+
+def kept_config(config: JudgeConfig) -> dict[str, Any]:
+    """The fields of ``config`` a re-run keeps (`RERUN_KEPT`)."""
+    return {name: getattr(config, name) for name in RERUN_KEPT}
+
+
+def judgment_identity(pair: Pair, config: JudgeConfig, exclude: Sequence[str]) -> tuple[str, str, tuple[str, ...]]:
+    """What makes two judgments the same question asked again: the pair's content (not its id), the
+    configuration a re-run keeps and the rules held out. A re-run of a judgment has its identity."""
+    pair_key = json.dumps(pair.model_dump(mode="json", exclude={"id"}), sort_keys=True)
+    config_key = json.dumps(kept_config(config), sort_keys=True, default=str)
+    return pair_key, config_key, tuple(exclude)
 
 
 class ShownSource(RuleSource, Protocol):
@@ -113,10 +133,12 @@ def impact(rulebook: ShownSource, store: JudgmentStore, since_version: str) -> I
     """Stored judgments whose shown rules would differ now.
 
     Checks the latest judgment per cache key among those recorded at ``since_version`` or at any version
-    written after it, except the current version (nothing has changed for those). Each is re-retrieved for
-    its stored pair with its own configuration (``k_spec``, ``k_rulings``, ``n_constitution``) and
-    exclusions, exactly as `Judge` selects rules. Judgments made without rules have no rulebook version and
-    are never affected; judgments stored without their pair are reported as unknown, never skipped.
+    written after it, except the current version (nothing has changed for those), and of a question asked
+    again (`judgment_identity`: `judge rerun`, or the same pair judged again) only its newest judgment: one
+    already judged again under the current version is not affected. Each is re-retrieved for its stored pair
+    with its own configuration (``k_spec``, ``k_rulings``, ``n_constitution``) and exclusions, exactly as
+    `Judge` selects rules. Judgments made without rules have no rulebook version and are never affected;
+    judgments stored without their pair are reported as unknown, never skipped.
 
     Raises:
         RulebookError: ``since_version`` is not a version of this rulebook.
@@ -127,9 +149,17 @@ def impact(rulebook: ShownSource, store: JudgmentStore, since_version: str) -> I
     unknown: list[UnknownImpact] = []
     checked = 0
     include = [EMPTY_RULEBOOK_VERSION] if since_version == EMPTY_RULEBOOK_VERSION else []
-    for judgment in store.iter_recorded_since(seq, include_versions=include, exclude_version=current):
-        checked += 1
+    asked: set[tuple[str, str, tuple[str, ...]]] = set()
+    for judgment in store.iter_recorded_since(seq, include_versions=include):  # newest first
         verdict = judgment.verdict
+        if judgment.pair is not None:
+            identity = judgment_identity(judgment.pair, verdict.config, judgment.exclude)
+            if identity in asked:
+                continue  # judged again later: the newer judgment stands for it
+            asked.add(identity)
+        if verdict.rulebook_version == current:
+            continue  # judged under the current rulebook: nothing has changed since
+        checked += 1
         if judgment.pair is None:
             unknown.append(UnknownImpact(verdict.cache_key, verdict.pair_id, verdict.rulebook_version))
             continue

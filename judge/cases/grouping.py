@@ -14,7 +14,7 @@ from sqlalchemy import Engine, insert, select
 
 from judge.cases.coverage import EntryCoverage
 from judge.cases.distinct import Thresholds, near_duplicate_groups
-from judge.cases.model import CaseStatus, ReviewMethod, TestCase, missing_reviewer
+from judge.cases.model import CaseStatus, ReviewMethod, TestCase
 from judge.cases.queries import CaseQueries
 from judge.cases.rows import _chunks
 from judge.retrieval.embedder import Embedder
@@ -98,15 +98,10 @@ class CaseGrouping(CaseQueries):
         ``distinct_accepted`` counts the entry's accepted cases after merging near-duplicates (groups are
         formed within each entry). Links to entry ids that are no longer spec entries are not counted.
         With ``methods``, only cases accepted by one of those review methods count as accepted (e.g.
-        ``("person",)`` for a gate that requires a person's review). A case accepted without a reviewer (which
-        only a store written before cases needed one can hold) is not counted.
+        ``("person",)`` for a gate that requires a person's review). The cases are `counted_cases`.
         """
         entries = self.entry_ids()
-        cases = [c for c in self.list_cases() if not missing_reviewer(c)]
-        if methods is not None:
-            allowed = set(methods)
-            cases = [c for c in cases
-                     if c.status is not CaseStatus.ACCEPTED or c.review_method in allowed]
+        cases = self.counted_cases(methods=methods)
         vectors = self.vectors([c for c in cases if c.status is CaseStatus.ACCEPTED], progress=progress)
         accepted_row = {c.id: n for n, c in enumerate(c for c in cases if c.status is CaseStatus.ACCEPTED)}
         by_entry: dict[str, list[TestCase]] = {e: [] for e in entries}

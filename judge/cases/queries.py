@@ -37,7 +37,7 @@ class CaseQueries:
 
     engine: Engine
     _entry_ids: tuple[str, ...] | None
-    _accepted_entries: dict[str, tuple[str, ...]] | None
+    _accepted_entries: dict[tuple[str, ...] | None, dict[str, tuple[str, ...]]]
 
     # ----------------------------------------------------------------- entries
     def entry_ids(self) -> tuple[str, ...]:
@@ -106,16 +106,32 @@ class CaseQueries:
                     links.setdefault(link.case_id, []).append(link.entry_id)
         return [_case_from_row(r, links.get(r.id, ())) for r in rows]
 
-    def entries_of(self, case_id: str) -> tuple[str, ...]:
-        """The entries an *accepted* case tests (empty for an unknown, draft or rejected case).
+    def counted_cases(self, *, status: CaseStatus | str | None = None,
+                      methods: Sequence[str] | None = None) -> list[TestCase]:
+        """Cases whose review counts (coverage, the release gate), oldest first.
+
+        A case accepted or rejected without a reviewer (which only a store written before cases needed one can
+        hold) does not count. With ``methods``, an accepted case counts only when one of those review methods
+        accepted it (e.g. ``("person",)`` for a gate that requires a person's review); drafts and rejected
+        cases are kept.
+        """
+        cases = [c for c in self.list_cases(status=status) if not missing_reviewer(c)]
+        if methods is not None:
+            allowed = set(methods)
+            cases = [c for c in cases if c.status is not CaseStatus.ACCEPTED or c.review_method in allowed]
+        return cases
+
+    def entries_of(self, case_id: str, *, methods: Sequence[str] | None = None) -> tuple[str, ...]:
+        """The entries an *accepted* case tests (empty for an unknown, draft or rejected case, and for one
+        `counted_cases` leaves out under ``methods``).
 
         The release gate calls it once per judged pair; the accepted cases are read once and kept.
         """
-        if self._accepted_entries is None:
-            self._accepted_entries = {c.id: tuple(c.entries)
-                                      for c in self.list_cases(status=CaseStatus.ACCEPTED)
-                                      if not missing_reviewer(c)}
-        return self._accepted_entries.get(case_id, ())
+        key = tuple(methods) if methods is not None else None
+        if key not in self._accepted_entries:
+            self._accepted_entries[key] = {c.id: tuple(c.entries)
+                                           for c in self.counted_cases(status=CaseStatus.ACCEPTED, methods=methods)}
+        return self._accepted_entries[key].get(case_id, ())
 
     def history(self, case_id: str) -> list[ReviewEvent]:
         """A case's review log, oldest first (its creation is the first entry)."""

@@ -81,7 +81,7 @@ class CaseStore(CaseGrouping):
         self.embedder = embedder
         self._write_engine = engine.execution_options(**{WRITE_OPTION: True})
         self._entry_ids = tuple(sorted(set(entry_ids))) if entry_ids is not None else None
-        self._accepted_entries: dict[str, tuple[str, ...]] | None = None
+        self._accepted_entries: dict[tuple[str, ...] | None, dict[str, tuple[str, ...]]] = {}
 
     # ----------------------------------------------------------------- writing
     def add(self, cases: Iterable[TestCase], *, note: str | None = None,

@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from judge.errors import ConfigError, InputError
 from judge.settings import Settings
 
 __all__ = ["CliState", "console", "duration_s", "emit_json", "err_console", "state", "table"]
@@ -99,7 +100,6 @@ def require_rulebook(settings: Settings, *, allow_empty: bool, use_rules: bool =
     """
     from sqlalchemy.engine import make_url
 
-    from judge.errors import ConfigError
 
     if allow_empty:
         return
@@ -166,6 +166,13 @@ def state(ctx: typer.Context) -> CliState:
     if not isinstance(obj, CliState):  # pragma: no cover - main() always sets it
         raise RuntimeError("CLI state missing")
     return obj
+
+
+def option_given(ctx: typer.Context, name: str) -> bool:
+    """Whether option ``name`` was given (on the command line or by an environment variable), not defaulted
+    (typer's click has its own ``ParameterSource`` enum, so the source is compared by name)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name != "DEFAULT"
 
 
 def emit_json(data: Any) -> None:
@@ -253,8 +260,6 @@ def refuse_input_as_output(out: Path | None, inputs: Iterable[Path | None], opti
             continue
         same = out.exists() and source.exists() and os.path.samefile(out, source)
         if same or out.resolve() == source.resolve():
-            from judge.errors import InputError
-
             raise InputError(f"{option} {out} is also an input of this command; write to another file",
                              field=option)
 

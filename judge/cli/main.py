@@ -75,6 +75,13 @@ def _root(
     ctx.obj = CliState(db=db, index_path=index_path, chroma_url=chroma_url, embedding_model=embedding_model)
 
 
+#: Said on Ctrl-C (exit code `INTERRUPTED_EXIT`): results files and the database are written a record at a
+#: time, so nothing written is lost.
+INTERRUPTED_EXIT = 130
+INTERRUPTED = ("interrupted: what was already written is kept; the same command again resumes a `judge run`, "
+               "`judge rerun`, `judge rulebook ingest` or `judge cases answer` where it stopped (exit code 130)")
+
+
 def main() -> None:
     """Console-script entry point: a `JudgeError`, or a file the system cannot read or write, is one line on
     stderr and exit code 2."""
@@ -106,6 +113,8 @@ def main() -> None:
             exc.show()
             raise SystemExit(getattr(exc, "exit_code", 2)) from None
         raise
+    if rv == INTERRUPTED_EXIT:  # typer's code for Ctrl-C (a KeyboardInterrupt)
+        err_console.print(INTERRUPTED, highlight=False, markup=False)
     if isinstance(rv, int) and rv != 0:
         raise SystemExit(rv)
 

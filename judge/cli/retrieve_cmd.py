@@ -9,7 +9,16 @@ from typing import TYPE_CHECKING
 import typer
 from rich.markup import escape
 
-from judge.cli.common import console, emit_json, err_console, require_rulebook, response_option, state, table
+from judge.cli.common import (
+    console,
+    emit_json,
+    err_console,
+    option_given,
+    require_rulebook,
+    response_option,
+    state,
+    table,
+)
 from judge.cli.progress import RunProgress
 from judge.errors import RuleNotFoundError
 from judge.rules.model import Pair, as_response
@@ -46,7 +55,7 @@ def retrieve(
             raise typer.BadParameter("give either --measure or a pair (--prompt, --a, --b), not both",
                                      param_hint="--measure")
         given = [f"--{name.replace('_', '-')}" for name in ("k", "k_rulings", "exclude", "explain", "why_not")
-                 if _given(ctx, name)]
+                 if option_given(ctx, name)]
         if given:
             raise typer.BadParameter(f"{given[0].replace('--why-not', '--why')} does not apply to --measure (it "
                                      "measures what a judge with the default configuration retrieves)",
@@ -136,12 +145,6 @@ def _shown(result: Retrieval) -> set[str]:
     from judge.retrieval.shown import shown_of  # the retrieval stack, loaded when used
 
     return {rule.id for rule in shown_of(result, JudgeConfig())}
-
-
-def _given(ctx: typer.Context, name: str) -> bool:
-    """Whether option ``name`` was given (on the command line or by an environment variable), not defaulted."""
-    source = ctx.get_parameter_source(name)
-    return source is not None and source.name != "DEFAULT"
 
 
 def _fmt(value: float | None) -> str:

@@ -23,6 +23,7 @@ from judge.cli.common import (
     emit_json,
     err_console,
     exit_for_failures,
+    option_given,
     refuse_input_as_output,
     require_rulebook,
     response_option,
@@ -74,6 +75,22 @@ SINGLE_ORDER_OPT = typer.Option(False, "--single-order", rich_help_panel=JUDGE_P
                                 help="Judge one order only (cheaper, biased).")
 EXPLAIN_OPT = typer.Option(True, "--explain/--no-explain", rich_help_panel=JUDGE_PANEL,
                            help="With --method pairwise: ask for cited rules and a rationale.")
+
+
+
+def refuse_inapplicable(ctx: typer.Context, *, method: str, no_rules: bool = False) -> None:
+    """Refuse a judging option given on the command line that the chosen method would ignore: --method,
+    --holistic and --prior-weights with --no-rules (the bare pairwise question), --holistic and --prior-weights
+    with --method pairwise. Exit 2 naming the option, rather than a run that silently did something else."""
+    given = {name for name in ("method", "holistic", "prior_weights") if option_given(ctx, name)}
+    flag = {"method": "--method", "holistic": "--holistic", "prior_weights": "--prior-weights"}
+    if no_rules and given:
+        name = sorted(given)[0]
+        raise typer.BadParameter("does not apply with --no-rules (the bare 'which is better' question)",
+                                 param_hint=flag[name])
+    if method == "pairwise" and given - {"method"}:
+        name = sorted(given - {"method"})[0]
+        raise typer.BadParameter("applies to --method checks only", param_hint=flag[name])
 
 
 def _judge(st: CliState, options: JudgeOptions, *, allow_empty: bool = False) -> Judge:
@@ -169,7 +186,7 @@ def run(
     single_order: bool = SINGLE_ORDER_OPT,
     no_rules: bool = typer.Option(False, "--no-rules", rich_help_panel=JUDGE_PANEL,
                                   help="Bare 'which is better' baseline without rules (a pairwise question: "
-                                       "--method and --holistic do not apply)."),
+                                       "--method, --holistic and --prior-weights are refused with it)."),
     method: str = METHOD_OPT,
     holistic: str = HOLISTIC_OPT,
     prior_weights: bool = PRIOR_WEIGHTS_OPT,
@@ -231,6 +248,7 @@ def run(
     from judge.runs import JudgeOptions, RunOptions
 
     st = state(ctx)
+    refuse_inapplicable(ctx, method=method, no_rules=no_rules)
     max_seconds = duration_s(max_time, "--max-time") if max_time is not None else None
     refuse_input_as_output(out, [pairs, calibrator], "--out")
     records = list(read_pairs(pairs))  # validate the whole file before spending anything
@@ -347,6 +365,7 @@ def compare(
 
     if not prompt.strip():  # as in a pair file: a pair without a prompt is not judged
         raise typer.BadParameter("must be a non-empty string", param_hint="--prompt")
+    refuse_inapplicable(ctx, method=method)
     judge = _judge(state(ctx), JudgeOptions(backend=backend, base_url=base_url, single_order=single_order,
                                             method=method, holistic=holistic, explain=explain,
                                             prior_weights=prior_weights),

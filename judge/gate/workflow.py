@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from judge.cases.coverage import EntryCoverage
-from judge.cases.model import missing_reviewer
 from judge.errors import InputError
 from judge.gate.decide import GateDecision, decide
 from judge.gate.inputs import (
@@ -102,13 +101,12 @@ class _ReviewedBy:
     """A case store seen through a policy's review methods: only cases accepted by one of them count."""
 
     def __init__(self, store: Any, methods: Sequence[str]) -> None:
-        if not hasattr(store, "list_cases"):
+        if not hasattr(store, "counted_cases"):
             raise InputError("the policy counts only some review methods, but this case source cannot tell how "
                              "its cases were reviewed: pass --cases from `judge cases list --json`",
                              field="review_methods")
         self._store = store
         self._methods = tuple(methods)
-        self._entries: dict[str, tuple[str, ...]] | None = None
 
     def coverage(self) -> Sequence[EntryCoverage]:
         """The store's coverage counting only the accepted reviews."""
@@ -117,10 +115,8 @@ class _ReviewedBy:
 
     def entries_of(self, case_id: str) -> Sequence[str]:
         """The entries of a case accepted by one of the methods; empty otherwise."""
-        if self._entries is None:
-            self._entries = {c.id: tuple(c.entries) for c in self._store.list_cases(status="accepted")
-                             if c.review_method in self._methods and not missing_reviewer(c)}
-        return self._entries.get(case_id, ())
+        entries: Sequence[str] = self._store.entries_of(case_id, methods=self._methods)
+        return entries
 
 
 def _existing(path: str | Path) -> Path:

@@ -10,7 +10,6 @@ asyncio.run(rerun(judge, report.affected, out=Path("rerun.jsonl")))
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
@@ -18,7 +17,16 @@ from pathlib import Path
 from typing import Any
 
 # The impact analysis names are re-exported: they lived here before `judge.caselaw.impact`.
-from judge.caselaw.impact import ImpactEntry, ImpactReport, RuleDiff, UnknownImpact, diff_shown, impact
+from judge.caselaw.impact import (
+    ImpactEntry,
+    ImpactReport,
+    RuleDiff,
+    UnknownImpact,
+    diff_shown,
+    impact,
+    judgment_identity,
+    kept_config,
+)
 from judge.judging.engine import Judge
 from judge.judging.prompts import BARE_TEMPLATE_VERSION, TEMPLATE_VERSION
 from judge.judging.runner import RunReport, run_pairs
@@ -31,9 +39,6 @@ __all__ = ["ImpactEntry", "ImpactReport", "RerunGroup", "RuleDiff", "UnknownImpa
 
 # ----------------------------------------------------------------------------- re-judging
 
-#: Configuration fields a re-run takes from the stored judgment; backend and model come from the judge
-#: re-running, the template version from the code (it names the prompt the code renders).
-_KEPT = tuple(f for f in JudgeConfig.model_fields if f not in ("backend", "model", "endpoint", "template_version"))
 
 
 @dataclass(frozen=True)
@@ -54,13 +59,11 @@ def rerun_plan(entries: Sequence[ImpactEntry]) -> list[RerunGroup]:
     groups: dict[str, list[ImpactEntry]] = {}
     seen: set[tuple[str, str, tuple[str, ...]]] = set()
     for entry in entries:
-        kept = {name: getattr(entry.config, name) for name in _KEPT}
-        config_key = json.dumps(kept, sort_keys=True, default=str)
-        pair_key = json.dumps(entry.pair.model_dump(mode="json", exclude={"id"}), sort_keys=True)
-        if (pair_key, config_key, entry.exclude) in seen:
+        identity = judgment_identity(entry.pair, entry.config, entry.exclude)
+        if identity in seen:
             continue
-        seen.add((pair_key, config_key, entry.exclude))
-        groups.setdefault(config_key, []).append(entry)
+        seen.add(identity)
+        groups.setdefault(identity[1], []).append(entry)
     counts = Counter(e.pair.id or pair_id(e.pair) for members in groups.values() for e in members)
     repeated = {i for i, n in counts.items() if n > 1}
     plan: list[RerunGroup] = []
@@ -75,7 +78,7 @@ def rerun_plan(entries: Sequence[ImpactEntry]) -> list[RerunGroup]:
                                       line=len(records) + 1))
             exclude[rid] = entry.exclude
         first = members[0].config
-        plan.append(RerunGroup({name: getattr(first, name) for name in _KEPT}, tuple(records), exclude))
+        plan.append(RerunGroup(kept_config(first), tuple(records), exclude))
     return plan
 
 

@@ -236,14 +236,13 @@ class JudgmentStore:
             last = rows[-1][0]
 
     def iter_recorded_since(self, since_seq: int, *, include_versions: Sequence[str] = (),
-                            exclude_version: str | None = None, batch_size: int = 500) -> Iterator[StoredJudgment]:
+                            batch_size: int = 500) -> Iterator[StoredJudgment]:
         """The latest judgment per cache key among those recorded at a rulebook version written by change
         ``since_seq`` or later (plus ``include_versions``), newest first (streamed).
 
         Args:
             since_seq: the change-log ``seq`` of the oldest rulebook version to include.
             include_versions: further rulebook versions to include (e.g. the empty rulebook's).
-            exclude_version: a version to leave out (the current one: nothing changed since).
             batch_size: rows per page.
         """
         versions = select(CHANGES.c.rulebook_version).where(CHANGES.c.seq >= since_seq)
@@ -251,8 +250,6 @@ class JudgmentStore:
         if include_versions:
             where = where | JudgmentRow.rulebook_version.in_(list(include_versions))
         base: Select[Any] = select(*_COLUMNS, JudgmentRow.cache_key).where(where)
-        if exclude_version is not None:
-            base = base.where(JudgmentRow.rulebook_version != exclude_version)
         seen: set[str] = set()
         last: int | None = None
         while True:
