@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from judge.rules.conflicts import Candidate, near_duplicates
 from judge.rules.model import Layer, Pair, Rule, RulingCase
+from judge.store import open_database
 
 
 def _ruling(prompt: str = "Hello.", holding: str = "A") -> Rule:
@@ -327,8 +328,7 @@ def test_a_mistyped_database_is_refused_not_created(tmp_path: Path, monkeypatch:
         assert "does not exist" in said and "judge rulebook load rulebook/" in said and "--allow-empty" in said
         assert not typo.parent.exists()  # neither the database nor its folder was created
     # an existing database with no rules is refused the same way
-    code, _, _ = invoke(["--db", f"sqlite:///{tmp_path / 'empty.db'}", "--embedding-model", "hash", "cases",
-                         "list"], monkeypatch, capsys)
+    open_database(f"sqlite:///{tmp_path / 'empty.db'}").dispose()
     code, _out, err = invoke(["--db", f"sqlite:///{tmp_path / 'empty.db'}", "--embedding-model", "hash", "run",
                              str(pairs), "-o", str(tmp_path / "o.jsonl")], monkeypatch, capsys)
     assert code == 2 and "holds no rules" in " ".join(err.split())

@@ -40,6 +40,7 @@ from judge.retrieval.embedder import _load_model
 from judge.rulebook import Rulebook
 from judge.rules.model import Authority, Layer, Pair, Response, Rule, RuleStatus, RulingCase
 from judge.settings import Settings
+from judge.store import open_database
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -350,8 +351,11 @@ def _unused_port() -> int:
 
 @pytest.mark.parametrize("given_by", ["option", "env"])
 def test_unreachable_or_malformed_chroma_url_is_one_line_in_the_cli(
-        given_by: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+        given_by: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     from judge.cli.main import main
+
+    db = f"sqlite:///{tmp_path / 'judge.db'}"
+    open_database(db).dispose()
 
     def cli(url: str) -> tuple[int, str]:
         if given_by == "env":
@@ -359,7 +363,8 @@ def test_unreachable_or_malformed_chroma_url_is_one_line_in_the_cli(
             url_args = []
         else:
             url_args = ["--chroma-url", url]
-        monkeypatch.setattr("sys.argv", ["judge", *url_args, "--embedding-model", "hash", "index", "status"])
+        monkeypatch.setattr("sys.argv", ["judge", "--db", db, *url_args, "--embedding-model", "hash", "index",
+                                         "status"])
         with pytest.raises(SystemExit) as exited:
             main()
         return int(exited.value.code or 0), capsys.readouterr().err

@@ -11,6 +11,7 @@ import pytest
 
 from judge.errors import ConfigError
 from judge.settings import Price, Settings
+from judge.store import open_database
 from tests.test_cli import invoke
 
 REPO = Path(__file__).resolve().parent.parent
@@ -128,7 +129,7 @@ def test_config_show_init_and_version(tmp_path: Path, monkeypatch: pytest.Monkey
 def test_an_empty_rulebook_says_to_load_rules_instead_of_indexing_nothing(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     db = f"sqlite:///{tmp_path / 'empty.db'}"
-    invoke(["--db", db, "--embedding-model", "hash", "rulebook", "list"], monkeypatch, capsys)  # creates it
+    open_database(db).dispose()  # a database that holds no rules
     for args in (["index", "rebuild"], ["retrieve", "--prompt", "p", "--a", "a", "--b", "b"]):
         code, out, err = invoke(["--db", db, "--embedding-model", "hash", *args], monkeypatch, capsys)
         said = " ".join(err.split())
