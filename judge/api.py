@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from judge.errors import InputError
-from judge.records import PairRecord, pair_id
+from judge.records import PairRecord, compare_pair_id, pair_id
 from judge.rules.model import Pair, Response, as_response
 from judge.settings import Settings
 from judge.verdicts import JudgeConfig, Verdict
@@ -60,7 +60,8 @@ def compare(prompt: str, response_a: str | Response, response_b: str | Response,
     judge = build_judge(backend, settings=settings, base_url=base_url, **_fields(config))
     try:
         return judge.compare(Pair(prompt=prompt, response_a=as_response(response_a),
-                                  response_b=as_response(response_b), id="compare"))
+                                  response_b=as_response(response_b),
+                                  id=compare_pair_id(prompt, response_a, response_b)))
     finally:
         judge.backend.close()
 

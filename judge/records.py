@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from judge._atomic import atomic_text
 from judge.errors import InputError, first_validation_error
 from judge.jsonl import iter_lines, read_jsonl
-from judge.rules.model import Pair, check_holding
+from judge.rules.model import Pair, Response, check_holding
 from judge.verdicts import JudgeConfig, Verdict
 
 __all__ = [
@@ -63,6 +63,19 @@ def pair_id(pair: Pair) -> str:
     """A stable id for a pair without one: a hash of its content."""
     blob = json.dumps(pair.model_dump(mode="json", exclude={"id"}), sort_keys=True, ensure_ascii=False)
     return "sha-" + hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def compare_pair_id(prompt: str, response_a: str | Response, response_b: str | Response) -> str:
+    """The pair id a single comparison is stored under (`judge compare`, `judge.compare`): ``cli-`` and a hash
+    of the texts - the same texts, the same id; any other comparison, another id. A response with a process
+    is hashed with it."""
+    def text(response: str | Response) -> Any:
+        if isinstance(response, str):
+            return response
+        return response.text if response.process is None else response.model_dump(mode="json")
+
+    digest = hashlib.sha256(json.dumps([prompt, text(response_a), text(response_b)]).encode("utf-8")).hexdigest()
+    return f"cli-{digest[:12]}"
 
 
 def _field_error(exc: ValidationError) -> tuple[str, str]:

@@ -39,7 +39,7 @@ from judge._iter import batched
 from judge.caselaw.impact import ImpactReport, impact
 from judge.caselaw.rulings import CaseLaw
 from judge.caselaw.writes import RulingWrites
-from judge.errors import InputError, RulebookError, first_validation_error
+from judge.errors import InputError, RulebookError, RulebookParseError, first_validation_error
 from judge.retrieval.case_exemplars import exemplar_fingerprint
 from judge.retrieval.embedder import Embedder, embedder_for
 from judge.retrieval.fusion import RetrievalConfig
@@ -252,13 +252,17 @@ class Rulebook(RulingWrites):
              amend: bool = True) -> SyncReport:
         """Load rulebook text (see `judge.rules.textio`) idempotently: unchanged rules add no version.
 
-        Parsing happens before any write; the whole load is one transaction. Text that changes an existing
+        Parsing happens before any write; the whole load is one transaction. A directory with no rule in it
+        is refused (`RulebookParseError`), as the likely wrong folder. Text that changes an existing
         constitution rule is refused (nothing is written) unless ``allow_constitution`` is True, as for
         `amend`; adding new constitution rules needs no flag. Rulings are loaded as written: reviewed text
         is the record, so no conflict check runs here. With ``amend=False`` only new rules are added: rules
         stored with other text keep it (listed in the report's ``kept``).
         """
         rules = read_rulebook(Path(path))
+        if not rules:
+            raise RulebookParseError("no rules in the directory (rules are *.md files, rulings *.jsonl lines): "
+                                     "is it the rulebook folder?", path=Path(path))
         self.retriever.check_index_model()
         report = self.store.sync(rules, author=author, reason=f"loaded from {path}",
                                  allow_constitution=allow_constitution, amend=amend)

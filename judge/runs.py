@@ -26,9 +26,8 @@ from judge.backends.base import Backend
 from judge.backends.deferred import DeferredBackend, endpoint_from_url
 from judge.calibration.recalibrate import Calibrator, load_calibrator
 from judge.errors import ConfigError, InputError
-from judge.judging.checks import CHECKS_TEMPLATE_VERSION
+from judge.judging.checks import template_version_of
 from judge.judging.engine import Judge
-from judge.judging.prompts import BARE_TEMPLATE_VERSION, TEMPLATE_VERSION
 from judge.judging.runner import RunReport, run_pairs
 from judge.judging.shared import SharedRunReport, batch_fingerprint, batch_id_for, run_shared
 from judge.judging.weights import with_shipped_weights
@@ -84,9 +83,8 @@ def build_judge(backend: str | None = None, *, settings: Settings | None = None,
     use_rules = config_fields.get("use_rules", True)
     config_fields.setdefault("method", "checks" if use_rules else "pairwise")
     if config_fields["method"] == "checks" and use_rules:
-        config_fields.setdefault("template_version", CHECKS_TEMPLATE_VERSION)
         config_fields.setdefault("explain", False)
-    config_fields.setdefault("template_version", TEMPLATE_VERSION if use_rules else BARE_TEMPLATE_VERSION)
+    config_fields.setdefault("template_version", template_version_of(config_fields["method"], use_rules))
     workspace = workspace or Workspace.open(settings)
     rulebook = workspace.rulebook(with_index=use_rules)
     backend = backend or settings.backend

@@ -213,6 +213,25 @@ class Settings(BaseModel):
             out["index_path"] = str(self.resolved_index_path) + ("" if self.index_path else " (from data_dir)")
         return out
 
+    def values(self) -> dict[str, Any]:
+        """Every setting's effective value as JSON data, with secrets and passwords masked (`shown` gives them
+        as text): None where not set, numbers as numbers, prices as ``{model: {"input", "output"}}``, the
+        database URL and index folder resolved (the index folder None when a Chroma server is used)."""
+        out: dict[str, Any] = {}
+        for field in type(self).model_fields:
+            value = getattr(self, field)
+            if field == "api_key":
+                out[field] = None if value is None else "****"
+            elif field == "prices":
+                out[field] = {m: {"input": p.input, "output": p.output} for m, p in sorted(value.items())}
+            elif value is None or isinstance(value, bool | int | float):
+                out[field] = value
+            else:
+                out[field] = mask_url(str(value))
+        out["db_url"] = mask_url(self.resolved_db_url)
+        out["index_path"] = str(self.resolved_index_path) if self.chroma_url is None else None
+        return out
+
     @property
     def resolved_db_url(self) -> str:
         """The database URL, defaulting to a SQLite file in the data dir."""

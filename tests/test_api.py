@@ -81,6 +81,10 @@ def test_compare_and_compare_many_one_call(monkeypatch: pytest.MonkeyPatch, tmp_
     verdict = judge.compare("What is 2+2?", "4", "5", settings=settings, config=config)
     assert verdict.failure is None and verdict.winner == "tie" and len(verdict.orders) == 2  # slot bias cancels
     assert verdict.config.backend == "fake" and closed == [True]
+    from judge.records import compare_pair_id  # stored under the id `judge compare` gives the same texts
+
+    assert verdict.pair_id == compare_pair_id("What is 2+2?", "4", "5") != judge.compare(
+        "What is 3+3?", "6", "5", settings=settings, config=config).pair_id
     pairs = [judge.Pair(prompt=f"q{i}", response_a="a", response_b="b") for i in range(3)]
     out = tmp_path / "new" / "folder" / "r.jsonl"  # created, as `judge run -o` creates it
     many = judge.compare_many(pairs, settings=settings, config=config, out=out)

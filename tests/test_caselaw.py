@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from judge.backends.fake import FakeBackend
+from judge.backends.fake import FakeBackend, FakeReply
 from judge.caselaw.impact import ImpactEntry, RuleDiff, diff_shown, impact
 from judge.errors import InputError, RulebookError, RulingConflictError
 from judge.judging.engine import Judge
@@ -317,6 +317,7 @@ def test_impact_lists_exactly_the_affected_judgments_and_rerun_rejudges_exactly_
     store.put(legacy)  # recorded without its pair, as before schema revision 0004
 
     ruling = law.add_ruling_from(before["water"], holding="A", rationale=f"{MARKER} correct beats long.")
+    ruling_version = law.version
     law.amend("spec/honesty", reason="sharper", text="Do not flatter a poem; say what is weak in the poem.")
     judge.compare(CODE)  # judged again at the current version: its older judgment is not checked
     report = impact(law, store, since)
@@ -328,6 +329,10 @@ def test_impact_lists_exactly_the_affected_judgments_and_rerun_rejudges_exactly_
     assert water.cache_key == before["water"].cache_key and water.rulebook_version == since
     assert [(u.pair_id, u.reason) for u in report.unknown] == [("legacy", "unknown (no stored pair)")]
     assert report.checked == 3 and law.impact(since).to_json() == report.to_json()
+    assert report.recorded_before == 0 and report.before_note is None
+    later = impact(law, store, ruling_version)
+    assert later.recorded_before == 4  # water, poem, code and legacy were judged before it: counted, named
+    assert later.before_note is not None and "--since" in later.before_note
 
     fb.history.clear()
     out = tmp_path / "rerun.jsonl"
@@ -346,6 +351,32 @@ def test_impact_lists_exactly_the_affected_judgments_and_rerun_rejudges_exactly_
     law.amend("spec/honesty", reason="sharper still", text="Do not flatter a poem; name what is weak in it.")
     assert [e.pair_id for e in impact(law, store, since).affected] == ["poem"]  # the re-run's judgment, once
     assert impact(law, store, since).affected[0].rulebook_version != since
+
+    # a re-run that fails does not replace the judgment it was to redo: the next re-run tries it again
+    failing = Judge(FakeBackend(lambda body: FakeReply(text="no verdict here")), law, config=judge.config,
+                    store=store)
+    failed = asyncio.run(rerun(failing, impact(law, store, since).affected, out=tmp_path / "failed.jsonl"))
+    assert failed.failed == 1
+    assert [e.pair_id for e in impact(law, store, since).affected] == ["poem"]
+
+
+def test_a_rerun_keeps_the_method_and_its_template_version(law: Rulebook, tmp_path: Path) -> None:
+    """A judgment made with the rule checks is re-judged with the rule checks' template, not the pairwise one."""
+    from judge.judging.checks import CHECKS_TEMPLATE_VERSION, template_version_of
+
+    fb = FakeBackend(length_biased)
+    config = _config(fb).model_copy(update={"method": "checks", "template_version": CHECKS_TEMPLATE_VERSION})
+    judge = Judge(fb, law, config=config, store=JudgmentStore(law.store.engine))
+    judge.compare(POEM)
+    since = law.version
+    law.amend("spec/honesty", reason="sharper", text="Do not flatter a poem; say what is weak in the poem.")
+    entries = impact(law, JudgmentStore(law.store.engine), since).affected
+    assert [e.config.method for e in entries] == ["checks"]
+    asyncio.run(rerun(judge, entries, out=tmp_path / "rerun.jsonl"))
+    redone = [Verdict.model_validate_json(line) for line in (tmp_path / "rerun.jsonl").read_text().splitlines()]
+    assert [(v.config.method, v.config.template_version) for v in redone] == [("checks", CHECKS_TEMPLATE_VERSION)]
+    assert template_version_of("pairwise") == TEMPLATE_VERSION != template_version_of("checks")
+    assert template_version_of("checks", use_rules=False) == "bare-v1"
 
 
 def test_a_precedent_bound_judgment_is_affected_only_when_its_precedent_changes(law: Rulebook) -> None:

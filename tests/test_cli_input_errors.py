@@ -209,3 +209,26 @@ def test_retrieve_refuses_an_empty_measure_file_and_an_unknown_exclusion(loaded:
     code, _, err = run_cli(["retrieve", "--prompt", "Is 2 + 2 = 4?", "--a", "Yes.", "--b", "No.", "--exclude",
                             "spec/[bold]nope"], monkeypatch, capsys, loaded)
     assert code == 2 and "spec/[bold]nope" in flat(err)
+
+
+@pytest.mark.parametrize(("argv", "said"), [
+    (["run", "{empty}", "-o", "{out}", "--allow-empty"], "no pairs to judge"),
+    (["run", "{blank}", "-o", "{out}", "--allow-empty"], "no pairs to judge"),
+    (["rulebook", "ingest", "{empty}"], "no rules to ingest"),
+    (["rulebook", "load", "{folder}"], "no rules in the directory"),
+])
+def test_an_empty_input_is_refused_not_taken_for_done(argv: list[str], said: str, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str], sqlite_url: str,
+                                                      tmp_path: Path) -> None:
+    """An empty file or folder is most likely the wrong one: exit 2 naming it, as `judge eval` does, not exit 0
+    with nothing done."""
+    empty, blank, folder = tmp_path / "empty.jsonl", tmp_path / "blank.jsonl", tmp_path / "rules"
+    empty.write_text("", encoding="utf-8")
+    blank.write_text("\n\n", encoding="utf-8")
+    folder.mkdir()
+    (folder / "README.md").write_text("# notes\n", encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    args = [a.format(empty=empty, blank=blank, folder=folder, out=out) for a in argv]
+    code, _, err = run_cli(args, monkeypatch, capsys, sqlite_url)
+    assert code == 2 and said in flat(err) and "Traceback" not in err, err
+    assert str(tmp_path) in flat(err) and not out.exists()

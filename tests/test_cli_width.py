@@ -79,7 +79,7 @@ def test_short_b_is_refused_in_commands_that_take_response_b() -> None:
 
 
 def test_compare_stores_each_pair_under_its_own_id() -> None:
-    from judge.cli.run_cmd import compare_pair_id
+    from judge.records import compare_pair_id
 
     one = compare_pair_id("hi", "x", "y")
     assert one == compare_pair_id("hi", "x", "y") and one.startswith("cli-")

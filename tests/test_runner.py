@@ -165,6 +165,26 @@ def test_budget_stops_cleanly_and_a_rerun_finishes(tmp_path: Path) -> None:
     assert len(read_results(out)) == N == len(lines(out))
 
 
+@pytest.mark.parametrize("concurrency", [1, 4, 8])
+def test_comparisons_in_flight_do_not_overshoot_the_budget(tmp_path: Path, concurrency: int) -> None:
+    """With several comparisons in flight, no more start than the budget left allows at the mean spend so far:
+    the run stops where a one-at-a-time run stops, not one comparison per slot later."""
+    judge, _ = make_judge(judge_script())
+    per_pair = 2 * (50 + 1)
+    report = run(judge, records(40), out=tmp_path / "r.jsonl", concurrency=concurrency,
+                 max_tokens=int(10.5 * per_pair))
+    assert report.stopped_by_budget and report.judged == 11
+
+
+def test_room_counts_what_is_running_at_the_mean_spend() -> None:
+    report = RunReport(judged=4, prompt_tokens=300, completion_tokens=100, cost_usd=0.4)
+    assert report.room(None, None) is None and RunReport().room(1000, 1.0) is None  # no budget; nothing asked yet
+    assert report.room(1000, None) == 6 and report.room(1000, None, in_flight=2) == 4
+    assert report.room(950, None) == 6  # part of a comparison left: one more may start, as one at a time would
+    assert report.room(None, 0.5, in_flight=0) == 1 and report.room(1000, 0.5, in_flight=3) == 0
+    assert report.room(300, None) == 0  # already over
+
+
 def test_cost_budget_stops_too(tmp_path: Path) -> None:
     fb = FakeBackend(judge_script())
     judge = Judge(fb, None, config=bare_config(fb), price_per_mtok=(1_000.0, 1_000.0))  # 0.102 USD a pair

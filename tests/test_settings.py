@@ -87,7 +87,11 @@ def test_config_show_init_and_version(tmp_path: Path, monkeypatch: pytest.Monkey
     assert shown["settings"]["backend"] == {"value": "openai/m", "source": str(tmp_path / "judge.toml")}
     assert shown["settings"]["embedding_model"]["source"] == "flag"
     assert shown["settings"]["data_dir"]["source"] == "env JUDGE_DATA_DIR"
-    assert shown["settings"]["api_key"] == {"value": "**** (set)", "source": "env JUDGE_API_KEY"}
+    assert shown["settings"]["api_key"] == {"value": "****", "source": "env JUDGE_API_KEY"}
+    # values as data, not as the table's text: null where not set, numbers as numbers, prices as objects
+    assert shown["settings"]["calibrator"]["value"] is None and shown["settings"]["prices"]["value"] == {}
+    assert isinstance(shown["settings"]["full_text_common"]["value"], float)
+    assert shown["settings"]["index_path"]["value"] == str(Path(shown["settings"]["data_dir"]["value"]) / "index")
     code, out, _ = invoke(["config", "show"], monkeypatch, capsys)
     assert code == 0 and "sk-never-printed" not in out and "openai/m" in out
 

@@ -120,11 +120,21 @@ class ImpactReport:
     checked: int
     affected: tuple[ImpactEntry, ...]
     unknown: tuple[UnknownImpact, ...]
+    recorded_before: int = 0
+
+    @property
+    def before_note(self) -> str | None:
+        """What to say of the judgments recorded before ``since_version`` (not checked), if any."""
+        if not self.recorded_before:
+            return None
+        return (f"{self.recorded_before} judgment(s) recorded before {self.since_version} were not checked: "
+                "give the version they were judged at (or an earlier one) as --since to include them")
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable view."""
         return {"since_version": self.since_version, "current_version": self.current_version,
-                "checked": self.checked, "affected": [e.to_json() for e in self.affected],
+                "checked": self.checked, "recorded_before": self.recorded_before,
+                "affected": [e.to_json() for e in self.affected],
                 "unknown": [{"cache_key": u.cache_key, "pair_id": u.pair_id, "rulebook_version": u.rulebook_version,
                              "reason": u.reason} for u in self.unknown]}
 
@@ -134,11 +144,12 @@ def impact(rulebook: ShownSource, store: JudgmentStore, since_version: str) -> I
 
     Checks the latest judgment per cache key among those recorded at ``since_version`` or at any version
     written after it, except the current version (nothing has changed for those), and of a question asked
-    again (`judgment_identity`: `judge rerun`, or the same pair judged again) only its newest judgment: one
-    already judged again under the current version is not affected. Each is re-retrieved for its stored pair
-    with its own configuration (``k_spec``, ``k_rulings``, ``n_constitution``) and exclusions, exactly as
-    `Judge` selects rules. Judgments made without rules have no rulebook version and are never affected;
-    judgments stored without their pair are reported as unknown, never skipped.
+    again (`judgment_identity`: `judge rerun`, or the same pair judged again) only its newest judgment that did
+    not fail: one already judged again under the current version is not affected, one whose re-run failed is.
+    Each is re-retrieved for its stored pair with its own configuration (``k_spec``, ``k_rulings``,
+    ``n_constitution``) and exclusions, exactly as `Judge` selects rules. Judgments made without rules have no
+    rulebook version and are never affected; judgments stored without their pair are reported as unknown,
+    never skipped.
 
     Raises:
         RulebookError: ``since_version`` is not a version of this rulebook.
@@ -156,9 +167,10 @@ def impact(rulebook: ShownSource, store: JudgmentStore, since_version: str) -> I
             identity = judgment_identity(judgment.pair, verdict.config, judgment.exclude)
             if identity in asked:
                 continue  # judged again later: the newer judgment stands for it
-            asked.add(identity)
+            if verdict.failure is None:  # a failed attempt does not replace the judgment it was to redo
+                asked.add(identity)
         if verdict.rulebook_version == current:
-            continue  # judged under the current rulebook: nothing has changed since
+            continue  # judged (or failed) under the current rulebook: nothing has changed since
         checked += 1
         if judgment.pair is None:
             unknown.append(UnknownImpact(verdict.cache_key, verdict.pair_id, verdict.rulebook_version))
@@ -167,7 +179,8 @@ def impact(rulebook: ShownSource, store: JudgmentStore, since_version: str) -> I
         if entry is not None:
             affected.append(entry)
     # The store yields newest first; report oldest first, as judged.
-    return ImpactReport(since_version, current, checked, tuple(reversed(affected)), tuple(reversed(unknown)))
+    return ImpactReport(since_version, current, checked, tuple(reversed(affected)), tuple(reversed(unknown)),
+                        recorded_before=store.count_recorded_before(seq))
 
 
 def _check(rulebook: ShownSource, judgment: StoredJudgment, pair: Pair, verdict: Verdict) -> ImpactEntry | None:

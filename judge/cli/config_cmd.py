@@ -165,8 +165,9 @@ def show(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help=
     values = settings.shown()
     rows = [(name, values[name], settings.source(name), FIELD_HELP.get(name, "")) for name in values]
     if as_json:
+        data = settings.values()
         emit_json({"config_file": str(settings.config_file) if settings.config_file else None,
-                   "settings": {name: {"value": value, "source": source} for name, value, source, _ in rows}})
+                   "settings": {name: {"value": data[name], "source": source} for name, _, source, _ in rows}})
         return
     found = settings.config_file
     table = Table(title=f"settings (config file: {found if found else 'none'})", show_lines=False)

@@ -60,6 +60,8 @@ def rerun(
             emit_json({"affected": 0, "unknown": len(report.unknown), "judged": 0, "out": str(out)})
         else:
             console.print(f"nothing to re-run: no judgment since {since} is affected", highlight=False, markup=False)
+            if report.before_note:
+                err_console.print(f"note: {report.before_note}", highlight=False, markup=False)
         return
     judge = build_judge(backend, base_url=base_url, workspace=st.workspace())
     ids = {r.pair.id for group in rerun_plan(report.affected) for r in group.records}

@@ -125,6 +125,8 @@ def _check_rules_jsonl(path: Path, stored: Callable[[list[str]], set[str]]) -> l
         seen[rule.id] = line
         if rule.case is not None and rule.binds:
             active_rulings.append(rule.id)
+    if not seen:
+        raise InputError("no rules to ingest (the file holds no rule lines)", path=path)
     cycle = find_cycle(parent_of)
     if cycle is not None:
         raise InputError(f"parent cycle: {' -> '.join(cycle)}; a rule cannot be its own parent, even through "
@@ -401,6 +403,8 @@ def impact(
 
     Checks every judgment recorded at VERSION or a later version before the current one: its pair is
     retrieved again with its own settings, and it is listed when a shown rule was added, removed or amended.
+    A pair judged again (`judge rerun`) is checked by its newest judgment. Judgments recorded before VERSION
+    are not checked: their count is given.
     """
     report = state(ctx).rulebook(create=False).impact(since)
     if as_json:
@@ -420,3 +424,5 @@ def impact(
                       markup=False, highlight=False)
     console.print(f"checked {report.checked} judgment(s) since {report.since_version}: {len(report.affected)} "
                   f"affected, {len(report.unknown)} unknown (no stored pair)", highlight=False, markup=False)
+    if report.before_note:
+        err_console.print(f"note: {report.before_note}", highlight=False, markup=False)

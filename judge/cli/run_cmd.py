@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,6 +29,8 @@ from judge.cli.common import (
     state,
 )
 from judge.cli.progress import RunProgress
+from judge.errors import InputError
+from judge.records import compare_pair_id
 from judge.rules.model import Pair, as_response
 from judge.verdicts import Verdict
 
@@ -252,6 +253,8 @@ def run(
     max_seconds = duration_s(max_time, "--max-time") if max_time is not None else None
     refuse_input_as_output(out, [pairs, calibrator], "--out")
     records = list(read_pairs(pairs))  # validate the whole file before spending anything
+    if not records:
+        raise InputError("no pairs to judge (the file holds no pair lines)", path=pairs)
     options = JudgeOptions(backend=backend, base_url=base_url, single_order=single_order, no_rules=no_rules,
                            method=method, holistic=holistic, explain=explain, k_spec=k_spec, k_rulings=k_rulings,
                            n_constitution=n_constitution, cache=cache, ties=ties, calibrator=calibrator,
@@ -326,15 +329,6 @@ def run(
                   + ("; STOPPED by budget" if report.stopped_by_budget else "") + f"; results in {out}",
                   highlight=False, markup=False)
     exit_for_failures(report.failed, report.judged)
-
-
-def compare_pair_id(prompt: str, response_a: str, response_b: str) -> str:
-    """The pair id `judge compare` stores a comparison under: ``cli-`` and a hash of the texts (the same texts,
-    the same id; any other comparison, another id)."""
-    import hashlib
-
-    digest = hashlib.sha256(json.dumps([prompt, response_a, response_b]).encode("utf-8")).hexdigest()
-    return f"cli-{digest[:12]}"
 
 
 def compare(

@@ -15,7 +15,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from judge.judging.prompts import cut_middle, escape_data, process_text
+from judge.judging.prompts import BARE_TEMPLATE_VERSION, TEMPLATE_VERSION, cut_middle, escape_data, process_text
 from judge.rules.model import Check, Process, Response, Rule
 from judge.verdicts import CheckRecord, CheckResult, compliance
 
@@ -32,9 +32,18 @@ __all__ = [
     "compliance",
     "p_yes_from_top_logprobs",
     "plan_checks",
+    "template_version_of",
 ]
 
 CHECKS_TEMPLATE_VERSION = "checks-v2"
+
+
+def template_version_of(method: str, use_rules: bool = True) -> str:
+    """The prompt template version a judge with this method renders: the rule checks', the pairwise rules
+    prompt's, or the bare question's (no rules)."""
+    if not use_rules:
+        return BARE_TEMPLATE_VERSION
+    return CHECKS_TEMPLATE_VERSION if method == "checks" else TEMPLATE_VERSION
 
 #: The rule-free question every response is also asked when the holistic signal is pointwise.
 HOLISTIC_CHECK = Check(

@@ -27,8 +27,8 @@ from judge.caselaw.impact import (
     judgment_identity,
     kept_config,
 )
+from judge.judging.checks import template_version_of
 from judge.judging.engine import Judge
-from judge.judging.prompts import BARE_TEMPLATE_VERSION, TEMPLATE_VERSION
 from judge.judging.runner import RunReport, run_pairs
 from judge.records import PairRecord, pair_id
 from judge.verdicts import JudgeConfig, Verdict
@@ -107,9 +107,9 @@ async def rerun(judge: Judge, entries: Sequence[ImpactEntry], *, out: Path | Non
     total = RunReport()
     for group in rerun_plan(entries):
         use_rules = bool(group.config_fields.get("use_rules", True))
+        method = str(group.config_fields.get("method", "pairwise"))
         config = JudgeConfig(backend=judge.config.backend, model=judge.config.model, endpoint=judge.config.endpoint,
-                             template_version=TEMPLATE_VERSION if use_rules else BARE_TEMPLATE_VERSION,
-                             **group.config_fields)
+                             template_version=template_version_of(method, use_rules), **group.config_fields)
         runner = Judge(judge.backend, judge.rulebook, config=config, limits=judge.limits,
                        price_per_mtok=judge.price_per_mtok, store=judge.store,
                        concurrent_orders=judge.concurrent_orders, use_cache=judge.use_cache,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -141,6 +142,22 @@ class RunReport:
                 or (max_cost_usd is not None and self.cost_usd is not None and self.cost_usd >= max_cost_usd)
                 or (deadline is not None and _clock() >= deadline))
 
+    def room(self, max_tokens: int | None, max_cost_usd: float | None, *, in_flight: int = 0) -> int | None:
+        """How many more comparisons may start under the token and cost budgets, with ``in_flight`` ones
+        running: each counted at the mean spend of the comparisons this run asked so far (None: no budget, or
+        nothing asked yet to take a mean from). Starting only that many keeps a run with several comparisons
+        in flight from overshooting its budget by one comparison per slot."""
+        asked = self.judged - self.cached
+        if not asked:
+            return None
+        limits = []
+        used = self.prompt_tokens + self.completion_tokens
+        if max_tokens is not None and used > 0:
+            limits.append(math.ceil((max_tokens - used) / (used / asked)))
+        if max_cost_usd is not None and self.cost_usd:
+            limits.append(math.ceil((max_cost_usd - self.cost_usd) / (self.cost_usd / asked)))
+        return max(0, min(limits) - in_flight) if limits else None
+
     @property
     def inconsistency_rate(self) -> float | None:
         """Share of judged pairs whose two orders disagreed (precedent-bound pairs asked no model)."""
@@ -198,6 +215,10 @@ class RunControl:
         self.budget_hit = self.budget_hit or self.report.over_budget(self.max_tokens, self.max_cost_usd,
                                                                      self.deadline)
         return self.budget_hit
+
+    def room(self, in_flight: int) -> int | None:
+        """How many more comparisons may start under the budgets (`RunReport.room`; None: no limit)."""
+        return self.report.room(self.max_tokens, self.max_cost_usd, in_flight=in_flight)
 
     async def judge_record(self, record: PairRecord) -> Verdict:
         """`judge_one` for a record, with its exclusions."""
@@ -264,6 +285,9 @@ async def run_loop(control: RunControl, sink: RunSink, concurrency: int) -> None
         while True:
             budget_hit = control.over_budget()
             free = slots - len(in_flight)
+            room = control.room(len(in_flight))
+            if room is not None:
+                free = min(free, room)
             if free > 0 and not budget_hit:
                 taken = await sink.take(free)
                 in_flight.update(asyncio.create_task(one(record)) for record in taken)

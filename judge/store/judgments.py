@@ -235,6 +235,16 @@ class JudgmentStore:
                 yield Verdict.model_validate(row[1])
             last = rows[-1][0]
 
+    def count_recorded_before(self, since_seq: int) -> int:
+        """How many judgments (distinct cache keys) were recorded only at rulebook versions written before
+        change ``since_seq``: those `iter_recorded_since` leaves out."""
+        later = select(CHANGES.c.rulebook_version).where(CHANGES.c.seq >= since_seq)
+        earlier = select(CHANGES.c.rulebook_version).where(CHANGES.c.seq < since_seq)
+        query = (select(func.count(func.distinct(JudgmentRow.cache_key)))
+                 .where(JudgmentRow.rulebook_version.in_(earlier), JudgmentRow.rulebook_version.not_in(later)))
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
     def iter_recorded_since(self, since_seq: int, *, include_versions: Sequence[str] = (),
                             batch_size: int = 500) -> Iterator[StoredJudgment]:
         """The latest judgment per cache key among those recorded at a rulebook version written by change
