@@ -24,7 +24,7 @@ def __getattr__(name: str) -> object:
         from judge import rulebook
 
         return getattr(rulebook, name)
-    if name in ("compare", "compare_many", "evaluate"):
+    if name in ("compare", "compare_many", "evaluate", "rerun", "report"):
         from judge import api
 
         return getattr(api, name)
@@ -67,4 +67,6 @@ __all__ = [
     "compare_many",
     "evaluate",
     "render_view",
+    "report",
+    "rerun",
 ]

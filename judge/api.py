@@ -1,13 +1,16 @@
-"""One-call entry points: `judge.compare` and `judge.compare_many`.
+"""One-call entry points: `judge.compare`, `judge.compare_many`, `judge.evaluate`, `judge.rerun` and
+`judge.report` (what `judge compare`, `run`, `eval`, `rerun` and `report` do).
 
 They open the configured rulebook, start the backend (the embedded model by default), judge, and stop the
-backend again. For many calls, build a `judge.Judge` once instead and reuse it.
+backend again; a `Backend` object given as ``backend`` is used as it is and left open. For many calls, build a
+`judge.Judge` once instead and reuse it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,9 +21,12 @@ from judge.settings import Settings
 from judge.verdicts import JudgeConfig, Verdict
 
 if TYPE_CHECKING:
+    from judge.backends.base import Backend
     from judge.calibration.workflow import Evaluation
+    from judge.caselaw.impact import ImpactReport
+    from judge.judging.runloop import RunReport
 
-__all__ = ["compare", "compare_many", "evaluate"]
+__all__ = ["Rerun", "compare", "compare_many", "evaluate", "report", "rerun"]
 
 
 def __getattr__(name: str) -> Any:
@@ -38,7 +44,8 @@ def _fields(config: JudgeConfig | None) -> dict[str, Any]:
     return config.model_dump(exclude={"backend", "model"}, exclude_unset=True) if config is not None else {}
 
 
-def compare(prompt: str, response_a: str | Response, response_b: str | Response, *, backend: str | None = None,
+def compare(prompt: str, response_a: str | Response, response_b: str | Response, *,
+            backend: str | Backend | None = None,
             settings: Settings | None = None, config: JudgeConfig | None = None,
             base_url: str | None = None) -> Verdict:
     """Judge one pair under the configured rulebook and return the full `Verdict`.
@@ -47,7 +54,8 @@ def compare(prompt: str, response_a: str | Response, response_b: str | Response,
         prompt: the user prompt (or rendered conversation).
         response_a: response A (text, or a `Response` with a process).
         response_b: response B.
-        backend: ``local`` (embedded, offline), ``local/<path.gguf>`` or ``openai/<model>``.
+        backend: ``local`` (embedded, offline), ``local/<path.gguf>`` or ``openai/<model>``, or a `Backend`
+            object (used as it is, left open).
         settings: where the rulebook lives (default: ``JUDGE_*`` environment, then defaults).
         config: judge configuration: the fields set on it replace the judge's defaults (rule checks, rules
             retrieved; `judge.runs.build_judge`), e.g. ``JudgeConfig(method="pairwise")``.
@@ -63,7 +71,13 @@ def compare(prompt: str, response_a: str | Response, response_b: str | Response,
                                   response_b=as_response(response_b),
                                   id=compare_pair_id(prompt, response_a, response_b)))
     finally:
-        judge.backend.close()
+        _close(judge.backend, backend)
+
+
+def _close(started: Any, given: object) -> None:
+    """Stop a backend this call started; one the caller passed in stays open (it is theirs)."""
+    if given is None or isinstance(given, str):
+        started.close()
 
 
 def _records(pairs: Iterable[Pair]) -> list[PairRecord]:
@@ -86,7 +100,7 @@ def _records(pairs: Iterable[Pair]) -> list[PairRecord]:
     return records
 
 
-def compare_many(pairs: Iterable[Pair], *, backend: str | None = None, settings: Settings | None = None,
+def compare_many(pairs: Iterable[Pair], *, backend: str | Backend | None = None, settings: Settings | None = None,
                  config: JudgeConfig | None = None, base_url: str | None = None, concurrency: int | None = None,
                  out: str | Path | None = None) -> list[Verdict]:
     """Judge many pairs (bounded concurrency; streamed to `out` as JSONL and resumable when given)."""
@@ -104,7 +118,7 @@ def compare_many(pairs: Iterable[Pair], *, backend: str | None = None, settings:
                               concurrency=concurrency or default_concurrency(judge.backend),
                               on_result=collected.append))
     finally:
-        judge.backend.close()
+        _close(judge.backend, backend)
     if out is not None:
         by_id = {v.pair_id: v for v in read_results(out)}
         return [by_id[r.pair.id] for r in records if r.pair.id in by_id]
@@ -143,3 +157,64 @@ def evaluate(labelled: str | Path | Sequence[str | Path], *,
         judge_file(judge, list(read_pairs(labelled)), Path(results),
                    RunOptions(holdout_same_prompt=holdout_same_prompt))
     return evaluate_results(labelled, results, recalibrate=recalibrate, **options)
+
+
+@dataclass(frozen=True)
+class Rerun:
+    """What `rerun` found and did: the impact analysis, and the run (None when nothing was affected)."""
+
+    impact: ImpactReport
+    run: RunReport | None
+
+
+def rerun(since: str, *, out: str | Path, backend: str | Backend | None = None, settings: Settings | None = None,
+          base_url: str | None = None, concurrency: int | None = None,
+          on_start: Callable[[int], None] | None = None, on_result: Callable[[Verdict], None] | None = None,
+          on_skip: Callable[[PairRecord], None] | None = None) -> Rerun:
+    """Re-judge exactly the stored judgments a rulebook change since ``since`` affected (what ``judge rerun``
+    does): `judge.caselaw.impact.impact`, then `judge.judging.impact.rerun` with ``backend``, each judgment on
+    its stored pair and settings, results streamed to ``out`` (resumable). ``on_start`` is told how many pairs
+    are to be judged before the first is; ``on_result`` / ``on_skip`` as in `judge.judging.runner.run_pairs`.
+
+    Raises:
+        RulebookError: ``since`` is not a version of the rulebook.
+    """
+    from judge.judging.impact import rerun as rerun_affected
+    from judge.judging.impact import rerun_plan
+    from judge.runs import build_judge, default_concurrency
+    from judge.workspace import Workspace
+
+    workspace = Workspace.open(settings or Settings.from_env(), create=False)
+    found = workspace.rulebook().impact(since)
+    if not found.affected:
+        return Rerun(found, None)
+    judge = build_judge(backend, base_url=base_url, workspace=workspace)
+    if on_start is not None:
+        on_start(sum(len(group.records) for group in rerun_plan(found.affected)))
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        run = asyncio.run(rerun_affected(judge, found.affected, out=path,
+                                         concurrency=concurrency or default_concurrency(judge.backend),
+                                         on_result=on_result, on_skip=on_skip))
+    finally:
+        _close(judge.backend, backend)
+    return Rerun(found, run)
+
+
+def report(results: str | Path, labels: str | Path, out: str | Path, *, recalibrate: str | None = "auto",
+           seed: int = 0, n_boot: int = 1000) -> tuple[Evaluation, Path]:
+    """Write the HTML report of ``results`` against labelled pairs into the folder ``out`` (what ``judge
+    report`` does): `judge.calibration.workflow.evaluate_results`, then `judge.reporting.write_report`.
+
+    Returns:
+        The evaluation and the path of ``index.html`` (``metrics.json`` and the plots beside it).
+    """
+    from judge.calibration.workflow import evaluate_results
+    from judge.records import read_pairs, read_results
+    from judge.reporting import write_report
+
+    ev = evaluate_results(labels, results, recalibrate=recalibrate, seed=seed, n_boot=n_boot)
+    pairs = {rec.pair.id or "": rec for rec in read_pairs(labels)}
+    index = write_report(ev, Path(out), verdicts=read_results(results), pairs=pairs)
+    return ev, Path(index)

@@ -49,8 +49,9 @@ def endpoint_of(backend: Backend) -> str | None:
     return endpoint_from_url(str(getattr(client, "base_url", "") or ""))
 
 
-def build_judge(backend: str | None = None, *, settings: Settings | None = None, base_url: str | None = None,
-                use_cache: bool = True, calibrator: Calibrator | None = None, escalate_below: float | None = None,
+def build_judge(backend: str | Backend | None = None, *, settings: Settings | None = None,
+                base_url: str | None = None, use_cache: bool = True, calibrator: Calibrator | None = None,
+                escalate_below: float | None = None,
                 allow_rulebook_change: bool = False, workspace: Workspace | None = None,
                 prior_weights: bool = False, **config_fields: Any) -> Judge:
     """A ready `Judge`: the configured rulebook, its judgment store (cache + audit) and a started backend.
@@ -60,7 +61,8 @@ def build_judge(backend: str | None = None, *, settings: Settings | None = None,
 
     Args:
         backend: ``local``, ``local/<path.gguf>`` or ``openai/<model>``; default: the settings' ``backend``
-            (``JUDGE_BACKEND``, ``judge.toml``, else ``local``).
+            (``JUDGE_BACKEND``, ``judge.toml``, else ``local``). A `judge.backends.base.Backend` object (your
+            own, or `judge.backends.fake.FakeBackend`) is used as it is and stays yours to close.
         settings: where the rulebook lives (default: ``JUDGE_*`` environment, ``judge.toml``, then defaults).
         base_url: endpoint for ``openai/<model>`` (default: the settings' ``base_url``). It is part of every
             cache key, so a verdict made by one server is never answered for another.
@@ -88,7 +90,9 @@ def build_judge(backend: str | None = None, *, settings: Settings | None = None,
     workspace = workspace or Workspace.open(settings)
     rulebook = workspace.rulebook(with_index=use_rules)
     backend = backend or settings.backend
-    made = registry.make_backend(backend, data_dir=settings.data_dir, base_url=base_url or settings.base_url)
+    owned = isinstance(backend, str)
+    made = registry.make_backend(backend, data_dir=settings.data_dir, base_url=base_url or settings.base_url) \
+        if isinstance(backend, str) else backend
     local = is_local(made)
     try:
         if not local:
@@ -104,7 +108,8 @@ def build_judge(backend: str | None = None, *, settings: Settings | None = None,
                      allow_rulebook_change=allow_rulebook_change,
                      check_cache=workspace.check_answers())
     except BaseException:
-        made.close()  # a refused configuration must not leave the embedded server running
+        if owned:
+            made.close()  # a refused configuration must not leave the embedded server running
         raise
 
 

@@ -16,7 +16,7 @@ from judge.cli.main import app
 EXPORTED = {
     "Authority", "Case", "Change", "Judge", "JudgeConfig", "JudgeError", "Layer", "Pair", "Process", "Response",
     "Retrieval", "RetrievedRule", "Rule", "RuleStatus", "Rulebook", "Settings", "ToolCall", "Verdict",
-    "__version__", "compare", "compare_many", "evaluate", "render_view",
+    "__version__", "compare", "compare_many", "evaluate", "render_view", "report", "rerun",
 }
 
 
@@ -124,3 +124,35 @@ def test_evaluate_runs_the_judge_without_showing_labels(monkeypatch: pytest.Monk
     assert len((tmp_path / "labelled.results.jsonl").read_text().splitlines()) == 12
     assert ev.raw.n_scored == 12 and ev.raw.headline["accuracy"].point == 1.0
     assert ev.recalibrated is not None
+    # the HTML report of those results, in one call (what `judge report` does)
+    ev2, index = judge.report(tmp_path / "labelled.results.jsonl", labelled, tmp_path / "report", n_boot=20)
+    assert index == tmp_path / "report" / "index.html" and index.is_file() and ev2.raw.n_scored == 12
+    assert (tmp_path / "report" / "metrics.json").is_file()
+
+
+def test_a_backend_object_is_used_as_given_and_rerun_is_one_call(tmp_path) -> None:
+    """`compare` and `rerun` take a `Backend` object (yours: left open); `judge.rerun` re-judges what a rulebook
+    change affected, as `judge rerun` does."""
+    from judge.backends.fake import FakeBackend, FakeReply
+    from judge.verdicts import JudgeConfig
+
+    fake = FakeBackend(lambda body: FakeReply("A", top_logprobs=[("A", -0.2), ("B", -1.7)]))
+    closed: list[bool] = []
+    fake._on_close = lambda: closed.append(True)
+    settings = judge.Settings(data_dir=tmp_path, embedding_model="hash")
+    book = judge.Rulebook.open(settings=settings)
+    book.load("rulebook")
+    since = book.version
+    config = JudgeConfig(backend="x", model="y", template_version="rules-v3", explain=False, method="pairwise")
+    verdict = judge.compare("Is my poem good? It is about autumn.", "It is perfect.", "The ending is weak.",
+                            backend=fake, settings=settings, config=config)
+    assert verdict.failure is None and verdict.config.backend == "fake" and closed == []  # still the caller's
+    shown = [r["id"] for r in verdict.retrieved if r["id"].startswith("spec/")]
+    assert judge.rerun(since, out=tmp_path / "none.jsonl", backend=fake, settings=settings).run is None
+    book.amend(shown[0], reason="test", text="Say plainly what is weak in a piece of writing.")
+    started: list[int] = []
+    done = judge.rerun(since, out=tmp_path / "rerun.jsonl", backend=fake, settings=settings,
+                       on_start=started.append)
+    assert [e.pair_id for e in done.impact.affected] == [verdict.pair_id] and started == [1]
+    assert done.run is not None and done.run.judged == 1 and closed == []
+    assert len((tmp_path / "rerun.jsonl").read_text().splitlines()) == 1

@@ -37,13 +37,9 @@ def report(
     The page (OUT/index.html) is a single file that opens offline; the plots are also written as PNGs and
     the full metrics as OUT/metrics.json.
     """
-    from judge.calibration.workflow import evaluate_results
-    from judge.records import read_pairs, read_results
-    from judge.reporting import write_report
+    from judge.api import report as write_html_report
 
-    ev = evaluate_results(labels, results, recalibrate=recalibrate, seed=seed, n_boot=bootstrap)
-    pairs = {rec.pair.id or "": rec for rec in read_pairs(labels)}
-    index = write_report(ev, out, verdicts=read_results(results), pairs=pairs)
+    ev, index = write_html_report(results, labels, out, recalibrate=recalibrate, seed=seed, n_boot=bootstrap)
     reports = [ev.raw] + ([ev.recalibrated] if ev.recalibrated is not None else [])
     if as_json:
         emit_json({"index": str(index), "metrics": str(Path(index).parent / "metrics.json"),

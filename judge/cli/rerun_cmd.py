@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+from contextlib import ExitStack
 from pathlib import Path
 
 import typer
@@ -44,18 +44,25 @@ def rerun(
 
     {exit_codes}
     """
-    from judge.judging.impact import rerun as rerun_affected
+    from judge.api import rerun as rerun_since
     from judge.judging.impact import rerun_plan
     from judge.records import read_results
-    from judge.runs import build_judge, default_concurrency
 
     st = state(ctx)
     require_rulebook(st.settings, allow_empty=allow_empty)
-    report = st.rulebook().impact(since)
+    with ExitStack() as stack:
+        def started(n: int) -> None:  # the bar appears once there is something to re-judge
+            bars.append(stack.enter_context(RunProgress("re-judging", n, console=err_console)))
+
+        bars: list[RunProgress] = []
+        done = rerun_since(since, out=out, backend=backend, settings=st.settings, base_url=base_url,
+                           concurrency=concurrency, on_start=started, on_result=lambda _v: bars[0].advance(),
+                           on_skip=lambda _r: bars[0].skip())
+    report, run = done.impact, done.run
     for u in report.unknown:
         err_console.print(f"cannot re-run {u.cache_key[:12]} (pair {u.pair_id or '-'}): {u.reason}",
                           highlight=False, markup=False)
-    if not report.affected:
+    if run is None:
         if as_json:
             emit_json({"affected": 0, "unknown": len(report.unknown), "judged": 0, "out": str(out)})
         else:
@@ -63,16 +70,7 @@ def rerun(
             if report.before_note:
                 err_console.print(f"note: {report.before_note}", highlight=False, markup=False)
         return
-    judge = build_judge(backend, base_url=base_url, workspace=st.workspace())
     ids = {r.pair.id for group in rerun_plan(report.affected) for r in group.records}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with RunProgress("re-judging", len(ids), console=err_console) as bar:
-            run = asyncio.run(rerun_affected(judge, report.affected, out=out,
-                                             concurrency=concurrency or default_concurrency(judge.backend),
-                                             on_result=lambda _v: bar.advance(), on_skip=lambda _r: bar.skip()))
-    finally:
-        judge.backend.close()
     if as_json:
         emit_json({**vars(run), "affected": len(report.affected), "unknown": len(report.unknown),
                    "rulebook_version": report.current_version, "out": str(out)})

@@ -73,7 +73,8 @@ def run_gate(policy: GatePolicy | str | Path | None, candidate: str | Path, *, b
     if cases is not None:
         source = read_cases(cases, review_methods=policy.review_methods)
     elif source is None:
-        raise InputError("the gate needs cases to map results to entries: pass --cases CASES.jsonl")
+        raise InputError("the gate needs cases to map results to entries: a cases file (--cases, cases=) or a "
+                         "case store (source=Workspace.open().cases())")
     elif policy.review_methods is not None:
         source = _ReviewedBy(source, policy.review_methods)
     pair_case_ids = read_pair_case_ids(pairs) if pairs else None
