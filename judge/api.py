@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,10 +22,9 @@ from judge.verdicts import JudgeConfig, Verdict
 if TYPE_CHECKING:
     from judge.backends.base import Backend
     from judge.calibration.workflow import Evaluation
-    from judge.caselaw.impact import ImpactReport
-    from judge.judging.runloop import RunReport
+    from judge.runs import Rerun
 
-__all__ = ["Rerun", "compare", "compare_many", "evaluate", "report", "rerun"]
+__all__ = ["compare", "compare_many", "evaluate", "report", "rerun"]
 
 
 def __getattr__(name: str) -> Any:
@@ -159,62 +157,23 @@ def evaluate(labelled: str | Path | Sequence[str | Path], *,
     return evaluate_results(labelled, results, recalibrate=recalibrate, **options)
 
 
-@dataclass(frozen=True)
-class Rerun:
-    """What `rerun` found and did: the impact analysis, and the run (None when nothing was affected)."""
-
-    impact: ImpactReport
-    run: RunReport | None
-
 
 def rerun(since: str, *, out: str | Path, backend: str | Backend | None = None, settings: Settings | None = None,
           base_url: str | None = None, concurrency: int | None = None,
           on_start: Callable[[int], None] | None = None, on_result: Callable[[Verdict], None] | None = None,
           on_skip: Callable[[PairRecord], None] | None = None) -> Rerun:
     """Re-judge exactly the stored judgments a rulebook change since ``since`` affected (what ``judge rerun``
-    does): `judge.caselaw.impact.impact`, then `judge.judging.impact.rerun` with ``backend``, each judgment on
-    its stored pair and settings, results streamed to ``out`` (resumable). ``on_start`` is told how many pairs
-    are to be judged before the first is; ``on_result`` / ``on_skip`` as in `judge.judging.runner.run_pairs`.
+    does; see `judge.runs.rerun_since`)."""
+    from judge.runs import rerun_since
 
-    Raises:
-        RulebookError: ``since`` is not a version of the rulebook.
-    """
-    from judge.judging.impact import rerun as rerun_affected
-    from judge.judging.impact import rerun_plan
-    from judge.runs import build_judge, default_concurrency
-    from judge.workspace import Workspace
-
-    workspace = Workspace.open(settings or Settings.from_env(), create=False)
-    found = workspace.rulebook().impact(since)
-    if not found.affected:
-        return Rerun(found, None)
-    judge = build_judge(backend, base_url=base_url, workspace=workspace)
-    if on_start is not None:
-        on_start(sum(len(group.records) for group in rerun_plan(found.affected)))
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        run = asyncio.run(rerun_affected(judge, found.affected, out=path,
-                                         concurrency=concurrency or default_concurrency(judge.backend),
-                                         on_result=on_result, on_skip=on_skip))
-    finally:
-        _close(judge.backend, backend)
-    return Rerun(found, run)
+    return rerun_since(since, out=out, backend=backend, settings=settings, base_url=base_url,
+                       concurrency=concurrency, on_start=on_start, on_result=on_result, on_skip=on_skip)
 
 
 def report(results: str | Path, labels: str | Path, out: str | Path, *, recalibrate: str | None = "auto",
            seed: int = 0, n_boot: int = 1000) -> tuple[Evaluation, Path]:
     """Write the HTML report of ``results`` against labelled pairs into the folder ``out`` (what ``judge
-    report`` does): `judge.calibration.workflow.evaluate_results`, then `judge.reporting.write_report`.
+    report`` does; see `judge.reporting.report_files`): the evaluation and the path of ``index.html``."""
+    from judge.reporting import report_files
 
-    Returns:
-        The evaluation and the path of ``index.html`` (``metrics.json`` and the plots beside it).
-    """
-    from judge.calibration.workflow import evaluate_results
-    from judge.records import read_pairs, read_results
-    from judge.reporting import write_report
-
-    ev = evaluate_results(labels, results, recalibrate=recalibrate, seed=seed, n_boot=n_boot)
-    pairs = {rec.pair.id or "": rec for rec in read_pairs(labels)}
-    index = write_report(ev, Path(out), verdicts=read_results(results), pairs=pairs)
-    return ev, Path(index)
+    return report_files(results, labels, out, recalibrate=recalibrate, seed=seed, n_boot=n_boot)

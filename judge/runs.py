@@ -25,9 +25,11 @@ from judge.backends import registry
 from judge.backends.base import Backend
 from judge.backends.deferred import DeferredBackend, endpoint_from_url
 from judge.calibration.recalibrate import Calibrator, load_calibrator
+from judge.caselaw.impact import ImpactReport
 from judge.errors import ConfigError, InputError
 from judge.judging.checks import template_version_of
 from judge.judging.engine import Judge
+from judge.judging.impact import rerun, rerun_plan
 from judge.judging.runner import RunReport, run_pairs
 from judge.judging.shared import SharedRunReport, batch_fingerprint, batch_id_for, run_shared
 from judge.judging.weights import with_shipped_weights
@@ -327,3 +329,44 @@ def judge_pairs(judge: Judge, records: list[PairRecord], out: Path, run: RunOpti
     if run.shared or run.batch is not None:
         return judge_shared(judge, records, out, run, workspace=workspace)
     return judge_file(judge, records, out, run)
+
+
+@dataclass(frozen=True)
+class Rerun:
+    """What `rerun_since` found and did: the impact analysis, and the run (None when nothing was affected)."""
+
+    impact: ImpactReport
+    run: RunReport | None
+
+
+def rerun_since(since: str, *, out: str | Path, backend: str | Backend | None = None,
+                settings: Settings | None = None, base_url: str | None = None, concurrency: int | None = None,
+                on_start: Callable[[int], None] | None = None, on_result: Callable[[Verdict], None] | None = None,
+                on_skip: Callable[[PairRecord], None] | None = None) -> Rerun:
+    """Re-judge exactly the stored judgments a rulebook change since ``since`` affected (``judge rerun``,
+    `judge.rerun`): `judge.caselaw.impact.impact`, then `judge.judging.impact.rerun` with ``backend`` (a
+    backend object is used as it is and left open), each judgment on its stored pair and settings, results
+    streamed to ``out`` (resumable). ``on_start`` is told how many pairs are to be judged before the first is;
+    ``on_result`` / ``on_skip`` as in `judge.judging.runner.run_pairs`.
+
+    Raises:
+        RulebookError: ``since`` is not a version of the rulebook.
+        StoreError: the configured SQLite database does not exist.
+    """
+    workspace = Workspace.open(settings or Settings.from_env(), create=False)
+    found = workspace.rulebook().impact(since)
+    if not found.affected:
+        return Rerun(found, None)
+    judge = build_judge(backend, base_url=base_url, workspace=workspace)
+    if on_start is not None:
+        on_start(sum(len(group.records) for group in rerun_plan(found.affected)))
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        run = asyncio.run(rerun(judge, found.affected, out=path,
+                                concurrency=concurrency or default_concurrency(judge.backend),
+                                on_result=on_result, on_skip=on_skip))
+    finally:
+        if backend is None or isinstance(backend, str):
+            judge.backend.close()
+    return Rerun(found, run)

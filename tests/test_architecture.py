@@ -17,7 +17,7 @@ PACKAGE = ROOT / "judge"
 
 #: Imports of judge's own modules inside functions. They may go down (or be replaced by module-level
 #: imports); a new one needs a reason that is not an import cycle.
-MAX_FUNCTION_IMPORTS = 104
+MAX_FUNCTION_IMPORTS = 103
 
 
 @dataclass

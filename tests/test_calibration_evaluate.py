@@ -203,6 +203,18 @@ def test_fit_from_results_records_config_rulebook_and_a_cross_fitted_threshold(t
     assert cal.selection == "cross-validation" and cal.source_validation == []
 
 
+
+def test_an_uncertified_threshold_keeps_the_calibrator_id_through_its_file(tmp_path: Path) -> None:
+    """No threshold reaches the target: the bound is undefined, saved as null, and the id printed after fitting
+    is the one a run with the saved file records."""
+    pairs, results = _synthetic_files(tmp_path, n=60)
+    cal = fit_from_results(pairs, results, target=0.999, delta=0.01)
+    assert cal.abstain is not None and cal.abstain["certified"] is False and cal.abstain["lower_bound"] is None
+    saved = tmp_path / "cal.json"
+    saved.write_text(cal.model_dump_json(), encoding="utf-8")
+    assert load_calibrator(saved).id == cal.id
+
+
 # ---------------------------------------------------------------- the judge applies a calibrator
 @pytest.fixture
 def rb(hash_rulebook: Rulebook) -> Rulebook:

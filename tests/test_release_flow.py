@@ -83,7 +83,9 @@ def test_release_flow(candidate_style: str, min_cases: int, exit_code: int, tmp_
     stray = tmp_path / "stray.jsonl"  # answers that match no accepted case: nothing to gate, said so
     stray.write_text(json.dumps({"case_id": "case-0000", "response": "x"}) + "\n")
     code, _, err = cli("cases", "pairs", "--candidate", str(stray), "-o", str(tmp_path / "none.jsonl"))
-    assert code == 2 and "no pair to write" in " ".join(err.split()) and "case-0000" in err
+    said = " ".join(err.split())
+    assert code == 2 and "no pair to write" in said and "case-0000" in err
+    assert "5 case(s): the candidate has no answer for this case" in said
     assert not (tmp_path / "none.jsonl").exists()
     code, _, err = cli("run", str(tmp_path / "pairs.jsonl"), "-o", str(tmp_path / "results.jsonl"),
                        "--method", "pairwise", "--no-explain", "--no-table")
@@ -100,3 +102,17 @@ def test_release_flow(candidate_style: str, min_cases: int, exit_code: int, tmp_
         assert entry["win_rate"] == 0.0
     if min_cases == 100:
         assert any("< 100" in reason for reason in entry["reasons"])
+    # cases without a reference answer: the error names that, not the candidate's answers
+    no_refs = [TestCase(prompt=c.prompt, entries=c.entries, provenance="release-test-2") for c in cases]
+    assert no_refs[0].id != cases[0].id
+    (tmp_path / "no-refs.jsonl").write_text("".join(c.model_dump_json() + "\n" for c in no_refs))
+    assert cli("cases", "add", str(tmp_path / "no-refs.jsonl"))[0] == 0
+    (tmp_path / "review2.jsonl").write_text("".join(
+        json.dumps({"id": c.id, "status": "accepted", "reviewer": "qa"}) + "\n" for c in no_refs))
+    assert cli("cases", "review", str(tmp_path / "review2.jsonl"))[0] == 0
+    (tmp_path / "answers2.jsonl").write_text("".join(
+        json.dumps({"case_id": c.id, "response": "x"}) + "\n" for c in no_refs))
+    code, _, err = cli("cases", "pairs", "--candidate", str(tmp_path / "answers2.jsonl"), "-o",
+                       str(tmp_path / "none.jsonl"), "--entry", ENTRY)
+    said = " ".join(err.split())  # the reason is the missing reference answers, not the candidate's file
+    assert code == 2 and "no baseline given and the case has no reference answer" in said and "--baseline" in said

@@ -174,11 +174,16 @@ def test_comparisons_in_flight_do_not_overshoot_the_budget(tmp_path: Path, concu
     report = run(judge, records(40), out=tmp_path / "r.jsonl", concurrency=concurrency,
                  max_tokens=int(10.5 * per_pair))
     assert report.stopped_by_budget and report.judged == 11
+    small = run(judge, records(40), out=tmp_path / "small.jsonl", concurrency=concurrency,
+                max_tokens=int(0.5 * per_pair))
+    assert small.judged == 1  # a budget below one comparison: the first runs alone, not a wave of them
 
 
 def test_room_counts_what_is_running_at_the_mean_spend() -> None:
     report = RunReport(judged=4, prompt_tokens=300, completion_tokens=100, cost_usd=0.4)
-    assert report.room(None, None) is None and RunReport().room(1000, 1.0) is None  # no budget; nothing asked yet
+    assert report.room(None, None) is None  # no budget
+    assert RunReport().room(1000, 1.0) == 1 and RunReport().room(1000, None, in_flight=1) == 0  # one runs alone
+    assert RunReport(judged=2, cached=2).room(1000, None) == 1  # answered from the cache: still no mean
     assert report.room(1000, None) == 6 and report.room(1000, None, in_flight=2) == 4
     assert report.room(950, None) == 6  # part of a comparison left: one more may start, as one at a time would
     assert report.room(None, 0.5, in_flight=0) == 1 and report.room(1000, 0.5, in_flight=3) == 0

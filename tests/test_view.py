@@ -181,6 +181,15 @@ def test_labels_add_accuracy_and_the_calibration_plots(tmp_path: Path) -> None:
     assert 'id="f-wrong"' not in render_view(verdicts())  # no labels: no "wrong" filter
 
 
+def test_labels_with_nothing_to_score_still_give_the_page(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Every labelled verdict escalated or failed (an uncertified calibrator with --abstain): the verdicts are
+    still shown, without metrics, and the log says why (it was a traceback)."""
+    unscored = [v for v in verdicts() if v.escalated or v.failure is not None]
+    page = render_view(unscored, pairs_file(tmp_path), n_boot=50)
+    assert {r["id"] for r in parse(page).rows} == {"row-0", "row-1"}
+    assert '<table id="metrics">' not in page and "every labelled verdict failed or was escalated" in caplog.text
+
+
 def test_a_labels_file_with_an_unlabelled_pair_names_its_line(tmp_path: Path) -> None:
     with pytest.raises(InputError) as err:
         render_view(verdicts(), pairs_file(tmp_path, labels=False))

@@ -356,7 +356,9 @@ def fit_from_results(labelled: Paths, results: Paths, *, method: str = "auto", n
     if target is None:
         return cal
     th = abstention_threshold(cal.predict(table), labs, target=target, delta=delta)
-    return cal.model_copy(update={"abstain": {
+    # Validated, not copied: the validator stores an undefined bound (none kept) as null, as the saved file
+    # holds it, so the id printed now is the id of the calibrator read back from the file.
+    return Calibrator.model_validate({**dict(cal), "abstain": {
         "threshold": th.threshold if th.certified else None, "target": target, "delta": delta,
         "certified": th.certified, "n_calibration": th.n_calibration, "n_kept": th.n_kept,
         "lower_bound": th.lower_bound}})

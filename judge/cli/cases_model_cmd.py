@@ -4,6 +4,7 @@ answers into release pairs."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -132,9 +133,12 @@ def pairs(
     plan = build_pairs(cases, answers, read_answers(baseline) if baseline else None)
     unknown = sorted(set(answers) - {c.id for c in cases})
     if not plan.pairs:
-        raise InputError(f"no pair to write: none of the {len(cases)} accepted case(s) has an answer in {candidate}"
-                         + (" and the baseline" if baseline else "")
-                         + (f" ({len(unknown)} answer(s) name no accepted case, e.g. {unknown[0]})" if unknown else ""),
+        reasons = Counter(reason for _, reason in plan.skipped)
+        why = "; ".join(f"{n} case(s): {reason}" for reason, n in reasons.most_common())
+        raise InputError(f"no pair to write from {len(cases)} accepted case(s)" + (f" ({why})" if why else "")
+                         + (f"; {len(unknown)} answer(s) name no accepted case, e.g. {unknown[0]}" if unknown else "")
+                         + ("; give --baseline (another model's answers) when the cases have no reference answer"
+                            if not baseline and any("no reference answer" in r for r in reasons) else ""),
                          path=candidate)
     write_text_atomic(out, "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in plan.pairs))
     if as_json:

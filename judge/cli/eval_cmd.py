@@ -250,8 +250,8 @@ def calibrate(
     out: Path = typer.Option(..., "--out", "-o", callback=check_out_file,
                            help="Where to write the calibrator (JSON)."),
     method: str = typer.Option("auto", "--method", callback=check_method,
-                               help="auto (lowest cross-validated log loss), temperature, platt, isotonic, "
-                                    "logistic or none."),
+                               help="auto (the simplest method within one standard error of the lowest "
+                                    "cross-validated log loss), temperature, platt, isotonic, logistic or none."),
     folds: int = FOLDS_OPT,
     seed: int = SEED_OPT,
     target: float = TARGET_OPT,
@@ -273,11 +273,11 @@ def calibrate(
         _nothing_scored(exc)
     write_text_atomic(out, cal.model_dump_json(indent=2))
     if as_json:
-        emit_json(json.loads(cal.model_dump_json()))
+        emit_json({"id": cal.id, **json.loads(cal.model_dump_json())})
         return
     losses = ", ".join(f"{k} {v:.4f}" for k, v in cal.cv_log_loss.items())
     criterion = "worst left-out source's log loss" if cal.selection == "worst left-out source" else \
-        "cross-validated log loss"
+        "the simplest method within one standard error of the lowest cross-validated log loss"
     console.print(f"calibrator {cal.id}: {cal.method} fitted on {cal.n_fitted} verdicts ({criterion}: {losses})",
                   highlight=False, markup=False)
     if cal.method == "logistic":

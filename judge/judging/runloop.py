@@ -144,12 +144,15 @@ class RunReport:
 
     def room(self, max_tokens: int | None, max_cost_usd: float | None, *, in_flight: int = 0) -> int | None:
         """How many more comparisons may start under the token and cost budgets, with ``in_flight`` ones
-        running: each counted at the mean spend of the comparisons this run asked so far (None: no budget, or
-        nothing asked yet to take a mean from). Starting only that many keeps a run with several comparisons
-        in flight from overshooting its budget by one comparison per slot."""
+        running: each counted at the mean spend of the comparisons this run asked so far (None: no token or cost
+        budget). Starting only that many keeps a run with several comparisons
+        in flight from overshooting its budget by one comparison per slot. Under a budget, before anything was
+        asked, one comparison runs alone to give the mean."""
         asked = self.judged - self.cached
-        if not asked:
+        if max_tokens is None and max_cost_usd is None:
             return None
+        if not asked:
+            return max(0, 1 - in_flight)
         limits = []
         used = self.prompt_tokens + self.completion_tokens
         if max_tokens is not None and used > 0:

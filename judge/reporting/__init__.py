@@ -1,5 +1,5 @@
 """Reports of an evaluation: a self-contained HTML page, PNG plots and ``metrics.json`` (see :mod:`.html`)."""
 
-from judge.reporting.html import write_report
+from judge.reporting.html import report_files, write_report
 
-__all__ = ["write_report"]
+__all__ = ["report_files", "write_report"]

@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 from jinja2 import Environment, StrictUndefined
 
 from judge.calibration.evaluate import GROUP_ECE_BINS
+from judge.calibration.workflow import evaluate_results
+from judge.records import read_pairs, read_results
 from judge.reporting.plots import _fmt, confidence_hist_png, reliability_png, risk_coverage_png
 
 if TYPE_CHECKING:
@@ -349,3 +351,18 @@ def write_report(
     index.write_text(page, encoding="utf-8")
     log.info("report written to %s", index)
     return index
+
+
+def report_files(results: str | Path, labels: str | Path, out: str | Path, *, recalibrate: str | None = "auto",
+                 seed: int = 0, n_boot: int = 1000) -> tuple[Evaluation, Path]:
+    """The report of a results file against its labelled pairs, written into the folder ``out`` (``judge
+    report``, `judge.report`): `judge.calibration.workflow.evaluate_results`, then `write_report` with the
+    verdicts and pairs, so the most confident wrong verdicts are shown.
+
+    Returns:
+        The evaluation and the path of ``index.html``.
+    """
+    evaluation = evaluate_results(labels, results, recalibrate=recalibrate, seed=seed, n_boot=n_boot)
+    pairs = {record.pair.id or "": record for record in read_pairs(labels)}
+    index = write_report(evaluation, Path(out), verdicts=read_results(results), pairs=pairs)
+    return evaluation, index

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import math
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from judge.rules.model import Rule
 
 __all__ = ["DEFAULT_LOW_CONFIDENCE", "render_view"]
+
+logger = logging.getLogger(__name__)
 
 #: The page's low-confidence filter starts at this threshold (the reader can change it on the page).
 DEFAULT_LOW_CONFIDENCE = 0.6
@@ -77,7 +80,7 @@ def _rules(rulebook: str | Path | Sequence[Rule] | None) -> dict[str, RuleInfo]:
 
 
 def _evaluation(verdicts: Sequence[Verdict], labelled: Sequence[PairRecord], labels_name: str | None, *,
-                n_boot: int, seed: int) -> EvalReport:
+                n_boot: int, seed: int) -> EvalReport | None:
     from judge.calibration.evaluate import PairLabel, evaluate, join
 
     truths: dict[str, PairLabel] = {}
@@ -91,6 +94,11 @@ def _evaluation(verdicts: Sequence[Verdict], labelled: Sequence[PairRecord], lab
     if not joined.rows:
         raise InputError(f"none of the {len(verdicts)} results is for a pair in the labels",
                          path=labels_name, field="id")
+    if all(row.verdict.failure is not None or row.verdict.escalated for row in joined.rows):
+        # The verdicts are still worth browsing; there is just nothing to measure agreement on.
+        logger.warning("no metrics on the page: every labelled verdict failed or was escalated (%d)",
+                       len(joined.rows))
+        return None
     return evaluate(joined.rows, n_missing=len(joined.missing), n_boot=n_boot, seed=seed)
 
 
