@@ -130,6 +130,23 @@ def test_batch_shift_compares_raw_signals_and_skips_failures() -> None:
     assert batch_shift(calibrator, verdicts[:5], lengths).status == "too_small"
 
 
+def test_eval_tests_escalated_verdicts_for_shift_too(tmp_path: Path) -> None:
+    """`judge eval --calibrator` tests every judged verdict's inputs, as `judge run` does: escalation changes
+    what is done with a verdict, not what it was judged from (it tested only the 5 kept, and said too few)."""
+    from judge.calibration.workflow import evaluate_results
+
+    verdicts = [_calibrated(f"p{i}", 0.8, 0.95).model_copy(update={"escalated": i >= 5}) for i in range(25)]
+    labelled = tmp_path / "labelled.jsonl"
+    labelled.write_text("".join(json.dumps({"id": f"p{i}", "prompt": "q", "response_a": "a" * 100,
+                                            "response_b": "b" * 100, "label": "A"}) + "\n" for i in range(25)))
+    results = tmp_path / "results.jsonl"
+    results.write_text("".join(v.model_dump_json() + "\n" for v in verdicts))
+    near_even = reference_from_table(_table(np.full(100, 0.05)))
+    calibrator = Calibrator(method="none", judge=calibration_key(_config()), n_fitted=100, reference=near_even)
+    ev = evaluate_results(labelled, results, recalibrate=None, calibrator=calibrator, n_boot=20)
+    assert ev.shift is not None and ev.shift.n_batch == 25 and ev.shift.shifted
+
+
 def test_an_older_calibrator_file_loads_without_a_reference(tmp_path: Path) -> None:
     cal = Calibrator(method="temperature", params={"temperature": 2.0}, judge=calibration_key(_config()),
                      n_fitted=100, reference=ReferenceSample(n=3, columns={"raw_confidence": [0.5, 0.6, 0.7]}))

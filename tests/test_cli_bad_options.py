@@ -214,3 +214,15 @@ def test_judge_options_refuse_what_the_method_would_ignore() -> None:
     with pytest.raises(InputError, match="holistic applies to method='checks' only, not with no_rules"):
         JudgeOptions(no_rules=True, holistic="none")
     assert JudgeOptions(no_rules=True).config_fields()["method"] == "pairwise"
+
+
+@pytest.mark.parametrize("value", ["1.5", "-0.1"])
+def test_an_escalation_threshold_outside_0_1_names_the_flag(value: str, files: tuple[Path, Path], tmp_path: Path,
+                                                            sqlite_url: str, monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    pairs, _ = files
+    out = tmp_path / "out.jsonl"
+    code, _, err = run_cli(["run", str(pairs), "-o", str(out), "--escalate-below", value], monkeypatch, capsys,
+                           sqlite_url)
+    _assert_usage(code, err, "--escalate-below", "Input should be")
+    assert not out.exists()

@@ -389,6 +389,15 @@ def test_cli_exit_codes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys:
 
     code, out, _ = run_cli(base, monkeypatch, capsys)
     assert code == 0 and "gate PASSED: 2/2 entries pass" in out
+    assert data["run"]["escalated"] == 0 and "escalated" not in err
+
+    lines = files["candidate"].read_text().splitlines()  # three verdicts a person should review
+    lines[:3] = [Verdict.model_validate_json(line).model_copy(update={"escalated": True}).model_dump_json()
+                 for line in lines[:3]]
+    files["candidate"].write_text("\n".join(lines) + "\n")
+    code, out, err = run_cli([*base, "--json"], monkeypatch, capsys)
+    assert code == 0 and json.loads(out)["run"]["escalated"] == 3
+    assert "3 of 202 candidate verdicts are escalated" in " ".join(err.split())
 
     policy.write_text('min_cases = 100\n[per_entry."spec/b"]\nmin_cases = 101\nmin_win_rate = 0.95\n')
     code, out, _ = run_cli([*base, "--json"], monkeypatch, capsys)

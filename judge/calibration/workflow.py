@@ -261,7 +261,11 @@ def evaluate_results(labelled: Paths, results: Paths, *, recalibrate: str | None
                      unlabelled_results=len(joined.unlabelled))
     scored, table, labs = _scored(joined.rows)
     if calibrator is not None:
-        out.shift, out.applied = _apply(calibrator, table, labs, report)
+        # The shift alarm reads every judged verdict, escalated ones too: escalation changes what is done
+        # with a verdict, not the inputs it was judged from (as `judge run` tests them).
+        judged = [r for r in joined.rows if r.verdict.failure is None]
+        inputs = signals_from_verdicts([r.verdict for r in judged], [(r.truth.len_a, r.truth.len_b) for r in judged])
+        out.shift, out.applied = _apply(calibrator, table, labs, report, inputs)
     if recalibrate is None or recalibrate == "none":
         return out
     sources = [r.truth.source for r in scored]
@@ -291,10 +295,12 @@ def evaluate_results(labelled: Paths, results: Paths, *, recalibrate: str | None
     return out
 
 
-def _apply(cal: Calibrator, table: SignalTable, labs: list[str], report: Any) -> tuple[ShiftReport, EvalReport]:
-    """The shift alarm and the calibrator's report on these labelled rows; its abstention threshold is applied
-    as it would be when judging, and its guarantee marked not applicable on a shifted batch."""
-    shift = shift_test(cal.reference, table)
+def _apply(cal: Calibrator, table: SignalTable, labs: list[str], report: Any,
+           judged: SignalTable) -> tuple[ShiftReport, EvalReport]:
+    """The shift alarm (on ``judged``: every verdict judged, escalated or not) and the calibrator's report on
+    these labelled rows (``table``: the scored ones); its abstention threshold is applied as it would be when
+    judging, and its guarantee marked not applicable on a shifted batch."""
+    shift = shift_test(cal.reference, judged)
     probs = cal.predict(table)
     selective = None
     if cal.abstain:

@@ -68,9 +68,14 @@ def gate(
     if run.unmatched:
         err_console.print(f"warning: {len(run.unmatched)} of {run.results} candidate results belong to no accepted "
                           f"case (ignored), e.g. {run.unmatched[0]!r}", highlight=False, markup=False)
+    if run.escalated:
+        err_console.print(f"note: {run.escalated} of {run.results} candidate verdicts are escalated (below the judge's "
+                          "abstention threshold: a person should review them); the gate counts them by their winner",
+                          highlight=False, markup=False)
     if as_json:
         data = decision_json(decision)
-        data["run"] = {"inputs": run.inputs, "results": run.results, "n_unmatched": len(run.unmatched),
+        data["run"] = {"inputs": run.inputs, "results": run.results, "escalated": run.escalated,
+                       "n_unmatched": len(run.unmatched),
                        "unmatched": run.unmatched[:_SHOWN], "baseline_results": run.baseline_results,
                        "baseline_n_unmatched": len(run.baseline_unmatched)}
         emit_json(data)
@@ -80,7 +85,8 @@ def gate(
         for line in decision_lines(decision):
             console.print(line, highlight=False, markup=False)
         verdict = "[bold green]PASSED[/]" if decision.passed else "[bold red]FAILED[/]"
+        beyond = f"; {len(decision.reasons)} check(s) beyond the entries fail" if decision.reasons else ""
         console.print(f"gate {verdict}: {len(decision.entries) - len(decision.failing)}/{len(decision.entries)} "
-                      "entries pass", highlight=False)  # counts only: the verdict's markup is ours
+                      f"entries pass{beyond}", highlight=False)  # counts only: the verdict's markup is ours
     if not decision.passed:
         raise typer.Exit(code=1)

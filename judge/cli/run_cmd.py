@@ -61,7 +61,7 @@ CALIBRATOR_OPT = typer.Option(None, "--calibrator", rich_help_panel=CALIBRATION_
                               help="Calibrator JSON from `judge calibrate`.")
 ABSTAIN_OPT = typer.Option(False, "--abstain", rich_help_panel=CALIBRATION_PANEL,
                            help="Escalate verdicts below the calibrator's certified threshold.")
-ESCALATE_OPT = typer.Option(None, "--escalate-below", rich_help_panel=CALIBRATION_PANEL,
+ESCALATE_OPT = typer.Option(None, "--escalate-below", min=0.0, max=1.0, rich_help_panel=CALIBRATION_PANEL,
                             help="Escalate verdicts whose confidence is below this.")
 METHOD_OPT = typer.Option("checks", "--method", rich_help_panel=JUDGE_PANEL,
                           help="checks (rules' yes/no checks, by precedence) or pairwise (one A-or-B question "

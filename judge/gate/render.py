@@ -24,7 +24,8 @@ def decision_table(decision: GateDecision, *, all_entries: bool = False) -> Tabl
     """The failing entries (or every entry) with their numbers and the reasons they fail."""
     rows: list[EntryResult] = decision.entries if all_entries else decision.failing
     n_fail, n_all = len(decision.failing), len(decision.entries)
-    title = f"judge gate: {'PASSED' if decision.passed else 'FAILED'} — {n_fail} of {n_all} entries fail"
+    title = (f"judge gate: {'PASSED' if decision.passed else 'FAILED'} — {n_fail} of {n_all} entries fail"
+             + (f"; {len(decision.reasons)} check(s) beyond the entries fail (below)" if decision.reasons else ""))
     table = Table(title=title, title_justify="left")
     table.add_column("entry", overflow="fold")
     table.add_column("cases", justify="right")

@@ -33,6 +33,8 @@ class GateRun:
         decision: The decision.
         inputs: The files read (for the JSON report).
         results: Candidate results read.
+        escalated: Candidate verdicts marked escalated (below the judge's abstention threshold: a person should
+            review them); the gate counts them by their winner, like any verdict.
         unmatched: Candidate pair ids that belong to no counted case (ignored).
         baseline_results, baseline_unmatched: The same for the baseline, when given.
     """
@@ -40,6 +42,7 @@ class GateRun:
     decision: GateDecision
     inputs: dict[str, Any] = field(default_factory=dict)
     results: int = 0
+    escalated: int = 0
     unmatched: list[str] = field(default_factory=list)
     baseline_results: int | None = None
     baseline_unmatched: list[str] = field(default_factory=list)
@@ -94,6 +97,7 @@ def run_gate(policy: GatePolicy | str | Path | None, candidate: str | Path, *, b
     inputs = {"candidate": str(candidate), "baseline": _opt(baseline), "cases": _opt(cases),
               "coverage": _opt(coverage), "pairs": [str(p) for p in pairs], "calibration": _opt(calibration)}
     return GateRun(decision=decision, inputs=inputs, results=cand.results, unmatched=cand.unmatched,
+                   escalated=sum(1 for v in cand_verdicts if v.failure is None and v.escalated),
                    baseline_results=base.results if base is not None else None,
                    baseline_unmatched=base.unmatched if base is not None else [])
 
