@@ -226,3 +226,22 @@ def test_an_escalation_threshold_outside_0_1_names_the_flag(value: str, files: t
                            sqlite_url)
     _assert_usage(code, err, "--escalate-below", "Input should be")
     assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ["eval", "report"])
+def test_results_where_every_pair_failed_exit_1_in_eval_and_report_alike(
+        command: str, files: tuple[Path, Path], tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Failed comparisons are the run's failures (exit 1, as `judge run` gives), not bad input (2)."""
+    from judge.verdicts import Failure
+
+    pairs, _ = files
+    failed = tmp_path / "failed.jsonl"
+    failed.write_text("".join(
+        make(f"p{i}", 0.5).model_copy(update={"failure": Failure(stage="verdict", reason="no answer token"),
+                                              "winner": None, "probabilities": None}).model_dump_json() + "\n"
+        for i in range(40)))
+    argv = {"eval": ["eval", str(pairs), "-r", str(failed)],
+            "report": ["report", str(failed), "--labels", str(pairs), "-o", str(tmp_path / "page")]}[command]
+    code, _, err = run_cli(argv, monkeypatch, capsys, sqlite_url)
+    assert code == 1 and "no labelled pair has a verdict to score (40 failed" in flat(err) and "Traceback" not in err

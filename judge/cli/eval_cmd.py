@@ -104,7 +104,7 @@ def headline_table(reports: list[EvalReport], title: str) -> Table:
     return table
 
 
-def _nothing_scored(exc: NothingScoredError) -> NoReturn:
+def nothing_scored(exc: NothingScoredError) -> NoReturn:
     """Say that no pair could be scored; exit 1 when pairs failed (their failures are in the results), else 2."""
     err_console.print(f"error: {exc}", highlight=False, markup=False)
     exit_for_failures(exc.failed, exc.labelled)
@@ -233,7 +233,7 @@ def eval_(
                               target=target, delta=delta, split_repeats=split_repeats, group_by=group_by,
                               features=features, calibrator=cal)
     except NothingScoredError as exc:
-        _nothing_scored(exc)
+        nothing_scored(exc)
     if metrics_out is not None:
         write_text_atomic(metrics_out, ev.model_dump_json(indent=2))
     if as_json:
@@ -270,7 +270,7 @@ def calibrate(
         cal = fit_from_results(labelled, results, method=method, n_folds=folds, seed=seed, target=target,
                                delta=delta, group_by=group_by, features=parse_signals(signals))
     except NothingScoredError as exc:
-        _nothing_scored(exc)
+        nothing_scored(exc)
     write_text_atomic(out, cal.model_dump_json(indent=2))
     if as_json:
         emit_json({"id": cal.id, **json.loads(cal.model_dump_json())})

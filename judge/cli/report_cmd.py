@@ -7,7 +7,8 @@ from pathlib import Path
 import typer
 
 from judge.cli.common import console, emit_json
-from judge.cli.eval_cmd import BOOTSTRAP_HELP, RECALIBRATE_HELP, check_method, headline_table
+from judge.cli.eval_cmd import BOOTSTRAP_HELP, RECALIBRATE_HELP, check_method, headline_table, nothing_scored
+from judge.errors import NothingScoredError
 
 
 def _check_out_dir(value: Path) -> Path:
@@ -39,7 +40,10 @@ def report(
     """
     from judge.api import report as write_html_report
 
-    ev, index = write_html_report(results, labels, out, recalibrate=recalibrate, seed=seed, n_boot=bootstrap)
+    try:
+        ev, index = write_html_report(results, labels, out, recalibrate=recalibrate, seed=seed, n_boot=bootstrap)
+    except NothingScoredError as exc:
+        nothing_scored(exc)  # exit 1 when pairs failed, as `judge eval` does
     reports = [ev.raw] + ([ev.recalibrated] if ev.recalibrated is not None else [])
     if as_json:
         emit_json({"index": str(index), "metrics": str(Path(index).parent / "metrics.json"),
