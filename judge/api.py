@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from judge.backends.base import close_if_started
 from judge.errors import InputError
 from judge.records import PairRecord, compare_pair_id, pair_id
 from judge.rules.model import Pair, Response, as_response
@@ -69,13 +70,7 @@ def compare(prompt: str, response_a: str | Response, response_b: str | Response,
                                   response_b=as_response(response_b),
                                   id=compare_pair_id(prompt, response_a, response_b)))
     finally:
-        _close(judge.backend, backend)
-
-
-def _close(started: Any, given: object) -> None:
-    """Stop a backend this call started; one the caller passed in stays open (it is theirs)."""
-    if given is None or isinstance(given, str):
-        started.close()
+        close_if_started(judge.backend, backend)
 
 
 def _records(pairs: Iterable[Pair]) -> list[PairRecord]:
@@ -116,7 +111,7 @@ def compare_many(pairs: Iterable[Pair], *, backend: str | Backend | None = None,
                               concurrency=concurrency or default_concurrency(judge.backend),
                               on_result=collected.append))
     finally:
-        _close(judge.backend, backend)
+        close_if_started(judge.backend, backend)
     if out is not None:
         by_id = {v.pair_id: v for v in read_results(out)}
         return [by_id[r.pair.id] for r in records if r.pair.id in by_id]
@@ -155,7 +150,6 @@ def evaluate(labelled: str | Path | Sequence[str | Path], *,
         judge_file(judge, list(read_pairs(labelled)), Path(results),
                    RunOptions(holdout_same_prompt=holdout_same_prompt))
     return evaluate_results(labelled, results, recalibrate=recalibrate, **options)
-
 
 
 def rerun(since: str, *, out: str | Path, backend: str | Backend | None = None, settings: Settings | None = None,

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from judge.backends import registry
-from judge.backends.base import Backend
+from judge.backends.base import Backend, close_if_started
 from judge.backends.deferred import DeferredBackend, endpoint_from_url
 from judge.calibration.recalibrate import Calibrator, load_calibrator
 from judge.caselaw.impact import ImpactReport
@@ -92,9 +92,10 @@ def build_judge(backend: str | Backend | None = None, *, settings: Settings | No
     workspace = workspace or Workspace.open(settings)
     rulebook = workspace.rulebook(with_index=use_rules)
     backend = backend or settings.backend
-    owned = isinstance(backend, str)
-    made = registry.make_backend(backend, data_dir=settings.data_dir, base_url=base_url or settings.base_url) \
-        if isinstance(backend, str) else backend
+    if isinstance(backend, str):
+        made = registry.make_backend(backend, data_dir=settings.data_dir, base_url=base_url or settings.base_url)
+    else:
+        made = backend
     local = is_local(made)
     try:
         if not local:
@@ -110,8 +111,7 @@ def build_judge(backend: str | Backend | None = None, *, settings: Settings | No
                      allow_rulebook_change=allow_rulebook_change,
                      check_cache=workspace.check_answers())
     except BaseException:
-        if owned:
-            made.close()  # a refused configuration must not leave the embedded server running
+        close_if_started(made, backend)  # a refused configuration must not leave the embedded server running
         raise
 
 
@@ -367,6 +367,5 @@ def rerun_since(since: str, *, out: str | Path, backend: str | Backend | None = 
                                 concurrency=concurrency or default_concurrency(judge.backend),
                                 on_result=on_result, on_skip=on_skip))
     finally:
-        if backend is None or isinstance(backend, str):
-            judge.backend.close()
+        close_if_started(judge.backend, backend)
     return Rerun(found, run)

@@ -93,6 +93,13 @@ class Backend(Protocol):
         ...
 
 
+def close_if_started(backend: Backend, given: object) -> None:
+    """Close ``backend`` when the call started it from a name (``given``: a backend string, or None for the
+    configured one); a backend object the caller passed in stays open: it is theirs."""
+    if given is None or isinstance(given, str):
+        backend.close()
+
+
 async def release_connections(backend: object) -> None:
     """Close a backend's pooled connections before the event loop that opened them ends.
 

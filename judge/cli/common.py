@@ -100,7 +100,6 @@ def require_rulebook(settings: Settings, *, allow_empty: bool, use_rules: bool =
     """
     from sqlalchemy.engine import make_url
 
-
     if allow_empty:
         return
     how = "create it with `judge init` or `judge rulebook load rulebook/`" + (

@@ -78,7 +78,6 @@ EXPLAIN_OPT = typer.Option(True, "--explain/--no-explain", rich_help_panel=JUDGE
                            help="With --method pairwise: ask for cited rules and a rationale.")
 
 
-
 def refuse_inapplicable(ctx: typer.Context, *, method: str, no_rules: bool = False) -> None:
     """Refuse a judging option given on the command line that the chosen method would ignore: --method,
     --holistic and --prior-weights with --no-rules (the bare pairwise question), --holistic and --prior-weights

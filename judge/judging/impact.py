@@ -40,7 +40,6 @@ __all__ = ["ImpactEntry", "ImpactReport", "RerunGroup", "RuleDiff", "UnknownImpa
 # ----------------------------------------------------------------------------- re-judging
 
 
-
 @dataclass(frozen=True)
 class RerunGroup:
     """Pairs to re-judge under one configuration, with each pair's exclusions (by record id)."""
